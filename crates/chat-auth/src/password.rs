@@ -1,0 +1,302 @@
+use std::sync::Arc;
+
+use bcrypt::BcryptError;
+use chat_domain::Password;
+
+use crate::AuthError;
+
+/// Hashes and verifies passwords with bcrypt.
+///
+/// bcrypt is slow on purpose (about a quarter of a second at the default
+/// cost), so every call runs on Tokio's blocking pool and the async workers
+/// keep serving other clients meanwhile. Both methods must be called from
+/// within a Tokio runtime.
+///
+/// Cloning is cheap; clones share nothing mutable.
+#[derive(Debug, Clone)]
+pub struct PasswordHasher {
+    cost: u32,
+    /// A well-formed hash of the configured cost that no password matches,
+    /// verified against when the user does not exist.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasher {
+    /// The cost used unless configured otherwise; also the cost the original
+    /// Python backend used.
+    pub const DEFAULT_COST: u32 = 12;
+    /// The lowest cost accepted: anything cheaper makes offline guessing of
+    /// a leaked hash too fast.
+    pub const MIN_COST: u32 = 10;
+    /// The highest cost bcrypt supports.
+    pub const MAX_COST: u32 = 31;
+    /// The most bytes of a password bcrypt reads.
+    const MAX_PASSWORD_BYTES: usize = 72;
+
+    /// A hasher that writes hashes of the given cost (a base-2 logarithm of
+    /// the number of rounds), from [`Self::MIN_COST`] to [`Self::MAX_COST`].
+    pub fn new(cost: u32) -> Result<PasswordHasher, AuthError> {
+        if cost < Self::MIN_COST {
+            return Err(AuthError::CostTooLow {
+                cost,
+                min: Self::MIN_COST,
+            });
+        }
+        if cost > Self::MAX_COST {
+            return Err(AuthError::CostTooHigh {
+                cost,
+                max: Self::MAX_COST,
+            });
+        }
+        Ok(PasswordHasher {
+            cost,
+            dummy_hash: dummy_hash(cost).into(),
+        })
+    }
+
+    /// The cost of the hashes this hasher writes.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// Hashes a password that met the policy, with a fresh random salt.
+    /// The result is a `$2b$` hash of this hasher's cost, ready to store.
+    pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
+        let password = password.clone();
+        let cost = self.cost;
+        blocking(move || bcrypt::hash(password.expose(), cost))
+            .await?
+            .map_err(|error| AuthError::HashingFailed {
+                reason: error.to_string(),
+            })
+    }
+
+    /// Checks a login attempt.
+    ///
+    /// `stored_hash` is the user's stored hash, or `None` when no user has the
+    /// name given. For an unknown user the password is still run through
+    /// bcrypt at the same cost and the answer is `false`, so a login takes as
+    /// long whether or not the name exists and the timing does not tell
+    /// which names are registered.
+    ///
+    /// A password longer than 72 bytes is `false` without hashing: bcrypt
+    /// would silently ignore everything after the 72nd byte, and such a
+    /// password can never have been registered. `$2a$`, `$2b$` and `$2y$`
+    /// hashes of any cost are accepted, including those the original Python
+    /// backend wrote. A stored hash that is not a bcrypt hash is
+    /// [`AuthError::MalformedHash`].
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored_hash: Option<&str>,
+    ) -> Result<bool, AuthError> {
+        if password.len() > Self::MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
+        let password = password.to_owned();
+        let Some(stored_hash) = stored_hash else {
+            let dummy_hash = Arc::clone(&self.dummy_hash);
+            // The outcome is ignored: only the time spent matters here.
+            let _ = blocking(move || bcrypt::verify(password, &dummy_hash)).await?;
+            return Ok(false);
+        };
+        let stored_hash = stored_hash.to_owned();
+        blocking(move || bcrypt::verify(password, &stored_hash))
+            .await?
+            .map_err(|error| match error {
+                BcryptError::InvalidHash(reason) => AuthError::MalformedHash {
+                    reason: reason.to_owned(),
+                },
+                BcryptError::CostNotAllowed(cost) => AuthError::MalformedHash {
+                    reason: format!("its cost {cost} is outside what bcrypt supports"),
+                },
+                other => AuthError::HashingFailed {
+                    reason: other.to_string(),
+                },
+            })
+    }
+}
+
+impl Default for PasswordHasher {
+    /// A hasher of [`PasswordHasher::DEFAULT_COST`].
+    fn default() -> Self {
+        PasswordHasher {
+            cost: Self::DEFAULT_COST,
+            dummy_hash: dummy_hash(Self::DEFAULT_COST).into(),
+        }
+    }
+}
+
+/// A syntactically valid `$2b$` hash of the given cost whose salt and digest
+/// are all zero bits (`.` is the zero digit of bcrypt's base64).
+///
+/// Verifying any password against it costs exactly what verifying against a
+/// real hash of that cost does, since bcrypt's work depends only on the cost,
+/// and no password can be expected to match it (that would take a bcrypt
+/// output of 184 zero bits). Building it from text needs no randomness and no
+/// hashing, so `new` stays cheap and infallible beyond the cost check.
+fn dummy_hash(cost: u32) -> String {
+    format!("$2b${cost:02}${}", ".".repeat(53))
+}
+
+/// Runs CPU-heavy work on the blocking pool.
+async fn blocking<T, F>(work: F) -> Result<T, AuthError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| AuthError::HashingFailed {
+            reason: format!("the blocking task did not finish: {error}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// The cheapest cost accepted keeps the tests fast.
+    fn hasher() -> PasswordHasher {
+        PasswordHasher::new(PasswordHasher::MIN_COST).expect("valid cost")
+    }
+
+    fn password(text: &str) -> Password {
+        Password::parse(text).expect("meets the policy")
+    }
+
+    #[tokio::test]
+    async fn a_hashed_password_verifies() {
+        let hasher = hasher();
+        let hash = hasher
+            .hash(&password("correct horse"))
+            .await
+            .expect("hashes");
+        assert!(hash.starts_with("$2b$10$"), "{hash}");
+        assert_eq!(hasher.verify("correct horse", Some(&hash)).await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_does_not_verify() {
+        let hasher = hasher();
+        let hash = hasher
+            .hash(&password("correct horse"))
+            .await
+            .expect("hashes");
+        assert_eq!(hasher.verify("correct horsf", Some(&hash)).await, Ok(false));
+        assert_eq!(hasher.verify("", Some(&hash)).await, Ok(false));
+    }
+
+    #[tokio::test]
+    async fn the_same_password_hashes_differently_each_time() {
+        let hasher = hasher();
+        let first = hasher.hash(&password("correct horse")).await;
+        let second = hasher.hash(&password("correct horse")).await;
+        assert_ne!(first.expect("hashes"), second.expect("hashes"));
+    }
+
+    #[tokio::test]
+    async fn the_default_cost_is_twelve() {
+        assert_eq!(PasswordHasher::default().cost(), 12);
+        assert_eq!(PasswordHasher::DEFAULT_COST, 12);
+    }
+
+    #[test]
+    fn a_cost_below_ten_is_rejected() {
+        assert_eq!(
+            PasswordHasher::new(9).map(|h| h.cost()),
+            Err(AuthError::CostTooLow { cost: 9, min: 10 })
+        );
+        assert!(PasswordHasher::new(4).is_err());
+        assert!(PasswordHasher::new(10).is_ok());
+    }
+
+    #[test]
+    fn a_cost_above_thirty_one_is_rejected() {
+        assert_eq!(
+            PasswordHasher::new(32).map(|h| h.cost()),
+            Err(AuthError::CostTooHigh { cost: 32, max: 31 })
+        );
+        assert!(PasswordHasher::new(31).is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_never_verifies() {
+        let hasher = hasher();
+        assert_eq!(hasher.verify("correct horse", None).await, Ok(false));
+        assert_eq!(hasher.verify("", None).await, Ok(false));
+    }
+
+    #[test]
+    fn the_dummy_hash_is_a_valid_hash_of_the_same_cost() {
+        for cost in [10, 12, 31] {
+            let hasher = PasswordHasher::new(cost).expect("valid cost");
+            let parts = bcrypt::HashParts::from_str(&hasher.dummy_hash).expect("well-formed");
+            assert_eq!(parts.get_cost(), cost);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_costs_as_much_time_as_a_known_one() {
+        let hasher = hasher();
+        let hash = hasher
+            .hash(&password("correct horse"))
+            .await
+            .expect("hashes");
+        // The fastest of a few runs filters out scheduling noise. Skipping
+        // bcrypt for unknown users would make them a thousand times faster,
+        // so a factor of three leaves room for a busy machine.
+        let mut known = Duration::MAX;
+        let mut unknown = Duration::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let _ = hasher.verify("wrong password", Some(&hash)).await;
+            known = known.min(start.elapsed());
+            let start = Instant::now();
+            let _ = hasher.verify("wrong password", None).await;
+            unknown = unknown.min(start.elapsed());
+        }
+        assert!(unknown * 3 >= known, "unknown {unknown:?}, known {known:?}");
+        assert!(known * 3 >= unknown, "unknown {unknown:?}, known {known:?}");
+    }
+
+    #[tokio::test]
+    async fn a_password_over_72_bytes_never_verifies() {
+        let hasher = hasher();
+        let seventy_two = "a".repeat(72);
+        let hash = hasher.hash(&password(&seventy_two)).await.expect("hashes");
+        assert_eq!(hasher.verify(&seventy_two, Some(&hash)).await, Ok(true));
+        // bcrypt alone would accept this: it reads only the first 72 bytes.
+        let seventy_three = "a".repeat(73);
+        assert_eq!(bcrypt::verify(&seventy_three, &hash).ok(), Some(true));
+        assert_eq!(hasher.verify(&seventy_three, Some(&hash)).await, Ok(false));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_stored_hash_is_an_error() {
+        let hasher = hasher();
+        let wrong_prefix = format!("$9z$10${}", ".".repeat(53));
+        let not_base64 = format!("$2b$10${}", "!".repeat(53));
+        for stored in ["", "not a hash", "$2b$10$short", &wrong_prefix, &not_base64] {
+            let result = hasher.verify("correct horse", Some(stored)).await;
+            assert!(
+                matches!(result, Err(AuthError::MalformedHash { .. })),
+                "{stored:?}: {result:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stored_hash_with_an_impossible_cost_is_an_error() {
+        let hasher = hasher();
+        let stored = format!("$2b$99${}", ".".repeat(53));
+        let result = hasher.verify("correct horse", Some(&stored)).await;
+        assert!(
+            matches!(result, Err(AuthError::MalformedHash { .. })),
+            "{result:?}"
+        );
+    }
+}

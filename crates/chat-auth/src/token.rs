@@ -1,0 +1,460 @@
+use std::fmt;
+use std::time::Duration;
+
+use chat_domain::Username;
+use chrono::{DateTime, TimeDelta, Utc};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::AuthError;
+
+/// The keys that sign and check access tokens: HS256 JWTs whose `sub` is the
+/// username, with `iat` and `exp`.
+///
+/// Only HS256 is accepted on verification, whatever the token's header
+/// claims, so a token cannot pick a weaker or different algorithm (`none`,
+/// or RS256 with the secret posing as a public key). The `Debug` output
+/// shows the lifetime only, never the secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: TimeDelta,
+    validation: Validation,
+}
+
+/// A freshly issued access token. Its `Debug` output shows only the start of
+/// the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The JWT to hand to the client.
+    pub token: String,
+    /// When the token stops being accepted (its `exp`, to the second).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The username, as it was given when the token was issued.
+    pub sub: String,
+    /// When the token was issued, in seconds since the Unix epoch. Tokens
+    /// minted by the original Python backend carry no `iat`.
+    pub iat: Option<i64>,
+    /// When the token expires, in seconds since the Unix epoch.
+    pub exp: i64,
+}
+
+/// The claims as they are encoded in the token.
+#[derive(Serialize, Deserialize)]
+struct WireClaims {
+    sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    exp: i64,
+}
+
+impl TokenKeys {
+    /// The fewest bytes a signing secret may have: HS256 keys shorter than
+    /// its 32-byte output are easier to guess than the hash is to break.
+    pub const MIN_SECRET_BYTES: usize = 32;
+    /// How many seconds past `exp` a token is still accepted, to absorb
+    /// clock differences between servers.
+    pub const LEEWAY_SECS: u64 = 5;
+    /// How many seconds in the future an `iat` may lie before the token is
+    /// refused: a token issued "later" than now was not issued by us.
+    pub const MAX_IAT_SKEW_SECS: i64 = 60;
+
+    /// Keys for `secret` (at least [`Self::MIN_SECRET_BYTES`] bytes), issuing
+    /// tokens valid for `ttl` (at least one second).
+    ///
+    /// Configure the original backend's `SECRET_KEY` here and the tokens it
+    /// issued stay valid until they expire.
+    pub fn new(secret: &SecretString, ttl: Duration) -> Result<TokenKeys, AuthError> {
+        let secret = secret.expose_secret().as_bytes();
+        if secret.len() < Self::MIN_SECRET_BYTES {
+            return Err(AuthError::WeakSecret {
+                min_bytes: Self::MIN_SECRET_BYTES,
+            });
+        }
+        if ttl.as_secs() == 0 {
+            return Err(AuthError::InvalidTtl {
+                reason: "must be at least one second".to_owned(),
+            });
+        }
+        let ttl = TimeDelta::from_std(ttl).map_err(|_| AuthError::InvalidTtl {
+            reason: format!("of {} seconds is too large", ttl.as_secs()),
+        })?;
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = Self::LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+
+        Ok(TokenKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            ttl,
+            validation,
+        })
+    }
+
+    /// How long issued tokens are valid.
+    pub fn ttl(&self) -> Duration {
+        // A `TimeDelta` built from a positive `Duration` converts back.
+        self.ttl.to_std().unwrap_or_default()
+    }
+
+    /// Issues a token for `username`, valid from now for the configured TTL.
+    pub fn issue(&self, username: &Username) -> Result<IssuedToken, AuthError> {
+        let now = Utc::now();
+        let expires_at = now
+            .checked_add_signed(self.ttl)
+            .and_then(|exp| DateTime::from_timestamp(exp.timestamp(), 0))
+            .ok_or_else(|| AuthError::SigningFailed {
+                reason: "the expiry time is out of range".to_owned(),
+            })?;
+        let claims = WireClaims {
+            sub: username.as_str().to_owned(),
+            iat: Some(now.timestamp()),
+            exp: expires_at.timestamp(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|error| AuthError::SigningFailed {
+            reason: error.to_string(),
+        })?;
+        Ok(IssuedToken { token, expires_at })
+    }
+
+    /// Checks a token and returns its claims.
+    ///
+    /// The token must be an HS256 JWT signed with this secret, carry `sub`
+    /// and `exp`, and not have expired (up to [`Self::LEEWAY_SECS`] of grace).
+    /// `iat` is optional, since the original backend did not set it, but when
+    /// present it must not lie more than [`Self::MAX_IAT_SKEW_SECS`] in the
+    /// future. A well-signed token past its `exp` is
+    /// [`AuthError::ExpiredToken`]; anything else wrong is
+    /// [`AuthError::InvalidToken`].
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let data = jsonwebtoken::decode::<WireClaims>(token, &self.decoding, &self.validation)
+            .map_err(|error| match error.kind() {
+                ErrorKind::ExpiredSignature => AuthError::ExpiredToken,
+                _ => AuthError::InvalidToken,
+            })?;
+        let WireClaims { sub, iat, exp } = data.claims;
+        if let Some(iat) = iat
+            && iat
+                > Utc::now()
+                    .timestamp()
+                    .saturating_add(Self::MAX_IAT_SKEW_SECS)
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Claims { sub, iat, exp })
+    }
+}
+
+impl fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("algorithm", &Algorithm::HS256)
+            .field("ttl_secs", &self.ttl.num_seconds())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &redact(&self.token))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl Claims {
+    /// When the token expires, or `None` if `exp` is beyond what a date can
+    /// hold.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(self.exp, 0)
+    }
+}
+
+/// Shortens a token for logs: its first six characters and an ellipsis.
+///
+/// Six characters of a JWT are part of its standard header, enough to tell a
+/// JWT from garbage and never enough to replay it.
+pub fn redact(token: &str) -> String {
+    let mut shown: String = token.chars().take(6).collect();
+    shown.push('…');
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(&SecretString::from(SECRET), Duration::from_secs(1_800)).expect("valid")
+    }
+
+    fn alice() -> Username {
+        Username::parse("Alice").expect("valid username")
+    }
+
+    fn now() -> i64 {
+        Utc::now().timestamp()
+    }
+
+    /// Signs arbitrary claims with arbitrary settings, as an attacker or
+    /// another implementation would.
+    fn sign(algorithm: Algorithm, secret: &str, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(algorithm),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("signs")
+    }
+
+    fn b64(value: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    #[test]
+    fn an_issued_token_verifies_with_its_claims() {
+        let keys = keys();
+        let before = now();
+        let issued = keys.issue(&alice()).expect("issues");
+        let claims = keys.verify(&issued.token).expect("verifies");
+        assert_eq!(claims.sub, "Alice");
+        let iat = claims.iat.expect("iat is set");
+        assert!((before..=now()).contains(&iat), "{iat}");
+        assert_eq!(claims.exp, iat + 1_800);
+        assert_eq!(claims.expires_at(), Some(issued.expires_at));
+    }
+
+    #[test]
+    fn an_issued_token_is_hs256() {
+        let issued = keys().issue(&alice()).expect("issues");
+        let header = jsonwebtoken::decode_header(&issued.token).expect("a JWT");
+        assert_eq!(header.alg, Algorithm::HS256);
+    }
+
+    #[test]
+    fn an_expired_token_is_rejected_as_expired() {
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "iat": now() - 3_600, "exp": now() - 60}),
+        );
+        assert_eq!(keys().verify(&token), Err(AuthError::ExpiredToken));
+    }
+
+    #[test]
+    fn a_token_just_past_its_expiry_is_still_accepted_within_the_leeway() {
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "exp": now() - 1}),
+        );
+        assert!(keys().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn an_expired_token_with_a_bad_signature_is_invalid_not_expired() {
+        let token = sign(
+            Algorithm::HS256,
+            "another-secret-of-at-least-32-bytes!!",
+            &json!({"sub": "alice", "exp": now() - 3_600}),
+        );
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_with_a_tampered_signature_is_rejected() {
+        let keys = keys();
+        let token = keys.issue(&alice()).expect("issues").token;
+        let (unsigned, signature) = token.rsplit_once('.').expect("three parts");
+        let mut signature: Vec<char> = signature.chars().collect();
+        signature[10] = if signature[10] == 'A' { 'B' } else { 'A' };
+        let tampered = format!("{unsigned}.{}", signature.into_iter().collect::<String>());
+        assert_ne!(tampered, token);
+        assert_eq!(keys.verify(&tampered), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_with_a_tampered_payload_is_rejected() {
+        let keys = keys();
+        let token = keys.issue(&alice()).expect("issues").token;
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = b64(&json!({"sub": "admin", "exp": now() + 3_600}));
+        let tampered = format!("{}.{forged}.{}", parts[0], parts[2]);
+        assert_eq!(keys.verify(&tampered), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_rejected() {
+        let header = b64(&json!({"alg": "none", "typ": "JWT"}));
+        let payload = b64(&json!({"sub": "alice", "exp": now() + 3_600}));
+        let token = format!("{header}.{payload}.");
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_signed_with_hs384_or_hs512_and_the_same_secret_is_rejected() {
+        let claims = json!({"sub": "alice", "exp": now() + 3_600});
+        for algorithm in [Algorithm::HS384, Algorithm::HS512] {
+            let token = sign(algorithm, SECRET, &claims);
+            assert_eq!(
+                keys().verify(&token),
+                Err(AuthError::InvalidToken),
+                "{algorithm:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_claiming_rs256_is_rejected() {
+        // The HS256 signature under an RS256 header: the classic confusion
+        // where a verifier treats the HMAC secret as a public key.
+        let claims = json!({"sub": "alice", "exp": now() + 3_600});
+        let genuine = sign(Algorithm::HS256, SECRET, &claims);
+        let (_, rest) = genuine.split_once('.').expect("three parts");
+        let header = b64(&json!({"alg": "RS256", "typ": "JWT"}));
+        let token = format!("{header}.{rest}");
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_rejected() {
+        let token = sign(
+            Algorithm::HS256,
+            "another-secret-of-at-least-32-bytes!!",
+            &json!({"sub": "alice", "exp": now() + 3_600}),
+        );
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_with_only_sub_and_exp_is_accepted() {
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "exp": now() + 3_600}),
+        );
+        let claims = keys().verify(&token).expect("verifies");
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.iat, None);
+    }
+
+    #[test]
+    fn a_token_without_exp_is_rejected() {
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "iat": now()}),
+        );
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_without_sub_is_rejected() {
+        let token = sign(Algorithm::HS256, SECRET, &json!({"exp": now() + 3_600}));
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_rejected() {
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "iat": now() + 600, "exp": now() + 3_600}),
+        );
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_issued_a_few_seconds_ahead_is_accepted() {
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "iat": now() + 10, "exp": now() + 3_600}),
+        );
+        assert!(keys().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn text_that_is_not_a_jwt_is_rejected() {
+        for junk in ["", "abc", "a.b.c", "...", "ééé.ééé.ééé"] {
+            assert_eq!(
+                keys().verify(junk),
+                Err(AuthError::InvalidToken),
+                "{junk:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_shorter_than_32_bytes_is_rejected() {
+        let short = SecretString::from("x".repeat(31));
+        assert_eq!(
+            TokenKeys::new(&short, Duration::from_secs(60)).map(|_| ()),
+            Err(AuthError::WeakSecret { min_bytes: 32 })
+        );
+        let enough = SecretString::from("x".repeat(32));
+        assert!(TokenKeys::new(&enough, Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn a_ttl_under_one_second_is_rejected() {
+        let secret = SecretString::from(SECRET);
+        let result = TokenKeys::new(&secret, Duration::from_millis(500));
+        assert!(matches!(result, Err(AuthError::InvalidTtl { .. })));
+    }
+
+    #[test]
+    fn the_ttl_sets_the_expiry() {
+        let secret = SecretString::from(SECRET);
+        let keys = TokenKeys::new(&secret, Duration::from_secs(60)).expect("valid");
+        assert_eq!(keys.ttl(), Duration::from_secs(60));
+        let issued = keys.issue(&alice()).expect("issues");
+        let left = issued.expires_at - Utc::now();
+        assert!(
+            left <= TimeDelta::seconds(60) && left > TimeDelta::seconds(55),
+            "{left}"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret_or_the_token() {
+        let keys = keys();
+        let debug = format!("{keys:?}");
+        assert!(!debug.contains("a-test-secret"), "{debug}");
+        // DecodingKey's own Debug prints the secret's bytes; ours must not.
+        assert!(!debug.contains("97, 45, 116"), "{debug}");
+
+        let issued = keys.issue(&alice()).expect("issues");
+        let debug = format!("{issued:?}");
+        let signature = issued.token.rsplit('.').next().expect("three parts");
+        assert!(!debug.contains(signature), "{debug}");
+        assert!(!debug.contains(&issued.token), "{debug}");
+    }
+
+    #[test]
+    fn redact_keeps_only_a_short_prefix() {
+        let token = keys().issue(&alice()).expect("issues").token;
+        assert_eq!(redact(&token), format!("{}…", &token[..6]));
+        assert_eq!(redact("abc"), "abc…");
+        assert_eq!(redact("ééééééééé"), "éééééé…");
+    }
+}

@@ -1,0 +1,630 @@
+//! JSON bodies of the REST API, request and response alike.
+//!
+//! The seed's endpoints (`/`, `/api/auth/*`, `/api/chat/messages`) keep the
+//! shapes the original FastAPI backend produced; the rooms, health and
+//! readiness bodies are new. Every error response carries an [`ErrorBody`].
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use chat_domain::RoomKind;
+
+/// How many messages a history or page request returns when it names no
+/// `limit`.
+pub const DEFAULT_LIMIT: i64 = 50;
+
+/// The most messages one history or page request returns, whatever `limit`
+/// it names.
+pub const MAX_LIMIT: i64 = 200;
+
+/// The limit a request gets: [`DEFAULT_LIMIT`] when none is given, otherwise
+/// the given value brought into `1..=MAX_LIMIT`.
+pub fn effective_limit(requested: Option<i64>) -> i64 {
+    requested.map_or(DEFAULT_LIMIT, |limit| limit.clamp(1, MAX_LIMIT))
+}
+
+/// The body of `POST /api/auth/register` and `POST /api/auth/login`.
+///
+/// The fields are plain strings: whether they make a valid username and
+/// password is the server's decision. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Credentials {
+    /// The name to register or log in as.
+    pub username: String,
+    /// The password, in clear text (the connection is expected to be TLS).
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+/// A user: the `201` answer to a registration and the answer to
+/// `GET /api/users/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserBody {
+    /// The user's primary key.
+    pub id: i64,
+    /// The name as the user registered it.
+    pub username: String,
+    /// When the user registered.
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to a successful login. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenBody {
+    /// The JWT to send as `Authorization: Bearer <token>` or `?token=`.
+    pub access_token: String,
+    /// Always `"bearer"`.
+    pub token_type: String,
+}
+
+impl TokenBody {
+    /// A bearer token, the only kind the server issues.
+    pub fn bearer(access_token: impl Into<String>) -> TokenBody {
+        TokenBody {
+            access_token: access_token.into(),
+            token_type: "bearer".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for TokenBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenBody")
+            .field("access_token", &format_args!("<redacted>"))
+            .field("token_type", &self.token_type)
+            .finish()
+    }
+}
+
+/// One message of the seed's `GET /api/chat/messages` list (the `general`
+/// room), content decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryItem {
+    /// The message's global primary key.
+    pub id: i64,
+    /// The sender's primary key.
+    pub user_id: i64,
+    /// The sender's name.
+    pub username: String,
+    /// The message text.
+    pub content: String,
+    /// When the message was stored.
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The body of every error response, as FastAPI writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// What went wrong, in words meant for the user.
+    pub detail: String,
+}
+
+impl ErrorBody {
+    /// An error body with the given text.
+    pub fn new(detail: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The answer to `GET /`: the service's name, version and main endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RootInfo {
+    /// The service's name.
+    pub message: String,
+    /// The service's version.
+    pub version: String,
+    /// Where the main endpoints are.
+    pub endpoints: Endpoints,
+}
+
+impl RootInfo {
+    /// The root document with the seed's endpoint paths.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> RootInfo {
+        RootInfo {
+            message: name.into(),
+            version: version.into(),
+            endpoints: Endpoints::default(),
+        }
+    }
+}
+
+/// The paths listed by `GET /`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Endpoints {
+    /// Registration.
+    pub register: String,
+    /// Login.
+    pub login: String,
+    /// The seed's message history.
+    pub messages: String,
+    /// The WebSocket.
+    pub websocket: String,
+}
+
+impl Default for Endpoints {
+    /// The seed's paths.
+    fn default() -> Endpoints {
+        Endpoints {
+            register: "/api/auth/register".to_owned(),
+            login: "/api/auth/login".to_owned(),
+            messages: "/api/chat/messages".to_owned(),
+            websocket: "/ws/chat".to_owned(),
+        }
+    }
+}
+
+/// The query of the seed's `GET /api/chat/messages?token=&limit=`.
+///
+/// `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct HistoryQuery {
+    /// The JWT, for clients that cannot set an `Authorization` header. The
+    /// header wins when both are present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// How many of the newest messages to return: 50 unless given, at most
+    /// 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+impl HistoryQuery {
+    /// The limit to apply, see [`effective_limit`].
+    pub fn limit(&self) -> i64 {
+        effective_limit(self.limit)
+    }
+}
+
+impl fmt::Debug for HistoryQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = self.token.as_ref().map(|_| format_args!("<redacted>"));
+        f.debug_struct("HistoryQuery")
+            .field("token", &token)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+/// The query of `GET /api/rooms/{name}/messages?before=&after=&limit=`, a
+/// cursor on the room's sequence numbers.
+///
+/// `before=N` asks for the newest `limit` messages with `seq < N`, `after=N`
+/// for the oldest `limit` messages with `seq > N`, neither for the newest
+/// page. Pages are always in ascending `seq` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct PageQuery {
+    /// Only messages with a smaller `seq`, newest first taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// Only messages with a greater `seq`, oldest first taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    /// Page size: 50 unless given, at most 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+impl PageQuery {
+    /// The limit to apply, see [`effective_limit`].
+    pub fn limit(&self) -> i64 {
+        effective_limit(self.limit)
+    }
+}
+
+/// A room's kind on the wire: `"public"` or `"direct"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKindBody {
+    /// Anyone may join.
+    Public,
+    /// A conversation between two users.
+    Direct,
+}
+
+impl From<RoomKind> for RoomKindBody {
+    fn from(kind: RoomKind) -> RoomKindBody {
+        match kind {
+            RoomKind::Public => RoomKindBody::Public,
+            RoomKind::Direct => RoomKindBody::Direct,
+        }
+    }
+}
+
+impl From<RoomKindBody> for RoomKind {
+    fn from(kind: RoomKindBody) -> RoomKind {
+        match kind {
+            RoomKindBody::Public => RoomKind::Public,
+            RoomKindBody::Direct => RoomKind::Direct,
+        }
+    }
+}
+
+/// A room as one user sees it: an item of `GET /api/rooms` and the answer
+/// to creating a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoomBody {
+    /// The room's name (lower case; `dm:<a>:<b>` for a direct conversation).
+    pub name: String,
+    /// Public room or direct conversation.
+    pub kind: RoomKindBody,
+    /// The `seq` of the room's newest message, 0 when it has none.
+    pub last_seq: i64,
+    /// The newest `seq` this user has read; 0 when they are not a member.
+    pub last_read_seq: i64,
+    /// How many messages this user has not read yet.
+    pub unread: i64,
+    /// Whether this user is a member of the room.
+    pub member: bool,
+}
+
+/// The body of `POST /api/rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateRoomRequest {
+    /// The public room's name; the server validates and lower-cases it.
+    pub name: String,
+}
+
+/// A stored message of a room, as the REST pages return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoomMessage {
+    /// The message's global primary key.
+    pub id: i64,
+    /// The room it was sent to.
+    pub room: String,
+    /// Its position in the room: 1, 2, 3... without gaps.
+    pub seq: i64,
+    /// The sender's primary key.
+    pub user_id: i64,
+    /// The sender's name.
+    pub username: String,
+    /// The text, or `null` when the stored row could not be decrypted with
+    /// any configured key.
+    pub content: Option<String>,
+    /// The id the sender's client gave the message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// When the message was stored.
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of a room's messages, in ascending `seq` order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessagePage {
+    /// The room the page belongs to.
+    pub room: String,
+    /// The messages, oldest first.
+    pub messages: Vec<RoomMessage>,
+    /// Whether more messages exist beyond this page in the direction of
+    /// travel: older ones for `before` or no cursor, newer ones for `after`.
+    pub has_more: bool,
+}
+
+/// The answer to the liveness probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthBody {
+    /// `"ok"` while the process answers at all.
+    pub status: String,
+}
+
+impl HealthBody {
+    /// The process is alive.
+    pub fn ok() -> HealthBody {
+        HealthBody {
+            status: "ok".to_owned(),
+        }
+    }
+}
+
+/// The answer to the readiness probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadyBody {
+    /// `"ok"` when the server can take traffic, `"unavailable"` otherwise.
+    pub status: String,
+    /// `"ok"` when the database answered, `"unavailable"` otherwise.
+    pub database: String,
+}
+
+impl ReadyBody {
+    /// Ready: the database answered.
+    pub fn ok() -> ReadyBody {
+        ReadyBody {
+            status: "ok".to_owned(),
+            database: "ok".to_owned(),
+        }
+    }
+
+    /// Not ready: the database did not answer.
+    pub fn database_unavailable() -> ReadyBody {
+        ReadyBody {
+            status: "unavailable".to_owned(),
+            database: "unavailable".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
+            .single()
+            .expect("a valid date")
+            + Duration::microseconds(123_456)
+    }
+
+    /// Asserts that `value` serializes to exactly `json` and reads back
+    /// equal.
+    fn assert_golden<T>(value: &T, json: &str)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        assert_eq!(serde_json::to_string(value).expect("serializes"), json);
+        let back: T = serde_json::from_str(json).expect(json);
+        assert_eq!(&back, value);
+    }
+
+    fn room_message(content: Option<&str>, client_id: Option<&str>) -> RoomMessage {
+        RoomMessage {
+            id: 8,
+            room: "lobby".to_owned(),
+            seq: 2,
+            user_id: 1,
+            username: "alice".to_owned(),
+            content: content.map(str::to_owned),
+            client_id: client_id.map(str::to_owned),
+            created_at: at(),
+        }
+    }
+
+    #[test]
+    fn credentials_have_the_seed_shape() {
+        let credentials = Credentials {
+            username: "john".to_owned(),
+            password: "secret123".to_owned(),
+        };
+        assert_golden(
+            &credentials,
+            r#"{"username":"john","password":"secret123"}"#,
+        );
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let credentials = Credentials {
+            username: "john".to_owned(),
+            password: "hunter2-secret".to_owned(),
+        };
+        let debug = format!("{credentials:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("john"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn a_user_body_has_the_seed_register_shape() {
+        let user = UserBody {
+            id: 1,
+            username: "john".to_owned(),
+            created_at: at(),
+        };
+        assert_golden(
+            &user,
+            r#"{"id":1,"username":"john","created_at":"2024-01-01T12:00:00.123456+00:00"}"#,
+        );
+    }
+
+    #[test]
+    fn a_token_body_is_a_bearer_token_in_the_seed_shape() {
+        let token = TokenBody::bearer("eyJ.payload.sig");
+        assert_eq!(token.token_type, "bearer");
+        assert_golden(
+            &token,
+            r#"{"access_token":"eyJ.payload.sig","token_type":"bearer"}"#,
+        );
+    }
+
+    #[test]
+    fn token_body_debug_hides_the_token() {
+        let debug = format!("{:?}", TokenBody::bearer("eyJ.payload.sig"));
+        assert!(!debug.contains("eyJ"), "{debug}");
+        assert!(debug.contains("bearer"), "{debug}");
+    }
+
+    #[test]
+    fn a_history_item_has_the_seed_shape() {
+        let item = HistoryItem {
+            id: 3,
+            user_id: 1,
+            username: "john".to_owned(),
+            content: "Hello, world!".to_owned(),
+            created_at: at(),
+        };
+        assert_golden(
+            &item,
+            r#"{"id":3,"user_id":1,"username":"john","content":"Hello, world!","created_at":"2024-01-01T12:00:00.123456+00:00"}"#,
+        );
+    }
+
+    #[test]
+    fn an_error_body_is_a_fastapi_detail() {
+        assert_golden(
+            &ErrorBody::new("Incorrect username or password"),
+            r#"{"detail":"Incorrect username or password"}"#,
+        );
+    }
+
+    #[test]
+    fn the_root_document_lists_the_seed_paths() {
+        assert_golden(
+            &RootInfo::new("Chat Server", "0.1.0"),
+            r#"{"message":"Chat Server","version":"0.1.0","endpoints":{"register":"/api/auth/register","login":"/api/auth/login","messages":"/api/chat/messages","websocket":"/ws/chat"}}"#,
+        );
+    }
+
+    #[test]
+    fn room_kinds_are_lower_case_words_and_convert_both_ways() {
+        assert_golden(&RoomKindBody::Public, r#""public""#);
+        assert_golden(&RoomKindBody::Direct, r#""direct""#);
+        for kind in [RoomKind::Public, RoomKind::Direct] {
+            let body = RoomKindBody::from(kind);
+            assert_eq!(
+                serde_json::to_string(&body).expect("serializes"),
+                format!("\"{}\"", kind.as_str())
+            );
+            assert_eq!(RoomKind::from(body), kind);
+        }
+    }
+
+    #[test]
+    fn a_room_body_has_the_documented_shape() {
+        let room = RoomBody {
+            name: "lobby".to_owned(),
+            kind: RoomKindBody::Public,
+            last_seq: 42,
+            last_read_seq: 40,
+            unread: 2,
+            member: true,
+        };
+        assert_golden(
+            &room,
+            r#"{"name":"lobby","kind":"public","last_seq":42,"last_read_seq":40,"unread":2,"member":true}"#,
+        );
+    }
+
+    #[test]
+    fn a_create_room_request_is_just_a_name() {
+        assert_golden(
+            &CreateRoomRequest {
+                name: "lobby".to_owned(),
+            },
+            r#"{"name":"lobby"}"#,
+        );
+    }
+
+    #[test]
+    fn a_room_message_leaves_out_a_missing_client_id() {
+        assert_golden(
+            &room_message(Some("hi"), None),
+            r#"{"id":8,"room":"lobby","seq":2,"user_id":1,"username":"alice","content":"hi","created_at":"2024-01-01T12:00:00.123456+00:00"}"#,
+        );
+        assert_golden(
+            &room_message(Some("hi"), Some("c-1")),
+            r#"{"id":8,"room":"lobby","seq":2,"user_id":1,"username":"alice","content":"hi","client_id":"c-1","created_at":"2024-01-01T12:00:00.123456+00:00"}"#,
+        );
+    }
+
+    #[test]
+    fn an_undecryptable_room_message_has_null_content() {
+        assert_golden(
+            &room_message(None, None),
+            r#"{"id":8,"room":"lobby","seq":2,"user_id":1,"username":"alice","content":null,"created_at":"2024-01-01T12:00:00.123456+00:00"}"#,
+        );
+    }
+
+    #[test]
+    fn a_message_page_has_the_documented_shape() {
+        let page = MessagePage {
+            room: "lobby".to_owned(),
+            messages: vec![room_message(Some("hi"), Some("c-1"))],
+            has_more: true,
+        };
+        assert_golden(
+            &page,
+            r#"{"room":"lobby","messages":[{"id":8,"room":"lobby","seq":2,"user_id":1,"username":"alice","content":"hi","client_id":"c-1","created_at":"2024-01-01T12:00:00.123456+00:00"}],"has_more":true}"#,
+        );
+    }
+
+    #[test]
+    fn health_and_readiness_bodies_have_the_documented_shape() {
+        assert_golden(&HealthBody::ok(), r#"{"status":"ok"}"#);
+        assert_golden(&ReadyBody::ok(), r#"{"status":"ok","database":"ok"}"#);
+        assert_golden(
+            &ReadyBody::database_unavailable(),
+            r#"{"status":"unavailable","database":"unavailable"}"#,
+        );
+    }
+
+    #[test]
+    fn query_parameters_are_all_optional() {
+        let empty: PageQuery = serde_json::from_str("{}").expect("parses");
+        assert_eq!(empty, PageQuery::default());
+        let page: PageQuery =
+            serde_json::from_str(r#"{"before":10,"limit":20,"other":1}"#).expect("parses");
+        assert_eq!(
+            page,
+            PageQuery {
+                before: Some(10),
+                after: None,
+                limit: Some(20)
+            }
+        );
+        let history: HistoryQuery =
+            serde_json::from_str(r#"{"token":"eyJ","limit":5}"#).expect("parses");
+        assert_eq!(history.token.as_deref(), Some("eyJ"));
+        assert_eq!(history.limit(), 5);
+    }
+
+    #[test]
+    fn limits_default_to_50_and_are_capped_at_200() {
+        assert_eq!(PageQuery::default().limit(), 50);
+        assert_eq!(HistoryQuery::default().limit(), 50);
+        let limit = |value| effective_limit(Some(value));
+        assert_eq!(limit(1), 1);
+        assert_eq!(limit(200), 200);
+        assert_eq!(limit(201), 200);
+        assert_eq!(limit(i64::MAX), 200);
+        assert_eq!(limit(0), 1);
+        assert_eq!(limit(-5), 1);
+    }
+
+    #[test]
+    fn history_query_debug_hides_the_token() {
+        let query = HistoryQuery {
+            token: Some("eyJ.secret.sig".to_owned()),
+            limit: None,
+        };
+        let debug = format!("{query:?}");
+        assert!(!debug.contains("eyJ"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+}

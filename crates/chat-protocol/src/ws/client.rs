@@ -1,0 +1,366 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::ws::ErrorCode;
+
+/// A frame from client to server.
+///
+/// Fields the server does not know are ignored, so a newer client can talk
+/// to an older server. A room that is absent means `general`, the room every
+/// seed client talks in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Send a message. The seed's clients send only `content`.
+    Message {
+        /// The text, sent as typed.
+        content: String,
+        /// The room to send to; `general` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// An id the client picked, so a resend after a lost ack is
+        /// recognised and not stored twice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Become a member of a room and receive its messages.
+    Join {
+        /// The room to join.
+        room: String,
+    },
+    /// Stop being a member of a room.
+    Leave {
+        /// The room to leave.
+        room: String,
+    },
+    /// Catch up on a room after a reconnect: the server replays every
+    /// message after `last_seq`, then continues live.
+    Resume {
+        /// The room to catch up on.
+        room: String,
+        /// The newest `seq` the client has seen in that room; 0 for none.
+        last_seq: i64,
+    },
+    /// The user is typing.
+    Typing {
+        /// The room they are typing in; `general` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// Ask who is online.
+    Who {
+        /// The room to ask about; `general` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// Ask for a `pong`.
+    Ping,
+}
+
+impl ClientFrame {
+    /// The `type` of every client frame.
+    pub const TYPES: [&'static str; 7] = [
+        "message", "join", "leave", "resume", "typing", "who", "ping",
+    ];
+
+    /// Parses one text frame, saying precisely what is wrong with a bad one.
+    pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        let value: Value = serde_json::from_str(text).map_err(|_| FrameError::NotJson)?;
+        let Value::Object(object) = &value else {
+            return Err(FrameError::NotJson);
+        };
+        let kind = match object.get("type") {
+            Some(Value::String(kind)) => kind,
+            Some(other) => return Err(FrameError::unknown_type(&other.to_string())),
+            None => return Err(FrameError::UnknownType(String::new())),
+        };
+        let Some(kind) = Self::TYPES.into_iter().find(|known| known == kind) else {
+            return Err(FrameError::unknown_type(kind));
+        };
+        serde_json::from_value(value).map_err(|error| FrameError::Invalid {
+            kind,
+            reason: error.to_string(),
+        })
+    }
+
+    /// This frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Message { .. } => "message",
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Who { .. } => "who",
+            ClientFrame::Ping => "ping",
+        }
+    }
+}
+
+/// Why a text frame is not a valid [`ClientFrame`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// The text is not JSON, or not a JSON object.
+    #[error("frame is not a JSON object")]
+    NotJson,
+    /// The `type` is missing (empty string), not a string (its JSON text),
+    /// or not a known type (its first 64 characters).
+    #[error("{}", describe_unknown_type(.0))]
+    UnknownType(String),
+    /// A known type with missing or ill-typed fields.
+    #[error("invalid {kind} frame: {reason}")]
+    Invalid {
+        /// The frame's `type`.
+        kind: &'static str,
+        /// What is wrong, e.g. "missing field `content`".
+        reason: String,
+    },
+}
+
+impl FrameError {
+    /// The longest part of an unknown `type` echoed back: the text comes
+    /// from the client and may be arbitrarily long.
+    const MAX_ECHOED_CHARS: usize = 64;
+
+    fn unknown_type(kind: &str) -> FrameError {
+        FrameError::UnknownType(kind.chars().take(Self::MAX_ECHOED_CHARS).collect())
+    }
+
+    /// The code of the `error` frame that answers this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::NotJson => ErrorCode::InvalidJson,
+            FrameError::UnknownType(_) => ErrorCode::UnknownType,
+            FrameError::Invalid { .. } => ErrorCode::InvalidFrame,
+        }
+    }
+}
+
+fn describe_unknown_type(kind: &str) -> String {
+    if kind.is_empty() {
+        "frame has no \"type\"".to_owned()
+    } else {
+        format!("unknown frame type {kind:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<ClientFrame> {
+        vec![
+            ClientFrame::Message {
+                content: "hello".to_owned(),
+                room: Some("lobby".to_owned()),
+                client_id: Some("c-1".to_owned()),
+            },
+            ClientFrame::Message {
+                content: "hi".to_owned(),
+                room: None,
+                client_id: None,
+            },
+            ClientFrame::Join {
+                room: "lobby".to_owned(),
+            },
+            ClientFrame::Leave {
+                room: "lobby".to_owned(),
+            },
+            ClientFrame::Resume {
+                room: "lobby".to_owned(),
+                last_seq: 41,
+            },
+            ClientFrame::Typing {
+                room: Some("lobby".to_owned()),
+            },
+            ClientFrame::Typing { room: None },
+            ClientFrame::Who { room: None },
+            ClientFrame::Who {
+                room: Some("lobby".to_owned()),
+            },
+            ClientFrame::Ping,
+        ]
+    }
+
+    fn to_json(frame: &ClientFrame) -> String {
+        serde_json::to_string(frame).expect("client frames serialize")
+    }
+
+    #[test]
+    fn every_client_frame_round_trips_through_parse() {
+        for frame in samples() {
+            assert_eq!(
+                ClientFrame::parse(&to_json(&frame)),
+                Ok(frame.clone()),
+                "{frame:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_frame_kind_is_a_known_type_and_its_json_tag() {
+        for frame in samples() {
+            assert!(ClientFrame::TYPES.contains(&frame.kind()), "{frame:?}");
+            let value: Value = serde_json::from_str(&to_json(&frame)).expect("valid JSON");
+            assert_eq!(value["type"], frame.kind());
+        }
+        let kinds: Vec<&str> = samples().iter().map(ClientFrame::kind).collect();
+        for known in ClientFrame::TYPES {
+            assert!(kinds.contains(&known), "no sample of {known}");
+        }
+    }
+
+    #[test]
+    fn client_frames_serialize_to_the_documented_json() {
+        let golden = [
+            (
+                &samples()[0],
+                r#"{"type":"message","content":"hello","room":"lobby","client_id":"c-1"}"#,
+            ),
+            (&samples()[1], r#"{"type":"message","content":"hi"}"#),
+            (&samples()[2], r#"{"type":"join","room":"lobby"}"#),
+            (&samples()[3], r#"{"type":"leave","room":"lobby"}"#),
+            (
+                &samples()[4],
+                r#"{"type":"resume","room":"lobby","last_seq":41}"#,
+            ),
+            (&samples()[5], r#"{"type":"typing","room":"lobby"}"#),
+            (&samples()[7], r#"{"type":"who"}"#),
+            (&samples()[9], r#"{"type":"ping"}"#),
+        ];
+        for (frame, json) in golden {
+            assert_eq!(to_json(frame), json);
+        }
+    }
+
+    #[test]
+    fn the_seed_message_frame_parses_with_no_room_and_no_client_id() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type": "message", "content": "Hello, world!"}"#),
+            Ok(ClientFrame::Message {
+                content: "Hello, world!".to_owned(),
+                room: None,
+                client_id: None,
+            })
+        );
+    }
+
+    #[test]
+    fn a_bare_ping_parses() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping)
+        );
+    }
+
+    #[test]
+    fn unknown_extra_fields_are_ignored() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"message","content":"hi","mood":"happy","n":[1]}"#),
+            Ok(ClientFrame::Message {
+                content: "hi".to_owned(),
+                room: None,
+                client_id: None,
+            })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ping","sent_at":12}"#),
+            Ok(ClientFrame::Ping)
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"join","room":"lobby","extra":null}"#),
+            Ok(ClientFrame::Join {
+                room: "lobby".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_a_json_object_is_not_json() {
+        for text in [
+            "not json",
+            "[1,2]",
+            "\"message\"",
+            "42",
+            "null",
+            "",
+            "{\"type\":",
+        ] {
+            let error = ClientFrame::parse(text).expect_err(text);
+            assert_eq!(error, FrameError::NotJson, "{text:?}");
+            assert_eq!(error.code(), ErrorCode::InvalidJson);
+        }
+    }
+
+    #[test]
+    fn an_unknown_type_is_reported_by_name() {
+        let error = ClientFrame::parse(r#"{"type":"shout","content":"HI"}"#).expect_err("unknown");
+        assert_eq!(error, FrameError::UnknownType("shout".to_owned()));
+        assert_eq!(error.code(), ErrorCode::UnknownType);
+        assert_eq!(error.to_string(), r#"unknown frame type "shout""#);
+    }
+
+    #[test]
+    fn a_missing_or_non_string_type_is_an_unknown_type() {
+        let missing = ClientFrame::parse(r#"{"content":"hi"}"#).expect_err("no type");
+        assert_eq!(missing, FrameError::UnknownType(String::new()));
+        assert_eq!(missing.to_string(), r#"frame has no "type""#);
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":7}"#),
+            Err(FrameError::UnknownType("7".to_owned()))
+        );
+        // Type names are case-sensitive.
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"Message","content":"hi"}"#),
+            Err(FrameError::UnknownType("Message".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_long_unknown_type_is_echoed_only_in_part() {
+        let text = format!(r#"{{"type":"{}"}}"#, "x".repeat(10_000));
+        assert_eq!(
+            ClientFrame::parse(&text),
+            Err(FrameError::UnknownType("x".repeat(64)))
+        );
+    }
+
+    #[test]
+    fn a_message_without_content_is_an_invalid_message_frame() {
+        let error = ClientFrame::parse(r#"{"type":"message"}"#).expect_err("no content");
+        assert_eq!(
+            error,
+            FrameError::Invalid {
+                kind: "message",
+                reason: "missing field `content`".to_owned(),
+            }
+        );
+        assert_eq!(error.code(), ErrorCode::InvalidFrame);
+        assert_eq!(
+            error.to_string(),
+            "invalid message frame: missing field `content`"
+        );
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_make_an_invalid_frame() {
+        for (text, kind) in [
+            (r#"{"type":"message","content":5}"#, "message"),
+            (r#"{"type":"message","content":null}"#, "message"),
+            (
+                r#"{"type":"resume","room":"lobby","last_seq":"7"}"#,
+                "resume",
+            ),
+            (r#"{"type":"resume","room":"lobby"}"#, "resume"),
+            (r#"{"type":"join"}"#, "join"),
+            (r#"{"type":"typing","room":3}"#, "typing"),
+        ] {
+            match ClientFrame::parse(text) {
+                Err(FrameError::Invalid { kind: got, .. }) => assert_eq!(got, kind, "{text}"),
+                other => panic!("{text}: expected an invalid frame, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::rest::RoomKindBody;
+use crate::ws::ErrorCode;
+
+/// A frame from server to client.
+///
+/// Optional fields are left out when empty, so the seed's frames keep their
+/// exact original shape. Field order is part of the contract: serde writes
+/// fields in declaration order, after `"type"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// A notice for people, e.g. `Connected as alice`. The seed's clients
+    /// print these.
+    System {
+        /// The notice.
+        message: String,
+        /// The room it concerns; absent for the seed's notices.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// A stored message, sent to every member of its room, the sender
+    /// included. The first four keys are the seed's.
+    Message {
+        /// The sender's name.
+        username: String,
+        /// The text.
+        content: String,
+        /// When it was stored.
+        #[serde(with = "crate::timestamp")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+        timestamp: DateTime<Utc>,
+        /// The message's global primary key.
+        id: i64,
+        /// The room it was sent to.
+        room: String,
+        /// Its position in the room.
+        seq: i64,
+        /// The id the sender's client gave it, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Sent to the sender only, once the message is committed.
+    Ack {
+        /// The sender's `client_id`, if it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// The stored message's global primary key.
+        id: i64,
+        /// The room it was stored in.
+        room: String,
+        /// Its position in the room.
+        seq: i64,
+        /// When it was stored.
+        #[serde(with = "crate::timestamp")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+        timestamp: DateTime<Utc>,
+        /// Whether this `client_id` had already been stored: the ack then
+        /// carries the original message's `id`, `seq` and `timestamp`.
+        duplicate: bool,
+    },
+    /// A frame was refused; nothing it asked for happened.
+    Error {
+        /// A stable code to match on.
+        code: ErrorCode,
+        /// What went wrong, for people.
+        message: String,
+        /// The refused message's `client_id`, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// The room the refused frame named, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// A user came online or went offline in a room.
+    Presence {
+        /// The room.
+        room: String,
+        /// The user.
+        username: String,
+        /// `true` when they came online, `false` when they left.
+        online: bool,
+    },
+    /// Who is online in a room, the answer to a `who` frame.
+    Who {
+        /// The room.
+        room: String,
+        /// The names of the users online, each once.
+        online: Vec<String>,
+    },
+    /// A user is typing in a room.
+    Typing {
+        /// The room.
+        room: String,
+        /// The user.
+        username: String,
+    },
+    /// The connection now receives a room's messages: the answer to `join`,
+    /// and the end of a `resume` replay.
+    Joined {
+        /// The room.
+        room: String,
+        /// Public room or direct conversation.
+        kind: RoomKindBody,
+        /// The `seq` of the room's newest message when the frame was sent.
+        last_seq: i64,
+    },
+    /// The connection no longer receives a room's messages.
+    Left {
+        /// The room.
+        room: String,
+    },
+    /// The answer to `ping`.
+    Pong,
+}
+
+/// What [`ServerFrame::to_json`] sends if serialization ever failed: a valid
+/// `internal` error frame.
+const INTERNAL_ERROR_JSON: &str =
+    r#"{"type":"error","code":"internal","message":"internal error"}"#;
+
+impl ServerFrame {
+    /// A system notice that concerns no particular room.
+    pub fn system(message: impl Into<String>) -> ServerFrame {
+        ServerFrame::System {
+            message: message.into(),
+            room: None,
+        }
+    }
+
+    /// The seed's greeting: `Connected as <username>`.
+    pub fn connected_as(username: &str) -> ServerFrame {
+        ServerFrame::system(format!("Connected as {username}"))
+    }
+
+    /// The seed's notice to everyone else: `<username> joined the chat`.
+    pub fn joined_the_chat(username: &str) -> ServerFrame {
+        ServerFrame::system(format!("{username} joined the chat"))
+    }
+
+    /// The seed's notice on disconnect: `<username> left the chat`.
+    pub fn left_the_chat(username: &str) -> ServerFrame {
+        ServerFrame::system(format!("{username} left the chat"))
+    }
+
+    /// An error frame that concerns no particular message or room.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            client_id: None,
+            room: None,
+        }
+    }
+
+    /// The frame as the text of a WebSocket message.
+    ///
+    /// Serializing a frame cannot fail: every field is a string, an integer,
+    /// a boolean, a list of strings or a timestamp written with a fixed,
+    /// valid pattern, and there are no maps with non-string keys, which are
+    /// the only ways `serde_json::to_string` errs. Should that ever change,
+    /// the client gets an `internal` error frame rather than the server
+    /// panicking.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| INTERNAL_ERROR_JSON.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use serde_json::Value;
+
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0)
+            .single()
+            .expect("a valid date")
+            + Duration::microseconds(123_456)
+    }
+
+    /// One of each frame, with every optional field both set and unset,
+    /// beside the exact JSON it must produce.
+    fn golden() -> Vec<(ServerFrame, &'static str)> {
+        vec![
+            (
+                ServerFrame::connected_as("alice"),
+                r#"{"type":"system","message":"Connected as alice"}"#,
+            ),
+            (
+                ServerFrame::System {
+                    message: "topic changed".to_owned(),
+                    room: Some("lobby".to_owned()),
+                },
+                r#"{"type":"system","message":"topic changed","room":"lobby"}"#,
+            ),
+            (
+                ServerFrame::Message {
+                    username: "alice".to_owned(),
+                    content: "Hello, world!".to_owned(),
+                    timestamp: at(),
+                    id: 7,
+                    room: "general".to_owned(),
+                    seq: 3,
+                    client_id: None,
+                },
+                r#"{"type":"message","username":"alice","content":"Hello, world!","timestamp":"2024-01-01T12:00:00.123456+00:00","id":7,"room":"general","seq":3}"#,
+            ),
+            (
+                ServerFrame::Message {
+                    username: "alice".to_owned(),
+                    content: "hi".to_owned(),
+                    timestamp: at(),
+                    id: 8,
+                    room: "lobby".to_owned(),
+                    seq: 1,
+                    client_id: Some("c-1".to_owned()),
+                },
+                r#"{"type":"message","username":"alice","content":"hi","timestamp":"2024-01-01T12:00:00.123456+00:00","id":8,"room":"lobby","seq":1,"client_id":"c-1"}"#,
+            ),
+            (
+                ServerFrame::Ack {
+                    client_id: Some("c-1".to_owned()),
+                    id: 8,
+                    room: "lobby".to_owned(),
+                    seq: 1,
+                    timestamp: at(),
+                    duplicate: false,
+                },
+                r#"{"type":"ack","client_id":"c-1","id":8,"room":"lobby","seq":1,"timestamp":"2024-01-01T12:00:00.123456+00:00","duplicate":false}"#,
+            ),
+            (
+                ServerFrame::Ack {
+                    client_id: None,
+                    id: 9,
+                    room: "general".to_owned(),
+                    seq: 4,
+                    timestamp: at(),
+                    duplicate: true,
+                },
+                r#"{"type":"ack","id":9,"room":"general","seq":4,"timestamp":"2024-01-01T12:00:00.123456+00:00","duplicate":true}"#,
+            ),
+            (
+                ServerFrame::error(ErrorCode::InvalidJson, "frame is not a JSON object"),
+                r#"{"type":"error","code":"invalid_json","message":"frame is not a JSON object"}"#,
+            ),
+            (
+                ServerFrame::Error {
+                    code: ErrorCode::Unavailable,
+                    message: "storage unavailable, message not stored".to_owned(),
+                    client_id: Some("c-2".to_owned()),
+                    room: Some("lobby".to_owned()),
+                },
+                r#"{"type":"error","code":"unavailable","message":"storage unavailable, message not stored","client_id":"c-2","room":"lobby"}"#,
+            ),
+            (
+                ServerFrame::Presence {
+                    room: "general".to_owned(),
+                    username: "bob".to_owned(),
+                    online: true,
+                },
+                r#"{"type":"presence","room":"general","username":"bob","online":true}"#,
+            ),
+            (
+                ServerFrame::Who {
+                    room: "general".to_owned(),
+                    online: vec!["alice".to_owned(), "bob".to_owned()],
+                },
+                r#"{"type":"who","room":"general","online":["alice","bob"]}"#,
+            ),
+            (
+                ServerFrame::Typing {
+                    room: "general".to_owned(),
+                    username: "bob".to_owned(),
+                },
+                r#"{"type":"typing","room":"general","username":"bob"}"#,
+            ),
+            (
+                ServerFrame::Joined {
+                    room: "dm:alice:bob".to_owned(),
+                    kind: RoomKindBody::Direct,
+                    last_seq: 12,
+                },
+                r#"{"type":"joined","room":"dm:alice:bob","kind":"direct","last_seq":12}"#,
+            ),
+            (
+                ServerFrame::Left {
+                    room: "lobby".to_owned(),
+                },
+                r#"{"type":"left","room":"lobby"}"#,
+            ),
+            (ServerFrame::Pong, r#"{"type":"pong"}"#),
+        ]
+    }
+
+    #[test]
+    fn every_server_frame_serializes_to_its_golden_json() {
+        for (frame, json) in golden() {
+            assert_eq!(frame.to_json(), json);
+        }
+    }
+
+    #[test]
+    fn every_server_frame_round_trips() {
+        for (frame, json) in golden() {
+            let back: ServerFrame = serde_json::from_str(json).expect(json);
+            assert_eq!(back, frame);
+        }
+    }
+
+    #[test]
+    fn seed_system_frames_serialize_byte_for_byte() {
+        assert_eq!(
+            ServerFrame::connected_as("alice").to_json(),
+            r#"{"type":"system","message":"Connected as alice"}"#
+        );
+        assert_eq!(
+            ServerFrame::joined_the_chat("bob").to_json(),
+            r#"{"type":"system","message":"bob joined the chat"}"#
+        );
+        assert_eq!(
+            ServerFrame::left_the_chat("bob").to_json(),
+            r#"{"type":"system","message":"bob left the chat"}"#
+        );
+    }
+
+    #[test]
+    fn the_message_frame_starts_with_the_seed_keys_in_order() {
+        let (frame, _) = golden().swap_remove(3);
+        let json = frame.to_json();
+        let positions: Vec<usize> = ["\"type\"", "\"username\"", "\"content\"", "\"timestamp\""]
+            .iter()
+            .map(|key| json.find(key).expect(key))
+            .collect();
+        assert!(positions.is_sorted(), "{json}");
+        assert!(
+            json.starts_with(r#"{"type":"message","username":"#),
+            "{json}"
+        );
+        let after_timestamp = &json[positions[3]..];
+        assert!(
+            after_timestamp.starts_with(r#""timestamp":"2024-01-01T12:00:00.123456+00:00","id":"#)
+        );
+    }
+
+    #[test]
+    fn a_seed_client_reads_the_message_frame_fields_it_knows() {
+        let (frame, _) = golden().swap_remove(2);
+        let value: Value = serde_json::from_str(&frame.to_json()).expect("valid JSON");
+        assert_eq!(value["type"], "message");
+        assert_eq!(value["username"], "alice");
+        assert_eq!(value["content"], "Hello, world!");
+        assert_eq!(value["timestamp"], "2024-01-01T12:00:00.123456+00:00");
+    }
+
+    #[test]
+    fn a_server_frame_with_a_naive_timestamp_is_read_as_utc() {
+        let json = r#"{"type":"message","username":"john","content":"Hello, world!","timestamp":"2024-01-01T12:00:00","id":1,"room":"general","seq":1}"#;
+        let frame: ServerFrame = serde_json::from_str(json).expect("parses");
+        let ServerFrame::Message { timestamp, .. } = frame else {
+            panic!("expected a message frame, got {frame:?}");
+        };
+        assert_eq!(timestamp, at() - Duration::microseconds(123_456));
+    }
+
+    #[test]
+    fn the_serialization_fallback_is_a_valid_internal_error_frame() {
+        let frame: ServerFrame = serde_json::from_str(INTERNAL_ERROR_JSON).expect("parses");
+        assert_eq!(
+            frame,
+            ServerFrame::error(ErrorCode::Internal, "internal error")
+        );
+    }
+}

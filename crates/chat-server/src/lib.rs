@@ -1,0 +1,106 @@
+//! The chat server binary's start-up: settings, secrets, logging,
+//! migrations, then [`chat_transport::Application`].
+//!
+//! It holds no chat logic; everything it does is wiring, so it stays thin
+//! and every part it wires is tested where it lives.
+
+pub mod secrets;
+pub mod settings;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chat_auth::{PasswordHasher, TokenKeys};
+use chat_storage::{Store, StoreConfig};
+use chat_transport::{Application, Services};
+
+pub use settings::{Cli, Command, Environment, Settings};
+
+/// The database URL in force: the setting, or a SQLite file in the data
+/// directory.
+pub fn database_url(settings: &Settings) -> String {
+    match &settings.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", settings.data_dir.join("chat.db").display()),
+    }
+}
+
+/// Opens the database and applies pending migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let keys = secrets::key_ring(settings)?;
+    let store = Store::connect(StoreConfig {
+        url: database_url(settings),
+        pool_size: settings.db_pool_size,
+        keys,
+    })
+    .await
+    .context("could not open the database")?;
+    let applied = store
+        .run_pending_migrations()
+        .await
+        .context("could not apply migrations")?;
+    for name in applied {
+        tracing::info!(migration = %name, "applied migration");
+    }
+    Ok(store)
+}
+
+/// Builds the server from settings: database, keys, hasher, listener.
+pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+    let store = open_store(settings).await?;
+    let hasher = PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;
+    let ttl = Duration::from_secs(u64::from(settings.token_ttl_minutes.max(1)) * 60);
+    let tokens = TokenKeys::new(&secrets::jwt_secret(settings)?, ttl).context("SECRET_KEY is not valid")?;
+    let services = Services {
+        store,
+        hasher,
+        tokens,
+    };
+    Application::build(settings.transport(), services)
+        .await
+        .context("could not start the server")
+}
+
+/// Prints a fresh Fernet key and JWT secret in `.env` form.
+pub fn print_new_keys() {
+    println!("ENCRYPTION_KEY={}", chat_crypto::FernetKey::generate().to_base64());
+    println!("SECRET_KEY={}", secrets::generate_jwt_secret());
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "could not listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Never let a secret reach a log line: the database URL without its
+/// password.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,158 @@
+//! Settings from flags, the environment and `.env`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_transport::TransportConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+/// The chat server.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print a fresh Fernet key and JWT secret, for `.env`.
+    GenKey,
+}
+
+/// How strict start-up is about secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Missing secrets are generated once and kept in the data directory.
+    Development,
+    /// Missing secrets are a start-up error.
+    Production,
+}
+
+/// Every setting, each with a flag and an environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "CHAT_BIND", default_value = "127.0.0.1:8000", global = true)]
+    pub bind: String,
+
+    /// Database URL: postgres://user:pass@host/db or sqlite://path.
+    /// Absent: a SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Where the embedded database and generated secrets live.
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// `development` or `production`; production refuses to start without
+    /// SECRET_KEY and ENCRYPTION_KEY.
+    #[arg(long = "env", env = "CHAT_ENV", value_enum, default_value = "development", global = true)]
+    pub environment: Environment,
+
+    /// JWT signing secret, at least 32 bytes.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true, global = true)]
+    pub secret_key: Option<SecretString>,
+
+    /// Fernet key that encrypts new messages (from `chat-server gen-key`),
+    /// or `passphrase:<text>` for a database written by the original Python
+    /// backend.
+    #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true, global = true)]
+    pub encryption_key: Option<SecretString>,
+
+    /// Older Fernet keys, comma-separated, still accepted for decryption.
+    #[arg(long, env = "ENCRYPTION_KEYS_PREVIOUS", hide_env_values = true, global = true)]
+    pub encryption_keys_previous: Option<SecretString>,
+
+    /// Browser origins allowed to call the API, comma-separated.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_origins: Vec<String>,
+
+    /// Access token lifetime, in minutes.
+    #[arg(long, env = "CHAT_TOKEN_TTL_MINUTES", default_value_t = 30, global = true)]
+    pub token_ttl_minutes: u32,
+
+    /// bcrypt cost (10 to 31).
+    #[arg(long, env = "CHAT_BCRYPT_COST", default_value_t = 12, global = true)]
+    pub bcrypt_cost: u32,
+
+    /// Longest message, in characters.
+    #[arg(long, env = "CHAT_MAX_MESSAGE_CHARS", default_value_t = 4000, global = true)]
+    pub max_message_chars: usize,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "CHAT_DB_POOL_SIZE", default_value_t = 16, global = true)]
+    pub db_pool_size: usize,
+
+    /// HTTP worker threads; defaults to the number of cores.
+    #[arg(long, env = "CHAT_WORKERS", global = true)]
+    pub workers: Option<usize>,
+
+    /// Largest WebSocket frame a client may send, in bytes (larger: close 1009).
+    #[arg(long, env = "CHAT_WS_MAX_FRAME_BYTES", default_value_t = 65_536, global = true)]
+    pub ws_max_frame_bytes: usize,
+
+    /// Frames queued for a slow client before it is disconnected.
+    #[arg(long, env = "CHAT_WS_QUEUE", default_value_t = 1024, global = true)]
+    pub ws_queue: usize,
+
+    /// Seconds between pings to a quiet socket.
+    #[arg(long, env = "CHAT_WS_HEARTBEAT_SECS", default_value_t = 15, global = true)]
+    pub ws_heartbeat_secs: u64,
+
+    /// Seconds of silence after which a socket is closed.
+    #[arg(long, env = "CHAT_WS_IDLE_TIMEOUT_SECS", default_value_t = 45, global = true)]
+    pub ws_idle_timeout_secs: u64,
+
+    /// Most messages stored in one transaction.
+    #[arg(long, env = "CHAT_WRITER_MAX_BATCH", default_value_t = 512, global = true)]
+    pub writer_max_batch: usize,
+
+    /// Seconds shutdown waits for sockets and in-flight writes.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10, global = true)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log filter, e.g. `info` or `chat_transport=debug,info`.
+    #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+impl Settings {
+    /// The settings with every default, as if no flag or variable were set.
+    pub fn defaults() -> Settings {
+        Cli::parse_from(["chat-server"]).settings
+    }
+
+    /// The transport's part of the settings.
+    pub fn transport(&self) -> TransportConfig {
+        let defaults = TransportConfig::default();
+        TransportConfig {
+            bind: self.bind.clone(),
+            workers: self.workers.unwrap_or(defaults.workers),
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            max_message_chars: self.max_message_chars,
+            max_frame_bytes: self.ws_max_frame_bytes,
+            outbound_queue: self.ws_queue,
+            heartbeat_interval: Duration::from_secs(self.ws_heartbeat_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.ws_idle_timeout_secs.max(1)),
+            writer_max_batch: self.writer_max_batch,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            ..defaults
+        }
+    }
+}

@@ -1,0 +1,118 @@
+use std::fmt;
+use std::path::PathBuf;
+
+use chat_crypto::KeyRing;
+
+use crate::StorageError;
+
+/// What [`crate::Store::connect`] needs.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// `postgres://…`, `postgresql://…`, `sqlite://path` or `sqlite:path`.
+    /// May contain a password, so it is never logged or printed.
+    pub url: String,
+    /// The most connections the pool keeps open.
+    pub pool_size: usize,
+    /// Encrypts new message bodies and decrypts stored ones.
+    pub keys: KeyRing,
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match Target::parse(&self.url) {
+            Ok(target) => target.backend_name(),
+            Err(_) => "invalid",
+        };
+        f.debug_struct("StoreConfig")
+            .field("url", &format_args!("<{backend} URL redacted>"))
+            .field("pool_size", &self.pool_size)
+            .field("keys", &format_args!("<key ring>"))
+            .finish()
+    }
+}
+
+/// Where the data lives, parsed from the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The URL as given, for tokio-postgres.
+    Postgres(String),
+    /// The path of the database file.
+    Sqlite(PathBuf),
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Target, StorageError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Target::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                StorageError::InvalidUrl(
+                    "expected postgres://, postgresql://, sqlite://PATH or sqlite:PATH".to_owned(),
+                )
+            })?;
+        if path.is_empty() {
+            return Err(StorageError::InvalidUrl(
+                "a sqlite URL needs a file path".to_owned(),
+            ));
+        }
+        // Every pooled connection would get a database of its own.
+        if path == ":memory:" || path.contains("mode=memory") {
+            return Err(StorageError::InvalidUrl(
+                "in-memory SQLite databases are not supported; give a file path".to_owned(),
+            ));
+        }
+        Ok(Target::Sqlite(PathBuf::from(path)))
+    }
+
+    pub(crate) fn backend_name(&self) -> &'static str {
+        match self {
+            Target::Postgres(_) => "postgres",
+            Target::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_urls_are_kept_as_they_are() {
+        for url in ["postgres://u:p@h/db", "postgresql://h:5432/db?sslmode=disable"] {
+            match Target::parse(url) {
+                Ok(Target::Postgres(kept)) => assert_eq!(kept, url),
+                _ => panic!("{url} should be a PostgreSQL URL"),
+            }
+        }
+    }
+
+    #[test]
+    fn sqlite_urls_name_a_file() {
+        let cases = [
+            ("sqlite:///var/lib/chat.db", "/var/lib/chat.db"),
+            ("sqlite://data/chat.db", "data/chat.db"),
+            ("sqlite:chat.db", "chat.db"),
+        ];
+        for (url, path) in cases {
+            match Target::parse(url) {
+                Ok(Target::Sqlite(parsed)) => assert_eq!(parsed, PathBuf::from(path)),
+                _ => panic!("{url} should be a SQLite URL"),
+            }
+        }
+    }
+
+    #[test]
+    fn other_urls_are_rejected_without_repeating_them() {
+        for url in ["mysql://root:hunter2@h/db", "sqlite://", "sqlite::memory:", ""] {
+            match Target::parse(url) {
+                Err(StorageError::InvalidUrl(message)) => {
+                    assert!(!message.contains("hunter2"), "{message}");
+                }
+                _ => panic!("{url:?} should be rejected"),
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The chat server's storage: users, rooms, memberships and messages, on
+//! PostgreSQL or SQLite, behind one async [`Store`].
+//!
+//! The backend is chosen at run time from the database URL (`postgres://…`
+//! or `sqlite://path`), and every query is written once, in diesel's DSL,
+//! for both. Migrations for each backend are embedded in the binary. The API
+//! speaks in the types of `chat_domain` and plain structs; no diesel type
+//! leaves the crate, so other Rust services can embed it as a library.
+//!
+//! Message bodies are encrypted with the [`chat_crypto::KeyRing`] before they
+//! reach the database and decrypted on the way out: the database only ever
+//! holds Fernet tokens and the id of the key that made each one.
+//!
+//! # The ordering guarantee
+//!
+//! Every message gets a `seq` within its room: 1, 2, 3... with no gaps, in
+//! commit order. [`Store::append_messages`] locks the room's counter row for
+//! the length of its transaction, so this holds with any number of
+//! concurrent writers, in one process or many. A client that has seen seq
+//! `n` has seen everything before it, and resumes with `Cursor::After(n)`.
+//!
+//! # What this crate must not know
+//!
+//! HTTP, WebSockets, serde wire types and configuration formats. Storage rows
+//! convert to wire types in `chat-protocol` and above, never here.
+
+#[macro_use]
+mod store;
+
+mod config;
+mod error;
+mod insert_messages;
+mod messages;
+mod model;
+mod rooms;
+mod rows;
+mod schema;
+mod users;
+
+pub use config::StoreConfig;
+pub use error::{BoxError, StorageError};
+pub use messages::MAX_PAGE;
+pub use model::{Appended, Cursor, Membership, Message, NewMessage, Page, Room, User};
+pub use store::{DEFAULT_TIMEOUT, Store};

@@ -1,0 +1,409 @@
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+
+use chat_crypto::{KeyId, Sealed};
+use chat_domain::{MessageId, RoomId, UserId};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::QueryResult;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::insert_messages::InsertMessages;
+use crate::model::{Appended, Cursor, Message, NewMessage, Page};
+use crate::rows::{MESSAGE_COLUMNS, MessageRow, NewMessageRow, client_id, now, seq, username, utc};
+use crate::schema::{messages, rooms, users};
+use crate::store::SqliteConn;
+use crate::{StorageError, Store};
+
+/// The most messages one history call returns, whatever the caller asks.
+pub const MAX_PAGE: i64 = 1_000;
+
+/// Rows per INSERT statement. A batch is one statement unless it is larger
+/// than this; 2,000 rows of 7 values stay well under the bind-parameter
+/// limits of PostgreSQL (65,535) and SQLite (32,766).
+const ROWS_PER_INSERT: usize = 2_000;
+
+/// How often a batch is retried after losing a race on a client id (see
+/// [`Store::append_messages`]).
+const CLIENT_ID_RACE_RETRIES: usize = 3;
+
+/// Reads a room's message counter and holds it until the transaction ends.
+///
+/// The one place where the backends need different SQL: PostgreSQL locks
+/// the row (`SELECT ... FOR UPDATE`), so a concurrent writer to the same
+/// room waits for this transaction to commit and then reads the new value.
+/// SQLite has no row locks; its write transactions begin with `BEGIN
+/// IMMEDIATE` (see `write_transaction!`), which already holds the whole
+/// database's write lock.
+pub(crate) trait LockRoomCounter {
+    /// The room's `last_seq`, or `None` when the room does not exist.
+    fn lock_room_counter(&mut self, room: i64) -> impl Future<Output = QueryResult<Option<i64>>> + Send;
+}
+
+impl LockRoomCounter for AsyncPgConnection {
+    async fn lock_room_counter(&mut self, room: i64) -> QueryResult<Option<i64>> {
+        rooms::table
+            .find(room)
+            .select(rooms::last_seq)
+            .for_update()
+            .first(self)
+            .await
+            .optional()
+    }
+}
+
+impl LockRoomCounter for SqliteConn {
+    async fn lock_room_counter(&mut self, room: i64) -> QueryResult<Option<i64>> {
+        rooms::table
+            .find(room)
+            .select(rooms::last_seq)
+            .first(self)
+            .await
+            .optional()
+    }
+}
+
+/// What became of one input of a batch.
+enum Outcome {
+    /// Stored now, at this seq of its room.
+    Inserted { seq: i64 },
+    /// The same (user, client id) was already stored: this is that row.
+    Existing(StoredRow),
+    /// Repeats the (user, client id) of an earlier input of the same batch.
+    SameAs(usize),
+}
+
+/// A stored message as the duplicate check reads it (no join: the author is
+/// the input's own user).
+#[derive(Queryable)]
+struct StoredRow {
+    id: i64,
+    room_id: i64,
+    seq: i64,
+    user_id: i64,
+    body: String,
+    key_id: String,
+    client_id: Option<String>,
+    created_at: NaiveDateTime,
+    edited_at: Option<NaiveDateTime>,
+    deleted_at: Option<NaiveDateTime>,
+}
+
+/// What the write transaction hands back.
+struct Written {
+    outcomes: Vec<Outcome>,
+    /// The id of each new message, by (room, seq).
+    ids: HashMap<(i64, i64), i64>,
+    created_at: NaiveDateTime,
+}
+
+impl Store {
+    /// Stores a batch of messages, possibly for several rooms, in one
+    /// transaction, and returns one result per input, in input order.
+    ///
+    /// Each room's messages are numbered `last_seq + 1, + 2, ...` in input
+    /// order while the room's counter row is locked, so seqs have no gaps
+    /// and follow commit order, even with several writers in several
+    /// processes. Rooms are locked in ascending id order, so two batches
+    /// that share rooms cannot deadlock.
+    ///
+    /// A message whose (user, client id) is already stored is not stored
+    /// again: its result is the original with `duplicate: true`. The same
+    /// holds for a repeat within the batch, which resolves to the first.
+    ///
+    /// Fails with [`StorageError::NotFound`] when a room does not exist; then
+    /// nothing of the batch is stored.
+    pub async fn append_messages(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<Vec<Appended>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Encryption needs no lock, so it happens before the transaction
+        // and keeps the time the counters are held short.
+        let sealed: Vec<Sealed> = batch
+            .iter()
+            .map(|message| self.inner.keys.encrypt(message.body.as_str()))
+            .collect();
+        let mut attempt = 0;
+        let written = loop {
+            match self.write_batch(&batch, &sealed).await {
+                // The only uniqueness a batch can break is a client id that a
+                // concurrent batch for *another* room stored after our look-up
+                // (writers to the same room are serialized by its counter).
+                // Trying again finds that row and reports a duplicate.
+                Err(StorageError::Conflict(_)) if attempt < CLIENT_ID_RACE_RETRIES => {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        self.appended(batch, written)
+    }
+
+    /// The transaction of [`Store::append_messages`].
+    async fn write_batch(
+        &self,
+        batch: &[NewMessage],
+        sealed: &[Sealed],
+    ) -> Result<Written, StorageError> {
+        let mut room_ids: Vec<i64> = batch.iter().map(|message| message.room_id.get()).collect();
+        room_ids.sort_unstable();
+        room_ids.dedup();
+        let mut user_ids: Vec<i64> = Vec::new();
+        let mut client_ids: Vec<&str> = Vec::new();
+        for message in batch {
+            if let Some(client_id) = &message.client_id {
+                user_ids.push(message.user_id.get());
+                client_ids.push(client_id.as_str());
+            }
+        }
+        user_ids.sort_unstable();
+        user_ids.dedup();
+
+        write_transaction!(self, |conn| {
+            let mut counters: BTreeMap<i64, i64> = BTreeMap::new();
+            for &room in &room_ids {
+                let last_seq = conn
+                    .lock_room_counter(room)
+                    .await?
+                    .ok_or_else(|| StorageError::NotFound(format!("room {room}")))?;
+                counters.insert(room, last_seq);
+            }
+
+            // Looked up after the locks are held: a resend to the same room
+            // that committed while we waited is visible now.
+            let mut stored: HashMap<(i64, String), StoredRow> = HashMap::new();
+            if !client_ids.is_empty() {
+                let rows: Vec<StoredRow> = messages::table
+                    .filter(messages::user_id.eq_any(&user_ids))
+                    .filter(messages::client_id.eq_any(&client_ids))
+                    .select((
+                        messages::id,
+                        messages::room_id,
+                        messages::seq,
+                        messages::user_id,
+                        messages::body,
+                        messages::key_id,
+                        messages::client_id,
+                        messages::created_at,
+                        messages::edited_at,
+                        messages::deleted_at,
+                    ))
+                    .load(conn)
+                    .await?;
+                for row in rows {
+                    if let Some(client_id) = row.client_id.clone() {
+                        stored.insert((row.user_id, client_id), row);
+                    }
+                }
+            }
+
+            let created_at = now();
+            let mut first_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut rows = Vec::with_capacity(batch.len());
+            for (index, (message, sealed)) in batch.iter().zip(sealed).enumerate() {
+                let user = message.user_id.get();
+                let client_id = message.client_id.as_ref().map(|id| id.as_str());
+                if let Some(client_id) = client_id {
+                    if let Some(row) = stored.remove(&(user, client_id.to_owned())) {
+                        first_in_batch.insert((user, client_id), index);
+                        outcomes.push(Outcome::Existing(row));
+                        continue;
+                    }
+                    if let Some(&first) = first_in_batch.get(&(user, client_id)) {
+                        outcomes.push(Outcome::SameAs(first));
+                        continue;
+                    }
+                    first_in_batch.insert((user, client_id), index);
+                }
+                let room = message.room_id.get();
+                let counter = counters.entry(room).or_default();
+                *counter += 1;
+                outcomes.push(Outcome::Inserted { seq: *counter });
+                rows.push(NewMessageRow {
+                    room_id: room,
+                    seq: *counter,
+                    user_id: user,
+                    body: &sealed.token,
+                    key_id: sealed.key_id.as_str(),
+                    client_id,
+                    created_at,
+                });
+            }
+
+            let mut ids = HashMap::with_capacity(rows.len());
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let inserted: Vec<(i64, i64, i64)> =
+                    InsertMessages { rows: chunk }.get_results(conn).await?;
+                for (id, room, seq) in inserted {
+                    ids.insert((room, seq), id);
+                }
+            }
+
+            for (&room, &last_seq) in &counters {
+                if rows.iter().any(|row| row.room_id == room) {
+                    diesel::update(rooms::table.find(room))
+                        .set(rooms::last_seq.eq(last_seq))
+                        .execute(conn)
+                        .await?;
+                }
+            }
+
+            Ok(Written {
+                outcomes,
+                ids,
+                created_at,
+            })
+        })
+    }
+
+    /// Turns the transaction's outcomes into results, in input order.
+    fn appended(
+        &self,
+        batch: Vec<NewMessage>,
+        written: Written,
+    ) -> Result<Vec<Appended>, StorageError> {
+        let Written {
+            outcomes,
+            ids,
+            created_at,
+        } = written;
+        let mut results: Vec<Appended> = Vec::with_capacity(batch.len());
+        for (message, outcome) in batch.into_iter().zip(outcomes) {
+            let appended = match outcome {
+                Outcome::Inserted { seq: position } => {
+                    let room = message.room_id.get();
+                    let id = ids.get(&(room, position)).copied().ok_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "the insert returned no id for room {room} seq {position}"
+                        ))
+                    })?;
+                    Appended {
+                        message: Message {
+                            id: MessageId(id),
+                            room_id: message.room_id,
+                            seq: seq(position, "messages.seq")?,
+                            user_id: message.user_id,
+                            username: message.username,
+                            content: Some(message.body.into_string()),
+                            client_id: message.client_id,
+                            created_at: utc(created_at),
+                            edited_at: None,
+                            deleted_at: None,
+                        },
+                        duplicate: false,
+                    }
+                }
+                Outcome::Existing(row) => Appended {
+                    message: self.open(MessageRow {
+                        id: row.id,
+                        room_id: row.room_id,
+                        seq: row.seq,
+                        user_id: row.user_id,
+                        username: message.username.as_str().to_owned(),
+                        body: row.body,
+                        key_id: row.key_id,
+                        client_id: row.client_id,
+                        created_at: row.created_at,
+                        edited_at: row.edited_at,
+                        deleted_at: row.deleted_at,
+                    })?,
+                    duplicate: true,
+                },
+                Outcome::SameAs(first) => {
+                    let original = results.get(first).ok_or_else(|| {
+                        StorageError::Corrupt("a repeat points past its original".to_owned())
+                    })?;
+                    Appended {
+                        message: original.message.clone(),
+                        duplicate: true,
+                    }
+                }
+            };
+            results.push(appended);
+        }
+        Ok(results)
+    }
+
+    /// A page of `room`'s history; see [`Cursor`] and [`Page`]. `limit` is
+    /// clamped to `1..=`[`MAX_PAGE`].
+    ///
+    /// A message that no key of the ring can decrypt comes back with
+    /// `content: None` (and a warning in the log) rather than failing the
+    /// page.
+    pub async fn history(
+        &self,
+        room: RoomId,
+        cursor: Cursor,
+        limit: i64,
+    ) -> Result<Page, StorageError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        // One row more than asked tells whether there is more.
+        let fetch = limit + 1;
+        let mut rows: Vec<MessageRow> = with_conn!(self, |conn| {
+            let query = messages::table
+                .inner_join(users::table)
+                .filter(messages::room_id.eq(room.get()))
+                .select(MESSAGE_COLUMNS)
+                .limit(fetch)
+                .into_boxed();
+            let query = match cursor {
+                Cursor::Latest => query.order(messages::seq.desc()),
+                Cursor::Before(before) => query
+                    .filter(messages::seq.lt(before.get()))
+                    .order(messages::seq.desc()),
+                Cursor::After(after) => query
+                    .filter(messages::seq.gt(after.get()))
+                    .order(messages::seq.asc()),
+            };
+            query.load(conn).await?
+        });
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        if !matches!(cursor, Cursor::After(_)) {
+            rows.reverse();
+        }
+        let messages = rows
+            .into_iter()
+            .map(|row| self.open(row))
+            .collect::<Result<Vec<Message>, StorageError>>()?;
+        Ok(Page { messages, has_more })
+    }
+
+    /// The newest `limit` messages of `room`, oldest first.
+    pub async fn latest(&self, room: RoomId, limit: i64) -> Result<Vec<Message>, StorageError> {
+        Ok(self.history(room, Cursor::Latest, limit).await?.messages)
+    }
+
+    /// Decrypts a row into a [`Message`].
+    fn open(&self, row: MessageRow) -> Result<Message, StorageError> {
+        let key_id = KeyId::new(row.key_id);
+        let content = match self.inner.keys.decrypt_with_hint(&row.body, Some(&key_id)) {
+            Ok(text) => Some(text),
+            Err(error) => {
+                tracing::warn!(
+                    message_id = row.id,
+                    key_id = %key_id,
+                    %error,
+                    "a stored message cannot be decrypted; it is returned without content"
+                );
+                None
+            }
+        };
+        Ok(Message {
+            id: MessageId(row.id),
+            room_id: RoomId(row.room_id),
+            seq: seq(row.seq, "messages.seq")?,
+            user_id: UserId(row.user_id),
+            username: username(row.username)?,
+            content,
+            client_id: client_id(row.client_id)?,
+            created_at: utc(row.created_at),
+            edited_at: row.edited_at.map(utc),
+            deleted_at: row.deleted_at.map(utc),
+        })
+    }
+}

@@ -1,0 +1,246 @@
+use chat_domain::{RoomId, RoomKind, RoomName, Seq, UserId};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::model::{Membership, Room, User};
+use crate::rows::{RoomRow, now, seq, utc};
+use crate::schema::{room_members, rooms};
+use crate::{StorageError, Store};
+
+impl Store {
+    /// Creates a public room; its creator becomes its first member.
+    ///
+    /// Fails with [`StorageError::Conflict`] when the name is taken and with
+    /// [`StorageError::NotFound`] when the creator does not exist.
+    pub async fn create_room(
+        &self,
+        name: &RoomName,
+        created_by: UserId,
+    ) -> Result<Room, StorageError> {
+        if name.kind() != RoomKind::Public {
+            return Err(StorageError::Conflict(
+                "direct conversations are opened with open_direct".to_owned(),
+            ));
+        }
+        let created_at = now();
+        let row = write_transaction!(self, |conn| {
+            let row: RoomRow = diesel::insert_into(rooms::table)
+                .values((
+                    rooms::name.eq(name.as_str()),
+                    rooms::kind.eq(RoomKind::Public.as_str()),
+                    rooms::created_by.eq(created_by.get()),
+                    rooms::created_at.eq(created_at),
+                ))
+                .returning(RoomRow::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|error| StorageError::from(error).conflict_as("room name is taken"))?;
+            diesel::insert_into(room_members::table)
+                .values((
+                    room_members::room_id.eq(row.id),
+                    room_members::user_id.eq(created_by.get()),
+                    room_members::joined_at.eq(created_at),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(row)
+        })?;
+        Room::try_from(row)
+    }
+
+    /// The room with this name, public or direct.
+    pub async fn room_by_name(&self, name: &RoomName) -> Result<Option<Room>, StorageError> {
+        let row: Option<RoomRow> = with_conn!(self, |conn| {
+            rooms::table
+                .filter(rooms::name.eq(name.as_str()))
+                .select(RoomRow::as_select())
+                .first(conn)
+                .await
+                .optional()?
+        });
+        row.map(Room::try_from).transpose()
+    }
+
+    /// The room with this id, public or direct.
+    pub async fn room_by_id(&self, id: RoomId) -> Result<Option<Room>, StorageError> {
+        let row: Option<RoomRow> = with_conn!(self, |conn| {
+            rooms::table
+                .find(id.get())
+                .select(RoomRow::as_select())
+                .first(conn)
+                .await
+                .optional()?
+        });
+        row.map(Room::try_from).transpose()
+    }
+
+    /// Every public room, ordered by name.
+    pub async fn public_rooms(&self) -> Result<Vec<Room>, StorageError> {
+        let rows: Vec<RoomRow> = with_conn!(self, |conn| {
+            rooms::table
+                .filter(rooms::kind.eq(RoomKind::Public.as_str()))
+                .order(rooms::name.asc())
+                .select(RoomRow::as_select())
+                .load(conn)
+                .await?
+        });
+        rows.into_iter().map(Room::try_from).collect()
+    }
+
+    /// The direct conversation between `a` and `b`, created on first use
+    /// with both as members. Either user gets the same room, and concurrent
+    /// calls agree on one room: the insert does nothing when the name exists.
+    pub async fn open_direct(&self, a: &User, b: &User) -> Result<Room, StorageError> {
+        let name = RoomName::direct(&a.username, &b.username)
+            .map_err(|error| StorageError::Conflict(error.to_string()))?;
+        let created_at = now();
+        let row = write_transaction!(self, |conn| {
+            diesel::insert_into(rooms::table)
+                .values((
+                    rooms::name.eq(name.as_str()),
+                    rooms::kind.eq(RoomKind::Direct.as_str()),
+                    rooms::created_by.eq(a.id.get()),
+                    rooms::created_at.eq(created_at),
+                ))
+                .on_conflict(rooms::name)
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            let row: RoomRow = rooms::table
+                .filter(rooms::name.eq(name.as_str()))
+                .select(RoomRow::as_select())
+                .first(conn)
+                .await?;
+            for user in [a.id, b.id] {
+                diesel::insert_into(room_members::table)
+                    .values((
+                        room_members::room_id.eq(row.id),
+                        room_members::user_id.eq(user.get()),
+                        room_members::joined_at.eq(created_at),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(row)
+        })?;
+        Room::try_from(row)
+    }
+
+    /// The rooms `user` belongs to, ordered by name, with their reading
+    /// positions.
+    pub async fn rooms_for(&self, user: UserId) -> Result<Vec<Membership>, StorageError> {
+        let rows: Vec<(RoomRow, chrono::NaiveDateTime, i64)> = with_conn!(self, |conn| {
+            room_members::table
+                .inner_join(rooms::table)
+                .filter(room_members::user_id.eq(user.get()))
+                .order(rooms::name.asc())
+                .select((
+                    RoomRow::as_select(),
+                    room_members::joined_at,
+                    room_members::last_read_seq,
+                ))
+                .load(conn)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(room, joined_at, last_read)| {
+                Ok(Membership {
+                    room: Room::try_from(room)?,
+                    joined_at: utc(joined_at),
+                    last_read: seq(last_read, "room_members.last_read_seq")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes `user` a member of `room`; joining twice is not an error.
+    /// Fails with [`StorageError::NotFound`] when either does not exist.
+    pub async fn join(&self, room: RoomId, user: UserId) -> Result<(), StorageError> {
+        let joined_at = now();
+        with_conn!(self, |conn| {
+            diesel::insert_into(room_members::table)
+                .values((
+                    room_members::room_id.eq(room.get()),
+                    room_members::user_id.eq(user.get()),
+                    room_members::joined_at.eq(joined_at),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Removes `user` from `room`; leaving a room one is not in is not an
+    /// error.
+    pub async fn leave(&self, room: RoomId, user: UserId) -> Result<(), StorageError> {
+        with_conn!(self, |conn| {
+            diesel::delete(
+                room_members::table
+                    .filter(room_members::room_id.eq(room.get()))
+                    .filter(room_members::user_id.eq(user.get())),
+            )
+            .execute(conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Whether `user` is a member of `room`.
+    pub async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StorageError> {
+        let member = with_conn!(self, |conn| {
+            diesel::select(diesel::dsl::exists(
+                room_members::table
+                    .filter(room_members::room_id.eq(room.get()))
+                    .filter(room_members::user_id.eq(user.get())),
+            ))
+            .get_result::<bool>(conn)
+            .await?
+        });
+        Ok(member)
+    }
+
+    /// Records that `user` has read `room` up to `seq`.
+    ///
+    /// The position never moves backwards (a late, older acknowledgement
+    /// changes nothing) and never past the room's newest message. Does
+    /// nothing when `user` is not a member.
+    pub async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> Result<(), StorageError> {
+        with_conn!(self, |conn| {
+            let last_seq: i64 = rooms::table
+                .find(room.get())
+                .select(rooms::last_seq)
+                .first(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| StorageError::NotFound(format!("room {room}")))?;
+            // last_seq only grows, so reading it outside a transaction is
+            // safe: at worst the position stops a little short.
+            let target = seq.get().min(last_seq);
+            diesel::update(
+                room_members::table
+                    .filter(room_members::room_id.eq(room.get()))
+                    .filter(room_members::user_id.eq(user.get()))
+                    .filter(room_members::last_read_seq.lt(target)),
+            )
+            .set(room_members::last_read_seq.eq(target))
+            .execute(conn)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The members of `room`, by ascending id.
+    pub async fn members(&self, room: RoomId) -> Result<Vec<UserId>, StorageError> {
+        let ids: Vec<i64> = with_conn!(self, |conn| {
+            room_members::table
+                .filter(room_members::room_id.eq(room.get()))
+                .order(room_members::user_id.asc())
+                .select(room_members::user_id)
+                .load(conn)
+                .await?
+        });
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+}

@@ -1,0 +1,57 @@
+// @generated automatically by Diesel CLI.
+//
+// `diesel print-schema` against a database migrated with migrations/postgres
+// (see diesel.toml). The same schema serves SQLite: migrations/sqlite creates
+// the same columns with types diesel reads as these.
+
+diesel::table! {
+    messages (id) {
+        id -> Int8,
+        room_id -> Int8,
+        seq -> Int8,
+        user_id -> Int8,
+        body -> Text,
+        key_id -> Text,
+        client_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        edited_at -> Nullable<Timestamp>,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    room_members (room_id, user_id) {
+        room_id -> Int8,
+        user_id -> Int8,
+        joined_at -> Timestamp,
+        last_read_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    rooms (id) {
+        id -> Int8,
+        name -> Text,
+        kind -> Text,
+        created_by -> Nullable<Int8>,
+        created_at -> Timestamp,
+        last_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        username -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(messages -> rooms (room_id));
+diesel::joinable!(messages -> users (user_id));
+diesel::joinable!(room_members -> rooms (room_id));
+diesel::joinable!(room_members -> users (user_id));
+diesel::joinable!(rooms -> users (created_by));
+
+diesel::allow_tables_to_appear_in_same_query!(messages, room_members, rooms, users,);

@@ -1,0 +1,290 @@
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_crypto::KeyRing;
+use deadpool::Runtime;
+use deadpool::managed::{Object, Pool};
+use diesel::connection::SimpleConnection;
+use diesel::result::ConnectionError;
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, ConnectionResult};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::Target;
+use crate::{StorageError, StoreConfig};
+
+/// SQLite behind diesel-async: every call runs on tokio's blocking pool.
+pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// How long a call waits for a connection (to free up, or to be opened)
+/// before it fails with [`StorageError::Unavailable`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Set on every SQLite connection. `busy_timeout` comes first so that the
+/// switch to WAL waits for a concurrent connection instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
+     PRAGMA journal_mode = WAL; \
+     PRAGMA foreign_keys = ON; \
+     PRAGMA synchronous = NORMAL;";
+
+/// One pool per backend; which one is decided by the URL at run time.
+pub(crate) enum Pools {
+    Postgres(Pool<AsyncDieselConnectionManager<AsyncPgConnection>>),
+    Sqlite {
+        pool: Pool<AsyncDieselConnectionManager<SqliteConn>>,
+        /// For the migration connection, which is opened outside the pool.
+        path: PathBuf,
+    },
+}
+
+pub(crate) struct Inner {
+    pub(crate) pools: Pools,
+    pub(crate) keys: KeyRing,
+}
+
+/// The handle to the database. Cheap to clone: clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a connection out of `pool`; every failure is an outage.
+pub(crate) async fn checkout<C>(
+    pool: &Pool<AsyncDieselConnectionManager<C>>,
+) -> Result<Object<AsyncDieselConnectionManager<C>>, StorageError>
+where
+    AsyncDieselConnectionManager<C>: deadpool::managed::Manager<
+            Type = C,
+            Error = diesel_async::pooled_connection::PoolError,
+        >,
+{
+    Ok(pool.get().await?)
+}
+
+/// Runs `$body` with `$conn` bound to a `&mut` connection of whichever
+/// backend the store uses. The body is written once and compiled for each
+/// connection type, so every query exists in one copy only.
+macro_rules! with_conn {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        match &$store.inner.pools {
+            $crate::store::Pools::Postgres(pool) => {
+                let mut object = $crate::store::checkout(pool).await?;
+                let $conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
+                $body
+            }
+            $crate::store::Pools::Sqlite { pool, .. } => {
+                let mut object = $crate::store::checkout(pool).await?;
+                let $conn: &mut $crate::store::SqliteConn = &mut object;
+                $body
+            }
+        }
+    }};
+}
+
+/// Like [`with_conn!`], inside a write transaction that commits when the
+/// body returns `Ok` and rolls back otherwise.
+///
+/// On SQLite the transaction starts with `BEGIN IMMEDIATE`, which takes the
+/// database's write lock up front. A plain (deferred) transaction would read
+/// first and upgrade to a writer later; if another connection wrote in
+/// between, SQLite cannot wait for it and fails with SQLITE_BUSY at once.
+/// Taking the lock first makes concurrent writers queue on `busy_timeout`
+/// instead. PostgreSQL uses row locks (see `LockRoomCounter`).
+macro_rules! write_transaction {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        match &$store.inner.pools {
+            $crate::store::Pools::Postgres(pool) => {
+                let mut object = $crate::store::checkout(pool).await?;
+                let connection: &mut ::diesel_async::AsyncPgConnection = &mut object;
+                ::diesel_async::AsyncConnection::transaction::<_, $crate::StorageError, _>(
+                    connection,
+                    async |$conn| $body,
+                )
+                .await
+            }
+            $crate::store::Pools::Sqlite { pool, .. } => {
+                let mut object = $crate::store::checkout(pool).await?;
+                let connection: &mut $crate::store::SqliteConn = &mut object;
+                connection
+                    .immediate_transaction::<_, $crate::StorageError, _>(async |$conn| $body)
+                    .await
+            }
+        }
+    }};
+}
+
+impl Store {
+    /// Builds the connection pool for `config.url`. Connections are opened on
+    /// demand, so this succeeds while the database is down; it does not
+    /// migrate (see [`Store::run_pending_migrations`]).
+    pub async fn connect(config: StoreConfig) -> Result<Store, StorageError> {
+        Store::connect_with_timeout(config, DEFAULT_TIMEOUT).await
+    }
+
+    /// [`Store::connect`] with another limit on how long a call waits for a
+    /// connection before it fails with [`StorageError::Unavailable`].
+    pub async fn connect_with_timeout(
+        config: StoreConfig,
+        timeout: Duration,
+    ) -> Result<Store, StorageError> {
+        let target = Target::parse(&config.url)?;
+        let max_size = config.pool_size.max(1);
+        let pools = match target {
+            Target::Postgres(url) => {
+                // The default recycling method runs `SELECT 1` before handing
+                // out an idle connection, so connections that died with the
+                // server are replaced and the pool recovers on its own.
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let pool = Pool::builder(manager)
+                    .max_size(max_size)
+                    .wait_timeout(Some(timeout))
+                    .create_timeout(Some(timeout))
+                    .recycle_timeout(Some(timeout))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(StorageError::unavailable)?;
+                Pools::Postgres(pool)
+            }
+            Target::Sqlite(path) => {
+                create_parent_directory(&path)?;
+                let mut manager_config = ManagerConfig::<SqliteConn>::default();
+                manager_config.custom_setup =
+                    Box::new(|url| Box::pin(establish_sqlite(url.to_owned())));
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+                    path.to_string_lossy(),
+                    manager_config,
+                );
+                let pool = Pool::builder(manager)
+                    .max_size(max_size)
+                    .wait_timeout(Some(timeout))
+                    .create_timeout(Some(timeout))
+                    .recycle_timeout(Some(timeout))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(StorageError::unavailable)?;
+                Pools::Sqlite { pool, path }
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pools,
+                keys: config.keys,
+            }),
+        })
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.pools {
+            Pools::Postgres(_) => "postgres",
+            Pools::Sqlite { .. } => "sqlite",
+        }
+    }
+
+    /// Checks that the database answers (`SELECT 1`), for readiness probes.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        with_conn!(self, |conn| {
+            diesel::sql_query("SELECT 1").execute(conn).await?;
+            Ok(())
+        })
+    }
+
+    /// Applies the migrations the database has not seen yet and returns
+    /// their versions, oldest first.
+    pub async fn run_pending_migrations(&self) -> Result<Vec<String>, StorageError> {
+        self.migrate(Direction::ApplyPending).await
+    }
+
+    /// Reverts every applied migration, newest first, and returns their
+    /// versions. Exists so tests can prove each `down.sql` undoes its `up.sql`.
+    #[doc(hidden)]
+    pub async fn revert_all_migrations(&self) -> Result<Vec<String>, StorageError> {
+        self.migrate(Direction::RevertAll).await
+    }
+
+    /// Runs diesel's (blocking) migration harness on the blocking pool, with
+    /// the migrations of this store's backend.
+    async fn migrate(&self, direction: Direction) -> Result<Vec<String>, StorageError> {
+        let outcome = match &self.inner.pools {
+            Pools::Postgres(pool) => {
+                // A connection from the pool, so the pool's timeouts apply;
+                // it leaves the pool because the harness must own it.
+                let connection = Object::take(checkout(pool).await?);
+                tokio::task::spawn_blocking(move || {
+                    let mut harness = AsyncConnectionWrapper::<AsyncPgConnection>::from(connection);
+                    direction.run(&mut harness, POSTGRES_MIGRATIONS)
+                })
+                .await
+            }
+            Pools::Sqlite { path, .. } => {
+                // A plain connection: the harness is synchronous anyway.
+                let path = path.to_string_lossy().into_owned();
+                tokio::task::spawn_blocking(move || {
+                    let mut connection = SqliteConnection::establish(&path)?;
+                    connection.batch_execute(SQLITE_PRAGMAS)?;
+                    direction.run(&mut connection, SQLITE_MIGRATIONS)
+                })
+                .await
+            }
+        };
+        outcome
+            .map_err(StorageError::unavailable)?
+            .map_err(StorageError::Migration)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    ApplyPending,
+    RevertAll,
+}
+
+impl Direction {
+    fn run<DB: diesel::backend::Backend>(
+        self,
+        harness: &mut impl MigrationHarness<DB>,
+        migrations: EmbeddedMigrations,
+    ) -> diesel::migration::Result<Vec<String>> {
+        let versions = match self {
+            Direction::ApplyPending => harness.run_pending_migrations(migrations)?,
+            Direction::RevertAll => harness.revert_all_migrations(migrations)?,
+        };
+        Ok(versions.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// Opens a pooled SQLite connection and applies [`SQLITE_PRAGMAS`].
+async fn establish_sqlite(path: String) -> ConnectionResult<SqliteConn> {
+    let mut connection = SqliteConn::establish(&path).await?;
+    connection
+        .batch_execute(SQLITE_PRAGMAS)
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(connection)
+}
+
+fn create_parent_directory(path: &Path) -> Result<(), StorageError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(StorageError::unavailable)
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,545 @@
+//! What the store promises, checked on both backends.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chat_crypto::{FernetKey, KeyRing};
+use chat_domain::{RoomKind, RoomName, Seq, UserId};
+use chat_storage::{Cursor, Message, StorageError};
+
+use crate::support::{Backend, TestDb, message, ring_of, username};
+
+/// Generates `sqlite::<test>` and `postgres::<test>` for every test body
+/// listed, each on a database of its own.
+macro_rules! conformance_suite {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::support::TestDb::sqlite().await;
+                    super::$test(&db).await;
+                    db.cleanup().await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(db) = crate::support::TestDb::postgres().await else {
+                        return;
+                    };
+                    super::$test(&db).await;
+                    db.cleanup().await;
+                }
+            )+
+        }
+    };
+}
+
+conformance_suite!(
+    the_general_room_exists_after_migrating,
+    migrations_are_reversible_and_can_be_applied_again,
+    usernames_are_unique_ignoring_case,
+    users_are_found_by_name_ignoring_case_and_by_id,
+    a_new_user_is_a_member_of_general,
+    room_names_are_unique,
+    public_rooms_are_listed_by_name_without_direct_rooms,
+    a_direct_room_is_the_same_whichever_user_opens_it,
+    joining_and_leaving_are_idempotent,
+    the_read_position_never_moves_backwards,
+    concurrent_writers_get_gapless_seqs_in_commit_order,
+    a_resent_client_id_returns_the_original_message,
+    a_client_id_repeated_within_a_batch_is_stored_once,
+    a_batch_spanning_several_rooms_numbers_each_room_on_its_own,
+    appending_to_a_missing_room_fails_and_stores_nothing,
+    history_pages_stop_at_exact_boundaries_in_both_directions,
+    timestamps_read_back_equal_to_what_was_written,
+    a_message_no_key_can_decrypt_comes_back_without_content,
+    message_bodies_reach_the_database_only_as_fernet_tokens,
+);
+
+fn seqs(messages: &[Message]) -> Vec<i64> {
+    messages.iter().map(|message| message.seq.get()).collect()
+}
+
+fn seq(value: i64) -> Seq {
+    Seq::new(value).expect("valid seq")
+}
+
+async fn the_general_room_exists_after_migrating(db: &TestDb) {
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("query")
+        .expect("general exists");
+    assert_eq!(general.kind, RoomKind::Public);
+    assert_eq!(general.created_by, None);
+    assert_eq!(general.last_seq, Seq::ZERO);
+}
+
+async fn migrations_are_reversible_and_can_be_applied_again(db: &TestDb) {
+    assert_eq!(db.applied.len(), 1, "{:?}", db.applied);
+    assert!(db.store.run_pending_migrations().await.expect("re-run").is_empty());
+    db.user("before_revert").await;
+
+    let mut reverted = db.store.revert_all_migrations().await.expect("revert");
+    reverted.reverse();
+    assert_eq!(reverted, db.applied);
+    assert_eq!(db.schema_object_count().await, 0, "down.sql left objects behind");
+    assert!(db.store.public_rooms().await.is_err());
+
+    let reapplied = db.store.run_pending_migrations().await.expect("re-apply");
+    assert_eq!(reapplied, db.applied);
+    assert!(db.schema_object_count().await > 0);
+    let rooms = db.store.public_rooms().await.expect("rooms");
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(rooms[0].name, RoomName::general());
+    // The old data is gone with the tables; the name is free again.
+    db.user("before_revert").await;
+}
+
+async fn usernames_are_unique_ignoring_case(db: &TestDb) {
+    db.user("Alice").await;
+    let again = db.store.create_user(&username("alice"), "hash").await;
+    assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
+    let shouting = db.store.create_user(&username("ALICE"), "hash").await;
+    assert!(matches!(shouting, Err(StorageError::Conflict(_))), "{shouting:?}");
+    db.user("alicia").await;
+}
+
+async fn users_are_found_by_name_ignoring_case_and_by_id(db: &TestDb) {
+    let alice = db.user("Alice").await;
+    assert_eq!(alice.username.as_str(), "Alice");
+    assert_eq!(alice.password_hash, "$2b$12$not-a-real-hash");
+
+    let by_name = db.store.user_by_name(&username("aLiCe")).await.expect("query");
+    assert_eq!(by_name.as_ref(), Some(&alice));
+    let by_id = db.store.user_by_id(alice.id).await.expect("query");
+    assert_eq!(by_id.as_ref(), Some(&alice));
+
+    assert_eq!(db.store.user_by_name(&username("bob")).await.expect("query"), None);
+    assert_eq!(db.store.user_by_id(UserId(alice.id.get() + 1000)).await.expect("query"), None);
+}
+
+async fn a_new_user_is_a_member_of_general(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let memberships = db.store.rooms_for(alice.id).await.expect("rooms");
+    assert_eq!(memberships.len(), 1);
+    assert_eq!(memberships[0].room.name, RoomName::general());
+    assert_eq!(memberships[0].last_read, Seq::ZERO);
+    assert!(db.store.is_member(memberships[0].room.id, alice.id).await.expect("query"));
+}
+
+async fn room_names_are_unique(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let lobby = RoomName::public("Lobby").expect("name");
+    let room = db.store.create_room(&lobby, alice.id).await.expect("create");
+    assert_eq!(room.name.as_str(), "lobby");
+    assert_eq!(room.kind, RoomKind::Public);
+    assert_eq!(room.created_by, Some(alice.id));
+    assert_eq!(room.last_seq, Seq::ZERO);
+    assert!(db.store.is_member(room.id, alice.id).await.expect("query"));
+
+    let again = db.store.create_room(&lobby, alice.id).await;
+    assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
+    let general = db.store.create_room(&RoomName::general(), alice.id).await;
+    assert!(matches!(general, Err(StorageError::Conflict(_))), "{general:?}");
+    assert_eq!(db.store.room_by_name(&lobby).await.expect("query"), Some(room));
+}
+
+async fn public_rooms_are_listed_by_name_without_direct_rooms(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    for name in ["zebra", "aardvark", "middle"] {
+        let name = RoomName::public(name).expect("name");
+        db.store.create_room(&name, alice.id).await.expect("create");
+    }
+    db.store.open_direct(&alice, &bob).await.expect("direct");
+    let names: Vec<String> = db
+        .store
+        .public_rooms()
+        .await
+        .expect("rooms")
+        .into_iter()
+        .map(|room| room.name.as_str().to_owned())
+        .collect();
+    assert_eq!(names, ["aardvark", "general", "middle", "zebra"]);
+}
+
+async fn a_direct_room_is_the_same_whichever_user_opens_it(db: &TestDb) {
+    let alice = db.user("Alice").await;
+    let bob = db.user("bob").await;
+    let carol = db.user("carol").await;
+
+    let opened = db.store.open_direct(&alice, &bob).await.expect("open");
+    assert_eq!(opened.name.as_str(), "dm:alice:bob");
+    assert_eq!(opened.kind, RoomKind::Direct);
+    let reopened = db.store.open_direct(&bob, &alice).await.expect("open");
+    assert_eq!(reopened, opened);
+    assert_eq!(db.store.members(opened.id).await.expect("members"), [alice.id, bob.id]);
+
+    // Both sides racing to open it still agree on one room.
+    let (one, two) = tokio::join!(
+        db.store.open_direct(&alice, &carol),
+        db.store.open_direct(&carol, &alice)
+    );
+    let (one, two) = (one.expect("open"), two.expect("open"));
+    assert_eq!(one.id, two.id);
+    assert_eq!(db.store.members(one.id).await.expect("members"), [alice.id, carol.id]);
+    assert!(!db.store.is_member(one.id, bob.id).await.expect("query"));
+
+    let alone = db.store.open_direct(&alice, &alice).await;
+    assert!(alone.is_err(), "{alone:?}");
+}
+
+async fn joining_and_leaving_are_idempotent(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let room = db
+        .store
+        .create_room(&RoomName::public("lobby").expect("name"), alice.id)
+        .await
+        .expect("create");
+
+    db.store.join(room.id, bob.id).await.expect("join");
+    db.store.join(room.id, bob.id).await.expect("join again");
+    assert_eq!(db.store.members(room.id).await.expect("members"), [alice.id, bob.id]);
+    let bobs: Vec<String> = db
+        .store
+        .rooms_for(bob.id)
+        .await
+        .expect("rooms")
+        .into_iter()
+        .map(|membership| membership.room.name.as_str().to_owned())
+        .collect();
+    assert_eq!(bobs, ["general", "lobby"]);
+
+    db.store.leave(room.id, bob.id).await.expect("leave");
+    db.store.leave(room.id, bob.id).await.expect("leave again");
+    assert!(!db.store.is_member(room.id, bob.id).await.expect("query"));
+    assert_eq!(db.store.members(room.id).await.expect("members"), [alice.id]);
+
+    let missing = db.store.join(chat_domain::RoomId(room.id.get() + 1000), bob.id).await;
+    assert!(matches!(missing, Err(StorageError::NotFound(_))), "{missing:?}");
+}
+
+async fn the_read_position_never_moves_backwards(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let batch = (1..=5).map(|n| message(general.id, &alice, &format!("m{n}"), None)).collect();
+    db.store.append_messages(batch).await.expect("append");
+
+    let last_read = async || {
+        db.store.rooms_for(alice.id).await.expect("rooms")[0].last_read.get()
+    };
+    db.store.mark_read(general.id, alice.id, seq(3)).await.expect("mark");
+    assert_eq!(last_read().await, 3);
+    db.store.mark_read(general.id, alice.id, seq(2)).await.expect("mark");
+    assert_eq!(last_read().await, 3, "an older acknowledgement moved it back");
+    db.store.mark_read(general.id, alice.id, seq(5)).await.expect("mark");
+    assert_eq!(last_read().await, 5);
+    // Nothing beyond the newest message can have been read.
+    db.store.mark_read(general.id, alice.id, seq(99)).await.expect("mark");
+    assert_eq!(last_read().await, 5);
+}
+
+async fn concurrent_writers_get_gapless_seqs_in_commit_order(db: &TestDb) {
+    let (writers, per_writer) = match db.backend {
+        Backend::Postgres => (8, 500),
+        Backend::Sqlite => (4, 100),
+    };
+    let room = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let mut handles = Vec::new();
+    for writer in 0..writers {
+        let user = db.user(&format!("writer{writer}")).await;
+        let store = db.store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut next = 0;
+            let mut size = 1 + writer % 5;
+            while next < per_writer {
+                let end = (next + size).min(per_writer);
+                let batch = (next..end)
+                    .map(|n| {
+                        let text = format!("w{writer}-m{n}");
+                        message(room.id, &user, &text, Some(&text))
+                    })
+                    .collect();
+                let results = store.append_messages(batch).await.expect("append");
+                acknowledged.extend(results.into_iter().map(|result| {
+                    assert!(!result.duplicate);
+                    result.message
+                }));
+                next = end;
+                size = size % 13 + 1;
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged: HashMap<String, i64> = HashMap::new();
+    for handle in handles {
+        let messages = handle.await.expect("writer task");
+        // Each writer's messages are numbered in the order it sent them.
+        assert!(seqs(&messages).windows(2).all(|pair| pair[0] < pair[1]));
+        for message in messages {
+            acknowledged.insert(message.content.expect("own message"), message.seq.get());
+        }
+    }
+
+    let total = (writers * per_writer) as i64;
+    let mut stored = Vec::new();
+    let mut cursor = Cursor::After(Seq::ZERO);
+    loop {
+        let page = db.store.history(room.id, cursor, 1000).await.expect("history");
+        cursor = Cursor::After(page.messages.last().expect("non-empty page").seq);
+        stored.extend(page.messages);
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(seqs(&stored), (1..=total).collect::<Vec<_>>());
+    let contents: BTreeSet<&str> = stored
+        .iter()
+        .map(|message| message.content.as_deref().expect("decrypts"))
+        .collect();
+    assert_eq!(contents.len(), stored.len(), "a message was stored twice");
+    for message in &stored {
+        let text = message.content.as_deref().expect("decrypts");
+        assert_eq!(acknowledged.get(text), Some(&message.seq.get()), "{text}");
+    }
+    let room = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    assert_eq!(room.last_seq.get(), total);
+}
+
+async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let first = db
+        .store
+        .append_messages(vec![message(general.id, &alice, "hello", Some("c-1"))])
+        .await
+        .expect("append")
+        .remove(0);
+    assert!(!first.duplicate);
+
+    let resent = db
+        .store
+        .append_messages(vec![
+            message(general.id, &alice, "hello (resent)", Some("c-1")),
+            message(general.id, &alice, "next", Some("c-2")),
+        ])
+        .await
+        .expect("append");
+    assert!(resent[0].duplicate);
+    assert_eq!(resent[0].message, first.message);
+    assert!(!resent[1].duplicate);
+    assert_eq!(resent[1].message.seq, seq(2));
+
+    // Another user may use the same client id.
+    let bob = db.user("bob").await;
+    let bobs = db
+        .store
+        .append_messages(vec![message(general.id, &bob, "mine", Some("c-1"))])
+        .await
+        .expect("append");
+    assert!(!bobs[0].duplicate);
+    assert_eq!(bobs[0].message.seq, seq(3));
+
+    let stored = db.store.latest(general.id, 10).await.expect("history");
+    assert_eq!(seqs(&stored), [1, 2, 3]);
+    assert_eq!(stored[0].content.as_deref(), Some("hello"));
+}
+
+async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let results = db
+        .store
+        .append_messages(vec![
+            message(general.id, &alice, "one", Some("same")),
+            message(general.id, &alice, "two", None),
+            message(general.id, &alice, "one again", Some("same")),
+            message(general.id, &alice, "three", None),
+        ])
+        .await
+        .expect("append");
+    let duplicates: Vec<bool> = results.iter().map(|result| result.duplicate).collect();
+    assert_eq!(duplicates, [false, false, true, false]);
+    assert_eq!(results[2].message, results[0].message);
+    let numbered: Vec<i64> = results.iter().map(|result| result.message.seq.get()).collect();
+    assert_eq!(numbered, [1, 2, 1, 3]);
+
+    let stored = db.store.latest(general.id, 10).await.expect("history");
+    let contents: Vec<&str> = stored.iter().filter_map(|m| m.content.as_deref()).collect();
+    assert_eq!(contents, ["one", "two", "three"]);
+}
+
+async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let lobby = db
+        .store
+        .create_room(&RoomName::public("lobby").expect("name"), alice.id)
+        .await
+        .expect("create");
+    db.store
+        .append_messages(vec![message(lobby.id, &alice, "earlier", None)])
+        .await
+        .expect("append");
+
+    let results = db
+        .store
+        .append_messages(vec![
+            message(general.id, &alice, "g1", None),
+            message(lobby.id, &alice, "l2", None),
+            message(general.id, &alice, "g2", None),
+            message(lobby.id, &alice, "l3", None),
+            message(general.id, &alice, "g3", None),
+        ])
+        .await
+        .expect("append");
+    let placed: Vec<(i64, i64)> = results
+        .iter()
+        .map(|result| (result.message.room_id.get(), result.message.seq.get()))
+        .collect();
+    let (g, l) = (general.id.get(), lobby.id.get());
+    assert_eq!(placed, [(g, 1), (l, 2), (g, 2), (l, 3), (g, 3)]);
+    let ids: BTreeSet<i64> = results.iter().map(|result| result.message.id.get()).collect();
+    assert_eq!(ids.len(), 5);
+
+    let general_texts: Vec<String> = db
+        .store
+        .latest(general.id, 10)
+        .await
+        .expect("history")
+        .into_iter()
+        .filter_map(|message| message.content)
+        .collect();
+    assert_eq!(general_texts, ["g1", "g2", "g3"]);
+    let lobby = db.store.room_by_name(&lobby.name).await.expect("q").expect("lobby");
+    assert_eq!(lobby.last_seq, seq(3));
+}
+
+async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let missing = chat_domain::RoomId(general.id.get() + 1000);
+    let result = db
+        .store
+        .append_messages(vec![
+            message(general.id, &alice, "would be first", None),
+            message(missing, &alice, "nowhere", None),
+        ])
+        .await;
+    assert!(matches!(result, Err(StorageError::NotFound(_))), "{result:?}");
+    assert!(db.store.latest(general.id, 10).await.expect("history").is_empty());
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    assert_eq!(general.last_seq, Seq::ZERO);
+    assert!(db.store.append_messages(Vec::new()).await.expect("empty").is_empty());
+}
+
+async fn history_pages_stop_at_exact_boundaries_in_both_directions(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let batch = (1..=25).map(|n| message(general.id, &alice, &format!("m{n}"), None)).collect();
+    db.store.append_messages(batch).await.expect("append");
+    let page = |cursor, limit| db.store.history(general.id, cursor, limit);
+
+    let before = page(Cursor::Before(seq(11)), 5).await.expect("page");
+    assert_eq!(seqs(&before.messages), [6, 7, 8, 9, 10]);
+    assert!(before.has_more);
+    let first = page(Cursor::Before(seq(6)), 5).await.expect("page");
+    assert_eq!(seqs(&first.messages), [1, 2, 3, 4, 5]);
+    assert!(!first.has_more, "nothing is older than seq 1");
+
+    let after = page(Cursor::After(seq(20)), 10).await.expect("page");
+    assert_eq!(seqs(&after.messages), [21, 22, 23, 24, 25]);
+    assert!(!after.has_more);
+    let middle = page(Cursor::After(seq(10)), 5).await.expect("page");
+    assert_eq!(seqs(&middle.messages), [11, 12, 13, 14, 15]);
+    assert!(middle.has_more);
+    let caught_up = page(Cursor::After(seq(25)), 5).await.expect("page");
+    assert!(caught_up.messages.is_empty() && !caught_up.has_more);
+
+    let latest = page(Cursor::Latest, 3).await.expect("page");
+    assert_eq!(seqs(&latest.messages), [23, 24, 25]);
+    assert!(latest.has_more);
+    let everything = page(Cursor::Latest, 25).await.expect("page");
+    assert_eq!(everything.messages.len(), 25);
+    assert!(!everything.has_more);
+    assert_eq!(everything.messages[0].content.as_deref(), Some("m1"));
+    assert_eq!(everything.messages[0].username, alice.username);
+
+    // Limits are clamped rather than trusted.
+    let at_least_one = page(Cursor::Latest, 0).await.expect("page");
+    assert_eq!(seqs(&at_least_one.messages), [25]);
+    assert_eq!(db.store.latest(general.id, -5).await.expect("page").len(), 1);
+}
+
+async fn timestamps_read_back_equal_to_what_was_written(db: &TestDb) {
+    let alice = db.user("alice").await;
+    assert_eq!(db.store.user_by_id(alice.id).await.expect("q").expect("user"), alice);
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let written = db
+        .store
+        .append_messages(vec![message(general.id, &alice, "when?", Some("t-1"))])
+        .await
+        .expect("append")
+        .remove(0)
+        .message;
+    let read = db.store.latest(general.id, 1).await.expect("history").remove(0);
+    assert_eq!(read, written);
+    assert_eq!(read.created_at.timestamp_subsec_nanos() % 1_000, 0);
+    let age = chrono::Utc::now() - read.created_at;
+    assert!(age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::minutes(1), "{age}");
+}
+
+async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    db.store
+        .append_messages(vec![message(general.id, &alice, "sealed with the old key", None)])
+        .await
+        .expect("append");
+
+    // A server that lost the old key still serves the room.
+    let other_key = FernetKey::generate();
+    let forgetful = db.store_with(ring_of(&other_key)).await;
+    forgetful
+        .append_messages(vec![
+            message(general.id, &alice, "new one", None),
+            message(general.id, &alice, "new two", None),
+        ])
+        .await
+        .expect("append");
+    let page = forgetful.history(general.id, Cursor::Latest, 10).await.expect("page loads");
+    let contents: Vec<Option<&str>> = page.messages.iter().map(|m| m.content.as_deref()).collect();
+    assert_eq!(contents, [None, Some("new one"), Some("new two")]);
+    assert_eq!(seqs(&page.messages), [1, 2, 3]);
+
+    // A ring that holds both keys, as after a rotation, reads everything.
+    let rotated = KeyRing::new(other_key, vec![db.key.clone()]);
+    let rotated = db.store_with(rotated).await;
+    let page = rotated.history(general.id, Cursor::Latest, 10).await.expect("page");
+    assert!(page.messages.iter().all(|m| m.content.is_some()));
+}
+
+async fn message_bodies_reach_the_database_only_as_fernet_tokens(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let secret = "the launch code is pineapple";
+    db.store
+        .append_messages(vec![message(general.id, &alice, secret, Some("s-1"))])
+        .await
+        .expect("append");
+    let raw = db.raw_messages().await;
+    assert_eq!(raw.len(), 1);
+    assert!(raw[0].body.starts_with("gAAAAA"), "{}", raw[0].body);
+    assert!(!raw[0].body.contains("pineapple"));
+    assert_eq!(raw[0].key_id, db.keys.primary_id().as_str());
+    let read = db.store.latest(general.id, 1).await.expect("history");
+    assert_eq!(read[0].content.as_deref(), Some(secret));
+}

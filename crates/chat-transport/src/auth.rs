@@ -1,0 +1,69 @@
+//! Who is calling: the bearer token from the `Authorization` header, or, as
+//! the seed's clients send it, from the `token` query parameter.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use chat_domain::Username;
+use chat_storage::User;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The token a request carries: the header first, then `?token=`.
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+        });
+    from_header.or_else(|| {
+        web::Query::<TokenParam>::from_query(req.query_string())
+            .ok()
+            .and_then(|query| query.into_inner().token)
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+/// Resolves a token to the user it was issued to. A valid token whose user
+/// no longer exists is refused like a bad one.
+pub(crate) async fn authenticate(state: &AppState, token: Option<String>) -> Result<User, ApiError> {
+    let token = token.ok_or_else(ApiError::bad_token)?;
+    let claims = state.tokens.verify(&token)?;
+    let username = Username::parse(claims.sub).map_err(|_| ApiError::bad_token())?;
+    state
+        .store
+        .user_by_name(&username)
+        .await?
+        .ok_or_else(ApiError::bad_token)
+}
+
+/// An extractor for routes that need a signed-in user.
+#[derive(Debug)]
+pub(crate) struct CurrentUser(pub(crate) User);
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| {
+                ApiError::internal(std::io::Error::other("application state is not configured"))
+            })?;
+            authenticate(&state, token).await.map(CurrentUser)
+        })
+    }
+}

@@ -1,0 +1,55 @@
+use std::time::Duration;
+
+/// Everything the transport needs to know about its deployment. The server
+/// binary fills it from flags and the environment; tests and embedders build
+/// it by hand, starting from [`TransportConfig::default`].
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: String,
+    /// Number of HTTP worker threads.
+    pub workers: usize,
+    /// Browser origins allowed by CORS. Empty means no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// Longest message body, in characters.
+    pub max_message_chars: usize,
+    /// Largest WebSocket frame a client may send; larger ones close the
+    /// socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Largest JSON request body.
+    pub max_body_bytes: usize,
+    /// Frames that may wait for a slow client before it is disconnected.
+    pub outbound_queue: usize,
+    /// How often the server pings an idle socket.
+    pub heartbeat_interval: Duration,
+    /// A socket that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most messages committed in one transaction by the writer.
+    pub writer_max_batch: usize,
+    /// Messages that may wait for the writer before senders are slowed down.
+    pub writer_queue: usize,
+    /// How long shutdown waits for sockets and in-flight writes.
+    pub shutdown_grace: Duration,
+    /// Largest `limit` a history request may ask for.
+    pub history_max_limit: i64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            bind: "127.0.0.1:8000".to_owned(),
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            cors_origins: Vec::new(),
+            max_message_chars: chat_domain::MessageBody::DEFAULT_MAX_CHARS,
+            max_frame_bytes: 64 * 1024,
+            max_body_bytes: 16 * 1024,
+            outbound_queue: 1024,
+            heartbeat_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            writer_max_batch: 512,
+            writer_queue: 8192,
+            shutdown_grace: Duration::from_secs(10),
+            history_max_limit: 200,
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Building the server's frames from stored data, in one place, so the live
+//! path, the replay path and the REST history agree on every field.
+
+use bytestring::ByteString;
+use chat_protocol::rest::{HistoryItem, RoomMessage};
+use chat_protocol::ws::{ErrorCode, ServerFrame};
+use chat_storage::Message;
+
+/// What a client is shown for a stored message that cannot be decrypted
+/// (its key is no longer configured). The row is logged by the storage.
+pub(crate) const UNREADABLE: &str = "[this message could not be decrypted]";
+
+/// The `message` frame for a stored message.
+pub(crate) fn message(room: &str, message: &Message) -> ServerFrame {
+    ServerFrame::Message {
+        username: message.username.as_str().to_owned(),
+        content: message
+            .content
+            .clone()
+            .unwrap_or_else(|| UNREADABLE.to_owned()),
+        timestamp: message.created_at,
+        id: message.id.get(),
+        room: room.to_owned(),
+        seq: message.seq.get(),
+        client_id: message.client_id.as_ref().map(|id| id.as_str().to_owned()),
+    }
+}
+
+/// The `ack` frame the sender of a stored message gets.
+pub(crate) fn ack(room: &str, message: &Message, duplicate: bool) -> ServerFrame {
+    ServerFrame::Ack {
+        client_id: message.client_id.as_ref().map(|id| id.as_str().to_owned()),
+        id: message.id.get(),
+        room: room.to_owned(),
+        seq: message.seq.get(),
+        timestamp: message.created_at,
+        duplicate,
+    }
+}
+
+/// An `error` frame.
+pub(crate) fn error(
+    code: ErrorCode,
+    message: impl Into<String>,
+    client_id: Option<String>,
+    room: Option<String>,
+) -> ServerFrame {
+    ServerFrame::Error {
+        code,
+        message: message.into(),
+        client_id,
+        room,
+    }
+}
+
+/// A `system` frame, as the seed sent them.
+pub(crate) fn system(message: String) -> ServerFrame {
+    ServerFrame::System {
+        message,
+        room: None,
+    }
+}
+
+/// Serializes a frame once, into shareable bytes.
+pub(crate) fn encode(frame: &ServerFrame) -> ByteString {
+    ByteString::from(frame.to_json())
+}
+
+/// A stored message as the seed's history endpoint lists it.
+pub(crate) fn history_item(message: Message) -> HistoryItem {
+    HistoryItem {
+        id: message.id.get(),
+        user_id: message.user_id.get(),
+        username: message.username.as_str().to_owned(),
+        content: message.content.unwrap_or_else(|| UNREADABLE.to_owned()),
+        created_at: message.created_at,
+    }
+}
+
+/// A stored message as the rooms API lists it.
+pub(crate) fn room_message(room: &str, message: Message) -> RoomMessage {
+    RoomMessage {
+        id: message.id.get(),
+        room: room.to_owned(),
+        seq: message.seq.get(),
+        user_id: message.user_id.get(),
+        username: message.username.as_str().to_owned(),
+        content: message.content,
+        client_id: message.client_id.map(|id| id.as_str().to_owned()),
+        created_at: message.created_at,
+    }
+}

@@ -1,0 +1,443 @@
+//! Who is connected, and to which rooms: the node-local registry that the
+//! fan-out delivers into.
+//!
+//! The registry sits behind one `std::sync::Mutex` that is never held across
+//! an `.await`. Each room keeps its subscribers as a shared, copy-on-write
+//! list, so delivering a frame to a thousand sockets clones one `Arc` under
+//! the lock and does the queueing outside it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytestring::ByteString;
+use chat_domain::{RoomId, Seq, UserId, Username};
+use tokio::sync::{Notify, mpsc};
+
+/// A serialized frame, shared by every socket it goes to.
+pub type Frame = ByteString;
+
+/// Identifies one WebSocket connection on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+/// What waits in a connection's outbound queue.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A frame to send as it is.
+    Frame(Frame),
+    /// A stored message of a room, which the session delivers in seq order
+    /// and exactly once.
+    RoomMessage {
+        /// The room.
+        room: RoomId,
+        /// Its position in the room.
+        seq: Seq,
+        /// The serialized `message` frame.
+        frame: Frame,
+    },
+}
+
+/// Who receives an event in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Every subscribed connection.
+    Everyone,
+    /// Every subscribed connection not belonging to this user.
+    EveryoneExcept(UserId),
+    /// Connections that speak the extended protocol (they have sent a frame
+    /// the seed did not have); seed clients never see frame types they do
+    /// not know.
+    Extended,
+    /// Extended connections not belonging to this user.
+    ExtendedExcept(UserId),
+}
+
+/// One WebSocket connection as the hub sees it.
+#[derive(Debug)]
+pub struct Connection {
+    id: ConnId,
+    user_id: UserId,
+    username: Username,
+    tx: mpsc::Sender<Outbound>,
+    extended: AtomicBool,
+    too_slow: Notify,
+}
+
+impl Connection {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The user it is authenticated as.
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+
+    /// The user's name.
+    pub fn username(&self) -> &Username {
+        &self.username
+    }
+
+    /// Marks the connection as speaking the extended protocol.
+    pub fn mark_extended(&self) {
+        self.extended.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it speaks the extended protocol.
+    pub fn is_extended(&self) -> bool {
+        self.extended.load(Ordering::Relaxed)
+    }
+
+    /// Queues a frame without waiting. A full queue means the client reads
+    /// too slowly: it is told to go (see [`Connection::too_slow`]) and the
+    /// frame is dropped, so one slow reader never holds up anyone else.
+    pub fn push(&self, item: Outbound) -> bool {
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.too_slow.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Resolves once the connection's queue has overflowed.
+    pub async fn too_slow(&self) {
+        self.too_slow.notified().await;
+    }
+
+    fn accepts(&self, audience: Audience) -> bool {
+        match audience {
+            Audience::Everyone => true,
+            Audience::EveryoneExcept(user) => self.user_id != user,
+            Audience::Extended => self.is_extended(),
+            Audience::ExtendedExcept(user) => self.is_extended() && self.user_id != user,
+        }
+    }
+}
+
+/// A change in who is online in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// The user's first connection subscribed.
+    CameOnline,
+    /// The user's last connection left.
+    WentOffline,
+    /// Nothing others would notice.
+    Unchanged,
+}
+
+#[derive(Debug, Default)]
+struct RoomEntry {
+    subscribers: Arc<Vec<Arc<Connection>>>,
+    online: HashMap<UserId, (Username, usize)>,
+}
+
+impl RoomEntry {
+    fn add(&mut self, conn: &Arc<Connection>) -> PresenceChange {
+        if self.subscribers.iter().any(|c| c.id == conn.id) {
+            return PresenceChange::Unchanged;
+        }
+        let mut list = Vec::with_capacity(self.subscribers.len() + 1);
+        list.extend(self.subscribers.iter().cloned());
+        list.push(Arc::clone(conn));
+        self.subscribers = Arc::new(list);
+        let count = &mut self
+            .online
+            .entry(conn.user_id)
+            .or_insert_with(|| (conn.username.clone(), 0))
+            .1;
+        *count += 1;
+        if *count == 1 {
+            PresenceChange::CameOnline
+        } else {
+            PresenceChange::Unchanged
+        }
+    }
+
+    fn remove(&mut self, conn: ConnId, user: UserId) -> PresenceChange {
+        if !self.subscribers.iter().any(|c| c.id == conn) {
+            return PresenceChange::Unchanged;
+        }
+        let list: Vec<_> = self
+            .subscribers
+            .iter()
+            .filter(|c| c.id != conn)
+            .cloned()
+            .collect();
+        self.subscribers = Arc::new(list);
+        match self.online.get_mut(&user) {
+            Some((_, count)) if *count > 1 => {
+                *count -= 1;
+                PresenceChange::Unchanged
+            }
+            Some(_) => {
+                self.online.remove(&user);
+                PresenceChange::WentOffline
+            }
+            None => PresenceChange::Unchanged,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    rooms: HashMap<RoomId, RoomEntry>,
+    connections: HashMap<ConnId, (Arc<Connection>, HashSet<RoomId>)>,
+    by_user: HashMap<UserId, HashSet<ConnId>>,
+}
+
+/// The node-local registry of connections and room subscriptions.
+#[derive(Debug, Clone, Default)]
+pub struct Hub {
+    registry: Arc<Mutex<Registry>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the registry half
+        // updated in a way that matters more than losing every socket, so
+        // keep serving with whatever state is there.
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a new connection and returns it with the receiving end of
+    /// its outbound queue.
+    pub fn connect(
+        &self,
+        user_id: UserId,
+        username: Username,
+        queue: usize,
+    ) -> (Arc<Connection>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let conn = Arc::new(Connection {
+            id: ConnId(self.next_id.fetch_add(1, Ordering::Relaxed)),
+            user_id,
+            username,
+            tx,
+            extended: AtomicBool::new(false),
+            too_slow: Notify::new(),
+        });
+        let mut registry = self.lock();
+        registry
+            .connections
+            .insert(conn.id, (Arc::clone(&conn), HashSet::new()));
+        registry
+            .by_user
+            .entry(user_id)
+            .or_default()
+            .insert(conn.id);
+        (conn, rx)
+    }
+
+    /// Removes a connection from every room; returns the rooms in which its
+    /// user is now offline.
+    pub fn disconnect(&self, conn: &Connection) -> Vec<RoomId> {
+        let mut registry = self.lock();
+        let Some((_, rooms)) = registry.connections.remove(&conn.id) else {
+            return Vec::new();
+        };
+        if let Some(ids) = registry.by_user.get_mut(&conn.user_id) {
+            ids.remove(&conn.id);
+            if ids.is_empty() {
+                registry.by_user.remove(&conn.user_id);
+            }
+        }
+        let mut offline = Vec::new();
+        for room in rooms {
+            if let Some(entry) = registry.rooms.get_mut(&room) {
+                if entry.remove(conn.id, conn.user_id) == PresenceChange::WentOffline {
+                    offline.push(room);
+                }
+                if entry.subscribers.is_empty() {
+                    registry.rooms.remove(&room);
+                }
+            }
+        }
+        offline
+    }
+
+    /// Subscribes a connection to a room's events.
+    pub fn subscribe(&self, room: RoomId, conn: &Arc<Connection>) -> PresenceChange {
+        let mut registry = self.lock();
+        match registry.connections.get_mut(&conn.id) {
+            Some((_, rooms)) => {
+                rooms.insert(room);
+            }
+            // A connection that already went away cannot subscribe.
+            None => return PresenceChange::Unchanged,
+        }
+        registry.rooms.entry(room).or_default().add(conn)
+    }
+
+    /// Unsubscribes every connection of `user` from `room` (the user left
+    /// it); returns whether the user went offline there.
+    pub fn unsubscribe_user(&self, room: RoomId, user: UserId) -> PresenceChange {
+        let mut registry = self.lock();
+        let ids: Vec<ConnId> = registry
+            .by_user
+            .get(&user)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        let mut change = PresenceChange::Unchanged;
+        for id in ids {
+            if let Some((_, rooms)) = registry.connections.get_mut(&id) {
+                rooms.remove(&room);
+            }
+            if let Some(entry) = registry.rooms.get_mut(&room)
+                && entry.remove(id, user) == PresenceChange::WentOffline
+            {
+                change = PresenceChange::WentOffline;
+            }
+        }
+        if registry
+            .rooms
+            .get(&room)
+            .is_some_and(|entry| entry.subscribers.is_empty())
+        {
+            registry.rooms.remove(&room);
+        }
+        change
+    }
+
+    /// Whether a connection receives a room's events.
+    pub fn is_subscribed(&self, room: RoomId, conn: ConnId) -> bool {
+        self.lock()
+            .connections
+            .get(&conn)
+            .is_some_and(|(_, rooms)| rooms.contains(&room))
+    }
+
+    /// The connections of a user on this node.
+    pub fn connections_of(&self, user: UserId) -> Vec<Arc<Connection>> {
+        let registry = self.lock();
+        registry
+            .by_user
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| registry.connections.get(id).map(|(c, _)| Arc::clone(c)))
+            .collect()
+    }
+
+    /// Every connection on this node.
+    pub fn all_connections(&self) -> Vec<Arc<Connection>> {
+        self.lock()
+            .connections
+            .values()
+            .map(|(c, _)| Arc::clone(c))
+            .collect()
+    }
+
+    /// Names of the users online in a room, sorted.
+    pub fn online(&self, room: RoomId) -> Vec<String> {
+        let registry = self.lock();
+        let mut names: Vec<String> = registry
+            .rooms
+            .get(&room)
+            .map(|entry| {
+                entry
+                    .online
+                    .values()
+                    .map(|(name, _)| name.as_str().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort_unstable_by_key(|name| name.to_ascii_lowercase());
+        names
+    }
+
+    /// Queues an event for every local subscriber of `room` in `audience`.
+    /// Returns how many connections it was queued for.
+    pub fn deliver(&self, room: RoomId, item: &Outbound, audience: Audience) -> usize {
+        let subscribers = match self.lock().rooms.get(&room) {
+            Some(entry) => Arc::clone(&entry.subscribers),
+            None => return 0,
+        };
+        subscribers
+            .iter()
+            .filter(|conn| conn.accepts(audience))
+            .filter(|conn| conn.push(item.clone()))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> Username {
+        Username::parse(n).expect("valid")
+    }
+
+    fn frame(text: &'static str) -> Outbound {
+        Outbound::Frame(ByteString::from_static(text))
+    }
+
+    #[test]
+    fn a_user_with_two_connections_is_online_once() {
+        let hub = Hub::new();
+        let room = RoomId(1);
+        let (first, _rx1) = hub.connect(UserId(1), name("alice"), 8);
+        let (second, _rx2) = hub.connect(UserId(1), name("alice"), 8);
+        assert_eq!(hub.subscribe(room, &first), PresenceChange::CameOnline);
+        assert_eq!(hub.subscribe(room, &second), PresenceChange::Unchanged);
+        assert_eq!(hub.online(room), vec!["alice".to_owned()]);
+        assert!(hub.disconnect(&first).is_empty());
+        assert_eq!(hub.disconnect(&second), vec![room]);
+        assert!(hub.online(room).is_empty());
+    }
+
+    #[test]
+    fn delivery_respects_the_audience() {
+        let hub = Hub::new();
+        let room = RoomId(1);
+        let (alice, mut alice_rx) = hub.connect(UserId(1), name("alice"), 8);
+        let (bob, mut bob_rx) = hub.connect(UserId(2), name("bob"), 8);
+        hub.subscribe(room, &alice);
+        hub.subscribe(room, &bob);
+        bob.mark_extended();
+        assert_eq!(hub.deliver(room, &frame("a"), Audience::Extended), 1);
+        assert_eq!(hub.deliver(room, &frame("b"), Audience::EveryoneExcept(UserId(2))), 1);
+        assert!(matches!(bob_rx.try_recv(), Ok(Outbound::Frame(f)) if f == "a"));
+        assert!(matches!(alice_rx.try_recv(), Ok(Outbound::Frame(f)) if f == "b"));
+        assert!(alice_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_frame_and_flags_the_connection() {
+        let hub = Hub::new();
+        let room = RoomId(1);
+        let (slow, _rx) = hub.connect(UserId(1), name("slow"), 1);
+        hub.subscribe(room, &slow);
+        assert_eq!(hub.deliver(room, &frame("1"), Audience::Everyone), 1);
+        assert_eq!(hub.deliver(room, &frame("2"), Audience::Everyone), 0);
+        // The overflow left a permit behind, so this resolves at once.
+        let flagged = futures_util::FutureExt::now_or_never(slow.too_slow());
+        assert!(flagged.is_some());
+    }
+
+    #[test]
+    fn leaving_unsubscribes_every_connection_of_the_user() {
+        let hub = Hub::new();
+        let room = RoomId(3);
+        let (one, _a) = hub.connect(UserId(1), name("alice"), 8);
+        let (two, _b) = hub.connect(UserId(1), name("alice"), 8);
+        hub.subscribe(room, &one);
+        hub.subscribe(room, &two);
+        assert_eq!(hub.unsubscribe_user(room, UserId(1)), PresenceChange::WentOffline);
+        assert!(!hub.is_subscribed(room, one.id()));
+        assert_eq!(hub.deliver(room, &frame("x"), Audience::Everyone), 0);
+    }
+}

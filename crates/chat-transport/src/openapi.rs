@@ -1,0 +1,62 @@
+//! The OpenAPI description of every REST route, served as JSON and through
+//! Swagger UI and ReDoc.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+use crate::session;
+
+/// The API document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Chat Server",
+        description = "A real-time chat server: accounts, rooms, direct conversations and history over REST; live messages over the WebSocket at `/ws/chat` (its frames are described in docs/PROTOCOL.md). Messages are encrypted at rest."
+    ),
+    paths(
+        routes::root::root,
+        routes::health::health,
+        routes::health::ready,
+        routes::auth::register,
+        routes::auth::login,
+        routes::chat::history,
+        routes::users::me,
+        routes::rooms::list,
+        routes::rooms::create,
+        routes::rooms::join,
+        routes::rooms::leave,
+        routes::rooms::messages,
+        routes::rooms::open_direct,
+        session::upgrade,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Accounts and access tokens"),
+        (name = "chat", description = "The seed-compatible chat: history of `general` and the WebSocket"),
+        (name = "rooms", description = "Rooms, direct conversations and their history"),
+        (name = "users", description = "The signed-in user"),
+        (name = "meta", description = "Service information and probes")
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The access token from /api/auth/login. The seed's `?token=` query parameter is accepted too.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,40 @@
+use actix_web::{HttpResponse, get, web};
+use chat_protocol::rest::{HealthBody, ReadyBody};
+
+use crate::state::AppState;
+
+/// The process is up and serving.
+#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, body = HealthBody)))]
+#[get("/health")]
+pub(crate) async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(HealthBody {
+        status: "ok".to_owned(),
+    })
+}
+
+/// The server can do its work: the database answers.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "meta",
+    responses(
+        (status = 200, description = "ready", body = ReadyBody),
+        (status = 503, description = "the database cannot be reached", body = ReadyBody)
+    )
+)]
+#[get("/ready")]
+pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(ReadyBody {
+            status: "ok".to_owned(),
+            database: "ok".to_owned(),
+        }),
+        Err(error) => {
+            tracing::warn!(error = %crate::error::Chain(&error), "readiness check failed");
+            HttpResponse::ServiceUnavailable().json(ReadyBody {
+                status: "unavailable".to_owned(),
+                database: "unreachable".to_owned(),
+            })
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The REST routes. Each module is one area of the API; `configure` mounts
+//! them all.
+
+pub(crate) mod auth;
+pub(crate) mod chat;
+pub(crate) mod health;
+pub(crate) mod root;
+pub(crate) mod rooms;
+pub(crate) mod users;
+
+use actix_web::web;
+
+/// Mounts every REST route.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(root::root)
+        .service(health::health)
+        .service(health::ready)
+        .service(auth::register)
+        .service(auth::login)
+        .service(chat::history)
+        .service(users::me)
+        .service(rooms::list)
+        .service(rooms::create)
+        .service(rooms::join)
+        .service(rooms::leave)
+        .service(rooms::messages)
+        .service(rooms::open_direct);
+}

@@ -1,0 +1,248 @@
+use actix_web::{HttpResponse, get, post, web};
+use chat_domain::{RoomKind, RoomName, Seq, Username};
+use chat_protocol::rest::{CreateRoomRequest, ErrorBody, MessagePage, PageQuery, RoomBody};
+use chat_storage::{Cursor, Membership, Room, User};
+
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::frames;
+use crate::presence;
+use crate::state::AppState;
+
+fn room_body(room: &Room, membership: Option<&Membership>) -> RoomBody {
+    let last_read = membership.map_or(0, |m| m.last_read.get());
+    RoomBody {
+        name: room.name.as_str().to_owned(),
+        kind: room.kind.into(),
+        last_seq: room.last_seq.get(),
+        last_read_seq: last_read,
+        unread: if membership.is_some() {
+            (room.last_seq.get() - last_read).max(0)
+        } else {
+            0
+        },
+        member: membership.is_some(),
+    }
+}
+
+fn parse_room(name: &str) -> Result<RoomName, ApiError> {
+    RoomName::parse(name).map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+async fn find_room(state: &AppState, name: &str) -> Result<Room, ApiError> {
+    let name = parse_room(name)?;
+    state
+        .store
+        .room_by_name(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("room '{name}' not found")))
+}
+
+/// A direct conversation is visible to its two members only; to anyone
+/// else it does not exist.
+async fn ensure_visible(state: &AppState, room: &Room, user: &User) -> Result<(), ApiError> {
+    if room.kind == RoomKind::Direct && !state.store.is_member(room.id, user.id).await? {
+        return Err(ApiError::NotFound(format!("room '{}' not found", room.name)));
+    }
+    Ok(())
+}
+
+/// Every public room, and the direct conversations of the caller, with
+/// unread counts for the rooms the caller is in.
+#[utoipa::path(
+    get,
+    path = "/api/rooms",
+    tag = "rooms",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<RoomBody>), (status = 401, body = ErrorBody))
+)]
+#[get("/api/rooms")]
+pub(crate) async fn list(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<HttpResponse, ApiError> {
+    let memberships = state.store.rooms_for(user.id).await?;
+    let mut bodies: Vec<RoomBody> = state
+        .store
+        .public_rooms()
+        .await?
+        .iter()
+        .map(|room| room_body(room, memberships.iter().find(|m| m.room.id == room.id)))
+        .collect();
+    bodies.extend(
+        memberships
+            .iter()
+            .filter(|m| m.room.kind == RoomKind::Direct)
+            .map(|m| room_body(&m.room, Some(m))),
+    );
+    Ok(HttpResponse::Ok().json(bodies))
+}
+
+/// Creates a public room; the caller becomes its first member.
+#[utoipa::path(
+    post,
+    path = "/api/rooms",
+    tag = "rooms",
+    request_body = CreateRoomRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = RoomBody),
+        (status = 409, description = "a room of that name exists", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[post("/api/rooms")]
+pub(crate) async fn create(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    body: web::Json<CreateRoomRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let name = RoomName::public(&body.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let room = state.store.create_room(&name, user.id).await?;
+    let membership = state.store.rooms_for(user.id).await?;
+    let membership = membership.iter().find(|m| m.room.id == room.id);
+    Ok(HttpResponse::Created().json(room_body(&room, membership)))
+}
+
+/// Joins a public room.
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{name}/join",
+    tag = "rooms",
+    params(("name" = String, Path, description = "room name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = RoomBody), (status = 404, body = ErrorBody))
+)]
+#[post("/api/rooms/{name}/join")]
+pub(crate) async fn join(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = find_room(&state, &name).await?;
+    ensure_visible(&state, &room, &user).await?;
+    state.store.join(room.id, user.id).await?;
+    let memberships = state.store.rooms_for(user.id).await?;
+    let membership = memberships.iter().find(|m| m.room.id == room.id);
+    Ok(HttpResponse::Ok().json(room_body(&room, membership)))
+}
+
+/// Leaves a room; the caller's open sockets stop receiving it.
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{name}/leave",
+    tag = "rooms",
+    params(("name" = String, Path, description = "room name")),
+    security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody))
+)]
+#[post("/api/rooms/{name}/leave")]
+pub(crate) async fn leave(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = find_room(&state, &name).await?;
+    ensure_visible(&state, &room, &user).await?;
+    state.store.leave(room.id, user.id).await?;
+    let change = state.hub.unsubscribe_user(room.id, user.id);
+    presence::announce(&state, room.id, room.name.as_str(), user.id, &user.username, change);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A page of a room's history, by seq: `before=N` gives the newest `limit`
+/// messages below N, `after=N` the oldest `limit` above N, neither the
+/// newest page. Messages are always in ascending seq.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{name}/messages",
+    tag = "rooms",
+    params(("name" = String, Path, description = "room name"), PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = MessagePage),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[get("/api/rooms/{name}/messages")]
+pub(crate) async fn messages(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    name: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let max = state.config.history_max_limit;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::Unprocessable(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    let seq = |value: i64| {
+        Seq::new(value).map_err(|_| ApiError::Unprocessable("cursors are not negative".to_owned()))
+    };
+    let cursor = match (query.before, query.after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Unprocessable(
+                "give either before or after, not both".to_owned(),
+            ));
+        }
+        (Some(before), None) => Cursor::Before(seq(before)?),
+        (None, Some(after)) => Cursor::After(seq(after)?),
+        (None, None) => Cursor::Latest,
+    };
+    let room = find_room(&state, &name).await?;
+    ensure_visible(&state, &room, &user).await?;
+    let page = state.store.history(room.id, cursor, limit).await?;
+    let room_name = room.name.as_str();
+    Ok(HttpResponse::Ok().json(MessagePage {
+        room: room_name.to_owned(),
+        messages: page
+            .messages
+            .into_iter()
+            .map(|m| frames::room_message(room_name, m))
+            .collect(),
+        has_more: page.has_more,
+    }))
+}
+
+/// Opens (or returns) the direct conversation with another user. Both
+/// users' open sockets are subscribed to it at once.
+#[utoipa::path(
+    post,
+    path = "/api/dm/{username}",
+    tag = "rooms",
+    params(("username" = String, Path, description = "the other user")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = RoomBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[post("/api/dm/{username}")]
+pub(crate) async fn open_direct(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let other_name = Username::parse(username.into_inner())
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    if other_name.same_user(&user.username) {
+        return Err(ApiError::Unprocessable(
+            "a direct conversation is between two different users".to_owned(),
+        ));
+    }
+    let other = state
+        .store
+        .user_by_name(&other_name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user '{other_name}' not found")))?;
+    let room = state.store.open_direct(&user, &other).await?;
+    presence::subscribe_open_connections(&state, &room, user.id);
+    presence::subscribe_open_connections(&state, &room, other.id);
+    let memberships = state.store.rooms_for(user.id).await?;
+    let membership = memberships.iter().find(|m| m.room.id == room.id);
+    Ok(HttpResponse::Ok().json(room_body(&room, membership)))
+}

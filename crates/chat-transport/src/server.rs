@@ -1,0 +1,263 @@
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, http, web};
+use chat_domain::RoomName;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_redoc::{Redoc, Servable};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::TransportConfig;
+use crate::error::ApiError;
+use crate::fanout::{Fanout, LocalFanout};
+use crate::hub::Hub;
+use crate::openapi::ApiDoc;
+use crate::routes;
+use crate::session;
+use crate::state::{AppState, Services};
+use crate::writer;
+
+/// Why the server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The database is unreachable or not migrated.
+    #[error("could not load the `general` room (has the database been migrated?)")]
+    Storage(#[from] chat_storage::StorageError),
+    /// The database has no `general` room.
+    #[error("the database has no `general` room; run the migrations")]
+    NoGeneralRoom,
+    /// The address could not be bound.
+    #[error("could not listen on {address}")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The chat routes and their shared state, ready to mount into any
+/// `actix_web::App` with [`ChatService::configure`].
+#[derive(Debug, Clone)]
+pub struct ChatService {
+    state: AppState,
+    writer_task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl ChatService {
+    /// Builds the service with the in-process fan-out. Needs a migrated
+    /// database. Must be called inside a Tokio runtime: it starts the
+    /// writer task.
+    pub async fn new(config: TransportConfig, services: Services) -> Result<ChatService, BuildError> {
+        let hub = Hub::new();
+        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(hub.clone()));
+        ChatService::with_fanout(config, services, hub, fanout).await
+    }
+
+    /// Builds the service on a given hub and fan-out (a broker-backed
+    /// fan-out delivers into `hub` on every node).
+    pub async fn with_fanout(
+        config: TransportConfig,
+        services: Services,
+        hub: Hub,
+        fanout: Arc<dyn Fanout>,
+    ) -> Result<ChatService, BuildError> {
+        let general = services
+            .store
+            .room_by_name(&RoomName::general())
+            .await?
+            .ok_or(BuildError::NoGeneralRoom)?;
+        let shutdown = CancellationToken::new();
+        let (writer, writer_task) = writer::spawn(
+            services.store.clone(),
+            Arc::clone(&fanout),
+            config.writer_max_batch,
+            config.writer_queue,
+            shutdown.child_token(),
+        );
+        let state = AppState {
+            store: services.store,
+            hasher: services.hasher,
+            tokens: services.tokens,
+            hub,
+            fanout,
+            writer,
+            config: Arc::new(config),
+            general: Arc::new(general),
+            shutdown,
+        };
+        Ok(ChatService {
+            state,
+            writer_task: Arc::new(std::sync::Mutex::new(Some(writer_task))),
+        })
+    }
+
+    /// Mounts every route: REST, the WebSocket, OpenAPI JSON, Swagger UI at
+    /// `/docs` and ReDoc at `/redoc`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let limit = self.state.config.max_body_bytes;
+        cfg.app_data(web::Data::new(self.state.clone()))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .configure(routes::configure)
+            .service(session::upgrade)
+            .service(web::redirect("/docs", "/docs/"))
+            .service(
+                SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()),
+            )
+            .service(Redoc::with_url("/redoc", ApiDoc::openapi()));
+    }
+
+    /// Starts an orderly shutdown: sockets are closed with 1001 and the
+    /// writer stores what is queued, then stops. Waits at most `grace`.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.state.shutdown.cancel();
+        let task = self
+            .writer_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task
+            && tokio::time::timeout(grace, task).await.is_err()
+        {
+            tracing::warn!("the writer did not finish within the grace period");
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &TransportConfig {
+        &self.state.config
+    }
+}
+
+fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    match error {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes")).into()
+        }
+        JsonPayloadError::ContentType => ApiError::Unprocessable(
+            "expected a JSON body with Content-Type: application/json".to_owned(),
+        )
+        .into(),
+        other => ApiError::Unprocessable(format!("invalid JSON body: {other}")).into(),
+    }
+}
+
+fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::Unprocessable(format!("invalid query: {error}")).into()
+}
+
+fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::Unprocessable(format!("invalid path: {error}")).into()
+}
+
+fn cors(origins: &[String]) -> Cors {
+    // Tokens travel in a header, never in cookies, so credentials are not
+    // allowed; with no origins configured, no other site may call us.
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods([http::Method::GET, http::Method::POST])
+        .allowed_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
+        .max_age(3600)
+}
+
+/// The whole server: the chat service on its own listener.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    service: ChatService,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free one) and builds the server.
+    pub async fn build(config: TransportConfig, services: Services) -> Result<Application, BuildError> {
+        let service = ChatService::new(config, services).await?;
+        Application::from_service(service)
+    }
+
+    /// Serves an already built [`ChatService`].
+    pub fn from_service(service: ChatService) -> Result<Application, BuildError> {
+        let config = service.config().clone();
+        let bind_error = |source| BuildError::Bind {
+            address: config.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&config.bind).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        let app_service = service.clone();
+        let origins = config.cors_origins.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(cors(&origins))
+                .configure(|cfg| app_service.configure(cfg))
+                .default_service(web::to(not_found))
+        })
+        .workers(config.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
+        .listen(listener)
+        .map_err(bind_error)?
+        .run();
+        Ok(Application {
+            address,
+            server,
+            service,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, closes every
+    /// socket with 1001, stores what is queued and finishes in-flight
+    /// requests within the grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let grace = self.service.config().shutdown_grace;
+        let mut server = std::pin::pin!(self.server);
+        tokio::select! {
+            result = &mut server => return result,
+            () = shutdown => {}
+        }
+        tracing::info!("shutting down");
+        let stopping = handle.stop(true);
+        self.service.shutdown(grace).await;
+        stopping.await;
+        server.await
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("Not Found".to_owned()))
+}

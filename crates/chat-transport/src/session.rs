@@ -1,0 +1,664 @@
+//! One WebSocket connection: the upgrade, then a task that reads the
+//! client's frames and writes the frames queued for it.
+//!
+//! The task holds no database connection while idle: it borrows one from
+//! the pool only for the look-ups a frame needs (joining a room, replaying
+//! missed messages). Messages it sends go to the writer.
+//!
+//! Each room the connection receives has a cursor: the last seq delivered.
+//! A stored message at or below the cursor is a duplicate and is dropped;
+//! one more than a step ahead means messages are missing, and they are read
+//! from the database before it is delivered. Resume is that same mechanism
+//! started from the client's last seen seq, so replay and live delivery can
+//! overlap without a gap or a duplicate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
+use bytestring::ByteString;
+use chat_domain::{ClientId, MessageBody, RoomId, RoomKind, RoomName, Seq};
+use chat_protocol::ws::{ClientFrame, ErrorCode, ServerFrame};
+use chat_storage::{Cursor, NewMessage, Room, StorageError, User};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::auth::{authenticate, bearer_token};
+use crate::error::ApiError;
+use crate::fanout::RoomEvent;
+use crate::frames;
+use crate::hub::{Audience, Connection, Outbound};
+use crate::presence;
+use crate::state::AppState;
+use crate::writer::WriteRequest;
+
+/// Messages read per query while filling a gap.
+const FILL_PAGE: i64 = 200;
+
+/// The close reason for a client that cannot keep up.
+const TOO_SLOW: &str = "too slow: outbound queue overflowed";
+
+/// Opens a chat socket. A missing or bad token is refused with 403 before
+/// the upgrade, as the seed did.
+#[utoipa::path(
+    get,
+    path = "/ws/chat",
+    tag = "chat",
+    params(("token" = Option<String>, Query, description = "access token; or send Authorization: Bearer")),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol; see docs/PROTOCOL.md"),
+        (status = 403, description = "missing, bad or expired token", body = chat_protocol::rest::ErrorBody)
+    )
+)]
+#[get("/ws/chat")]
+pub(crate) async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let user = match authenticate(&state, bearer_token(&req)).await {
+        Ok(user) => user,
+        Err(ApiError::Unauthorized(detail)) => return Err(ApiError::Forbidden(detail)),
+        Err(other) => return Err(other),
+    };
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::BadRequest(format!("not a WebSocket upgrade: {e}"))
+    })?;
+    let stream = stream
+        .max_frame_size(state.config.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(state.config.max_frame_bytes);
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        let (conn, outbound) =
+            state
+                .hub
+                .connect(user.id, user.username.clone(), state.config.outbound_queue);
+        let mut task = Session {
+            state: Arc::clone(&state),
+            user,
+            conn,
+            socket: session,
+            cursors: HashMap::new(),
+            rooms: HashMap::new(),
+            too_slow: false,
+        };
+        let close = task.run(stream, outbound).await;
+        task.finish(close).await;
+    });
+    Ok(response)
+}
+
+/// Why the loop ended, and what to tell the client.
+enum End {
+    /// The client closed, or the connection broke; nothing more to send.
+    Gone,
+    /// Close the socket with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+struct Session {
+    state: Arc<AppState>,
+    user: User,
+    conn: Arc<Connection>,
+    socket: actix_ws::Session,
+    /// The last seq delivered per room.
+    cursors: HashMap<RoomId, Seq>,
+    /// The rooms this connection receives, by name.
+    rooms: HashMap<RoomName, Room>,
+    /// Set when a write was abandoned because the client stopped reading.
+    too_slow: bool,
+}
+
+/// The client is gone; stop.
+struct Gone;
+
+impl Session {
+    async fn run(
+        &mut self,
+        mut stream: AggregatedMessageStream,
+        mut outbound: mpsc::Receiver<Outbound>,
+    ) -> End {
+        if let Err(end) = self.start().await {
+            return end;
+        }
+        let config = Arc::clone(&self.state.config);
+        let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
+        heartbeat.tick().await;
+        let mut last_heard = Instant::now();
+        let conn = Arc::clone(&self.conn);
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    return End::Close(CloseCode::Away, "server shutting down");
+                }
+                () = conn.too_slow() => {
+                    return End::Close(CloseCode::Policy, TOO_SLOW);
+                }
+                item = stream.next() => {
+                    last_heard = Instant::now();
+                    match item {
+                        Some(Ok(AggregatedMessage::Text(text))) => {
+                            if self.on_text(&text).await.is_err() {
+                                return self.gone();
+                            }
+                        }
+                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                            let frame = frames::error(
+                                ErrorCode::InvalidJson,
+                                "binary frames are not supported; send JSON text",
+                                None,
+                                None,
+                            );
+                            if self.send(&frame).await.is_err() {
+                                return self.gone();
+                            }
+                        }
+                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                            if self.socket.pong(&bytes).await.is_err() {
+                                return End::Gone;
+                            }
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => {}
+                        Some(Ok(AggregatedMessage::Close(_))) | None => return End::Gone,
+                        Some(Err(ProtocolError::Overflow)) => {
+                            return End::Close(CloseCode::Size, "frame too large");
+                        }
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "WebSocket protocol error");
+                            return End::Close(CloseCode::Protocol, "protocol error");
+                        }
+                    }
+                }
+                item = outbound.recv() => {
+                    let Some(item) = item else { return End::Gone };
+                    if self.deliver(item).await.is_err() {
+                        return self.gone();
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > config.idle_timeout {
+                        return End::Close(CloseCode::Normal, "idle timeout");
+                    }
+                    if self.socket.ping(b"").await.is_err() {
+                        return End::Gone;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How to end after a failed write: a client that stopped reading is
+    /// told why, if it ever reads again.
+    fn gone(&self) -> End {
+        if self.too_slow {
+            End::Close(CloseCode::Policy, TOO_SLOW)
+        } else {
+            End::Gone
+        }
+    }
+
+    /// Greets the client and puts it in `general`, as the seed did.
+    async fn start(&mut self) -> Result<(), End> {
+        let greeting = frames::system(format!("Connected as {}", self.user.username));
+        self.send(&greeting).await.map_err(|Gone| End::Gone)?;
+        let general = Room::clone(&self.state.general);
+        // A plain seed client lands in `general` even if its user left it.
+        let store = &self.state.store;
+        let joined = match store.is_member(general.id, self.user.id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => store.join(general.id, self.user.id).await,
+            Err(error) => Err(error),
+        };
+        match joined {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(error = %crate::error::Chain(&error), "could not join general");
+                return Err(End::Close(CloseCode::Again, "database unavailable"));
+            }
+        }
+        self.subscribe(general, None);
+        Ok(())
+    }
+
+    /// Subscribes to a room and announces the user if they just came
+    /// online there. `cursor` is where delivery starts; `None` starts with
+    /// whatever arrives next.
+    fn subscribe(&mut self, room: Room, cursor: Option<Seq>) {
+        if let Some(seq) = cursor {
+            self.cursors.insert(room.id, seq);
+        }
+        if !self.rooms.contains_key(&room.name) {
+            let change = self.state.hub.subscribe(room.id, &self.conn);
+            presence::announce(
+                &self.state,
+                room.id,
+                room.name.as_str(),
+                self.user.id,
+                &self.user.username,
+                change,
+            );
+        }
+        self.rooms.insert(room.name.clone(), room);
+    }
+
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
+        self.send_raw(frames::encode(frame)).await
+    }
+
+    async fn send_raw(&mut self, frame: ByteString) -> Result<(), Gone> {
+        // A client that stops reading blocks this write; the overflow of its
+        // queue then ends the session instead of leaving it hanging.
+        tokio::select! {
+            sent = self.socket.text(frame) => sent.map_err(|_| Gone),
+            () = self.conn.too_slow() => {
+                self.too_slow = true;
+                Err(Gone)
+            }
+        }
+    }
+
+    async fn send_error(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        client_id: Option<String>,
+        room: Option<String>,
+    ) -> Result<(), Gone> {
+        self.send(&frames::error(code, message, client_id, room)).await
+    }
+
+    /// Delivers one queued item, keeping each room in seq order.
+    async fn deliver(&mut self, item: Outbound) -> Result<(), Gone> {
+        match item {
+            Outbound::Frame(frame) => self.send_raw(frame).await,
+            Outbound::RoomMessage { room, seq, frame } => {
+                match self.cursors.get(&room).copied() {
+                    Some(cursor) if seq <= cursor => return Ok(()),
+                    Some(cursor) if seq > cursor.next() => {
+                        let name = frame_room_name(&frame);
+                        self.fill(room, name.as_deref(), cursor, Some(seq)).await?;
+                    }
+                    _ => {}
+                }
+                self.cursors.insert(room, seq);
+                self.send_raw(frame).await
+            }
+        }
+    }
+
+    /// Sends the stored messages of a room after `from`, up to (not
+    /// including) `until`, or up to the newest one.
+    async fn fill(
+        &mut self,
+        room: RoomId,
+        room_name: Option<&str>,
+        from: Seq,
+        until: Option<Seq>,
+    ) -> Result<(), Gone> {
+        let Some(room_name) = room_name
+            .map(str::to_owned)
+            .or_else(|| self.room_name_of(room))
+        else {
+            return Ok(());
+        };
+        let mut cursor = from;
+        loop {
+            let page = match self
+                .state
+                .store
+                .history(room, Cursor::After(cursor), FILL_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::Chain(&error), "could not replay missed messages");
+                    return self
+                        .send_error(
+                            ErrorCode::Unavailable,
+                            "missed messages could not be loaded; resume again later",
+                            None,
+                            Some(room_name),
+                        )
+                        .await;
+                }
+            };
+            for message in &page.messages {
+                if until.is_some_and(|until| message.seq >= until) {
+                    return Ok(());
+                }
+                cursor = message.seq;
+                self.cursors.insert(room, cursor);
+                self.send(&frames::message(&room_name, message)).await?;
+            }
+            if !page.has_more || page.messages.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn room_name_of(&self, room: RoomId) -> Option<String> {
+        self.rooms
+            .values()
+            .find(|r| r.id == room)
+            .map(|r| r.name.as_str().to_owned())
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
+        let frame = match ClientFrame::parse(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                return self
+                    .send_error(error.code(), error.to_string(), None, None)
+                    .await;
+            }
+        };
+        if !matches!(
+            frame,
+            ClientFrame::Message {
+                room: None,
+                client_id: None,
+                ..
+            }
+        ) {
+            self.conn.mark_extended();
+        }
+        match frame {
+            ClientFrame::Message {
+                content,
+                room,
+                client_id,
+            } => self.on_message(content, room, client_id).await,
+            ClientFrame::Join { room } => self.on_join(&room, None).await,
+            ClientFrame::Resume { room, last_seq } => {
+                match Seq::new(last_seq) {
+                    Ok(seq) => self.on_join(&room, Some(seq)).await,
+                    Err(error) => {
+                        self.send_error(ErrorCode::InvalidFrame, error.to_string(), None, Some(room))
+                            .await
+                    }
+                }
+            }
+            ClientFrame::Leave { room } => self.on_leave(&room).await,
+            ClientFrame::Typing { room } => self.on_typing(room).await,
+            ClientFrame::Who { room } => self.on_who(room).await,
+            ClientFrame::Ping => self.send(&ServerFrame::Pong).await,
+        }
+    }
+
+    /// Finds a room this user may use, by name: one this connection already
+    /// receives, or one the user is a member of. Errors have been sent to
+    /// the client when this returns `Ok(None)`.
+    async fn usable_room(
+        &mut self,
+        name: Option<String>,
+        client_id: Option<&str>,
+        join_public: bool,
+    ) -> Result<Option<Room>, Gone> {
+        let raw = name.unwrap_or_else(|| RoomName::GENERAL.to_owned());
+        let cid = || client_id.map(str::to_owned);
+        let name = match RoomName::parse(&raw) {
+            Ok(name) => name,
+            Err(error) => {
+                self.send_error(ErrorCode::InvalidRoom, error.to_string(), cid(), Some(raw))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        if !join_public && let Some(room) = self.rooms.get(&name) {
+            return Ok(Some(room.clone()));
+        }
+        let found = self.state.store.room_by_name(&name).await;
+        let room = match found {
+            Ok(Some(room)) => room,
+            Ok(None) => {
+                self.send_error(
+                    ErrorCode::RoomNotFound,
+                    format!("room '{name}' does not exist"),
+                    cid(),
+                    Some(raw),
+                )
+                .await?;
+                return Ok(None);
+            }
+            Err(error) => {
+                self.storage_error(&error, cid(), Some(raw)).await?;
+                return Ok(None);
+            }
+        };
+        let allowed = if join_public && room.kind == RoomKind::Public {
+            self.state.store.join(room.id, self.user.id).await.map(|()| true)
+        } else {
+            self.state.store.is_member(room.id, self.user.id).await
+        };
+        match allowed {
+            Ok(true) => Ok(Some(room)),
+            Ok(false) => {
+                self.send_error(
+                    ErrorCode::NotAMember,
+                    format!("you are not a member of '{name}'; join it first"),
+                    cid(),
+                    Some(raw),
+                )
+                .await?;
+                Ok(None)
+            }
+            Err(error) => {
+                self.storage_error(&error, cid(), Some(raw)).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn storage_error(
+        &mut self,
+        error: &StorageError,
+        client_id: Option<String>,
+        room: Option<String>,
+    ) -> Result<(), Gone> {
+        tracing::warn!(error = %crate::error::Chain(error), "storage error in a WebSocket session");
+        let (code, text) = match error {
+            StorageError::Unavailable(_) => (ErrorCode::Unavailable, "the database is unavailable; try again"),
+            _ => (ErrorCode::Internal, "internal error"),
+        };
+        self.send_error(code, text, client_id, room).await
+    }
+
+    async fn on_message(
+        &mut self,
+        content: String,
+        room: Option<String>,
+        client_id: Option<String>,
+    ) -> Result<(), Gone> {
+        let body = match MessageBody::parse_with_limit(content, self.state.config.max_message_chars) {
+            Ok(body) => body,
+            Err(error) => {
+                return self
+                    .send_error(error.clone().into(), error.to_string(), client_id, room)
+                    .await;
+            }
+        };
+        let client_id = match client_id.map(ClientId::parse).transpose() {
+            Ok(id) => id,
+            Err(error) => {
+                return self
+                    .send_error(ErrorCode::InvalidClientId, error.to_string(), None, room)
+                    .await;
+            }
+        };
+        let cid = client_id.as_ref().map(|id| id.as_str().to_owned());
+        let Some(room) = self.usable_room(room, cid.as_deref(), false).await? else {
+            return Ok(());
+        };
+        if !self.rooms.contains_key(&room.name) {
+            // Sending into a room makes this connection receive it too, so
+            // the sender sees its own message like everyone else.
+            self.subscribe(room.clone(), Some(room.last_seq));
+        }
+        let request = WriteRequest {
+            message: NewMessage {
+                room_id: room.id,
+                user_id: self.user.id,
+                username: self.user.username.clone(),
+                body,
+                client_id,
+            },
+            room: room.name.clone(),
+            sender: Arc::clone(&self.conn),
+        };
+        if self.state.writer.submit(request).await.is_err() {
+            return self
+                .send_error(
+                    ErrorCode::Unavailable,
+                    "the server is shutting down; the message was not stored",
+                    cid,
+                    Some(room.name.as_str().to_owned()),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Join, or resume from `last_seq`: subscribe first, then read where the
+    /// room stands, then replay what the client missed. Messages committed
+    /// meanwhile arrive through the queue and the cursor drops any the
+    /// replay already sent.
+    async fn on_join(&mut self, name: &str, last_seq: Option<Seq>) -> Result<(), Gone> {
+        let Some(room) = self.usable_room(Some(name.to_owned()), None, true).await? else {
+            return Ok(());
+        };
+        let resume_from = last_seq.unwrap_or(room.last_seq);
+        self.subscribe(room.clone(), Some(resume_from));
+        let current = match self.state.store.room_by_name(&room.name).await {
+            Ok(Some(current)) => current,
+            Ok(None) => room,
+            Err(error) => {
+                return self
+                    .storage_error(&error, None, Some(room.name.as_str().to_owned()))
+                    .await;
+            }
+        };
+        if resume_from < current.last_seq {
+            let name = current.name.as_str().to_owned();
+            self.fill(current.id, Some(&name), resume_from, None).await?;
+        }
+        for frame in presence::joined_frames(&self.state, &current) {
+            self.send(&frame).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_leave(&mut self, name: &str) -> Result<(), Gone> {
+        let Some(room) = self.usable_room(Some(name.to_owned()), None, false).await? else {
+            return Ok(());
+        };
+        if let Err(error) = self.state.store.leave(room.id, self.user.id).await {
+            return self
+                .storage_error(&error, None, Some(name.to_owned()))
+                .await;
+        }
+        let change = self.state.hub.unsubscribe_user(room.id, self.user.id);
+        self.rooms.remove(&room.name);
+        self.cursors.remove(&room.id);
+        presence::announce(
+            &self.state,
+            room.id,
+            room.name.as_str(),
+            self.user.id,
+            &self.user.username,
+            change,
+        );
+        self.send(&ServerFrame::Left {
+            room: room.name.as_str().to_owned(),
+        })
+        .await
+    }
+
+    /// Finds a room this connection receives; tells the client if it does
+    /// not.
+    async fn subscribed_room(&mut self, name: Option<String>) -> Result<Option<Room>, Gone> {
+        let raw = name.unwrap_or_else(|| RoomName::GENERAL.to_owned());
+        let room = RoomName::parse(&raw)
+            .ok()
+            .and_then(|name| self.rooms.get(&name).cloned());
+        if room.is_none() {
+            self.send_error(
+                ErrorCode::NotAMember,
+                format!("join '{raw}' first"),
+                None,
+                Some(raw),
+            )
+            .await?;
+        }
+        Ok(room)
+    }
+
+    async fn on_typing(&mut self, room: Option<String>) -> Result<(), Gone> {
+        let Some(room) = self.subscribed_room(room).await? else {
+            return Ok(());
+        };
+        self.state.fanout.publish(RoomEvent {
+            room: room.id,
+            seq: None,
+            frame: frames::encode(&ServerFrame::Typing {
+                room: room.name.as_str().to_owned(),
+                username: self.user.username.as_str().to_owned(),
+            }),
+            audience: Audience::ExtendedExcept(self.user.id),
+        });
+        Ok(())
+    }
+
+    async fn on_who(&mut self, room: Option<String>) -> Result<(), Gone> {
+        let Some(room) = self.subscribed_room(room).await? else {
+            return Ok(());
+        };
+        let frame = ServerFrame::Who {
+            room: room.name.as_str().to_owned(),
+            online: self.state.hub.online(room.id),
+        };
+        self.send(&frame).await
+    }
+
+    /// Leaves every room, announces the user's departure where they are
+    /// now offline, and closes the socket if it is still open.
+    async fn finish(self, end: End) {
+        for room in self.state.hub.disconnect(&self.conn) {
+            let name = self
+                .room_name_of(room)
+                .unwrap_or_else(|| RoomName::GENERAL.to_owned());
+            presence::announce(
+                &self.state,
+                room,
+                &name,
+                self.user.id,
+                &self.user.username,
+                crate::hub::PresenceChange::WentOffline,
+            );
+        }
+        let reason = match end {
+            End::Gone => None,
+            End::Close(code, description) => Some(CloseReason {
+                code,
+                description: Some(description.to_owned()),
+            }),
+        };
+        // A client that stopped reading may never take the close frame;
+        // give up after a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(reason)).await;
+    }
+}
+
+/// Reads the `room` of a serialized `message` frame, for the rare gap fill
+/// of a room the session has no name for.
+fn frame_room_name(frame: &ByteString) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct RoomOnly {
+        room: String,
+    }
+    serde_json::from_str::<RoomOnly>(frame).ok().map(|r| r.room)
+}

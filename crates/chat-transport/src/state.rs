@@ -1,0 +1,38 @@
+use std::sync::Arc;
+
+use chat_auth::{PasswordHasher, TokenKeys};
+use chat_storage::{Room, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TransportConfig;
+use crate::fanout::Fanout;
+use crate::hub::Hub;
+use crate::writer::WriterHandle;
+
+/// The services the transport is built from. The caller owns their set-up
+/// (database URL, keys, bcrypt cost); the transport only uses them.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Users, rooms and messages.
+    pub store: Store,
+    /// Password hashing, on the blocking pool.
+    pub hasher: PasswordHasher,
+    /// Issues and checks access tokens.
+    pub tokens: TokenKeys,
+}
+
+/// Shared by every route and session; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) tokens: TokenKeys,
+    pub(crate) hub: Hub,
+    pub(crate) fanout: Arc<dyn Fanout>,
+    pub(crate) writer: WriterHandle,
+    pub(crate) config: Arc<TransportConfig>,
+    /// The `general` room, loaded once at start-up.
+    pub(crate) general: Arc<Room>,
+    /// Cancelled when the server begins to shut down.
+    pub(crate) shutdown: CancellationToken,
+}

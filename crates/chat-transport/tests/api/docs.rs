@@ -1,0 +1,75 @@
+//! The API description and the operational endpoints.
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+crate::backend_tests!(
+    openapi_describes_every_rest_route,
+    swagger_ui_and_redoc_are_served_without_downloads,
+    health_and_readiness_report_ok,
+    unknown_paths_answer_404_with_a_detail,
+);
+
+async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
+    let doc: Value = app.http.get(app.url("/api-docs/openapi.json")).send().await?.json().await?;
+    let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+    for path in [
+        "/",
+        "/health",
+        "/ready",
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/chat/messages",
+        "/api/users/me",
+        "/api/rooms",
+        "/api/rooms/{name}/join",
+        "/api/rooms/{name}/leave",
+        "/api/rooms/{name}/messages",
+        "/api/dm/{username}",
+        "/ws/chat",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+    }
+    let schemas = doc["components"]["schemas"].as_object().cloned().unwrap_or_default();
+    for schema in ["Credentials", "UserBody", "TokenBody", "HistoryItem", "ErrorBody", "MessagePage"] {
+        assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+    Ok(())
+}
+
+async fn swagger_ui_and_redoc_are_served_without_downloads(app: &TestApp) -> Result<()> {
+    let docs = app.http.get(app.url("/docs/")).send().await?;
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await?.contains("swagger"));
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .get(app.url("/docs"))
+        .send()
+        .await?;
+    assert!(redirect.status().is_redirection());
+    let redoc = app.http.get(app.url("/redoc")).send().await?;
+    assert_eq!(redoc.status(), 200);
+    assert!(redoc.text().await?.to_lowercase().contains("redoc"));
+    Ok(())
+}
+
+async fn health_and_readiness_report_ok(app: &TestApp) -> Result<()> {
+    let health: Value = app.http.get(app.url("/health")).send().await?.json().await?;
+    assert_eq!(health["status"], "ok");
+    let ready = app.http.get(app.url("/ready")).send().await?;
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await?;
+    assert_eq!(ready["database"], "ok");
+    Ok(())
+}
+
+async fn unknown_paths_answer_404_with_a_detail(app: &TestApp) -> Result<()> {
+    let response = app.http.get(app.url("/no/such/thing")).send().await?;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await?;
+    assert!(body["detail"].is_string());
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! Starting the server and talking to it.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use chat_auth::{PasswordHasher, TokenKeys};
+use chat_crypto::{FernetKey, KeyRing};
+use chat_storage::testing::TestDatabase;
+use chat_storage::{Store, StoreConfig};
+use chat_transport::{Application, Services, TransportConfig};
+use futures_util::{SinkExt, StreamExt};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The JWT secret every test server uses, so tests can mint tokens.
+pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs a test body once per backend: `sqlite` always, `postgres` when a
+/// test database is configured.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let app = $crate::helpers::TestApp::spawn_sqlite(Default::default()).await?;
+                    let result = super::$name(&app).await;
+                    app.stop().await;
+                    result
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let Some(app) = $crate::helpers::TestApp::spawn_postgres(Default::default()).await? else {
+                        return Ok(());
+                    };
+                    let result = super::$name(&app).await;
+                    app.stop().await;
+                    result
+                }
+            )*
+        }
+    };
+}
+
+/// Tweaks a test applies to the default configuration.
+#[derive(Debug, Default, Clone)]
+pub struct Tweaks {
+    pub outbound_queue: Option<usize>,
+    pub max_frame_bytes: Option<usize>,
+    pub max_message_chars: Option<usize>,
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub tokens: TokenKeys,
+    database: Option<TestDatabase>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn_sqlite(tweaks: Tweaks) -> Result<TestApp> {
+        TestApp::spawn(TestDatabase::sqlite(), tweaks).await
+    }
+
+    pub async fn spawn_postgres(tweaks: Tweaks) -> Result<Option<TestApp>> {
+        match TestDatabase::postgres().await {
+            Some(database) => Ok(Some(TestApp::spawn(database, tweaks).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn spawn(database: TestDatabase, tweaks: Tweaks) -> Result<TestApp> {
+        let keys = KeyRing::new(FernetKey::generate(), Vec::new());
+        let store = Store::connect(StoreConfig {
+            url: database.url().to_owned(),
+            pool_size: 8,
+            keys,
+        })
+        .await?;
+        store.run_pending_migrations().await?;
+        let tokens = TokenKeys::new(
+            &SecretString::from(SECRET.to_owned()),
+            Duration::from_secs(30 * 60),
+        )?;
+        let defaults = TransportConfig::default();
+        let config = TransportConfig {
+            bind: "127.0.0.1:0".to_owned(),
+            workers: 2,
+            outbound_queue: tweaks.outbound_queue.unwrap_or(defaults.outbound_queue),
+            max_frame_bytes: tweaks.max_frame_bytes.unwrap_or(defaults.max_frame_bytes),
+            max_message_chars: tweaks.max_message_chars.unwrap_or(defaults.max_message_chars),
+            shutdown_grace: Duration::from_secs(2),
+            ..defaults
+        };
+        let services = Services {
+            store: store.clone(),
+            hasher: PasswordHasher::new(PasswordHasher::MIN_COST)?,
+            tokens: tokens.clone(),
+        };
+        let app = Application::build(config, services).await?;
+        let address = format!("127.0.0.1:{}", app.port());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = app.run_until_stopped(shutdown).await {
+                eprintln!("server failed: {error}");
+            }
+        });
+        Ok(TestApp {
+            address,
+            http: reqwest::Client::new(),
+            store,
+            tokens,
+            database: Some(database),
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// Stops the server and drops the test database.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+        drop(self.store);
+        if let Some(database) = self.database.take() {
+            database.drop_database().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<reqwest::Response> {
+        Ok(self.http.post(self.url(path)).json(body).send().await?)
+    }
+
+    /// Registers a user with a valid password and returns the response.
+    pub async fn register(&self, username: &str) -> Result<reqwest::Response> {
+        self.post_json(
+            "/api/auth/register",
+            &json!({"username": username, "password": "correct-horse"}),
+        )
+        .await
+    }
+
+    /// Registers and logs in; returns the access token.
+    pub async fn user(&self, username: &str) -> Result<String> {
+        let registered = self.register(username).await?;
+        if registered.status() != 201 {
+            bail!("register {username}: {}", registered.status());
+        }
+        self.login(username).await
+    }
+
+    pub async fn login(&self, username: &str) -> Result<String> {
+        let response = self
+            .post_json(
+                "/api/auth/login",
+                &json!({"username": username, "password": "correct-horse"}),
+            )
+            .await?;
+        if response.status() != 200 {
+            bail!("login {username}: {}", response.status());
+        }
+        let body: Value = response.json().await?;
+        body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no access_token in {body}"))
+    }
+
+    pub async fn get_authed(&self, path: &str, token: &str) -> Result<reqwest::Response> {
+        Ok(self.http.get(self.url(path)).bearer_auth(token).send().await?)
+    }
+
+    pub async fn post_authed(&self, path: &str, token: &str, body: &Value) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?)
+    }
+
+    /// Opens a WebSocket and reads the greeting.
+    pub async fn connect(&self, token: &str) -> Result<Client> {
+        let url = format!("ws://{}/ws/chat?token={token}", self.address);
+        let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+        let mut client = Client { socket };
+        let greeting = client.recv().await?;
+        if greeting["type"] != "system" {
+            bail!("expected a greeting, got {greeting}");
+        }
+        Ok(client)
+    }
+}
+
+impl TestApp {
+    /// Opens a WebSocket whose receive buffer is tiny, to play a client that
+    /// cannot keep up.
+    pub async fn connect_with_small_buffer(&self, token: &str) -> Result<Client> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let stream = socket.connect(self.address.parse()?).await?;
+        let url = format!("ws://{}/ws/chat?token={token}", self.address);
+        let (socket, _) =
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        let mut client = Client { socket };
+        client.recv().await?;
+        Ok(client)
+    }
+}
+
+/// A WebSocket client.
+pub struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub fn from_stream(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client { socket }
+    }
+
+    pub async fn send(&mut self, frame: Value) -> Result<()> {
+        self.send_text(frame.to_string()).await
+    }
+
+    pub async fn send_text(&mut self, text: String) -> Result<()> {
+        self.socket.send(Message::text(text)).await?;
+        Ok(())
+    }
+
+    /// The next JSON frame, skipping control frames.
+    pub async fn recv(&mut self) -> Result<Value> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .context("timed out waiting for a frame")?
+                .ok_or_else(|| anyhow!("the socket closed"))??;
+            match message {
+                Message::Text(text) => return Ok(serde_json::from_str(&text)?),
+                Message::Close(frame) => bail!("the server closed the socket: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of the given type, skipping others (presence and
+    /// system notices arrive whenever others come and go).
+    pub async fn recv_type(&mut self, kind: &str) -> Result<Value> {
+        loop {
+            let frame = self.recv().await?;
+            if frame["type"] == kind {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket; returns the close frame.
+    pub async fn closed(&mut self) -> Result<Option<CloseFrame>> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .context("timed out waiting for the close")?;
+            match next {
+                Some(Ok(Message::Close(frame))) => return Ok(frame),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads everything until the socket ends; returns how many `message`
+    /// frames arrived and the close frame, if one did.
+    pub async fn drain_until_closed(&mut self) -> Result<(usize, Option<CloseFrame>)> {
+        let mut messages = 0;
+        loop {
+            let next = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .context("timed out: the socket stayed open")?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    if text.contains(r#""type":"message""#) {
+                        messages += 1;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => return Ok((messages, frame)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Ok((messages, None)),
+            }
+        }
+    }
+
+    /// Asserts that no frame of `kind` arrives within a short while.
+    pub async fn expect_no(&mut self, kind: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return Ok(()),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(&text)?;
+                    if frame["type"] == kind {
+                        bail!("unexpected {kind} frame: {frame}");
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => bail!("the socket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a message and waits for its ack.
+    pub async fn send_acked(&mut self, room: &str, content: &str, client_id: &str) -> Result<Value> {
+        self.send(json!({"type": "message", "room": room, "content": content, "client_id": client_id}))
+            .await?;
+        loop {
+            let frame = self.recv().await?;
+            if frame["type"] == "ack" && frame["client_id"] == client_id {
+                return Ok(frame);
+            }
+            if frame["type"] == "error" {
+                bail!("error instead of ack: {frame}");
+            }
+        }
+    }
+
+    pub async fn close(mut self) -> Result<()> {
+        self.socket.close(None).await?;
+        Ok(())
+    }
+}

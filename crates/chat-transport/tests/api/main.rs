@@ -1,0 +1,10 @@
+//! Integration tests of the HTTP and WebSocket transport: the real server on
+//! port 0, real HTTP and real WebSockets, on SQLite always and on PostgreSQL
+//! whenever `CHAT_TEST_DATABASE_URL` is set.
+
+mod helpers;
+
+mod contract;
+mod docs;
+mod rooms;
+mod websocket;

@@ -1,0 +1,281 @@
+//! The extended WebSocket protocol: acks, idempotent resends, resume,
+//! presence, several connections per user, bad input and slow consumers.
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, Tweaks};
+
+crate::backend_tests!(
+    the_ack_carries_the_stored_id_and_seq_and_the_echo_matches,
+    a_resent_client_id_gets_the_same_ack_and_stores_nothing,
+    resume_replays_exactly_the_missed_messages_then_continues_live,
+    resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate,
+    every_connection_of_a_user_gets_every_message,
+    presence_counts_a_user_once_across_connections,
+    typing_notices_reach_others_but_not_the_typist,
+    bad_frames_get_error_frames_and_the_connection_stays_open,
+    seed_clients_never_see_frames_of_the_extended_protocol,
+);
+
+async fn the_ack_carries_the_stored_id_and_seq_and_the_echo_matches(app: &TestApp) -> Result<()> {
+    let token = app.user("alice").await?;
+    let mut client = app.connect(&token).await?;
+    let ack = client.send_acked("general", "first", "c-1").await?;
+    assert_eq!(ack["seq"], 1);
+    assert_eq!(ack["duplicate"], false);
+    let echo = client.recv_type("message").await?;
+    assert_eq!(echo["id"], ack["id"]);
+    assert_eq!(echo["seq"], 1);
+    assert_eq!(echo["room"], "general");
+    assert_eq!(echo["client_id"], "c-1");
+    let second = client.send_acked("general", "second", "c-2").await?;
+    assert_eq!(second["seq"], 2);
+    Ok(())
+}
+
+async fn a_resent_client_id_gets_the_same_ack_and_stores_nothing(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sender = app.connect(&alice).await?;
+    let mut watcher = app.connect(&bob).await?;
+    let first = sender.send_acked("general", "only once", "retry-me").await?;
+    let again = sender.send_acked("general", "only once", "retry-me").await?;
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["seq"], first["seq"]);
+    assert_eq!(again["duplicate"], true);
+    // A new connection (a reconnect) resending it gets the same answer.
+    sender.close().await?;
+    let mut reconnected = app.connect(&alice).await?;
+    let third = reconnected.send_acked("general", "only once", "retry-me").await?;
+    assert_eq!(third["id"], first["id"]);
+    // The watcher saw the message exactly once.
+    assert_eq!(watcher.recv_type("message").await?["content"], "only once");
+    watcher.expect_no("message").await?;
+    let items: Vec<Value> = app.get_authed("/api/chat/messages", &alice).await?.json().await?;
+    assert_eq!(items.len(), 1);
+    Ok(())
+}
+
+async fn resume_replays_exactly_the_missed_messages_then_continues_live(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sender = app.connect(&alice).await?;
+    for i in 1..=5 {
+        sender.send_acked("general", &format!("m{i}"), &format!("a{i}")).await?;
+    }
+    let mut reader = app.connect(&bob).await?;
+    reader.send(json!({"type": "resume", "room": "general", "last_seq": 2})).await?;
+    for expected in 3..=5 {
+        let frame = reader.recv_type("message").await?;
+        assert_eq!(frame["seq"], expected);
+        assert_eq!(frame["content"], format!("m{expected}"));
+    }
+    let joined = reader.recv_type("joined").await?;
+    assert_eq!(joined["room"], "general");
+    assert_eq!(joined["last_seq"], 5);
+    sender.send_acked("general", "m6", "a6").await?;
+    let live = reader.recv_type("message").await?;
+    assert_eq!(live["seq"], 6);
+    Ok(())
+}
+
+async fn resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sender = app.connect(&alice).await?;
+    for i in 1..=300 {
+        sender
+            .send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")}))
+            .await?;
+    }
+    // Resume from 0 while the burst is still being written.
+    let mut reader = app.connect(&bob).await?;
+    reader.send(json!({"type": "resume", "room": "general", "last_seq": 0})).await?;
+    for i in 301..=400 {
+        sender
+            .send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")}))
+            .await?;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 400 {
+        let frame = reader.recv().await?;
+        if frame["type"] == "message" {
+            seen.push(frame["seq"].as_i64().unwrap_or(-1));
+        }
+    }
+    let expected: Vec<i64> = (1..=400).collect();
+    assert_eq!(seen, expected);
+    reader.expect_no("message").await?;
+    Ok(())
+}
+
+async fn every_connection_of_a_user_gets_every_message(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut laptop = app.connect(&alice).await?;
+    let mut phone = app.connect(&alice).await?;
+    let mut sender = app.connect(&bob).await?;
+    sender.send_acked("general", "to both", "b1").await?;
+    for device in [&mut laptop, &mut phone] {
+        assert_eq!(device.recv_type("message").await?["content"], "to both");
+    }
+    // One device sending reaches the other.
+    laptop.send_acked("general", "from the laptop", "l1").await?;
+    assert_eq!(phone.recv_type("message").await?["content"], "from the laptop");
+    Ok(())
+}
+
+async fn presence_counts_a_user_once_across_connections(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut observer = app.connect(&bob).await?;
+    observer.send(json!({"type": "who"})).await?;
+    assert_eq!(observer.recv_type("who").await?["online"], json!(["bob"]));
+
+    let first = app.connect(&alice).await?;
+    let presence = observer.recv_type("presence").await?;
+    assert_eq!(presence, json!({"type": "presence", "room": "general", "username": "alice", "online": true}));
+    let second = app.connect(&alice).await?;
+    observer.expect_no("presence").await?;
+    observer.send(json!({"type": "who", "room": "general"})).await?;
+    assert_eq!(observer.recv_type("who").await?["online"], json!(["alice", "bob"]));
+
+    first.close().await?;
+    observer.expect_no("presence").await?;
+    second.close().await?;
+    let gone = observer.recv_type("presence").await?;
+    assert_eq!(gone["online"], false);
+    assert_eq!(gone["username"], "alice");
+    Ok(())
+}
+
+async fn typing_notices_reach_others_but_not_the_typist(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut typist = app.connect(&alice).await?;
+    let mut other = app.connect(&bob).await?;
+    other.send(json!({"type": "ping"})).await?;
+    other.recv_type("pong").await?;
+    typist.send(json!({"type": "typing", "room": "general"})).await?;
+    let notice = other.recv_type("typing").await?;
+    assert_eq!(notice, json!({"type": "typing", "room": "general", "username": "alice"}));
+    typist.expect_no("typing").await?;
+    Ok(())
+}
+
+async fn bad_frames_get_error_frames_and_the_connection_stays_open(app: &TestApp) -> Result<()> {
+    let token = app.user("alice").await?;
+    let mut client = app.connect(&token).await?;
+    let cases = [
+        ("this is not json".to_owned(), "invalid_json"),
+        (json!({"type": "shout", "content": "hi"}).to_string(), "unknown_type"),
+        (json!({"type": "message"}).to_string(), "invalid_frame"),
+        (json!({"type": "message", "content": "   "}).to_string(), "blank_message"),
+        (json!({"type": "message", "content": "x".repeat(4001)}).to_string(), "message_too_long"),
+        (json!({"type": "message", "content": "hi", "room": "no such room"}).to_string(), "invalid_room"),
+        (json!({"type": "message", "content": "hi", "room": "nowhere"}).to_string(), "room_not_found"),
+        (json!({"type": "message", "content": "hi", "client_id": "has space"}).to_string(), "invalid_client_id"),
+    ];
+    for (text, code) in cases {
+        client.send_text(text.clone()).await?;
+        let error = client.recv_type("error").await?;
+        assert_eq!(error["code"], code, "{text}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Still open and working.
+    let ack = client.send_acked("general", "still here", "ok-1").await?;
+    assert_eq!(ack["seq"], 1);
+    Ok(())
+}
+
+async fn seed_clients_never_see_frames_of_the_extended_protocol(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut seed = app.connect(&alice).await?;
+    let mut modern = app.connect(&bob).await?;
+    modern.send(json!({"type": "typing"})).await?;
+    modern.send_acked("general", "hello", "m1").await?;
+    // The seed client gets the join notice and the message, nothing else.
+    let mut kinds = Vec::new();
+    loop {
+        let frame = seed.recv().await?;
+        kinds.push(frame["type"].as_str().unwrap_or_default().to_owned());
+        if frame["type"] == "message" {
+            break;
+        }
+    }
+    for kind in &kinds {
+        if kind != "system" && kind != "message" {
+            bail!("a seed client received a {kind} frame");
+        }
+    }
+    seed.expect_no("presence").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() -> Result<()> {
+    let app = TestApp::spawn_sqlite(Tweaks {
+        outbound_queue: Some(16),
+        ..Tweaks::default()
+    })
+    .await?;
+    let result = async {
+        let slow_token = app.user("slow").await?;
+        let fast_token = app.user("fast").await?;
+        let sender_token = app.user("sender").await?;
+        let mut slow = app.connect_with_small_buffer(&slow_token).await?;
+        let mut fast = app.connect(&fast_token).await?;
+        let mut sender = app.connect(&sender_token).await?;
+        // The slow client reads nothing while a burst of large messages
+        // goes out, so the server's socket buffers and its queue fill up.
+        let body = "x".repeat(3_900);
+        let total = 2_000;
+        for i in 0..total {
+            sender
+                .send(json!({"type": "message", "content": body, "client_id": format!("s{i}")}))
+                .await?;
+        }
+        let mut received = 0;
+        while received < total {
+            if fast.recv().await?["type"] == "message" {
+                received += 1;
+            }
+        }
+        let (messages, close) = slow.drain_until_closed().await?;
+        assert!(messages < total, "the slow client got all {messages} messages");
+        // The close frame itself may not get through a full buffer; the
+        // connection ending early is what matters.
+        if let Some(frame) = close {
+            assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+        }
+        drop(sender);
+        Ok(())
+    }
+    .await;
+    app.stop().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_closes_the_socket_with_1009() -> Result<()> {
+    let app = TestApp::spawn_sqlite(Tweaks {
+        max_frame_bytes: Some(1024),
+        ..Tweaks::default()
+    })
+    .await?;
+    let result = async {
+        let token = app.user("alice").await?;
+        let mut client = app.connect(&token).await?;
+        client
+            .send(json!({"type": "message", "content": "x".repeat(2048)}))
+            .await?;
+        let close = client.closed().await?;
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+        Ok(())
+    }
+    .await;
+    app.stop().await;
+    result
+}
