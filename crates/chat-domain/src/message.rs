@@ -95,7 +95,11 @@ mod tests {
     #[test]
     fn blank_messages_are_rejected() {
         for body in ["", " ", "\n\t ", "\u{3000}", "\u{2003}\u{00a0}"] {
-            assert_eq!(MessageBody::parse(body), Err(DomainError::MessageBlank), "{body:?}");
+            assert_eq!(
+                MessageBody::parse(body),
+                Err(DomainError::MessageBlank),
+                "{body:?}"
+            );
         }
     }
 

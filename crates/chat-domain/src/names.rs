@@ -120,7 +120,9 @@ impl RoomName {
     /// Parses either a public room name or a direct conversation's name.
     pub fn parse(value: &str) -> Result<RoomName, DomainError> {
         if let Some(rest) = value.strip_prefix(Self::DIRECT_PREFIX) {
-            let (a, b) = rest.split_once(':').ok_or(DomainError::RoomNameCharacters)?;
+            let (a, b) = rest
+                .split_once(':')
+                .ok_or(DomainError::RoomNameCharacters)?;
             let a = Username::parse(a).map_err(|_| DomainError::RoomNameCharacters)?;
             let b = Username::parse(b).map_err(|_| DomainError::RoomNameCharacters)?;
             return RoomName::direct(&a, &b);
@@ -216,7 +218,14 @@ mod tests {
 
     #[test]
     fn usernames_with_other_characters_are_rejected() {
-        for name in ["bob smith", "bob.smith", "bob@example", "bob\n", "bob\0x", "<script>"] {
+        for name in [
+            "bob smith",
+            "bob.smith",
+            "bob@example",
+            "bob\n",
+            "bob\0x",
+            "<script>",
+        ] {
             assert_eq!(
                 Username::parse(name),
                 Err(DomainError::UsernameCharacters),
@@ -259,7 +268,10 @@ mod tests {
 
     #[test]
     fn room_names_are_lower_cased() {
-        assert_eq!(RoomName::public("General").expect("valid").as_str(), "general");
+        assert_eq!(
+            RoomName::public("General").expect("valid").as_str(),
+            "general"
+        );
         assert_eq!(RoomName::general().as_str(), RoomName::GENERAL);
     }
 
@@ -308,7 +320,10 @@ mod tests {
 
     #[test]
     fn parse_accepts_both_kinds_and_canonicalizes_direct_names() {
-        assert_eq!(RoomName::parse("Lobby").expect("public").kind(), RoomKind::Public);
+        assert_eq!(
+            RoomName::parse("Lobby").expect("public").kind(),
+            RoomKind::Public
+        );
         let direct = RoomName::parse("dm:Bob:alice").expect("direct");
         assert_eq!(direct.as_str(), "dm:alice:bob");
         assert!(RoomName::parse("dm:alice").is_err());

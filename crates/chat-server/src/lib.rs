@@ -48,9 +48,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// Builds the server from settings: database, keys, hasher, listener.
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let store = open_store(settings).await?;
-    let hasher = PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;
+    let hasher =
+        PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;
     let ttl = Duration::from_secs(u64::from(settings.token_ttl_minutes.max(1)) * 60);
-    let tokens = TokenKeys::new(&secrets::jwt_secret(settings)?, ttl).context("SECRET_KEY is not valid")?;
+    let tokens =
+        TokenKeys::new(&secrets::jwt_secret(settings)?, ttl).context("SECRET_KEY is not valid")?;
     let services = Services {
         store,
         hasher,
@@ -63,7 +65,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
 
 /// Prints a fresh Fernet key and JWT secret in `.env` form.
 pub fn print_new_keys() {
-    println!("ENCRYPTION_KEY={}", chat_crypto::FernetKey::generate().to_base64());
+    println!(
+        "ENCRYPTION_KEY={}",
+        chat_crypto::FernetKey::generate().to_base64()
+    );
     println!("SECRET_KEY={}", secrets::generate_jwt_secret());
 }
 

@@ -15,7 +15,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = cli.settings;
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
 
     match cli.command.unwrap_or(Command::Serve) {
@@ -34,7 +36,8 @@ async fn main() -> anyhow::Result<()> {
             );
             let app = chat_server::build(&settings).await?;
             tracing::info!(address = %app.address(), "listening on http://{}", app.address());
-            app.run_until_stopped(chat_server::shutdown_signal()).await?;
+            app.run_until_stopped(chat_server::shutdown_signal())
+                .await?;
             tracing::info!("stopped");
         }
     }

@@ -30,7 +30,9 @@ pub fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
         return Ok(secret.clone());
     }
     if settings.environment == Environment::Production {
-        bail!("SECRET_KEY is required when CHAT_ENV=production (generate one with `chat-server gen-key`)");
+        bail!(
+            "SECRET_KEY is required when CHAT_ENV=production (generate one with `chat-server gen-key`)"
+        );
     }
     let secret = load_or_create(&settings.data_dir, SECRET_KEY_FILE, generate_jwt_secret)?;
     Ok(SecretString::from(secret))
@@ -39,9 +41,13 @@ pub fn jwt_secret(settings: &Settings) -> anyhow::Result<SecretString> {
 /// The key ring that encrypts and decrypts messages.
 pub fn key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
     let primary = match &settings.encryption_key {
-        Some(key) => FernetKey::parse(key.expose_secret()).context("ENCRYPTION_KEY is not valid")?,
+        Some(key) => {
+            FernetKey::parse(key.expose_secret()).context("ENCRYPTION_KEY is not valid")?
+        }
         None if settings.environment == Environment::Production => {
-            bail!("ENCRYPTION_KEY is required when CHAT_ENV=production (generate one with `chat-server gen-key`)");
+            bail!(
+                "ENCRYPTION_KEY is required when CHAT_ENV=production (generate one with `chat-server gen-key`)"
+            );
         }
         None => {
             let text = load_or_create(&settings.data_dir, ENCRYPTION_KEY_FILE, || {
@@ -63,8 +69,9 @@ pub fn key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
             .filter(|k| !k.is_empty())
             .enumerate()
             .map(|(i, k)| {
-                FernetKey::parse(k)
-                    .with_context(|| format!("ENCRYPTION_KEYS_PREVIOUS entry {} is not valid", i + 1))
+                FernetKey::parse(k).with_context(|| {
+                    format!("ENCRYPTION_KEYS_PREVIOUS entry {} is not valid", i + 1)
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?,
         None => Vec::new(),
@@ -74,12 +81,18 @@ pub fn key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
 
 /// Reads a secret from `dir/name`, or creates it there, readable by the
 /// owner only, the first time.
-fn load_or_create(dir: &Path, name: &str, generate: impl FnOnce() -> String) -> anyhow::Result<String> {
+fn load_or_create(
+    dir: &Path,
+    name: &str,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
     let path = dir.join(name);
     match fs::read_to_string(&path) {
         Ok(text) => return Ok(text.trim().to_owned()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error).with_context(|| format!("could not read {}", path.display())),
+        Err(error) => {
+            return Err(error).with_context(|| format!("could not read {}", path.display()));
+        }
     }
     fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     let secret = generate();

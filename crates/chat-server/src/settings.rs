@@ -43,7 +43,12 @@ pub enum Environment {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port.
-    #[arg(long, env = "CHAT_BIND", default_value = "127.0.0.1:8000", global = true)]
+    #[arg(
+        long,
+        env = "CHAT_BIND",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
     pub bind: String,
 
     /// Database URL: postgres://user:pass@host/db or sqlite://path.
@@ -52,12 +57,23 @@ pub struct Settings {
     pub database_url: Option<String>,
 
     /// Where the embedded database and generated secrets live.
-    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data", global = true)]
+    #[arg(
+        long,
+        env = "CHAT_DATA_DIR",
+        default_value = "./chat-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// `development` or `production`; production refuses to start without
     /// SECRET_KEY and ENCRYPTION_KEY.
-    #[arg(long = "env", env = "CHAT_ENV", value_enum, default_value = "development", global = true)]
+    #[arg(
+        long = "env",
+        env = "CHAT_ENV",
+        value_enum,
+        default_value = "development",
+        global = true
+    )]
     pub environment: Environment,
 
     /// JWT signing secret, at least 32 bytes.
@@ -71,7 +87,12 @@ pub struct Settings {
     pub encryption_key: Option<SecretString>,
 
     /// Older Fernet keys, comma-separated, still accepted for decryption.
-    #[arg(long, env = "ENCRYPTION_KEYS_PREVIOUS", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "ENCRYPTION_KEYS_PREVIOUS",
+        hide_env_values = true,
+        global = true
+    )]
     pub encryption_keys_previous: Option<SecretString>,
 
     /// Browser origins allowed to call the API, comma-separated.
@@ -79,7 +100,12 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
 
     /// Access token lifetime, in minutes.
-    #[arg(long, env = "CHAT_TOKEN_TTL_MINUTES", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "CHAT_TOKEN_TTL_MINUTES",
+        default_value_t = 30,
+        global = true
+    )]
     pub token_ttl_minutes: u32,
 
     /// bcrypt cost (10 to 31).
@@ -87,7 +113,12 @@ pub struct Settings {
     pub bcrypt_cost: u32,
 
     /// Longest message, in characters.
-    #[arg(long, env = "CHAT_MAX_MESSAGE_CHARS", default_value_t = 4000, global = true)]
+    #[arg(
+        long,
+        env = "CHAT_MAX_MESSAGE_CHARS",
+        default_value_t = 4000,
+        global = true
+    )]
     pub max_message_chars: usize,
 
     /// Database connections in the pool.
@@ -99,7 +130,12 @@ pub struct Settings {
     pub workers: Option<usize>,
 
     /// Largest WebSocket frame a client may send, in bytes (larger: close 1009).
-    #[arg(long, env = "CHAT_WS_MAX_FRAME_BYTES", default_value_t = 65_536, global = true)]
+    #[arg(
+        long,
+        env = "CHAT_WS_MAX_FRAME_BYTES",
+        default_value_t = 65_536,
+        global = true
+    )]
     pub ws_max_frame_bytes: usize,
 
     /// Frames queued for a slow client before it is disconnected.
@@ -107,19 +143,39 @@ pub struct Settings {
     pub ws_queue: usize,
 
     /// Seconds between pings to a quiet socket.
-    #[arg(long, env = "CHAT_WS_HEARTBEAT_SECS", default_value_t = 15, global = true)]
+    #[arg(
+        long,
+        env = "CHAT_WS_HEARTBEAT_SECS",
+        default_value_t = 15,
+        global = true
+    )]
     pub ws_heartbeat_secs: u64,
 
     /// Seconds of silence after which a socket is closed.
-    #[arg(long, env = "CHAT_WS_IDLE_TIMEOUT_SECS", default_value_t = 45, global = true)]
+    #[arg(
+        long,
+        env = "CHAT_WS_IDLE_TIMEOUT_SECS",
+        default_value_t = 45,
+        global = true
+    )]
     pub ws_idle_timeout_secs: u64,
 
     /// Most messages stored in one transaction.
-    #[arg(long, env = "CHAT_WRITER_MAX_BATCH", default_value_t = 512, global = true)]
+    #[arg(
+        long,
+        env = "CHAT_WRITER_MAX_BATCH",
+        default_value_t = 512,
+        global = true
+    )]
     pub writer_max_batch: usize,
 
     /// Seconds shutdown waits for sockets and in-flight writes.
-    #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "CHAT_SHUTDOWN_GRACE_SECS",
+        default_value_t = 10,
+        global = true
+    )]
     pub shutdown_grace_secs: u64,
 
     /// Log filter, e.g. `info` or `chat_transport=debug,info`.

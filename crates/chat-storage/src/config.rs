@@ -81,7 +81,10 @@ mod tests {
 
     #[test]
     fn postgres_urls_are_kept_as_they_are() {
-        for url in ["postgres://u:p@h/db", "postgresql://h:5432/db?sslmode=disable"] {
+        for url in [
+            "postgres://u:p@h/db",
+            "postgresql://h:5432/db?sslmode=disable",
+        ] {
             match Target::parse(url) {
                 Ok(Target::Postgres(kept)) => assert_eq!(kept, url),
                 _ => panic!("{url} should be a PostgreSQL URL"),
@@ -106,7 +109,12 @@ mod tests {
 
     #[test]
     fn other_urls_are_rejected_without_repeating_them() {
-        for url in ["mysql://root:hunter2@h/db", "sqlite://", "sqlite::memory:", ""] {
+        for url in [
+            "mysql://root:hunter2@h/db",
+            "sqlite://",
+            "sqlite::memory:",
+            "",
+        ] {
             match Target::parse(url) {
                 Err(StorageError::InvalidUrl(message)) => {
                     assert!(!message.contains("hunter2"), "{message}");

@@ -37,6 +37,9 @@ mod rows;
 mod schema;
 mod users;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use config::StoreConfig;
 pub use error::{BoxError, StorageError};
 pub use messages::MAX_PAGE;

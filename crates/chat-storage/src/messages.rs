@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 
 use chat_crypto::{KeyId, Sealed};
@@ -37,7 +37,10 @@ const CLIENT_ID_RACE_RETRIES: usize = 3;
 /// database's write lock.
 pub(crate) trait LockRoomCounter {
     /// The room's `last_seq`, or `None` when the room does not exist.
-    fn lock_room_counter(&mut self, room: i64) -> impl Future<Output = QueryResult<Option<i64>>> + Send;
+    fn lock_room_counter(
+        &mut self,
+        room: i64,
+    ) -> impl Future<Output = QueryResult<Option<i64>>> + Send;
 }
 
 impl LockRoomCounter for AsyncPgConnection {
@@ -243,13 +246,12 @@ impl Store {
                 }
             }
 
-            for (&room, &last_seq) in &counters {
-                if rows.iter().any(|row| row.room_id == room) {
-                    diesel::update(rooms::table.find(room))
-                        .set(rooms::last_seq.eq(last_seq))
-                        .execute(conn)
-                        .await?;
-                }
+            let touched: BTreeSet<i64> = rows.iter().map(|row| row.room_id).collect();
+            for room in touched {
+                diesel::update(rooms::table.find(room))
+                    .set(rooms::last_seq.eq(counters[&room]))
+                    .execute(conn)
+                    .await?;
             }
 
             Ok(Written {

@@ -206,7 +206,12 @@ impl Store {
     /// The position never moves backwards (a late, older acknowledgement
     /// changes nothing) and never past the room's newest message. Does
     /// nothing when `user` is not a member.
-    pub async fn mark_read(&self, room: RoomId, user: UserId, seq: Seq) -> Result<(), StorageError> {
+    pub async fn mark_read(
+        &self,
+        room: RoomId,
+        user: UserId,
+        seq: Seq,
+    ) -> Result<(), StorageError> {
         with_conn!(self, |conn| {
             let last_seq: i64 = rooms::table
                 .find(room.get())

@@ -20,7 +20,50 @@ use crate::config::Target;
 use crate::{StorageError, StoreConfig};
 
 /// SQLite behind diesel-async: every call runs on tokio's blocking pool.
-pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection, DetachOnCancel>;
+
+/// Runs SQLite's blocking calls on Tokio's blocking pool. When the future
+/// waiting for one is dropped (a client went away mid-request), the call
+/// finishes on its own in the background; the connection's lock keeps the
+/// next user waiting until it has. diesel-async's default spawner instead
+/// waits for it with `block_in_place`, which panics on the current-thread
+/// runtimes actix-web's workers use.
+pub(crate) struct DetachOnCancel(tokio::runtime::Handle);
+
+impl diesel_async::sync_connection_wrapper::SpawnBlocking for DetachOnCancel {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>,
+    >
+    where
+        R: Send + 'static,
+    {
+        let handle = self.0.spawn_blocking(task);
+        Box::pin(async move { handle.await.map_err(Box::from) })
+    }
+
+    fn get_runtime() -> Self {
+        let handle = tokio::runtime::Handle::try_current()
+            .unwrap_or_else(|_| fallback_runtime().handle().clone());
+        DetachOnCancel(handle)
+    }
+}
+
+/// A runtime for SQLite calls made outside any Tokio runtime (a synchronous
+/// caller); created on first use.
+fn fallback_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("chat-storage-sqlite")
+            .build()
+            .unwrap_or_else(|error| panic!("cannot start a Tokio runtime: {error}"))
+    })
+}
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -70,10 +113,8 @@ pub(crate) async fn checkout<C>(
     pool: &Pool<AsyncDieselConnectionManager<C>>,
 ) -> Result<Object<AsyncDieselConnectionManager<C>>, StorageError>
 where
-    AsyncDieselConnectionManager<C>: deadpool::managed::Manager<
-            Type = C,
-            Error = diesel_async::pooled_connection::PoolError,
-        >,
+    AsyncDieselConnectionManager<C>:
+        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
 {
     Ok(pool.get().await?)
 }
@@ -120,11 +161,41 @@ macro_rules! write_transaction {
                 .await
             }
             $crate::store::Pools::Sqlite { pool, .. } => {
+                // The same steps as diesel-async's `immediate_transaction`,
+                // which exists only for its default spawner. The inner
+                // connection's transaction manager tracks the open
+                // transaction, so a connection whose caller went away before
+                // COMMIT is seen as broken and never reused.
+                use ::diesel::connection::{AnsiTransactionManager, TransactionManager};
                 let mut object = $crate::store::checkout(pool).await?;
                 let connection: &mut $crate::store::SqliteConn = &mut object;
                 connection
-                    .immediate_transaction::<_, $crate::StorageError, _>(async |$conn| $body)
-                    .await
+                    .spawn_blocking(|c| {
+                        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+                    })
+                    .await?;
+                let result: Result<_, $crate::StorageError> = async {
+                    let $conn: &mut $crate::store::SqliteConn = &mut *connection;
+                    $body
+                }
+                .await;
+                match result {
+                    Ok(value) => {
+                        connection
+                            .spawn_blocking(|c| AnsiTransactionManager::commit_transaction(c))
+                            .await?;
+                        Ok(value)
+                    }
+                    Err(error) => {
+                        if let Err(rollback) = connection
+                            .spawn_blocking(|c| AnsiTransactionManager::rollback_transaction(c))
+                            .await
+                        {
+                            ::tracing::warn!(error = %rollback, "rollback failed");
+                        }
+                        Err(error)
+                    }
+                }
             }
         }
     }};
@@ -145,41 +216,31 @@ impl Store {
         timeout: Duration,
     ) -> Result<Store, StorageError> {
         let target = Target::parse(&config.url)?;
-        let max_size = config.pool_size.max(1);
+        let limits = PoolLimits {
+            max_size: config.pool_size.max(1),
+            timeout,
+        };
         let pools = match target {
             Target::Postgres(url) => {
                 // The default recycling method runs `SELECT 1` before handing
                 // out an idle connection, so connections that died with the
                 // server are replaced and the pool recovers on its own.
                 let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-                let pool = Pool::builder(manager)
-                    .max_size(max_size)
-                    .wait_timeout(Some(timeout))
-                    .create_timeout(Some(timeout))
-                    .recycle_timeout(Some(timeout))
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(StorageError::unavailable)?;
-                Pools::Postgres(pool)
+                Pools::Postgres(limits.build(manager)?)
             }
             Target::Sqlite(path) => {
                 create_parent_directory(&path)?;
                 let mut manager_config = ManagerConfig::<SqliteConn>::default();
                 manager_config.custom_setup =
-                    Box::new(|url| Box::pin(establish_sqlite(url.to_owned())));
+                    Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
                 let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
                     path.to_string_lossy(),
                     manager_config,
                 );
-                let pool = Pool::builder(manager)
-                    .max_size(max_size)
-                    .wait_timeout(Some(timeout))
-                    .create_timeout(Some(timeout))
-                    .recycle_timeout(Some(timeout))
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(StorageError::unavailable)?;
-                Pools::Sqlite { pool, path }
+                Pools::Sqlite {
+                    pool: limits.build(manager)?,
+                    path,
+                }
             }
         };
         Ok(Store {
@@ -267,6 +328,34 @@ impl Direction {
             Direction::RevertAll => harness.revert_all_migrations(migrations)?,
         };
         Ok(versions.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// The size of a pool and how long its callers wait.
+struct PoolLimits {
+    max_size: usize,
+    timeout: Duration,
+}
+
+impl PoolLimits {
+    /// A pool whose every wait (for a free connection, for a new one to
+    /// open, for an idle one to pass its check) ends after `timeout`, so a
+    /// dead or hung database makes calls fail instead of queueing forever.
+    fn build<C>(
+        &self,
+        manager: AsyncDieselConnectionManager<C>,
+    ) -> Result<Pool<AsyncDieselConnectionManager<C>>, StorageError>
+    where
+        AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C>,
+    {
+        Pool::builder(manager)
+            .max_size(self.max_size)
+            .wait_timeout(Some(self.timeout))
+            .create_timeout(Some(self.timeout))
+            .recycle_timeout(Some(self.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(StorageError::unavailable)
     }
 }
 

@@ -21,7 +21,9 @@ pub(crate) fn bearer_token(req: &HttpRequest) -> Option<String> {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
             let (scheme, token) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
         });
     from_header.or_else(|| {
         web::Query::<TokenParam>::from_query(req.query_string())
@@ -37,7 +39,10 @@ struct TokenParam {
 
 /// Resolves a token to the user it was issued to. A valid token whose user
 /// no longer exists is refused like a bad one.
-pub(crate) async fn authenticate(state: &AppState, token: Option<String>) -> Result<User, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    token: Option<String>,
+) -> Result<User, ApiError> {
     let token = token.ok_or_else(ApiError::bad_token)?;
     let claims = state.tokens.verify(&token)?;
     let username = Username::parse(claims.sub).map_err(|_| ApiError::bad_token())?;

@@ -233,11 +233,7 @@ impl Hub {
         registry
             .connections
             .insert(conn.id, (Arc::clone(&conn), HashSet::new()));
-        registry
-            .by_user
-            .entry(user_id)
-            .or_default()
-            .insert(conn.id);
+        registry.by_user.entry(user_id).or_default().insert(conn.id);
         (conn, rx)
     }
 
@@ -409,7 +405,10 @@ mod tests {
         hub.subscribe(room, &bob);
         bob.mark_extended();
         assert_eq!(hub.deliver(room, &frame("a"), Audience::Extended), 1);
-        assert_eq!(hub.deliver(room, &frame("b"), Audience::EveryoneExcept(UserId(2))), 1);
+        assert_eq!(
+            hub.deliver(room, &frame("b"), Audience::EveryoneExcept(UserId(2))),
+            1
+        );
         assert!(matches!(bob_rx.try_recv(), Ok(Outbound::Frame(f)) if f == "a"));
         assert!(matches!(alice_rx.try_recv(), Ok(Outbound::Frame(f)) if f == "b"));
         assert!(alice_rx.try_recv().is_err());
@@ -436,7 +435,10 @@ mod tests {
         let (two, _b) = hub.connect(UserId(1), name("alice"), 8);
         hub.subscribe(room, &one);
         hub.subscribe(room, &two);
-        assert_eq!(hub.unsubscribe_user(room, UserId(1)), PresenceChange::WentOffline);
+        assert_eq!(
+            hub.unsubscribe_user(room, UserId(1)),
+            PresenceChange::WentOffline
+        );
         assert!(!hub.is_subscribed(room, one.id()));
         assert_eq!(hub.deliver(room, &frame("x"), Audience::Everyone), 0);
     }

@@ -85,6 +85,13 @@ pub(crate) fn subscribe_open_connections(state: &AppState, room: &Room, user: Us
         for frame in joined_frames(state, room) {
             conn.push(Outbound::Frame(frames::encode(&frame)));
         }
-        announce(state, room.id, room.name.as_str(), user, conn.username(), change);
+        announce(
+            state,
+            room.id,
+            room.name.as_str(),
+            user,
+            conn.username(),
+            change,
+        );
     }
 }

@@ -3,8 +3,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_cors::Cors;
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::{self, Next};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, http, web};
 use chat_domain::RoomName;
 use tokio::task::JoinHandle;
@@ -55,7 +57,10 @@ impl ChatService {
     /// Builds the service with the in-process fan-out. Needs a migrated
     /// database. Must be called inside a Tokio runtime: it starts the
     /// writer task.
-    pub async fn new(config: TransportConfig, services: Services) -> Result<ChatService, BuildError> {
+    pub async fn new(
+        config: TransportConfig,
+        services: Services,
+    ) -> Result<ChatService, BuildError> {
         let hub = Hub::new();
         let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(hub.clone()));
         ChatService::with_fanout(config, services, hub, fanout).await
@@ -144,7 +149,8 @@ impl ChatService {
 
 fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     match error {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
             ApiError::PayloadTooLarge(format!("request body is larger than {limit} bytes")).into()
         }
         JsonPayloadError::ContentType => ApiError::Unprocessable(
@@ -191,7 +197,10 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Binds the listener (port 0 picks a free one) and builds the server.
-    pub async fn build(config: TransportConfig, services: Services) -> Result<Application, BuildError> {
+    pub async fn build(
+        config: TransportConfig,
+        services: Services,
+    ) -> Result<Application, BuildError> {
         let service = ChatService::new(config, services).await?;
         Application::from_service(service)
     }
@@ -210,6 +219,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(cors(&origins))
+                .wrap(middleware::from_fn(log_request))
                 .configure(|cfg| app_service.configure(cfg))
                 .default_service(web::to(not_found))
         })
@@ -251,11 +261,33 @@ impl Application {
             () = shutdown => {}
         }
         tracing::info!("shutting down");
-        let stopping = handle.stop(true);
-        self.service.shutdown(grace).await;
-        stopping.await;
-        server.await
+        // The stop command is sent at once; the server future must keep
+        // being polled to carry it out, while the sessions close and the
+        // writer drains.
+        drop(handle.stop(true));
+        let (result, ()) = tokio::join!(server, self.service.shutdown(grace));
+        result
     }
+}
+
+/// Logs each request by method, path and status. The query string is left
+/// out on purpose: the seed's clients put their token there.
+async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.call(req).await?;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(response)
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

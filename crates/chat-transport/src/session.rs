@@ -63,9 +63,8 @@ pub(crate) async fn upgrade(
         Err(ApiError::Unauthorized(detail)) => return Err(ApiError::Forbidden(detail)),
         Err(other) => return Err(other),
     };
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
-        ApiError::BadRequest(format!("not a WebSocket upgrade: {e}"))
-    })?;
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let stream = stream
         .max_frame_size(state.config.max_frame_bytes)
         .aggregate_continuations()
@@ -202,10 +201,10 @@ impl Session {
         }
     }
 
-    /// Greets the client and puts it in `general`, as the seed did.
+    /// Puts the client in `general`, as the seed did, then greets it. The
+    /// subscription comes first so that nothing sent after the greeting can
+    /// be missed; queued frames wait until the greeting is out.
     async fn start(&mut self) -> Result<(), End> {
-        let greeting = frames::system(format!("Connected as {}", self.user.username));
-        self.send(&greeting).await.map_err(|Gone| End::Gone)?;
         let general = Room::clone(&self.state.general);
         // A plain seed client lands in `general` even if its user left it.
         let store = &self.state.store;
@@ -214,15 +213,13 @@ impl Session {
             Ok(false) => store.join(general.id, self.user.id).await,
             Err(error) => Err(error),
         };
-        match joined {
-            Ok(()) => {}
-            Err(error) => {
-                tracing::warn!(error = %crate::error::Chain(&error), "could not join general");
-                return Err(End::Close(CloseCode::Again, "database unavailable"));
-            }
+        if let Err(error) = joined {
+            tracing::warn!(error = %crate::error::Chain(&error), "could not join general");
+            return Err(End::Close(CloseCode::Again, "database unavailable"));
         }
         self.subscribe(general, None);
-        Ok(())
+        let greeting = frames::system(format!("Connected as {}", self.user.username));
+        self.send(&greeting).await.map_err(|Gone| End::Gone)
     }
 
     /// Subscribes to a room and announces the user if they just came
@@ -269,7 +266,8 @@ impl Session {
         client_id: Option<String>,
         room: Option<String>,
     ) -> Result<(), Gone> {
-        self.send(&frames::error(code, message, client_id, room)).await
+        self.send(&frames::error(code, message, client_id, room))
+            .await
     }
 
     /// Delivers one queued item, keeping each room in seq order.
@@ -374,15 +372,13 @@ impl Session {
                 client_id,
             } => self.on_message(content, room, client_id).await,
             ClientFrame::Join { room } => self.on_join(&room, None).await,
-            ClientFrame::Resume { room, last_seq } => {
-                match Seq::new(last_seq) {
-                    Ok(seq) => self.on_join(&room, Some(seq)).await,
-                    Err(error) => {
-                        self.send_error(ErrorCode::InvalidFrame, error.to_string(), None, Some(room))
-                            .await
-                    }
+            ClientFrame::Resume { room, last_seq } => match Seq::new(last_seq) {
+                Ok(seq) => self.on_join(&room, Some(seq)).await,
+                Err(error) => {
+                    self.send_error(ErrorCode::InvalidFrame, error.to_string(), None, Some(room))
+                        .await
                 }
-            }
+            },
             ClientFrame::Leave { room } => self.on_leave(&room).await,
             ClientFrame::Typing { room } => self.on_typing(room).await,
             ClientFrame::Who { room } => self.on_who(room).await,
@@ -431,7 +427,11 @@ impl Session {
             }
         };
         let allowed = if join_public && room.kind == RoomKind::Public {
-            self.state.store.join(room.id, self.user.id).await.map(|()| true)
+            self.state
+                .store
+                .join(room.id, self.user.id)
+                .await
+                .map(|()| true)
         } else {
             self.state.store.is_member(room.id, self.user.id).await
         };
@@ -462,7 +462,10 @@ impl Session {
     ) -> Result<(), Gone> {
         tracing::warn!(error = %crate::error::Chain(error), "storage error in a WebSocket session");
         let (code, text) = match error {
-            StorageError::Unavailable(_) => (ErrorCode::Unavailable, "the database is unavailable; try again"),
+            StorageError::Unavailable(_) => (
+                ErrorCode::Unavailable,
+                "the database is unavailable; try again",
+            ),
             _ => (ErrorCode::Internal, "internal error"),
         };
         self.send_error(code, text, client_id, room).await
@@ -474,7 +477,8 @@ impl Session {
         room: Option<String>,
         client_id: Option<String>,
     ) -> Result<(), Gone> {
-        let body = match MessageBody::parse_with_limit(content, self.state.config.max_message_chars) {
+        let body = match MessageBody::parse_with_limit(content, self.state.config.max_message_chars)
+        {
             Ok(body) => body,
             Err(error) => {
                 return self
@@ -544,7 +548,8 @@ impl Session {
         };
         if resume_from < current.last_seq {
             let name = current.name.as_str().to_owned();
-            self.fill(current.id, Some(&name), resume_from, None).await?;
+            self.fill(current.id, Some(&name), resume_from, None)
+                .await?;
         }
         for frame in presence::joined_frames(&self.state, &current) {
             self.send(&frame).await?;

@@ -10,11 +10,17 @@ use crate::support::{Backend, TestDb, message, ring_of, username};
 
 /// Generates `sqlite::<test>` and `postgres::<test>` for every test body
 /// listed, each on a database of its own.
+///
+/// The tests run on tokio's single-threaded runtime, the kind actix-web runs
+/// its workers on, so they also show that migrations (which block on the
+/// runtime from a blocking thread) and SQLite's blocking-pool calls work
+/// there. Concurrency tests are still concurrent where it matters: each task
+/// holds its own database connection.
 macro_rules! conformance_suite {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test]
                 async fn $test() {
                     let db = crate::support::TestDb::sqlite().await;
                     super::$test(&db).await;
@@ -25,7 +31,7 @@ macro_rules! conformance_suite {
 
         mod postgres {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test]
                 async fn $test() {
                     let Some(db) = crate::support::TestDb::postgres().await else {
                         return;
@@ -52,6 +58,7 @@ conformance_suite!(
     concurrent_writers_get_gapless_seqs_in_commit_order,
     a_resent_client_id_returns_the_original_message,
     a_client_id_repeated_within_a_batch_is_stored_once,
+    a_client_id_raced_into_two_rooms_is_stored_once,
     a_batch_spanning_several_rooms_numbers_each_room_on_its_own,
     appending_to_a_missing_room_fails_and_stores_nothing,
     history_pages_stop_at_exact_boundaries_in_both_directions,
@@ -82,13 +89,23 @@ async fn the_general_room_exists_after_migrating(db: &TestDb) {
 
 async fn migrations_are_reversible_and_can_be_applied_again(db: &TestDb) {
     assert_eq!(db.applied.len(), 1, "{:?}", db.applied);
-    assert!(db.store.run_pending_migrations().await.expect("re-run").is_empty());
+    assert!(
+        db.store
+            .run_pending_migrations()
+            .await
+            .expect("re-run")
+            .is_empty()
+    );
     db.user("before_revert").await;
 
     let mut reverted = db.store.revert_all_migrations().await.expect("revert");
     reverted.reverse();
     assert_eq!(reverted, db.applied);
-    assert_eq!(db.schema_object_count().await, 0, "down.sql left objects behind");
+    assert_eq!(
+        db.schema_object_count().await,
+        0,
+        "down.sql left objects behind"
+    );
     assert!(db.store.public_rooms().await.is_err());
 
     let reapplied = db.store.run_pending_migrations().await.expect("re-apply");
@@ -106,7 +123,10 @@ async fn usernames_are_unique_ignoring_case(db: &TestDb) {
     let again = db.store.create_user(&username("alice"), "hash").await;
     assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
     let shouting = db.store.create_user(&username("ALICE"), "hash").await;
-    assert!(matches!(shouting, Err(StorageError::Conflict(_))), "{shouting:?}");
+    assert!(
+        matches!(shouting, Err(StorageError::Conflict(_))),
+        "{shouting:?}"
+    );
     db.user("alicia").await;
 }
 
@@ -115,13 +135,29 @@ async fn users_are_found_by_name_ignoring_case_and_by_id(db: &TestDb) {
     assert_eq!(alice.username.as_str(), "Alice");
     assert_eq!(alice.password_hash, "$2b$12$not-a-real-hash");
 
-    let by_name = db.store.user_by_name(&username("aLiCe")).await.expect("query");
+    let by_name = db
+        .store
+        .user_by_name(&username("aLiCe"))
+        .await
+        .expect("query");
     assert_eq!(by_name.as_ref(), Some(&alice));
     let by_id = db.store.user_by_id(alice.id).await.expect("query");
     assert_eq!(by_id.as_ref(), Some(&alice));
 
-    assert_eq!(db.store.user_by_name(&username("bob")).await.expect("query"), None);
-    assert_eq!(db.store.user_by_id(UserId(alice.id.get() + 1000)).await.expect("query"), None);
+    assert_eq!(
+        db.store
+            .user_by_name(&username("bob"))
+            .await
+            .expect("query"),
+        None
+    );
+    assert_eq!(
+        db.store
+            .user_by_id(UserId(alice.id.get() + 1000))
+            .await
+            .expect("query"),
+        None
+    );
 }
 
 async fn a_new_user_is_a_member_of_general(db: &TestDb) {
@@ -130,13 +166,22 @@ async fn a_new_user_is_a_member_of_general(db: &TestDb) {
     assert_eq!(memberships.len(), 1);
     assert_eq!(memberships[0].room.name, RoomName::general());
     assert_eq!(memberships[0].last_read, Seq::ZERO);
-    assert!(db.store.is_member(memberships[0].room.id, alice.id).await.expect("query"));
+    assert!(
+        db.store
+            .is_member(memberships[0].room.id, alice.id)
+            .await
+            .expect("query")
+    );
 }
 
 async fn room_names_are_unique(db: &TestDb) {
     let alice = db.user("alice").await;
     let lobby = RoomName::public("Lobby").expect("name");
-    let room = db.store.create_room(&lobby, alice.id).await.expect("create");
+    let room = db
+        .store
+        .create_room(&lobby, alice.id)
+        .await
+        .expect("create");
     assert_eq!(room.name.as_str(), "lobby");
     assert_eq!(room.kind, RoomKind::Public);
     assert_eq!(room.created_by, Some(alice.id));
@@ -146,8 +191,14 @@ async fn room_names_are_unique(db: &TestDb) {
     let again = db.store.create_room(&lobby, alice.id).await;
     assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
     let general = db.store.create_room(&RoomName::general(), alice.id).await;
-    assert!(matches!(general, Err(StorageError::Conflict(_))), "{general:?}");
-    assert_eq!(db.store.room_by_name(&lobby).await.expect("query"), Some(room));
+    assert!(
+        matches!(general, Err(StorageError::Conflict(_))),
+        "{general:?}"
+    );
+    assert_eq!(
+        db.store.room_by_name(&lobby).await.expect("query"),
+        Some(room)
+    );
 }
 
 async fn public_rooms_are_listed_by_name_without_direct_rooms(db: &TestDb) {
@@ -179,7 +230,10 @@ async fn a_direct_room_is_the_same_whichever_user_opens_it(db: &TestDb) {
     assert_eq!(opened.kind, RoomKind::Direct);
     let reopened = db.store.open_direct(&bob, &alice).await.expect("open");
     assert_eq!(reopened, opened);
-    assert_eq!(db.store.members(opened.id).await.expect("members"), [alice.id, bob.id]);
+    assert_eq!(
+        db.store.members(opened.id).await.expect("members"),
+        [alice.id, bob.id]
+    );
 
     // Both sides racing to open it still agree on one room.
     let (one, two) = tokio::join!(
@@ -188,7 +242,10 @@ async fn a_direct_room_is_the_same_whichever_user_opens_it(db: &TestDb) {
     );
     let (one, two) = (one.expect("open"), two.expect("open"));
     assert_eq!(one.id, two.id);
-    assert_eq!(db.store.members(one.id).await.expect("members"), [alice.id, carol.id]);
+    assert_eq!(
+        db.store.members(one.id).await.expect("members"),
+        [alice.id, carol.id]
+    );
     assert!(!db.store.is_member(one.id, bob.id).await.expect("query"));
 
     let alone = db.store.open_direct(&alice, &alice).await;
@@ -206,7 +263,10 @@ async fn joining_and_leaving_are_idempotent(db: &TestDb) {
 
     db.store.join(room.id, bob.id).await.expect("join");
     db.store.join(room.id, bob.id).await.expect("join again");
-    assert_eq!(db.store.members(room.id).await.expect("members"), [alice.id, bob.id]);
+    assert_eq!(
+        db.store.members(room.id).await.expect("members"),
+        [alice.id, bob.id]
+    );
     let bobs: Vec<String> = db
         .store
         .rooms_for(bob.id)
@@ -220,29 +280,63 @@ async fn joining_and_leaving_are_idempotent(db: &TestDb) {
     db.store.leave(room.id, bob.id).await.expect("leave");
     db.store.leave(room.id, bob.id).await.expect("leave again");
     assert!(!db.store.is_member(room.id, bob.id).await.expect("query"));
-    assert_eq!(db.store.members(room.id).await.expect("members"), [alice.id]);
+    assert_eq!(
+        db.store.members(room.id).await.expect("members"),
+        [alice.id]
+    );
 
-    let missing = db.store.join(chat_domain::RoomId(room.id.get() + 1000), bob.id).await;
-    assert!(matches!(missing, Err(StorageError::NotFound(_))), "{missing:?}");
+    let missing = db
+        .store
+        .join(chat_domain::RoomId(room.id.get() + 1000), bob.id)
+        .await;
+    assert!(
+        matches!(missing, Err(StorageError::NotFound(_))),
+        "{missing:?}"
+    );
 }
 
 async fn the_read_position_never_moves_backwards(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
-    let batch = (1..=5).map(|n| message(general.id, &alice, &format!("m{n}"), None)).collect();
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
+    let batch = (1..=5)
+        .map(|n| message(general.id, &alice, &format!("m{n}"), None))
+        .collect();
     db.store.append_messages(batch).await.expect("append");
 
     let last_read = async || {
-        db.store.rooms_for(alice.id).await.expect("rooms")[0].last_read.get()
+        db.store.rooms_for(alice.id).await.expect("rooms")[0]
+            .last_read
+            .get()
     };
-    db.store.mark_read(general.id, alice.id, seq(3)).await.expect("mark");
+    db.store
+        .mark_read(general.id, alice.id, seq(3))
+        .await
+        .expect("mark");
     assert_eq!(last_read().await, 3);
-    db.store.mark_read(general.id, alice.id, seq(2)).await.expect("mark");
-    assert_eq!(last_read().await, 3, "an older acknowledgement moved it back");
-    db.store.mark_read(general.id, alice.id, seq(5)).await.expect("mark");
+    db.store
+        .mark_read(general.id, alice.id, seq(2))
+        .await
+        .expect("mark");
+    assert_eq!(
+        last_read().await,
+        3,
+        "an older acknowledgement moved it back"
+    );
+    db.store
+        .mark_read(general.id, alice.id, seq(5))
+        .await
+        .expect("mark");
     assert_eq!(last_read().await, 5);
     // Nothing beyond the newest message can have been read.
-    db.store.mark_read(general.id, alice.id, seq(99)).await.expect("mark");
+    db.store
+        .mark_read(general.id, alice.id, seq(99))
+        .await
+        .expect("mark");
     assert_eq!(last_read().await, 5);
 }
 
@@ -251,7 +345,12 @@ async fn concurrent_writers_get_gapless_seqs_in_commit_order(db: &TestDb) {
         Backend::Postgres => (8, 500),
         Backend::Sqlite => (4, 100),
     };
-    let room = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let room = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     let mut handles = Vec::new();
     for writer in 0..writers {
         let user = db.user(&format!("writer{writer}")).await;
@@ -293,7 +392,11 @@ async fn concurrent_writers_get_gapless_seqs_in_commit_order(db: &TestDb) {
     let mut stored = Vec::new();
     let mut cursor = Cursor::After(Seq::ZERO);
     loop {
-        let page = db.store.history(room.id, cursor, 1000).await.expect("history");
+        let page = db
+            .store
+            .history(room.id, cursor, 1000)
+            .await
+            .expect("history");
         cursor = Cursor::After(page.messages.last().expect("non-empty page").seq);
         stored.extend(page.messages);
         if !page.has_more {
@@ -310,13 +413,23 @@ async fn concurrent_writers_get_gapless_seqs_in_commit_order(db: &TestDb) {
         let text = message.content.as_deref().expect("decrypts");
         assert_eq!(acknowledged.get(text), Some(&message.seq.get()), "{text}");
     }
-    let room = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let room = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     assert_eq!(room.last_seq.get(), total);
 }
 
 async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     let first = db
         .store
         .append_messages(vec![message(general.id, &alice, "hello", Some("c-1"))])
@@ -355,7 +468,12 @@ async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
 
 async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     let results = db
         .store
         .append_messages(vec![
@@ -369,7 +487,10 @@ async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
     let duplicates: Vec<bool> = results.iter().map(|result| result.duplicate).collect();
     assert_eq!(duplicates, [false, false, true, false]);
     assert_eq!(results[2].message, results[0].message);
-    let numbered: Vec<i64> = results.iter().map(|result| result.message.seq.get()).collect();
+    let numbered: Vec<i64> = results
+        .iter()
+        .map(|result| result.message.seq.get())
+        .collect();
     assert_eq!(numbered, [1, 2, 1, 3]);
 
     let stored = db.store.latest(general.id, 10).await.expect("history");
@@ -377,9 +498,57 @@ async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
     assert_eq!(contents, ["one", "two", "three"]);
 }
 
+async fn a_client_id_raced_into_two_rooms_is_stored_once(db: &TestDb) {
+    // Batches for different rooms do not wait for each other's counters, so
+    // both may miss the other's row; the loser must still see a duplicate.
+    let alice = db.user("alice").await;
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
+    let lobby = db
+        .store
+        .create_room(&RoomName::public("lobby").expect("name"), alice.id)
+        .await
+        .expect("create");
+    for round in 0..20 {
+        let client_id = format!("race-{round}");
+        let (one, two) = tokio::join!(
+            db.store
+                .append_messages(vec![message(general.id, &alice, "here", Some(&client_id))]),
+            db.store
+                .append_messages(vec![message(lobby.id, &alice, "there", Some(&client_id))]),
+        );
+        let (one, two) = (
+            one.expect("append").remove(0),
+            two.expect("append").remove(0),
+        );
+        assert_ne!(
+            one.duplicate, two.duplicate,
+            "round {round}: exactly one is new"
+        );
+        assert_eq!(one.message, two.message, "round {round}");
+    }
+    let stored = db
+        .store
+        .latest(general.id, 100)
+        .await
+        .expect("history")
+        .len()
+        + db.store.latest(lobby.id, 100).await.expect("history").len();
+    assert_eq!(stored, 20);
+}
+
 async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     let lobby = db
         .store
         .create_room(&RoomName::public("lobby").expect("name"), alice.id)
@@ -407,7 +576,10 @@ async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb
         .collect();
     let (g, l) = (general.id.get(), lobby.id.get());
     assert_eq!(placed, [(g, 1), (l, 2), (g, 2), (l, 3), (g, 3)]);
-    let ids: BTreeSet<i64> = results.iter().map(|result| result.message.id.get()).collect();
+    let ids: BTreeSet<i64> = results
+        .iter()
+        .map(|result| result.message.id.get())
+        .collect();
     assert_eq!(ids.len(), 5);
 
     let general_texts: Vec<String> = db
@@ -419,13 +591,23 @@ async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb
         .filter_map(|message| message.content)
         .collect();
     assert_eq!(general_texts, ["g1", "g2", "g3"]);
-    let lobby = db.store.room_by_name(&lobby.name).await.expect("q").expect("lobby");
+    let lobby = db
+        .store
+        .room_by_name(&lobby.name)
+        .await
+        .expect("q")
+        .expect("lobby");
     assert_eq!(lobby.last_seq, seq(3));
 }
 
 async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     let missing = chat_domain::RoomId(general.id.get() + 1000);
     let result = db
         .store
@@ -434,17 +616,44 @@ async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
             message(missing, &alice, "nowhere", None),
         ])
         .await;
-    assert!(matches!(result, Err(StorageError::NotFound(_))), "{result:?}");
-    assert!(db.store.latest(general.id, 10).await.expect("history").is_empty());
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    assert!(
+        matches!(result, Err(StorageError::NotFound(_))),
+        "{result:?}"
+    );
+    assert!(
+        db.store
+            .latest(general.id, 10)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     assert_eq!(general.last_seq, Seq::ZERO);
-    assert!(db.store.append_messages(Vec::new()).await.expect("empty").is_empty());
+    assert!(
+        db.store
+            .append_messages(Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
 }
 
 async fn history_pages_stop_at_exact_boundaries_in_both_directions(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
-    let batch = (1..=25).map(|n| message(general.id, &alice, &format!("m{n}"), None)).collect();
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
+    let batch = (1..=25)
+        .map(|n| message(general.id, &alice, &format!("m{n}"), None))
+        .collect();
     db.store.append_messages(batch).await.expect("append");
     let page = |cursor, limit| db.store.history(general.id, cursor, limit);
 
@@ -476,13 +685,28 @@ async fn history_pages_stop_at_exact_boundaries_in_both_directions(db: &TestDb) 
     // Limits are clamped rather than trusted.
     let at_least_one = page(Cursor::Latest, 0).await.expect("page");
     assert_eq!(seqs(&at_least_one.messages), [25]);
-    assert_eq!(db.store.latest(general.id, -5).await.expect("page").len(), 1);
+    assert_eq!(
+        db.store.latest(general.id, -5).await.expect("page").len(),
+        1
+    );
 }
 
 async fn timestamps_read_back_equal_to_what_was_written(db: &TestDb) {
     let alice = db.user("alice").await;
-    assert_eq!(db.store.user_by_id(alice.id).await.expect("q").expect("user"), alice);
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    assert_eq!(
+        db.store
+            .user_by_id(alice.id)
+            .await
+            .expect("q")
+            .expect("user"),
+        alice
+    );
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     let written = db
         .store
         .append_messages(vec![message(general.id, &alice, "when?", Some("t-1"))])
@@ -490,18 +714,36 @@ async fn timestamps_read_back_equal_to_what_was_written(db: &TestDb) {
         .expect("append")
         .remove(0)
         .message;
-    let read = db.store.latest(general.id, 1).await.expect("history").remove(0);
+    let read = db
+        .store
+        .latest(general.id, 1)
+        .await
+        .expect("history")
+        .remove(0);
     assert_eq!(read, written);
     assert_eq!(read.created_at.timestamp_subsec_nanos() % 1_000, 0);
     let age = chrono::Utc::now() - read.created_at;
-    assert!(age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::minutes(1), "{age}");
+    assert!(
+        age >= chrono::TimeDelta::zero() && age < chrono::TimeDelta::minutes(1),
+        "{age}"
+    );
 }
 
 async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     db.store
-        .append_messages(vec![message(general.id, &alice, "sealed with the old key", None)])
+        .append_messages(vec![message(
+            general.id,
+            &alice,
+            "sealed with the old key",
+            None,
+        )])
         .await
         .expect("append");
 
@@ -515,7 +757,10 @@ async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
         ])
         .await
         .expect("append");
-    let page = forgetful.history(general.id, Cursor::Latest, 10).await.expect("page loads");
+    let page = forgetful
+        .history(general.id, Cursor::Latest, 10)
+        .await
+        .expect("page loads");
     let contents: Vec<Option<&str>> = page.messages.iter().map(|m| m.content.as_deref()).collect();
     assert_eq!(contents, [None, Some("new one"), Some("new two")]);
     assert_eq!(seqs(&page.messages), [1, 2, 3]);
@@ -523,13 +768,21 @@ async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
     // A ring that holds both keys, as after a rotation, reads everything.
     let rotated = KeyRing::new(other_key, vec![db.key.clone()]);
     let rotated = db.store_with(rotated).await;
-    let page = rotated.history(general.id, Cursor::Latest, 10).await.expect("page");
+    let page = rotated
+        .history(general.id, Cursor::Latest, 10)
+        .await
+        .expect("page");
     assert!(page.messages.iter().all(|m| m.content.is_some()));
 }
 
 async fn message_bodies_reach_the_database_only_as_fernet_tokens(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db.store.room_by_name(&RoomName::general()).await.expect("q").expect("general");
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
     let secret = "the launch code is pineapple";
     db.store
         .append_messages(vec![message(general.id, &alice, secret, Some("s-1"))])

@@ -28,15 +28,19 @@ pub(crate) async fn register(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
-    let username =
-        Username::parse(username).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let password =
-        Password::parse(password).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let hash = state.hasher.hash(&password).await.map_err(ApiError::internal)?;
+    let username = Username::parse(username).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let password = Password::parse(password).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let hash = state
+        .hasher
+        .hash(&password)
+        .await
+        .map_err(ApiError::internal)?;
     let user = match state.store.create_user(&username, &hash).await {
         Ok(user) => user,
         Err(StorageError::Conflict(_)) => {
-            return Err(ApiError::BadRequest("Username already registered".to_owned()));
+            return Err(ApiError::BadRequest(
+                "Username already registered".to_owned(),
+            ));
         }
         Err(other) => return Err(other.into()),
     };

@@ -29,7 +29,9 @@ pub(crate) async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if limit < 1 {
-        return Err(ApiError::Unprocessable("limit must be at least 1".to_owned()));
+        return Err(ApiError::Unprocessable(
+            "limit must be at least 1".to_owned(),
+        ));
     }
     let limit = limit.min(state.config.history_max_limit);
     let messages = state.store.latest(state.general.id, limit).await?;

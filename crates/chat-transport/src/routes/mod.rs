@@ -4,8 +4,8 @@
 pub(crate) mod auth;
 pub(crate) mod chat;
 pub(crate) mod health;
-pub(crate) mod root;
 pub(crate) mod rooms;
+pub(crate) mod root;
 pub(crate) mod users;
 
 use actix_web::web;

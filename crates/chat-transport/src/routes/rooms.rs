@@ -42,7 +42,10 @@ async fn find_room(state: &AppState, name: &str) -> Result<Room, ApiError> {
 /// else it does not exist.
 async fn ensure_visible(state: &AppState, room: &Room, user: &User) -> Result<(), ApiError> {
     if room.kind == RoomKind::Direct && !state.store.is_member(room.id, user.id).await? {
-        return Err(ApiError::NotFound(format!("room '{}' not found", room.name)));
+        return Err(ApiError::NotFound(format!(
+            "room '{}' not found",
+            room.name
+        )));
     }
     Ok(())
 }
@@ -146,7 +149,14 @@ pub(crate) async fn leave(
     ensure_visible(&state, &room, &user).await?;
     state.store.leave(room.id, user.id).await?;
     let change = state.hub.unsubscribe_user(room.id, user.id);
-    presence::announce(&state, room.id, room.name.as_str(), user.id, &user.username, change);
+    presence::announce(
+        &state,
+        room.id,
+        room.name.as_str(),
+        user.id,
+        &user.username,
+        change,
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -26,7 +26,11 @@ crate::backend_tests!(
 async fn root_describes_the_service_and_its_seed_endpoints(app: &TestApp) -> Result<()> {
     let body: Value = app.http.get(app.url("/")).send().await?.json().await?;
     assert!(body["message"].is_string());
-    assert!(body["version"].as_str().is_some_and(|v| v.split('.').count() == 3));
+    assert!(
+        body["version"]
+            .as_str()
+            .is_some_and(|v| v.split('.').count() == 3)
+    );
     assert_eq!(
         body["endpoints"],
         json!({
@@ -46,12 +50,17 @@ async fn register_answers_201_with_id_username_and_created_at(app: &TestApp) -> 
     assert!(body["id"].is_i64());
     assert_eq!(body["username"], "alice");
     let created = body["created_at"].as_str().unwrap_or_default();
-    assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{created}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+        "{created}"
+    );
     assert!(body.get("password").is_none() && body.get("hashed_password").is_none());
     Ok(())
 }
 
-async fn register_with_a_taken_name_answers_400_username_already_registered(app: &TestApp) -> Result<()> {
+async fn register_with_a_taken_name_answers_400_username_already_registered(
+    app: &TestApp,
+) -> Result<()> {
     assert_eq!(app.register("alice").await?.status(), 201);
     for name in ["alice", "ALICE"] {
         let response = app.register(name).await?;
@@ -70,8 +79,10 @@ async fn register_with_a_malformed_body_answers_422_with_a_detail(app: &TestApp)
             .body("{not json")
             .send()
             .await?,
-        app.post_json("/api/auth/register", &json!({"username": "bob"})).await?,
-        app.post_json("/api/auth/register", &json!(["bob", "pw"])).await?,
+        app.post_json("/api/auth/register", &json!({"username": "bob"}))
+            .await?,
+        app.post_json("/api/auth/register", &json!(["bob", "pw"]))
+            .await?,
     ];
     for response in bodies {
         assert_eq!(response.status(), 422);
@@ -83,23 +94,40 @@ async fn register_with_a_malformed_body_answers_422_with_a_detail(app: &TestApp)
 
 async fn register_enforces_the_username_and_password_rules(app: &TestApp) -> Result<()> {
     let cases = [
-        (json!({"username": "al", "password": "long enough"}), "username"),
-        (json!({"username": "bad name", "password": "long enough"}), "username"),
-        (json!({"username": "carol", "password": "short"}), "at least 8"),
-        (json!({"username": "carol", "password": "x".repeat(73)}), "72 bytes"),
+        (
+            json!({"username": "al", "password": "long enough"}),
+            "username",
+        ),
+        (
+            json!({"username": "bad name", "password": "long enough"}),
+            "username",
+        ),
+        (
+            json!({"username": "carol", "password": "short"}),
+            "at least 8",
+        ),
+        (
+            json!({"username": "carol", "password": "x".repeat(73)}),
+            "72 bytes",
+        ),
     ];
     for (body, expected) in cases {
         let response = app.post_json("/api/auth/register", &body).await?;
         assert_eq!(response.status(), 422, "{body}");
         let detail: Value = response.json().await?;
         assert!(
-            detail["detail"].as_str().is_some_and(|d| d.contains(expected)),
+            detail["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(expected)),
             "{detail} should mention {expected}"
         );
     }
     // 64 ASCII characters are a valid password.
     let response = app
-        .post_json("/api/auth/register", &json!({"username": "dave", "password": "p".repeat(64)}))
+        .post_json(
+            "/api/auth/register",
+            &json!({"username": "dave", "password": "p".repeat(64)}),
+        )
         .await?;
     assert_eq!(response.status(), 201);
     Ok(())
@@ -108,7 +136,10 @@ async fn register_enforces_the_username_and_password_rules(app: &TestApp) -> Res
 async fn login_answers_a_bearer_token_for_a_json_body(app: &TestApp) -> Result<()> {
     app.register("alice").await?;
     let response = app
-        .post_json("/api/auth/login", &json!({"username": "alice", "password": "correct-horse"}))
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": "alice", "password": "correct-horse"}),
+        )
         .await?;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await?;
@@ -119,7 +150,9 @@ async fn login_answers_a_bearer_token_for_a_json_body(app: &TestApp) -> Result<(
     Ok(())
 }
 
-async fn login_failures_are_indistinguishable_401s_with_www_authenticate(app: &TestApp) -> Result<()> {
+async fn login_failures_are_indistinguishable_401s_with_www_authenticate(
+    app: &TestApp,
+) -> Result<()> {
     app.register("alice").await?;
     for body in [
         json!({"username": "alice", "password": "wrong-password"}),
@@ -129,7 +162,10 @@ async fn login_failures_are_indistinguishable_401s_with_www_authenticate(app: &T
         let response = app.post_json("/api/auth/login", &body).await?;
         assert_eq!(response.status(), 401, "{body}");
         assert_eq!(
-            response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
             Some("Bearer")
         );
         let detail: Value = response.json().await?;
@@ -138,11 +174,15 @@ async fn login_failures_are_indistinguishable_401s_with_www_authenticate(app: &T
     Ok(())
 }
 
-async fn history_returns_the_newest_messages_oldest_first_and_decrypted(app: &TestApp) -> Result<()> {
+async fn history_returns_the_newest_messages_oldest_first_and_decrypted(
+    app: &TestApp,
+) -> Result<()> {
     let token = app.user("alice").await?;
     let mut client = app.connect(&token).await?;
     for i in 1..=5 {
-        client.send_acked("general", &format!("message {i}"), &format!("c{i}")).await?;
+        client
+            .send_acked("general", &format!("message {i}"), &format!("c{i}"))
+            .await?;
     }
     let response = app
         .http
@@ -222,7 +262,10 @@ async fn websocket_greets_announces_and_broadcasts_like_the_seed(app: &TestApp) 
         Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => text.to_string(),
         other => anyhow::bail!("no greeting: {other:?}"),
     };
-    assert_eq!(greeting, r#"{"type":"system","message":"Connected as alice"}"#);
+    assert_eq!(
+        greeting,
+        r#"{"type":"system","message":"Connected as alice"}"#
+    );
     let mut alice = crate::helpers::Client::from_stream(raw);
 
     let mut bob = app.connect(&bob_token).await?;
@@ -230,13 +273,17 @@ async fn websocket_greets_announces_and_broadcasts_like_the_seed(app: &TestApp) 
         alice.recv().await?,
         json!({"type": "system", "message": "bob joined the chat"})
     );
-    bob.send(json!({"type": "message", "content": "hello, world"})).await?;
+    bob.send(json!({"type": "message", "content": "hello, world"}))
+        .await?;
     for client in [&mut alice, &mut bob] {
         let frame = client.recv_type("message").await?;
         assert_eq!(frame["username"], "bob");
         assert_eq!(frame["content"], "hello, world");
         let timestamp = frame["timestamp"].as_str().unwrap_or_default();
-        assert!(chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(), "{timestamp}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+            "{timestamp}"
+        );
     }
     bob.close().await?;
     assert_eq!(
@@ -250,12 +297,18 @@ async fn websocket_ignores_blank_messages_and_stores_nothing(app: &TestApp) -> R
     let token = app.user("alice").await?;
     let mut client = app.connect(&token).await?;
     for blank in ["", "   ", "\n\t"] {
-        client.send(json!({"type": "message", "content": blank})).await?;
+        client
+            .send(json!({"type": "message", "content": blank}))
+            .await?;
         let error = client.recv_type("error").await?;
         assert_eq!(error["code"], "blank_message");
     }
     client.expect_no("message").await?;
-    let items: Vec<Value> = app.get_authed("/api/chat/messages", &token).await?.json().await?;
+    let items: Vec<Value> = app
+        .get_authed("/api/chat/messages", &token)
+        .await?
+        .json()
+        .await?;
     assert!(items.is_empty());
     Ok(())
 }
@@ -263,10 +316,16 @@ async fn websocket_ignores_blank_messages_and_stores_nothing(app: &TestApp) -> R
 async fn websocket_messages_are_stored_before_they_are_broadcast(app: &TestApp) -> Result<()> {
     let token = app.user("alice").await?;
     let mut client = app.connect(&token).await?;
-    client.send(json!({"type": "message", "content": "durable"})).await?;
+    client
+        .send(json!({"type": "message", "content": "durable"}))
+        .await?;
     let frame = client.recv_type("message").await?;
     // The moment the broadcast arrives, the message is in the history.
-    let items: Vec<Value> = app.get_authed("/api/chat/messages", &token).await?.json().await?;
+    let items: Vec<Value> = app
+        .get_authed("/api/chat/messages", &token)
+        .await?
+        .json()
+        .await?;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["content"], "durable");
     assert_eq!(items[0]["id"], frame["id"]);

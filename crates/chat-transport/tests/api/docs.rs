@@ -13,7 +13,13 @@ crate::backend_tests!(
 );
 
 async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
-    let doc: Value = app.http.get(app.url("/api-docs/openapi.json")).send().await?.json().await?;
+    let doc: Value = app
+        .http
+        .get(app.url("/api-docs/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let paths = doc["paths"].as_object().cloned().unwrap_or_default();
     for path in [
         "/",
@@ -30,10 +36,23 @@ async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
         "/api/dm/{username}",
         "/ws/chat",
     ] {
-        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
     }
-    let schemas = doc["components"]["schemas"].as_object().cloned().unwrap_or_default();
-    for schema in ["Credentials", "UserBody", "TokenBody", "HistoryItem", "ErrorBody", "MessagePage"] {
+    let schemas = doc["components"]["schemas"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for schema in [
+        "Credentials",
+        "UserBody",
+        "TokenBody",
+        "HistoryItem",
+        "ErrorBody",
+        "MessagePage",
+    ] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }
     Ok(())
@@ -57,7 +76,13 @@ async fn swagger_ui_and_redoc_are_served_without_downloads(app: &TestApp) -> Res
 }
 
 async fn health_and_readiness_report_ok(app: &TestApp) -> Result<()> {
-    let health: Value = app.http.get(app.url("/health")).send().await?.json().await?;
+    let health: Value = app
+        .http
+        .get(app.url("/health"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(health["status"], "ok");
     let ready = app.http.get(app.url("/ready")).send().await?;
     assert_eq!(ready.status(), 200);

@@ -17,10 +17,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The JWT secret every test server uses, so tests can mint tokens.
-pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+pub(crate) const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 
 /// How long a test waits for a frame it expects.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Runs a test body once per backend: `sqlite` always, `postgres` when a
 /// test database is configured.
@@ -56,29 +56,29 @@ macro_rules! backend_tests {
 
 /// Tweaks a test applies to the default configuration.
 #[derive(Debug, Default, Clone)]
-pub struct Tweaks {
-    pub outbound_queue: Option<usize>,
-    pub max_frame_bytes: Option<usize>,
-    pub max_message_chars: Option<usize>,
+pub(crate) struct Tweaks {
+    pub(crate) outbound_queue: Option<usize>,
+    pub(crate) max_frame_bytes: Option<usize>,
+    pub(crate) max_message_chars: Option<usize>,
 }
 
 /// A running server and what a test needs to talk to it.
-pub struct TestApp {
-    pub address: String,
-    pub http: reqwest::Client,
-    pub store: Store,
-    pub tokens: TokenKeys,
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) store: Store,
+    pub(crate) tokens: TokenKeys,
     database: Option<TestDatabase>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApp {
-    pub async fn spawn_sqlite(tweaks: Tweaks) -> Result<TestApp> {
+    pub(crate) async fn spawn_sqlite(tweaks: Tweaks) -> Result<TestApp> {
         TestApp::spawn(TestDatabase::sqlite(), tweaks).await
     }
 
-    pub async fn spawn_postgres(tweaks: Tweaks) -> Result<Option<TestApp>> {
+    pub(crate) async fn spawn_postgres(tweaks: Tweaks) -> Result<Option<TestApp>> {
         match TestDatabase::postgres().await {
             Some(database) => Ok(Some(TestApp::spawn(database, tweaks).await?)),
             None => Ok(None),
@@ -104,7 +104,9 @@ impl TestApp {
             workers: 2,
             outbound_queue: tweaks.outbound_queue.unwrap_or(defaults.outbound_queue),
             max_frame_bytes: tweaks.max_frame_bytes.unwrap_or(defaults.max_frame_bytes),
-            max_message_chars: tweaks.max_message_chars.unwrap_or(defaults.max_message_chars),
+            max_message_chars: tweaks
+                .max_message_chars
+                .unwrap_or(defaults.max_message_chars),
             shutdown_grace: Duration::from_secs(2),
             ..defaults
         };
@@ -136,7 +138,7 @@ impl TestApp {
     }
 
     /// Stops the server and drops the test database.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -149,16 +151,16 @@ impl TestApp {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<reqwest::Response> {
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Result<reqwest::Response> {
         Ok(self.http.post(self.url(path)).json(body).send().await?)
     }
 
     /// Registers a user with a valid password and returns the response.
-    pub async fn register(&self, username: &str) -> Result<reqwest::Response> {
+    pub(crate) async fn register(&self, username: &str) -> Result<reqwest::Response> {
         self.post_json(
             "/api/auth/register",
             &json!({"username": username, "password": "correct-horse"}),
@@ -167,7 +169,7 @@ impl TestApp {
     }
 
     /// Registers and logs in; returns the access token.
-    pub async fn user(&self, username: &str) -> Result<String> {
+    pub(crate) async fn user(&self, username: &str) -> Result<String> {
         let registered = self.register(username).await?;
         if registered.status() != 201 {
             bail!("register {username}: {}", registered.status());
@@ -175,7 +177,7 @@ impl TestApp {
         self.login(username).await
     }
 
-    pub async fn login(&self, username: &str) -> Result<String> {
+    pub(crate) async fn login(&self, username: &str) -> Result<String> {
         let response = self
             .post_json(
                 "/api/auth/login",
@@ -192,11 +194,21 @@ impl TestApp {
             .ok_or_else(|| anyhow!("no access_token in {body}"))
     }
 
-    pub async fn get_authed(&self, path: &str, token: &str) -> Result<reqwest::Response> {
-        Ok(self.http.get(self.url(path)).bearer_auth(token).send().await?)
+    pub(crate) async fn get_authed(&self, path: &str, token: &str) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await?)
     }
 
-    pub async fn post_authed(&self, path: &str, token: &str, body: &Value) -> Result<reqwest::Response> {
+    pub(crate) async fn post_authed(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response> {
         Ok(self
             .http
             .post(self.url(path))
@@ -207,7 +219,7 @@ impl TestApp {
     }
 
     /// Opens a WebSocket and reads the greeting.
-    pub async fn connect(&self, token: &str) -> Result<Client> {
+    pub(crate) async fn connect(&self, token: &str) -> Result<Client> {
         let url = format!("ws://{}/ws/chat?token={token}", self.address);
         let (socket, _) = tokio_tungstenite::connect_async(url).await?;
         let mut client = Client { socket };
@@ -222,7 +234,7 @@ impl TestApp {
 impl TestApp {
     /// Opens a WebSocket whose receive buffer is tiny, to play a client that
     /// cannot keep up.
-    pub async fn connect_with_small_buffer(&self, token: &str) -> Result<Client> {
+    pub(crate) async fn connect_with_small_buffer(&self, token: &str) -> Result<Client> {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.set_recv_buffer_size(4096)?;
         let stream = socket.connect(self.address.parse()?).await?;
@@ -236,26 +248,26 @@ impl TestApp {
 }
 
 /// A WebSocket client.
-pub struct Client {
+pub(crate) struct Client {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Client {
-    pub fn from_stream(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+    pub(crate) fn from_stream(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         Client { socket }
     }
 
-    pub async fn send(&mut self, frame: Value) -> Result<()> {
+    pub(crate) async fn send(&mut self, frame: Value) -> Result<()> {
         self.send_text(frame.to_string()).await
     }
 
-    pub async fn send_text(&mut self, text: String) -> Result<()> {
+    pub(crate) async fn send_text(&mut self, text: String) -> Result<()> {
         self.socket.send(Message::text(text)).await?;
         Ok(())
     }
 
     /// The next JSON frame, skipping control frames.
-    pub async fn recv(&mut self) -> Result<Value> {
+    pub(crate) async fn recv(&mut self) -> Result<Value> {
         loop {
             let message = tokio::time::timeout(WAIT, self.socket.next())
                 .await
@@ -271,7 +283,7 @@ impl Client {
 
     /// The next frame of the given type, skipping others (presence and
     /// system notices arrive whenever others come and go).
-    pub async fn recv_type(&mut self, kind: &str) -> Result<Value> {
+    pub(crate) async fn recv_type(&mut self, kind: &str) -> Result<Value> {
         loop {
             let frame = self.recv().await?;
             if frame["type"] == kind {
@@ -281,7 +293,7 @@ impl Client {
     }
 
     /// Reads until the server closes the socket; returns the close frame.
-    pub async fn closed(&mut self) -> Result<Option<CloseFrame>> {
+    pub(crate) async fn closed(&mut self) -> Result<Option<CloseFrame>> {
         loop {
             let next = tokio::time::timeout(WAIT, self.socket.next())
                 .await
@@ -296,7 +308,7 @@ impl Client {
 
     /// Reads everything until the socket ends; returns how many `message`
     /// frames arrived and the close frame, if one did.
-    pub async fn drain_until_closed(&mut self) -> Result<(usize, Option<CloseFrame>)> {
+    pub(crate) async fn drain_until_closed(&mut self) -> Result<(usize, Option<CloseFrame>)> {
         let mut messages = 0;
         loop {
             let next = tokio::time::timeout(WAIT, self.socket.next())
@@ -316,7 +328,7 @@ impl Client {
     }
 
     /// Asserts that no frame of `kind` arrives within a short while.
-    pub async fn expect_no(&mut self, kind: &str) -> Result<()> {
+    pub(crate) async fn expect_no(&mut self, kind: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
         loop {
             match tokio::time::timeout_at(deadline, self.socket.next()).await {
@@ -334,9 +346,16 @@ impl Client {
     }
 
     /// Sends a message and waits for its ack.
-    pub async fn send_acked(&mut self, room: &str, content: &str, client_id: &str) -> Result<Value> {
-        self.send(json!({"type": "message", "room": room, "content": content, "client_id": client_id}))
-            .await?;
+    pub(crate) async fn send_acked(
+        &mut self,
+        room: &str,
+        content: &str,
+        client_id: &str,
+    ) -> Result<Value> {
+        self.send(
+            json!({"type": "message", "room": room, "content": content, "client_id": client_id}),
+        )
+        .await?;
         loop {
             let frame = self.recv().await?;
             if frame["type"] == "ack" && frame["client_id"] == client_id {
@@ -348,7 +367,7 @@ impl Client {
         }
     }
 
-    pub async fn close(mut self) -> Result<()> {
+    pub(crate) async fn close(mut self) -> Result<()> {
         self.socket.close(None).await?;
         Ok(())
     }

@@ -39,33 +39,49 @@ async fn a_resent_client_id_gets_the_same_ack_and_stores_nothing(app: &TestApp) 
     let bob = app.user("bob").await?;
     let mut sender = app.connect(&alice).await?;
     let mut watcher = app.connect(&bob).await?;
-    let first = sender.send_acked("general", "only once", "retry-me").await?;
-    let again = sender.send_acked("general", "only once", "retry-me").await?;
+    let first = sender
+        .send_acked("general", "only once", "retry-me")
+        .await?;
+    let again = sender
+        .send_acked("general", "only once", "retry-me")
+        .await?;
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["seq"], first["seq"]);
     assert_eq!(again["duplicate"], true);
     // A new connection (a reconnect) resending it gets the same answer.
     sender.close().await?;
     let mut reconnected = app.connect(&alice).await?;
-    let third = reconnected.send_acked("general", "only once", "retry-me").await?;
+    let third = reconnected
+        .send_acked("general", "only once", "retry-me")
+        .await?;
     assert_eq!(third["id"], first["id"]);
     // The watcher saw the message exactly once.
     assert_eq!(watcher.recv_type("message").await?["content"], "only once");
     watcher.expect_no("message").await?;
-    let items: Vec<Value> = app.get_authed("/api/chat/messages", &alice).await?.json().await?;
+    let items: Vec<Value> = app
+        .get_authed("/api/chat/messages", &alice)
+        .await?
+        .json()
+        .await?;
     assert_eq!(items.len(), 1);
     Ok(())
 }
 
-async fn resume_replays_exactly_the_missed_messages_then_continues_live(app: &TestApp) -> Result<()> {
+async fn resume_replays_exactly_the_missed_messages_then_continues_live(
+    app: &TestApp,
+) -> Result<()> {
     let alice = app.user("alice").await?;
     let bob = app.user("bob").await?;
     let mut sender = app.connect(&alice).await?;
     for i in 1..=5 {
-        sender.send_acked("general", &format!("m{i}"), &format!("a{i}")).await?;
+        sender
+            .send_acked("general", &format!("m{i}"), &format!("a{i}"))
+            .await?;
     }
     let mut reader = app.connect(&bob).await?;
-    reader.send(json!({"type": "resume", "room": "general", "last_seq": 2})).await?;
+    reader
+        .send(json!({"type": "resume", "room": "general", "last_seq": 2}))
+        .await?;
     for expected in 3..=5 {
         let frame = reader.recv_type("message").await?;
         assert_eq!(frame["seq"], expected);
@@ -80,7 +96,9 @@ async fn resume_replays_exactly_the_missed_messages_then_continues_live(app: &Te
     Ok(())
 }
 
-async fn resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(app: &TestApp) -> Result<()> {
+async fn resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(
+    app: &TestApp,
+) -> Result<()> {
     let alice = app.user("alice").await?;
     let bob = app.user("bob").await?;
     let mut sender = app.connect(&alice).await?;
@@ -91,7 +109,9 @@ async fn resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(app: &T
     }
     // Resume from 0 while the burst is still being written.
     let mut reader = app.connect(&bob).await?;
-    reader.send(json!({"type": "resume", "room": "general", "last_seq": 0})).await?;
+    reader
+        .send(json!({"type": "resume", "room": "general", "last_seq": 0}))
+        .await?;
     for i in 301..=400 {
         sender
             .send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")}))
@@ -121,8 +141,13 @@ async fn every_connection_of_a_user_gets_every_message(app: &TestApp) -> Result<
         assert_eq!(device.recv_type("message").await?["content"], "to both");
     }
     // One device sending reaches the other.
-    laptop.send_acked("general", "from the laptop", "l1").await?;
-    assert_eq!(phone.recv_type("message").await?["content"], "from the laptop");
+    laptop
+        .send_acked("general", "from the laptop", "l1")
+        .await?;
+    assert_eq!(
+        phone.recv_type("message").await?["content"],
+        "from the laptop"
+    );
     Ok(())
 }
 
@@ -135,11 +160,19 @@ async fn presence_counts_a_user_once_across_connections(app: &TestApp) -> Result
 
     let first = app.connect(&alice).await?;
     let presence = observer.recv_type("presence").await?;
-    assert_eq!(presence, json!({"type": "presence", "room": "general", "username": "alice", "online": true}));
+    assert_eq!(
+        presence,
+        json!({"type": "presence", "room": "general", "username": "alice", "online": true})
+    );
     let second = app.connect(&alice).await?;
     observer.expect_no("presence").await?;
-    observer.send(json!({"type": "who", "room": "general"})).await?;
-    assert_eq!(observer.recv_type("who").await?["online"], json!(["alice", "bob"]));
+    observer
+        .send(json!({"type": "who", "room": "general"}))
+        .await?;
+    assert_eq!(
+        observer.recv_type("who").await?["online"],
+        json!(["alice", "bob"])
+    );
 
     first.close().await?;
     observer.expect_no("presence").await?;
@@ -157,9 +190,14 @@ async fn typing_notices_reach_others_but_not_the_typist(app: &TestApp) -> Result
     let mut other = app.connect(&bob).await?;
     other.send(json!({"type": "ping"})).await?;
     other.recv_type("pong").await?;
-    typist.send(json!({"type": "typing", "room": "general"})).await?;
+    typist
+        .send(json!({"type": "typing", "room": "general"}))
+        .await?;
     let notice = other.recv_type("typing").await?;
-    assert_eq!(notice, json!({"type": "typing", "room": "general", "username": "alice"}));
+    assert_eq!(
+        notice,
+        json!({"type": "typing", "room": "general", "username": "alice"})
+    );
     typist.expect_no("typing").await?;
     Ok(())
 }
@@ -169,13 +207,31 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_open(app: &TestApp
     let mut client = app.connect(&token).await?;
     let cases = [
         ("this is not json".to_owned(), "invalid_json"),
-        (json!({"type": "shout", "content": "hi"}).to_string(), "unknown_type"),
+        (
+            json!({"type": "shout", "content": "hi"}).to_string(),
+            "unknown_type",
+        ),
         (json!({"type": "message"}).to_string(), "invalid_frame"),
-        (json!({"type": "message", "content": "   "}).to_string(), "blank_message"),
-        (json!({"type": "message", "content": "x".repeat(4001)}).to_string(), "message_too_long"),
-        (json!({"type": "message", "content": "hi", "room": "no such room"}).to_string(), "invalid_room"),
-        (json!({"type": "message", "content": "hi", "room": "nowhere"}).to_string(), "room_not_found"),
-        (json!({"type": "message", "content": "hi", "client_id": "has space"}).to_string(), "invalid_client_id"),
+        (
+            json!({"type": "message", "content": "   "}).to_string(),
+            "blank_message",
+        ),
+        (
+            json!({"type": "message", "content": "x".repeat(4001)}).to_string(),
+            "message_too_long",
+        ),
+        (
+            json!({"type": "message", "content": "hi", "room": "no such room"}).to_string(),
+            "invalid_room",
+        ),
+        (
+            json!({"type": "message", "content": "hi", "room": "nowhere"}).to_string(),
+            "room_not_found",
+        ),
+        (
+            json!({"type": "message", "content": "hi", "client_id": "has space"}).to_string(),
+            "invalid_client_id",
+        ),
     ];
     for (text, code) in cases {
         client.send_text(text.clone()).await?;
@@ -217,7 +273,7 @@ async fn seed_clients_never_see_frames_of_the_extended_protocol(app: &TestApp) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() -> Result<()> {
     let app = TestApp::spawn_sqlite(Tweaks {
-        outbound_queue: Some(16),
+        outbound_queue: Some(64),
         ..Tweaks::default()
     })
     .await?;
@@ -228,23 +284,40 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() -> Result<()> 
         let mut slow = app.connect_with_small_buffer(&slow_token).await?;
         let mut fast = app.connect(&fast_token).await?;
         let mut sender = app.connect(&sender_token).await?;
-        // The slow client reads nothing while a burst of large messages
-        // goes out, so the server's socket buffers and its queue fill up.
-        let body = "x".repeat(3_900);
         let total = 2_000;
-        for i in 0..total {
-            sender
-                .send(json!({"type": "message", "content": body, "client_id": format!("s{i}")}))
-                .await?;
-        }
-        let mut received = 0;
-        while received < total {
-            if fast.recv().await?["type"] == "message" {
-                received += 1;
+        let fast_reader = tokio::spawn(async move {
+            let mut received = 0;
+            while received < total {
+                if fast.recv().await?["type"] == "message" {
+                    received += 1;
+                }
+            }
+            anyhow::Ok(received)
+        });
+        // The slow client reads nothing while a burst of large messages goes
+        // out, so its socket buffers and then its queue fill up. The sender
+        // reads its acks as it goes, like a well-behaved client.
+        let body = "x".repeat(3_900);
+        for round in 0..total / 10 {
+            for i in 0..10 {
+                let id = format!("s{round}-{i}");
+                sender
+                    .send(json!({"type": "message", "content": body, "client_id": id}))
+                    .await?;
+            }
+            let mut acks = 0;
+            while acks < 10 {
+                if sender.recv().await?["type"] == "ack" {
+                    acks += 1;
+                }
             }
         }
+        assert_eq!(fast_reader.await??, total);
         let (messages, close) = slow.drain_until_closed().await?;
-        assert!(messages < total, "the slow client got all {messages} messages");
+        assert!(
+            messages < total,
+            "the slow client got all {messages} messages"
+        );
         // The close frame itself may not get through a full buffer; the
         // connection ending early is what matters.
         if let Some(frame) = close {

@@ -1,0 +1,577 @@
+//! One bench WebSocket client: connecting and joining, the reader that
+//! checks every delivery, and the sender loop.
+//!
+//! A message's content carries its send time (`bench <sender> <counter>
+//! <unix_nanos>`), and its `client_id` does too (`<sender>.<counter>.<unix_nanos>`),
+//! so a receiver computes delivery latency and a sender computes ack latency
+//! without any shared state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use chat_protocol::ws::{ClientFrame, ServerFrame};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{MissedTickBehavior, timeout, timeout_at};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+
+/// A client WebSocket.
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The writing half of a client WebSocket.
+pub(crate) type Sink = SplitSink<Ws, Message>;
+
+/// How long opening a socket, its greeting and its joins may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A small read buffer: thousands of sockets live in one bench process.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// How long a send may stay blocked after the sending period ended, e.g.
+/// behind a server that stopped reading.
+const SEND_GRACE: Duration = Duration::from_secs(5);
+
+/// Counters every client of a run updates, so the driver can tell when the
+/// stragglers have arrived.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Messages written to a socket.
+    pub(crate) sent: AtomicU64,
+    /// `ack` frames received.
+    pub(crate) acks: AtomicU64,
+    /// `error` frames received for a message (one with a `client_id`).
+    pub(crate) refusals: AtomicU64,
+    /// `message` frames received in a bench room.
+    pub(crate) deliveries: AtomicU64,
+    /// The highest acknowledged seq per bench room.
+    pub(crate) acked_seq: Vec<AtomicI64>,
+    stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Counters for a run over `rooms` bench rooms.
+    pub(crate) fn new(rooms: usize) -> Shared {
+        Shared {
+            sent: AtomicU64::new(0),
+            acks: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            acked_seq: (0..rooms).map(|_| AtomicI64::new(0)).collect(),
+            stop: watch::Sender::new(false),
+        }
+    }
+
+    /// Tells every reader to stop and hand in its report.
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Messages that got an answer, an `ack` or an `error`.
+    pub(crate) fn answered(&self) -> u64 {
+        self.acks.load(Ordering::Relaxed) + self.refusals.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens a socket, waits for the greeting, joins `rooms` and returns the
+/// socket with each room's `last_seq` at the time of joining.
+pub(crate) async fn connect(url: &str, rooms: &[String]) -> anyhow::Result<(Ws, Vec<i64>)> {
+    timeout(CONNECT_TIMEOUT, connect_and_join(url, rooms))
+        .await
+        .context("timed out opening the socket and joining")?
+}
+
+async fn connect_and_join(url: &str, rooms: &[String]) -> anyhow::Result<(Ws, Vec<i64>)> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0);
+    let (mut ws, _) = connect_async_with_config(url, Some(config), true)
+        .await
+        .context("WebSocket handshake failed")?;
+    loop {
+        if let ServerFrame::System { .. } = next_frame(&mut ws).await? {
+            break;
+        }
+    }
+    for room in rooms {
+        ws.send(encode(&ClientFrame::Join { room: room.clone() })?)
+            .await
+            .context("could not send join")?;
+    }
+    let mut last_seqs: Vec<Option<i64>> = vec![None; rooms.len()];
+    while last_seqs.iter().any(Option::is_none) {
+        match next_frame(&mut ws).await? {
+            ServerFrame::Joined { room, last_seq, .. } => {
+                if let Some(index) = rooms.iter().position(|name| *name == room) {
+                    last_seqs[index] = Some(last_seq);
+                }
+            }
+            ServerFrame::Error { code, message, .. } => {
+                bail!("the server refused a join: {code:?}: {message}")
+            }
+            _ => {}
+        }
+    }
+    Ok((ws, last_seqs.into_iter().flatten().collect()))
+}
+
+/// The next server frame, skipping control frames.
+pub(crate) async fn next_frame(ws: &mut Ws) -> anyhow::Result<ServerFrame> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => {
+                return serde_json::from_str(&text)
+                    .with_context(|| format!("not a server frame: {}", text.as_str()));
+            }
+            Some(Ok(Message::Close(frame))) => bail!("the server closed the socket: {frame:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error).context("WebSocket error"),
+            None => bail!("the socket closed"),
+        }
+    }
+}
+
+/// A client frame as a WebSocket text message.
+pub(crate) fn encode(frame: &ClientFrame) -> anyhow::Result<Message> {
+    Ok(Message::text(serde_json::to_string(frame)?))
+}
+
+/// Nanoseconds since the Unix epoch, the clock both ends of a delivery
+/// share.
+pub(crate) fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
+/// Microseconds from `sent_nanos` until now, saturated to fit a `u32`
+/// (71 minutes).
+fn micros_since(sent_nanos: u64) -> u32 {
+    u32::try_from(unix_nanos().saturating_sub(sent_nanos) / 1_000).unwrap_or(u32::MAX)
+}
+
+/// The content of a bench message.
+pub(crate) fn content(sender: usize, counter: u64, nanos: u64, pad: &str) -> String {
+    format!("bench {sender} {counter} {nanos}{pad}")
+}
+
+/// The send time inside a bench message's content.
+fn content_nanos(content: &str) -> Option<u64> {
+    let mut words = content.split(' ');
+    if words.next() != Some("bench") {
+        return None;
+    }
+    words.nth(2)?.parse().ok()
+}
+
+/// The send time inside a bench message's `client_id`.
+fn client_id_nanos(client_id: &str) -> Option<u64> {
+    client_id.rsplit('.').next()?.parse().ok()
+}
+
+/// What one client saw of one bench room.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracked {
+    /// Index of the room in the run's room list.
+    pub(crate) room: usize,
+    /// The room's `last_seq` when this client joined: it expects every seq
+    /// after it.
+    pub(crate) base: i64,
+    /// The highest seq received.
+    pub(crate) last: i64,
+    /// One bit per seq after `base`: received or not.
+    seen: Vec<u64>,
+    /// `message` frames received.
+    pub(crate) deliveries: u64,
+    /// Frames whose seq had been received before.
+    pub(crate) duplicates: u64,
+    /// Frames whose seq was lower than one already received, or not after
+    /// `base`.
+    pub(crate) out_of_order: u64,
+}
+
+/// The most seqs one client tracks per room: a guard against a corrupt seq
+/// allocating gigabytes.
+const MAX_TRACKED_SEQS: i64 = 1 << 32;
+
+impl Tracked {
+    /// A room joined at `base`.
+    pub(crate) fn new(room: usize, base: i64) -> Tracked {
+        Tracked {
+            room,
+            base,
+            last: base,
+            seen: Vec::new(),
+            deliveries: 0,
+            duplicates: 0,
+            out_of_order: 0,
+        }
+    }
+
+    /// Records one delivery of `seq`.
+    fn record(&mut self, seq: i64) {
+        self.deliveries += 1;
+        let offset = seq - self.base - 1;
+        if !(0..MAX_TRACKED_SEQS).contains(&offset) {
+            self.out_of_order += 1;
+            return;
+        }
+        let (word, bit) = ((offset / 64) as usize, offset % 64);
+        if word >= self.seen.len() {
+            self.seen.resize(word + 1, 0);
+        }
+        if self.seen[word] & (1 << bit) != 0 {
+            self.duplicates += 1;
+            return;
+        }
+        self.seen[word] |= 1 << bit;
+        if seq < self.last {
+            self.out_of_order += 1;
+        }
+        self.last = self.last.max(seq);
+    }
+
+    /// How many seqs in `base + 1 ..= final_seq` never arrived.
+    pub(crate) fn missing(&self, final_seq: i64) -> u64 {
+        let expected = (final_seq - self.base).max(0);
+        let full_words = (expected / 64) as usize;
+        let mut received: u64 = self
+            .seen
+            .iter()
+            .take(full_words)
+            .map(|word| u64::from(word.count_ones()))
+            .sum();
+        let rest = expected % 64;
+        if rest > 0 {
+            let word = self.seen.get(full_words).copied().unwrap_or(0);
+            received += u64::from((word & ((1u64 << rest) - 1)).count_ones());
+        }
+        expected.unsigned_abs() - received
+    }
+}
+
+/// Everything one client's reader saw, handed in when the run stops.
+#[derive(Debug, Default)]
+pub(crate) struct ClientReport {
+    /// Per bench room this client joined.
+    pub(crate) rooms: Vec<Tracked>,
+    /// Delivery latencies, microseconds.
+    pub(crate) latencies: Vec<u32>,
+    /// Ack latencies of this client's own messages, microseconds.
+    pub(crate) ack_latencies: Vec<u32>,
+    /// `ack` frames received.
+    pub(crate) acks: u64,
+    /// `error` frames received.
+    pub(crate) errors: u64,
+    /// The first error frame's code and text.
+    pub(crate) first_error: Option<String>,
+    /// Why the socket ended before the run did, if it did.
+    pub(crate) closed: Option<String>,
+    /// When the last bench message arrived.
+    pub(crate) last_delivery: Option<Instant>,
+    /// When the last ack arrived.
+    pub(crate) last_ack: Option<Instant>,
+}
+
+/// Reads one socket until the run stops: checks every delivery, records
+/// latencies, and returns flow-control credit to the sender on each answer.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    stream: SplitStream<Ws>,
+    names: Arc<[String]>,
+    shared: Arc<Shared>,
+    window: Option<Arc<Semaphore>>,
+    stop: watch::Receiver<bool>,
+    report: ClientReport,
+}
+
+impl Reader {
+    /// A reader of `stream`, which joined `rooms` (index, `last_seq`) of
+    /// the run's `names`.
+    pub(crate) fn new(
+        stream: SplitStream<Ws>,
+        rooms: impl IntoIterator<Item = (usize, i64)>,
+        names: Arc<[String]>,
+        shared: Arc<Shared>,
+        window: Option<Arc<Semaphore>>,
+    ) -> Reader {
+        let stop = shared.stop.subscribe();
+        let report = ClientReport {
+            rooms: rooms
+                .into_iter()
+                .map(|(room, base)| Tracked::new(room, base))
+                .collect(),
+            ..ClientReport::default()
+        };
+        Reader {
+            stream,
+            names,
+            shared,
+            window,
+            stop,
+            report,
+        }
+    }
+
+    /// Runs until the run stops or the socket ends.
+    pub(crate) async fn run(mut self) -> ClientReport {
+        if *self.stop.borrow() {
+            return self.report;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.changed() => return self.report,
+                item = self.stream.next() => match item {
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                    Some(Ok(Message::Close(frame))) => {
+                        self.report.closed = Some(match frame {
+                            Some(frame) => format!("closed by the server: {} {}", frame.code, frame.reason),
+                            None => "closed by the server".to_owned(),
+                        });
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        self.report.closed = Some(format!("WebSocket error: {error}"));
+                        break;
+                    }
+                    None => {
+                        self.report.closed = Some("the connection ended".to_owned());
+                        break;
+                    }
+                },
+            }
+        }
+        // Keep the frames the sender waits on flowing: a closed socket will
+        // never answer, and its sender must not wait for credit forever.
+        if let Some(window) = &self.window {
+            window.close();
+        }
+        self.report
+    }
+
+    fn on_text(&mut self, text: &str) {
+        let frame = match serde_json::from_str::<ServerFrame>(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.note_error(format!("unreadable frame ({error}): {text}"));
+                return;
+            }
+        };
+        match frame {
+            ServerFrame::Message {
+                content, room, seq, ..
+            } => {
+                let names = &self.names;
+                let Some(tracked) = self
+                    .report
+                    .rooms
+                    .iter_mut()
+                    .find(|tracked| names[tracked.room] == room)
+                else {
+                    return;
+                };
+                tracked.record(seq);
+                if let Some(sent) = content_nanos(&content) {
+                    self.report.latencies.push(micros_since(sent));
+                }
+                self.report.last_delivery = Some(Instant::now());
+                self.shared.deliveries.fetch_add(1, Ordering::Relaxed);
+            }
+            ServerFrame::Ack {
+                client_id,
+                room,
+                seq,
+                ..
+            } => {
+                self.report.acks += 1;
+                self.report.last_ack = Some(Instant::now());
+                if let Some(sent) = client_id.as_deref().and_then(client_id_nanos) {
+                    self.report.ack_latencies.push(micros_since(sent));
+                }
+                if let Some(index) = self.names.iter().position(|name| *name == room) {
+                    self.shared.acked_seq[index].fetch_max(seq, Ordering::Relaxed);
+                }
+                self.shared.acks.fetch_add(1, Ordering::Relaxed);
+                self.credit();
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                client_id,
+                ..
+            } => {
+                self.note_error(format!("{code:?}: {message}"));
+                if client_id.is_some() {
+                    self.shared.refusals.fetch_add(1, Ordering::Relaxed);
+                    self.credit();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn note_error(&mut self, text: String) {
+        self.report.errors += 1;
+        if self.report.first_error.is_none() {
+            self.report.first_error = Some(text);
+        }
+    }
+
+    fn credit(&self) {
+        if let Some(window) = &self.window {
+            window.add_permits(1);
+        }
+    }
+}
+
+/// How one sender sends.
+#[derive(Debug, Clone)]
+pub(crate) struct SendPlan {
+    /// The room to send to.
+    pub(crate) room: String,
+    /// Messages per second for this sender; `None` sends as fast as the
+    /// window allows.
+    pub(crate) rate: Option<f64>,
+    /// Delay before the first message, to spread senders over a period.
+    pub(crate) offset: Duration,
+    /// The most messages to send.
+    pub(crate) limit: Option<u64>,
+    /// When to stop sending.
+    pub(crate) until: Instant,
+    /// Unacknowledged messages allowed; the reader returns credit.
+    pub(crate) window: Option<Arc<Semaphore>>,
+    /// Extra text appended to each message.
+    pub(crate) pad: String,
+}
+
+/// What a sender did, and its socket back.
+#[derive(Debug)]
+pub(crate) struct SenderReport {
+    /// The writing half, to close politely.
+    pub(crate) sink: Sink,
+    /// Messages written.
+    pub(crate) sent: u64,
+    /// Why sending stopped early, if it did.
+    pub(crate) failed: Option<String>,
+}
+
+/// Sends bench messages on `sink` as `plan` says.
+pub(crate) async fn send_loop(
+    sender: usize,
+    mut sink: Sink,
+    plan: SendPlan,
+    shared: Arc<Shared>,
+) -> SenderReport {
+    let mut sent = 0;
+    let mut failed = None;
+    let mut ticker = plan.rate.map(|rate| {
+        let period = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + plan.offset, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        ticker
+    });
+    let until = tokio::time::Instant::from_std(plan.until);
+    while plan.limit.is_none_or(|limit| sent < limit) {
+        if let Some(ticker) = ticker.as_mut() {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = tokio::time::sleep_until(until) => break,
+            }
+        }
+        if let Some(window) = &plan.window {
+            tokio::select! {
+                permit = window.acquire() => match permit {
+                    Ok(permit) => permit.forget(),
+                    // The reader closed the window: the socket is gone.
+                    Err(_) => {
+                        failed = Some("the socket closed".to_owned());
+                        break;
+                    }
+                },
+                () = tokio::time::sleep_until(until) => break,
+            }
+        }
+        if Instant::now() >= plan.until {
+            break;
+        }
+        let nanos = unix_nanos();
+        let frame = ClientFrame::Message {
+            content: content(sender, sent, nanos, &plan.pad),
+            room: Some(plan.room.clone()),
+            client_id: Some(format!("{sender}.{sent}.{nanos}")),
+        };
+        let message = match encode(&frame) {
+            Ok(message) => message,
+            Err(error) => {
+                failed = Some(format!("could not encode a frame: {error}"));
+                break;
+            }
+        };
+        match timeout_at(until + SEND_GRACE, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                failed = Some(format!("send failed: {error}"));
+                break;
+            }
+            Err(_) => {
+                failed = Some("a send blocked past the end of the run".to_owned());
+                break;
+            }
+        }
+        sent += 1;
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    SenderReport { sink, sent, failed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_send_time_is_read_back_from_content_and_client_id() {
+        let text = content(3, 41, 1_700_000_000_123_456_789, " xxxx");
+        assert_eq!(content_nanos(&text), Some(1_700_000_000_123_456_789));
+        assert_eq!(content_nanos("hello there"), None);
+        assert_eq!(
+            client_id_nanos("3.41.1700000000123456789"),
+            Some(1_700_000_000_123_456_789)
+        );
+    }
+
+    #[test]
+    fn in_order_deliveries_leave_nothing_missing() {
+        let mut tracked = Tracked::new(0, 10);
+        for seq in 11..=200 {
+            tracked.record(seq);
+        }
+        assert_eq!(tracked.deliveries, 190);
+        assert_eq!(tracked.duplicates, 0);
+        assert_eq!(tracked.out_of_order, 0);
+        assert_eq!(tracked.missing(200), 0);
+        assert_eq!(tracked.missing(202), 2);
+    }
+
+    #[test]
+    fn duplicates_gaps_and_reordering_are_told_apart() {
+        let mut tracked = Tracked::new(0, 0);
+        for seq in [1, 2, 2, 5, 4, 0] {
+            tracked.record(seq);
+        }
+        assert_eq!(tracked.duplicates, 1);
+        // 4 after 5, and 0 which is not after the join.
+        assert_eq!(tracked.out_of_order, 2);
+        assert_eq!(tracked.missing(5), 1);
+        assert_eq!(tracked.missing(64), 60);
+        assert_eq!(tracked.missing(130), 126);
+    }
+}

@@ -1,0 +1,195 @@
+//! `fanout`: N clients in one room, S of them sending, at a fixed total
+//! rate or flat out. Every client checks that each message arrives exactly
+//! once and in seq order, and measures send-to-receive latency.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::api::{Api, RunNames};
+use crate::client::SendPlan;
+use crate::fleet::{self, ClientSpec, Fleet, Target};
+use crate::stats::{Report, Tally};
+use crate::system::CpuSample;
+
+/// Options of the `fanout` scenario.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FanoutArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// Connections in the room.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) clients: usize,
+    /// How many of them send.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) senders: usize,
+    /// Messages per second over all senders; 0 sends flat out, each sender
+    /// keeping at most --window messages unacknowledged.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) rate: f64,
+    /// Seconds to send for; 10 unless --messages is given.
+    #[arg(long)]
+    pub(crate) duration: Option<f64>,
+    /// Messages to send in all, split over the senders.
+    #[arg(long)]
+    pub(crate) messages: Option<u64>,
+    /// Unacknowledged messages per flat-out sender.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) window: usize,
+    /// Seconds to wait after sending for acks and deliveries still on their
+    /// way.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) drain: f64,
+    /// Extra characters appended to each message.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) pad: usize,
+}
+
+/// Splits `total` as evenly as possible over `parts`.
+pub(crate) fn share(total: u64, parts: usize, index: usize) -> u64 {
+    let parts = parts.max(1) as u64;
+    total / parts + u64::from((index as u64) < total % parts)
+}
+
+/// How long to send for: the given duration, 10 s by default, or "until
+/// the messages are sent" (an hour at most) when only a count is given.
+pub(crate) fn sending_period(duration: Option<f64>, messages: Option<u64>) -> Duration {
+    match (duration, messages) {
+        (Some(seconds), _) => Duration::from_secs_f64(seconds.max(0.0)),
+        (None, Some(_)) => Duration::from_secs(3_600),
+        (None, None) => Duration::from_secs(10),
+    }
+}
+
+/// Runs the scenario.
+pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
+    if args.clients == 0 || args.senders == 0 || args.senders > args.clients {
+        bail!("need 1 <= --senders <= --clients");
+    }
+    if args.rate < 0.0 {
+        bail!("--rate must be 0 (flat out) or positive");
+    }
+    let api = Api::new(&args.target.server)?;
+    let names = RunNames::new();
+    let users = args.target.users_for(args.clients);
+    eprintln!(
+        "fanout: {} clients ({} users), {} senders, {}",
+        args.clients,
+        users,
+        args.senders,
+        mode(&args)
+    );
+    let tokens = fleet::accounts(&api, &names, users, args.target.setup_concurrency).await?;
+    let room = names.room("fanout");
+    api.create_room(&tokens[0], &room).await?;
+    let flat_out = args.rate == 0.0;
+    let specs = (0..args.clients)
+        .map(|index| ClientSpec {
+            account: index % users,
+            rooms: vec![0],
+            window: (flat_out && index < args.senders).then_some(args.window.max(1)),
+        })
+        .collect();
+    let mut fleet = Fleet::open(
+        &api,
+        &tokens,
+        specs,
+        vec![room.clone()],
+        args.target.connect_concurrency,
+    )
+    .await?;
+    fleet.require_all()?;
+
+    let cpu_before = CpuSample::now(args.target.pid);
+    let start = Instant::now();
+    let until = start + sending_period(args.duration, args.messages);
+    let per_sender_rate = (!flat_out).then(|| args.rate / args.senders as f64);
+    let plans = (0..args.senders)
+        .map(|index| {
+            let offset = per_sender_rate.map_or(Duration::ZERO, |rate| {
+                Duration::from_secs_f64(index as f64 / args.senders as f64 / rate)
+            });
+            let plan = SendPlan {
+                room: room.clone(),
+                rate: per_sender_rate,
+                offset,
+                limit: args.messages.map(|total| share(total, args.senders, index)),
+                until,
+                window: fleet.clients[index].window.clone(),
+                pad: pad(args.pad),
+            };
+            (index, plan)
+        })
+        .collect();
+    eprintln!("  sending...");
+    let (sent, send_failures) = fleet.send(plans).await;
+    let send_time = start.elapsed();
+    eprintln!(
+        "  sent {sent} in {:.1} s; draining",
+        send_time.as_secs_f64()
+    );
+    fleet
+        .drain(Instant::now() + Duration::from_secs_f64(args.drain.max(0.0)))
+        .await;
+    let cpu_after = CpuSample::now(args.target.pid);
+    let connect_time = fleet.connect_time;
+    let tally = Tally::of(fleet.finish().await);
+
+    let mut report = Report::new("fanout");
+    report.add("server", args.target.server.as_str());
+    report.add("clients", args.clients as u64);
+    report.add("users", users as u64);
+    report.add("senders", args.senders as u64);
+    report.add("mode", mode(&args));
+    report.add("connect_s", connect_time.as_secs_f64());
+    report.add("send_s", send_time.as_secs_f64());
+    tally.add_rows(&mut report, start, sent);
+    cpu_after.add_rows_since(&cpu_before, "", &mut report);
+    report.failures("senders stopped early", &send_failures);
+    Ok(report)
+}
+
+fn mode(args: &FanoutArgs) -> String {
+    let amount = match (args.duration, args.messages) {
+        (_, Some(messages)) => format!("{messages} messages"),
+        (duration, None) => format!("{} s", sending_period(duration, None).as_secs_f64()),
+    };
+    if args.rate == 0.0 {
+        format!("flat out (window {}), {amount}", args.window)
+    } else {
+        format!("{} msg/s, {amount}", args.rate)
+    }
+}
+
+/// The padding appended to every message: a space and `length - 1` x's.
+pub(crate) fn pad(length: usize) -> String {
+    if length == 0 {
+        String::new()
+    } else {
+        format!(" {}", "x".repeat(length - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_shared_out_evenly() {
+        let shares: Vec<u64> = (0..3).map(|index| share(200, 3, index)).collect();
+        assert_eq!(shares, [67, 67, 66]);
+        assert_eq!(shares.iter().sum::<u64>(), 200);
+        assert_eq!(share(5, 0, 0), 5);
+    }
+
+    #[test]
+    fn a_message_count_alone_does_not_cut_sending_short() {
+        assert_eq!(sending_period(None, None), Duration::from_secs(10));
+        assert_eq!(
+            sending_period(Some(2.5), Some(9)),
+            Duration::from_millis(2_500)
+        );
+        assert!(sending_period(None, Some(200)) >= Duration::from_secs(600));
+    }
+}

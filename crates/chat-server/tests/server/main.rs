@@ -1,0 +1,215 @@
+//! Start-up as an operator meets it: secrets, data directory, restarts.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use chat_domain::{MessageBody, RoomName, Username};
+use chat_server::{Environment, Settings};
+use chat_storage::NewMessage;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!("chat-server-{name}-{}-{nanos}", std::process::id()))
+}
+
+fn settings(data_dir: PathBuf) -> Settings {
+    let mut settings = Settings::defaults();
+    settings.bind = "127.0.0.1:0".to_owned();
+    settings.data_dir = data_dir;
+    settings.database_url = None;
+    settings.secret_key = None;
+    settings.encryption_key = None;
+    settings.encryption_keys_previous = None;
+    settings.environment = Environment::Development;
+    settings.bcrypt_cost = 10;
+    settings.workers = Some(1);
+    settings.shutdown_grace_secs = 2;
+    settings
+}
+
+/// Serves until the returned sender fires; returns the base URL.
+async fn serve(
+    settings: &Settings,
+) -> Result<(
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let app = chat_server::build(settings).await?;
+    let base = format!("http://{}", app.address());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((base, stop, task))
+}
+
+async fn login(http: &reqwest::Client, base: &str) -> Result<String> {
+    let body: Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": "alice", "password": "correct-horse"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    match body["access_token"].as_str() {
+        Some(token) => Ok(token.to_owned()),
+        None => bail!("login failed: {body}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_reads_the_history_it_wrote_with_generated_keys() -> Result<()> {
+    let dir = temp_dir("restart");
+    let settings = settings(dir.clone());
+    let http = reqwest::Client::new();
+
+    let (base, stop, task) = serve(&settings).await?;
+    let registered = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": "alice", "password": "correct-horse"}))
+        .send()
+        .await?;
+    assert_eq!(registered.status(), 201);
+    let store = chat_server::open_store(&settings).await?;
+    let alice = store
+        .user_by_name(&Username::parse("alice")?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("alice was not stored"))?;
+    let general = store
+        .room_by_name(&RoomName::general())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no general room"))?;
+    store
+        .append_messages(vec![NewMessage {
+            room_id: general.id,
+            user_id: alice.id,
+            username: alice.username.clone(),
+            body: MessageBody::parse("written before the restart")?,
+            client_id: None,
+        }])
+        .await?;
+    drop(store);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task).await??;
+
+    // The generated secrets are on disk, readable by the owner only.
+    for file in ["secret_key", "encryption_key"] {
+        let mode = std::fs::metadata(dir.join(file))?.permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    // Same data directory, no keys given: the same keys are used again.
+    let (base, stop, task) = serve(&settings).await?;
+    let token = login(&http, &base).await?;
+    let items: Vec<Value> = http
+        .get(format!("{base}/api/chat/messages"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["content"], "written before the restart");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task).await??;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_secrets() -> Result<()> {
+    let dir = temp_dir("production");
+    let mut settings = settings(dir.clone());
+    settings.environment = Environment::Production;
+    let error = chat_server::build(&settings)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"));
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("ENCRYPTION_KEY")),
+        "{error:?}"
+    );
+
+    settings.encryption_key = Some(SecretString::from(
+        chat_crypto::FernetKey::generate().to_base64(),
+    ));
+    let error = chat_server::build(&settings)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"));
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("SECRET_KEY")),
+        "{error:?}"
+    );
+    // Nothing was generated behind the operator's back.
+    assert!(!dir.join("secret_key").exists());
+    assert!(!dir.join("encryption_key").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_short_jwt_secret_is_a_start_up_error() -> Result<()> {
+    let dir = temp_dir("short-secret");
+    let mut settings = settings(dir.clone());
+    settings.secret_key = Some(SecretString::from("too-short".to_owned()));
+    let error = chat_server::build(&settings)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"));
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("SECRET_KEY")),
+        "{error:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bare_passphrase_is_refused_but_a_prefixed_one_is_accepted() -> Result<()> {
+    let dir = temp_dir("passphrase");
+    let mut settings = settings(dir.clone());
+    settings.encryption_key = Some(SecretString::from("my old passphrase".to_owned()));
+    assert!(chat_server::secrets::key_ring(&settings).is_err());
+    settings.encryption_key = Some(SecretString::from(
+        "passphrase:my old passphrase".to_owned(),
+    ));
+    assert!(chat_server::secrets::key_ring(&settings).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn the_database_defaults_to_sqlite_in_the_data_directory() {
+    let settings = settings(PathBuf::from("/srv/chat"));
+    assert_eq!(
+        chat_server::database_url(&settings),
+        "sqlite:///srv/chat/chat.db"
+    );
+}
+
+#[test]
+fn database_urls_are_logged_without_their_password() {
+    assert_eq!(
+        chat_server::redacted_url("postgres://chat:s3cret@db.internal:5432/chat"),
+        "postgres://chat:***@db.internal:5432/chat"
+    );
+    assert_eq!(
+        chat_server::redacted_url("sqlite://./chat-data/chat.db"),
+        "sqlite://./chat-data/chat.db"
+    );
+}

@@ -1,0 +1,209 @@
+//! Throw-away databases for tests, behind the `testing` feature: a SQLite
+//! file in a fresh temporary directory, or a PostgreSQL database with a
+//! random name on the server `CHAT_TEST_DATABASE_URL` names.
+//!
+//! PostgreSQL tests are skipped (with a note on stderr) when that variable
+//! is unset, unless `CHAT_TEST_REQUIRE_POSTGRES=1`: then a missing or
+//! unreachable server fails the test loudly, so CI never skips silently.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+/// The variable naming the PostgreSQL server tests may create databases on.
+pub const DATABASE_URL_VAR: &str = "CHAT_TEST_DATABASE_URL";
+/// Set to `1` to make a missing PostgreSQL a failure instead of a skip.
+pub const REQUIRE_POSTGRES_VAR: &str = "CHAT_TEST_REQUIRE_POSTGRES";
+
+/// Which backend a test database is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A database on a PostgreSQL server.
+    Postgres,
+}
+
+/// An empty database of a test's own. Call [`TestDatabase::drop_database`]
+/// at the end; if the test panics first, `Drop` removes it instead.
+#[derive(Debug)]
+pub struct TestDatabase {
+    backend: Backend,
+    url: String,
+    cleanup: Option<Cleanup>,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    RemoveDirectory(PathBuf),
+    DropDatabase { admin_url: String, name: String },
+}
+
+/// A name no other test of any run shares.
+pub fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "chat_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000_000
+    )
+}
+
+impl TestDatabase {
+    /// A SQLite database in a directory that does not exist yet (the store
+    /// creates it).
+    pub fn sqlite() -> TestDatabase {
+        let directory = std::env::temp_dir().join(unique_name());
+        let url = format!(
+            "sqlite://{}",
+            directory.join("data").join("chat.db").display()
+        );
+        TestDatabase {
+            backend: Backend::Sqlite,
+            url,
+            cleanup: Some(Cleanup::RemoveDirectory(directory)),
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after saying so) when no
+    /// server is configured and none is required.
+    ///
+    /// # Panics
+    ///
+    /// When PostgreSQL is required but not configured or unreachable, or the
+    /// database cannot be created: a test must not pass without it.
+    pub async fn postgres() -> Option<TestDatabase> {
+        let required = std::env::var(REQUIRE_POSTGRES_VAR).is_ok_and(|value| value == "1");
+        let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
+            assert!(
+                !required,
+                "{REQUIRE_POSTGRES_VAR}=1 but {DATABASE_URL_VAR} is not set"
+            );
+            eprintln!("skipped: {DATABASE_URL_VAR} not set");
+            return None;
+        };
+        let mut admin = match AsyncPgConnection::establish(&admin_url).await {
+            Ok(connection) => connection,
+            Err(error) if !required => {
+                eprintln!("skipped: PostgreSQL at {DATABASE_URL_VAR} is unreachable: {error}");
+                return None;
+            }
+            Err(error) => panic!("PostgreSQL at {DATABASE_URL_VAR} is unreachable: {error}"),
+        };
+        let name = unique_name();
+        if let Err(error) = diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+        {
+            panic!("could not create the test database {name}: {error}");
+        }
+        let url = with_database(&admin_url, &name);
+        Some(TestDatabase {
+            backend: Backend::Postgres,
+            url,
+            cleanup: Some(Cleanup::DropDatabase { admin_url, name }),
+        })
+    }
+
+    /// The database URL, for [`crate::StoreConfig`].
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Removes the database.
+    pub async fn drop_database(mut self) {
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup.run().await;
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Only reached when a test panicked before `drop_database`. The
+        // async runtime may be shutting down, so a thread of its own does the
+        // work.
+        if let Some(cleanup) = self.cleanup.take() {
+            let worker = std::thread::spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    runtime.block_on(cleanup.run());
+                }
+            });
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Cleanup {
+    async fn run(self) {
+        match self {
+            Cleanup::RemoveDirectory(directory) => {
+                let _ = std::fs::remove_dir_all(directory);
+            }
+            Cleanup::DropDatabase { admin_url, name } => {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    if let Err(error) = diesel::sql_query(drop).execute(&mut admin).await {
+                        eprintln!("could not drop test database {name}: {error}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |index| index + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |index| authority_start + index);
+    let mut result = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        result.push('?');
+        result.push_str(query);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_rest_kept() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+            "postgres://u:p@h/t2?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique_name(), unique_name());
+    }
+}

@@ -1,0 +1,36 @@
+//! `chat-tui`: the terminal client of the chat server.
+//!
+//! A login screen, then rooms on the left, the messages of the room on
+//! screen in the middle, who is online on the right and an input line at
+//! the bottom. It talks to the server over its REST API (a small blocking
+//! HTTP client on worker threads) and its WebSocket (a background thread
+//! that reconnects with backoff and resumes every room from its last seq).
+//!
+//! This crate knows the wire types (`chat-protocol`) and the domain rules
+//! (`chat-domain`) and nothing of the server's insides: no storage, no
+//! transport, no actix. The chat state is a plain struct (`state`) tested
+//! without a terminal; the cursive screens only draw it.
+
+mod api;
+mod backoff;
+mod command;
+mod net;
+mod state;
+mod ui;
+
+use clap::Parser;
+
+pub use ui::install;
+
+/// The client's command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chat-tui",
+    version,
+    about = "Terminal client of the chat server"
+)]
+pub struct Cli {
+    /// The server's base URL.
+    #[arg(long, env = "CHAT_SERVER", default_value = "http://127.0.0.1:8000")]
+    pub server: String,
+}

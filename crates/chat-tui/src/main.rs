@@ -1,0 +1,10 @@
+//! The `chat-tui` binary: parses the command line and runs the client.
+
+use clap::Parser;
+
+fn main() {
+    let cli = chat_tui::Cli::parse();
+    let mut siv = cursive::default();
+    chat_tui::install(&mut siv, &cli.server);
+    siv.run();
+}

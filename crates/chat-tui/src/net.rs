@@ -1,0 +1,282 @@
+//! The WebSocket, on a background thread: connects, reads server frames
+//! and hands them to a callback, writes the frames the UI sends, and
+//! reconnects with backoff when the connection drops.
+//!
+//! The thread keeps no chat state. On every (re)connection it reports
+//! [`NetEvent::Connected`], and the UI answers with the frames that resume
+//! each room and re-send what is unacknowledged. Frames the UI sends while
+//! the connection is down are dropped here; the UI still holds the
+//! messages among them as pending and sends them again then.
+
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chat_protocol::ws::{ClientFrame, ServerFrame};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::HeaderValue;
+use tungstenite::{Message, WebSocket};
+
+use crate::api::Token;
+use crate::backoff::Backoff;
+
+/// How long a read waits before the thread looks at its outgoing queue.
+const POLL: Duration = Duration::from_millis(50);
+/// A `ping` goes out after this much silence from our side.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A server silent for this long is taken to be gone.
+const SILENCE_LIMIT: Duration = Duration::from_secs(40);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the connection reports to the UI.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum NetEvent {
+    /// A connection is up; resume rooms and re-send pending messages now.
+    Connected,
+    /// A frame from the server.
+    Frame(ServerFrame),
+    /// The connection dropped or could not be made; the next attempt is in
+    /// `retry_in`.
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+        attempt: u32,
+    },
+    /// The server refused the token (expired or bad). The thread stops.
+    Rejected(String),
+}
+
+enum NetCommand {
+    Send(ClientFrame),
+    Shutdown,
+}
+
+/// The UI's handle on the connection thread. Dropping it stops the thread
+/// (within one poll interval; it is not joined, so closing the socket
+/// politely never holds up the UI).
+#[derive(Debug)]
+pub(crate) struct NetHandle {
+    commands: Sender<NetCommand>,
+}
+
+impl NetHandle {
+    /// Queues a frame for the server.
+    pub(crate) fn send(&self, frame: ClientFrame) {
+        // A send fails only once the thread has stopped (token refused),
+        // and then the UI is already going back to the login screen.
+        let _ = self.commands.send(NetCommand::Send(frame));
+    }
+}
+
+impl Drop for NetHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(NetCommand::Shutdown);
+    }
+}
+
+impl std::fmt::Debug for NetCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetCommand::Send(frame) => write!(f, "Send({})", frame.kind()),
+            NetCommand::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+/// Starts the connection thread for `url` (`ws://host/ws/chat`) with
+/// `token`; every event goes to `on_event`, from that thread.
+pub(crate) fn spawn(
+    url: String,
+    token: Token,
+    on_event: impl Fn(NetEvent) + Send + 'static,
+) -> NetHandle {
+    let (commands, receiver) = mpsc::channel();
+    thread::spawn(move || run(&url, &token, &receiver, &on_event));
+    NetHandle { commands }
+}
+
+enum Failure {
+    /// The server refused the token; do not try again.
+    Rejected(String),
+    /// Anything else; try again later.
+    Lost(String),
+}
+
+enum Stop {
+    Shutdown,
+    Lost(String),
+}
+
+fn run(url: &str, token: &Token, commands: &Receiver<NetCommand>, on_event: &dyn Fn(NetEvent)) {
+    let mut backoff = Backoff::reconnect();
+    loop {
+        let reason = match connect(url, token) {
+            Ok(mut socket) => {
+                backoff.reset();
+                if shutdown_requested(commands) {
+                    let _ = socket.close(None);
+                    return;
+                }
+                on_event(NetEvent::Connected);
+                match serve(&mut socket, commands, on_event) {
+                    Stop::Shutdown => {
+                        let _ = socket.close(None);
+                        let _ = socket.flush();
+                        return;
+                    }
+                    Stop::Lost(reason) => reason,
+                }
+            }
+            Err(Failure::Rejected(reason)) => {
+                on_event(NetEvent::Rejected(reason));
+                return;
+            }
+            Err(Failure::Lost(reason)) => reason,
+        };
+        let (retry_in, attempt) = backoff.next_delay();
+        on_event(NetEvent::Disconnected {
+            reason,
+            retry_in,
+            attempt,
+        });
+        if wait_or_shutdown(commands, retry_in) {
+            return;
+        }
+    }
+}
+
+/// Drops frames queued while there was no connection (the UI re-sends
+/// what matters once it hears [`NetEvent::Connected`]); says whether the
+/// UI asked the thread to stop meanwhile.
+fn shutdown_requested(commands: &Receiver<NetCommand>) -> bool {
+    loop {
+        match commands.try_recv() {
+            Ok(NetCommand::Send(_)) => {}
+            Ok(NetCommand::Shutdown) | Err(TryRecvError::Disconnected) => return true,
+            Err(TryRecvError::Empty) => return false,
+        }
+    }
+}
+
+/// Waits `delay` before the next attempt, dropping frames meanwhile; says
+/// whether the UI asked the thread to stop.
+fn wait_or_shutdown(commands: &Receiver<NetCommand>, delay: Duration) -> bool {
+    let deadline = Instant::now() + delay;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match commands.recv_timeout(left) {
+            Ok(NetCommand::Send(_)) => {}
+            Ok(NetCommand::Shutdown) | Err(RecvTimeoutError::Disconnected) => return true,
+            Err(RecvTimeoutError::Timeout) => return false,
+        }
+    }
+}
+
+fn connect(url: &str, token: &Token) -> Result<WebSocket<TcpStream>, Failure> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|error| Failure::Lost(format!("bad server URL: {error}")))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| Failure::Rejected("the token is not valid text".to_owned()))?;
+    request.headers_mut().insert("Authorization", bearer);
+    let host = request.uri().host().unwrap_or("localhost").to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let address = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|error| Failure::Lost(format!("cannot resolve {host}: {error}")))?
+        .next()
+        .ok_or_else(|| Failure::Lost(format!("cannot resolve {host}")))?;
+    let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+        .map_err(|error| Failure::Lost(format!("cannot connect to {address}: {error}")))?;
+    stream
+        .set_read_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(|error| Failure::Lost(error.to_string()))?;
+    let (socket, _response) =
+        tungstenite::client(request, stream).map_err(|error| match error {
+            HandshakeError::Failure(tungstenite::Error::Http(response))
+                if matches!(response.status().as_u16(), 401 | 403) =>
+            {
+                Failure::Rejected(format!(
+                    "the server refused the session ({})",
+                    response.status()
+                ))
+            }
+            HandshakeError::Failure(error) => Failure::Lost(error.to_string()),
+            HandshakeError::Interrupted(_) => Failure::Lost("the handshake timed out".to_owned()),
+        })?;
+    socket
+        .get_ref()
+        .set_read_timeout(Some(POLL))
+        .map_err(|error| Failure::Lost(error.to_string()))?;
+    Ok(socket)
+}
+
+fn serve(
+    socket: &mut WebSocket<TcpStream>,
+    commands: &Receiver<NetCommand>,
+    on_event: &dyn Fn(NetEvent),
+) -> Stop {
+    let mut last_heard = Instant::now();
+    let mut last_ping = Instant::now();
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(NetCommand::Send(frame)) => {
+                    let Ok(text) = serde_json::to_string(&frame) else {
+                        continue;
+                    };
+                    if let Err(error) = socket.send(Message::text(text)) {
+                        return Stop::Lost(error.to_string());
+                    }
+                    last_ping = Instant::now();
+                }
+                Ok(NetCommand::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    return Stop::Shutdown;
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        match socket.read() {
+            Ok(Message::Text(text)) => {
+                last_heard = Instant::now();
+                // Frames of a type this client does not know are skipped,
+                // as the protocol asks.
+                if let Ok(frame) = serde_json::from_str::<ServerFrame>(text.as_str()) {
+                    on_event(NetEvent::Frame(frame));
+                }
+            }
+            Ok(Message::Close(frame)) => {
+                let reason = match frame {
+                    Some(frame) if !frame.reason.is_empty() => {
+                        format!("the server closed the connection: {}", frame.reason)
+                    }
+                    Some(frame) => format!("the server closed the connection ({})", frame.code),
+                    None => "the server closed the connection".to_owned(),
+                };
+                return Stop::Lost(reason);
+            }
+            Ok(_) => last_heard = Instant::now(),
+            Err(tungstenite::Error::Io(error))
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) => return Stop::Lost(error.to_string()),
+        }
+        if last_ping.elapsed() >= PING_EVERY {
+            if let Err(error) = socket.send(Message::text(r#"{"type":"ping"}"#)) {
+                return Stop::Lost(error.to_string());
+            }
+            last_ping = Instant::now();
+        }
+        if last_heard.elapsed() >= SILENCE_LIMIT {
+            return Stop::Lost("no answer from the server".to_owned());
+        }
+    }
+}

@@ -1,0 +1,1043 @@
+//! Everything the client knows, as a plain struct with no terminal and no
+//! network: the rooms, their messages by seq, the sends still waiting for
+//! an ack, unread counts, who is online and typing, the connection status.
+//!
+//! The UI applies server frames and user actions to it and draws what it
+//! holds; the WebSocket thread never touches it. That keeps every rule
+//! (ordering, de-duplication, what to resume after a reconnect) testable
+//! without a terminal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chat_domain::{DomainError, MessageBody, RoomName};
+use chat_protocol::rest::{RoomBody, RoomKindBody, RoomMessage};
+use chat_protocol::ws::{ClientFrame, ErrorCode, ServerFrame};
+use chrono::{DateTime, Utc};
+
+/// How long "x is typing" stays up after the last typing frame.
+pub(crate) const TYPING_SHOWN_FOR: Duration = Duration::from_secs(5);
+
+/// A stored message, as the server numbered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub(crate) seq: i64,
+    pub(crate) username: String,
+    /// `None` when the server could not decrypt it.
+    pub(crate) content: Option<String>,
+    pub(crate) timestamp: DateTime<Utc>,
+}
+
+/// A notice for people (joins, errors, command output), shown after the
+/// message it arrived after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Notice {
+    /// The highest seq on screen when it arrived; it is drawn after it.
+    pub(crate) after_seq: i64,
+    pub(crate) text: String,
+    pub(crate) is_error: bool,
+}
+
+/// A message sent but not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) client_id: String,
+    pub(crate) room: String,
+    pub(crate) content: String,
+    pub(crate) sent_at: DateTime<Utc>,
+    /// Why the last attempt did not go through, when the server said it
+    /// should be tried again later; it is re-sent on the next connection.
+    pub(crate) retry_reason: Option<String>,
+}
+
+impl Pending {
+    fn frame(&self) -> ClientFrame {
+        ClientFrame::Message {
+            content: self.content.clone(),
+            room: Some(self.room.clone()),
+            client_id: Some(self.client_id.clone()),
+        }
+    }
+}
+
+/// One room the user is in.
+#[derive(Debug, Clone)]
+pub(crate) struct Room {
+    pub(crate) name: String,
+    pub(crate) kind: RoomKindBody,
+    pub(crate) lines: BTreeMap<i64, Line>,
+    pub(crate) notices: Vec<Notice>,
+    pub(crate) unread: u64,
+    pub(crate) online: BTreeSet<String>,
+    typing: BTreeMap<String, Instant>,
+    /// Whether the server has messages older than the oldest loaded one.
+    pub(crate) has_older: bool,
+}
+
+impl Room {
+    fn new(name: &str, kind: RoomKindBody) -> Room {
+        Room {
+            name: name.to_owned(),
+            kind,
+            lines: BTreeMap::new(),
+            notices: Vec::new(),
+            unread: 0,
+            online: BTreeSet::new(),
+            typing: BTreeMap::new(),
+            has_older: false,
+        }
+    }
+
+    fn newest_seq(&self) -> i64 {
+        self.lines.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The seq to resume from: the end of the unbroken run of messages
+    /// that starts at the oldest one loaded. A live message that arrived
+    /// ahead of a gap (while a resume was on its way) does not hide the gap.
+    pub(crate) fn resume_seq(&self) -> i64 {
+        let mut seqs = self.lines.keys().copied();
+        let Some(mut end) = seqs.next() else {
+            return 0;
+        };
+        for seq in seqs {
+            if seq != end + 1 {
+                break;
+            }
+            end = seq;
+        }
+        end
+    }
+
+    /// The oldest seq loaded, the cursor for loading older history.
+    pub(crate) fn oldest_seq(&self) -> Option<i64> {
+        self.lines.keys().next().copied()
+    }
+
+    fn notice(&mut self, text: impl Into<String>, is_error: bool) {
+        let after_seq = self.newest_seq();
+        self.notices.push(Notice {
+            after_seq,
+            text: text.into(),
+            is_error,
+        });
+    }
+
+    /// Stores a message unless its seq is already there; says whether it
+    /// was new.
+    fn insert(&mut self, line: Line) -> bool {
+        if self.lines.contains_key(&line.seq) {
+            return false;
+        }
+        self.typing.remove(&line.username);
+        self.lines.insert(line.seq, line);
+        true
+    }
+}
+
+/// The state of the WebSocket, for the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Connection {
+    Connecting,
+    Connected,
+    Reconnecting {
+        reason: String,
+        retry_in: Duration,
+        attempt: u32,
+    },
+}
+
+/// Makes `client_id`s unique for this user: a prefix from the start time
+/// and process id, then a counter.
+#[derive(Debug, Clone)]
+struct ClientIds {
+    prefix: String,
+    next: u64,
+}
+
+impl ClientIds {
+    fn new() -> ClientIds {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        ClientIds {
+            prefix: format!("tui-{nanos:x}-{:x}", std::process::id()),
+            next: 1,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        let id = format!("{}-{}", self.prefix, self.next);
+        self.next += 1;
+        id
+    }
+}
+
+/// Everything the client knows about the logged-in session.
+#[derive(Debug, Clone)]
+pub(crate) struct ChatState {
+    me: String,
+    rooms: BTreeMap<String, Room>,
+    active: String,
+    pending: Vec<Pending>,
+    connection: Connection,
+    client_ids: ClientIds,
+    /// Rooms whose next `who` answer was asked for with `/who`, and is
+    /// therefore printed.
+    who_requested: BTreeSet<String>,
+}
+
+impl ChatState {
+    /// A fresh session for `me`, showing `general`.
+    pub(crate) fn new(me: &str) -> ChatState {
+        let general = RoomName::GENERAL.to_owned();
+        let mut rooms = BTreeMap::new();
+        rooms.insert(general.clone(), Room::new(&general, RoomKindBody::Public));
+        ChatState {
+            me: me.to_owned(),
+            rooms,
+            active: general,
+            pending: Vec::new(),
+            connection: Connection::Connecting,
+            client_ids: ClientIds::new(),
+            who_requested: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub(crate) fn active(&self) -> &str {
+        &self.active
+    }
+
+    pub(crate) fn active_room(&self) -> Option<&Room> {
+        self.rooms.get(&self.active)
+    }
+
+    pub(crate) fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.get(name)
+    }
+
+    /// The rooms in the order of the room list: `general`, then public
+    /// rooms, then direct conversations, each by name.
+    pub(crate) fn rooms(&self) -> Vec<&Room> {
+        let mut rooms: Vec<&Room> = self.rooms.values().collect();
+        rooms.sort_by_key(|room| {
+            (
+                room.name != RoomName::GENERAL,
+                room.kind == RoomKindBody::Direct,
+                room.name.clone(),
+            )
+        });
+        rooms
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The sends of a room still waiting for their ack, oldest first.
+    pub(crate) fn pending_in(&self, room: &str) -> impl Iterator<Item = &Pending> {
+        self.pending.iter().filter(move |p| p.room == room)
+    }
+
+    /// How a room is called on screen: `@bob` for a direct conversation
+    /// with bob, the name otherwise.
+    pub(crate) fn display_name(&self, room: &str) -> String {
+        let Some(members) = room.strip_prefix("dm:") else {
+            return room.to_owned();
+        };
+        let me = self.me.to_ascii_lowercase();
+        let other = members
+            .split(':')
+            .find(|member| *member != me)
+            .unwrap_or(members);
+        format!("@{other}")
+    }
+
+    /// Adds a room the user is a member of (from the room list, `/join`,
+    /// `/dm`, or a `joined` frame); an existing room is kept as it is.
+    pub(crate) fn add_room(&mut self, name: &str, kind: RoomKindBody) {
+        self.rooms
+            .entry(name.to_owned())
+            .or_insert_with(|| Room::new(name, kind));
+    }
+
+    /// Adds the rooms of the REST room list that the user is a member of.
+    pub(crate) fn add_member_rooms(&mut self, rooms: &[RoomBody]) {
+        for room in rooms.iter().filter(|room| room.member) {
+            self.add_room(&room.name, room.kind);
+        }
+    }
+
+    /// Forgets a room after leaving it; the screen moves to `general`
+    /// (or the first room left) if it was showing it.
+    pub(crate) fn remove_room(&mut self, name: &str) {
+        self.rooms.remove(name);
+        self.pending.retain(|p| p.room != name);
+        if self.active == name {
+            let next = if self.rooms.contains_key(RoomName::GENERAL) {
+                Some(RoomName::GENERAL.to_owned())
+            } else {
+                self.rooms.keys().next().cloned()
+            };
+            match next {
+                Some(next) => self.active = next,
+                None => {
+                    let general = RoomName::GENERAL.to_owned();
+                    self.rooms
+                        .insert(general.clone(), Room::new(&general, RoomKindBody::Public));
+                    self.active = general;
+                }
+            }
+        }
+    }
+
+    /// Shows a room and clears its unread count. Says whether the room is
+    /// known.
+    pub(crate) fn switch_to(&mut self, name: &str) -> bool {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return false;
+        };
+        room.unread = 0;
+        self.active = name.to_owned();
+        true
+    }
+
+    /// Shows the next (`step` 1) or previous (`step` -1) room of the list.
+    pub(crate) fn cycle(&mut self, step: isize) {
+        let names: Vec<String> = self.rooms().iter().map(|room| room.name.clone()).collect();
+        let Some(position) = names.iter().position(|name| *name == self.active) else {
+            return;
+        };
+        let count = names.len() as isize;
+        let next = (position as isize + step).rem_euclid(count) as usize;
+        let name = names[next].clone();
+        self.switch_to(&name);
+    }
+
+    /// Adds a page of history. Messages already there are kept; history
+    /// never counts as unread. `older_exists` is the page's `has_more`
+    /// when it was read backwards (newest page or `before`).
+    pub(crate) fn apply_history(
+        &mut self,
+        room: &str,
+        messages: Vec<RoomMessage>,
+        older_exists: bool,
+    ) {
+        let kind = kind_of(room);
+        let entry = self
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| Room::new(room, kind));
+        for message in messages {
+            if let Some(client_id) = &message.client_id {
+                self.pending.retain(|p| &p.client_id != client_id);
+            }
+            entry.insert(Line {
+                seq: message.seq,
+                username: message.username,
+                content: message.content,
+                timestamp: message.created_at,
+            });
+        }
+        entry.has_older = older_exists;
+    }
+
+    /// Adds a notice to a room (the room on screen if it is unknown).
+    pub(crate) fn notice(&mut self, room: Option<&str>, text: impl Into<String>) {
+        self.room_for_notice(room).notice(text, false);
+    }
+
+    /// Adds an error notice to a room (the room on screen if unknown).
+    pub(crate) fn error(&mut self, room: Option<&str>, text: impl Into<String>) {
+        self.room_for_notice(room).notice(text, true);
+    }
+
+    fn room_for_notice(&mut self, room: Option<&str>) -> &mut Room {
+        let name = room
+            .filter(|name| self.rooms.contains_key(*name))
+            .unwrap_or(&self.active)
+            .to_owned();
+        self.rooms
+            .entry(name.clone())
+            .or_insert_with(|| Room::new(&name, kind_of(&name)))
+    }
+
+    /// Prepares a message typed into the room on screen: checks it the way
+    /// the server will, gives it a fresh `client_id`, and keeps it pending
+    /// until its ack. The frame returned is what to send.
+    pub(crate) fn compose(&mut self, content: &str) -> Result<ClientFrame, DomainError> {
+        let body = MessageBody::parse(content)?;
+        let pending = Pending {
+            client_id: self.client_ids.next(),
+            room: self.active.clone(),
+            content: body.into_string(),
+            sent_at: Utc::now(),
+            retry_reason: None,
+        };
+        let frame = pending.frame();
+        self.pending.push(pending);
+        Ok(frame)
+    }
+
+    /// Asks that the next `who` answer for the room on screen be printed.
+    pub(crate) fn request_who(&mut self) -> ClientFrame {
+        self.who_requested.insert(self.active.clone());
+        ClientFrame::Who {
+            room: Some(self.active.clone()),
+        }
+    }
+
+    /// A (re)connection is up: resume every room from where this client
+    /// stands, then send again every message that has no ack yet, with the
+    /// same `client_id` so the server stores each once.
+    pub(crate) fn on_connected(&mut self) -> Vec<ClientFrame> {
+        self.connection = Connection::Connected;
+        let mut frames: Vec<ClientFrame> = self
+            .rooms()
+            .iter()
+            .map(|room| ClientFrame::Resume {
+                room: room.name.clone(),
+                last_seq: room.resume_seq(),
+            })
+            .collect();
+        for pending in &mut self.pending {
+            pending.retry_reason = None;
+            frames.push(pending.frame());
+        }
+        frames
+    }
+
+    /// The connection dropped; the status bar says when the next try is.
+    pub(crate) fn on_disconnected(&mut self, reason: String, retry_in: Duration, attempt: u32) {
+        self.connection = Connection::Reconnecting {
+            reason,
+            retry_in,
+            attempt,
+        };
+    }
+
+    /// Applies one frame from the server.
+    pub(crate) fn apply(&mut self, frame: ServerFrame, now: Instant) {
+        match frame {
+            ServerFrame::System { message, room } => {
+                // The greeting only confirms what the status bar shows.
+                if !message.starts_with("Connected as ") {
+                    let room = room.unwrap_or_else(|| RoomName::GENERAL.to_owned());
+                    self.notice(Some(&room), message);
+                }
+            }
+            ServerFrame::Message {
+                username,
+                content,
+                timestamp,
+                room,
+                seq,
+                client_id,
+                ..
+            } => {
+                let line = Line {
+                    seq,
+                    username,
+                    content: Some(content),
+                    timestamp,
+                };
+                self.store(&room, line, client_id.as_deref());
+            }
+            ServerFrame::Ack {
+                client_id,
+                room,
+                seq,
+                timestamp,
+                ..
+            } => {
+                let Some(client_id) = client_id else { return };
+                let Some(position) = self.pending.iter().position(|p| p.client_id == client_id)
+                else {
+                    return;
+                };
+                let pending = self.pending.remove(position);
+                let line = Line {
+                    seq,
+                    username: self.me.clone(),
+                    content: Some(pending.content),
+                    timestamp,
+                };
+                self.store(&room, line, None);
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                client_id,
+                room,
+            } => self.on_error(code, message, client_id, room),
+            ServerFrame::Presence {
+                room,
+                username,
+                online,
+            } => {
+                let Some(entry) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                if online {
+                    entry.online.insert(username.clone());
+                    entry.notice(format!("{username} is online"), false);
+                } else {
+                    entry.online.remove(&username);
+                    entry.typing.remove(&username);
+                    entry.notice(format!("{username} went offline"), false);
+                }
+            }
+            ServerFrame::Who { room, online } => {
+                let Some(entry) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                entry.online = online.into_iter().collect();
+                if self.who_requested.remove(&room) {
+                    let names: Vec<&str> = entry.online.iter().map(String::as_str).collect();
+                    entry.notice(format!("online here: {}", names.join(", ")), false);
+                }
+            }
+            ServerFrame::Typing { room, username } => {
+                if username.eq_ignore_ascii_case(&self.me) {
+                    return;
+                }
+                if let Some(entry) = self.rooms.get_mut(&room) {
+                    entry.typing.insert(username, now);
+                }
+            }
+            ServerFrame::Joined { room, kind, .. } => self.add_room(&room, kind),
+            ServerFrame::Left { room } => {
+                self.remove_room(&room);
+                self.notice(None, format!("you left {room}"));
+            }
+            ServerFrame::Pong => {}
+        }
+    }
+
+    fn store(&mut self, room: &str, line: Line, client_id: Option<&str>) {
+        if let Some(client_id) = client_id {
+            self.pending.retain(|p| p.client_id != client_id);
+        }
+        let mine = line.username.eq_ignore_ascii_case(&self.me);
+        let on_screen = self.active == room;
+        let entry = self
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| Room::new(room, kind_of(room)));
+        if entry.insert(line) && !mine && !on_screen {
+            entry.unread += 1;
+        }
+    }
+
+    fn on_error(
+        &mut self,
+        code: ErrorCode,
+        message: String,
+        client_id: Option<String>,
+        room: Option<String>,
+    ) {
+        let position = client_id
+            .as_ref()
+            .and_then(|id| self.pending.iter().position(|p| &p.client_id == id));
+        let Some(position) = position else {
+            self.error(room.as_deref(), format!("error: {message}"));
+            return;
+        };
+        let transient = matches!(
+            code,
+            ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal
+        );
+        if transient {
+            // Kept, and sent again with the same client_id on the next
+            // connection: the server stores it at most once.
+            self.pending[position].retry_reason = Some(message);
+        } else {
+            let pending = self.pending.remove(position);
+            self.error(
+                Some(&pending.room),
+                format!("not sent ({message}): {}", pending.content),
+            );
+        }
+    }
+
+    /// Who is typing in a room right now, by name.
+    pub(crate) fn typing_in(&self, room: &str, now: Instant) -> Vec<&str> {
+        self.rooms.get(room).map_or_else(Vec::new, |room| {
+            room.typing
+                .iter()
+                .filter(|(_, at)| now.saturating_duration_since(**at) < TYPING_SHOWN_FOR)
+                .map(|(name, _)| name.as_str())
+                .collect()
+        })
+    }
+}
+
+fn kind_of(room: &str) -> RoomKindBody {
+    if room.starts_with("dm:") {
+        RoomKindBody::Direct
+    } else {
+        RoomKindBody::Public
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(second: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, second)
+            .single()
+            .expect("a valid date")
+    }
+
+    fn message(room: &str, seq: i64, username: &str, content: &str) -> ServerFrame {
+        ServerFrame::Message {
+            username: username.to_owned(),
+            content: content.to_owned(),
+            timestamp: at(seq as u32 % 60),
+            id: seq + 100,
+            room: room.to_owned(),
+            seq,
+            client_id: None,
+        }
+    }
+
+    fn history(room: &str, seqs: &[i64]) -> Vec<RoomMessage> {
+        seqs.iter()
+            .map(|&seq| RoomMessage {
+                id: seq + 100,
+                room: room.to_owned(),
+                seq,
+                user_id: 2,
+                username: "bob".to_owned(),
+                content: Some(format!("m{seq}")),
+                client_id: None,
+                created_at: at(0),
+            })
+            .collect()
+    }
+
+    fn seqs(state: &ChatState, room: &str) -> Vec<i64> {
+        state
+            .room(room)
+            .expect(room)
+            .lines
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn sent_client_id(frame: &ClientFrame) -> String {
+        match frame {
+            ClientFrame::Message {
+                client_id: Some(id),
+                ..
+            } => id.clone(),
+            other => panic!("expected a message frame, got {other:?}"),
+        }
+    }
+
+    fn ack(client_id: &str, room: &str, seq: i64, duplicate: bool) -> ServerFrame {
+        ServerFrame::Ack {
+            client_id: Some(client_id.to_owned()),
+            id: seq + 100,
+            room: room.to_owned(),
+            seq,
+            timestamp: at(1),
+            duplicate,
+        }
+    }
+
+    #[test]
+    fn messages_are_shown_in_seq_order_whatever_order_they_arrive_in() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        for seq in [3, 1, 2] {
+            state.apply(message("general", seq, "bob", "x"), now);
+        }
+        assert_eq!(seqs(&state, "general"), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_message_seen_twice_is_shown_once() {
+        let mut state = ChatState::new("alice");
+        state.apply_history("general", history("general", &[1, 2]), false);
+        state.apply(message("general", 2, "bob", "m2"), Instant::now());
+        state.apply(message("general", 2, "bob", "m2"), Instant::now());
+        assert_eq!(seqs(&state, "general"), [1, 2]);
+    }
+
+    #[test]
+    fn a_sent_message_is_pending_until_its_ack_arrives() {
+        let mut state = ChatState::new("alice");
+        let frame = state.compose("hello").expect("valid");
+        let client_id = sent_client_id(&frame);
+        assert_eq!(state.pending_in("general").count(), 1);
+        assert!(state.room("general").expect("general").lines.is_empty());
+
+        state.apply(ack(&client_id, "general", 1, false), Instant::now());
+
+        assert_eq!(state.pending_in("general").count(), 0);
+        let line = &state.room("general").expect("general").lines[&1];
+        assert_eq!(line.username, "alice");
+        assert_eq!(line.content.as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn the_broadcast_of_my_own_message_also_clears_it_from_pending() {
+        let mut state = ChatState::new("alice");
+        let client_id = sent_client_id(&state.compose("hi").expect("valid"));
+        let ServerFrame::Message {
+            username,
+            content,
+            timestamp,
+            id,
+            room,
+            seq,
+            ..
+        } = message("general", 4, "alice", "hi")
+        else {
+            unreachable!("message() builds message frames")
+        };
+        state.apply(
+            ServerFrame::Message {
+                username,
+                content,
+                timestamp,
+                id,
+                room,
+                seq,
+                client_id: Some(client_id.clone()),
+            },
+            Instant::now(),
+        );
+        assert_eq!(state.pending_in("general").count(), 0);
+        // The ack that follows changes nothing.
+        state.apply(ack(&client_id, "general", 4, false), Instant::now());
+        assert_eq!(seqs(&state, "general"), [4]);
+    }
+
+    #[test]
+    fn each_message_gets_its_own_valid_client_id() {
+        let mut state = ChatState::new("alice");
+        let first = sent_client_id(&state.compose("one").expect("valid"));
+        let second = sent_client_id(&state.compose("two").expect("valid"));
+        assert_ne!(first, second);
+        for id in [first, second] {
+            assert!(chat_domain::ClientId::parse(id.clone()).is_ok(), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_blank_message_is_refused_before_it_is_sent() {
+        let mut state = ChatState::new("alice");
+        assert_eq!(state.compose("   "), Err(DomainError::MessageBlank));
+        assert_eq!(state.pending_in("general").count(), 0);
+    }
+
+    #[test]
+    fn a_reconnect_resumes_every_room_and_resends_unacked_messages_with_the_same_client_id() {
+        let mut state = ChatState::new("alice");
+        state.apply_history("general", history("general", &[1, 2, 3]), false);
+        state.add_room("lobby", RoomKindBody::Public);
+        state.switch_to("lobby");
+        let client_id = sent_client_id(&state.compose("are you there?").expect("valid"));
+
+        let frames = state.on_connected();
+
+        assert_eq!(
+            frames,
+            [
+                ClientFrame::Resume {
+                    room: "general".to_owned(),
+                    last_seq: 3
+                },
+                ClientFrame::Resume {
+                    room: "lobby".to_owned(),
+                    last_seq: 0
+                },
+                ClientFrame::Message {
+                    content: "are you there?".to_owned(),
+                    room: Some("lobby".to_owned()),
+                    client_id: Some(client_id),
+                },
+            ]
+        );
+        assert_eq!(state.connection(), &Connection::Connected);
+    }
+
+    #[test]
+    fn resume_starts_before_a_gap_so_missed_messages_are_replayed() {
+        let mut state = ChatState::new("alice");
+        state.apply_history("general", history("general", &[4, 5]), true);
+        // A live message overtook the replay of 6 and 7.
+        state.apply(message("general", 8, "bob", "late"), Instant::now());
+        assert_eq!(state.room("general").expect("general").resume_seq(), 5);
+    }
+
+    #[test]
+    fn a_duplicate_ack_after_a_resend_does_not_double_the_message() {
+        let mut state = ChatState::new("alice");
+        let client_id = sent_client_id(&state.compose("once").expect("valid"));
+        state.apply(ack(&client_id, "general", 7, false), Instant::now());
+        state.on_connected();
+        state.apply(ack(&client_id, "general", 7, true), Instant::now());
+        assert_eq!(seqs(&state, "general"), [7]);
+    }
+
+    #[test]
+    fn messages_in_other_rooms_count_as_unread_until_the_room_is_shown() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        let now = Instant::now();
+        state.apply(message("lobby", 1, "bob", "a"), now);
+        state.apply(message("lobby", 2, "bob", "b"), now);
+        state.apply(message("lobby", 2, "bob", "b"), now);
+        state.apply(message("general", 1, "bob", "c"), now);
+        assert_eq!(state.room("lobby").expect("lobby").unread, 2);
+        assert_eq!(state.room("general").expect("general").unread, 0);
+
+        assert!(state.switch_to("lobby"));
+        assert_eq!(state.room("lobby").expect("lobby").unread, 0);
+    }
+
+    #[test]
+    fn my_own_messages_and_history_never_count_as_unread() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.apply(
+            message("lobby", 1, "Alice", "from my other terminal"),
+            Instant::now(),
+        );
+        state.apply_history("lobby", history("lobby", &[2, 3]), false);
+        assert_eq!(state.room("lobby").expect("lobby").unread, 0);
+    }
+
+    #[test]
+    fn a_refused_message_leaves_pending_with_the_reason_shown() {
+        let mut state = ChatState::new("alice");
+        let client_id = sent_client_id(&state.compose("hi").expect("valid"));
+        state.apply(
+            ServerFrame::Error {
+                code: ErrorCode::NotAMember,
+                message: "you are not a member".to_owned(),
+                client_id: Some(client_id),
+                room: Some("general".to_owned()),
+            },
+            Instant::now(),
+        );
+        assert_eq!(state.pending_in("general").count(), 0);
+        let notice = state
+            .room("general")
+            .expect("general")
+            .notices
+            .last()
+            .cloned();
+        let notice = notice.expect("a notice");
+        assert!(notice.is_error);
+        assert!(
+            notice.text.contains("you are not a member"),
+            "{}",
+            notice.text
+        );
+    }
+
+    #[test]
+    fn a_message_the_server_could_not_store_stays_pending_for_a_resend() {
+        let mut state = ChatState::new("alice");
+        let client_id = sent_client_id(&state.compose("hi").expect("valid"));
+        state.apply(
+            ServerFrame::Error {
+                code: ErrorCode::Unavailable,
+                message: "storage unavailable".to_owned(),
+                client_id: Some(client_id.clone()),
+                room: Some("general".to_owned()),
+            },
+            Instant::now(),
+        );
+        let pending: Vec<&Pending> = state.pending_in("general").collect();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].retry_reason.as_deref(),
+            Some("storage unavailable")
+        );
+        let resent: Vec<String> = state
+            .on_connected()
+            .iter()
+            .filter(|frame| matches!(frame, ClientFrame::Message { .. }))
+            .map(sent_client_id)
+            .collect();
+        assert_eq!(resent, [client_id]);
+    }
+
+    #[test]
+    fn typing_shows_for_a_few_seconds_and_never_for_myself() {
+        let mut state = ChatState::new("alice");
+        let start = Instant::now();
+        for username in ["bob", "alice"] {
+            state.apply(
+                ServerFrame::Typing {
+                    room: "general".to_owned(),
+                    username: username.to_owned(),
+                },
+                start,
+            );
+        }
+        assert_eq!(state.typing_in("general", start), ["bob"]);
+        assert!(
+            state
+                .typing_in("general", start + TYPING_SHOWN_FOR)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_message_from_someone_typing_ends_their_typing() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(
+            ServerFrame::Typing {
+                room: "general".to_owned(),
+                username: "bob".to_owned(),
+            },
+            now,
+        );
+        state.apply(message("general", 1, "bob", "done"), now);
+        assert!(state.typing_in("general", now).is_empty());
+    }
+
+    #[test]
+    fn presence_and_who_keep_the_online_list() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(
+            ServerFrame::Who {
+                room: "general".to_owned(),
+                online: vec!["alice".to_owned(), "bob".to_owned()],
+            },
+            now,
+        );
+        state.apply(
+            ServerFrame::Presence {
+                room: "general".to_owned(),
+                username: "bob".to_owned(),
+                online: false,
+            },
+            now,
+        );
+        state.apply(
+            ServerFrame::Presence {
+                room: "general".to_owned(),
+                username: "carol".to_owned(),
+                online: true,
+            },
+            now,
+        );
+        let online: Vec<&str> = state
+            .room("general")
+            .expect("general")
+            .online
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(online, ["alice", "carol"]);
+    }
+
+    #[test]
+    fn only_a_requested_who_answer_is_printed() {
+        let mut state = ChatState::new("alice");
+        let who = || ServerFrame::Who {
+            room: "general".to_owned(),
+            online: vec!["alice".to_owned()],
+        };
+        state.apply(who(), Instant::now());
+        assert!(state.room("general").expect("general").notices.is_empty());
+        assert_eq!(
+            state.request_who(),
+            ClientFrame::Who {
+                room: Some("general".to_owned())
+            }
+        );
+        state.apply(who(), Instant::now());
+        let notices = &state.room("general").expect("general").notices;
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].text, "online here: alice");
+    }
+
+    #[test]
+    fn a_direct_conversation_is_named_after_the_other_person() {
+        let state = ChatState::new("Bob");
+        assert_eq!(state.display_name("dm:alice:bob"), "@alice");
+        assert_eq!(state.display_name("lobby"), "lobby");
+    }
+
+    #[test]
+    fn the_room_list_puts_general_first_and_direct_conversations_last() {
+        let mut state = ChatState::new("alice");
+        state.add_room("dm:alice:bob", RoomKindBody::Direct);
+        state.add_room("zoo", RoomKindBody::Public);
+        state.add_room("art", RoomKindBody::Public);
+        let names: Vec<&str> = state
+            .rooms()
+            .iter()
+            .map(|room| room.name.as_str())
+            .collect();
+        assert_eq!(names, ["general", "art", "zoo", "dm:alice:bob"]);
+    }
+
+    #[test]
+    fn leaving_the_room_on_screen_shows_general_again() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.switch_to("lobby");
+        state.apply(
+            ServerFrame::Left {
+                room: "lobby".to_owned(),
+            },
+            Instant::now(),
+        );
+        assert_eq!(state.active(), "general");
+        assert!(state.room("lobby").is_none());
+    }
+
+    #[test]
+    fn a_new_direct_conversation_from_someone_else_appears_in_the_room_list() {
+        let mut state = ChatState::new("alice");
+        state.apply(
+            ServerFrame::Joined {
+                room: "dm:alice:bob".to_owned(),
+                kind: RoomKindBody::Direct,
+                last_seq: 0,
+            },
+            Instant::now(),
+        );
+        assert!(state.room("dm:alice:bob").is_some());
+    }
+
+    #[test]
+    fn cycling_moves_through_the_room_list_and_wraps_around() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.cycle(1);
+        assert_eq!(state.active(), "lobby");
+        state.cycle(1);
+        assert_eq!(state.active(), "general");
+        state.cycle(-1);
+        assert_eq!(state.active(), "lobby");
+    }
+
+    #[test]
+    fn notices_are_placed_after_the_newest_message_present_when_they_arrived() {
+        let mut state = ChatState::new("alice");
+        state.apply_history("general", history("general", &[1, 2]), false);
+        state.notice(None, "hello");
+        let notice = &state.room("general").expect("general").notices[0];
+        assert_eq!(notice.after_seq, 2);
+    }
+}

@@ -1,0 +1,132 @@
+//! The terminal screens. The UI thread owns the [`App`] (as cursive's user
+//! data); REST calls run on worker threads and the WebSocket on its own
+//! thread, and both come back through cursive's callback sink.
+
+mod chat;
+mod login;
+mod render;
+
+use std::thread;
+use std::time::Duration;
+
+use cursive::Cursive;
+use cursive::theme::Theme;
+
+use crate::api::{Api, ApiError};
+use crate::net::NetHandle;
+use crate::state::ChatState;
+
+/// What the UI thread holds.
+#[derive(Debug)]
+pub(crate) struct App {
+    server: String,
+    session: Option<Session>,
+    /// Bumped at every login, so late answers for an earlier session are
+    /// recognised and dropped.
+    generation: u64,
+}
+
+/// A logged-in session: the REST client with its token, what the client
+/// knows, and the WebSocket thread. Dropping it closes the socket.
+#[derive(Debug)]
+pub(crate) struct Session {
+    api: Api,
+    state: ChatState,
+    net: NetHandle,
+    generation: u64,
+    last_typing_sent: Option<std::time::Instant>,
+}
+
+/// Sets up the client on `siv`: the theme, the key bindings and the login
+/// screen for the server at `server` (`http://host:port`). Run `siv`
+/// afterwards.
+pub fn install(siv: &mut Cursive, server: &str) {
+    siv.set_theme(Theme::terminal_default());
+    siv.set_user_data(App {
+        server: server.trim_end_matches('/').to_owned(),
+        session: None,
+        generation: 0,
+    });
+    siv.add_global_callback(cursive::event::Event::CtrlChar('c'), quit);
+    spawn_ticker(siv);
+    login::show(siv, None);
+}
+
+/// Leaves the client, closing the connection.
+fn quit(siv: &mut Cursive) {
+    if let Some(app) = siv.user_data::<App>() {
+        app.session = None;
+    }
+    siv.quit();
+}
+
+/// Redraws the typing line once a second, so "x is typing" goes away on
+/// its own. The thread ends when the UI is gone.
+fn spawn_ticker(siv: &Cursive) {
+    let sink = siv.cb_sink().clone();
+    thread::spawn(move || {
+        loop {
+            thread::sleep(Duration::from_secs(1));
+            if sink.send(Box::new(render::typing_line)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn session_mut(siv: &mut Cursive) -> Option<&mut Session> {
+    siv.user_data::<App>()?.session.as_mut()
+}
+
+fn current_generation(siv: &mut Cursive) -> Option<u64> {
+    session_mut(siv).map(|session| session.generation)
+}
+
+/// Ends the session and shows the login screen with `message`.
+fn back_to_login(siv: &mut Cursive, message: String) {
+    if let Some(app) = siv.user_data::<App>() {
+        app.session = None;
+    }
+    login::show(siv, Some(message));
+}
+
+/// Runs a REST call on a worker thread, then `done` on the UI thread with
+/// its result. An expired token sends the user back to login; any other
+/// failure is shown in the room on screen.
+fn background<T, W, D>(siv: &mut Cursive, work: W, done: D)
+where
+    T: Send + 'static,
+    W: FnOnce(&Api) -> Result<T, ApiError> + Send + 'static,
+    D: FnOnce(&mut Cursive, T) + Send + 'static,
+{
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let api = session.api.clone();
+    let generation = session.generation;
+    let sink = siv.cb_sink().clone();
+    thread::spawn(move || {
+        let result = work(&api);
+        let _ = sink.send(Box::new(move |siv: &mut Cursive| {
+            if current_generation(siv) != Some(generation) {
+                return;
+            }
+            match result {
+                Ok(value) => done(siv, value),
+                Err(ApiError::Unauthorized(detail)) => {
+                    back_to_login(
+                        siv,
+                        format!("Your session has expired ({detail}). Please log in again."),
+                    );
+                    return;
+                }
+                Err(error) => {
+                    if let Some(session) = session_mut(siv) {
+                        session.state.error(None, error.to_string());
+                    }
+                }
+            }
+            render::all(siv);
+        }));
+    });
+}

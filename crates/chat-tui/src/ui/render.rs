@@ -1,0 +1,255 @@
+//! Draws the chat state into the views of the chat screen.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Local, Utc};
+use cursive::Cursive;
+use cursive::event::Event;
+use cursive::style::{BaseColor, Color, Effect, Style};
+use cursive::utils::markup::StyledString;
+use cursive::view::{ScrollStrategy, View};
+use cursive::views::{NamedView, ScrollView, SelectView, TextView};
+
+use super::session_mut;
+use crate::state::{ChatState, Connection, Line, Notice, Pending};
+
+pub(super) const STATUS: &str = "status";
+pub(super) const ROOMS: &str = "rooms";
+pub(super) const MESSAGES: &str = "messages";
+pub(super) const SCROLL: &str = "messages_scroll";
+pub(super) const ONLINE: &str = "online";
+pub(super) const TYPING: &str = "typing";
+pub(super) const INPUT: &str = "input";
+
+type MessagesScroll = ScrollView<NamedView<TextView>>;
+
+/// Redraws every part of the chat screen from the state.
+pub(super) fn all(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let state = &session.state;
+    let server = session.api.base().to_owned();
+    let status = status_line(state, &server);
+    let rooms = room_items(state);
+    let active_index = state
+        .rooms()
+        .iter()
+        .position(|room| room.name == state.active());
+    let messages = message_text(state);
+    let online = online_text(state);
+    let typing = typing_text(state, Instant::now());
+
+    siv.call_on_name(STATUS, |view: &mut TextView| view.set_content(status));
+    siv.call_on_name(ROOMS, |view: &mut SelectView<String>| {
+        view.clear();
+        for (label, name) in rooms {
+            view.add_item(label, name);
+        }
+        if let Some(index) = active_index {
+            // The callback of a selection change is for user moves; a
+            // redraw must not trigger it.
+            let _ = view.set_selection(index);
+        }
+    });
+    let at_bottom = siv
+        .call_on_name(SCROLL, |view: &mut MessagesScroll| view.is_at_bottom())
+        .unwrap_or(true);
+    siv.call_on_name(MESSAGES, |view: &mut TextView| view.set_content(messages));
+    if at_bottom {
+        stick_to_bottom(siv);
+    }
+    siv.call_on_name(ONLINE, |view: &mut TextView| view.set_content(online));
+    siv.call_on_name(TYPING, |view: &mut TextView| view.set_content(typing));
+}
+
+/// Keeps the newest message in view as messages arrive.
+pub(super) fn stick_to_bottom(siv: &mut Cursive) {
+    siv.call_on_name(SCROLL, |view: &mut MessagesScroll| {
+        let _ = view.set_scroll_strategy(ScrollStrategy::StickToBottom);
+    });
+}
+
+/// Passes a scrolling key to the message view. Says whether the view was
+/// already at its top (so older history is wanted).
+pub(super) fn scroll(siv: &mut Cursive, event: Event) -> bool {
+    siv.call_on_name(SCROLL, |view: &mut MessagesScroll| {
+        let at_top = view.is_at_top();
+        let _ = view.on_event(event);
+        at_top
+    })
+    .unwrap_or(false)
+}
+
+/// Redraws only the typing line (called every second).
+pub(super) fn typing_line(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let typing = typing_text(&session.state, Instant::now());
+    siv.call_on_name(TYPING, |view: &mut TextView| view.set_content(typing));
+}
+
+fn status_line(state: &ChatState, server: &str) -> StyledString {
+    let room = state.display_name(state.active());
+    let mut line = StyledString::styled(
+        format!(" {} @ {server}  [{room}]  ", state.me()),
+        Effect::Bold,
+    );
+    match state.connection() {
+        Connection::Connecting => line.append_styled("connecting…", Effect::Dim),
+        Connection::Connected => {
+            line.append_styled("connected", Color::Dark(BaseColor::Green));
+        }
+        Connection::Reconnecting {
+            reason,
+            retry_in,
+            attempt,
+        } => line.append_styled(
+            format!(
+                "DISCONNECTED ({reason}); reconnecting in {:.1}s, attempt {attempt}",
+                retry_in.as_secs_f32()
+            ),
+            Color::Light(BaseColor::Red),
+        ),
+    }
+    line.append_plain("   /help for commands");
+    line
+}
+
+fn room_items(state: &ChatState) -> Vec<(String, String)> {
+    state
+        .rooms()
+        .iter()
+        .map(|room| {
+            let marker = if room.name == state.active() {
+                "> "
+            } else {
+                "  "
+            };
+            let unread = if room.unread > 0 {
+                format!(" ({})", room.unread)
+            } else {
+                String::new()
+            };
+            (
+                format!("{marker}{}{unread}", state.display_name(&room.name)),
+                room.name.clone(),
+            )
+        })
+        .collect()
+}
+
+fn time(timestamp: &DateTime<Utc>) -> String {
+    let local = timestamp.with_timezone(&Local);
+    if local.date_naive() == Local::now().date_naive() {
+        local.format("%H:%M").to_string()
+    } else {
+        local.format("%b %d %H:%M").to_string()
+    }
+}
+
+/// An entry of the message view, in the order drawn.
+enum Entry<'a> {
+    Line(&'a Line),
+    Notice(&'a Notice),
+}
+
+fn message_text(state: &ChatState) -> StyledString {
+    let mut text = StyledString::new();
+    let Some(room) = state.active_room() else {
+        return text;
+    };
+    if room.has_older {
+        text.append_styled(
+            "(older messages: /history or Page Up at the top)\n",
+            Effect::Dim,
+        );
+    }
+    // A notice goes right after the message that was newest when it came.
+    let mut entries: Vec<(i64, u8, usize, Entry<'_>)> = room
+        .lines
+        .values()
+        .map(|line| (line.seq, 0, 0, Entry::Line(line)))
+        .collect();
+    entries.extend(
+        room.notices
+            .iter()
+            .enumerate()
+            .map(|(index, notice)| (notice.after_seq, 1, index, Entry::Notice(notice))),
+    );
+    entries.sort_by_key(|(seq, kind, index, _)| (*seq, *kind, *index));
+    for (_, _, _, entry) in entries {
+        match entry {
+            Entry::Line(line) => append_line(&mut text, state, line),
+            Entry::Notice(notice) => append_notice(&mut text, notice),
+        }
+    }
+    for pending in state.pending_in(state.active()) {
+        append_pending(&mut text, state, pending);
+    }
+    text
+}
+
+fn append_line(text: &mut StyledString, state: &ChatState, line: &Line) {
+    let mine = line.username.eq_ignore_ascii_case(state.me());
+    text.append_styled(format!("{} ", time(&line.timestamp)), Effect::Dim);
+    if mine {
+        text.append_styled(
+            format!("{} (me)", line.username),
+            Style::from(Color::Dark(BaseColor::Cyan)).combine(Effect::Bold),
+        );
+    } else {
+        text.append_styled(&line.username, Effect::Bold);
+    }
+    text.append_plain(": ");
+    match &line.content {
+        Some(content) => text.append_plain(content),
+        None => text.append_styled("[this message cannot be decrypted]", Effect::Italic),
+    }
+    text.append_plain("\n");
+}
+
+fn append_notice(text: &mut StyledString, notice: &Notice) {
+    if notice.is_error {
+        text.append_styled(
+            format!("!! {}\n", notice.text),
+            Color::Light(BaseColor::Red),
+        );
+    } else {
+        text.append_styled(format!("-- {}\n", notice.text), Effect::Dim);
+    }
+}
+
+fn append_pending(text: &mut StyledString, state: &ChatState, pending: &Pending) {
+    let status = match &pending.retry_reason {
+        Some(reason) => format!("  [not stored yet: {reason}; will retry]"),
+        None => "  [sending…]".to_owned(),
+    };
+    text.append_styled(
+        format!(
+            "{} {} (me): {}{status}\n",
+            time(&pending.sent_at),
+            state.me(),
+            pending.content
+        ),
+        Effect::Dim,
+    );
+}
+
+fn online_text(state: &ChatState) -> String {
+    state.active_room().map_or_else(String::new, |room| {
+        room.online.iter().map(|name| format!("{name}\n")).collect()
+    })
+}
+
+fn typing_text(state: &ChatState, now: Instant) -> StyledString {
+    let names = state.typing_in(state.active(), now);
+    let text = match names.as_slice() {
+        [] => String::new(),
+        [one] => format!(" {one} is typing…"),
+        [first, second] => format!(" {first} and {second} are typing…"),
+        [first, rest @ ..] => format!(" {first} and {} others are typing…", rest.len()),
+    };
+    StyledString::styled(text, Effect::Italic)
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real client UI, on cursive's puppet backend,
+//! against the real server started in-process on port 0 with a temporary
+//! SQLite database. A second user talks to it over a plain WebSocket.
+
+mod helpers;
+mod session;
