@@ -535,9 +535,11 @@ impl Session {
         let Some(room) = self.usable_room(Some(name.to_owned()), None, true).await? else {
             return Ok(());
         };
-        let resume_from = last_seq.unwrap_or(room.last_seq);
+        // A client cannot have seen more than the room holds; trusting a
+        // larger number would make it drop the messages still to come.
+        let resume_from = last_seq.map_or(room.last_seq, |seq| seq.min(room.last_seq));
         self.subscribe(room.clone(), Some(resume_from));
-        let current = match self.state.store.room_by_name(&room.name).await {
+        let mut current = match self.state.store.room_by_name(&room.name).await {
             Ok(Some(current)) => current,
             Ok(None) => room,
             Err(error) => {
@@ -550,6 +552,11 @@ impl Session {
             let name = current.name.as_str().to_owned();
             self.fill(current.id, Some(&name), resume_from, None)
                 .await?;
+        }
+        // `joined` reports the last seq this connection has, so the next
+        // message it receives from the room is the one after it.
+        if let Some(delivered) = self.cursors.get(&current.id) {
+            current.last_seq = current.last_seq.max(*delivered);
         }
         for frame in presence::joined_frames(&self.state, &current) {
             self.send(&frame).await?;

@@ -139,15 +139,24 @@ impl TestApp {
 
     /// Stops the server and drops the test database.
     pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-        }
+        self.shutdown_server().await;
         drop(self.store);
         if let Some(database) = self.database.take() {
             database.drop_database().await;
+        }
+    }
+
+    /// Shuts the server down as SIGTERM would; returns whether it finished
+    /// within ten seconds.
+    pub(crate) async fn shutdown_server(&mut self) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(server) => tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .is_ok(),
+            None => true,
         }
     }
 

@@ -352,3 +352,30 @@ async fn an_oversized_frame_closes_the_socket_with_1009() -> Result<()> {
     app.stop().await;
     result
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_sockets_with_1001_and_keeps_acknowledged_messages() -> Result<()> {
+    let mut app = TestApp::spawn_sqlite(Tweaks::default()).await?;
+    let token = app.user("alice").await?;
+    let mut client = app.connect(&token).await?;
+    for i in 0..20 {
+        client
+            .send_acked("general", &format!("m{i}"), &format!("c{i}"))
+            .await?;
+    }
+    let watcher = tokio::spawn(async move { client.closed().await });
+    assert!(
+        app.shutdown_server().await,
+        "the server did not stop in time"
+    );
+    let close = watcher.await??;
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    let general = app
+        .store
+        .room_by_name(&chat_domain::RoomName::general())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no general room"))?;
+    assert_eq!(app.store.latest(general.id, 100).await?.len(), 20);
+    app.stop().await;
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -46,7 +46,7 @@ impl Drop for TempDir {
 pub(crate) struct TestServer {
     pub(crate) address: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    stopped: Option<mpsc::Receiver<()>>,
 }
 
 impl TestServer {
@@ -62,7 +62,10 @@ impl TestServer {
         settings.shutdown_grace_secs = 1;
         let (ready, address) = mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = thread::spawn(move || {
+        let (finished, stopped_thread) = mpsc::channel::<()>();
+        thread::spawn(move || {
+            // Dropped when this thread ends, however it ends.
+            let _finished = finished;
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -96,7 +99,7 @@ impl TestServer {
         Ok(TestServer {
             address,
             stop: Some(stop),
-            thread: Some(thread),
+            stopped: Some(stopped_thread),
         })
     }
 
@@ -104,13 +107,14 @@ impl TestServer {
         format!("http://{}", self.address)
     }
 
-    /// Stops the server and waits until it is down.
+    /// Stops the server and waits until it is down (at most [`WAIT`], so
+    /// a server that cannot stop fails the test instead of hanging it).
     pub(crate) fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.recv_timeout(WAIT);
         }
     }
 }
@@ -121,16 +125,20 @@ impl Drop for TestServer {
     }
 }
 
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(WAIT))
+        .build()
+        .into()
+}
+
 /// Registers a user over REST and returns a token.
 pub(crate) fn register_and_login(server: &str, username: &str) -> Result<String> {
     let credentials = Credentials {
         username: username.to_owned(),
         password: PASSWORD.to_owned(),
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(true)
-        .build()
-        .into();
+    let agent = agent();
     agent
         .post(format!("{server}/api/auth/register"))
         .send_json(&credentials)?;
@@ -144,7 +152,8 @@ pub(crate) fn register_and_login(server: &str, username: &str) -> Result<String>
 
 /// The seed's history endpoint: the newest messages of `general`.
 pub(crate) fn general_history(server: &str, token: &str) -> Result<Vec<HistoryItem>> {
-    Ok(ureq::get(format!("{server}/api/chat/messages"))
+    Ok(agent()
+        .get(format!("{server}/api/chat/messages"))
         .query("token", token)
         .query("limit", "200")
         .call()?
