@@ -45,8 +45,29 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Checks the CORS origins: `*`, or `scheme://host[:port]` each.
+pub fn check_cors_origins(origins: &[String]) -> anyhow::Result<()> {
+    for origin in origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+        if origin == "*" {
+            continue;
+        }
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace)
+        });
+        anyhow::ensure!(
+            valid,
+            "CORS_ORIGINS entry {origin:?} is not an origin like https://chat.example.com"
+        );
+    }
+    Ok(())
+}
+
 /// Builds the server from settings: database, keys, hasher, listener.
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+    check_cors_origins(&settings.cors_origins)?;
     let store = open_store(settings).await?;
     let hasher =
         PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;

@@ -174,7 +174,13 @@ fn cors(origins: &[String]) -> Cors {
     // allowed; with no origins configured, no other site may call us.
     origins
         .iter()
-        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .fold(Cors::default(), |cors, origin| {
+            if origin == "*" {
+                cors.allow_any_origin()
+            } else {
+                cors.allowed_origin(origin)
+            }
+        })
         .allowed_methods([http::Method::GET, http::Method::POST])
         .allowed_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
         .max_age(3600)
