@@ -34,7 +34,10 @@ pub(crate) struct FanoutArgs {
     /// Messages to send in all, split over the senders.
     #[arg(long)]
     pub(crate) messages: Option<u64>,
-    /// Unacknowledged messages per flat-out sender.
+    /// Unacknowledged messages per flat-out sender. Every client receives
+    /// every message, so senders x window must stay well below the
+    /// server's per-connection queue (1,024 frames by default) or slow
+    /// readers are dropped.
     #[arg(long, default_value_t = 32)]
     pub(crate) window: usize,
     /// Seconds to wait after sending for acks and deliveries still on their

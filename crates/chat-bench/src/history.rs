@@ -34,11 +34,14 @@ pub(crate) struct HistoryArgs {
     /// Messages to add to the room first, over WebSockets, flat out.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed_messages: u64,
-    /// Sockets that add the seed messages.
-    #[arg(long, default_value_t = 8)]
+    /// Sockets that add the seed messages. Each receives every message of
+    /// the room, so connections x window must stay well below the server's
+    /// per-connection queue (1,024 frames by default) or the server drops
+    /// the seeders as too slow.
+    #[arg(long, default_value_t = 4)]
     pub(crate) seed_connections: usize,
     /// Unacknowledged seed messages per socket.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 64)]
     pub(crate) seed_window: usize,
     /// Use this room (created if missing) instead of a fresh one, e.g. to
     /// reuse a room seeded by an earlier run.

@@ -358,6 +358,11 @@ pub struct ReadyBody {
     pub status: String,
     /// `"ok"` when the database answered, `"unavailable"` otherwise.
     pub database: String,
+    /// With several nodes: `"ok"` when events reach every node,
+    /// `"unavailable"` when the broker is down and this node serves only its
+    /// own sockets. Absent on a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
 }
 
 impl ReadyBody {
@@ -366,6 +371,16 @@ impl ReadyBody {
         ReadyBody {
             status: "ok".to_owned(),
             database: "ok".to_owned(),
+            broker: None,
+        }
+    }
+
+    /// Serving, but events do not reach the other nodes.
+    pub fn broker_unavailable() -> ReadyBody {
+        ReadyBody {
+            status: "degraded".to_owned(),
+            database: "ok".to_owned(),
+            broker: Some("unavailable".to_owned()),
         }
     }
 
@@ -374,6 +389,7 @@ impl ReadyBody {
         ReadyBody {
             status: "unavailable".to_owned(),
             database: "unavailable".to_owned(),
+            broker: None,
         }
     }
 }
@@ -578,6 +594,10 @@ mod tests {
     fn health_and_readiness_bodies_have_the_documented_shape() {
         assert_golden(&HealthBody::ok(), r#"{"status":"ok"}"#);
         assert_golden(&ReadyBody::ok(), r#"{"status":"ok","database":"ok"}"#);
+        assert_golden(
+            &ReadyBody::broker_unavailable(),
+            r#"{"status":"degraded","database":"ok","broker":"unavailable"}"#,
+        );
         assert_golden(
             &ReadyBody::database_unavailable(),
             r#"{"status":"unavailable","database":"unavailable"}"#,

@@ -95,6 +95,16 @@ pub struct Settings {
     )]
     pub encryption_keys_previous: Option<SecretString>,
 
+    /// Redis for running several nodes behind a load balancer
+    /// (redis://host:6379). Absent: a single node, fan-out in process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel (deployments sharing one Redis
+    /// need different ones).
+    #[arg(long, env = "REDIS_NAMESPACE", default_value = "chat", global = true)]
+    pub redis_namespace: String,
+
     /// Browser origins allowed to call the API, comma-separated.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
     pub cors_origins: Vec<String>,
@@ -208,6 +218,12 @@ impl Settings {
             idle_timeout: Duration::from_secs(self.ws_idle_timeout_secs.max(1)),
             writer_max_batch: self.writer_max_batch,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            redis_url: self
+                .redis_url
+                .as_ref()
+                .map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty()),
+            redis_namespace: self.redis_namespace.clone(),
             ..defaults
         }
     }

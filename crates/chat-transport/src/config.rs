@@ -32,6 +32,11 @@ pub struct TransportConfig {
     pub shutdown_grace: Duration,
     /// Largest `limit` a history request may ask for.
     pub history_max_limit: i64,
+    /// Redis for fan-out across several nodes; `None` runs a single node.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so several deployments can
+    /// share one Redis.
+    pub redis_namespace: String,
 }
 
 impl Default for TransportConfig {
@@ -50,6 +55,8 @@ impl Default for TransportConfig {
             writer_queue: 8192,
             shutdown_grace: Duration::from_secs(10),
             history_max_limit: 200,
+            redis_url: None,
+            redis_namespace: "chat".to_owned(),
         }
     }
 }

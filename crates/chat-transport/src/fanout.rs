@@ -8,6 +8,7 @@
 use std::fmt::Debug;
 
 use chat_domain::{RoomId, Seq};
+use futures_util::future::BoxFuture;
 
 use crate::hub::{Audience, Frame, Hub, Outbound};
 
@@ -24,10 +25,31 @@ pub struct RoomEvent {
     pub audience: Audience,
 }
 
-/// Publishes room events to every subscribed connection, wherever it is.
+/// Whether the fan-out reaches every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FanoutStatus {
+    /// Events reach every node.
+    Ok,
+    /// Events reach this node's sockets only; other nodes catch up from the
+    /// database once the broker is back.
+    Degraded(String),
+}
+
+/// Publishes room events to every subscribed connection, wherever it is,
+/// and answers who is online across all nodes.
 pub trait Fanout: Send + Sync + Debug + 'static {
     /// Publishes an event; never waits.
     fn publish(&self, event: RoomEvent);
+
+    /// The names of the users online in a room on any node, sorted.
+    fn online(&self, room: RoomId) -> BoxFuture<'_, Vec<String>>;
+
+    /// Whether `user` has a connection to `room` on another node, so that a
+    /// change on this node alone changes nothing others would notice.
+    fn online_elsewhere<'a>(&'a self, room: RoomId, user: &'a str) -> BoxFuture<'a, bool>;
+
+    /// Whether events currently reach every node.
+    fn status(&self) -> FanoutStatus;
 }
 
 /// Fan-out within one process: events go straight to the local hub.
@@ -43,16 +65,36 @@ impl LocalFanout {
     }
 }
 
+impl RoomEvent {
+    /// Hands the event to the sockets of this node.
+    pub fn deliver_to(self, hub: &Hub) -> usize {
+        let item = match self.seq {
+            Some(seq) => Outbound::RoomMessage {
+                room: self.room,
+                seq,
+                frame: self.frame,
+            },
+            None => Outbound::Frame(self.frame),
+        };
+        hub.deliver(self.room, &item, self.audience)
+    }
+}
+
 impl Fanout for LocalFanout {
     fn publish(&self, event: RoomEvent) {
-        let item = match event.seq {
-            Some(seq) => Outbound::RoomMessage {
-                room: event.room,
-                seq,
-                frame: event.frame,
-            },
-            None => Outbound::Frame(event.frame),
-        };
-        self.hub.deliver(event.room, &item, event.audience);
+        event.deliver_to(&self.hub);
+    }
+
+    fn online(&self, room: RoomId) -> BoxFuture<'_, Vec<String>> {
+        let names = self.hub.online(room);
+        Box::pin(async move { names })
+    }
+
+    fn online_elsewhere<'a>(&'a self, _: RoomId, _: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    fn status(&self) -> FanoutStatus {
+        FanoutStatus::Ok
     }
 }

@@ -36,6 +36,14 @@ pub enum Outbound {
         /// The serialized `message` frame.
         frame: Frame,
     },
+    /// Where a room's messages stand: the session reads any it has not
+    /// delivered yet. Sent after the fan-out missed events for a while.
+    Head {
+        /// The room.
+        room: RoomId,
+        /// Its newest seq.
+        seq: Seq,
+    },
 }
 
 /// Who receives an event in a room.
@@ -334,6 +342,11 @@ impl Hub {
             .values()
             .map(|(c, _)| Arc::clone(c))
             .collect()
+    }
+
+    /// The rooms with at least one subscriber on this node.
+    pub fn rooms(&self) -> Vec<RoomId> {
+        self.lock().rooms.keys().copied().collect()
     }
 
     /// Names of the users online in a room, sorted.

@@ -17,6 +17,7 @@ mod frames;
 mod hub;
 mod openapi;
 mod presence;
+mod redis_fanout;
 mod routes;
 mod server;
 mod session;
@@ -25,8 +26,9 @@ mod writer;
 
 pub use config::TransportConfig;
 pub use error::ApiError;
-pub use fanout::{Fanout, LocalFanout, RoomEvent};
+pub use fanout::{Fanout, FanoutStatus, LocalFanout, RoomEvent};
 pub use hub::{Audience, ConnId, Connection, Frame, Hub, Outbound, PresenceChange};
 pub use openapi::ApiDoc;
+pub use redis_fanout::{BrokerError, NODE_TTL, RedisFanout};
 pub use server::{Application, BuildError, ChatService};
 pub use state::Services;

@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// Tells a room that a user came online or went offline. In `general` the
 /// seed's clients also get their "joined the chat" / "left the chat" line.
-pub(crate) fn announce(
+pub(crate) async fn announce(
     state: &AppState,
     room: RoomId,
     room_name: &str,
@@ -27,6 +27,10 @@ pub(crate) fn announce(
         PresenceChange::WentOffline => false,
         PresenceChange::Unchanged => return,
     };
+    // On several nodes, a user is online while any node has a connection.
+    if state.fanout.online_elsewhere(room, username.as_str()).await {
+        return;
+    }
     if room == state.general.id {
         let line = if online {
             format!("{username} joined the chat")
@@ -53,7 +57,8 @@ pub(crate) fn announce(
 }
 
 /// The `joined` frame followed by the room's online list.
-pub(crate) fn joined_frames(state: &AppState, room: &Room) -> [ServerFrame; 2] {
+pub(crate) async fn joined_frames(state: &AppState, room: &Room) -> [ServerFrame; 2] {
+    let online = state.fanout.online(room.id).await;
     [
         ServerFrame::Joined {
             room: room.name.as_str().to_owned(),
@@ -62,7 +67,7 @@ pub(crate) fn joined_frames(state: &AppState, room: &Room) -> [ServerFrame; 2] {
         },
         ServerFrame::Who {
             room: room.name.as_str().to_owned(),
-            online: state.hub.online(room.id),
+            online,
         },
     ]
 }
@@ -70,7 +75,7 @@ pub(crate) fn joined_frames(state: &AppState, room: &Room) -> [ServerFrame; 2] {
 /// Subscribes every extended connection of `user` on this node to a room
 /// they were just made a member of (a new direct conversation), so its
 /// messages reach them without a reconnect.
-pub(crate) fn subscribe_open_connections(state: &AppState, room: &Room, user: UserId) {
+pub(crate) async fn subscribe_open_connections(state: &AppState, room: &Room, user: UserId) {
     let connections: Vec<Arc<Connection>> = state
         .hub
         .connections_of(user)
@@ -82,7 +87,7 @@ pub(crate) fn subscribe_open_connections(state: &AppState, room: &Room, user: Us
             continue;
         }
         let change = state.hub.subscribe(room.id, &conn);
-        for frame in joined_frames(state, room) {
+        for frame in joined_frames(state, room).await {
             conn.push(Outbound::Frame(frames::encode(&frame)));
         }
         announce(
@@ -92,6 +97,7 @@ pub(crate) fn subscribe_open_connections(state: &AppState, room: &Room, user: Us
             user,
             conn.username(),
             change,
-        );
+        )
+        .await;
     }
 }

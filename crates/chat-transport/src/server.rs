@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::hub::Hub;
 use crate::openapi::ApiDoc;
+use crate::redis_fanout::RedisFanout;
 use crate::routes;
 use crate::session;
 use crate::state::{AppState, Services};
@@ -34,6 +35,9 @@ pub enum BuildError {
     /// The database has no `general` room.
     #[error("the database has no `general` room; run the migrations")]
     NoGeneralRoom,
+    /// The Redis URL is not valid.
+    #[error(transparent)]
+    Broker(#[from] crate::redis_fanout::BrokerError),
     /// The address could not be bound.
     #[error("could not listen on {address}")]
     Bind {
@@ -54,16 +58,26 @@ pub struct ChatService {
 }
 
 impl ChatService {
-    /// Builds the service with the in-process fan-out. Needs a migrated
-    /// database. Must be called inside a Tokio runtime: it starts the
-    /// writer task.
+    /// Builds the service: with the Redis fan-out when the configuration
+    /// names Redis, in-process otherwise. Needs a migrated database. Must be
+    /// called inside a Tokio runtime: it starts the writer task.
     pub async fn new(
         config: TransportConfig,
         services: Services,
     ) -> Result<ChatService, BuildError> {
         let hub = Hub::new();
-        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(hub.clone()));
-        ChatService::with_fanout(config, services, hub, fanout).await
+        let shutdown = CancellationToken::new();
+        let fanout: Arc<dyn Fanout> = match &config.redis_url {
+            Some(url) => Arc::new(RedisFanout::start(
+                url,
+                &config.redis_namespace,
+                hub.clone(),
+                services.store.clone(),
+                shutdown.child_token(),
+            )?),
+            None => Arc::new(LocalFanout::new(hub.clone())),
+        };
+        ChatService::assemble(config, services, hub, fanout, shutdown).await
     }
 
     /// Builds the service on a given hub and fan-out (a broker-backed
@@ -74,12 +88,21 @@ impl ChatService {
         hub: Hub,
         fanout: Arc<dyn Fanout>,
     ) -> Result<ChatService, BuildError> {
+        ChatService::assemble(config, services, hub, fanout, CancellationToken::new()).await
+    }
+
+    async fn assemble(
+        config: TransportConfig,
+        services: Services,
+        hub: Hub,
+        fanout: Arc<dyn Fanout>,
+        shutdown: CancellationToken,
+    ) -> Result<ChatService, BuildError> {
         let general = services
             .store
             .room_by_name(&RoomName::general())
             .await?
             .ok_or(BuildError::NoGeneralRoom)?;
-        let shutdown = CancellationToken::new();
         let (writer, writer_task) = writer::spawn(
             services.store.clone(),
             Arc::clone(&fanout),

@@ -217,7 +217,7 @@ impl Session {
             tracing::warn!(error = %crate::error::Chain(&error), "could not join general");
             return Err(End::Close(CloseCode::Again, "database unavailable"));
         }
-        self.subscribe(general, None);
+        self.subscribe(general, None).await;
         let greeting = frames::system(format!("Connected as {}", self.user.username));
         self.send(&greeting).await.map_err(|Gone| End::Gone)
     }
@@ -225,7 +225,7 @@ impl Session {
     /// Subscribes to a room and announces the user if they just came
     /// online there. `cursor` is where delivery starts; `None` starts with
     /// whatever arrives next.
-    fn subscribe(&mut self, room: Room, cursor: Option<Seq>) {
+    async fn subscribe(&mut self, room: Room, cursor: Option<Seq>) {
         if let Some(seq) = cursor {
             self.cursors.insert(room.id, seq);
         }
@@ -238,7 +238,8 @@ impl Session {
                 self.user.id,
                 &self.user.username,
                 change,
-            );
+            )
+            .await;
         }
         self.rooms.insert(room.name.clone(), room);
     }
@@ -286,6 +287,10 @@ impl Session {
                 self.cursors.insert(room, seq);
                 self.send_raw(frame).await
             }
+            Outbound::Head { room, seq } => match self.cursors.get(&room).copied() {
+                Some(cursor) if seq > cursor => self.fill(room, None, cursor, None).await,
+                _ => Ok(()),
+            },
         }
     }
 
@@ -501,7 +506,7 @@ impl Session {
         if !self.rooms.contains_key(&room.name) {
             // Sending into a room makes this connection receive it too, so
             // the sender sees its own message like everyone else.
-            self.subscribe(room.clone(), Some(room.last_seq));
+            self.subscribe(room.clone(), Some(room.last_seq)).await;
         }
         let request = WriteRequest {
             message: NewMessage {
@@ -538,7 +543,7 @@ impl Session {
         // A client cannot have seen more than the room holds; trusting a
         // larger number would make it drop the messages still to come.
         let resume_from = last_seq.map_or(room.last_seq, |seq| seq.min(room.last_seq));
-        self.subscribe(room.clone(), Some(resume_from));
+        self.subscribe(room.clone(), Some(resume_from)).await;
         let mut current = match self.state.store.room_by_name(&room.name).await {
             Ok(Some(current)) => current,
             Ok(None) => room,
@@ -558,7 +563,7 @@ impl Session {
         if let Some(delivered) = self.cursors.get(&current.id) {
             current.last_seq = current.last_seq.max(*delivered);
         }
-        for frame in presence::joined_frames(&self.state, &current) {
+        for frame in presence::joined_frames(&self.state, &current).await {
             self.send(&frame).await?;
         }
         Ok(())
@@ -583,7 +588,8 @@ impl Session {
             self.user.id,
             &self.user.username,
             change,
-        );
+        )
+        .await;
         self.send(&ServerFrame::Left {
             room: room.name.as_str().to_owned(),
         })
@@ -631,7 +637,7 @@ impl Session {
         };
         let frame = ServerFrame::Who {
             room: room.name.as_str().to_owned(),
-            online: self.state.hub.online(room.id),
+            online: self.state.fanout.online(room.id).await,
         };
         self.send(&frame).await
     }
@@ -650,7 +656,8 @@ impl Session {
                 self.user.id,
                 &self.user.username,
                 crate::hub::PresenceChange::WentOffline,
-            );
+            )
+            .await;
         }
         let reason = match end {
             End::Gone => None,

@@ -479,16 +479,20 @@ impl ChatState {
                 username,
                 online,
             } => {
+                let me = username.eq_ignore_ascii_case(&self.me);
                 let Some(entry) = self.rooms.get_mut(&room) else {
                     return;
                 };
                 if online {
                     entry.online.insert(username.clone());
-                    entry.notice(format!("{username} is online"), false);
                 } else {
                     entry.online.remove(&username);
                     entry.typing.remove(&username);
-                    entry.notice(format!("{username} went offline"), false);
+                }
+                // The user knows when they themselves come and go.
+                if !me {
+                    let change = if online { "is online" } else { "went offline" };
+                    entry.notice(format!("{username} {change}"), false);
                 }
             }
             ServerFrame::Who { room, online } => {
@@ -947,6 +951,25 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(online, ["alice", "carol"]);
+    }
+
+    #[test]
+    fn others_coming_and_going_is_noted_but_my_own_presence_is_not() {
+        let mut state = ChatState::new("alice");
+        for username in ["Alice", "bob"] {
+            state.apply(
+                ServerFrame::Presence {
+                    room: "general".to_owned(),
+                    username: username.to_owned(),
+                    online: true,
+                },
+                Instant::now(),
+            );
+        }
+        let room = state.room("general").expect("general");
+        let notices: Vec<&str> = room.notices.iter().map(|n| n.text.as_str()).collect();
+        assert_eq!(notices, ["bob is online"]);
+        assert_eq!(room.online.len(), 2);
     }
 
     #[test]

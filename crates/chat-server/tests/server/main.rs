@@ -218,7 +218,14 @@ fn database_urls_are_logged_without_their_password() {
 fn cors_origins_must_be_origins() {
     let ok = ["https://chat.example.com", "http://localhost:3000", "*"].map(String::from);
     assert!(chat_server::check_cors_origins(&ok).is_ok());
-    for bad in ["chat.example.com", "https://chat.example.com/app", "ftp://x"] {
-        assert!(chat_server::check_cors_origins(&[bad.to_owned()]).is_err(), "{bad}");
+    for bad in [
+        "chat.example.com",
+        "https://chat.example.com/app",
+        "ftp://x",
+    ] {
+        assert!(
+            chat_server::check_cors_origins(&[bad.to_owned()]).is_err(),
+            "{bad}"
+        );
     }
 }

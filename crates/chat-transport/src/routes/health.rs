@@ -1,6 +1,7 @@
 use actix_web::{HttpResponse, get, web};
 use chat_protocol::rest::{HealthBody, ReadyBody};
 
+use crate::fanout::FanoutStatus;
 use crate::state::AppState;
 
 /// The process is up and serving.
@@ -25,16 +26,18 @@ pub(crate) async fn health() -> HttpResponse {
 #[get("/ready")]
 pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(ReadyBody {
-            status: "ok".to_owned(),
-            database: "ok".to_owned(),
-        }),
+        Ok(()) => match state.fanout.status() {
+            FanoutStatus::Ok => HttpResponse::Ok().json(ReadyBody::ok()),
+            // This node still serves its own sockets; say so, but stay in
+            // the load balancer's rotation.
+            FanoutStatus::Degraded(reason) => {
+                tracing::warn!(%reason, "fan-out degraded");
+                HttpResponse::Ok().json(ReadyBody::broker_unavailable())
+            }
+        },
         Err(error) => {
             tracing::warn!(error = %crate::error::Chain(&error), "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(ReadyBody {
-                status: "unavailable".to_owned(),
-                database: "unreachable".to_owned(),
-            })
+            HttpResponse::ServiceUnavailable().json(ReadyBody::database_unavailable())
         }
     }
 }

@@ -156,7 +156,8 @@ pub(crate) async fn leave(
         user.id,
         &user.username,
         change,
-    );
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -250,8 +251,8 @@ pub(crate) async fn open_direct(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user '{other_name}' not found")))?;
     let room = state.store.open_direct(&user, &other).await?;
-    presence::subscribe_open_connections(&state, &room, user.id);
-    presence::subscribe_open_connections(&state, &room, other.id);
+    presence::subscribe_open_connections(&state, &room, user.id).await;
+    presence::subscribe_open_connections(&state, &room, other.id).await;
     let memberships = state.store.rooms_for(user.id).await?;
     let membership = memberships.iter().find(|m| m.room.id == room.id);
     Ok(HttpResponse::Ok().json(room_body(&room, membership)))

@@ -57,6 +57,8 @@ macro_rules! backend_tests {
 /// Tweaks a test applies to the default configuration.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tweaks {
+    /// Redis URL and namespace, for a node of a cluster.
+    pub(crate) redis: Option<(String, String)>,
     pub(crate) outbound_queue: Option<usize>,
     pub(crate) max_frame_bytes: Option<usize>,
     pub(crate) max_message_chars: Option<usize>,
@@ -87,8 +89,16 @@ impl TestApp {
 
     async fn spawn(database: TestDatabase, tweaks: Tweaks) -> Result<TestApp> {
         let keys = KeyRing::new(FernetKey::generate(), Vec::new());
+        let url = database.url().to_owned();
+        let mut app = TestApp::spawn_node(&url, keys, tweaks).await?;
+        app.database = Some(database);
+        Ok(app)
+    }
+
+    /// Another server on an existing database, e.g. a second node.
+    pub(crate) async fn spawn_node(url: &str, keys: KeyRing, tweaks: Tweaks) -> Result<TestApp> {
         let store = Store::connect(StoreConfig {
-            url: database.url().to_owned(),
+            url: url.to_owned(),
             pool_size: 8,
             keys,
         })
@@ -108,6 +118,11 @@ impl TestApp {
                 .max_message_chars
                 .unwrap_or(defaults.max_message_chars),
             shutdown_grace: Duration::from_secs(2),
+            redis_url: tweaks.redis.as_ref().map(|(url, _)| url.clone()),
+            redis_namespace: tweaks
+                .redis
+                .as_ref()
+                .map_or(defaults.redis_namespace.clone(), |(_, ns)| ns.clone()),
             ..defaults
         };
         let services = Services {
@@ -131,7 +146,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             store,
             tokens,
-            database: Some(database),
+            database: None,
             stop: Some(stop),
             server: Some(server),
         })

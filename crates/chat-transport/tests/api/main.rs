@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod cluster;
 mod contract;
 mod docs;
 mod rooms;

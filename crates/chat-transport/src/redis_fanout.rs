@@ -1,0 +1,471 @@
+//! Fan-out across several server nodes through Redis pub/sub.
+//!
+//! Every node delivers what its own writer committed to its own sockets at
+//! once, and publishes it on one Redis channel; every other node delivers
+//! what it hears there to its sockets. Redis carries the frame as it was
+//! serialized, so no node serializes it again.
+//!
+//! Redis pub/sub may lose messages (a restart, a dropped connection) and two
+//! nodes' messages for one room may arrive out of order. Neither breaks
+//! delivery, because sessions deliver stored messages by seq: a message that
+//! arrives ahead of its predecessors makes the session read the missing ones
+//! from the database first, and one that arrives late is dropped as a
+//! duplicate. After the subscription is re-established, each room with local
+//! subscribers is told its current head, so a room that went quiet meanwhile
+//! catches up too.
+//!
+//! Presence is kept in Redis as well: each node writes who is online on it,
+//! per room, under a key that expires unless the node refreshes it, so a
+//! node that dies stops counting within [`NODE_TTL`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytestring::ByteString;
+use chat_domain::{RoomId, Seq, UserId};
+use chat_storage::Store;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::fanout::{Fanout, FanoutStatus, RoomEvent};
+use crate::hub::{Audience, Hub, Outbound};
+
+/// How often a node refreshes its presence.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a node counts as alive after its last heartbeat.
+pub const NODE_TTL: Duration = Duration::from_secs(15);
+/// Longest wait for Redis on any one call.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the broker could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid REDIS_URL")]
+pub struct BrokerError(#[source] redis::RedisError);
+
+/// A [`Fanout`] over Redis pub/sub, for several nodes on one database.
+#[derive(Debug, Clone)]
+pub struct RedisFanout {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Prefix of every key and channel, so deployments can share a Redis.
+    namespace: String,
+    node: String,
+    hub: Hub,
+    client: redis::Client,
+    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    subscribed: AtomicBool,
+    publishing: AtomicBool,
+    presence_dirty: Notify,
+}
+
+impl Inner {
+    /// The channel every node publishes on and listens to.
+    fn channel(&self) -> String {
+        format!("{}:events", self.namespace)
+    }
+
+    /// The sorted set of nodes, scored by their last heartbeat (Unix
+    /// seconds).
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.namespace)
+    }
+
+    /// Who is online on `node`, per room.
+    fn presence_key(&self, node: &str) -> String {
+        format!("{}:presence:{node}", self.namespace)
+    }
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl RedisFanout {
+    /// Connects to Redis at `url` and starts the publishing, subscribing
+    /// and presence tasks on the current Tokio runtime. They stop when
+    /// `stop` is cancelled. A Redis that is down is not an error: the node
+    /// serves its own sockets and keeps trying.
+    pub fn start(
+        url: &str,
+        namespace: &str,
+        hub: Hub,
+        store: Store,
+        stop: CancellationToken,
+    ) -> Result<RedisFanout, BrokerError> {
+        let client = redis::Client::open(url).map_err(BrokerError)?;
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let node = format!("{:016x}", rand_node_id());
+        let inner = Arc::new(Inner {
+            namespace: namespace.to_owned(),
+            node,
+            hub,
+            client,
+            outgoing,
+            subscribed: AtomicBool::new(false),
+            publishing: AtomicBool::new(true),
+            presence_dirty: Notify::new(),
+        });
+        tokio::spawn(publish_loop(Arc::clone(&inner), queue, stop.clone()));
+        tokio::spawn(subscribe_loop(Arc::clone(&inner), store, stop.clone()));
+        tokio::spawn(presence_loop(Arc::clone(&inner), stop));
+        tracing::info!(node = %inner.node, "fan-out through Redis");
+        Ok(RedisFanout { inner })
+    }
+
+    /// This node's id in Redis.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node
+    }
+}
+
+fn rand_node_id() -> u64 {
+    // Process id and start time are unique enough among the nodes of one
+    // deployment, and need no random number generator.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (u64::from(std::process::id()) << 40) ^ (nanos as u64)
+}
+
+impl Fanout for RedisFanout {
+    fn publish(&self, event: RoomEvent) {
+        let payload = encode(&self.inner.node, &event);
+        event.deliver_to(&self.inner.hub);
+        // The publisher task owns the connection; if it is gone the node
+        // is shutting down and local delivery is all that matters.
+        let _ = self.inner.outgoing.send(payload);
+    }
+
+    fn online(&self, room: RoomId) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let mut names: BTreeSet<String> = self.inner.hub.online(room).into_iter().collect();
+            match remote_online(&self.inner, room).await {
+                Ok(remote) => names.extend(remote),
+                Err(error) => tracing::debug!(%error, "presence from other nodes unavailable"),
+            }
+            let mut names: Vec<String> = names.into_iter().collect();
+            names.sort_unstable_by_key(|name| name.to_ascii_lowercase());
+            names.dedup();
+            names
+        })
+    }
+
+    fn online_elsewhere<'a>(&'a self, room: RoomId, user: &'a str) -> BoxFuture<'a, bool> {
+        // Presence just changed here: let the other nodes know soon.
+        self.inner.presence_dirty.notify_one();
+        Box::pin(async move {
+            match remote_online(&self.inner, room).await {
+                Ok(remote) => remote.iter().any(|name| name.eq_ignore_ascii_case(user)),
+                Err(_) => false,
+            }
+        })
+    }
+
+    fn status(&self) -> FanoutStatus {
+        let subscribed = self.inner.subscribed.load(Ordering::Relaxed);
+        let publishing = self.inner.publishing.load(Ordering::Relaxed);
+        if subscribed && publishing {
+            FanoutStatus::Ok
+        } else {
+            FanoutStatus::Degraded(
+                "Redis is unreachable; serving this node's sockets only".to_owned(),
+            )
+        }
+    }
+}
+
+/// `node \t room \t seq|- \t audience \n frame`
+fn encode(node: &str, event: &RoomEvent) -> Vec<u8> {
+    let seq = event
+        .seq
+        .map_or_else(|| "-".to_owned(), |s| s.get().to_string());
+    let audience = match event.audience {
+        Audience::Everyone => "e".to_owned(),
+        Audience::EveryoneExcept(user) => format!("e{}", user.get()),
+        Audience::Extended => "x".to_owned(),
+        Audience::ExtendedExcept(user) => format!("x{}", user.get()),
+    };
+    let mut payload = format!("{node}\t{}\t{seq}\t{audience}\n", event.room.get()).into_bytes();
+    payload.extend_from_slice(event.frame.as_bytes());
+    payload
+}
+
+/// The sending node and the event, or `None` for a payload that is not ours.
+fn decode(payload: &[u8]) -> Option<(String, RoomEvent)> {
+    let newline = payload.iter().position(|b| *b == b'\n')?;
+    let header = std::str::from_utf8(&payload[..newline]).ok()?;
+    let frame = std::str::from_utf8(&payload[newline + 1..]).ok()?;
+    let mut fields = header.split('\t');
+    let node = fields.next()?.to_owned();
+    let room = RoomId(fields.next()?.parse().ok()?);
+    let seq = match fields.next()? {
+        "-" => None,
+        value => Some(Seq::new(value.parse().ok()?).ok()?),
+    };
+    let audience = fields.next()?;
+    let except = |rest: &str| -> Option<Option<UserId>> {
+        if rest.is_empty() {
+            Some(None)
+        } else {
+            rest.parse().ok().map(|id| Some(UserId(id)))
+        }
+    };
+    let audience = match audience.split_at_checked(1)? {
+        ("e", rest) => except(rest)?.map_or(Audience::Everyone, Audience::EveryoneExcept),
+        ("x", rest) => except(rest)?.map_or(Audience::Extended, Audience::ExtendedExcept),
+        _ => return None,
+    };
+    Some((
+        node,
+        RoomEvent {
+            room,
+            seq,
+            frame: ByteString::from(frame.to_owned()),
+            audience,
+        },
+    ))
+}
+
+async fn connection(inner: &Inner) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REDIS_TIMEOUT))
+        .set_response_timeout(Some(REDIS_TIMEOUT))
+        .set_number_of_retries(1);
+    inner
+        .client
+        .get_connection_manager_with_config(config)
+        .await
+}
+
+async fn publish_loop(
+    inner: Arc<Inner>,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    stop: CancellationToken,
+) {
+    let mut redis: Option<ConnectionManager> = None;
+    loop {
+        let payload = tokio::select! {
+            payload = queue.recv() => payload,
+            () = stop.cancelled() => None,
+        };
+        let Some(payload) = payload else { return };
+        if redis.is_none() {
+            redis = connection(&inner).await.ok();
+        }
+        let sent = match redis.as_mut() {
+            Some(conn) => conn
+                .publish::<_, _, i64>(inner.channel(), payload)
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if sent != inner.publishing.swap(sent, Ordering::Relaxed) {
+            if sent {
+                tracing::info!("publishing to Redis again");
+            } else {
+                tracing::warn!(
+                    "cannot publish to Redis; other nodes will catch up from the database"
+                );
+            }
+        }
+        if !sent {
+            redis = None;
+        }
+    }
+}
+
+async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let subscription = async {
+            let mut pubsub = tokio::time::timeout(REDIS_TIMEOUT, inner.client.get_async_pubsub())
+                .await
+                .map_err(|_| {
+                    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                })??;
+            pubsub.subscribe(inner.channel()).await?;
+            redis::RedisResult::Ok(pubsub)
+        };
+        let pubsub = tokio::select! {
+            result = subscription => result,
+            () = stop.cancelled() => return,
+        };
+        match pubsub {
+            Ok(pubsub) => {
+                backoff = Duration::from_millis(100);
+                inner.subscribed.store(true, Ordering::Relaxed);
+                tracing::info!("subscribed to Redis");
+                // Anything published while this node was not listening is
+                // in the database: tell every local room its head.
+                catch_up(&inner, &store).await;
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => message,
+                        () = stop.cancelled() => return,
+                    };
+                    let Some(message) = message else { break };
+                    match decode(message.get_payload_bytes()) {
+                        Some((node, event)) if node != inner.node => {
+                            event.deliver_to(&inner.hub);
+                        }
+                        Some(_) => {}
+                        None => tracing::warn!("ignored a malformed event from Redis"),
+                    }
+                }
+                inner.subscribed.store(false, Ordering::Relaxed);
+                tracing::warn!("lost the Redis subscription; reconnecting");
+            }
+            Err(error) => {
+                if inner.subscribed.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(%error, "cannot subscribe to Redis");
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Tells the local subscribers of every room where its messages stand, so
+/// sessions read whatever they missed.
+async fn catch_up(inner: &Inner, store: &Store) {
+    for room in inner.hub.rooms() {
+        match store.room_by_id(room).await {
+            Ok(Some(stored)) => {
+                inner.hub.deliver(
+                    room,
+                    &Outbound::Head {
+                        room,
+                        seq: stored.last_seq,
+                    },
+                    Audience::Everyone,
+                );
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %crate::error::Chain(&error), "could not catch up a room");
+            }
+        }
+    }
+}
+
+/// Writes who is online on this node, per room, every heartbeat or when
+/// presence changed; removes the node's entry on shutdown.
+async fn presence_loop(inner: Arc<Inner>, stop: CancellationToken) {
+    let mut redis: Option<ConnectionManager> = None;
+    loop {
+        if redis.is_none() {
+            redis = connection(&inner).await.ok();
+        }
+        if let Some(conn) = redis.as_mut()
+            && write_presence(&inner, conn).await.is_err()
+        {
+            redis = None;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT) => {}
+            () = inner.presence_dirty.notified() => {}
+            () = stop.cancelled() => {
+                if let Some(conn) = redis.as_mut() {
+                    let key = inner.presence_key(&inner.node);
+                    let _: redis::RedisResult<()> = redis::pipe()
+                        .del(&key)
+                        .zrem(inner.nodes(), &inner.node)
+                        .query_async(conn)
+                        .await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn write_presence(inner: &Inner, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    let key = inner.presence_key(&inner.node);
+    let mut pipe = redis::pipe();
+    pipe.atomic().del(&key);
+    for room in inner.hub.rooms() {
+        let names = inner.hub.online(room);
+        if !names.is_empty() {
+            pipe.hset(&key, room.get(), names.join("\n"));
+        }
+    }
+    pipe.expire(&key, NODE_TTL.as_secs() as i64)
+        .zadd(inner.nodes(), &inner.node, unix_now());
+    pipe.query_async(conn).await
+}
+
+/// The users online in `room` on the other live nodes.
+async fn remote_online(inner: &Inner, room: RoomId) -> redis::RedisResult<Vec<String>> {
+    let mut conn = tokio::time::timeout(
+        REDIS_TIMEOUT,
+        inner.client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    let since = unix_now() - NODE_TTL.as_secs() as i64;
+    let nodes: Vec<String> = conn.zrangebyscore(inner.nodes(), since, "+inf").await?;
+    let mut names = Vec::new();
+    for node in nodes.into_iter().filter(|node| *node != inner.node) {
+        let list: Option<String> = conn.hget(inner.presence_key(&node), room.get()).await?;
+        if let Some(list) = list {
+            names.extend(list.lines().map(str::to_owned));
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_survive_the_trip_through_redis() {
+        let event = RoomEvent {
+            room: RoomId(7),
+            seq: Some(Seq::new(42).expect("valid")),
+            frame: ByteString::from_static("{\"type\":\"message\",\"content\":\"a\\nb\"}"),
+            audience: Audience::EveryoneExcept(UserId(3)),
+        };
+        let (node, decoded) = decode(&encode("n1", &event)).expect("decodes");
+        assert_eq!(node, "n1");
+        assert_eq!(decoded.room, event.room);
+        assert_eq!(decoded.seq, event.seq);
+        assert_eq!(decoded.frame, event.frame);
+        assert_eq!(decoded.audience, event.audience);
+
+        let ephemeral = RoomEvent {
+            seq: None,
+            audience: Audience::Extended,
+            ..event
+        };
+        let (_, decoded) = decode(&encode("n2", &ephemeral)).expect("decodes");
+        assert_eq!(decoded.seq, None);
+        assert_eq!(decoded.audience, Audience::Extended);
+    }
+
+    #[test]
+    fn malformed_payloads_are_rejected() {
+        for payload in [
+            &b""[..],
+            b"no newline",
+            b"n\t1\t-\tq\n{}",
+            b"n\tx\t-\te\n{}",
+        ] {
+            assert!(decode(payload).is_none(), "{payload:?}");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Two nodes on one database and one Redis: everyone sees everything, in
+//! order, exactly once, even when the broker drops out.
+
+use anyhow::Result;
+use chat_crypto::{FernetKey, KeyRing};
+use chat_storage::testing::{TestDatabase, unique_name};
+use serde_json::json;
+
+use crate::helpers::{TestApp, Tweaks};
+
+/// The Redis the cluster tests use, from `CHAT_TEST_REDIS_URL`. Skipped
+/// (with a note) when unset, unless `CHAT_TEST_REQUIRE_REDIS=1`.
+fn redis_url() -> Option<String> {
+    match std::env::var("CHAT_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var("CHAT_TEST_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "CHAT_TEST_REQUIRE_REDIS=1 but CHAT_TEST_REDIS_URL is not set"
+            );
+            eprintln!("skipped: CHAT_TEST_REDIS_URL not set");
+            None
+        }
+    }
+}
+
+/// Two nodes sharing a database, a key ring and a Redis namespace of their
+/// own.
+struct Cluster {
+    a: TestApp,
+    b: TestApp,
+    redis: String,
+    database: TestDatabase,
+}
+
+impl Cluster {
+    async fn spawn(database: TestDatabase) -> Result<Option<Cluster>> {
+        let Some(redis) = redis_url() else {
+            database.drop_database().await;
+            return Ok(None);
+        };
+        let keys = KeyRing::new(FernetKey::generate(), Vec::new());
+        let tweaks = Tweaks {
+            redis: Some((redis.clone(), unique_name())),
+            ..Tweaks::default()
+        };
+        let a = TestApp::spawn_node(database.url(), keys.clone(), tweaks.clone()).await?;
+        let b = TestApp::spawn_node(database.url(), keys, tweaks).await?;
+        // Give both nodes a moment to subscribe.
+        for node in [&a, &b] {
+            wait_until_ready(node).await?;
+        }
+        Ok(Some(Cluster {
+            a,
+            b,
+            redis,
+            database,
+        }))
+    }
+
+    async fn stop(self) {
+        self.a.stop().await;
+        self.b.stop().await;
+        self.database.drop_database().await;
+    }
+}
+
+async fn wait_until_ready(node: &TestApp) -> Result<()> {
+    for _ in 0..100 {
+        let body: serde_json::Value = node
+            .http
+            .get(node.url("/ready"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if body["status"] == "ok" {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the node never became ready")
+}
+
+macro_rules! cluster_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let database = chat_storage::testing::TestDatabase::sqlite();
+                    let Some(cluster) = super::Cluster::spawn(database).await? else { return Ok(()) };
+                    let result = super::$name(&cluster).await;
+                    cluster.stop().await;
+                    result
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    let Some(database) = chat_storage::testing::TestDatabase::postgres().await else {
+                        return Ok(());
+                    };
+                    let Some(cluster) = super::Cluster::spawn(database).await? else { return Ok(()) };
+                    let result = super::$name(&cluster).await;
+                    cluster.stop().await;
+                    result
+                }
+            )*
+        }
+    };
+}
+
+cluster_tests!(
+    messages_cross_nodes_both_ways_once_and_in_order,
+    presence_and_typing_cross_nodes,
+    resume_works_on_the_other_node,
+    a_client_id_resent_to_the_other_node_is_not_stored_twice,
+    a_lost_broker_connection_loses_and_doubles_nothing,
+);
+
+async fn messages_cross_nodes_both_ways_once_and_in_order(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let mut on_a = cluster.a.connect(&alice).await?;
+    let mut on_b = cluster.b.connect(&bob).await?;
+    for i in 1..=20 {
+        // Alternate the node that writes, so both publish into one room.
+        if i % 2 == 1 {
+            on_a.send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")})).await?;
+        } else {
+            on_b.send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("b{i}")})).await?;
+        }
+    }
+    for client in [&mut on_a, &mut on_b] {
+        let mut seqs = Vec::new();
+        while seqs.len() < 20 {
+            let frame = client.recv_type("message").await?;
+            seqs.push(frame["seq"].as_i64().unwrap_or(-1));
+        }
+        assert_eq!(seqs, (1..=20).collect::<Vec<i64>>());
+        client.expect_no("message").await?;
+    }
+    Ok(())
+}
+
+async fn presence_and_typing_cross_nodes(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let mut observer = cluster.a.connect(&alice).await?;
+    observer.send(json!({"type": "ping"})).await?;
+    observer.recv_type("pong").await?;
+    let mut on_b = cluster.b.connect(&bob).await?;
+    let presence = observer.recv_type("presence").await?;
+    assert_eq!(presence["username"], "bob");
+    assert_eq!(presence["online"], true);
+    // The presence snapshot on node A lists bob, who is on node B.
+    let mut listed = false;
+    for _ in 0..40 {
+        observer.send(json!({"type": "who"})).await?;
+        let who = observer.recv_type("who").await?;
+        if who["online"] == json!(["alice", "bob"]) {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(listed, "bob never showed as online on node A");
+    on_b.send(json!({"type": "typing"})).await?;
+    assert_eq!(observer.recv_type("typing").await?["username"], "bob");
+    on_b.close().await?;
+    let gone = observer.recv_type("presence").await?;
+    assert_eq!(
+        (gone["username"].as_str(), gone["online"].as_bool()),
+        (Some("bob"), Some(false))
+    );
+    Ok(())
+}
+
+async fn resume_works_on_the_other_node(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let mut writer = cluster.a.connect(&alice).await?;
+    for i in 1..=10 {
+        writer
+            .send_acked("general", &format!("m{i}"), &format!("w{i}"))
+            .await?;
+    }
+    // Bob saw up to 4 on node A, then reconnects to node B.
+    let mut reader = cluster.b.connect(&bob).await?;
+    reader
+        .send(json!({"type": "resume", "room": "general", "last_seq": 4}))
+        .await?;
+    for expected in 5..=10 {
+        assert_eq!(reader.recv_type("message").await?["seq"], expected);
+    }
+    assert_eq!(reader.recv_type("joined").await?["last_seq"], 10);
+    writer.send_acked("general", "m11", "w11").await?;
+    assert_eq!(reader.recv_type("message").await?["seq"], 11);
+    Ok(())
+}
+
+async fn a_client_id_resent_to_the_other_node_is_not_stored_twice(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let mut first = cluster.a.connect(&alice).await?;
+    let original = first.send_acked("general", "once", "same-id").await?;
+    let mut second = cluster.b.connect(&alice).await?;
+    let again = second.send_acked("general", "once", "same-id").await?;
+    assert_eq!(again["id"], original["id"]);
+    assert_eq!(again["duplicate"], true);
+    let items: Vec<serde_json::Value> = cluster
+        .b
+        .get_authed("/api/chat/messages", &alice)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(items.len(), 1);
+    Ok(())
+}
+
+async fn a_lost_broker_connection_loses_and_doubles_nothing(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let mut writer = cluster.a.connect(&alice).await?;
+    let mut reader = cluster.b.connect(&bob).await?;
+    writer.send_acked("general", "before", "w0").await?;
+    assert_eq!(reader.recv_type("message").await?["seq"], 1);
+
+    // Cut every subscriber's connection, as a Redis restart would, and keep
+    // writing while the nodes reconnect.
+    let client = redis::Client::open(cluster.redis.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await?;
+    for i in 2..=30 {
+        writer
+            .send_acked("general", &format!("m{i}"), &format!("w{i}"))
+            .await?;
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 29 {
+        seqs.push(
+            reader.recv_type("message").await?["seq"]
+                .as_i64()
+                .unwrap_or(-1),
+        );
+    }
+    assert_eq!(seqs, (2..=30).collect::<Vec<i64>>());
+    reader.expect_no("message").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_its_broker_serves_its_own_sockets_and_says_degraded() -> Result<()> {
+    let database = TestDatabase::sqlite();
+    let keys = KeyRing::new(FernetKey::generate(), Vec::new());
+    // Nothing listens on port 1.
+    let tweaks = Tweaks {
+        redis: Some(("redis://127.0.0.1:1".to_owned(), unique_name())),
+        ..Tweaks::default()
+    };
+    let node = TestApp::spawn_node(database.url(), keys, tweaks).await?;
+    let result = async {
+        let ready = node.http.get(node.url("/ready")).send().await?;
+        assert_eq!(ready.status(), 200);
+        let body: serde_json::Value = ready.json().await?;
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["broker"], "unavailable");
+        let alice = node.user("alice").await?;
+        let bob = node.user("bob").await?;
+        let mut sender = node.connect(&alice).await?;
+        let mut receiver = node.connect(&bob).await?;
+        sender.send_acked("general", "still local", "l1").await?;
+        assert_eq!(
+            receiver.recv_type("message").await?["content"],
+            "still local"
+        );
+        Ok(())
+    }
+    .await;
+    node.stop().await;
+    database.drop_database().await;
+    result
+}
