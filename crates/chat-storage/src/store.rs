@@ -11,7 +11,7 @@ use diesel::result::ConnectionError;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, ConnectionResult};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -83,7 +83,7 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
 pub(crate) enum Pools {
     Postgres(Pool<AsyncDieselConnectionManager<AsyncPgConnection>>),
     Sqlite {
-        pool: Pool<AsyncDieselConnectionManager<SqliteConn>>,
+        pool: Pool<SqliteManager>,
         /// For the migration connection, which is opened outside the pool.
         path: PathBuf,
     },
@@ -109,14 +109,105 @@ impl fmt::Debug for Store {
 }
 
 /// Checks a connection out of `pool`; every failure is an outage.
-pub(crate) async fn checkout<C>(
-    pool: &Pool<AsyncDieselConnectionManager<C>>,
-) -> Result<Object<AsyncDieselConnectionManager<C>>, StorageError>
+pub(crate) async fn checkout<M>(pool: &Pool<M>) -> Result<Object<M>, StorageError>
 where
-    AsyncDieselConnectionManager<C>:
-        deadpool::managed::Manager<Type = C, Error = diesel_async::pooled_connection::PoolError>,
+    M: deadpool::managed::Manager<Error = diesel_async::pooled_connection::PoolError>,
 {
     Ok(pool.get().await?)
+}
+
+/// A SQLite connection inside a write transaction. If the caller stops
+/// waiting before the transaction ends, dropping this queues a rollback on
+/// the connection at once, so its write lock does not outlive the caller
+/// and hold up every other writer.
+pub(crate) struct SqliteWrite {
+    object: Object<SqliteManager>,
+    finished: bool,
+}
+
+impl SqliteWrite {
+    pub(crate) fn new(object: Object<SqliteManager>) -> SqliteWrite {
+        SqliteWrite {
+            object,
+            finished: false,
+        }
+    }
+
+    pub(crate) fn connection(&mut self) -> &mut SqliteConn {
+        &mut self.object
+    }
+
+    /// The transaction committed or rolled back: nothing to clean up.
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for SqliteWrite {
+    fn drop(&mut self) {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        if self.finished {
+            return;
+        }
+        // The task is queued now and runs after whatever call still holds
+        // the connection; nobody needs to wait for it.
+        drop(self.object.spawn_blocking(|c| {
+            let open = matches!(
+                AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+                Ok(Some(_))
+            );
+            if open {
+                AnsiTransactionManager::rollback_transaction(c)?;
+            }
+            Ok(())
+        }));
+    }
+}
+
+/// The pool manager for SQLite connections.
+///
+/// A SQLite call runs on the blocking pool and holds its connection's lock
+/// until it is done, even when the caller stopped waiting for it. Before a
+/// connection is handed out again, `recycle` takes that lock, so it waits
+/// for any such call to finish, and it refuses a connection that was left
+/// inside a transaction (its caller went away before COMMIT); the pool then
+/// drops it, which rolls the transaction back.
+pub(crate) struct SqliteManager {
+    path: String,
+}
+
+impl deadpool::managed::Manager for SqliteManager {
+    type Type = SqliteConn;
+    type Error = diesel_async::pooled_connection::PoolError;
+
+    async fn create(&self) -> Result<SqliteConn, Self::Error> {
+        establish_sqlite(self.path.clone())
+            .await
+            .map_err(diesel_async::pooled_connection::PoolError::ConnectionError)
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut SqliteConn,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        let idle = connection
+            .spawn_blocking(|c| {
+                let depth =
+                    AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth();
+                Ok(matches!(depth, Ok(None)))
+            })
+            .await
+            .map_err(diesel_async::pooled_connection::PoolError::QueryError)?;
+        if idle {
+            Ok(())
+        } else {
+            Err(deadpool::managed::RecycleError::message(
+                "the connection was left inside a transaction",
+            ))
+        }
+    }
 }
 
 /// Runs `$body` with `$conn` bound to a `&mut` connection of whichever
@@ -167,8 +258,8 @@ macro_rules! write_transaction {
                 // transaction, so a connection whose caller went away before
                 // COMMIT is seen as broken and never reused.
                 use ::diesel::connection::{AnsiTransactionManager, TransactionManager};
-                let mut object = $crate::store::checkout(pool).await?;
-                let connection: &mut $crate::store::SqliteConn = &mut object;
+                let mut write = $crate::store::SqliteWrite::new($crate::store::checkout(pool).await?);
+                let connection: &mut $crate::store::SqliteConn = write.connection();
                 connection
                     .spawn_blocking(|c| {
                         AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
@@ -179,13 +270,12 @@ macro_rules! write_transaction {
                     $body
                 }
                 .await;
-                match result {
-                    Ok(value) => {
-                        connection
-                            .spawn_blocking(|c| AnsiTransactionManager::commit_transaction(c))
-                            .await?;
-                        Ok(value)
-                    }
+                let outcome = match result {
+                    Ok(value) => connection
+                        .spawn_blocking(|c| AnsiTransactionManager::commit_transaction(c))
+                        .await
+                        .map(|()| value)
+                        .map_err($crate::StorageError::from),
                     Err(error) => {
                         if let Err(rollback) = connection
                             .spawn_blocking(|c| AnsiTransactionManager::rollback_transaction(c))
@@ -195,7 +285,9 @@ macro_rules! write_transaction {
                         }
                         Err(error)
                     }
-                }
+                };
+                write.finish();
+                outcome
             }
         }
     }};
@@ -230,13 +322,9 @@ impl Store {
             }
             Target::Sqlite(path) => {
                 create_parent_directory(&path)?;
-                let mut manager_config = ManagerConfig::<SqliteConn>::default();
-                manager_config.custom_setup =
-                    Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
-                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
-                    path.to_string_lossy(),
-                    manager_config,
-                );
+                let manager = SqliteManager {
+                    path: path.to_string_lossy().into_owned(),
+                };
                 Pools::Sqlite {
                     pool: limits.build(manager)?,
                     path,
@@ -341,12 +429,9 @@ impl PoolLimits {
     /// A pool whose every wait (for a free connection, for a new one to
     /// open, for an idle one to pass its check) ends after `timeout`, so a
     /// dead or hung database makes calls fail instead of queueing forever.
-    fn build<C>(
-        &self,
-        manager: AsyncDieselConnectionManager<C>,
-    ) -> Result<Pool<AsyncDieselConnectionManager<C>>, StorageError>
+    fn build<M>(&self, manager: M) -> Result<Pool<M>, StorageError>
     where
-        AsyncDieselConnectionManager<C>: deadpool::managed::Manager<Type = C>,
+        M: deadpool::managed::Manager,
     {
         Pool::builder(manager)
             .max_size(self.max_size)
