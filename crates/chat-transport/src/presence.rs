@@ -86,6 +86,12 @@ pub(crate) async fn subscribe_open_connections(state: &AppState, room: &Room, us
         if state.hub.is_subscribed(room.id, conn.id()) {
             continue;
         }
+        // The starting point goes first, so the session delivers every
+        // message after it and nothing before.
+        conn.push(Outbound::Head {
+            room: room.id,
+            seq: room.last_seq,
+        });
         let change = state.hub.subscribe(room.id, &conn);
         for frame in joined_frames(state, room).await {
             conn.push(Outbound::Frame(frames::encode(&frame)));

@@ -205,30 +205,36 @@ impl Session {
     /// subscription comes first so that nothing sent after the greeting can
     /// be missed; queued frames wait until the greeting is out.
     async fn start(&mut self) -> Result<(), End> {
-        let general = Room::clone(&self.state.general);
+        let general_id = self.state.general.id;
         // A plain seed client lands in `general` even if its user left it.
+        // Where the room stands is read before subscribing: everything after
+        // it reaches this connection, live or read back from the database.
         let store = &self.state.store;
-        let joined = match store.is_member(general.id, self.user.id).await {
-            Ok(true) => Ok(()),
-            Ok(false) => store.join(general.id, self.user.id).await,
-            Err(error) => Err(error),
+        let joined = async {
+            if !store.is_member(general_id, self.user.id).await? {
+                store.join(general_id, self.user.id).await?;
+            }
+            store.room_by_id(general_id).await
         };
-        if let Err(error) = joined {
-            tracing::warn!(error = %crate::error::Chain(&error), "could not join general");
-            return Err(End::Close(CloseCode::Again, "database unavailable"));
-        }
-        self.subscribe(general, None).await;
+        let general = match joined.await {
+            Ok(Some(general)) => general,
+            Ok(None) => Room::clone(&self.state.general),
+            Err(error) => {
+                tracing::warn!(error = %crate::error::Chain(&error), "could not join general");
+                return Err(End::Close(CloseCode::Again, "database unavailable"));
+            }
+        };
+        let head = general.last_seq;
+        self.subscribe(general, head).await;
         let greeting = frames::system(format!("Connected as {}", self.user.username));
         self.send(&greeting).await.map_err(|Gone| End::Gone)
     }
 
     /// Subscribes to a room and announces the user if they just came
-    /// online there. `cursor` is where delivery starts; `None` starts with
-    /// whatever arrives next.
-    async fn subscribe(&mut self, room: Room, cursor: Option<Seq>) {
-        if let Some(seq) = cursor {
-            self.cursors.insert(room.id, seq);
-        }
+    /// online there. Delivery starts after `cursor`, which must have been
+    /// read before subscribing.
+    async fn subscribe(&mut self, room: Room, cursor: Seq) {
+        self.cursors.insert(room.id, cursor);
         if !self.rooms.contains_key(&room.name) {
             let change = self.state.hub.subscribe(room.id, &self.conn);
             presence::announce(
@@ -289,7 +295,13 @@ impl Session {
             }
             Outbound::Head { room, seq } => match self.cursors.get(&room).copied() {
                 Some(cursor) if seq > cursor => self.fill(room, None, cursor, None).await,
-                _ => Ok(()),
+                Some(_) => Ok(()),
+                // A subscription made for this connection (a new direct
+                // conversation) starts where the room stood.
+                None => {
+                    self.cursors.insert(room, seq);
+                    Ok(())
+                }
             },
         }
     }
@@ -506,7 +518,7 @@ impl Session {
         if !self.rooms.contains_key(&room.name) {
             // Sending into a room makes this connection receive it too, so
             // the sender sees its own message like everyone else.
-            self.subscribe(room.clone(), Some(room.last_seq)).await;
+            self.subscribe(room.clone(), room.last_seq).await;
         }
         let request = WriteRequest {
             message: NewMessage {
@@ -543,7 +555,7 @@ impl Session {
         // A client cannot have seen more than the room holds; trusting a
         // larger number would make it drop the messages still to come.
         let resume_from = last_seq.map_or(room.last_seq, |seq| seq.min(room.last_seq));
-        self.subscribe(room.clone(), Some(resume_from)).await;
+        self.subscribe(room.clone(), resume_from).await;
         let mut current = match self.state.store.room_by_name(&room.name).await {
             Ok(Some(current)) => current,
             Ok(None) => room,
