@@ -1,5 +1,5 @@
 use actix_web::{HttpResponse, get, post, web};
-use chat_domain::{RoomKind, RoomName, Seq, Username};
+use chat_domain::{RoomKind, RoomName, Seq, UserId, Username};
 use chat_protocol::rest::{CreateRoomRequest, ErrorBody, MessagePage, PageQuery, RoomBody};
 use chat_storage::{Cursor, Membership, Room, User};
 
@@ -23,6 +23,15 @@ fn room_body(room: &Room, membership: Option<&Membership>) -> RoomBody {
         },
         member: membership.is_some(),
     }
+}
+
+/// A room as `user` sees it: membership, last read seq, unread count.
+async fn body_for(state: &AppState, room: &Room, user: UserId) -> Result<RoomBody, ApiError> {
+    let memberships = state.store.rooms_for(user).await?;
+    Ok(room_body(
+        room,
+        memberships.iter().find(|m| m.room.id == room.id),
+    ))
 }
 
 fn parse_room(name: &str) -> Result<RoomName, ApiError> {
@@ -102,9 +111,7 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let name = RoomName::public(&body.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let room = state.store.create_room(&name, user.id).await?;
-    let membership = state.store.rooms_for(user.id).await?;
-    let membership = membership.iter().find(|m| m.room.id == room.id);
-    Ok(HttpResponse::Created().json(room_body(&room, membership)))
+    Ok(HttpResponse::Created().json(body_for(&state, &room, user.id).await?))
 }
 
 /// Joins a public room.
@@ -125,9 +132,7 @@ pub(crate) async fn join(
     let room = find_room(&state, &name).await?;
     ensure_visible(&state, &room, &user).await?;
     state.store.join(room.id, user.id).await?;
-    let memberships = state.store.rooms_for(user.id).await?;
-    let membership = memberships.iter().find(|m| m.room.id == room.id);
-    Ok(HttpResponse::Ok().json(room_body(&room, membership)))
+    Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
 }
 
 /// Leaves a room; the caller's open sockets stop receiving it.
@@ -253,7 +258,5 @@ pub(crate) async fn open_direct(
     let room = state.store.open_direct(&user, &other).await?;
     presence::subscribe_open_connections(&state, &room, user.id).await;
     presence::subscribe_open_connections(&state, &room, other.id).await;
-    let memberships = state.store.rooms_for(user.id).await?;
-    let membership = memberships.iter().find(|m| m.room.id == room.id);
-    Ok(HttpResponse::Ok().json(room_body(&room, membership)))
+    Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
 }
