@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_transport::TransportConfig;
+use chat_transport::{Rate, RateLimits, TransportConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
@@ -37,6 +37,15 @@ pub enum Environment {
     Development,
     /// Missing secrets are a start-up error.
     Production,
+}
+
+/// An on/off setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Every setting, each with a flag and an environment variable.
@@ -188,6 +197,67 @@ pub struct Settings {
     )]
     pub shutdown_grace_secs: u64,
 
+    /// `on` or `off`: rate limits on sign-up, sign-in and WebSocket frames.
+    /// Turn off only for load tests from a single address.
+    #[arg(
+        long,
+        env = "CHAT_RATE_LIMIT",
+        value_enum,
+        default_value = "on",
+        global = true
+    )]
+    pub rate_limit: Switch,
+
+    /// Registrations per minute from one address.
+    #[arg(
+        long,
+        env = "CHAT_RATE_LIMIT_REGISTER_PER_MINUTE",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_limit_register_per_minute: u32,
+
+    /// Sign-ins per minute from one address.
+    #[arg(
+        long,
+        env = "CHAT_RATE_LIMIT_LOGIN_PER_MINUTE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub rate_limit_login_per_minute: u32,
+
+    /// WebSocket frames per second one connection may send, sustained.
+    #[arg(
+        long,
+        env = "CHAT_WS_FRAMES_PER_SECOND",
+        default_value_t = 10.0,
+        global = true
+    )]
+    pub ws_frames_per_second: f64,
+
+    /// WebSocket frames one connection may send in a burst.
+    #[arg(long, env = "CHAT_WS_FRAME_BURST", default_value_t = 30, global = true)]
+    pub ws_frame_burst: u32,
+
+    /// Reverse proxies (IP addresses, comma-separated) whose
+    /// X-Forwarded-For header names the client.
+    #[arg(
+        long,
+        env = "CHAT_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// WebSocket connections one user may hold on this node.
+    #[arg(
+        long,
+        env = "CHAT_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 20,
+        global = true
+    )]
+    pub max_connections_per_user: usize,
+
     /// Log filter, e.g. `info` or `chat_transport=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -224,6 +294,17 @@ impl Settings {
                 .map(|url| url.trim().to_owned())
                 .filter(|url| !url.is_empty()),
             redis_namespace: self.redis_namespace.clone(),
+            rate_limits: (self.rate_limit == Switch::On).then(|| RateLimits {
+                register: Rate::per_minute(self.rate_limit_register_per_minute),
+                login: Rate::per_minute(self.rate_limit_login_per_minute),
+                ws_frames: Rate {
+                    burst: self.ws_frame_burst.max(1),
+                    per_second: self.ws_frames_per_second.max(0.1),
+                },
+                ..RateLimits::default()
+            }),
+            trusted_proxies: self.trusted_proxies.clone(),
+            max_connections_per_user: self.max_connections_per_user.max(1),
             ..defaults
         }
     }

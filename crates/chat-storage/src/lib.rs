@@ -9,7 +9,10 @@
 //!
 //! Message bodies are encrypted with the [`chat_crypto::KeyRing`] before they
 //! reach the database and decrypted on the way out: the database only ever
-//! holds Fernet tokens and the id of the key that made each one.
+//! holds Fernet tokens and the id of the key that made each one. Rotating
+//! the key means re-encrypting every stored message under the new primary
+//! key, in batches, while the server runs: see [`Store::reencrypt_batch`] and
+//! [`Store::count_by_key`].
 //!
 //! # The ordering guarantee
 //!
@@ -33,6 +36,7 @@ mod insert_messages;
 mod messages;
 mod model;
 mod rooms;
+mod rotation;
 mod rows;
 mod schema;
 mod users;
@@ -44,4 +48,5 @@ pub use config::StoreConfig;
 pub use error::{BoxError, StorageError};
 pub use messages::MAX_PAGE;
 pub use model::{Appended, Cursor, Membership, Message, NewMessage, Page, Room, User};
+pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};
 pub use store::{DEFAULT_TIMEOUT, Store};

@@ -41,6 +41,20 @@ enum Cleanup {
     DropDatabase { admin_url: String, name: String },
 }
 
+/// [`crate::Store::reencrypt_batch`] with `meanwhile` run after the batch
+/// was read and re-encrypted and before it is written back: the window in
+/// which a concurrent writer could change a row, made deterministic.
+pub async fn reencrypt_batch_with_meanwhile(
+    store: &crate::Store,
+    after: Option<chat_domain::MessageId>,
+    batch_size: i64,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> Result<crate::ReencryptProgress, crate::StorageError> {
+    let planned = store.plan_reencryption(after, batch_size).await?;
+    meanwhile.await;
+    store.apply_reencryption(planned).await
+}
+
 /// A name no other test of any run shares.
 pub fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -1,4 +1,7 @@
+use std::net::IpAddr;
 use std::time::Duration;
+
+use crate::limits::RateLimits;
 
 /// Everything the transport needs to know about its deployment. The server
 /// binary fills it from flags and the environment; tests and embedders build
@@ -37,6 +40,12 @@ pub struct TransportConfig {
     /// Prefix of every Redis key and channel, so several deployments can
     /// share one Redis.
     pub redis_namespace: String,
+    /// Rate limits; `None` turns them all off (load tests from one address).
+    pub rate_limits: Option<RateLimits>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Most WebSocket connections one user may hold on this node.
+    pub max_connections_per_user: usize,
 }
 
 impl Default for TransportConfig {
@@ -57,6 +66,9 @@ impl Default for TransportConfig {
             history_max_limit: 200,
             redis_url: None,
             redis_namespace: "chat".to_owned(),
+            rate_limits: Some(RateLimits::default()),
+            trusted_proxies: Vec::new(),
+            max_connections_per_user: 20,
         }
     }
 }

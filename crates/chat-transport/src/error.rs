@@ -31,6 +31,14 @@ pub enum ApiError {
     /// 422: the body or query does not validate.
     #[error("{0}")]
     Unprocessable(String),
+    /// 429 with `Retry-After`: too many requests from this client.
+    #[error("{detail}")]
+    TooManyRequests {
+        /// What was refused.
+        detail: String,
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// 503: the database cannot be reached right now.
     #[error("service temporarily unavailable: the database cannot be reached")]
     Unavailable,
@@ -98,6 +106,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,6 +127,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
         }

@@ -19,11 +19,12 @@ use crate::config::TransportConfig;
 use crate::error::ApiError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::hub::Hub;
+use crate::limits::AddressLimiter;
 use crate::openapi::ApiDoc;
 use crate::redis_fanout::RedisFanout;
 use crate::routes;
 use crate::session;
-use crate::state::{AppState, Services};
+use crate::state::{AppState, Limiters, Services};
 use crate::writer;
 
 /// Why the server could not be built.
@@ -110,7 +111,14 @@ impl ChatService {
             config.writer_queue,
             shutdown.child_token(),
         );
+        let limiters = config.rate_limits.map(|limits| {
+            Arc::new(Limiters {
+                register: AddressLimiter::new(limits.register),
+                login: AddressLimiter::new(limits.login),
+            })
+        });
         let state = AppState {
+            limiters,
             store: services.store,
             hasher: services.hasher,
             tokens: services.tokens,

@@ -30,6 +30,7 @@ use crate::error::ApiError;
 use crate::fanout::RoomEvent;
 use crate::frames;
 use crate::hub::{Audience, Connection, Outbound};
+use crate::limits::Bucket;
 use crate::presence;
 use crate::state::AppState;
 use crate::writer::WriteRequest;
@@ -49,7 +50,8 @@ const TOO_SLOW: &str = "too slow: outbound queue overflowed";
     params(("token" = Option<String>, Query, description = "access token; or send Authorization: Bearer")),
     responses(
         (status = 101, description = "switching to the WebSocket protocol; see docs/PROTOCOL.md"),
-        (status = 403, description = "missing, bad or expired token", body = chat_protocol::rest::ErrorBody)
+        (status = 403, description = "missing, bad or expired token, or a browser origin not allowed", body = chat_protocol::rest::ErrorBody),
+        (status = 429, description = "the user holds too many connections", body = chat_protocol::rest::ErrorBody)
     )
 )]
 #[get("/ws/chat")]
@@ -58,11 +60,19 @@ pub(crate) async fn upgrade(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    check_origin(&req, &state.config.cors_origins)?;
     let user = match authenticate(&state, bearer_token(&req)).await {
         Ok(user) => user,
         Err(ApiError::Unauthorized(detail)) => return Err(ApiError::Forbidden(detail)),
         Err(other) => return Err(other),
     };
+    let max = state.config.max_connections_per_user;
+    if state.hub.connections_of(user.id).len() >= max {
+        return Err(ApiError::TooManyRequests {
+            detail: format!("too many connections for this user (at most {max})"),
+            retry_after: 5,
+        });
+    }
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let stream = stream
@@ -83,11 +93,39 @@ pub(crate) async fn upgrade(
             cursors: HashMap::new(),
             rooms: HashMap::new(),
             too_slow: false,
+            bucket: state
+                .config
+                .rate_limits
+                .map(|limits| Bucket::full(limits.ws_frames)),
+            strikes: 0,
         };
         let close = task.run(stream, outbound).await;
         task.finish(close).await;
     });
     Ok(response)
+}
+
+/// Refuses a browser page from an origin that is neither allowed nor this
+/// server's own. Clients that send no `Origin` (terminals, scripts) pass.
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    let same_host = origin.split_once("://").is_some_and(|(_, host)| {
+        Some(host) == req.headers().get("host").and_then(|h| h.to_str().ok())
+    });
+    if same_host
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/') == origin)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "origin {origin} is not allowed"
+        )))
+    }
 }
 
 /// Why the loop ended, and what to tell the client.
@@ -109,10 +147,23 @@ struct Session {
     rooms: HashMap<RoomName, Room>,
     /// Set when a write was abandoned because the client stopped reading.
     too_slow: bool,
+    /// Frames the client may still send now, when limits are on.
+    bucket: Option<Bucket>,
+    /// Frames refused in a row.
+    strikes: u32,
 }
 
 /// The client is gone; stop.
 struct Gone;
+
+/// What the rate limit says about a frame.
+enum Admission {
+    Admitted,
+    /// Dropped, with an error frame.
+    Refused,
+    /// Refused too many times in a row: the connection is closed.
+    Abusive,
+}
 
 impl Session {
     async fn run(
@@ -142,8 +193,28 @@ impl Session {
                     last_heard = Instant::now();
                     match item {
                         Some(Ok(AggregatedMessage::Text(text))) => {
-                            if self.on_text(&text).await.is_err() {
-                                return self.gone();
+                            match self.admit() {
+                                Admission::Admitted => {
+                                    if self.on_text(&text).await.is_err() {
+                                        return self.gone();
+                                    }
+                                }
+                                Admission::Refused => {
+                                    let refused = self
+                                        .send_error(
+                                            ErrorCode::RateLimited,
+                                            "too many frames; slow down (this one was dropped)",
+                                            None,
+                                            None,
+                                        )
+                                        .await;
+                                    if refused.is_err() {
+                                        return self.gone();
+                                    }
+                                }
+                                Admission::Abusive => {
+                                    return End::Close(CloseCode::Policy, "rate limit exceeded");
+                                }
                             }
                         }
                         Some(Ok(AggregatedMessage::Binary(_))) => {
@@ -186,6 +257,28 @@ impl Session {
                     if self.socket.ping(b"").await.is_err() {
                         return End::Gone;
                     }
+                }
+            }
+        }
+    }
+
+    /// Counts a frame against the connection's rate limit.
+    fn admit(&mut self) -> Admission {
+        let (Some(bucket), Some(limits)) = (self.bucket.as_mut(), self.state.config.rate_limits)
+        else {
+            return Admission::Admitted;
+        };
+        match bucket.take(limits.ws_frames, Instant::now()) {
+            Ok(()) => {
+                self.strikes = 0;
+                Admission::Admitted
+            }
+            Err(_) => {
+                self.strikes += 1;
+                if self.strikes >= limits.ws_strikes {
+                    Admission::Abusive
+                } else {
+                    Admission::Refused
                 }
             }
         }

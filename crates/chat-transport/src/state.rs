@@ -5,8 +5,10 @@ use chat_storage::{Room, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TransportConfig;
+use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::Hub;
+use crate::limits::{AddressLimiter, client_address};
 use crate::writer::WriterHandle;
 
 /// The services the transport is built from. The caller owns their set-up
@@ -35,4 +37,35 @@ pub(crate) struct AppState {
     pub(crate) general: Arc<Room>,
     /// Cancelled when the server begins to shut down.
     pub(crate) shutdown: CancellationToken,
+    /// Per-address limits on sign-up and sign-in, when limits are on.
+    pub(crate) limiters: Option<Arc<Limiters>>,
+}
+
+/// The per-address rate limiters.
+#[derive(Debug)]
+pub(crate) struct Limiters {
+    pub(crate) register: AddressLimiter,
+    pub(crate) login: AddressLimiter,
+}
+
+impl AppState {
+    /// Admits a sign-up or sign-in from the client of `req`, or answers 429.
+    pub(crate) fn admit(
+        &self,
+        req: &actix_web::HttpRequest,
+        which: impl Fn(&Limiters) -> &AddressLimiter,
+    ) -> Result<(), ApiError> {
+        let Some(limiters) = &self.limiters else {
+            return Ok(());
+        };
+        let Some(address) = client_address(req, &self.config.trusted_proxies) else {
+            return Ok(());
+        };
+        which(limiters)
+            .check(address)
+            .map_err(|wait| ApiError::TooManyRequests {
+                detail: "too many attempts from this address; try again later".to_owned(),
+                retry_after: wait.as_secs().max(1),
+            })
+    }
 }

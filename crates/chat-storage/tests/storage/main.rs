@@ -2,7 +2,10 @@
 //! from one body: against a temporary SQLite file and against a fresh
 //! PostgreSQL database (see `support`).
 
+// `conformance` defines `conformance_suite!`, which `rotation` uses too.
+#[macro_use]
 mod conformance;
 mod outage;
 mod redaction;
+mod rotation;
 mod support;

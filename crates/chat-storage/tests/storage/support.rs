@@ -3,7 +3,7 @@
 //! `CHAT_TEST_DATABASE_URL`, dropped afterwards.
 
 use chat_crypto::{FernetKey, KeyRing};
-use chat_domain::{ClientId, MessageBody, RoomId, Username};
+use chat_domain::{ClientId, MessageBody, MessageId, RoomId, Username};
 use chat_storage::{NewMessage, Store, StoreConfig, User};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
@@ -91,6 +91,25 @@ impl TestDb {
         .expect("read messages")
     }
 
+    /// Replaces a message's stored `body` and `key_id` with plain SQL past
+    /// the store, as another writer would.
+    pub(crate) async fn overwrite_message(&self, id: MessageId, body: &str, key_id: &str) {
+        let sql = match self.backend {
+            Backend::Postgres => "UPDATE messages SET body = $1, key_id = $2 WHERE id = $3",
+            Backend::Sqlite => "UPDATE messages SET body = ?, key_id = ? WHERE id = ?",
+        };
+        let query = diesel::sql_query(sql)
+            .bind::<Text, _>(body)
+            .bind::<Text, _>(key_id)
+            .bind::<BigInt, _>(id.get());
+        let updated = match self.backend {
+            Backend::Postgres => query.execute(&mut self.raw_pg().await).await,
+            Backend::Sqlite => query.execute(&mut self.raw_sqlite().await).await,
+        }
+        .expect("overwrite message");
+        assert_eq!(updated, 1, "message {id:?} does not exist");
+    }
+
     /// How many tables, indexes and sequences exist besides diesel's own
     /// bookkeeping.
     pub(crate) async fn schema_object_count(&self) -> i64 {
@@ -163,7 +182,7 @@ impl TestDb {
     }
 }
 
-#[derive(QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub(crate) struct RawMessage {
     #[diesel(sql_type = Text)]
     pub(crate) body: String,

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use chat_domain::{Password, Username};
 use chat_protocol::rest::{Credentials, ErrorBody, TokenBody, UserBody};
 use chat_storage::StorageError;
@@ -19,14 +19,17 @@ const BAD_LOGIN: &str = "Incorrect username or password";
     responses(
         (status = 201, description = "registered", body = UserBody),
         (status = 400, description = "the name is taken", body = ErrorBody),
+        (status = 429, description = "too many attempts from this address", body = ErrorBody),
         (status = 422, description = "the name or password breaks the rules", body = ErrorBody)
     )
 )]
 #[post("/api/auth/register")]
 pub(crate) async fn register(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
+    state.admit(&req, |limits| &limits.register)?;
     let Credentials { username, password } = body.into_inner();
     let username = Username::parse(username).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let password = Password::parse(password).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
@@ -60,14 +63,17 @@ pub(crate) async fn register(
     request_body = Credentials,
     responses(
         (status = 200, description = "signed in", body = TokenBody),
-        (status = 401, description = "wrong name or password", body = ErrorBody)
+        (status = 401, description = "wrong name or password", body = ErrorBody),
+        (status = 429, description = "too many attempts from this address", body = ErrorBody)
     )
 )]
 #[post("/api/auth/login")]
 pub(crate) async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
+    state.admit(&req, |limits| &limits.login)?;
     let Credentials { username, password } = body.into_inner();
     // A malformed name cannot belong to anyone, but it still costs a bcrypt
     // verification so its answer takes as long as any other failure.

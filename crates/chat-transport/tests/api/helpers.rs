@@ -57,6 +57,10 @@ macro_rules! backend_tests {
 /// Tweaks a test applies to the default configuration.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tweaks {
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) max_connections_per_user: Option<usize>,
+    /// Rate limits; off unless a test turns them on.
+    pub(crate) rate_limits: Option<chat_transport::RateLimits>,
     /// Redis URL and namespace, for a node of a cluster.
     pub(crate) redis: Option<(String, String)>,
     pub(crate) outbound_queue: Option<usize>,
@@ -118,6 +122,11 @@ impl TestApp {
                 .max_message_chars
                 .unwrap_or(defaults.max_message_chars),
             shutdown_grace: Duration::from_secs(2),
+            rate_limits: tweaks.rate_limits,
+            cors_origins: tweaks.cors_origins.clone(),
+            max_connections_per_user: tweaks
+                .max_connections_per_user
+                .unwrap_or(defaults.max_connections_per_user),
             redis_url: tweaks.redis.as_ref().map(|(url, _)| url.clone()),
             redis_namespace: tweaks
                 .redis

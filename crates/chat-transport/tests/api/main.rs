@@ -7,5 +7,6 @@ mod helpers;
 mod cluster;
 mod contract;
 mod docs;
+mod limits;
 mod rooms;
 mod websocket;
