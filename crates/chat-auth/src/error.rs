@@ -47,6 +47,15 @@ pub enum AuthError {
         /// The fewest bytes accepted.
         min_bytes: usize,
     },
+    /// The previous JWT secret, kept to verify tokens issued before the
+    /// secret was rotated, is too short to resist guessing.
+    #[error(
+        "the previous JWT secret must be at least {min_bytes} bytes long, like the current one"
+    )]
+    WeakPreviousSecret {
+        /// The fewest bytes accepted.
+        min_bytes: usize,
+    },
     /// The configured token lifetime is zero or too large to compute with.
     #[error("the token lifetime {reason}")]
     InvalidTtl {

@@ -5,7 +5,9 @@
 //! user cost the same as one for a known user. [`TokenKeys`] issues and
 //! verifies the HS256 JWTs that clients present on every request and
 //! WebSocket; tokens minted by the original Python backend (only `sub` and
-//! `exp`) are accepted when the same secret is configured.
+//! `exp`) are accepted when the same secret is configured. A previous secret
+//! can be kept beside the current one, so rotating the secret does not sign
+//! anyone out: its tokens stay valid until they expire.
 //!
 //! This crate must not know about HTTP, WebSockets or the database: it takes
 //! passwords, stored hashes and token text, and answers with hashes, tokens,

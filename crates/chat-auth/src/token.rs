@@ -17,10 +17,16 @@ use crate::AuthError;
 /// claims, so a token cannot pick a weaker or different algorithm (`none`,
 /// or RS256 with the secret posing as a public key). The `Debug` output
 /// shows the lifetime only, never the secret.
+///
+/// To rotate the secret without signing everyone out, keep the old one as
+/// the previous secret ([`TokenKeys::with_previous`]): tokens are issued
+/// with the new secret only, and tokens the old one signed are accepted
+/// until their own `exp`.
 #[derive(Clone)]
 pub struct TokenKeys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current secret, then the previous one when there is one.
+    decoding: Vec<DecodingKey>,
     ttl: TimeDelta,
     validation: Validation,
 }
@@ -73,9 +79,32 @@ impl TokenKeys {
     /// Configure the original backend's `SECRET_KEY` here and the tokens it
     /// issued stay valid until they expire.
     pub fn new(secret: &SecretString, ttl: Duration) -> Result<TokenKeys, AuthError> {
+        Self::with_previous(secret, None, ttl)
+    }
+
+    /// Keys that issue tokens with `secret`, as [`TokenKeys::new`] does, and
+    /// also accept tokens signed with `previous` (at least
+    /// [`Self::MIN_SECRET_BYTES`] bytes too), for rotating the secret.
+    ///
+    /// A token signed with the previous secret passes every check a current
+    /// one does (HS256 only, `sub` and `exp` required, not expired, `iat` not
+    /// in the future), so its own `exp` bounds how long it stays usable: once
+    /// the longest-lived of them has expired, the previous secret can be
+    /// removed.
+    pub fn with_previous(
+        secret: &SecretString,
+        previous: Option<&SecretString>,
+        ttl: Duration,
+    ) -> Result<TokenKeys, AuthError> {
         let secret = secret.expose_secret().as_bytes();
         if secret.len() < Self::MIN_SECRET_BYTES {
             return Err(AuthError::WeakSecret {
+                min_bytes: Self::MIN_SECRET_BYTES,
+            });
+        }
+        let previous = previous.map(|previous| previous.expose_secret().as_bytes());
+        if previous.is_some_and(|previous| previous.len() < Self::MIN_SECRET_BYTES) {
+            return Err(AuthError::WeakPreviousSecret {
                 min_bytes: Self::MIN_SECRET_BYTES,
             });
         }
@@ -93,9 +122,15 @@ impl TokenKeys {
         validation.validate_exp = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
 
+        let mut decoding = vec![DecodingKey::from_secret(secret)];
+        // The same secret given twice would only check every bad token twice.
+        if let Some(previous) = previous.filter(|previous| *previous != secret) {
+            decoding.push(DecodingKey::from_secret(previous));
+        }
+
         Ok(TokenKeys {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding,
             ttl,
             validation,
         })
@@ -130,20 +165,15 @@ impl TokenKeys {
 
     /// Checks a token and returns its claims.
     ///
-    /// The token must be an HS256 JWT signed with this secret, carry `sub`
-    /// and `exp`, and not have expired (up to [`Self::LEEWAY_SECS`] of grace).
-    /// `iat` is optional, since the original backend did not set it, but when
-    /// present it must not lie more than [`Self::MAX_IAT_SKEW_SECS`] in the
-    /// future. A well-signed token past its `exp` is
+    /// The token must be an HS256 JWT signed with the current secret or the
+    /// previous one, carry `sub` and `exp`, and not have expired (up to
+    /// [`Self::LEEWAY_SECS`] of grace). `iat` is optional, since the original
+    /// backend did not set it, but when present it must not lie more than
+    /// [`Self::MAX_IAT_SKEW_SECS`] in the future. A well-signed token past its `exp` is
     /// [`AuthError::ExpiredToken`]; anything else wrong is
     /// [`AuthError::InvalidToken`].
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let data = jsonwebtoken::decode::<WireClaims>(token, &self.decoding, &self.validation)
-            .map_err(|error| match error.kind() {
-                ErrorKind::ExpiredSignature => AuthError::ExpiredToken,
-                _ => AuthError::InvalidToken,
-            })?;
-        let WireClaims { sub, iat, exp } = data.claims;
+        let WireClaims { sub, iat, exp } = self.decode(token)?;
         if let Some(iat) = iat
             && iat
                 > Utc::now()
@@ -154,6 +184,26 @@ impl TokenKeys {
         }
         Ok(Claims { sub, iat, exp })
     }
+
+    /// Checks the signature with each secret in turn, then the claims.
+    ///
+    /// The signature is checked before the claims, so only a bad signature
+    /// moves on to the next secret. Every other failure (not a JWT, another
+    /// algorithm, a missing claim, expired) does not depend on the secret
+    /// and is final.
+    fn decode(&self, token: &str) -> Result<WireClaims, AuthError> {
+        for key in &self.decoding {
+            match jsonwebtoken::decode::<WireClaims>(token, key, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(error) => match error.kind() {
+                    ErrorKind::InvalidSignature => continue,
+                    ErrorKind::ExpiredSignature => return Err(AuthError::ExpiredToken),
+                    _ => return Err(AuthError::InvalidToken),
+                },
+            }
+        }
+        Err(AuthError::InvalidToken)
+    }
 }
 
 impl fmt::Debug for TokenKeys {
@@ -162,6 +212,10 @@ impl fmt::Debug for TokenKeys {
             .field("algorithm", &Algorithm::HS256)
             .field("ttl_secs", &self.ttl.num_seconds())
             .field("secret", &"<redacted>")
+            .field(
+                "previous_secret",
+                &(self.decoding.len() > 1).then_some("<redacted>"),
+            )
             .finish()
     }
 }
@@ -448,6 +502,118 @@ mod tests {
         let signature = issued.token.rsplit('.').next().expect("three parts");
         assert!(!debug.contains(signature), "{debug}");
         assert!(!debug.contains(&issued.token), "{debug}");
+    }
+
+    const PREVIOUS: &str = "the-previous-secret-of-32-bytes-or-more";
+
+    /// Keys after a rotation: `SECRET` is current, `PREVIOUS` was.
+    fn rotated_keys() -> TokenKeys {
+        TokenKeys::with_previous(
+            &SecretString::from(SECRET),
+            Some(&SecretString::from(PREVIOUS)),
+            Duration::from_secs(1_800),
+        )
+        .expect("valid")
+    }
+
+    fn keys_for(secret: &str) -> TokenKeys {
+        TokenKeys::new(&SecretString::from(secret), Duration::from_secs(1_800)).expect("valid")
+    }
+
+    #[test]
+    fn a_token_signed_with_the_previous_secret_is_accepted_after_a_rotation() {
+        let before_rotation = keys_for(PREVIOUS).issue(&alice()).expect("issues");
+        let claims = rotated_keys()
+            .verify(&before_rotation.token)
+            .expect("verifies");
+        assert_eq!(claims.sub, "Alice");
+        assert_eq!(claims.expires_at(), Some(before_rotation.expires_at));
+        // Without the previous secret it is refused: the grace comes from
+        // the setting, not from anything else.
+        assert_eq!(
+            keys().verify(&before_rotation.token),
+            Err(AuthError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn a_token_signed_with_the_previous_secret_expires_at_its_own_exp() {
+        let token = sign(
+            Algorithm::HS256,
+            PREVIOUS,
+            &json!({"sub": "alice", "iat": now() - 3_600, "exp": now() - 60}),
+        );
+        assert_eq!(rotated_keys().verify(&token), Err(AuthError::ExpiredToken));
+    }
+
+    #[test]
+    fn a_token_from_an_unknown_secret_is_rejected_after_a_rotation() {
+        let token = sign(
+            Algorithm::HS256,
+            "another-secret-of-at-least-32-bytes!!",
+            &json!({"sub": "alice", "exp": now() + 3_600}),
+        );
+        assert_eq!(rotated_keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn the_previous_secret_is_held_to_every_check_of_the_current_one() {
+        let claims = json!({"sub": "alice", "exp": now() + 3_600});
+        for algorithm in [Algorithm::HS384, Algorithm::HS512] {
+            let token = sign(algorithm, PREVIOUS, &claims);
+            assert_eq!(
+                rotated_keys().verify(&token),
+                Err(AuthError::InvalidToken),
+                "{algorithm:?}"
+            );
+        }
+        let without_exp = sign(Algorithm::HS256, PREVIOUS, &json!({"sub": "alice"}));
+        assert_eq!(
+            rotated_keys().verify(&without_exp),
+            Err(AuthError::InvalidToken)
+        );
+        let from_the_future = sign(
+            Algorithm::HS256,
+            PREVIOUS,
+            &json!({"sub": "alice", "iat": now() + 600, "exp": now() + 3_600}),
+        );
+        assert_eq!(
+            rotated_keys().verify(&from_the_future),
+            Err(AuthError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn new_tokens_are_signed_with_the_new_secret_only() {
+        let issued = rotated_keys().issue(&alice()).expect("issues");
+        assert!(keys_for(SECRET).verify(&issued.token).is_ok());
+        assert_eq!(
+            keys_for(PREVIOUS).verify(&issued.token),
+            Err(AuthError::InvalidToken)
+        );
+        let header = jsonwebtoken::decode_header(&issued.token).expect("a JWT");
+        assert_eq!(header.alg, Algorithm::HS256);
+    }
+
+    #[test]
+    fn a_previous_secret_shorter_than_32_bytes_is_rejected() {
+        let result = TokenKeys::with_previous(
+            &SecretString::from(SECRET),
+            Some(&SecretString::from("x".repeat(31))),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            result.map(|_| ()),
+            Err(AuthError::WeakPreviousSecret { min_bytes: 32 })
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_previous_secret() {
+        let debug = format!("{:?}", rotated_keys());
+        assert!(!debug.contains("the-previous"), "{debug}");
+        assert!(debug.contains("previous_secret: Some"), "{debug}");
+        assert!(format!("{:?}", keys()).contains("previous_secret: None"));
     }
 
     #[test]

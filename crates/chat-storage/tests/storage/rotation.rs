@@ -246,7 +246,10 @@ async fn a_message_changed_during_a_batch_is_not_overwritten(db: &TestDb) {
     // The next run re-encrypts the edited message too.
     let run = rotate(&rotating, 10).await;
     assert_eq!((run.scanned, run.reencrypted), (1, 1), "{run:?}");
-    assert_eq!(contents(db, &db.store_with(ring_of(&b)).await).await, expected);
+    assert_eq!(
+        contents(db, &db.store_with(ring_of(&b)).await).await,
+        expected
+    );
 }
 
 async fn two_rotation_processes_never_overwrite_each_other(db: &TestDb) {
@@ -284,7 +287,14 @@ async fn a_message_no_key_can_decrypt_is_reported_and_left_intact(db: &TestDb) {
     // rotating ring does not hold.
     let c = FernetKey::generate();
     let mut ids = write(db, &db.store, &["under key A 1".to_owned()]).await;
-    ids.extend(write(db, &db.store_with(ring_of(&c)).await, &["under key C".to_owned()]).await);
+    ids.extend(
+        write(
+            db,
+            &db.store_with(ring_of(&c)).await,
+            &["under key C".to_owned()],
+        )
+        .await,
+    );
     ids.extend(write(db, &db.store, &["under key A 2".to_owned()]).await);
     let unreadable_before = db.raw_messages().await[1].clone();
 

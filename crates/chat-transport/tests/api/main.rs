@@ -7,6 +7,7 @@ mod helpers;
 mod cluster;
 mod contract;
 mod docs;
+mod faults;
 mod limits;
 mod rooms;
 mod websocket;
