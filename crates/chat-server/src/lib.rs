@@ -1,19 +1,24 @@
 //! The chat server binary's start-up: settings, secrets, logging,
-//! migrations, then [`chat_transport::Application`].
+//! migrations, then [`chat_transport::Application`]; and the maintenance
+//! command that re-encrypts stored messages after a key rotation
+//! ([`rotate_keys`]).
 //!
 //! It holds no chat logic; everything it does is wiring, so it stays thin
 //! and every part it wires is tested where it lives.
 
+pub mod rotation;
 pub mod secrets;
 pub mod settings;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use chat_auth::{PasswordHasher, TokenKeys};
+use chat_auth::{AuthError, PasswordHasher, TokenKeys};
+use chat_crypto::KeyRing;
 use chat_storage::{Store, StoreConfig};
 use chat_transport::{Application, Services};
 
+pub use rotation::{PreviousKey, RotationReport, rotate_keys};
 pub use settings::{Cli, Command, Environment, Settings};
 
 /// The database URL in force: the setting, or a SQLite file in the data
@@ -27,7 +32,11 @@ pub fn database_url(settings: &Settings) -> String {
 
 /// Opens the database and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let keys = secrets::key_ring(settings)?;
+    open_store_with(settings, secrets::key_ring(settings)?).await
+}
+
+/// [`open_store`] with a key ring already built from the settings.
+async fn open_store_with(settings: &Settings, keys: KeyRing) -> anyhow::Result<Store> {
     let store = Store::connect(StoreConfig {
         url: database_url(settings),
         pool_size: settings.db_pool_size,
@@ -72,8 +81,18 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let hasher =
         PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;
     let ttl = Duration::from_secs(u64::from(settings.token_ttl_minutes.max(1)) * 60);
-    let tokens =
-        TokenKeys::new(&secrets::jwt_secret(settings)?, ttl).context("SECRET_KEY is not valid")?;
+    let tokens = TokenKeys::with_previous(
+        &secrets::jwt_secret(settings)?,
+        secrets::jwt_previous_secret(settings),
+        ttl,
+    )
+    .map_err(|error| {
+        let setting = match error {
+            AuthError::WeakPreviousSecret { .. } => "SECRET_KEY_PREVIOUS",
+            _ => "SECRET_KEY",
+        };
+        anyhow::Error::new(error).context(format!("{setting} is not valid"))
+    })?;
     let services = Services {
         store,
         hasher,

@@ -22,6 +22,28 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::GenKey => chat_server::print_new_keys(),
+        Command::RotateKey { batch_size } => {
+            let url = chat_server::database_url(&settings);
+            tracing::info!(database = %chat_server::redacted_url(&url), batch_size, "rotating keys");
+            let mut batches = 0usize;
+            let mut reencrypted = 0usize;
+            let report = chat_server::rotate_keys(&settings, batch_size, |progress| {
+                batches += 1;
+                reencrypted += progress.reencrypted;
+                if progress.scanned > 0 {
+                    println!(
+                        "batch {batches}: {} re-encrypted, {} changed meanwhile, {} unreadable \
+                         (through message id {}); {reencrypted} re-encrypted so far",
+                        progress.reencrypted,
+                        progress.changed_meanwhile,
+                        progress.unreadable.len(),
+                        progress.last_id.map_or(0, |id| id.get()),
+                    );
+                }
+            })
+            .await?;
+            print!("{report}");
+        }
         Command::Migrate => {
             let url = chat_server::database_url(&settings);
             chat_server::open_store(&settings).await?;

@@ -61,7 +61,13 @@ pub fn key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
             })?
         }
     };
-    let previous = match &settings.encryption_keys_previous {
+    Ok(KeyRing::new(primary, previous_keys(settings)?))
+}
+
+/// The keys of `ENCRYPTION_KEYS_PREVIOUS`, in the order given: entry 1
+/// first. Empty entries are skipped and not counted.
+pub fn previous_keys(settings: &Settings) -> anyhow::Result<Vec<FernetKey>> {
+    match &settings.encryption_keys_previous {
         Some(list) => list
             .expose_secret()
             .split(',')
@@ -73,10 +79,17 @@ pub fn key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
                     format!("ENCRYPTION_KEYS_PREVIOUS entry {} is not valid", i + 1)
                 })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    Ok(KeyRing::new(primary, previous))
+            .collect(),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The previous JWT secret, if one is set and not blank.
+pub fn jwt_previous_secret(settings: &Settings) -> Option<&SecretString> {
+    settings
+        .secret_key_previous
+        .as_ref()
+        .filter(|secret| !secret.expose_secret().trim().is_empty())
 }
 
 /// Reads a secret from `dir/name`, or creates it there, readable by the

@@ -28,6 +28,19 @@ pub enum Command {
     Migrate,
     /// Print a fresh Fernet key and JWT secret, for `.env`.
     GenKey,
+    /// Re-encrypt every stored message with ENCRYPTION_KEY, in batches,
+    /// while the server keeps running; then report which keys of
+    /// ENCRYPTION_KEYS_PREVIOUS no message needs any more. Safe to stop and
+    /// run again: it continues where it stopped.
+    RotateKey {
+        /// Messages re-encrypted per transaction.
+        #[arg(
+            long,
+            default_value_t = 500,
+            value_parser = clap::value_parser!(i64).range(1..=chat_storage::MAX_REENCRYPT_BATCH)
+        )]
+        batch_size: i64,
+    },
 }
 
 /// How strict start-up is about secrets.
@@ -88,6 +101,17 @@ pub struct Settings {
     /// JWT signing secret, at least 32 bytes.
     #[arg(long, env = "SECRET_KEY", hide_env_values = true, global = true)]
     pub secret_key: Option<SecretString>,
+
+    /// The JWT secret before the last rotation: tokens it signed are still
+    /// accepted until they expire; new tokens use SECRET_KEY. Remove it once
+    /// CHAT_TOKEN_TTL_MINUTES have passed since the rotation.
+    #[arg(
+        long,
+        env = "SECRET_KEY_PREVIOUS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub secret_key_previous: Option<SecretString>,
 
     /// Fernet key that encrypts new messages (from `chat-server gen-key`),
     /// or `passphrase:<text>` for a database written by the original Python

@@ -229,3 +229,121 @@ fn cors_origins_must_be_origins() {
         );
     }
 }
+
+/// The real binary, stopped with SIGTERM while a client is sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_with_1001_keeps_acknowledged_messages_and_exits() -> Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = temp_dir("sigterm");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .env_clear()
+        .env("CHAT_BIND", format!("127.0.0.1:{port}"))
+        .env("CHAT_DATA_DIR", &dir)
+        .env("CHAT_BCRYPT_COST", "10")
+        .env("CHAT_SHUTDOWN_GRACE_SECS", "5")
+        .env("CHAT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(up, "the server did not start");
+    http.post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": "alice", "password": "correct-horse"}))
+        .send()
+        .await?;
+    let token = login(&http, &base).await?;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/chat?token={token}"))
+            .await?;
+    for i in 0..20 {
+        let frame =
+            json!({"type": "message", "content": format!("m{i}"), "client_id": format!("c{i}")});
+        socket.send(Message::text(frame.to_string())).await?;
+    }
+    // Wait for the first acknowledgements, then stop the server mid-traffic.
+    let mut acked = Vec::new();
+    while acked.len() < 5 {
+        if let Some(Ok(Message::Text(text))) = socket.next().await {
+            let frame: Value = serde_json::from_str(&text)?;
+            if frame["type"] == "ack" {
+                acked.push(frame["client_id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    let stopped_at = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM failed");
+    let mut close_code = None;
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await
+    {
+        match message {
+            Ok(Message::Text(text)) => {
+                let frame: Value = serde_json::from_str(&text)?;
+                if frame["type"] == "ack" {
+                    acked.push(frame["client_id"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            Ok(Message::Close(frame)) => {
+                close_code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(close_code, Some(1001));
+    // The process exits within the grace period.
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait()? {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(status) = exited else {
+        let _ = child.kill();
+        bail!("the server did not exit after SIGTERM");
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5 + 2),
+        "took {:?}",
+        stopped_at.elapsed()
+    );
+
+    // Every acknowledged message is stored.
+    let settings = settings(dir.clone());
+    let store = chat_server::open_store(&settings).await?;
+    let general = store
+        .room_by_name(&RoomName::general())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no general room"))?;
+    let stored: Vec<String> = store
+        .latest(general.id, 100)
+        .await?
+        .into_iter()
+        .filter_map(|m| m.client_id.map(|id| id.as_str().to_owned()))
+        .collect();
+    for id in &acked {
+        assert!(stored.contains(id), "acknowledged {id} is missing");
+    }
+    drop(store);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
