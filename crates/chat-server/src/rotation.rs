@@ -90,10 +90,9 @@ pub async fn rotate_keys(
     let mut unreadable = Vec::new();
     let mut after = None;
     loop {
-        let progress = store
-            .reencrypt_batch(after, batch_size)
-            .await
-            .context("re-encrypting a batch failed; run `chat-server rotate-key` again to resume")?;
+        let progress = store.reencrypt_batch(after, batch_size).await.context(
+            "re-encrypting a batch failed; run `chat-server rotate-key` again to resume",
+        )?;
         reencrypted += progress.reencrypted;
         changed_meanwhile += progress.changed_meanwhile;
         unreadable.extend_from_slice(&progress.unreadable);
@@ -200,7 +199,10 @@ impl fmt::Display for RotationReport {
             .map(|key| format!("entry {} (key id {})", key.entry, key.key_id))
             .collect();
         if self.previous.is_empty() {
-            writeln!(f, "ENCRYPTION_KEYS_PREVIOUS is empty: there is no previous key to drop")?;
+            writeln!(
+                f,
+                "ENCRYPTION_KEYS_PREVIOUS is empty: there is no previous key to drop"
+            )?;
         } else if droppable.is_empty() {
             writeln!(
                 f,

@@ -100,7 +100,7 @@ pub(crate) async fn upgrade(
             strikes: 0,
         };
         let close = task.run(stream, outbound).await;
-        task.finish(close).await;
+        Box::pin(task.finish(close)).await;
     });
     Ok(response)
 }
@@ -171,7 +171,10 @@ impl Session {
         mut stream: AggregatedMessageStream,
         mut outbound: mpsc::Receiver<Outbound>,
     ) -> End {
-        if let Err(end) = self.start().await {
+        // The rarely taken, database-touching branches are boxed: a task's
+        // future is as large as its largest state, and this one is held by
+        // every idle connection.
+        if let Err(end) = Box::pin(self.start()).await {
             return end;
         }
         let config = Arc::clone(&self.state.config);
@@ -195,7 +198,7 @@ impl Session {
                         Some(Ok(AggregatedMessage::Text(text))) => {
                             match self.admit() {
                                 Admission::Admitted => {
-                                    if self.on_text(&text).await.is_err() {
+                                    if Box::pin(self.on_text(&text)).await.is_err() {
                                         return self.gone();
                                     }
                                 }
@@ -246,7 +249,7 @@ impl Session {
                 }
                 item = outbound.recv() => {
                     let Some(item) = item else { return End::Gone };
-                    if self.deliver(item).await.is_err() {
+                    if Box::pin(self.deliver(item)).await.is_err() {
                         return self.gone();
                     }
                 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use chat_domain::{MessageBody, RoomName, Username};
-use chat_server::{Environment, Settings};
+use chat_crypto::FernetKey;
+use chat_server::{Environment, PreviousKey, Settings};
 use chat_storage::NewMessage;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -25,6 +26,7 @@ fn settings(data_dir: PathBuf) -> Settings {
     settings.data_dir = data_dir;
     settings.database_url = None;
     settings.secret_key = None;
+    settings.secret_key_previous = None;
     settings.encryption_key = None;
     settings.encryption_keys_previous = None;
     settings.environment = Environment::Development;
@@ -53,6 +55,33 @@ async fn serve(
             .await;
     });
     Ok((base, stop, task))
+}
+
+async fn stop_server(
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+) -> Result<()> {
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task).await??;
+    Ok(())
+}
+
+/// The `content` of every item `/api/chat/messages` returns to `token`.
+async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<String>> {
+    let response = http
+        .get(format!("{base}/api/chat/messages?limit=100"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    let Some(items) = body.as_array() else {
+        bail!("history answered {status}: {body}");
+    };
+    Ok(items
+        .iter()
+        .map(|item| item["content"].as_str().unwrap_or_default().to_owned())
+        .collect())
 }
 
 async fn login(http: &reqwest::Client, base: &str) -> Result<String> {
@@ -345,5 +374,138 @@ async fn sigterm_closes_sockets_with_1001_keeps_acknowledged_messages_and_exits(
     }
     drop(store);
     std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_rotate_key_a_server_with_only_the_new_keys_reads_all_history() -> Result<()> {
+    let dir = temp_dir("rotate-key");
+    let key_a = FernetKey::generate();
+    let key_b = FernetKey::generate();
+    let old_secret = chat_server::secrets::generate_jwt_secret();
+    let new_secret = chat_server::secrets::generate_jwt_secret();
+    let http = reqwest::Client::new();
+
+    // Before: key A and the old JWT secret. Seven messages are stored.
+    let mut before = settings(dir.clone());
+    before.encryption_key = Some(SecretString::from(key_a.to_base64()));
+    before.secret_key = Some(SecretString::from(old_secret.clone()));
+    let (base, stop, task) = serve(&before).await?;
+    let registered = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": "alice", "password": "correct-horse"}))
+        .send()
+        .await?;
+    assert_eq!(registered.status(), 201);
+    let old_token = login(&http, &base).await?;
+    let written: Vec<String> = (1..=7).map(|n| format!("written under key A, {n}")).collect();
+    let store = chat_server::open_store(&before).await?;
+    let alice = store
+        .user_by_name(&Username::parse("alice")?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("alice was not stored"))?;
+    let general = store
+        .room_by_name(&RoomName::general())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no general room"))?;
+    let mut batch = Vec::new();
+    for text in &written {
+        batch.push(NewMessage {
+            room_id: general.id,
+            user_id: alice.id,
+            username: alice.username.clone(),
+            body: MessageBody::parse(text.as_str())?,
+            client_id: None,
+        });
+    }
+    store.append_messages(batch).await?;
+    drop(store);
+    stop_server(stop, task).await?;
+
+    // The operator's first steps: B becomes ENCRYPTION_KEY, A moves to
+    // ENCRYPTION_KEYS_PREVIOUS, the new JWT secret is set with the old one as
+    // SECRET_KEY_PREVIOUS, and the server restarts.
+    let mut during = before.clone();
+    during.encryption_key = Some(SecretString::from(key_b.to_base64()));
+    during.encryption_keys_previous = Some(SecretString::from(key_a.to_base64()));
+    during.secret_key = Some(SecretString::from(new_secret));
+    during.secret_key_previous = Some(SecretString::from(old_secret));
+    let (base, stop, task) = serve(&during).await?;
+
+    // `rotate-key` runs while that server serves.
+    let mut batches = Vec::new();
+    let report = chat_server::rotate_keys(&during, 3, |progress| {
+        batches.push(progress.reencrypted);
+    })
+    .await?;
+    assert_eq!(batches, [3, 3, 1]);
+    assert_eq!(report.reencrypted, 7);
+    assert_eq!(report.under_primary, 7);
+    assert_eq!(report.primary, *key_b.id());
+    assert_eq!(
+        report.previous,
+        [PreviousKey {
+            entry: 1,
+            key_id: key_a.id().clone(),
+            remaining: 0,
+        }]
+    );
+    assert!(report.unknown.is_empty() && report.unreadable.is_empty());
+    assert!(report.is_complete());
+    let printed = report.to_string();
+    assert!(
+        printed.contains(&format!(
+            "remove them from ENCRYPTION_KEYS_PREVIOUS and restart the servers: entry 1 (key id {})",
+            key_a.id()
+        )),
+        "{printed}"
+    );
+
+    // The token signed with the old secret still works, until it expires.
+    assert_eq!(history_contents(&http, &base, &old_token).await?, written);
+    stop_server(stop, task).await?;
+
+    // After: only key B and only the new secret.
+    let mut after = during.clone();
+    after.encryption_keys_previous = None;
+    after.secret_key_previous = None;
+    let (base, stop, task) = serve(&after).await?;
+    let refused = http
+        .get(format!("{base}/api/chat/messages"))
+        .bearer_auth(&old_token)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 401);
+    let token = login(&http, &base).await?;
+    assert_eq!(history_contents(&http, &base, &token).await?, written);
+
+    // Running the rotation again finds nothing left to do.
+    let again = chat_server::rotate_keys(&after, 3, |_| {}).await?;
+    assert_eq!(again.reencrypted, 0);
+    assert!(again.is_complete());
+    stop_server(stop, task).await?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_short_previous_jwt_secret_is_a_start_up_error_that_names_it() -> Result<()> {
+    let dir = temp_dir("short-previous-secret");
+    let mut settings = settings(dir.clone());
+    settings.secret_key = Some(SecretString::from(
+        chat_server::secrets::generate_jwt_secret(),
+    ));
+    settings.secret_key_previous = Some(SecretString::from("too-short".to_owned()));
+    let error = chat_server::build(&settings)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"));
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("SECRET_KEY_PREVIOUS is not valid")),
+        "{error:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
