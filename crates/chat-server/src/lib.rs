@@ -103,13 +103,21 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         .context("could not start the server")
 }
 
-/// Prints a fresh Fernet key and JWT secret in `.env` form.
-pub fn print_new_keys() {
-    println!(
-        "ENCRYPTION_KEY={}",
-        chat_crypto::FernetKey::generate().to_base64()
+/// Prints a fresh Fernet key and JWT secret in `.env` form. A closed
+/// pipe (`chat-server gen-key | head -1`) is not an error.
+pub fn print_new_keys() -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = writeln!(
+        out,
+        "ENCRYPTION_KEY={}\nSECRET_KEY={}",
+        chat_crypto::FernetKey::generate().to_base64(),
+        secrets::generate_jwt_secret()
     );
-    println!("SECRET_KEY={}", secrets::generate_jwt_secret());
+    match written {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

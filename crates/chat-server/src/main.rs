@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     match cli.command.unwrap_or(Command::Serve) {
-        Command::GenKey => chat_server::print_new_keys(),
+        Command::GenKey => chat_server::print_new_keys()?,
         Command::RotateKey { batch_size } => {
             let url = chat_server::database_url(&settings);
             tracing::info!(database = %chat_server::redacted_url(&url), batch_size, "rotating keys");

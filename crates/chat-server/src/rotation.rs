@@ -144,16 +144,17 @@ impl fmt::Display for RotationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "re-encrypted {} messages with ENCRYPTION_KEY (key id {}); {} messages are under it now",
-            self.reencrypted, self.primary, self.under_primary
+            "re-encrypted {} with ENCRYPTION_KEY (key id {}); {} under it now",
+            messages(self.reencrypted),
+            self.primary,
+            messages(self.under_primary)
         )?;
         if self.changed_meanwhile > 0 {
             writeln!(
                 f,
-                "{} messages changed while being re-encrypted and were left as their writer \
-                 left them; run `chat-server rotate-key` again to pick up any still under an \
-                 old key",
-                self.changed_meanwhile
+                "{} changed while being re-encrypted and were left as their writer left \
+                 them; run `chat-server rotate-key` again to pick up any still under an old key",
+                messages(self.changed_meanwhile)
             )?;
         }
         if !self.unreadable.is_empty() {
@@ -170,9 +171,9 @@ impl fmt::Display for RotationReport {
             };
             writeln!(
                 f,
-                "{} messages cannot be decrypted with any configured key and were left \
-                 untouched (ids {}{more})",
-                self.unreadable.len(),
+                "{} cannot be decrypted with any configured key and were left untouched \
+                 (ids {}{more})",
+                messages(self.unreadable.len()),
                 shown.join(", ")
             )?;
         }
@@ -180,15 +181,18 @@ impl fmt::Display for RotationReport {
         for key in &self.previous {
             writeln!(
                 f,
-                "ENCRYPTION_KEYS_PREVIOUS entry {} (key id {}): {} messages remain",
-                key.entry, key.key_id, key.remaining
+                "ENCRYPTION_KEYS_PREVIOUS entry {} (key id {}): {} remaining",
+                key.entry,
+                key.key_id,
+                messages(key.remaining)
             )?;
         }
         for (key_id, count) in &self.unknown {
             writeln!(
                 f,
-                "key id {key_id} is not configured: {count} messages remain under it and \
-                 cannot be read; add that key to ENCRYPTION_KEYS_PREVIOUS and run again"
+                "key id {key_id} is not configured: {} remaining under it cannot be read; \
+                 add that key to ENCRYPTION_KEYS_PREVIOUS and run again",
+                messages(*count)
             )?;
         }
 
@@ -218,5 +222,14 @@ impl fmt::Display for RotationReport {
             )?;
         }
         Ok(())
+    }
+}
+
+/// "1 message", "2 messages".
+fn messages<N: fmt::Display + PartialEq + From<u8>>(count: N) -> String {
+    if count == N::from(1) {
+        "1 message".to_owned()
+    } else {
+        format!("{count} messages")
     }
 }

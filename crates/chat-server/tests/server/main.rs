@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use chat_domain::{MessageBody, RoomName, Username};
 use chat_crypto::FernetKey;
+use chat_domain::{MessageBody, RoomName, Username};
 use chat_server::{Environment, PreviousKey, Settings};
 use chat_storage::NewMessage;
 use secrecy::SecretString;
@@ -398,7 +398,9 @@ async fn after_rotate_key_a_server_with_only_the_new_keys_reads_all_history() ->
         .await?;
     assert_eq!(registered.status(), 201);
     let old_token = login(&http, &base).await?;
-    let written: Vec<String> = (1..=7).map(|n| format!("written under key A, {n}")).collect();
+    let written: Vec<String> = (1..=7)
+        .map(|n| format!("written under key A, {n}"))
+        .collect();
     let store = chat_server::open_store(&before).await?;
     let alice = store
         .user_by_name(&Username::parse("alice")?)
