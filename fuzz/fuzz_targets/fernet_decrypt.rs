@@ -14,6 +14,12 @@
 //!
 //! Nothing may panic, and a key that parses must survive a round trip
 //! through its standard text form.
+//!
+//! Known crash: a token whose timestamp is within 60 s of `u64::MAX` makes
+//! `fernet` 0.2.2 add with overflow (see fuzz/artifacts-found/README.md).
+//! Until `KeyRing` guards against it, `CHAT_FUZZ_SKIP_KNOWN=1` skips such
+//! inputs so a run can look for other bugs; without it the crash is found
+//! within seconds.
 
 #![no_main]
 
@@ -36,6 +42,27 @@ static RING: LazyLock<KeyRing> = LazyLock::new(|| {
     KeyRing::new(primary, vec![previous])
 });
 
+/// Whether inputs that reach the known `fernet` overflow are skipped.
+static SKIP_KNOWN: LazyLock<bool> =
+    LazyLock::new(|| std::env::var_os("CHAT_FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"));
+
+/// Whether `token` carries a timestamp so large that `fernet` 0.2.2 overflows
+/// adding its 60 s clock skew to it: the same reading of the first twelve
+/// characters that `KeyRing` does to find the time a token was sealed.
+fn hits_known_overflow(token: &str) -> bool {
+    let Some(head) = token.get(..12) else {
+        return false;
+    };
+    let mut bytes = [0u8; 9];
+    match URL_SAFE.decode_slice(head, &mut bytes) {
+        Ok(9) => {
+            let timestamp = u64::from_be_bytes(bytes[1..].try_into().expect("eight bytes"));
+            timestamp > u64::MAX - 60
+        }
+        _ => false,
+    }
+}
+
 /// The HMAC half of the primary key: its first 16 bytes.
 static SIGNING_KEY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let bytes = URL_SAFE.decode(PRIMARY).expect("valid base64");
@@ -55,6 +82,9 @@ fuzz_target!(|data: &[u8]| {
                 let again = FernetKey::parse(&key.to_base64()).expect("to_base64 parses");
                 assert_eq!(again.id(), key.id());
             }
+            if *SKIP_KNOWN && hits_known_overflow(text) {
+                return;
+            }
             let _ = RING.decrypt(text);
         }
         86..=170 => {
@@ -63,6 +93,9 @@ fuzz_target!(|data: &[u8]| {
             let mut token = rest.to_vec();
             token.extend_from_slice(&mac.finalize().into_bytes());
             let token = URL_SAFE.encode(token);
+            if *SKIP_KNOWN && hits_known_overflow(&token) {
+                return;
+            }
             match RING.decrypt(&token) {
                 Ok(_) | Err(CryptoError::Undecryptable) | Err(CryptoError::NotUtf8) => {}
                 Err(other) => panic!("unexpected error {other:?}"),

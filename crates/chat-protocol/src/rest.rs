@@ -294,6 +294,15 @@ pub struct CreateRoomRequest {
     pub name: String,
 }
 
+/// The body of `POST /api/rooms/{name}/read`: the newest seq the user has
+/// seen in the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MarkReadRequest {
+    /// Messages up to this seq count as read.
+    pub seq: i64,
+}
+
 /// A stored message of a room, as the REST pages return it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -27,6 +27,7 @@ use crate::session;
         routes::rooms::join,
         routes::rooms::leave,
         routes::rooms::messages,
+        routes::rooms::mark_read,
         routes::rooms::open_direct,
         session::upgrade,
     ),

@@ -24,5 +24,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(rooms::join)
         .service(rooms::leave)
         .service(rooms::messages)
+        .service(rooms::mark_read)
         .service(rooms::open_direct);
 }

@@ -1,6 +1,8 @@
 use actix_web::{HttpResponse, get, post, web};
 use chat_domain::{RoomKind, RoomName, Seq, UserId, Username};
-use chat_protocol::rest::{CreateRoomRequest, ErrorBody, MessagePage, PageQuery, RoomBody};
+use chat_protocol::rest::{
+    CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody,
+};
 use chat_storage::{Cursor, Membership, Room, User};
 
 use crate::auth::CurrentUser;
@@ -164,6 +166,35 @@ pub(crate) async fn leave(
     )
     .await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Records how far the caller has read a room; its `unread` count follows.
+/// The mark never moves backwards, nor past the room's last message.
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{name}/read",
+    tag = "rooms",
+    params(("name" = String, Path, description = "room name")),
+    request_body = MarkReadRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = RoomBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[post("/api/rooms/{name}/read")]
+pub(crate) async fn mark_read(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    name: web::Path<String>,
+    body: web::Json<MarkReadRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let seq = Seq::new(body.seq).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let room = find_room(&state, &name).await?;
+    ensure_visible(&state, &room, &user).await?;
+    state.store.mark_read(room.id, user.id, seq).await?;
+    Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
 }
 
 /// A page of a room's history, by seq: `before=N` gives the newest `limit`

@@ -33,6 +33,7 @@ async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
         "/api/rooms/{name}/join",
         "/api/rooms/{name}/leave",
         "/api/rooms/{name}/messages",
+        "/api/rooms/{name}/read",
         "/api/dm/{username}",
         "/ws/chat",
     ] {

@@ -11,7 +11,44 @@ crate::backend_tests!(
     messages_stay_in_their_room,
     direct_conversations_reach_their_two_members_only,
     users_me_returns_the_signed_in_user,
+    unread_counts_follow_the_read_mark,
 );
+
+async fn unread_counts_follow_the_read_mark(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sender = app.connect(&alice).await?;
+    for i in 1..=5 {
+        sender
+            .send_acked("general", &format!("m{i}"), &format!("c{i}"))
+            .await?;
+    }
+    let unread = |rooms: Vec<Value>| {
+        rooms
+            .iter()
+            .find(|r| r["name"] == "general")
+            .and_then(|r| r["unread"].as_i64())
+    };
+    let rooms: Vec<Value> = app.get_authed("/api/rooms", &bob).await?.json().await?;
+    assert_eq!(unread(rooms), Some(5));
+    let marked: Value = app
+        .post_authed("/api/rooms/general/read", &bob, &json!({"seq": 3}))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(marked["unread"], 2);
+    assert_eq!(marked["last_read_seq"], 3);
+    // It never moves backwards.
+    app.post_authed("/api/rooms/general/read", &bob, &json!({"seq": 1}))
+        .await?;
+    let rooms: Vec<Value> = app.get_authed("/api/rooms", &bob).await?.json().await?;
+    assert_eq!(unread(rooms), Some(2));
+    let bad = app
+        .post_authed("/api/rooms/general/read", &bob, &json!({"seq": -1}))
+        .await?;
+    assert_eq!(bad.status(), 422);
+    Ok(())
+}
 
 async fn rooms_are_created_listed_joined_and_left(app: &TestApp) -> Result<()> {
     let alice = app.user("alice").await?;
