@@ -19,6 +19,17 @@ pub struct PasswordHasher {
     /// A well-formed hash of the configured cost that no password matches,
     /// verified against when the user does not exist.
     dummy_hash: Arc<str>,
+    /// Bounds how many hashes run at once. bcrypt is meant to be slow; left
+    /// unbounded, a burst of sign-ins would take every core and stall the
+    /// WebSocket traffic of everyone already signed in.
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// Hashes that may run at once: all cores but one, so message traffic keeps
+/// a core however many people sign in.
+fn hashing_permits() -> Arc<tokio::sync::Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)))
 }
 
 impl PasswordHasher {
@@ -51,6 +62,7 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             cost,
             dummy_hash: dummy_hash(cost).into(),
+            permits: hashing_permits(),
         })
     }
 
@@ -64,7 +76,7 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
         let password = password.clone();
         let cost = self.cost;
-        blocking(move || bcrypt::hash(password.expose(), cost))
+        self.blocking(move || bcrypt::hash(password.expose(), cost))
             .await?
             .map_err(|error| AuthError::HashingFailed {
                 reason: error.to_string(),
@@ -97,11 +109,13 @@ impl PasswordHasher {
         let Some(stored_hash) = stored_hash else {
             let dummy_hash = Arc::clone(&self.dummy_hash);
             // The outcome is ignored: only the time spent matters here.
-            let _ = blocking(move || bcrypt::verify(password, &dummy_hash)).await?;
+            let _ = self
+                .blocking(move || bcrypt::verify(password, &dummy_hash))
+                .await?;
             return Ok(false);
         };
         let stored_hash = stored_hash.to_owned();
-        blocking(move || bcrypt::verify(password, &stored_hash))
+        self.blocking(move || bcrypt::verify(password, &stored_hash))
             .await?
             .map_err(|error| match error {
                 BcryptError::InvalidHash(reason) => AuthError::MalformedHash {
@@ -123,6 +137,7 @@ impl Default for PasswordHasher {
         PasswordHasher {
             cost: Self::DEFAULT_COST,
             dummy_hash: dummy_hash(Self::DEFAULT_COST).into(),
+            permits: hashing_permits(),
         }
     }
 }
@@ -140,16 +155,29 @@ fn dummy_hash(cost: u32) -> String {
 }
 
 /// Runs CPU-heavy work on the blocking pool.
-async fn blocking<T, F>(work: F) -> Result<T, AuthError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    tokio::task::spawn_blocking(work)
+impl PasswordHasher {
+    /// Runs bcrypt on the blocking pool, once a hashing permit is free.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, AuthError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|error| AuthError::HashingFailed {
+                reason: format!("no hashing permit: {error}"),
+            })?;
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(permit);
+            result
+        })
         .await
         .map_err(|error| AuthError::HashingFailed {
             reason: format!("the blocking task did not finish: {error}"),
         })
+    }
 }
 
 #[cfg(test)]
