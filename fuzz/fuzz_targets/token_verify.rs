@@ -67,7 +67,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(claims) = KEYS.verify(&token) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX));
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+            });
         let leeway = i64::try_from(TokenKeys::LEEWAY_SECS).expect("small");
         assert!(
             claims.exp >= now - leeway - 1,
