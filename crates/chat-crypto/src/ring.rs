@@ -90,7 +90,10 @@ impl KeyRing {
         let others = self
             .keys()
             .filter(|key| hinted.is_none_or(|hinted| hinted.id() != key.id()));
-        let sealed_at = sealed_at(token);
+        // The fernet crate adds its 60 s clock skew to the time it is given;
+        // a (damaged or forged) token claiming the last second of time would
+        // overflow that sum. No real token is that old, so clamp well below.
+        let sealed_at = sealed_at(token).min(u64::MAX - 3_600);
         for key in hinted.into_iter().chain(others) {
             // `decrypt_at_time` is given the token's own time, which turns
             // off both of Fernet's clock checks: there is no TTL (messages
@@ -327,6 +330,17 @@ mod tests {
         assert_eq!(
             ring_of(&key).decrypt(&ahead).as_deref(),
             Ok("from the future")
+        );
+    }
+
+    #[test]
+    fn a_token_claiming_the_end_of_time_is_undecryptable_not_a_panic() {
+        // Found by the `fernet_decrypt` fuzz target: version byte 0x80 and a
+        // timestamp of u64::MAX.
+        let ring = ring_of(&FernetKey::generate());
+        assert_eq!(
+            ring.decrypt("gP__________"),
+            Err(CryptoError::Undecryptable)
         );
     }
 
