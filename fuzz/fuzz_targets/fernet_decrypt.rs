@@ -15,11 +15,10 @@
 //! Nothing may panic, and a key that parses must survive a round trip
 //! through its standard text form.
 //!
-//! Known crash: a token whose timestamp is within 60 s of `u64::MAX` makes
-//! `fernet` 0.2.2 add with overflow (see fuzz/artifacts-found/README.md).
-//! Until `KeyRing` guards against it, `CHAT_FUZZ_SKIP_KNOWN=1` skips such
-//! inputs so a run can look for other bugs; without it the crash is found
-//! within seconds.
+//! Found crash (now fixed in `KeyRing`): a token whose timestamp is within
+//! 60 s of `u64::MAX` made `fernet` 0.2.2 add with overflow (see
+//! fuzz/artifacts-found/README.md). `CHAT_FUZZ_SKIP_KNOWN=1`, which skipped
+//! such inputs while the bug was open, is kept only to compare runs.
 
 #![no_main]
 
