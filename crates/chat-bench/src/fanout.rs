@@ -74,6 +74,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         bail!("--rate must be 0 (flat out) or positive");
     }
     let api = Api::new(&args.target.server)?;
+    let others = args.target.other_nodes()?;
     let names = RunNames::new();
     let users = args.target.users_for(args.clients);
     eprintln!(
@@ -96,6 +97,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         .collect();
     let mut fleet = Fleet::open(
         &api,
+        &others,
         &tokens,
         specs,
         vec![room.clone()],
@@ -141,6 +143,9 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
 
     let mut report = Report::new("fanout");
     report.add("server", args.target.server.as_str());
+    if !args.target.also_servers.is_empty() {
+        report.add("other_nodes", args.target.also_servers.join(" "));
+    }
     report.add("clients", args.clients as u64);
     report.add("users", users as u64);
     report.add("senders", args.senders as u64);

@@ -27,6 +27,10 @@ pub(crate) struct Target {
         default_value = "http://127.0.0.1:8000"
     )]
     pub(crate) server: String,
+    /// More nodes of the same deployment (same database and Redis):
+    /// connections are spread round-robin over `--server` and these.
+    #[arg(long = "also-server")]
+    pub(crate) also_servers: Vec<String>,
     /// Print the summary as one JSON object instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -47,6 +51,11 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// The other nodes' APIs.
+    pub(crate) fn other_nodes(&self) -> anyhow::Result<Vec<Api>> {
+        self.also_servers.iter().map(|url| Api::new(url)).collect()
+    }
+
     /// How many accounts a run with `connections` sockets registers.
     pub(crate) fn users_for(&self, connections: usize) -> usize {
         self.users.unwrap_or(200).min(connections).max(1)
@@ -202,6 +211,7 @@ impl Fleet {
     /// as soon as it has joined, so no socket sits unread during set-up.
     pub(crate) async fn open(
         api: &Api,
+        others: &[Api],
         tokens: &[String],
         specs: Vec<ClientSpec>,
         names: Vec<String>,
@@ -209,16 +219,24 @@ impl Fleet {
     ) -> anyhow::Result<Fleet> {
         let names: Arc<[String]> = names.into();
         let shared = Arc::new(Shared::new(names.len()));
-        let urls = tokens
-            .iter()
-            .map(|token| api.ws_url(token))
+        // One list of socket URLs per node; client `i` goes to node
+        // `i % nodes`.
+        let urls = std::iter::once(api)
+            .chain(others)
+            .map(|node| {
+                tokens
+                    .iter()
+                    .map(|token| node.ws_url(token))
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let progress = Progress::start("connect + join", specs.len() as u64);
         let done = progress.counter();
         let mut results: Vec<(usize, anyhow::Result<Client>)> =
             stream::iter(specs.into_iter().enumerate())
                 .map(|(index, spec)| {
-                    let url = urls[spec.account % urls.len()].clone();
+                    let node = &urls[index % urls.len()];
+                    let url = node[spec.account % node.len()].clone();
                     let (names, shared, done) =
                         (Arc::clone(&names), Arc::clone(&shared), Arc::clone(&done));
                     async move {

@@ -175,6 +175,7 @@ async fn seed(
         .collect();
     let mut fleet = Fleet::open(
         api,
+        &[],
         tokens,
         specs,
         vec![room.to_owned()],

@@ -49,6 +49,7 @@ pub(crate) async fn run(args: IdleArgs, bench_nofile: Option<u64>) -> anyhow::Re
         .collect();
     let fleet = Fleet::open(
         &api,
+        &[],
         &tokens,
         specs,
         Vec::new(),

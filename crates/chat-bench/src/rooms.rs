@@ -69,6 +69,7 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
         .collect();
     let mut fleet = Fleet::open(
         &api,
+        &[],
         &tokens,
         specs,
         rooms.clone(),
