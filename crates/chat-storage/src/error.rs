@@ -69,6 +69,13 @@ impl From<DieselError> for StorageError {
             error @ DieselError::BrokenTransactionManager => {
                 StorageError::Unavailable(Box::new(error))
             }
+            // diesel does not expose PostgreSQL's SQLSTATE, so a server that
+            // is going away (57P01 "terminating connection", 57P03 "the
+            // database system is shutting down", a reset socket) is told by
+            // its message.
+            DieselError::DatabaseError(kind, info) if is_outage_message(info.message()) => {
+                StorageError::Unavailable(Box::new(DieselError::DatabaseError(kind, info)))
+            }
             other => StorageError::Query(Box::new(other)),
         }
     }
@@ -83,5 +90,44 @@ impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolErro
         // Every way of not getting a connection (timeout, refused, closed
         // pool) is an outage from the caller's point of view.
         StorageError::unavailable(error)
+    }
+}
+
+/// Whether a database error message says the server or the connection went
+/// away, rather than that the query was wrong.
+fn is_outage_message(message: &str) -> bool {
+    const OUTAGES: [&str; 10] = [
+        "terminating connection",
+        "the database system is",
+        "server closed the connection",
+        "connection closed",
+        "connection reset",
+        "connection refused",
+        "broken pipe",
+        "error communicating with the server",
+        "unexpected end of file",
+        "unexpected eof",
+    ];
+    let message = message.to_ascii_lowercase();
+    OUTAGES.iter().any(|outage| message.contains(outage))
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::is_outage_message;
+
+    #[test]
+    fn a_server_going_away_is_an_outage_and_a_bad_query_is_not() {
+        assert!(is_outage_message(
+            "terminating connection due to administrator command"
+        ));
+        assert!(is_outage_message(
+            "FATAL: the database system is shutting down"
+        ));
+        assert!(is_outage_message("Connection reset by peer (os error 104)"));
+        assert!(!is_outage_message("syntax error at or near \"SELCT\""));
+        assert!(!is_outage_message(
+            "duplicate key value violates unique constraint"
+        ));
     }
 }
