@@ -91,6 +91,7 @@ pub(crate) async fn upgrade(
             conn,
             socket: session,
             cursors: HashMap::new(),
+            sent: HashMap::new(),
             rooms: HashMap::new(),
             too_slow: false,
             bucket: state
@@ -141,8 +142,10 @@ struct Session {
     user: User,
     conn: Arc<Connection>,
     socket: actix_ws::Session,
-    /// The last seq delivered per room.
+    /// The last seq delivered per room (or where delivery starts).
     cursors: HashMap<RoomId, Seq>,
+    /// The newest seq actually sent to this client, per room.
+    sent: HashMap<RoomId, Seq>,
     /// The rooms this connection receives, by name.
     rooms: HashMap<RoomName, Room>,
     /// Set when a write was abandoned because the client stopped reading.
@@ -330,7 +333,10 @@ impl Session {
     /// online there. Delivery starts after `cursor`, which must have been
     /// read before subscribing.
     async fn subscribe(&mut self, room: Room, cursor: Seq) {
-        self.cursors.insert(room.id, cursor);
+        // Never back over what this connection has already sent: a resume
+        // from an older seq must not send those messages twice.
+        let sent = self.sent.get(&room.id).copied().unwrap_or(Seq::ZERO);
+        self.cursors.insert(room.id, cursor.max(sent));
         if !self.rooms.contains_key(&room.name) {
             let change = self.state.hub.subscribe(room.id, &self.conn);
             presence::announce(
@@ -387,6 +393,7 @@ impl Session {
                     _ => {}
                 }
                 self.cursors.insert(room, seq);
+                self.sent.insert(room, seq);
                 self.send_raw(frame).await
             }
             Outbound::Head { room, seq } => match self.cursors.get(&room).copied() {
@@ -444,6 +451,7 @@ impl Session {
                 }
                 cursor = message.seq;
                 self.cursors.insert(room, cursor);
+                self.sent.insert(room, cursor);
                 self.send(&frames::message(&room_name, message)).await?;
             }
             if !page.has_more || page.messages.is_empty() {
@@ -661,10 +669,14 @@ impl Session {
                     .await;
             }
         };
-        if resume_from < current.last_seq {
+        let from = self
+            .cursors
+            .get(&current.id)
+            .copied()
+            .unwrap_or(resume_from);
+        if from < current.last_seq {
             let name = current.name.as_str().to_owned();
-            self.fill(current.id, Some(&name), resume_from, None)
-                .await?;
+            self.fill(current.id, Some(&name), from, None).await?;
         }
         // `joined` reports the last seq this connection has, so the next
         // message it receives from the room is the one after it.
@@ -689,6 +701,7 @@ impl Session {
         let change = self.state.hub.unsubscribe_user(room.id, self.user.id);
         self.rooms.remove(&room.name);
         self.cursors.remove(&room.id);
+        self.sent.remove(&room.id);
         presence::announce(
             &self.state,
             room.id,
