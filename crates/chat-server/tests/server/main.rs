@@ -84,6 +84,21 @@ async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Re
         .collect())
 }
 
+/// The stored user `alice` and the `general` room.
+async fn alice_and_general(
+    store: &chat_storage::Store,
+) -> Result<(chat_storage::User, chat_storage::Room)> {
+    let alice = store
+        .user_by_name(&Username::parse("alice")?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("alice was not stored"))?;
+    let general = store
+        .room_by_name(&RoomName::general())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no general room"))?;
+    Ok((alice, general))
+}
+
 async fn login(http: &reqwest::Client, base: &str) -> Result<String> {
     let body: Value = http
         .post(format!("{base}/api/auth/login"))
@@ -112,14 +127,7 @@ async fn a_restarted_server_reads_the_history_it_wrote_with_generated_keys() -> 
         .await?;
     assert_eq!(registered.status(), 201);
     let store = chat_server::open_store(&settings).await?;
-    let alice = store
-        .user_by_name(&Username::parse("alice")?)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("alice was not stored"))?;
-    let general = store
-        .room_by_name(&RoomName::general())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no general room"))?;
+    let (alice, general) = alice_and_general(&store).await?;
     store
         .append_messages(vec![NewMessage {
             room_id: general.id,
@@ -402,14 +410,7 @@ async fn after_rotate_key_a_server_with_only_the_new_keys_reads_all_history() ->
         .map(|n| format!("written under key A, {n}"))
         .collect();
     let store = chat_server::open_store(&before).await?;
-    let alice = store
-        .user_by_name(&Username::parse("alice")?)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("alice was not stored"))?;
-    let general = store
-        .room_by_name(&RoomName::general())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no general room"))?;
+    let (alice, general) = alice_and_general(&store).await?;
     let mut batch = Vec::new();
     for text in &written {
         batch.push(NewMessage {
