@@ -35,6 +35,7 @@ mod error;
 mod insert_messages;
 mod messages;
 mod model;
+mod room_counters;
 mod rooms;
 mod rotation;
 mod rows;

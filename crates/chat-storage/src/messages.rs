@@ -1,18 +1,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 
 use chat_crypto::{KeyId, Sealed};
 use chat_domain::{MessageId, RoomId, UserId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::result::QueryResult;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
 use crate::insert_messages::InsertMessages;
 use crate::model::{Appended, Cursor, Message, NewMessage, Page};
+use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, NewMessageRow, client_id, now, seq, username, utc};
-use crate::schema::{messages, rooms, users};
-use crate::store::SqliteConn;
+use crate::schema::{messages, users};
 use crate::{StorageError, Store};
 
 /// The most messages one history call returns, whatever the caller asks.
@@ -23,48 +21,13 @@ pub const MAX_PAGE: i64 = 1_000;
 /// limits of PostgreSQL (65,535) and SQLite (32,766).
 const ROWS_PER_INSERT: usize = 2_000;
 
+/// Rooms per counter statement (see [`crate::room_counters`]): up to three
+/// bind parameters each.
+const ROOMS_PER_STATEMENT: usize = 2_000;
+
 /// How often a batch is retried after losing a race on a client id (see
 /// [`Store::append_messages`]).
 const CLIENT_ID_RACE_RETRIES: usize = 3;
-
-/// Reads a room's message counter and holds it until the transaction ends.
-///
-/// The one place where the backends need different SQL: PostgreSQL locks
-/// the row (`SELECT ... FOR UPDATE`), so a concurrent writer to the same
-/// room waits for this transaction to commit and then reads the new value.
-/// SQLite has no row locks; its write transactions begin with `BEGIN
-/// IMMEDIATE` (see `write_transaction!`), which already holds the whole
-/// database's write lock.
-pub(crate) trait LockRoomCounter {
-    /// The room's `last_seq`, or `None` when the room does not exist.
-    fn lock_room_counter(
-        &mut self,
-        room: i64,
-    ) -> impl Future<Output = QueryResult<Option<i64>>> + Send;
-}
-
-impl LockRoomCounter for AsyncPgConnection {
-    async fn lock_room_counter(&mut self, room: i64) -> QueryResult<Option<i64>> {
-        rooms::table
-            .find(room)
-            .select(rooms::last_seq)
-            .for_update()
-            .first(self)
-            .await
-            .optional()
-    }
-}
-
-impl LockRoomCounter for SqliteConn {
-    async fn lock_room_counter(&mut self, room: i64) -> QueryResult<Option<i64>> {
-        rooms::table
-            .find(room)
-            .select(rooms::last_seq)
-            .first(self)
-            .await
-            .optional()
-    }
-}
 
 /// What became of one input of a batch.
 enum Outcome {
@@ -166,13 +129,13 @@ impl Store {
         user_ids.dedup();
 
         write_transaction!(self, |conn| {
+            // Chunks in ascending order keep the locks in id order.
             let mut counters: BTreeMap<i64, i64> = BTreeMap::new();
-            for &room in &room_ids {
-                let last_seq = conn
-                    .lock_room_counter(room)
-                    .await?
-                    .ok_or_else(|| StorageError::NotFound(format!("room {room}")))?;
-                counters.insert(room, last_seq);
+            for chunk in room_ids.chunks(ROOMS_PER_STATEMENT) {
+                counters.extend(conn.lock_room_counters(chunk).await?);
+            }
+            if let Some(missing) = room_ids.iter().find(|room| !counters.contains_key(room)) {
+                return Err(StorageError::NotFound(format!("room {missing}")));
             }
 
             // Looked up after the locks are held: a resend to the same room
@@ -247,11 +210,12 @@ impl Store {
             }
 
             let touched: BTreeSet<i64> = rows.iter().map(|row| row.room_id).collect();
-            for room in touched {
-                diesel::update(rooms::table.find(room))
-                    .set(rooms::last_seq.eq(counters[&room]))
-                    .execute(conn)
-                    .await?;
+            let advanced: Vec<(i64, i64)> = touched
+                .into_iter()
+                .map(|room| (room, counters[&room]))
+                .collect();
+            for chunk in advanced.chunks(ROOMS_PER_STATEMENT) {
+                SetRoomCounters { counters: chunk }.execute(conn).await?;
             }
 
             Ok(Written {
@@ -345,23 +309,32 @@ impl Store {
         let limit = limit.clamp(1, MAX_PAGE);
         // One row more than asked tells whether there is more.
         let fetch = limit + 1;
+        // Three fixed statements rather than one boxed query: a boxed query
+        // has no static identity, so PostgreSQL would parse and plan it on
+        // every page; these are prepared once per connection.
         let mut rows: Vec<MessageRow> = with_conn!(self, |conn| {
             let query = messages::table
                 .inner_join(users::table)
                 .filter(messages::room_id.eq(room.get()))
                 .select(MESSAGE_COLUMNS)
-                .limit(fetch)
-                .into_boxed();
-            let query = match cursor {
-                Cursor::Latest => query.order(messages::seq.desc()),
-                Cursor::Before(before) => query
-                    .filter(messages::seq.lt(before.get()))
-                    .order(messages::seq.desc()),
-                Cursor::After(after) => query
-                    .filter(messages::seq.gt(after.get()))
-                    .order(messages::seq.asc()),
-            };
-            query.load(conn).await?
+                .limit(fetch);
+            match cursor {
+                Cursor::Latest => query.order(messages::seq.desc()).load(conn).await?,
+                Cursor::Before(before) => {
+                    query
+                        .filter(messages::seq.lt(before.get()))
+                        .order(messages::seq.desc())
+                        .load(conn)
+                        .await?
+                }
+                Cursor::After(after) => {
+                    query
+                        .filter(messages::seq.gt(after.get()))
+                        .order(messages::seq.asc())
+                        .load(conn)
+                        .await?
+                }
+            }
         });
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);

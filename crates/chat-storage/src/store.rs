@@ -238,7 +238,7 @@ macro_rules! with_conn {
 /// first and upgrade to a writer later; if another connection wrote in
 /// between, SQLite cannot wait for it and fails with SQLITE_BUSY at once.
 /// Taking the lock first makes concurrent writers queue on `busy_timeout`
-/// instead. PostgreSQL uses row locks (see `LockRoomCounter`).
+/// instead. PostgreSQL uses row locks (see `LockRoomCounters`).
 macro_rules! write_transaction {
     ($store:expr, |$conn:ident| $body:expr) => {{
         match &$store.inner.pools {

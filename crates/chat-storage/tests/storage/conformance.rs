@@ -60,6 +60,7 @@ conformance_suite!(
     a_client_id_repeated_within_a_batch_is_stored_once,
     a_client_id_raced_into_two_rooms_is_stored_once,
     a_batch_spanning_several_rooms_numbers_each_room_on_its_own,
+    concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps,
     appending_to_a_missing_room_fails_and_stores_nothing,
     history_pages_stop_at_exact_boundaries_in_both_directions,
     timestamps_read_back_equal_to_what_was_written,
@@ -598,6 +599,79 @@ async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb
         .expect("q")
         .expect("lobby");
     assert_eq!(lobby.last_seq, seq(3));
+}
+
+async fn concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps(db: &TestDb) {
+    // Every batch touches every room, some in ascending and some in
+    // descending input order: the counters must still be taken in one order
+    // (no deadlock) and advanced once per room per batch (no gap).
+    const ROOMS: usize = 40;
+    const WRITERS: usize = 4;
+    const BATCHES: usize = 8;
+    let owner = db.user("owner").await;
+    let mut rooms = Vec::new();
+    for index in 0..ROOMS {
+        let name = RoomName::public(&format!("shared-{index}")).expect("name");
+        rooms.push(db.store.create_room(&name, owner.id).await.expect("create"));
+    }
+    let mut handles = Vec::new();
+    for writer in 0..WRITERS {
+        let user = db.user(&format!("writer{writer}")).await;
+        let store = db.store.clone();
+        let mut order: Vec<chat_domain::RoomId> = rooms.iter().map(|room| room.id).collect();
+        if writer % 2 == 1 {
+            order.reverse();
+        }
+        handles.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for batch in 0..BATCHES {
+                let messages = order
+                    .iter()
+                    .flat_map(|&room| {
+                        // Two messages per room, so a room's counter moves by two.
+                        (0..2).map(move |n| (room, format!("w{writer}-b{batch}-r{room}-{n}")))
+                    })
+                    .map(|(room, text)| message(room, &user, &text, None))
+                    .collect();
+                let results = store.append_messages(messages).await.expect("append");
+                acknowledged.extend(results.into_iter().map(|result| result.message));
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged: HashMap<String, (i64, i64)> = HashMap::new();
+    for handle in handles {
+        for message in handle.await.expect("writer task") {
+            let text = message.content.expect("own message");
+            acknowledged.insert(text, (message.room_id.get(), message.seq.get()));
+        }
+    }
+    let per_room = (WRITERS * BATCHES * 2) as i64;
+    assert_eq!(acknowledged.len() as i64, per_room * ROOMS as i64);
+    for room in &rooms {
+        let stored = db.store.latest(room.id, 1000).await.expect("history");
+        assert_eq!(
+            seqs(&stored),
+            (1..=per_room).collect::<Vec<_>>(),
+            "{}",
+            room.name
+        );
+        for message in &stored {
+            let text = message.content.as_deref().expect("decrypts");
+            assert_eq!(
+                acknowledged.get(text),
+                Some(&(room.id.get(), message.seq.get())),
+                "{text}"
+            );
+        }
+        let reread = db
+            .store
+            .room_by_id(room.id)
+            .await
+            .expect("q")
+            .expect("room");
+        assert_eq!(reread.last_seq.get(), per_room, "{}", room.name);
+    }
 }
 
 async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
