@@ -30,6 +30,7 @@
 #[macro_use]
 mod store;
 
+mod client_ids;
 mod config;
 mod error;
 mod insert_messages;

@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use crate::client_ids::StoredByClientId;
 use crate::insert_messages::InsertMessages;
 use crate::model::{Appended, Cursor, Message, NewMessage, Page};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
@@ -24,6 +25,10 @@ const ROWS_PER_INSERT: usize = 2_000;
 /// Rooms per counter statement (see [`crate::room_counters`]): up to three
 /// bind parameters each.
 const ROOMS_PER_STATEMENT: usize = 2_000;
+
+/// (user, client id) pairs per duplicate look-up (see
+/// [`crate::client_ids`]): two bind parameters each on SQLite.
+const PAIRS_PER_STATEMENT: usize = 2_000;
 
 /// How often a batch is retried after losing a race on a client id (see
 /// [`Store::append_messages`]).
@@ -117,16 +122,15 @@ impl Store {
         let mut room_ids: Vec<i64> = batch.iter().map(|message| message.room_id.get()).collect();
         room_ids.sort_unstable();
         room_ids.dedup();
-        let mut user_ids: Vec<i64> = Vec::new();
-        let mut client_ids: Vec<&str> = Vec::new();
-        for message in batch {
-            if let Some(client_id) = &message.client_id {
-                user_ids.push(message.user_id.get());
-                client_ids.push(client_id.as_str());
-            }
-        }
-        user_ids.sort_unstable();
-        user_ids.dedup();
+        let mut pairs: Vec<(i64, &str)> = batch
+            .iter()
+            .filter_map(|message| {
+                let client_id = message.client_id.as_ref()?;
+                Some((message.user_id.get(), client_id.as_str()))
+            })
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
 
         write_transaction!(self, |conn| {
             // Chunks in ascending order keep the locks in id order.
@@ -141,24 +145,8 @@ impl Store {
             // Looked up after the locks are held: a resend to the same room
             // that committed while we waited is visible now.
             let mut stored: HashMap<(i64, String), StoredRow> = HashMap::new();
-            if !client_ids.is_empty() {
-                let rows: Vec<StoredRow> = messages::table
-                    .filter(messages::user_id.eq_any(&user_ids))
-                    .filter(messages::client_id.eq_any(&client_ids))
-                    .select((
-                        messages::id,
-                        messages::room_id,
-                        messages::seq,
-                        messages::user_id,
-                        messages::body,
-                        messages::key_id,
-                        messages::client_id,
-                        messages::created_at,
-                        messages::edited_at,
-                        messages::deleted_at,
-                    ))
-                    .load(conn)
-                    .await?;
+            for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+                let rows: Vec<StoredRow> = StoredByClientId::new(chunk).load(conn).await?;
                 for row in rows {
                     if let Some(client_id) = row.client_id.clone() {
                         stored.insert((row.user_id, client_id), row);

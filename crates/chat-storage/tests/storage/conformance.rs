@@ -58,6 +58,7 @@ conformance_suite!(
     concurrent_writers_get_gapless_seqs_in_commit_order,
     a_resent_client_id_returns_the_original_message,
     a_client_id_repeated_within_a_batch_is_stored_once,
+    a_duplicate_is_the_same_user_and_client_id_not_any_mix_of_the_two,
     a_client_id_raced_into_two_rooms_is_stored_once,
     a_batch_spanning_several_rooms_numbers_each_room_on_its_own,
     concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps,
@@ -497,6 +498,43 @@ async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
     let stored = db.store.latest(general.id, 10).await.expect("history");
     let contents: Vec<&str> = stored.iter().filter_map(|m| m.content.as_deref()).collect();
     assert_eq!(contents, ["one", "two", "three"]);
+}
+
+async fn a_duplicate_is_the_same_user_and_client_id_not_any_mix_of_the_two(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
+    db.store
+        .append_messages(vec![
+            message(general.id, &alice, "alice x", Some("x")),
+            message(general.id, &bob, "bob y", Some("y")),
+        ])
+        .await
+        .expect("append");
+    // Both users and both ids are already stored, but only (alice, x) as a
+    // pair: the others are new messages.
+    let results = db
+        .store
+        .append_messages(vec![
+            message(general.id, &alice, "alice y", Some("y")),
+            message(general.id, &bob, "bob x", Some("x")),
+            message(general.id, &alice, "alice x again", Some("x")),
+        ])
+        .await
+        .expect("append");
+    let outcome: Vec<(bool, i64)> = results
+        .iter()
+        .map(|result| (result.duplicate, result.message.seq.get()))
+        .collect();
+    assert_eq!(outcome, [(false, 3), (false, 4), (true, 1)]);
+    assert_eq!(results[2].message.content.as_deref(), Some("alice x"));
+    let stored = db.store.latest(general.id, 10).await.expect("history");
+    assert_eq!(seqs(&stored), [1, 2, 3, 4]);
 }
 
 async fn a_client_id_raced_into_two_rooms_is_stored_once(db: &TestDb) {
