@@ -207,7 +207,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "CHAT_WRITER_MAX_BATCH",
-        default_value_t = 512,
+        default_value_t = 2048,
         global = true
     )]
     pub writer_max_batch: usize,

@@ -60,7 +60,7 @@ impl Default for TransportConfig {
             outbound_queue: 1024,
             heartbeat_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
-            writer_max_batch: 512,
+            writer_max_batch: 2048,
             writer_queue: 8192,
             shutdown_grace: Duration::from_secs(10),
             history_max_limit: 200,
