@@ -181,8 +181,10 @@ pub struct Settings {
     )]
     pub ws_max_frame_bytes: usize,
 
-    /// Frames queued for a slow client before it is disconnected.
-    #[arg(long, env = "CHAT_WS_QUEUE", default_value_t = 1024, global = true)]
+    /// Frames queued for a slow client before it is disconnected. One commit
+    /// can queue up to CHAT_WRITER_MAX_BATCH messages and as many acks for a
+    /// socket at once, so keep this at least twice that.
+    #[arg(long, env = "CHAT_WS_QUEUE", default_value_t = 4096, global = true)]
     pub ws_queue: usize,
 
     /// Seconds between pings to a quiet socket.

@@ -57,7 +57,7 @@ impl Default for TransportConfig {
             max_message_chars: chat_domain::MessageBody::DEFAULT_MAX_CHARS,
             max_frame_bytes: 64 * 1024,
             max_body_bytes: 16 * 1024,
-            outbound_queue: 1024,
+            outbound_queue: 4096,
             heartbeat_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             writer_max_batch: 2048,

@@ -104,6 +104,14 @@ impl ChatService {
             .room_by_name(&RoomName::general())
             .await?
             .ok_or(BuildError::NoGeneralRoom)?;
+        if config.outbound_queue < config.writer_max_batch.saturating_mul(2) {
+            tracing::warn!(
+                outbound_queue = config.outbound_queue,
+                writer_max_batch = config.writer_max_batch,
+                "the outbound queue is smaller than twice the writer's batch: one busy commit \
+                 can disconnect every socket of a room as too slow"
+            );
+        }
         let (writer, writer_task) = writer::spawn(
             services.store.clone(),
             Arc::clone(&fanout),
