@@ -8,28 +8,18 @@ use crate::AuthError;
 /// Hashes and verifies passwords with bcrypt.
 ///
 /// bcrypt is slow on purpose (about a quarter of a second at the default
-/// cost), so every call runs on Tokio's blocking pool and the async workers
-/// keep serving other clients meanwhile. Both methods must be called from
-/// within a Tokio runtime.
+/// cost), so every call runs on the hasher's own threads and the async
+/// workers keep serving other clients meanwhile. Both methods must be called
+/// from within a Tokio runtime.
 ///
-/// Cloning is cheap; clones share nothing mutable.
+/// Cloning is cheap; clones share one pool of hashing threads.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     cost: u32,
     /// A well-formed hash of the configured cost that no password matches,
     /// verified against when the user does not exist.
     dummy_hash: Arc<str>,
-    /// Bounds how many hashes run at once. bcrypt is meant to be slow; left
-    /// unbounded, a burst of sign-ins would take every core and stall the
-    /// WebSocket traffic of everyone already signed in.
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-/// Hashes that may run at once: all cores but one, so message traffic keeps
-/// a core however many people sign in.
-fn hashing_permits() -> Arc<tokio::sync::Semaphore> {
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)))
+    pool: Arc<HashPool>,
 }
 
 impl PasswordHasher {
@@ -62,7 +52,7 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             cost,
             dummy_hash: dummy_hash(cost).into(),
-            permits: hashing_permits(),
+            pool: Arc::new(HashPool::start()),
         })
     }
 
@@ -137,7 +127,7 @@ impl Default for PasswordHasher {
         PasswordHasher {
             cost: Self::DEFAULT_COST,
             dummy_hash: dummy_hash(Self::DEFAULT_COST).into(),
-            permits: hashing_permits(),
+            pool: Arc::new(HashPool::start()),
         }
     }
 }
@@ -154,30 +144,97 @@ fn dummy_hash(cost: u32) -> String {
     format!("$2b${cost:02}${}", ".".repeat(53))
 }
 
-/// Runs CPU-heavy work on the blocking pool.
 impl PasswordHasher {
-    /// Runs bcrypt on the blocking pool, once a hashing permit is free.
+    /// Runs bcrypt on the hashing threads and waits for the result.
     async fn blocking<T, F>(&self, work: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|error| AuthError::HashingFailed {
-                reason: format!("no hashing permit: {error}"),
-            })?;
-        tokio::task::spawn_blocking(move || {
-            let result = work();
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|error| AuthError::HashingFailed {
-            reason: format!("the blocking task did not finish: {error}"),
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.pool.submit(Box::new(move || {
+            // The caller may have given up (its request was cancelled).
+            let _ = done.send(work());
+        }))?;
+        result.await.map_err(|_| AuthError::HashingFailed {
+            reason: "the hashing thread stopped before finishing".to_owned(),
         })
     }
+}
+
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that run bcrypt: all cores but one, each at the lowest
+/// scheduling priority.
+///
+/// bcrypt is meant to be slow. Left to Tokio's blocking pool, a burst of
+/// sign-ins would take every core and stall the WebSocket traffic of
+/// everyone already signed in. Here at most `cores - 1` hashes run at once
+/// and the rest queue, and on Linux the threads run at nice 19, so whenever
+/// a socket has work the scheduler gives the core to it: sign-ins wait,
+/// messages do not. With nothing else to do, hashing still gets the CPU.
+///
+/// The threads end when the last clone of the hasher is dropped.
+#[derive(Debug)]
+struct HashPool {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl HashPool {
+    /// The lowest priority a thread can ask for on Linux.
+    #[cfg(target_os = "linux")]
+    const NICE: i32 = 19;
+
+    fn start() -> HashPool {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let threads = cores.saturating_sub(1).max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for index in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("bcrypt-{index}"))
+                .spawn(move || {
+                    Self::lower_priority();
+                    loop {
+                        // The lock is held only while waiting for the next
+                        // job, never while hashing.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            // Fewer threads only means more queueing; with none at all, every
+            // call fails with "no hashing thread is running".
+            drop(spawned);
+        }
+        HashPool { jobs }
+    }
+
+    fn submit(&self, job: Job) -> Result<(), AuthError> {
+        self.jobs.send(job).map_err(|_| AuthError::HashingFailed {
+            reason: "no hashing thread is running".to_owned(),
+        })
+    }
+
+    /// Puts the calling thread at nice 19. Linux keeps a nice value per
+    /// thread, so this leaves the rest of the process as it was.
+    #[cfg(target_os = "linux")]
+    fn lower_priority() {
+        // Raising one's own nice value needs no privilege; should it fail
+        // anyway, the thread hashes at normal priority, as it would elsewhere.
+        let thread = rustix::thread::gettid();
+        let _ = rustix::process::setpriority_process(Some(thread), Self::NICE);
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn lower_priority() {}
 }
 
 #[cfg(test)]
@@ -301,5 +358,58 @@ mod tests {
             matches!(result, Err(AuthError::MalformedHash { .. })),
             "{result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn more_hashes_than_threads_all_finish() {
+        let hasher = hasher();
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let calls: Vec<_> = (0..cores * 3)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(&password("correct horse battery")).await })
+            })
+            .collect();
+        for call in calls {
+            let hash = call.await.expect("task").expect("hashes");
+            let verified = hasher.verify("correct horse battery", Some(&hash)).await;
+            assert!(verified.expect("verifies"));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_the_lowest_priority() {
+        let hasher = hasher();
+        // The threads lower their priority before taking their first job.
+        hasher
+            .hash(&password("correct horse battery"))
+            .await
+            .expect("hashes");
+        let mut seen = 0;
+        for task in std::fs::read_dir("/proc/self/task").expect("task list") {
+            let task = task.expect("task entry").path();
+            let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if !name.starts_with("bcrypt-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.join("stat")).expect("stat");
+            // Fields after the parenthesised name; nice is field 19 of stat.
+            let fields: Vec<&str> = stat
+                .rsplit_once(") ")
+                .expect("stat format")
+                .1
+                .split(' ')
+                .collect();
+            assert_eq!(
+                fields[16],
+                "19",
+                "{} runs at nice {}",
+                name.trim(),
+                fields[16]
+            );
+            seen += 1;
+        }
+        assert!(seen >= 1, "no hashing thread found");
     }
 }
