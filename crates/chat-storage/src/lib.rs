@@ -50,5 +50,6 @@ pub use config::StoreConfig;
 pub use error::{BoxError, StorageError};
 pub use messages::MAX_PAGE;
 pub use model::{Appended, Cursor, Membership, Message, NewMessage, Page, Room, User};
+pub use rooms::RoomKey;
 pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};
 pub use store::{DEFAULT_TIMEOUT, Store};

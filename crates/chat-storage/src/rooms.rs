@@ -7,7 +7,77 @@ use crate::rows::{RoomRow, now, seq, utc};
 use crate::schema::{room_members, rooms};
 use crate::{StorageError, Store};
 
+/// What identifies a room: fixed when the room is created and never changed
+/// afterwards (rooms are neither renamed nor deleted), so it can be kept in
+/// memory. [`Store::room_key`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomKey {
+    pub id: RoomId,
+    pub name: RoomName,
+    pub kind: RoomKind,
+}
+
+impl From<&Room> for RoomKey {
+    fn from(room: &Room) -> RoomKey {
+        RoomKey {
+            id: room.id,
+            name: room.name.clone(),
+            kind: room.kind,
+        }
+    }
+}
+
+/// Room keys kept in memory by name, at most [`RoomKeys::CAPACITY`].
+#[derive(Debug, Default)]
+pub(crate) struct RoomKeys {
+    by_name: std::sync::RwLock<std::collections::HashMap<RoomName, RoomKey>>,
+}
+
+impl RoomKeys {
+    /// Enough for every room of a large deployment; past it the cache starts
+    /// over rather than tracking which entries are used.
+    const CAPACITY: usize = 100_000;
+
+    fn get(&self, name: &RoomName) -> Option<RoomKey> {
+        let by_name = self
+            .by_name
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        by_name.get(name).cloned()
+    }
+
+    fn insert(&self, key: RoomKey) {
+        let mut by_name = self
+            .by_name
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if by_name.len() >= Self::CAPACITY {
+            by_name.clear();
+        }
+        by_name.insert(key.name.clone(), key);
+    }
+}
+
 impl Store {
+    /// The id and kind of the room with this name, from memory after the
+    /// first look-up. A name with no room is looked up every time, since the
+    /// room may be created meanwhile (by this process or another).
+    ///
+    /// For the hot paths that only need to know which room a name means
+    /// (history pages); [`Store::room_by_name`] reads the whole row, with its
+    /// current `last_seq`.
+    pub async fn room_key(&self, name: &RoomName) -> Result<Option<RoomKey>, StorageError> {
+        if let Some(key) = self.inner.room_keys.get(name) {
+            return Ok(Some(key));
+        }
+        let Some(room) = self.room_by_name(name).await? else {
+            return Ok(None);
+        };
+        let key = RoomKey::from(&room);
+        self.inner.room_keys.insert(key.clone());
+        Ok(Some(key))
+    }
+
     /// Creates a public room; its creator becomes its first member.
     ///
     /// Fails with [`StorageError::Conflict`] when the name is taken and with

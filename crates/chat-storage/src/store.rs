@@ -92,6 +92,7 @@ pub(crate) enum Pools {
 pub(crate) struct Inner {
     pub(crate) pools: Pools,
     pub(crate) keys: KeyRing,
+    pub(crate) room_keys: crate::rooms::RoomKeys,
 }
 
 /// The handle to the database. Cheap to clone: clones share one pool.
@@ -335,6 +336,7 @@ impl Store {
             inner: Arc::new(Inner {
                 pools,
                 keys: config.keys,
+                room_keys: crate::rooms::RoomKeys::default(),
             }),
         })
     }

@@ -51,6 +51,7 @@ conformance_suite!(
     users_are_found_by_name_ignoring_case_and_by_id,
     a_new_user_is_a_member_of_general,
     room_names_are_unique,
+    a_room_key_is_found_once_the_room_exists_and_then_kept,
     public_rooms_are_listed_by_name_without_direct_rooms,
     a_direct_room_is_the_same_whichever_user_opens_it,
     joining_and_leaving_are_idempotent,
@@ -201,6 +202,30 @@ async fn room_names_are_unique(db: &TestDb) {
         db.store.room_by_name(&lobby).await.expect("query"),
         Some(room)
     );
+}
+
+async fn a_room_key_is_found_once_the_room_exists_and_then_kept(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let name = RoomName::public("lobby").expect("name");
+    // Not there yet, and that answer is not remembered.
+    assert_eq!(db.store.room_key(&name).await.expect("q"), None);
+    let room = db.store.create_room(&name, alice.id).await.expect("create");
+    let key = db.store.room_key(&name).await.expect("q").expect("found");
+    assert_eq!(key, chat_storage::RoomKey::from(&room));
+    // Later look-ups agree, whatever happens to the room's messages.
+    db.store
+        .append_messages(vec![message(room.id, &alice, "hi", None)])
+        .await
+        .expect("append");
+    assert_eq!(db.store.room_key(&name).await.expect("q"), Some(key));
+    let general = db
+        .store
+        .room_key(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
+    assert_eq!(general.kind, chat_domain::RoomKind::Public);
+    assert_ne!(general.id, room.id);
 }
 
 async fn public_rooms_are_listed_by_name_without_direct_rooms(db: &TestDb) {

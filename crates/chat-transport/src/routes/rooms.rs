@@ -3,7 +3,7 @@ use chat_domain::{RoomKind, RoomName, Seq, UserId, Username};
 use chat_protocol::rest::{
     CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody,
 };
-use chat_storage::{Cursor, Membership, Room, User};
+use chat_storage::{Cursor, Membership, Room, RoomKey, User};
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -51,7 +51,7 @@ async fn find_room(state: &AppState, name: &str) -> Result<Room, ApiError> {
 
 /// A direct conversation is visible to its two members only; to anyone
 /// else it does not exist.
-async fn ensure_visible(state: &AppState, room: &Room, user: &User) -> Result<(), ApiError> {
+async fn ensure_visible(state: &AppState, room: &RoomKey, user: &User) -> Result<(), ApiError> {
     if room.kind == RoomKind::Direct && !state.store.is_member(room.id, user.id).await? {
         return Err(ApiError::NotFound(format!(
             "room '{}' not found",
@@ -132,7 +132,7 @@ pub(crate) async fn join(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let room = find_room(&state, &name).await?;
-    ensure_visible(&state, &room, &user).await?;
+    ensure_visible(&state, &RoomKey::from(&room), &user).await?;
     state.store.join(room.id, user.id).await?;
     Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
 }
@@ -153,7 +153,7 @@ pub(crate) async fn leave(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let room = find_room(&state, &name).await?;
-    ensure_visible(&state, &room, &user).await?;
+    ensure_visible(&state, &RoomKey::from(&room), &user).await?;
     state.store.leave(room.id, user.id).await?;
     let change = state.hub.unsubscribe_user(room.id, user.id);
     presence::announce(
@@ -192,7 +192,7 @@ pub(crate) async fn mark_read(
 ) -> Result<HttpResponse, ApiError> {
     let seq = Seq::new(body.seq).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let room = find_room(&state, &name).await?;
-    ensure_visible(&state, &room, &user).await?;
+    ensure_visible(&state, &RoomKey::from(&room), &user).await?;
     state.store.mark_read(room.id, user.id, seq).await?;
     Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
 }
@@ -239,7 +239,14 @@ pub(crate) async fn messages(
         (None, Some(after)) => Cursor::After(seq(after)?),
         (None, None) => Cursor::Latest,
     };
-    let room = find_room(&state, &name).await?;
+    // The room's identity comes from memory after the first page: a page
+    // costs the token check and the history query, not a room look-up too.
+    let room = parse_room(&name)?;
+    let room = state
+        .store
+        .room_key(&room)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("room '{room}' not found")))?;
     ensure_visible(&state, &room, &user).await?;
     let page = state.store.history(room.id, cursor, limit).await?;
     let room_name = room.name.as_str();
