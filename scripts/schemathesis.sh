@@ -109,10 +109,14 @@ token=$(curl --silent --show-error --fail --max-time 30 -H 'Content-Type: applic
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 log "signed in as $username"
 
+# Signing out would end the session of the token every other operation
+# uses, and turn the rest of the run into 401s: the tests of
+# crates/chat-transport cover it instead.
 args=(
     run "$base/api-docs/openapi.json"
     --checks not_a_server_error,response_schema_conformance
     --header "Authorization: Bearer $token"
+    --exclude-path /api/auth/logout
     --max-examples "$max_examples"
     --workers 1
     --request-timeout 30

@@ -62,6 +62,12 @@ pub enum AuthError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The configured token issuer or audience is empty.
+    #[error("the token {claim} must not be empty")]
+    EmptyClaim {
+        /// `issuer` or `audience`.
+        claim: &'static str,
+    },
     /// A token could not be signed.
     #[error("could not sign the access token: {reason}")]
     SigningFailed {

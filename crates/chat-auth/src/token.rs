@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chat_domain::Username;
+use chat_domain::{SessionId, Username};
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -11,12 +11,21 @@ use serde::{Deserialize, Serialize};
 use crate::AuthError;
 
 /// The keys that sign and check access tokens: HS256 JWTs whose `sub` is the
-/// username, with `iat` and `exp`.
+/// username, with `iat`, `exp`, `iss`, `aud` and `sid` (the auth session the
+/// token belongs to).
 ///
 /// Only HS256 is accepted on verification, whatever the token's header
 /// claims, so a token cannot pick a weaker or different algorithm (`none`,
-/// or RS256 with the secret posing as a public key). The `Debug` output
-/// shows the lifetime only, never the secret.
+/// or RS256 with the secret posing as a public key). `iss` and `aud` must
+/// name this deployment ([`TokenKeys::with_issuer_and_audience`]), so a
+/// token minted for another service that shares the secret is refused. The
+/// `Debug` output shows the lifetime and claims only, never the secret.
+///
+/// Tokens minted by the original Python backend carry only `sub` and `exp`.
+/// They are refused unless [`TokenKeys::accepting_legacy_tokens`] is on, a
+/// switch for the cut-over window when this server replaces that one: such
+/// a token belongs to no session, so signing out cannot end it; it stays
+/// valid until its own `exp` (30 minutes after it was issued there).
 ///
 /// To rotate the secret without signing everyone out, keep the old one as
 /// the previous secret ([`TokenKeys::with_previous`]): tokens are issued
@@ -28,6 +37,9 @@ pub struct TokenKeys {
     /// The current secret, then the previous one when there is one.
     decoding: Vec<DecodingKey>,
     ttl: TimeDelta,
+    issuer: String,
+    audience: String,
+    accept_legacy: bool,
     validation: Validation,
 }
 
@@ -51,6 +63,10 @@ pub struct Claims {
     pub iat: Option<i64>,
     /// When the token expires, in seconds since the Unix epoch.
     pub exp: i64,
+    /// The auth session the token belongs to. `None` only for a token of
+    /// the original backend, accepted while
+    /// [`TokenKeys::accepting_legacy_tokens`] is on.
+    pub sid: Option<SessionId>,
 }
 
 /// The claims as they are encoded in the token.
@@ -60,6 +76,12 @@ struct WireClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<i64>,
     exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
 }
 
 impl TokenKeys {
@@ -72,12 +94,14 @@ impl TokenKeys {
     /// How many seconds in the future an `iat` may lie before the token is
     /// refused: a token issued "later" than now was not issued by us.
     pub const MAX_IAT_SKEW_SECS: i64 = 60;
+    /// The `iss` of issued tokens unless configured otherwise.
+    pub const DEFAULT_ISSUER: &'static str = "chat-server";
+    /// The `aud` of issued tokens unless configured otherwise.
+    pub const DEFAULT_AUDIENCE: &'static str = "chat";
 
     /// Keys for `secret` (at least [`Self::MIN_SECRET_BYTES`] bytes), issuing
-    /// tokens valid for `ttl` (at least one second).
-    ///
-    /// Configure the original backend's `SECRET_KEY` here and the tokens it
-    /// issued stay valid until they expire.
+    /// tokens valid for `ttl` (at least one second), with the default
+    /// issuer and audience, refusing tokens of the original backend.
     pub fn new(secret: &SecretString, ttl: Duration) -> Result<TokenKeys, AuthError> {
         Self::with_previous(secret, None, ttl)
     }
@@ -87,10 +111,10 @@ impl TokenKeys {
     /// [`Self::MIN_SECRET_BYTES`] bytes too), for rotating the secret.
     ///
     /// A token signed with the previous secret passes every check a current
-    /// one does (HS256 only, `sub` and `exp` required, not expired, `iat` not
-    /// in the future), so its own `exp` bounds how long it stays usable: once
-    /// the longest-lived of them has expired, the previous secret can be
-    /// removed.
+    /// one does (HS256 only, `sub`, `exp`, `iss`, `aud` and `sid` required,
+    /// not expired, `iat` not in the future), so its own `exp` bounds how
+    /// long it stays usable: once the longest-lived of them has expired, the
+    /// previous secret can be removed.
     pub fn with_previous(
         secret: &SecretString,
         previous: Option<&SecretString>,
@@ -117,23 +141,72 @@ impl TokenKeys {
             reason: format!("of {} seconds is too large", ttl.as_secs()),
         })?;
 
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = Self::LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-
         let mut decoding = vec![DecodingKey::from_secret(secret)];
         // The same secret given twice would only check every bad token twice.
         if let Some(previous) = previous.filter(|previous| *previous != secret) {
             decoding.push(DecodingKey::from_secret(previous));
         }
 
-        Ok(TokenKeys {
+        let mut keys = TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding,
             ttl,
-            validation,
-        })
+            issuer: Self::DEFAULT_ISSUER.to_owned(),
+            audience: Self::DEFAULT_AUDIENCE.to_owned(),
+            accept_legacy: false,
+            validation: Validation::new(Algorithm::HS256),
+        };
+        keys.validation = keys.build_validation();
+        Ok(keys)
+    }
+
+    /// The same keys issuing and requiring another `iss` and `aud`. Every
+    /// node of a deployment must use the same two.
+    pub fn with_issuer_and_audience(
+        mut self,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<TokenKeys, AuthError> {
+        for (claim, value) in [("issuer", issuer), ("audience", audience)] {
+            if value.trim().is_empty() {
+                return Err(AuthError::EmptyClaim { claim });
+            }
+        }
+        self.issuer = issuer.to_owned();
+        self.audience = audience.to_owned();
+        self.validation = self.build_validation();
+        Ok(self)
+    }
+
+    /// The same keys, also accepting (when `accept`) well-signed, unexpired
+    /// tokens without `iss`, `aud` and `sid`: those the original Python
+    /// backend minted. Meant for the cut-over window only; see the type's
+    /// documentation.
+    pub fn accepting_legacy_tokens(mut self, accept: bool) -> TokenKeys {
+        self.accept_legacy = accept;
+        self.validation = self.build_validation();
+        self
+    }
+
+    /// Whether tokens of the original backend are accepted.
+    pub fn accepts_legacy_tokens(&self) -> bool {
+        self.accept_legacy
+    }
+
+    fn build_validation(&self) -> Validation {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = Self::LEEWAY_SECS;
+        validation.validate_exp = true;
+        // `iss` and `aud` are compared whenever present; whether they must
+        // be present depends on the legacy switch (see `verify`).
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        if self.accept_legacy {
+            validation.set_required_spec_claims(&["exp", "sub"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        }
+        validation
     }
 
     /// How long issued tokens are valid.
@@ -142,8 +215,9 @@ impl TokenKeys {
         self.ttl.to_std().unwrap_or_default()
     }
 
-    /// Issues a token for `username`, valid from now for the configured TTL.
-    pub fn issue(&self, username: &Username) -> Result<IssuedToken, AuthError> {
+    /// Issues a token for `username` in `session`, valid from now for the
+    /// configured TTL.
+    pub fn issue(&self, username: &Username, session: SessionId) -> Result<IssuedToken, AuthError> {
         let now = Utc::now();
         let expires_at = now
             .checked_add_signed(self.ttl)
@@ -155,6 +229,9 @@ impl TokenKeys {
             sub: username.as_str().to_owned(),
             iat: Some(now.timestamp()),
             exp: expires_at.timestamp(),
+            iss: Some(self.issuer.clone()),
+            aud: Some(self.audience.clone()),
+            sid: Some(session.to_string()),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| AuthError::SigningFailed {
@@ -166,14 +243,28 @@ impl TokenKeys {
     /// Checks a token and returns its claims.
     ///
     /// The token must be an HS256 JWT signed with the current secret or the
-    /// previous one, carry `sub` and `exp`, and not have expired (up to
+    /// previous one, carry `sub`, `exp`, `iss`, `aud` and `sid`, name this
+    /// deployment's issuer and audience, and not have expired (up to
     /// [`Self::LEEWAY_SECS`] of grace). `iat` is optional, since the original
     /// backend did not set it, but when present it must not lie more than
-    /// [`Self::MAX_IAT_SKEW_SECS`] in the future. A well-signed token past its `exp` is
+    /// [`Self::MAX_IAT_SKEW_SECS`] in the future. With
+    /// [`Self::accepting_legacy_tokens`] on, a token with none of `iss`,
+    /// `aud` and `sid` passes too (a token with only some of them never
+    /// does). A well-signed token past its `exp` is
     /// [`AuthError::ExpiredToken`]; anything else wrong is
     /// [`AuthError::InvalidToken`].
+    ///
+    /// Whether the session is still open is the caller's question: it
+    /// lives in the database.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let WireClaims { sub, iat, exp } = self.decode(token)?;
+        let WireClaims {
+            sub,
+            iat,
+            exp,
+            iss,
+            aud,
+            sid,
+        } = self.decode(token)?;
         if let Some(iat) = iat
             && iat
                 > Utc::now()
@@ -182,7 +273,15 @@ impl TokenKeys {
         {
             return Err(AuthError::InvalidToken);
         }
-        Ok(Claims { sub, iat, exp })
+        let sid = match (iss, aud, sid) {
+            // `iss` and `aud` were compared with ours by the validation.
+            (Some(_), Some(_), Some(sid)) => {
+                Some(SessionId::parse(&sid).map_err(|_| AuthError::InvalidToken)?)
+            }
+            (None, None, None) if self.accept_legacy => None,
+            _ => return Err(AuthError::InvalidToken),
+        };
+        Ok(Claims { sub, iat, exp, sid })
     }
 
     /// Checks the signature with each secret in turn, then the claims.
@@ -211,6 +310,9 @@ impl fmt::Debug for TokenKeys {
         f.debug_struct("TokenKeys")
             .field("algorithm", &Algorithm::HS256)
             .field("ttl_secs", &self.ttl.num_seconds())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("accept_legacy", &self.accept_legacy)
             .field("secret", &"<redacted>")
             .field(
                 "previous_secret",
@@ -265,6 +367,21 @@ mod tests {
         Username::parse("Alice").expect("valid username")
     }
 
+    const SID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn sid() -> SessionId {
+        SessionId::parse(SID).expect("valid session id")
+    }
+
+    /// `claims` with the `iss`, `aud` and `sid` every current token has.
+    fn full(mut claims: serde_json::Value) -> serde_json::Value {
+        let object = claims.as_object_mut().expect("an object");
+        object.insert("iss".to_owned(), json!(TokenKeys::DEFAULT_ISSUER));
+        object.insert("aud".to_owned(), json!(TokenKeys::DEFAULT_AUDIENCE));
+        object.insert("sid".to_owned(), json!(SID));
+        claims
+    }
+
     fn now() -> i64 {
         Utc::now().timestamp()
     }
@@ -288,18 +405,19 @@ mod tests {
     fn an_issued_token_verifies_with_its_claims() {
         let keys = keys();
         let before = now();
-        let issued = keys.issue(&alice()).expect("issues");
+        let issued = keys.issue(&alice(), sid()).expect("issues");
         let claims = keys.verify(&issued.token).expect("verifies");
         assert_eq!(claims.sub, "Alice");
         let iat = claims.iat.expect("iat is set");
         assert!((before..=now()).contains(&iat), "{iat}");
         assert_eq!(claims.exp, iat + 1_800);
         assert_eq!(claims.expires_at(), Some(issued.expires_at));
+        assert_eq!(claims.sid, Some(sid()));
     }
 
     #[test]
     fn an_issued_token_is_hs256() {
-        let issued = keys().issue(&alice()).expect("issues");
+        let issued = keys().issue(&alice(), sid()).expect("issues");
         let header = jsonwebtoken::decode_header(&issued.token).expect("a JWT");
         assert_eq!(header.alg, Algorithm::HS256);
     }
@@ -309,7 +427,7 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             SECRET,
-            &json!({"sub": "alice", "iat": now() - 3_600, "exp": now() - 60}),
+            &full(json!({"sub": "alice", "iat": now() - 3_600, "exp": now() - 60})),
         );
         assert_eq!(keys().verify(&token), Err(AuthError::ExpiredToken));
     }
@@ -319,7 +437,7 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             SECRET,
-            &json!({"sub": "alice", "exp": now() - 1}),
+            &full(json!({"sub": "alice", "exp": now() - 1})),
         );
         assert!(keys().verify(&token).is_ok());
     }
@@ -329,7 +447,7 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             "another-secret-of-at-least-32-bytes!!",
-            &json!({"sub": "alice", "exp": now() - 3_600}),
+            &full(json!({"sub": "alice", "exp": now() - 3_600})),
         );
         assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
     }
@@ -337,7 +455,7 @@ mod tests {
     #[test]
     fn a_token_with_a_tampered_signature_is_rejected() {
         let keys = keys();
-        let token = keys.issue(&alice()).expect("issues").token;
+        let token = keys.issue(&alice(), sid()).expect("issues").token;
         let (unsigned, signature) = token.rsplit_once('.').expect("three parts");
         let mut signature: Vec<char> = signature.chars().collect();
         signature[10] = if signature[10] == 'A' { 'B' } else { 'A' };
@@ -349,9 +467,9 @@ mod tests {
     #[test]
     fn a_token_with_a_tampered_payload_is_rejected() {
         let keys = keys();
-        let token = keys.issue(&alice()).expect("issues").token;
+        let token = keys.issue(&alice(), sid()).expect("issues").token;
         let parts: Vec<&str> = token.split('.').collect();
-        let forged = b64(&json!({"sub": "admin", "exp": now() + 3_600}));
+        let forged = b64(&full(json!({"sub": "admin", "exp": now() + 3_600})));
         let tampered = format!("{}.{forged}.{}", parts[0], parts[2]);
         assert_eq!(keys.verify(&tampered), Err(AuthError::InvalidToken));
     }
@@ -359,14 +477,14 @@ mod tests {
     #[test]
     fn an_unsigned_alg_none_token_is_rejected() {
         let header = b64(&json!({"alg": "none", "typ": "JWT"}));
-        let payload = b64(&json!({"sub": "alice", "exp": now() + 3_600}));
+        let payload = b64(&full(json!({"sub": "alice", "exp": now() + 3_600})));
         let token = format!("{header}.{payload}.");
         assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
     }
 
     #[test]
     fn a_token_signed_with_hs384_or_hs512_and_the_same_secret_is_rejected() {
-        let claims = json!({"sub": "alice", "exp": now() + 3_600});
+        let claims = full(json!({"sub": "alice", "exp": now() + 3_600}));
         for algorithm in [Algorithm::HS384, Algorithm::HS512] {
             let token = sign(algorithm, SECRET, &claims);
             assert_eq!(
@@ -381,7 +499,7 @@ mod tests {
     fn a_token_claiming_rs256_is_rejected() {
         // The HS256 signature under an RS256 header: the classic confusion
         // where a verifier treats the HMAC secret as a public key.
-        let claims = json!({"sub": "alice", "exp": now() + 3_600});
+        let claims = full(json!({"sub": "alice", "exp": now() + 3_600}));
         let genuine = sign(Algorithm::HS256, SECRET, &claims);
         let (_, rest) = genuine.split_once('.').expect("three parts");
         let header = b64(&json!({"alg": "RS256", "typ": "JWT"}));
@@ -400,15 +518,151 @@ mod tests {
     }
 
     #[test]
-    fn a_token_with_only_sub_and_exp_is_accepted() {
+    fn a_token_with_only_sub_and_exp_is_refused_by_default() {
         let token = sign(
             Algorithm::HS256,
             SECRET,
             &json!({"sub": "alice", "exp": now() + 3_600}),
         );
-        let claims = keys().verify(&token).expect("verifies");
+        assert!(!keys().accepts_legacy_tokens());
+        assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_with_only_sub_and_exp_is_accepted_without_a_session_by_the_legacy_switch() {
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "exp": now() + 3_600}),
+        );
+        let keys = keys().accepting_legacy_tokens(true);
+        let claims = keys.verify(&token).expect("verifies");
         assert_eq!(claims.sub, "alice");
         assert_eq!(claims.iat, None);
+        assert_eq!(claims.sid, None);
+        // Current tokens keep working beside them.
+        let issued = keys.issue(&alice(), sid()).expect("issues");
+        assert_eq!(
+            keys.verify(&issued.token).expect("verifies").sid,
+            Some(sid())
+        );
+    }
+
+    #[test]
+    fn the_legacy_switch_does_not_relax_expiry_or_the_signature() {
+        let keys = keys().accepting_legacy_tokens(true);
+        let expired = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "exp": now() - 3_600}),
+        );
+        assert_eq!(keys.verify(&expired), Err(AuthError::ExpiredToken));
+        let forged = sign(
+            Algorithm::HS256,
+            "another-secret-of-at-least-32-bytes!!",
+            &json!({"sub": "alice", "exp": now() + 3_600}),
+        );
+        assert_eq!(keys.verify(&forged), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_with_only_some_of_iss_aud_and_sid_is_refused_even_by_the_legacy_switch() {
+        let keys = keys().accepting_legacy_tokens(true);
+        for drop in ["iss", "aud", "sid"] {
+            let mut claims = full(json!({"sub": "alice", "exp": now() + 3_600}));
+            claims.as_object_mut().expect("an object").remove(drop);
+            let token = sign(Algorithm::HS256, SECRET, &claims);
+            assert_eq!(keys.verify(&token), Err(AuthError::InvalidToken), "{drop}");
+            assert_eq!(
+                self::keys().verify(&token),
+                Err(AuthError::InvalidToken),
+                "{drop}"
+            );
+        }
+        let only_sid = sign(
+            Algorithm::HS256,
+            SECRET,
+            &json!({"sub": "alice", "exp": now() + 3_600, "sid": SID}),
+        );
+        assert_eq!(keys.verify(&only_sid), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn a_token_for_another_issuer_or_audience_is_refused() {
+        for (claim, value) in [
+            ("iss", json!("someone-else")),
+            ("aud", json!("another-service")),
+            ("aud", json!(["another-service"])),
+        ] {
+            let mut claims = full(json!({"sub": "alice", "exp": now() + 3_600}));
+            claims
+                .as_object_mut()
+                .expect("an object")
+                .insert(claim.to_owned(), value.clone());
+            let token = sign(Algorithm::HS256, SECRET, &claims);
+            assert_eq!(
+                keys().verify(&token),
+                Err(AuthError::InvalidToken),
+                "{claim}: {value}"
+            );
+            // The legacy switch compares them too when they are present.
+            assert_eq!(
+                keys().accepting_legacy_tokens(true).verify(&token),
+                Err(AuthError::InvalidToken),
+                "{claim}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_with_a_malformed_session_id_is_refused() {
+        for bad in ["", "xyz", "0123456789ABCDEF0123456789ABCDEF"] {
+            let mut claims = full(json!({"sub": "alice", "exp": now() + 3_600}));
+            claims
+                .as_object_mut()
+                .expect("an object")
+                .insert("sid".to_owned(), json!(bad));
+            let token = sign(Algorithm::HS256, SECRET, &claims);
+            assert_eq!(
+                keys().verify(&token),
+                Err(AuthError::InvalidToken),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_configured_issuer_and_audience_are_issued_and_required() {
+        let ours = keys()
+            .with_issuer_and_audience("chat.example.com", "chat-clients")
+            .expect("valid");
+        let issued = ours.issue(&alice(), sid()).expect("issues");
+        let payload = issued.token.split('.').nth(1).expect("three parts");
+        let payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64"))
+                .expect("JSON");
+        assert_eq!(payload["iss"], "chat.example.com");
+        assert_eq!(payload["aud"], "chat-clients");
+        assert_eq!(payload["sid"], SID);
+        assert!(ours.verify(&issued.token).is_ok());
+        // The default deployment refuses it, and the other way round.
+        assert_eq!(keys().verify(&issued.token), Err(AuthError::InvalidToken));
+        let default = keys().issue(&alice(), sid()).expect("issues");
+        assert_eq!(ours.verify(&default.token), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn an_empty_issuer_or_audience_is_a_configuration_error() {
+        assert_eq!(
+            keys().with_issuer_and_audience(" ", "chat").map(|_| ()),
+            Err(AuthError::EmptyClaim { claim: "issuer" })
+        );
+        assert_eq!(
+            keys()
+                .with_issuer_and_audience("chat-server", "")
+                .map(|_| ()),
+            Err(AuthError::EmptyClaim { claim: "audience" })
+        );
     }
 
     #[test]
@@ -416,14 +670,18 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             SECRET,
-            &json!({"sub": "alice", "iat": now()}),
+            &full(json!({"sub": "alice", "iat": now()})),
         );
         assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
     }
 
     #[test]
     fn a_token_without_sub_is_rejected() {
-        let token = sign(Algorithm::HS256, SECRET, &json!({"exp": now() + 3_600}));
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &full(json!({"exp": now() + 3_600})),
+        );
         assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
     }
 
@@ -432,7 +690,7 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             SECRET,
-            &json!({"sub": "alice", "iat": now() + 600, "exp": now() + 3_600}),
+            &full(json!({"sub": "alice", "iat": now() + 600, "exp": now() + 3_600})),
         );
         assert_eq!(keys().verify(&token), Err(AuthError::InvalidToken));
     }
@@ -442,7 +700,7 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             SECRET,
-            &json!({"sub": "alice", "iat": now() + 10, "exp": now() + 3_600}),
+            &full(json!({"sub": "alice", "iat": now() + 10, "exp": now() + 3_600})),
         );
         assert!(keys().verify(&token).is_ok());
     }
@@ -481,7 +739,7 @@ mod tests {
         let secret = SecretString::from(SECRET);
         let keys = TokenKeys::new(&secret, Duration::from_secs(60)).expect("valid");
         assert_eq!(keys.ttl(), Duration::from_secs(60));
-        let issued = keys.issue(&alice()).expect("issues");
+        let issued = keys.issue(&alice(), sid()).expect("issues");
         let left = issued.expires_at - Utc::now();
         assert!(
             left <= TimeDelta::seconds(60) && left > TimeDelta::seconds(55),
@@ -497,7 +755,7 @@ mod tests {
         // DecodingKey's own Debug prints the secret's bytes; ours must not.
         assert!(!debug.contains("97, 45, 116"), "{debug}");
 
-        let issued = keys.issue(&alice()).expect("issues");
+        let issued = keys.issue(&alice(), sid()).expect("issues");
         let debug = format!("{issued:?}");
         let signature = issued.token.rsplit('.').next().expect("three parts");
         assert!(!debug.contains(signature), "{debug}");
@@ -522,7 +780,7 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_the_previous_secret_is_accepted_after_a_rotation() {
-        let before_rotation = keys_for(PREVIOUS).issue(&alice()).expect("issues");
+        let before_rotation = keys_for(PREVIOUS).issue(&alice(), sid()).expect("issues");
         let claims = rotated_keys()
             .verify(&before_rotation.token)
             .expect("verifies");
@@ -541,7 +799,7 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             PREVIOUS,
-            &json!({"sub": "alice", "iat": now() - 3_600, "exp": now() - 60}),
+            &full(json!({"sub": "alice", "iat": now() - 3_600, "exp": now() - 60})),
         );
         assert_eq!(rotated_keys().verify(&token), Err(AuthError::ExpiredToken));
     }
@@ -551,14 +809,14 @@ mod tests {
         let token = sign(
             Algorithm::HS256,
             "another-secret-of-at-least-32-bytes!!",
-            &json!({"sub": "alice", "exp": now() + 3_600}),
+            &full(json!({"sub": "alice", "exp": now() + 3_600})),
         );
         assert_eq!(rotated_keys().verify(&token), Err(AuthError::InvalidToken));
     }
 
     #[test]
     fn the_previous_secret_is_held_to_every_check_of_the_current_one() {
-        let claims = json!({"sub": "alice", "exp": now() + 3_600});
+        let claims = full(json!({"sub": "alice", "exp": now() + 3_600}));
         for algorithm in [Algorithm::HS384, Algorithm::HS512] {
             let token = sign(algorithm, PREVIOUS, &claims);
             assert_eq!(
@@ -567,7 +825,7 @@ mod tests {
                 "{algorithm:?}"
             );
         }
-        let without_exp = sign(Algorithm::HS256, PREVIOUS, &json!({"sub": "alice"}));
+        let without_exp = sign(Algorithm::HS256, PREVIOUS, &full(json!({"sub": "alice"})));
         assert_eq!(
             rotated_keys().verify(&without_exp),
             Err(AuthError::InvalidToken)
@@ -575,7 +833,7 @@ mod tests {
         let from_the_future = sign(
             Algorithm::HS256,
             PREVIOUS,
-            &json!({"sub": "alice", "iat": now() + 600, "exp": now() + 3_600}),
+            &full(json!({"sub": "alice", "iat": now() + 600, "exp": now() + 3_600})),
         );
         assert_eq!(
             rotated_keys().verify(&from_the_future),
@@ -585,7 +843,7 @@ mod tests {
 
     #[test]
     fn new_tokens_are_signed_with_the_new_secret_only() {
-        let issued = rotated_keys().issue(&alice()).expect("issues");
+        let issued = rotated_keys().issue(&alice(), sid()).expect("issues");
         assert!(keys_for(SECRET).verify(&issued.token).is_ok());
         assert_eq!(
             keys_for(PREVIOUS).verify(&issued.token),
@@ -618,7 +876,7 @@ mod tests {
 
     #[test]
     fn redact_keeps_only_a_short_prefix() {
-        let token = keys().issue(&alice()).expect("issues").token;
+        let token = keys().issue(&alice(), sid()).expect("issues").token;
         assert_eq!(redact(&token), format!("{}…", &token[..6]));
         assert_eq!(redact("abc"), "abc…");
         assert_eq!(redact("ééééééééé"), "éééééé…");

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! The secret is the example `SECRET_KEY` from the original's README; the
-//! token expires in 2100.
+//! token expires in 2100. It has no `iss`, `aud` or `sid`, so it is refused
+//! unless `CHAT_ACCEPT_LEGACY_TOKENS` (here `accepting_legacy_tokens`) is on
+//! for the cut-over from the original server.
 
 use std::time::Duration;
 
@@ -66,15 +68,40 @@ async fn two_a_and_two_y_hashes_verify() {
 }
 
 #[test]
-fn a_token_minted_by_the_original_backend_is_accepted() {
-    let claims = keys(SECRET).verify(TOKEN).expect("verifies");
+fn a_token_minted_by_the_original_backend_is_refused_by_default() {
+    assert_eq!(keys(SECRET).verify(TOKEN), Err(AuthError::InvalidToken));
+}
+
+#[test]
+fn a_token_minted_by_the_original_backend_is_accepted_by_the_legacy_switch() {
+    let claims = keys(SECRET)
+        .accepting_legacy_tokens(true)
+        .verify(TOKEN)
+        .expect("verifies");
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.exp, 4_102_444_800);
     assert_eq!(claims.iat, None);
+    // It belongs to no session: signing out cannot end it before its `exp`.
+    assert_eq!(claims.sid, None);
+}
+
+#[test]
+fn a_token_minted_by_the_original_backend_is_accepted_under_the_previous_secret() {
+    let rotated = TokenKeys::with_previous(
+        &SecretString::from("a-new-secret-of-at-least-32-bytes-long!"),
+        Some(&SecretString::from(SECRET)),
+        Duration::from_secs(1_800),
+    )
+    .expect("valid")
+    .accepting_legacy_tokens(true);
+    assert_eq!(
+        rotated.verify(TOKEN).map(|claims| claims.sub),
+        Ok("alice".to_owned())
+    );
 }
 
 #[test]
 fn a_token_minted_by_the_original_backend_needs_the_same_secret() {
-    let other = keys("a-different-secret-of-at-least-32-bytes");
+    let other = keys("a-different-secret-of-at-least-32-bytes").accepting_legacy_tokens(true);
     assert_eq!(other.verify(TOKEN), Err(AuthError::InvalidToken));
 }

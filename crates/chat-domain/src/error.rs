@@ -26,4 +26,6 @@ pub enum DomainError {
     ClientIdInvalid { max: usize },
     #[error("sequence numbers start at 0")]
     NegativeSeq,
+    #[error("a session id is 32 lowercase hex digits")]
+    SessionIdInvalid,
 }

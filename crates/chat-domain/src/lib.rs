@@ -16,7 +16,7 @@ mod names;
 mod password;
 
 pub use error::DomainError;
-pub use ids::{MessageId, RoomId, Seq, UserId};
+pub use ids::{MessageId, RoomId, Seq, SessionId, UserId};
 pub use message::{ClientId, MessageBody};
 pub use names::{RoomKind, RoomName, Username};
 pub use password::Password;

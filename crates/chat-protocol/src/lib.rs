@@ -57,8 +57,17 @@ mod openapi_tests {
         assert_eq!(
             documented,
             [
-                "system", "message", "ack", "error", "presence", "who", "typing", "joined", "left",
-                "pong"
+                "system",
+                "message",
+                "ack",
+                "error",
+                "presence",
+                "who",
+                "typing",
+                "joined",
+                "left",
+                "pong",
+                "authenticated"
             ]
         );
     }

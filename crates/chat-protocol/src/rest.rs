@@ -62,7 +62,13 @@ pub struct UserBody {
     pub created_at: DateTime<Utc>,
 }
 
-/// The answer to a successful login. `Debug` never shows the token.
+/// The answer to a successful login or refresh. `Debug` never shows either
+/// token.
+///
+/// The first two fields are the seed's, in its order. `refresh_token` and
+/// `expires_in` are additions a seed client ignores; this server always
+/// sends them, and a client reading another server's answer finds them
+/// absent.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenBody {
@@ -70,14 +76,37 @@ pub struct TokenBody {
     pub access_token: String,
     /// Always `"bearer"`.
     pub token_type: String,
+    /// An opaque token for `POST /api/auth/refresh`, which answers a new
+    /// access token and a new refresh token. Each refresh token works once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Seconds until the access token expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
 }
 
 impl TokenBody {
-    /// A bearer token, the only kind the server issues.
+    /// A bearer token alone, in the seed's shape.
     pub fn bearer(access_token: impl Into<String>) -> TokenBody {
         TokenBody {
             access_token: access_token.into(),
             token_type: "bearer".to_owned(),
+            refresh_token: None,
+            expires_in: None,
+        }
+    }
+
+    /// A bearer token with the refresh token that renews it and its
+    /// lifetime in seconds.
+    pub fn with_refresh(
+        access_token: impl Into<String>,
+        refresh_token: impl Into<String>,
+        expires_in: u64,
+    ) -> TokenBody {
+        TokenBody {
+            refresh_token: Some(refresh_token.into()),
+            expires_in: Some(expires_in),
+            ..TokenBody::bearer(access_token)
         }
     }
 }
@@ -87,6 +116,27 @@ impl fmt::Debug for TokenBody {
         f.debug_struct("TokenBody")
             .field("access_token", &format_args!("<redacted>"))
             .field("token_type", &self.token_type)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// The body of `POST /api/auth/refresh`. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefreshRequest {
+    /// The refresh token of the last login or refresh.
+    pub refresh_token: String,
+}
+
+impl fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshRequest")
+            .field("refresh_token", &format_args!("<redacted>"))
             .finish()
     }
 }
@@ -489,10 +539,41 @@ mod tests {
     }
 
     #[test]
+    fn a_login_answer_adds_the_refresh_token_and_lifetime_after_the_seed_fields() {
+        let token = TokenBody::with_refresh("eyJ.payload.sig", "r3fr3sh", 1_800);
+        assert_golden(
+            &token,
+            r#"{"access_token":"eyJ.payload.sig","token_type":"bearer","refresh_token":"r3fr3sh","expires_in":1800}"#,
+        );
+        // A seed client reads the two fields it knows, as before.
+        let seed: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&token).expect("serializes"))
+                .expect("valid JSON");
+        assert_eq!(seed["access_token"], "eyJ.payload.sig");
+        assert_eq!(seed["token_type"], "bearer");
+    }
+
+    #[test]
     fn token_body_debug_hides_the_token() {
         let debug = format!("{:?}", TokenBody::bearer("eyJ.payload.sig"));
         assert!(!debug.contains("eyJ"), "{debug}");
         assert!(debug.contains("bearer"), "{debug}");
+        let debug = format!(
+            "{:?}",
+            TokenBody::with_refresh("eyJ.payload.sig", "r3fr3sh", 60)
+        );
+        assert!(!debug.contains("eyJ"), "{debug}");
+        assert!(!debug.contains("r3fr3sh"), "{debug}");
+    }
+
+    #[test]
+    fn a_refresh_request_has_one_field_and_a_redacted_debug() {
+        let request = RefreshRequest {
+            refresh_token: "r3fr3sh".to_owned(),
+        };
+        assert_golden(&request, r#"{"refresh_token":"r3fr3sh"}"#);
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("r3fr3sh"), "{debug}");
     }
 
     #[test]

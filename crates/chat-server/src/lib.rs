@@ -92,7 +92,16 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
             _ => "SECRET_KEY",
         };
         anyhow::Error::new(error).context(format!("{setting} is not valid"))
-    })?;
+    })?
+    .with_issuer_and_audience(&settings.jwt_issuer, &settings.jwt_audience)
+    .context("CHAT_JWT_ISSUER and CHAT_JWT_AUDIENCE must not be empty")?
+    .accepting_legacy_tokens(settings.accept_legacy_tokens);
+    if settings.accept_legacy_tokens {
+        tracing::warn!(
+            "CHAT_ACCEPT_LEGACY_TOKENS is on: tokens of the original backend are accepted \
+             and cannot be revoked by signing out; turn it off once the cut-over is done"
+        );
+    }
     let services = Services {
         store,
         hasher,

@@ -151,6 +151,45 @@ pub struct Settings {
     )]
     pub token_ttl_minutes: u32,
 
+    /// Refresh token lifetime, in days: a sign-in session ends after this
+    /// long without a refresh. Each refresh starts it again.
+    #[arg(
+        long,
+        env = "CHAT_REFRESH_TTL_DAYS",
+        default_value_t = 14,
+        value_parser = clap::value_parser!(u32).range(1..=3650),
+        global = true
+    )]
+    pub refresh_ttl_days: u32,
+
+    /// The `iss` claim of issued access tokens, required on every token.
+    /// Every node of a deployment needs the same one.
+    #[arg(
+        long,
+        env = "CHAT_JWT_ISSUER",
+        default_value = "chat-server",
+        global = true
+    )]
+    pub jwt_issuer: String,
+
+    /// The `aud` claim of issued access tokens, required on every token.
+    /// Every node of a deployment needs the same one.
+    #[arg(long, env = "CHAT_JWT_AUDIENCE", default_value = "chat", global = true)]
+    pub jwt_audience: String,
+
+    /// `true` to also accept tokens of the original Python backend (no
+    /// `iss`, `aud` or session), during the cut-over from it only. Such a
+    /// token cannot be revoked by signing out; it is valid until it expires.
+    #[arg(
+        long,
+        env = "CHAT_ACCEPT_LEGACY_TOKENS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub accept_legacy_tokens: bool,
+
     /// bcrypt cost (10 to 31).
     #[arg(long, env = "CHAT_BCRYPT_COST", default_value_t = 12, global = true)]
     pub bcrypt_cost: u32,
@@ -331,6 +370,9 @@ impl Settings {
             }),
             trusted_proxies: self.trusted_proxies.clone(),
             max_connections_per_user: self.max_connections_per_user.max(1),
+            refresh_ttl: Duration::from_secs(
+                u64::from(self.refresh_ttl_days.max(1)) * 24 * 60 * 60,
+            ),
             ..defaults
         }
     }

@@ -1,5 +1,6 @@
-//! The chat server's storage: users, rooms, memberships and messages, on
-//! PostgreSQL or SQLite, behind one async [`Store`].
+//! The chat server's storage: users, their auth sessions, rooms,
+//! memberships and messages, on PostgreSQL or SQLite, behind one async
+//! [`Store`].
 //!
 //! The backend is chosen at run time from the database URL (`postgres://…`
 //! or `sqlite://path`), and every query is written once, in diesel's DSL,
@@ -41,6 +42,7 @@ mod rooms;
 mod rotation;
 mod rows;
 mod schema;
+mod sessions;
 mod users;
 
 #[cfg(feature = "testing")]
@@ -49,7 +51,7 @@ pub mod testing;
 pub use config::StoreConfig;
 pub use error::{BoxError, StorageError};
 pub use messages::MAX_PAGE;
-pub use model::{Appended, Cursor, Membership, Message, NewMessage, Page, Room, User};
+pub use model::{Appended, Cursor, Membership, Message, NewMessage, Page, Refresh, Room, User};
 pub use rooms::RoomKey;
 pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};
 pub use store::{DEFAULT_TIMEOUT, Store};

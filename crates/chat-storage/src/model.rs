@@ -3,7 +3,7 @@
 use std::fmt;
 
 use chat_domain::{
-    ClientId, MessageBody, MessageId, RoomId, RoomKind, RoomName, Seq, UserId, Username,
+    ClientId, MessageBody, MessageId, RoomId, RoomKind, RoomName, Seq, SessionId, UserId, Username,
 };
 use chrono::{DateTime, Utc};
 
@@ -109,4 +109,19 @@ pub struct Page {
     /// More messages exist beyond this page in the cursor's direction:
     /// older ones for `Latest` and `Before`, newer ones for `After`.
     pub has_more: bool,
+}
+
+/// What became of a refresh token presented to
+/// [`crate::Store::rotate_refresh_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refresh {
+    /// It was valid and unused. It is used now, and the next token is
+    /// stored in its place; issue the user a new access token for
+    /// `session`.
+    Rotated { user: User, session: SessionId },
+    /// It had been exchanged before, so someone holds a copy: its session
+    /// is now revoked, and its open connections should be closed.
+    Reused { user_id: UserId, session: SessionId },
+    /// No such token, or its session is revoked or expired.
+    Refused,
 }

@@ -5,6 +5,16 @@
 // the same columns with types diesel reads as these.
 
 diesel::table! {
+    auth_sessions (id) {
+        id -> Text,
+        user_id -> Int8,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Int8,
         room_id -> Int8,
@@ -16,6 +26,15 @@ diesel::table! {
         created_at -> Timestamp,
         edited_at -> Nullable<Timestamp>,
         deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
     }
 }
 
@@ -48,10 +67,19 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(auth_sessions -> users (user_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(messages -> users (user_id));
+diesel::joinable!(refresh_tokens -> auth_sessions (session_id));
 diesel::joinable!(room_members -> rooms (room_id));
 diesel::joinable!(room_members -> users (user_id));
 diesel::joinable!(rooms -> users (created_by));
 
-diesel::allow_tables_to_appear_in_same_query!(messages, room_members, rooms, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    auth_sessions,
+    messages,
+    refresh_tokens,
+    room_members,
+    rooms,
+    users,
+);

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use chat_domain::Username;
+use chat_domain::{SessionId, Username};
 use chat_storage::User;
 
 use crate::error::ApiError;
@@ -37,20 +37,37 @@ struct TokenParam {
     token: Option<String>,
 }
 
-/// Resolves a token to the user it was issued to. A valid token whose user
-/// no longer exists is refused like a bad one.
+/// Who a valid token speaks for.
+#[derive(Debug)]
+pub(crate) struct Principal {
+    pub(crate) user: User,
+    /// The token's auth session; `None` for a token of the original backend,
+    /// accepted only while `CHAT_ACCEPT_LEGACY_TOKENS` is on.
+    pub(crate) session: Option<SessionId>,
+    /// The token's `exp`, in seconds since the Unix epoch.
+    pub(crate) expires_at: i64,
+}
+
+/// Resolves a token to the user it was issued to, provided its session is
+/// still open. The session is checked in the same query that finds the
+/// user, on every request. A valid token whose user no longer exists, or
+/// whose session was ended, is refused like a bad one.
 pub(crate) async fn authenticate(
     state: &AppState,
     token: Option<String>,
-) -> Result<User, ApiError> {
+) -> Result<Principal, ApiError> {
     let token = token.ok_or_else(ApiError::bad_token)?;
     let claims = state.tokens.verify(&token)?;
     let username = Username::parse(claims.sub).map_err(|_| ApiError::bad_token())?;
-    state
-        .store
-        .user_by_name(&username)
-        .await?
-        .ok_or_else(ApiError::bad_token)
+    let user = match claims.sid {
+        Some(session) => state.store.user_for_session(&username, session).await?,
+        None => state.store.user_by_name(&username).await?,
+    };
+    Ok(Principal {
+        user: user.ok_or_else(ApiError::bad_token)?,
+        session: claims.sid,
+        expires_at: claims.exp,
+    })
 }
 
 /// An extractor for routes that need a signed-in user.
@@ -61,6 +78,24 @@ impl FromRequest for CurrentUser {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = SignedIn::from_request(req, payload);
+        Box::pin(async move {
+            principal
+                .await
+                .map(|signed_in| CurrentUser(signed_in.0.user))
+        })
+    }
+}
+
+/// An extractor for routes that need the session too (signing out).
+#[derive(Debug)]
+pub(crate) struct SignedIn(pub(crate) Principal);
+
+impl FromRequest for SignedIn {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer_token(req);
@@ -68,7 +103,7 @@ impl FromRequest for CurrentUser {
             let state = state.ok_or_else(|| {
                 ApiError::internal(std::io::Error::other("application state is not configured"))
             })?;
-            authenticate(&state, token).await.map(CurrentUser)
+            authenticate(&state, token).await.map(SignedIn)
         })
     }
 }

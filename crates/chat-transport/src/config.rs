@@ -46,6 +46,10 @@ pub struct TransportConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// Most WebSocket connections one user may hold on this node.
     pub max_connections_per_user: usize,
+    /// How long a refresh token stays usable, and so how long an auth
+    /// session lasts without a refresh. Each refresh starts it again.
+    /// (The access token's lifetime is the `TokenKeys`'.)
+    pub refresh_ttl: Duration,
 }
 
 impl Default for TransportConfig {
@@ -69,6 +73,7 @@ impl Default for TransportConfig {
             rate_limits: Some(RateLimits::default()),
             trusted_proxies: Vec::new(),
             max_connections_per_user: 20,
+            refresh_ttl: Duration::from_secs(14 * 24 * 60 * 60),
         }
     }
 }

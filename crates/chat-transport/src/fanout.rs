@@ -3,11 +3,13 @@
 //! Sessions and the writer never talk to sockets directly: they publish
 //! [`RoomEvent`]s through a [`Fanout`]. The in-process implementation hands
 //! them straight to this node's [`Hub`]; a broker-backed one can carry them
-//! to every node without the sessions changing.
+//! to every node without the sessions changing. The end of an auth session
+//! travels the same way, so a sign-out closes the session's sockets on
+//! every node.
 
 use std::fmt::Debug;
 
-use chat_domain::{RoomId, Seq};
+use chat_domain::{RoomId, Seq, SessionId, UserId};
 use futures_util::future::BoxFuture;
 
 use crate::hub::{Audience, Frame, Hub, Outbound};
@@ -40,6 +42,12 @@ pub enum FanoutStatus {
 pub trait Fanout: Send + Sync + Debug + 'static {
     /// Publishes an event; never waits.
     fn publish(&self, event: RoomEvent);
+
+    /// Closes every connection of `user`'s auth session `session`, on every
+    /// node (1008, "session ended"); never waits. The session is already
+    /// revoked in the database, so REST requests with its tokens fail
+    /// whether or not this reaches every node.
+    fn end_session(&self, user: UserId, session: SessionId);
 
     /// The names of the users online in a room on any node, sorted.
     fn online(&self, room: RoomId) -> BoxFuture<'_, Vec<String>>;
@@ -83,6 +91,10 @@ impl RoomEvent {
 impl Fanout for LocalFanout {
     fn publish(&self, event: RoomEvent) {
         event.deliver_to(&self.hub);
+    }
+
+    fn end_session(&self, user: UserId, session: SessionId) {
+        self.hub.end_session(user, session);
     }
 
     fn online(&self, room: RoomId) -> BoxFuture<'_, Vec<String>> {

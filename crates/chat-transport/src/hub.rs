@@ -7,11 +7,11 @@
 //! the lock and does the queueing outside it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
-use chat_domain::{RoomId, Seq, UserId, Username};
+use chat_domain::{RoomId, Seq, SessionId, UserId, Username};
 use tokio::sync::{Notify, mpsc};
 
 /// A serialized frame, shared by every socket it goes to.
@@ -61,15 +61,51 @@ pub enum Audience {
     ExtendedExcept(UserId),
 }
 
+/// Why the server ends a connection on its own initiative, from outside
+/// the connection's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Eviction {
+    /// Its outbound queue overflowed: the client reads too slowly.
+    TooSlow = 1,
+    /// Its auth session was ended (signed out, or a refresh token reused),
+    /// on this node or another.
+    SessionEnded = 2,
+}
+
+impl Eviction {
+    /// The reason given in the close frame (code 1008).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Eviction::TooSlow => "too slow: outbound queue overflowed",
+            Eviction::SessionEnded => "session ended",
+        }
+    }
+
+    fn from_u8(value: u8) -> Option<Eviction> {
+        match value {
+            1 => Some(Eviction::TooSlow),
+            2 => Some(Eviction::SessionEnded),
+            _ => None,
+        }
+    }
+}
+
 /// One WebSocket connection as the hub sees it.
 #[derive(Debug)]
 pub struct Connection {
     id: ConnId,
     user_id: UserId,
     username: Username,
+    /// The auth session of the token the connection was opened with; `None`
+    /// for a token of the original backend. Kept inline (16 bytes, no
+    /// allocation): every connection has one.
+    session: Option<SessionId>,
     tx: mpsc::Sender<Outbound>,
     extended: AtomicBool,
-    too_slow: Notify,
+    /// The first [`Eviction`] (as its `u8`), or 0 while there is none.
+    evicted: AtomicU8,
+    evict: Notify,
 }
 
 impl Connection {
@@ -88,6 +124,11 @@ impl Connection {
         &self.username
     }
 
+    /// The auth session it runs in.
+    pub fn session(&self) -> Option<SessionId> {
+        self.session
+    }
+
     /// Marks the connection as speaking the extended protocol.
     pub fn mark_extended(&self) {
         self.extended.store(true, Ordering::Relaxed);
@@ -99,22 +140,33 @@ impl Connection {
     }
 
     /// Queues a frame without waiting. A full queue means the client reads
-    /// too slowly: it is told to go (see [`Connection::too_slow`]) and the
-    /// frame is dropped, so one slow reader never holds up anyone else.
+    /// too slowly: it is told to go ([`Eviction::TooSlow`]) and the frame is
+    /// dropped, so one slow reader never holds up anyone else.
     pub fn push(&self, item: Outbound) -> bool {
         match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.too_slow.notify_one();
+                self.evict(Eviction::TooSlow);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
-    /// Resolves once the connection's queue has overflowed.
-    pub async fn too_slow(&self) {
-        self.too_slow.notified().await;
+    /// Tells the connection's task to close it. The first reason given is
+    /// the one the client sees.
+    pub fn evict(&self, why: Eviction) {
+        let _ = self
+            .evicted
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+        self.evict.notify_one();
+    }
+
+    /// Resolves once the connection was evicted, with the reason. Only its
+    /// own task waits here.
+    pub async fn evicted(&self) -> Eviction {
+        self.evict.notified().await;
+        Eviction::from_u8(self.evicted.load(Ordering::Acquire)).unwrap_or(Eviction::TooSlow)
     }
 
     fn accepts(&self, audience: Audience) -> bool {
@@ -220,12 +272,13 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers a new connection and returns it with the receiving end of
-    /// its outbound queue.
+    /// Registers a new connection of `session` and returns it with the
+    /// receiving end of its outbound queue.
     pub fn connect(
         &self,
         user_id: UserId,
         username: Username,
+        session: Option<SessionId>,
         queue: usize,
     ) -> (Arc<Connection>, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
@@ -233,9 +286,11 @@ impl Hub {
             id: ConnId(self.next_id.fetch_add(1, Ordering::Relaxed)),
             user_id,
             username,
+            session,
             tx,
             extended: AtomicBool::new(false),
-            too_slow: Notify::new(),
+            evicted: AtomicU8::new(0),
+            evict: Notify::new(),
         });
         let mut registry = self.lock();
         registry
@@ -335,6 +390,41 @@ impl Hub {
             .collect()
     }
 
+    /// Closes every connection of `session` on this node (1008, "session
+    /// ended"); returns how many there were.
+    ///
+    /// A session belongs to one user, so its connections are found through
+    /// the per-user index, which holds at most
+    /// `max_connections_per_user` entries, and each connection's own
+    /// session id. That is the session-to-sockets registry: it needs no map
+    /// of its own, so a connection costs no extra allocation for it, and
+    /// its entry goes when the connection disconnects.
+    pub fn end_session(&self, user: UserId, session: SessionId) -> usize {
+        let ended: Vec<Arc<Connection>> = self
+            .connections_of(user)
+            .into_iter()
+            .filter(|conn| conn.session == Some(session))
+            .collect();
+        for conn in &ended {
+            conn.evict(Eviction::SessionEnded);
+        }
+        ended.len()
+    }
+
+    /// The auth sessions of this node's connections, each once, with their
+    /// users.
+    pub fn sessions(&self) -> Vec<(UserId, SessionId)> {
+        let mut sessions: Vec<(UserId, SessionId)> = self
+            .lock()
+            .connections
+            .values()
+            .filter_map(|(conn, _)| conn.session.map(|session| (conn.user_id, session)))
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions
+    }
+
     /// Every connection on this node.
     pub fn all_connections(&self) -> Vec<Arc<Connection>> {
         self.lock()
@@ -398,8 +488,8 @@ mod tests {
     fn a_user_with_two_connections_is_online_once() {
         let hub = Hub::new();
         let room = RoomId(1);
-        let (first, _rx1) = hub.connect(UserId(1), name("alice"), 8);
-        let (second, _rx2) = hub.connect(UserId(1), name("alice"), 8);
+        let (first, _rx1) = hub.connect(UserId(1), name("alice"), None, 8);
+        let (second, _rx2) = hub.connect(UserId(1), name("alice"), None, 8);
         assert_eq!(hub.subscribe(room, &first), PresenceChange::CameOnline);
         assert_eq!(hub.subscribe(room, &second), PresenceChange::Unchanged);
         assert_eq!(hub.online(room), vec!["alice".to_owned()]);
@@ -412,8 +502,8 @@ mod tests {
     fn delivery_respects_the_audience() {
         let hub = Hub::new();
         let room = RoomId(1);
-        let (alice, mut alice_rx) = hub.connect(UserId(1), name("alice"), 8);
-        let (bob, mut bob_rx) = hub.connect(UserId(2), name("bob"), 8);
+        let (alice, mut alice_rx) = hub.connect(UserId(1), name("alice"), None, 8);
+        let (bob, mut bob_rx) = hub.connect(UserId(2), name("bob"), None, 8);
         hub.subscribe(room, &alice);
         hub.subscribe(room, &bob);
         bob.mark_extended();
@@ -431,21 +521,21 @@ mod tests {
     fn a_full_queue_drops_the_frame_and_flags_the_connection() {
         let hub = Hub::new();
         let room = RoomId(1);
-        let (slow, _rx) = hub.connect(UserId(1), name("slow"), 1);
+        let (slow, _rx) = hub.connect(UserId(1), name("slow"), None, 1);
         hub.subscribe(room, &slow);
         assert_eq!(hub.deliver(room, &frame("1"), Audience::Everyone), 1);
         assert_eq!(hub.deliver(room, &frame("2"), Audience::Everyone), 0);
         // The overflow left a permit behind, so this resolves at once.
-        let flagged = futures_util::FutureExt::now_or_never(slow.too_slow());
-        assert!(flagged.is_some());
+        let flagged = futures_util::FutureExt::now_or_never(slow.evicted());
+        assert_eq!(flagged, Some(Eviction::TooSlow));
     }
 
     #[test]
     fn leaving_unsubscribes_every_connection_of_the_user() {
         let hub = Hub::new();
         let room = RoomId(3);
-        let (one, _a) = hub.connect(UserId(1), name("alice"), 8);
-        let (two, _b) = hub.connect(UserId(1), name("alice"), 8);
+        let (one, _a) = hub.connect(UserId(1), name("alice"), None, 8);
+        let (two, _b) = hub.connect(UserId(1), name("alice"), None, 8);
         hub.subscribe(room, &one);
         hub.subscribe(room, &two);
         assert_eq!(
@@ -454,5 +544,52 @@ mod tests {
         );
         assert!(!hub.is_subscribed(room, one.id()));
         assert_eq!(hub.deliver(room, &frame("x"), Audience::Everyone), 0);
+    }
+
+    fn session(bits: u128) -> Option<SessionId> {
+        SessionId::from_bits(bits)
+    }
+
+    #[test]
+    fn ending_a_session_evicts_its_connections_only() {
+        let hub = Hub::new();
+        let (first, _a) = hub.connect(UserId(1), name("alice"), session(1), 8);
+        let (second, _b) = hub.connect(UserId(1), name("alice"), session(1), 8);
+        let (other, _c) = hub.connect(UserId(1), name("alice"), session(2), 8);
+        let (bob, _d) = hub.connect(UserId(2), name("bob"), session(1), 8);
+        let ended = SessionId::from_bits(1).expect("not zero");
+        assert_eq!(hub.end_session(UserId(1), ended), 2);
+        for conn in [&first, &second] {
+            let evicted = futures_util::FutureExt::now_or_never(conn.evicted());
+            assert_eq!(evicted, Some(Eviction::SessionEnded));
+        }
+        for conn in [&other, &bob] {
+            assert_eq!(futures_util::FutureExt::now_or_never(conn.evicted()), None);
+        }
+        let other_session = SessionId::from_bits(2).expect("not zero");
+        assert_eq!(
+            hub.sessions(),
+            [
+                (UserId(1), ended),
+                (UserId(1), other_session),
+                (UserId(2), ended)
+            ]
+        );
+        // A connection that went away is not found any more.
+        hub.disconnect(&first);
+        hub.disconnect(&second);
+        assert_eq!(hub.end_session(UserId(1), ended), 0);
+        hub.disconnect(&bob);
+        assert_eq!(hub.sessions(), [(UserId(1), other_session)]);
+    }
+
+    #[test]
+    fn the_first_eviction_reason_is_the_one_given() {
+        let hub = Hub::new();
+        let (conn, _rx) = hub.connect(UserId(1), name("alice"), session(1), 1);
+        conn.evict(Eviction::SessionEnded);
+        conn.evict(Eviction::TooSlow);
+        let evicted = futures_util::FutureExt::now_or_never(conn.evicted());
+        assert_eq!(evicted, Some(Eviction::SessionEnded));
     }
 }

@@ -20,6 +20,8 @@ use crate::session;
         routes::health::ready,
         routes::auth::register,
         routes::auth::login,
+        routes::auth::refresh,
+        routes::auth::logout,
         routes::chat::history,
         routes::users::me,
         routes::rooms::list,
@@ -33,7 +35,7 @@ use crate::session;
     ),
     modifiers(&BearerAuth),
     tags(
-        (name = "auth", description = "Accounts and access tokens"),
+        (name = "auth", description = "Accounts, sign-in sessions, access and refresh tokens"),
         (name = "chat", description = "The seed-compatible chat: history of `general` and the WebSocket"),
         (name = "rooms", description = "Rooms, direct conversations and their history"),
         (name = "users", description = "The signed-in user"),
@@ -54,7 +56,7 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "The access token from /api/auth/login. The seed's `?token=` query parameter is accepted too.",
+                        "The access token from /api/auth/login or /api/auth/refresh. The seed's `?token=` query parameter is accepted too.",
                     ))
                     .build(),
             ),

@@ -14,6 +14,15 @@
 //! subscribers is told its current head, so a room that went quiet meanwhile
 //! catches up too.
 //!
+//! The end of an auth session (a sign-out, a reused refresh token) travels
+//! on the same channel, so every node closes that session's sockets. A node
+//! whose subscription broke checks the sessions of its sockets in the
+//! database once it is back, so a notice lost that way is made up for. One
+//! lost otherwise leaves a socket on another node open until its token
+//! expires (`CHAT_TOKEN_TTL_MINUTES` at most), while every REST request and
+//! every `auth` frame with the session's tokens is refused, since those
+//! check the database.
+//!
 //! Presence is kept in Redis as well: each node writes who is online on it,
 //! per room, under a key that expires unless the node refreshes it, so a
 //! node that dies stops counting within [`NODE_TTL`].
@@ -24,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use chat_domain::{RoomId, Seq, UserId};
+use chat_domain::{RoomId, Seq, SessionId, UserId};
 use chat_storage::Store;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -145,6 +154,14 @@ impl Fanout for RedisFanout {
         let _ = self.inner.outgoing.send(payload);
     }
 
+    fn end_session(&self, user: UserId, session: SessionId) {
+        self.inner.hub.end_session(user, session);
+        let _ = self
+            .inner
+            .outgoing
+            .send(encode_session_end(&self.inner.node, user, session));
+    }
+
     fn online(&self, room: RoomId) -> BoxFuture<'_, Vec<String>> {
         Box::pin(async move {
             let mut names: BTreeSet<String> = self.inner.hub.online(room).into_iter().collect();
@@ -199,14 +216,41 @@ fn encode(node: &str, event: &RoomEvent) -> Vec<u8> {
     payload
 }
 
+/// `node \t session \t user \t sid \n`: a room id is a number, so the word
+/// `session` in its place cannot be mistaken for one.
+fn encode_session_end(node: &str, user: UserId, session: SessionId) -> Vec<u8> {
+    format!("{node}\t{SESSION_ENDED}\t{}\t{session}\n", user.get()).into_bytes()
+}
+
+/// The second field of a session's end.
+const SESSION_ENDED: &str = "session";
+
+/// What one payload on the channel carries.
+#[derive(Debug)]
+enum Event {
+    /// Something for a room's subscribers.
+    Room(RoomEvent),
+    /// An auth session ended: close its sockets.
+    SessionEnded { user: UserId, session: SessionId },
+}
+
 /// The sending node and the event, or `None` for a payload that is not ours.
-fn decode(payload: &[u8]) -> Option<(String, RoomEvent)> {
+fn decode(payload: &[u8]) -> Option<(String, Event)> {
     let newline = payload.iter().position(|b| *b == b'\n')?;
     let header = std::str::from_utf8(&payload[..newline]).ok()?;
     let frame = std::str::from_utf8(&payload[newline + 1..]).ok()?;
     let mut fields = header.split('\t');
     let node = fields.next()?.to_owned();
-    let room = RoomId(fields.next()?.parse().ok()?);
+    let room = fields.next()?;
+    if room == SESSION_ENDED {
+        let user = UserId(fields.next()?.parse().ok()?);
+        let session = SessionId::parse(fields.next()?).ok()?;
+        if fields.next().is_some() || !frame.is_empty() {
+            return None;
+        }
+        return Some((node, Event::SessionEnded { user, session }));
+    }
+    let room = RoomId(room.parse().ok()?);
     let seq = match fields.next()? {
         "-" => None,
         value => Some(Seq::new(value.parse().ok()?).ok()?),
@@ -226,12 +270,12 @@ fn decode(payload: &[u8]) -> Option<(String, RoomEvent)> {
     };
     Some((
         node,
-        RoomEvent {
+        Event::Room(RoomEvent {
             room,
             seq,
             frame: ByteString::from(frame.to_owned()),
             audience,
-        },
+        }),
     ))
 }
 
@@ -315,10 +359,13 @@ async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken
                     };
                     let Some(message) = message else { break };
                     match decode(message.get_payload_bytes()) {
-                        Some((node, event)) if node != inner.node => {
+                        Some((node, _)) if node == inner.node => {}
+                        Some((_, Event::Room(event))) => {
                             event.deliver_to(&inner.hub);
                         }
-                        Some(_) => {}
+                        Some((_, Event::SessionEnded { user, session })) => {
+                            inner.hub.end_session(user, session);
+                        }
                         None => tracing::warn!("ignored a malformed event from Redis"),
                     }
                 }
@@ -340,8 +387,28 @@ async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken
 }
 
 /// Tells the local subscribers of every room where its messages stand, so
-/// sessions read whatever they missed.
+/// sessions read whatever they missed, and closes the sockets of sessions
+/// that were ended while this node was not listening.
 async fn catch_up(inner: &Inner, store: &Store) {
+    let sessions = inner.hub.sessions();
+    let ids: Vec<SessionId> = sessions.iter().map(|(_, session)| *session).collect();
+    match store.ended_sessions(&ids).await {
+        Ok(ended) => {
+            for (user, session) in sessions {
+                if ended.contains(&session) {
+                    inner.hub.end_session(user, session);
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %crate::error::Chain(&error), "could not check the sessions of open sockets");
+        }
+    }
+    catch_up_rooms(inner, store).await;
+}
+
+/// Tells the local subscribers of every room where its messages stand.
+async fn catch_up_rooms(inner: &Inner, store: &Store) {
     for room in inner.hub.rooms() {
         match store.room_by_id(room).await {
             Ok(Some(stored)) => {
@@ -442,6 +509,9 @@ mod tests {
         };
         let (node, decoded) = decode(&encode("n1", &event)).expect("decodes");
         assert_eq!(node, "n1");
+        let Event::Room(decoded) = decoded else {
+            panic!("expected a room event, got {decoded:?}");
+        };
         assert_eq!(decoded.room, event.room);
         assert_eq!(decoded.seq, event.seq);
         assert_eq!(decoded.frame, event.frame);
@@ -453,8 +523,27 @@ mod tests {
             ..event
         };
         let (_, decoded) = decode(&encode("n2", &ephemeral)).expect("decodes");
+        let Event::Room(decoded) = decoded else {
+            panic!("expected a room event, got {decoded:?}");
+        };
         assert_eq!(decoded.seq, None);
         assert_eq!(decoded.audience, Audience::Extended);
+    }
+
+    #[test]
+    fn the_end_of_a_session_survives_the_trip_through_redis() {
+        let session = SessionId::parse("0123456789abcdef0123456789abcdef").expect("valid");
+        let payload = encode_session_end("n3", UserId(12), session);
+        let (node, decoded) = decode(&payload).expect("decodes");
+        assert_eq!(node, "n3");
+        let Event::SessionEnded {
+            user,
+            session: ended,
+        } = decoded
+        else {
+            panic!("expected the end of a session, got {decoded:?}");
+        };
+        assert_eq!((user, ended), (UserId(12), session));
     }
 
     #[test]
@@ -464,6 +553,9 @@ mod tests {
             b"no newline",
             b"n\t1\t-\tq\n{}",
             b"n\tx\t-\te\n{}",
+            b"n\tsession\t1\tnot-a-session-id\n",
+            b"n\tsession\tx\t0123456789abcdef0123456789abcdef\n",
+            b"n\tsession\t1\n",
         ] {
             assert!(decode(payload).is_none(), "{payload:?}");
         }

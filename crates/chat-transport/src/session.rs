@@ -11,6 +11,11 @@
 //! from the database before it is delivered. Resume is that same mechanism
 //! started from the client's last seen seq, so replay and live delivery can
 //! overlap without a gap or a duplicate.
+//!
+//! A connection lives as long as its access token: at the token's `exp` it
+//! is closed with 1008 "token expired", unless the client sent a fresher
+//! token of the same session in an `auth` frame. It is closed with 1008
+//! "session ended" when its session is ended, on any node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +24,8 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
-use chat_domain::{ClientId, MessageBody, RoomId, RoomKind, RoomName, Seq};
-use chat_protocol::ws::{ClientFrame, ErrorCode, ServerFrame};
+use chat_domain::{ClientId, MessageBody, RoomId, RoomKind, RoomName, Seq, Username};
+use chat_protocol::ws::{AuthFrame, ClientFrame, ErrorCode, Inbound, ServerFrame};
 use chat_storage::{Cursor, NewMessage, Room, StorageError, User};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -29,7 +34,7 @@ use crate::auth::{authenticate, bearer_token};
 use crate::error::ApiError;
 use crate::fanout::RoomEvent;
 use crate::frames;
-use crate::hub::{Audience, Connection, Outbound};
+use crate::hub::{Audience, Connection, Eviction, Outbound};
 use crate::limits::Bucket;
 use crate::presence;
 use crate::state::AppState;
@@ -38,8 +43,23 @@ use crate::writer::WriteRequest;
 /// Messages read per query while filling a gap.
 const FILL_PAGE: i64 = 200;
 
-/// The close reason for a client that cannot keep up.
-const TOO_SLOW: &str = "too slow: outbound queue overflowed";
+/// The close reason when the connection's token has expired.
+const TOKEN_EXPIRED: &str = "token expired";
+
+/// The longest a connection's deadline is set ahead. A token always expires
+/// sooner (unless it is a far-dated token of the original backend); this
+/// only keeps the arithmetic in range.
+const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+/// When a connection running on a token that expires at `exp` (seconds
+/// since the Unix epoch) must close.
+fn deadline_of(exp: i64) -> tokio::time::Instant {
+    let left_ms = exp
+        .saturating_mul(1_000)
+        .saturating_sub(chrono::Utc::now().timestamp_millis());
+    let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)).min(MAX_LIFETIME);
+    tokio::time::Instant::now() + left
+}
 
 /// Opens a chat socket. A missing or bad token is refused with 403 before
 /// the upgrade, as the seed did.
@@ -61,11 +81,14 @@ pub(crate) async fn upgrade(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.config.cors_origins)?;
-    let user = match authenticate(&state, bearer_token(&req)).await {
-        Ok(user) => user,
+    let principal = match authenticate(&state, bearer_token(&req)).await {
+        Ok(principal) => principal,
         Err(ApiError::Unauthorized(detail)) => return Err(ApiError::Forbidden(detail)),
         Err(other) => return Err(other),
     };
+    let deadline = deadline_of(principal.expires_at);
+    let auth_session = principal.session;
+    let user = principal.user;
     let max = state.config.max_connections_per_user;
     if state.hub.connections_of(user.id).len() >= max {
         return Err(ApiError::TooManyRequests {
@@ -81,10 +104,12 @@ pub(crate) async fn upgrade(
         .max_continuation_size(state.config.max_frame_bytes);
     let state = state.into_inner();
     actix_web::rt::spawn(async move {
-        let (conn, outbound) =
-            state
-                .hub
-                .connect(user.id, user.username.clone(), state.config.outbound_queue);
+        let (conn, outbound) = state.hub.connect(
+            user.id,
+            user.username.clone(),
+            auth_session,
+            state.config.outbound_queue,
+        );
         let mut task = Session {
             state: Arc::clone(&state),
             user,
@@ -93,7 +118,8 @@ pub(crate) async fn upgrade(
             cursors: HashMap::new(),
             sent: HashMap::new(),
             rooms: HashMap::new(),
-            too_slow: false,
+            evicted: None,
+            deadline,
             bucket: state
                 .config
                 .rate_limits
@@ -148,8 +174,12 @@ struct Session {
     sent: HashMap<RoomId, Seq>,
     /// The rooms this connection receives, by name.
     rooms: HashMap<RoomName, Room>,
-    /// Set when a write was abandoned because the client stopped reading.
-    too_slow: bool,
+    /// Set when a write was abandoned because the connection was evicted
+    /// (the client stopped reading, or its session ended).
+    evicted: Option<Eviction>,
+    /// When the token the connection runs on expires; an `auth` frame moves
+    /// it.
+    deadline: tokio::time::Instant,
     /// Frames the client may still send now, when limits are on.
     bucket: Option<Bucket>,
     /// Frames refused in a row.
@@ -186,14 +216,24 @@ impl Session {
         let mut last_heard = Instant::now();
         let conn = Arc::clone(&self.conn);
         let shutdown = self.state.shutdown.clone();
+        // One timer for the connection's life, moved when an `auth` frame
+        // brings a new token.
+        let expiry = tokio::time::sleep_until(self.deadline);
+        tokio::pin!(expiry);
         loop {
+            if expiry.deadline() != self.deadline {
+                expiry.as_mut().reset(self.deadline);
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
                     return End::Close(CloseCode::Away, "server shutting down");
                 }
-                () = conn.too_slow() => {
-                    return End::Close(CloseCode::Policy, TOO_SLOW);
+                why = conn.evicted() => {
+                    return End::Close(CloseCode::Policy, why.reason());
+                }
+                () = &mut expiry => {
+                    return End::Close(CloseCode::Policy, TOKEN_EXPIRED);
                 }
                 item = stream.next() => {
                     last_heard = Instant::now();
@@ -290,13 +330,12 @@ impl Session {
         }
     }
 
-    /// How to end after a failed write: a client that stopped reading is
-    /// told why, if it ever reads again.
+    /// How to end after a failed write: an evicted client is told why, if
+    /// it ever reads again.
     fn gone(&self) -> End {
-        if self.too_slow {
-            End::Close(CloseCode::Policy, TOO_SLOW)
-        } else {
-            End::Gone
+        match self.evicted {
+            Some(why) => End::Close(CloseCode::Policy, why.reason()),
+            None => End::Gone,
         }
     }
 
@@ -361,8 +400,8 @@ impl Session {
         // queue then ends the session instead of leaving it hanging.
         tokio::select! {
             sent = self.socket.text(frame) => sent.map_err(|_| Gone),
-            () = self.conn.too_slow() => {
-                self.too_slow = true;
+            why = self.conn.evicted() => {
+                self.evicted = Some(why);
                 Err(Gone)
             }
         }
@@ -468,8 +507,12 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
-        let frame = match ClientFrame::parse(text) {
-            Ok(frame) => frame,
+        let frame = match Inbound::parse(text) {
+            Ok(Inbound::Chat(frame)) => frame,
+            Ok(Inbound::Auth(AuthFrame { token })) => {
+                self.conn.mark_extended();
+                return self.on_auth(&token).await;
+            }
             Err(error) => {
                 return self
                     .send_error(error.code(), error.to_string(), None, None)
@@ -505,6 +548,53 @@ impl Session {
             ClientFrame::Who { room } => self.on_who(room).await,
             ClientFrame::Ping => self.send(&ServerFrame::Pong).await,
         }
+    }
+
+    /// Moves the connection onto a fresher access token of the same user and
+    /// session, so it stays open until that token expires.
+    async fn on_auth(&mut self, token: &str) -> Result<(), Gone> {
+        let Ok(claims) = self.state.tokens.verify(token) else {
+            return self
+                .send_error(
+                    ErrorCode::InvalidToken,
+                    "the token is not valid or has expired; the connection keeps its current one",
+                    None,
+                    None,
+                )
+                .await;
+        };
+        let same_user = Username::parse(claims.sub.as_str())
+            .is_ok_and(|name| name.normalized() == self.user.username.normalized());
+        if !same_user || claims.sid != self.conn.session() {
+            return self
+                .send_error(
+                    ErrorCode::InvalidToken,
+                    "the token belongs to another user or session; the connection keeps its current one",
+                    None,
+                    None,
+                )
+                .await;
+        }
+        if let Some(session) = claims.sid {
+            // The same check as every request's. A session ended on a node
+            // whose notice never arrived here is caught now.
+            match self
+                .state
+                .store
+                .user_for_session(&self.user.username, session)
+                .await
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.conn.evict(Eviction::SessionEnded);
+                    return Ok(());
+                }
+                Err(error) => return self.storage_error(&error, None, None).await,
+            }
+        }
+        self.deadline = deadline_of(claims.exp);
+        let expires_at = claims.expires_at().unwrap_or_else(chrono::Utc::now);
+        self.send(&ServerFrame::Authenticated { expires_at }).await
     }
 
     /// Finds a room this user may use, by name: one this connection already

@@ -1,12 +1,19 @@
 //! The REST API, over a small blocking HTTP client. Calls run on worker
 //! threads, never on the UI thread.
+//!
+//! The access token is short-lived. The client keeps the refresh token of
+//! the login in memory (never on disk) and exchanges it for a new pair when
+//! the access token is three quarters through its life, or when a call is
+//! refused with 401; the connection thread then hands the new token to the
+//! open WebSocket in an `auth` frame.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use chat_protocol::rest::{
-    CreateRoomRequest, Credentials, ErrorBody, MessagePage, RoomBody, TokenBody, UserBody,
+    CreateRoomRequest, Credentials, ErrorBody, MessagePage, RefreshRequest, RoomBody, TokenBody,
+    UserBody,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -39,8 +46,8 @@ impl ApiError {
     }
 }
 
-/// An access token. Its `Debug` form hides it: it is never printed.
-#[derive(Clone)]
+/// A token. Its `Debug` form hides it: it is never printed.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Token(Arc<str>);
 
 impl Token {
@@ -55,12 +62,52 @@ impl fmt::Debug for Token {
     }
 }
 
+/// The tokens of the signed-in session. Clones of an [`Api`] share them,
+/// so a refresh made by any thread (a REST worker, the connection thread)
+/// is seen by all.
+#[derive(Debug)]
+struct Tokens {
+    access: Token,
+    /// `None` from a server that issues none (the original backend): the
+    /// access token then lives until it expires.
+    refresh: Option<Token>,
+    /// When to renew the access token.
+    renew_at: Option<Instant>,
+    /// How many times the tokens were refreshed. Two tokens issued in the
+    /// same second can be identical, so this, not the token, tells whether
+    /// another thread has refreshed since a token was read.
+    generation: u64,
+}
+
+impl Tokens {
+    fn from_body(body: TokenBody, generation: u64) -> Tokens {
+        // Renewed when three quarters of its life are gone, which leaves a
+        // quarter (7.5 minutes by default) for a slow or failed refresh.
+        let renew_at = body
+            .expires_in
+            .map(|seconds| Instant::now() + Duration::from_millis(seconds.saturating_mul(750)));
+        Tokens {
+            access: Token(body.access_token.into()),
+            refresh: body.refresh_token.map(|token| Token(token.into())),
+            renew_at,
+            generation,
+        }
+    }
+}
+
+/// How long to wait before trying again after a renewal failed for a
+/// reason other than a refusal (the server was unreachable).
+const RENEW_RETRY: Duration = Duration::from_secs(5);
+
 /// A client of one server, logged in or not.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
     base: String,
     agent: Agent,
-    token: Option<Token>,
+    /// Held for the whole of a refresh, so two threads never refresh at
+    /// once: a refresh token works once, and using it twice ends the
+    /// session.
+    tokens: Option<Arc<Mutex<Tokens>>>,
 }
 
 impl Api {
@@ -74,7 +121,7 @@ impl Api {
         Api {
             base: base.trim_end_matches('/').to_owned(),
             agent: config.into(),
-            token: None,
+            tokens: None,
         }
     }
 
@@ -82,8 +129,90 @@ impl Api {
         &self.base
     }
 
-    pub(crate) fn token(&self) -> Option<&Token> {
-        self.token.as_ref()
+    fn lock(&self) -> Option<MutexGuard<'_, Tokens>> {
+        self.tokens
+            .as_ref()
+            .map(|tokens| tokens.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The current access token, once logged in.
+    pub(crate) fn token(&self) -> Option<Token> {
+        self.current().map(|(token, _)| token)
+    }
+
+    /// The current access token and how many refreshes it took to get it.
+    pub(crate) fn current(&self) -> Option<(Token, u64)> {
+        self.lock()
+            .map(|tokens| (tokens.access.clone(), tokens.generation))
+    }
+
+    /// Renews the access token if it is due; returns the new one, or `None`
+    /// when nothing was due. An [`ApiError::Unauthorized`] means the
+    /// session is over; after any other failure the renewal is tried again
+    /// a little later.
+    pub(crate) fn renew_if_due(&self) -> Result<Option<Token>, ApiError> {
+        let Some(mut tokens) = self.lock() else {
+            return Ok(None);
+        };
+        if tokens.renew_at.is_none_or(|at| Instant::now() < at) {
+            return Ok(None);
+        }
+        match self.refresh_locked(&mut tokens) {
+            Ok(token) => Ok(Some(token)),
+            Err(error @ ApiError::Unauthorized(_)) => Err(error),
+            Err(error) => {
+                tokens.renew_at = Some(Instant::now() + RENEW_RETRY);
+                Err(error)
+            }
+        }
+    }
+
+    /// A fresher access token than the one of generation `seen`, which the
+    /// server refused: the current one if another thread has refreshed
+    /// meanwhile, otherwise a new one from the refresh token.
+    pub(crate) fn refresh_after(&self, seen: u64) -> Result<Token, ApiError> {
+        let Some(mut tokens) = self.lock() else {
+            return Err(ApiError::Unauthorized("not logged in".to_owned()));
+        };
+        if tokens.generation != seen {
+            return Ok(tokens.access.clone());
+        }
+        self.refresh_locked(&mut tokens)
+    }
+
+    /// Exchanges the refresh token for a new pair, with the lock held.
+    fn refresh_locked(&self, tokens: &mut Tokens) -> Result<Token, ApiError> {
+        let Some(refresh) = tokens.refresh.clone() else {
+            return Err(ApiError::Unauthorized(
+                "the access token has expired".to_owned(),
+            ));
+        };
+        let url = self.url("/api/auth/refresh");
+        let response = self.agent.post(&url).send_json(RefreshRequest {
+            refresh_token: refresh.expose().to_owned(),
+        });
+        let body: TokenBody = read(&url, response, &[200])?;
+        *tokens = Tokens::from_body(body, tokens.generation + 1);
+        Ok(tokens.access.clone())
+    }
+
+    /// Runs `call` with the current bearer header; if the server answers
+    /// 401 and there is a refresh token, refreshes once and runs it again.
+    fn authed<T>(&self, call: impl Fn(&str) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let Some((token, generation)) = self.current() else {
+            return call("Bearer ");
+        };
+        match call(&bearer(&token)) {
+            Err(ApiError::Unauthorized(detail)) => {
+                let has_refresh = self.lock().is_some_and(|tokens| tokens.refresh.is_some());
+                if !has_refresh {
+                    return Err(ApiError::Unauthorized(detail));
+                }
+                let fresh = self.refresh_after(generation)?;
+                call(&bearer(&fresh))
+            }
+            other => other,
+        }
     }
 
     /// The WebSocket URL of the same server.
@@ -112,76 +241,77 @@ impl Api {
         read(&url, response, &[201, 200])
     }
 
-    /// Logs in and keeps the token for later calls.
+    /// Logs in and keeps the tokens for later calls.
     pub(crate) fn login(&mut self, credentials: &Credentials) -> Result<(), ApiError> {
         let url = self.url("/api/auth/login");
         let response = self.agent.post(&url).send_json(credentials);
         let body: TokenBody = read(&url, response, &[200])?;
-        self.token = Some(Token(body.access_token.into()));
+        self.tokens = Some(Arc::new(Mutex::new(Tokens::from_body(body, 0))));
         Ok(())
-    }
-
-    fn bearer(&self) -> String {
-        let token = self.token.as_ref().map_or("", Token::expose);
-        format!("Bearer {token}")
     }
 
     /// Every public room and the user's direct conversations.
     pub(crate) fn rooms(&self) -> Result<Vec<RoomBody>, ApiError> {
         let url = self.url("/api/rooms");
-        let response = self
-            .agent
-            .get(&url)
-            .header("Authorization", self.bearer())
-            .call();
-        read(&url, response, &[200])
+        self.authed(|bearer| {
+            let response = self.agent.get(&url).header("Authorization", bearer).call();
+            read(&url, response, &[200])
+        })
     }
 
     /// Joins a public room.
     pub(crate) fn join(&self, room: &str) -> Result<RoomBody, ApiError> {
         let url = self.url(&format!("/api/rooms/{room}/join"));
-        let response = self
-            .agent
-            .post(&url)
-            .header("Authorization", self.bearer())
-            .send_empty();
-        read(&url, response, &[200])
+        self.authed(|bearer| {
+            let response = self
+                .agent
+                .post(&url)
+                .header("Authorization", bearer)
+                .send_empty();
+            read(&url, response, &[200])
+        })
     }
 
     /// Creates a public room; the user becomes its first member.
     pub(crate) fn create_room(&self, room: &str) -> Result<RoomBody, ApiError> {
         let url = self.url("/api/rooms");
-        let response = self
-            .agent
-            .post(&url)
-            .header("Authorization", self.bearer())
-            .send_json(CreateRoomRequest {
-                name: room.to_owned(),
-            });
-        read(&url, response, &[201, 200])
+        self.authed(|bearer| {
+            let response = self
+                .agent
+                .post(&url)
+                .header("Authorization", bearer)
+                .send_json(CreateRoomRequest {
+                    name: room.to_owned(),
+                });
+            read(&url, response, &[201, 200])
+        })
     }
 
     /// Leaves a room.
     pub(crate) fn leave(&self, room: &str) -> Result<(), ApiError> {
         let url = self.url(&format!("/api/rooms/{room}/leave"));
-        let response = self
-            .agent
-            .post(&url)
-            .header("Authorization", self.bearer())
-            .send_empty();
-        let _: Value = read(&url, response, &[204, 200])?;
-        Ok(())
+        self.authed(|bearer| {
+            let response = self
+                .agent
+                .post(&url)
+                .header("Authorization", bearer)
+                .send_empty();
+            let _: Value = read(&url, response, &[204, 200])?;
+            Ok(())
+        })
     }
 
     /// Opens the direct conversation with `username`.
     pub(crate) fn open_direct(&self, username: &str) -> Result<RoomBody, ApiError> {
         let url = self.url(&format!("/api/dm/{username}"));
-        let response = self
-            .agent
-            .post(&url)
-            .header("Authorization", self.bearer())
-            .send_empty();
-        read(&url, response, &[200, 201])
+        self.authed(|bearer| {
+            let response = self
+                .agent
+                .post(&url)
+                .header("Authorization", bearer)
+                .send_empty();
+            read(&url, response, &[200, 201])
+        })
     }
 
     /// A page of a room's history: the newest messages, or those before
@@ -192,16 +322,40 @@ impl Api {
         before: Option<i64>,
     ) -> Result<MessagePage, ApiError> {
         let url = self.url(&format!("/api/rooms/{room}/messages"));
-        let mut request = self
-            .agent
-            .get(&url)
-            .header("Authorization", self.bearer())
-            .query("limit", PAGE_SIZE.to_string());
-        if let Some(before) = before {
-            request = request.query("before", before.to_string());
-        }
-        read(&url, request.call(), &[200])
+        self.authed(|bearer| {
+            let mut request = self
+                .agent
+                .get(&url)
+                .header("Authorization", bearer)
+                .query("limit", PAGE_SIZE.to_string());
+            if let Some(before) = before {
+                request = request.query("before", before.to_string());
+            }
+            read(&url, request.call(), &[200])
+        })
     }
+}
+
+#[cfg(test)]
+impl Api {
+    /// Replaces the access token, as if it had expired or been damaged.
+    pub(crate) fn set_access_token(&self, token: &str) {
+        if let Some(mut tokens) = self.lock() {
+            tokens.access = Token(token.into());
+        }
+    }
+
+    /// Makes the renewal due now.
+    pub(crate) fn make_renewal_due(&self) {
+        if let Some(mut tokens) = self.lock() {
+            tokens.renew_at = Some(Instant::now());
+        }
+    }
+}
+
+/// The `Authorization` header for `token`.
+fn bearer(token: &Token) -> String {
+    format!("Bearer {}", token.expose())
 }
 
 /// Turns an HTTP answer into the expected body or an [`ApiError`] that
@@ -268,11 +422,14 @@ mod tests {
     }
 
     #[test]
-    fn the_token_is_never_in_debug_output() {
+    fn the_tokens_are_never_in_debug_output() {
         let mut api = Api::new("http://127.0.0.1:1");
-        api.token = Some(Token("very-secret-token".into()));
+        api.tokens = Some(Arc::new(Mutex::new(Tokens::from_body(
+            TokenBody::with_refresh("very-secret-token", "very-secret-refresh", 1_800),
+            0,
+        ))));
         let debug = format!("{api:?}");
-        assert!(!debug.contains("very-secret-token"), "{debug}");
+        assert!(!debug.contains("very-secret"), "{debug}");
     }
 
     #[test]
@@ -298,5 +455,84 @@ mod tests {
             text.starts_with("cannot reach the server at http://127.0.0.1:1/api/rooms"),
             "{text}"
         );
+    }
+
+    use crate::test_server::TestServer;
+
+    #[test]
+    fn the_renewal_is_due_three_quarters_through_the_tokens_life() {
+        let before = Instant::now();
+        let tokens = Tokens::from_body(TokenBody::with_refresh("a", "r", 1_800), 0);
+        let renew_at = tokens.renew_at.expect("a renewal time");
+        let after = Instant::now();
+        assert!(renew_at >= before + Duration::from_secs(1_350));
+        assert!(renew_at <= after + Duration::from_secs(1_350));
+        // A server that sends no lifetime and no refresh token: nothing to renew.
+        let seed = Tokens::from_body(TokenBody::bearer("a"), 0);
+        assert!(seed.renew_at.is_none() && seed.refresh.is_none());
+    }
+
+    #[test]
+    fn a_refused_call_refreshes_the_tokens_once_and_is_retried() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        api.set_access_token("expired-or-damaged");
+        let rooms = api.rooms().expect("retried with a fresh token");
+        assert!(rooms.iter().any(|room| room.name == "general"));
+        let token = api.token().expect("logged in");
+        assert_ne!(token.expose(), "expired-or-damaged");
+        // The refreshed session goes on working.
+        assert!(api.rooms().is_ok());
+    }
+
+    #[test]
+    fn threads_refreshing_one_stale_token_use_the_refresh_token_once() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        let (_, seen) = api.current().expect("logged in");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let api = api.clone();
+                std::thread::spawn(move || api.refresh_after(seen))
+            })
+            .collect();
+        let tokens: Vec<Token> = handles
+            .into_iter()
+            .map(|handle| handle.join().expect("thread").expect("refreshed"))
+            .collect();
+        assert!(tokens.iter().all(|token| *token == tokens[0]));
+        // One refresh between them.
+        assert_eq!(
+            api.current().map(|(_, generation)| generation),
+            Some(seen + 1)
+        );
+        // Had the refresh token been used twice, the server would have ended
+        // the session.
+        assert!(api.rooms().is_ok());
+        assert!(api.refresh_after(seen + 1).is_ok());
+    }
+
+    #[test]
+    fn a_due_renewal_brings_a_new_token_and_nothing_else_does() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        assert_eq!(api.renew_if_due(), Ok(None));
+        assert_eq!(api.current().map(|(_, generation)| generation), Some(0));
+        api.make_renewal_due();
+        let renewed = api.renew_if_due().expect("renewed").expect("a new token");
+        assert_eq!(api.current(), Some((renewed, 1)));
+        assert_eq!(api.renew_if_due(), Ok(None));
+        assert!(api.rooms().is_ok());
+    }
+
+    #[test]
+    fn without_a_refresh_token_a_refusal_is_final() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        if let Some(mut tokens) = api.lock() {
+            tokens.refresh = None;
+        }
+        api.set_access_token("expired-or-damaged");
+        assert!(matches!(api.rooms(), Err(ApiError::Unauthorized(_))));
     }
 }

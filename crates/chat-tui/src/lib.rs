@@ -5,6 +5,9 @@
 //! the bottom. It talks to the server over its REST API (a small blocking
 //! HTTP client on worker threads) and its WebSocket (a background thread
 //! that reconnects with backoff and resumes every room from its last seq).
+//! It keeps the refresh token of the login in memory, renews the access
+//! token before it expires (or when a call is refused with 401), and hands
+//! each new one to the open socket in an `auth` frame.
 //!
 //! This crate knows the wire types (`chat-protocol`) and the domain rules
 //! (`chat-domain`) and nothing of the server's insides: no storage, no
@@ -16,6 +19,8 @@ mod backoff;
 mod command;
 mod net;
 mod state;
+#[cfg(test)]
+mod test_server;
 mod ui;
 
 use clap::Parser;

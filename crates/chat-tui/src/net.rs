@@ -7,6 +7,11 @@
 //! each room and re-send what is unacknowledged. Frames the UI sends while
 //! the connection is down are dropped here; the UI still holds the
 //! messages among them as pending and sends them again then.
+//!
+//! The server closes a socket when its access token expires. The thread
+//! renews the token before then (see [`Api::renew_if_due`]) and hands every
+//! new one to the open socket in an `auth` frame; a socket refused at the
+//! handshake is retried once with a refreshed token.
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -14,13 +19,13 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chat_protocol::ws::{ClientFrame, ServerFrame};
+use chat_protocol::ws::{AuthFrame, ClientFrame, ServerFrame};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::HeaderValue;
 use tungstenite::{Message, WebSocket};
 
-use crate::api::Token;
+use crate::api::{Api, ApiError, Token};
 use crate::backoff::Backoff;
 
 /// How long a read waits before the thread looks at its outgoing queue.
@@ -86,15 +91,16 @@ impl std::fmt::Debug for NetCommand {
     }
 }
 
-/// Starts the connection thread for `url` (`ws://host/ws/chat`) with
-/// `token`; every event goes to `on_event`, from that thread.
+/// Starts the connection thread for `url` (`ws://host/ws/chat`) with the
+/// tokens of `api`, which must be logged in; every event goes to
+/// `on_event`, from that thread.
 pub(crate) fn spawn(
     url: String,
-    token: Token,
+    api: Api,
     on_event: impl Fn(NetEvent) + Send + 'static,
 ) -> NetHandle {
     let (commands, receiver) = mpsc::channel();
-    thread::spawn(move || run(&url, &token, &receiver, &on_event));
+    thread::spawn(move || run(&url, &api, &receiver, &on_event));
     NetHandle { commands }
 }
 
@@ -108,26 +114,53 @@ enum Failure {
 enum Stop {
     Shutdown,
     Lost(String),
+    /// The session is over: its tokens can no longer be renewed.
+    Rejected(String),
 }
 
-fn run(url: &str, token: &Token, commands: &Receiver<NetCommand>, on_event: &dyn Fn(NetEvent)) {
+fn run(url: &str, api: &Api, commands: &Receiver<NetCommand>, on_event: &dyn Fn(NetEvent)) {
     let mut backoff = Backoff::reconnect();
+    let mut refreshed_after_refusal = false;
     loop {
-        let reason = match connect(url, token) {
+        let Some((token, generation)) = api.current() else {
+            on_event(NetEvent::Rejected("not logged in".to_owned()));
+            return;
+        };
+        let reason = match connect(url, &token) {
             Ok(mut socket) => {
                 backoff.reset();
+                refreshed_after_refusal = false;
                 if shutdown_requested(commands) {
                     let _ = socket.close(None);
                     return;
                 }
                 on_event(NetEvent::Connected);
-                match serve(&mut socket, commands, on_event) {
+                match serve(&mut socket, api, generation, commands, on_event) {
                     Stop::Shutdown => {
                         let _ = socket.close(None);
                         let _ = socket.flush();
                         return;
                     }
                     Stop::Lost(reason) => reason,
+                    Stop::Rejected(reason) => {
+                        let _ = socket.close(None);
+                        let _ = socket.flush();
+                        on_event(NetEvent::Rejected(reason));
+                        return;
+                    }
+                }
+            }
+            // The token may just have expired (a laptop that slept through
+            // its renewal): refresh once and try again at once.
+            Err(Failure::Rejected(reason)) if !refreshed_after_refusal => {
+                refreshed_after_refusal = true;
+                match api.refresh_after(generation) {
+                    Ok(_) => continue,
+                    Err(ApiError::Unauthorized(_)) => {
+                        on_event(NetEvent::Rejected(reason));
+                        return;
+                    }
+                    Err(error) => error.to_string(),
                 }
             }
             Err(Failure::Rejected(reason)) => {
@@ -219,12 +252,34 @@ fn connect(url: &str, token: &Token) -> Result<WebSocket<TcpStream>, Failure> {
 
 fn serve(
     socket: &mut WebSocket<TcpStream>,
+    api: &Api,
+    mut socket_generation: u64,
     commands: &Receiver<NetCommand>,
     on_event: &dyn Fn(NetEvent),
 ) -> Stop {
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
     loop {
+        // Any other failure (the server unreachable) is tried again shortly.
+        if let Err(ApiError::Unauthorized(reason)) = api.renew_if_due() {
+            return Stop::Rejected(reason);
+        }
+        // A token renewed here or by a REST call goes to the socket, which
+        // would otherwise be closed when its first token expires.
+        if let Some((current, generation)) = api.current()
+            && generation != socket_generation
+        {
+            let frame = AuthFrame {
+                token: current.expose().to_owned(),
+            };
+            let Ok(text) = serde_json::to_string(&frame) else {
+                return Stop::Lost("could not encode the auth frame".to_owned());
+            };
+            if let Err(error) = socket.send(Message::text(text)) {
+                return Stop::Lost(error.to_string());
+            }
+            socket_generation = generation;
+        }
         loop {
             match commands.try_recv() {
                 Ok(NetCommand::Send(frame)) => {
@@ -278,5 +333,69 @@ fn serve(
         if last_heard.elapsed() >= SILENCE_LIMIT {
             return Stop::Lost("no answer from the server".to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::TestServer;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn start(api: &Api) -> (NetHandle, Receiver<NetEvent>) {
+        let (events, received) = mpsc::channel();
+        let handle = spawn(api.ws_url(), api.clone(), move |event| {
+            let _ = events.send(event);
+        });
+        (handle, received)
+    }
+
+    /// The first event `wanted` accepts; fails on a refusal or after WAIT.
+    fn wait_for(events: &Receiver<NetEvent>, wanted: impl Fn(&NetEvent) -> bool) -> NetEvent {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = events.recv_timeout(left).expect("an event in time");
+            assert!(
+                !matches!(event, NetEvent::Rejected(_)),
+                "refused: {event:?}"
+            );
+            if wanted(&event) {
+                return event;
+            }
+        }
+    }
+
+    #[test]
+    fn a_renewed_token_is_handed_to_the_open_socket() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        let (net, events) = start(&api);
+        wait_for(&events, |event| *event == NetEvent::Connected);
+        api.make_renewal_due();
+        wait_for(&events, |event| {
+            matches!(event, NetEvent::Frame(ServerFrame::Authenticated { .. }))
+        });
+        // Still the same connection, still served.
+        net.send(ClientFrame::Ping);
+        wait_for(&events, |event| {
+            matches!(event, NetEvent::Frame(ServerFrame::Pong))
+        });
+    }
+
+    #[test]
+    fn a_socket_refused_at_the_handshake_is_retried_after_a_refresh() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        api.set_access_token("expired-or-damaged");
+        let (_net, events) = start(&api);
+        wait_for(&events, |event| *event == NetEvent::Connected);
+        assert_ne!(
+            api.token()
+                .map(|token| token.expose().to_owned())
+                .as_deref(),
+            Some("expired-or-damaged")
+        );
     }
 }

@@ -518,7 +518,7 @@ impl ChatState {
                 self.remove_room(&room);
                 self.notice(None, format!("you left {room}"));
             }
-            ServerFrame::Pong => {}
+            ServerFrame::Pong | ServerFrame::Authenticated { .. } => {}
         }
     }
 

@@ -1,3 +1,5 @@
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -67,22 +69,8 @@ impl ClientFrame {
 
     /// Parses one text frame, saying precisely what is wrong with a bad one.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        let value: Value = serde_json::from_str(text).map_err(|_| FrameError::NotJson)?;
-        let Value::Object(object) = &value else {
-            return Err(FrameError::NotJson);
-        };
-        let kind = match object.get("type") {
-            Some(Value::String(kind)) => kind,
-            Some(other) => return Err(FrameError::unknown_type(&other.to_string())),
-            None => return Err(FrameError::UnknownType(String::new())),
-        };
-        let Some(kind) = Self::TYPES.into_iter().find(|known| known == kind) else {
-            return Err(FrameError::unknown_type(kind));
-        };
-        serde_json::from_value(value).map_err(|error| FrameError::Invalid {
-            kind,
-            reason: error.to_string(),
-        })
+        let (kind, value) = read(text, &Self::TYPES)?;
+        from_value(kind, value)
     }
 
     /// This frame's `type`.
@@ -97,6 +85,89 @@ impl ClientFrame {
             ClientFrame::Ping => "ping",
         }
     }
+}
+
+/// Renews the access token a connection runs on:
+/// `{"type":"auth","token":"<JWT>"}`.
+///
+/// A connection is closed when its token expires; a client that refreshed
+/// its token over REST sends the new one in this frame, for the same user
+/// and the same session, and the connection stays open until the new
+/// token's expiry. The server answers `authenticated`, or an `error` frame
+/// with code `invalid_token` and keeps the old token.
+///
+/// It is not a [`ClientFrame`]: it concerns the connection rather than the
+/// chat, so clients that handle every chat frame need not know it, and it
+/// carries a credential, so its `Debug` shows none of it. [`Inbound`] reads
+/// both kinds.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename = "auth")]
+pub struct AuthFrame {
+    /// The new access token.
+    pub token: String,
+}
+
+impl fmt::Debug for AuthFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthFrame")
+            .field("token", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+/// Any frame a client may send: a chat frame or an `auth` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A frame about the chat.
+    Chat(ClientFrame),
+    /// A new access token for the connection.
+    Auth(AuthFrame),
+}
+
+impl Inbound {
+    /// The `type` of every frame a client may send.
+    pub const TYPES: [&'static str; 8] = [
+        "message", "join", "leave", "resume", "typing", "who", "ping", "auth",
+    ];
+
+    /// Parses one text frame, as [`ClientFrame::parse`] does, also knowing
+    /// `auth`.
+    pub fn parse(text: &str) -> Result<Inbound, FrameError> {
+        let (kind, value) = read(text, &Self::TYPES)?;
+        if kind == "auth" {
+            from_value(kind, value).map(Inbound::Auth)
+        } else {
+            from_value(kind, value).map(Inbound::Chat)
+        }
+    }
+}
+
+/// Reads a JSON object whose `type` is one of `types`; returns that type.
+fn read(text: &str, types: &[&'static str]) -> Result<(&'static str, Value), FrameError> {
+    let value: Value = serde_json::from_str(text).map_err(|_| FrameError::NotJson)?;
+    let Value::Object(object) = &value else {
+        return Err(FrameError::NotJson);
+    };
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => kind,
+        Some(other) => return Err(FrameError::unknown_type(&other.to_string())),
+        None => return Err(FrameError::UnknownType(String::new())),
+    };
+    let Some(kind) = types.iter().copied().find(|known| known == kind) else {
+        return Err(FrameError::unknown_type(kind));
+    };
+    Ok((kind, value))
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(
+    kind: &'static str,
+    value: Value,
+) -> Result<T, FrameError> {
+    serde_json::from_value(value).map_err(|error| FrameError::Invalid {
+        kind,
+        reason: error.to_string(),
+    })
 }
 
 /// Why a text frame is not a valid [`ClientFrame`].
@@ -362,5 +433,61 @@ mod tests {
                 other => panic!("{text}: expected an invalid frame, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_auth_frame_parses_as_inbound_and_serializes_to_the_documented_json() {
+        let frame = AuthFrame {
+            token: "eyJ.payload.sig".to_owned(),
+        };
+        let json = serde_json::to_string(&frame).expect("serializes");
+        assert_eq!(json, r#"{"type":"auth","token":"eyJ.payload.sig"}"#);
+        assert_eq!(Inbound::parse(&json), Ok(Inbound::Auth(frame)));
+    }
+
+    #[test]
+    fn every_chat_frame_parses_as_inbound_too() {
+        for frame in samples() {
+            assert_eq!(
+                Inbound::parse(&to_json(&frame)),
+                Ok(Inbound::Chat(frame.clone())),
+                "{frame:?}"
+            );
+        }
+        for known in ClientFrame::TYPES {
+            assert!(Inbound::TYPES.contains(&known), "{known}");
+        }
+    }
+
+    #[test]
+    fn an_auth_frame_is_not_a_chat_frame() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"auth","token":"t"}"#),
+            Err(FrameError::UnknownType("auth".to_owned()))
+        );
+    }
+
+    #[test]
+    fn an_auth_frame_without_a_string_token_is_invalid() {
+        for text in [r#"{"type":"auth"}"#, r#"{"type":"auth","token":7}"#] {
+            match Inbound::parse(text) {
+                Err(FrameError::Invalid { kind: "auth", .. }) => {}
+                other => panic!("{text}: expected an invalid auth frame, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            Inbound::parse(r#"{"type":"shout"}"#),
+            Err(FrameError::UnknownType("shout".to_owned()))
+        );
+        assert_eq!(Inbound::parse("nope"), Err(FrameError::NotJson));
+    }
+
+    #[test]
+    fn auth_frame_debug_hides_the_token() {
+        let frame = Inbound::Auth(AuthFrame {
+            token: "eyJ.payload.sig".to_owned(),
+        });
+        let debug = format!("{frame:?}");
+        assert!(!debug.contains("eyJ"), "{debug}");
     }
 }

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     NotAMember,
     /// The user sent too much too fast; the frame was dropped.
     RateLimited,
+    /// The token of an `auth` frame is not valid, has expired, or belongs
+    /// to another user or session. The connection keeps its current token.
+    InvalidToken,
     /// Storage is down: the message was not stored, send it again later.
     Unavailable,
     /// Something went wrong on the server.
@@ -41,7 +44,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidFrame,
@@ -52,6 +55,7 @@ impl ErrorCode {
         ErrorCode::RoomNotFound,
         ErrorCode::NotAMember,
         ErrorCode::RateLimited,
+        ErrorCode::InvalidToken,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -69,6 +73,7 @@ impl ErrorCode {
             ErrorCode::RoomNotFound => "room_not_found",
             ErrorCode::NotAMember => "not_a_member",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -96,6 +101,7 @@ impl From<&DomainError> for ErrorCode {
             | DomainError::PasswordTooShort { .. }
             | DomainError::PasswordTooLong { .. }
             | DomainError::NegativeSeq => ErrorCode::InvalidFrame,
+            DomainError::SessionIdInvalid => ErrorCode::InvalidToken,
         }
     }
 }
@@ -139,6 +145,7 @@ mod tests {
                 "room_not_found",
                 "not_a_member",
                 "rate_limited",
+                "invalid_token",
                 "unavailable",
                 "internal",
             ]

@@ -115,6 +115,15 @@ pub enum ServerFrame {
     },
     /// The answer to `ping`.
     Pong,
+    /// The answer to an `auth` frame: the connection now runs on the new
+    /// token and stays open until it expires.
+    Authenticated {
+        /// When the new token expires; the server closes the connection
+        /// then (1008, "token expired") unless another `auth` frame came.
+        #[serde(with = "crate::timestamp")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+        expires_at: DateTime<Utc>,
+    },
 }
 
 /// What [`ServerFrame::to_json`] sends if serialization ever failed: a valid
@@ -294,6 +303,10 @@ mod tests {
                 r#"{"type":"left","room":"lobby"}"#,
             ),
             (ServerFrame::Pong, r#"{"type":"pong"}"#),
+            (
+                ServerFrame::Authenticated { expires_at: at() },
+                r#"{"type":"authenticated","expires_at":"2024-01-01T12:00:00.123456+00:00"}"#,
+            ),
         ]
     }
 

@@ -512,3 +512,56 @@ async fn a_short_previous_jwt_secret_is_a_start_up_error_that_names_it() -> Resu
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[test]
+fn token_lifetimes_default_to_the_originals_and_legacy_tokens_are_refused() {
+    let settings = Settings::defaults();
+    assert_eq!(settings.token_ttl_minutes, 30);
+    assert_eq!(settings.refresh_ttl_days, 14);
+    assert_eq!(
+        settings.transport().refresh_ttl,
+        Duration::from_secs(14 * 24 * 60 * 60)
+    );
+    assert_eq!(settings.jwt_issuer, "chat-server");
+    assert_eq!(settings.jwt_audience, "chat");
+    assert!(!settings.accept_legacy_tokens);
+}
+
+#[test]
+fn the_legacy_token_switch_and_the_refresh_lifetime_are_read_from_flags() {
+    use clap::Parser;
+    let cli = chat_server::Cli::parse_from([
+        "chat-server",
+        "--accept-legacy-tokens",
+        "true",
+        "--refresh-ttl-days",
+        "2",
+    ]);
+    assert!(cli.settings.accept_legacy_tokens);
+    assert_eq!(
+        cli.settings.transport().refresh_ttl,
+        Duration::from_secs(2 * 24 * 60 * 60)
+    );
+    let cli = chat_server::Cli::parse_from(["chat-server", "--accept-legacy-tokens", "false"]);
+    assert!(!cli.settings.accept_legacy_tokens);
+    assert!(chat_server::Cli::try_parse_from(["chat-server", "--refresh-ttl-days", "0"]).is_err());
+}
+
+#[tokio::test]
+async fn an_empty_token_audience_is_a_start_up_error_that_names_it() -> Result<()> {
+    let dir = temp_dir("empty-audience");
+    let mut settings = settings(dir.clone());
+    settings.jwt_audience = String::new();
+    let error = chat_server::build(&settings)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"));
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("CHAT_JWT_AUDIENCE")),
+        "{error:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

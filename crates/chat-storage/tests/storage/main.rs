@@ -2,10 +2,12 @@
 //! from one body: against a temporary SQLite file and against a fresh
 //! PostgreSQL database (see `support`).
 
-// `conformance` defines `conformance_suite!`, which `rotation` uses too.
+// `conformance` defines `conformance_suite!`, which `rotation` and
+// `sessions` use too.
 #[macro_use]
 mod conformance;
 mod outage;
 mod redaction;
 mod rotation;
+mod sessions;
 mod support;

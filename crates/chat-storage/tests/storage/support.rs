@@ -110,6 +110,20 @@ impl TestDb {
         assert_eq!(updated, 1, "message {id:?} does not exist");
     }
 
+    /// How many rows `table` holds, counted with plain SQL past the store.
+    pub(crate) async fn count_rows(&self, table: &str) -> i64 {
+        let query = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"));
+        let rows: Vec<Count> = match self.backend {
+            Backend::Postgres => query.load(&mut self.raw_pg().await).await,
+            Backend::Sqlite => query.load(&mut self.raw_sqlite().await).await,
+        }
+        .expect("count rows");
+        rows.into_iter()
+            .next()
+            .map(|row| row.n)
+            .expect("count returns one row")
+    }
+
     /// How many tables, indexes and sequences exist besides diesel's own
     /// bookkeeping.
     pub(crate) async fn schema_object_count(&self) -> i64 {

@@ -1,8 +1,11 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use chat_domain::{Password, Username};
-use chat_protocol::rest::{Credentials, ErrorBody, TokenBody, UserBody};
-use chat_storage::StorageError;
+use chat_auth::{RefreshToken, new_session_id};
+use chat_domain::{Password, SessionId, Username};
+use chat_protocol::rest::{Credentials, ErrorBody, RefreshRequest, TokenBody, UserBody};
+use chat_storage::{Refresh, StorageError};
+use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::auth::SignedIn;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -55,16 +58,22 @@ pub(crate) async fn register(
     }))
 }
 
-/// Exchanges a name and password for an access token.
+/// Exchanges a name and password for an access token and a refresh token.
+///
+/// Each sign-in opens an auth session: the access token names it, and the
+/// refresh token renews it (`POST /api/auth/refresh`) until it is ended
+/// (`POST /api/auth/logout`) or goes unused for the refresh lifetime.
 #[utoipa::path(
     post,
     path = "/api/auth/login",
     tag = "auth",
     request_body = Credentials,
     responses(
-        (status = 200, description = "signed in", body = TokenBody),
+        (status = 200, description = "signed in: the seed's `access_token` and `token_type`, plus `refresh_token` and `expires_in`", body = TokenBody),
         (status = 401, description = "wrong name or password", body = ErrorBody),
-        (status = 429, description = "too many attempts from this address", body = ErrorBody)
+        (status = 422, description = "the body is not the JSON of a name and a password", body = ErrorBody),
+        (status = 429, description = "too many attempts from this address", body = ErrorBody),
+        (status = 503, description = "the database cannot be reached", body = ErrorBody)
     )
 )]
 #[post("/api/auth/login")]
@@ -90,7 +99,130 @@ pub(crate) async fn login(
         Some(user) if verified => user,
         _ => return Err(ApiError::Unauthorized(BAD_LOGIN.to_owned())),
     };
-    let issued = state.tokens.issue(&user.username)?;
-    tracing::info!(user = %user.username, "user signed in");
-    Ok(HttpResponse::Ok().json(TokenBody::bearer(issued.token)))
+    let session = new_session_id();
+    let refresh_token = RefreshToken::generate();
+    state
+        .store
+        .create_session(
+            user.id,
+            session,
+            &refresh_token.digest(),
+            refresh_expiry(&state)?,
+        )
+        .await?;
+    let body = token_body(&state, &user.username, session, &refresh_token)?;
+    tracing::info!(user = %user.username, %session, "user signed in");
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The one answer to every refused refresh, whatever the reason.
+const BAD_REFRESH: &str = "Invalid or expired refresh token";
+
+/// Exchanges a refresh token for a new access token and the next refresh
+/// token of the same session.
+///
+/// Each refresh token works once. Presenting one that was already
+/// exchanged means someone holds a copy: the whole session is ended, its
+/// open sockets are closed, and the answer is 401, so the thief and the
+/// owner both have to sign in again.
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "a new access token and the next refresh token; the refresh token sent no longer works", body = TokenBody),
+        (status = 401, description = "unknown, already used, expired or revoked refresh token; an already used one also ends its session", body = ErrorBody),
+        (status = 422, description = "the body is not `{\"refresh_token\": ...}`", body = ErrorBody),
+        (status = 503, description = "the database cannot be reached", body = ErrorBody)
+    )
+)]
+#[post("/api/auth/refresh")]
+pub(crate) async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let presented = RefreshToken::presented(body.into_inner().refresh_token);
+    let next = RefreshToken::generate();
+    let outcome = state
+        .store
+        .rotate_refresh_token(&presented.digest(), &next.digest(), refresh_expiry(&state)?)
+        .await?;
+    match outcome {
+        Refresh::Rotated { user, session } => {
+            let body = token_body(&state, &user.username, session, &next)?;
+            tracing::debug!(user = %user.username, %session, "tokens refreshed");
+            Ok(HttpResponse::Ok().json(body))
+        }
+        Refresh::Reused { user_id, session } => {
+            tracing::warn!(
+                user = %user_id,
+                %session,
+                "a used refresh token was presented again; the session is revoked"
+            );
+            state.fanout.end_session(user_id, session);
+            Err(ApiError::Unauthorized(BAD_REFRESH.to_owned()))
+        }
+        Refresh::Refused => Err(ApiError::Unauthorized(BAD_REFRESH.to_owned())),
+    }
+}
+
+/// Ends the session of the access token sent: its access and refresh
+/// tokens stop working at once, on every node, and its open sockets are
+/// closed with 1008 "session ended". Other sessions of the same user (other
+/// devices) are not affected.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "signed out"),
+        (status = 400, description = "a token of the original backend, accepted during the cut-over: it has no session to end and stays valid until it expires", body = ErrorBody),
+        (status = 401, description = "missing, bad or expired token, or its session has already ended", body = ErrorBody),
+        (status = 503, description = "the database cannot be reached", body = ErrorBody)
+    )
+)]
+#[post("/api/auth/logout")]
+pub(crate) async fn logout(
+    state: web::Data<AppState>,
+    SignedIn(principal): SignedIn,
+) -> Result<HttpResponse, ApiError> {
+    let Some(session) = principal.session else {
+        return Err(ApiError::BadRequest(
+            "this token has no session to end; it stays valid until it expires".to_owned(),
+        ));
+    };
+    state.store.revoke_session(session).await?;
+    state.fanout.end_session(principal.user.id, session);
+    tracing::info!(user = %principal.user.username, %session, "user signed out");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// When a session opened or refreshed now ends unless refreshed again.
+fn refresh_expiry(state: &AppState) -> Result<DateTime<Utc>, ApiError> {
+    TimeDelta::from_std(state.config.refresh_ttl)
+        .ok()
+        .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+        .ok_or_else(|| {
+            ApiError::internal(std::io::Error::other(
+                "the refresh token lifetime is out of range",
+            ))
+        })
+}
+
+/// A new access token for `username` in `session`, with `refresh_token`.
+fn token_body(
+    state: &AppState,
+    username: &Username,
+    session: SessionId,
+    refresh_token: &RefreshToken,
+) -> Result<TokenBody, ApiError> {
+    let issued = state.tokens.issue(username, session)?;
+    let expires_in = (issued.expires_at - Utc::now()).num_seconds().max(0);
+    Ok(TokenBody::with_refresh(
+        issued.token,
+        refresh_token.as_str(),
+        u64::try_from(expires_in).unwrap_or_default(),
+    ))
 }

@@ -17,6 +17,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::ready)
         .service(auth::register)
         .service(auth::login)
+        .service(auth::refresh)
+        .service(auth::logout)
         .service(chat::history)
         .service(users::me)
         .service(rooms::list)

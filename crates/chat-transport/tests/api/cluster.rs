@@ -7,6 +7,7 @@ use chat_storage::testing::{TestDatabase, unique_name};
 use serde_json::json;
 
 use crate::helpers::{TestApp, Tweaks};
+use crate::tokens::{close_of, me_status, still_open};
 
 /// The Redis the cluster tests use, from `CHAT_TEST_REDIS_URL`. Skipped
 /// (with a note) when unset, unless `CHAT_TEST_REQUIRE_REDIS=1`.
@@ -119,7 +120,49 @@ cluster_tests!(
     resume_works_on_the_other_node,
     a_client_id_resent_to_the_other_node_is_not_stored_twice,
     a_lost_broker_connection_loses_and_doubles_nothing,
+    logout_closes_the_sessions_sockets_on_every_node,
+    a_reused_refresh_token_closes_the_sessions_sockets_on_the_other_node,
 );
+
+async fn logout_closes_the_sessions_sockets_on_every_node(cluster: &Cluster) -> Result<()> {
+    cluster.a.register("alice").await?;
+    let phone = cluster.a.sign_in("alice").await?;
+    let laptop = cluster.b.sign_in("alice").await?;
+    let mut phone_on_a = cluster.a.connect(&phone.access).await?;
+    let mut phone_on_b = cluster.b.connect(&phone.access).await?;
+    let mut laptop_on_b = cluster.b.connect(&laptop.access).await?;
+
+    assert_eq!(cluster.a.logout(&phone.access).await?.status(), 204);
+
+    // Closed here and on the other node, through Redis.
+    for socket in [&mut phone_on_a, &mut phone_on_b] {
+        assert_eq!(close_of(socket).await?, (1008, "session ended".to_owned()));
+    }
+    // Both nodes refuse the session's token at once: each checks the
+    // database on every request.
+    for node in [&cluster.a, &cluster.b] {
+        assert_eq!(me_status(node, &phone.access).await?, 401);
+        assert_eq!(me_status(node, &laptop.access).await?, 200);
+    }
+    still_open(&mut laptop_on_b).await?;
+    Ok(())
+}
+
+async fn a_reused_refresh_token_closes_the_sessions_sockets_on_the_other_node(
+    cluster: &Cluster,
+) -> Result<()> {
+    cluster.a.register("alice").await?;
+    let first = cluster.a.sign_in("alice").await?;
+    let mut on_a = cluster.a.connect(&first.access).await?;
+    cluster.a.refreshed(&first.refresh).await?;
+    // The copy is replayed on the other node.
+    assert_eq!(cluster.b.refresh(&first.refresh).await?.status(), 401);
+    assert_eq!(
+        close_of(&mut on_a).await?,
+        (1008, "session ended".to_owned())
+    );
+    Ok(())
+}
 
 async fn messages_cross_nodes_both_ways_once_and_in_order(cluster: &Cluster) -> Result<()> {
     let alice = cluster.a.user("alice").await?;

@@ -225,7 +225,10 @@ async fn history_accepts_the_authorization_header(app: &TestApp) -> Result<()> {
 }
 
 async fn history_refuses_missing_bad_and_orphaned_tokens_with_401(app: &TestApp) -> Result<()> {
-    let orphan = app.tokens.issue(&Username::parse("ghost")?)?.token;
+    let orphan = app
+        .tokens
+        .issue(&Username::parse("ghost")?, chat_auth::new_session_id())?
+        .token;
     for path in [
         "/api/chat/messages".to_owned(),
         "/api/chat/messages?token=not-a-jwt".to_owned(),

@@ -27,6 +27,8 @@ async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
         "/ready",
         "/api/auth/register",
         "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/logout",
         "/api/chat/messages",
         "/api/users/me",
         "/api/rooms",
@@ -50,11 +52,29 @@ async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
         "Credentials",
         "UserBody",
         "TokenBody",
+        "RefreshRequest",
         "HistoryItem",
         "ErrorBody",
         "MessagePage",
     ] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+    // The token routes document every answer they give.
+    for (path, statuses) in [
+        ("/api/auth/login", &["200", "401", "422", "429", "503"][..]),
+        ("/api/auth/refresh", &["200", "401", "422", "503"][..]),
+        ("/api/auth/logout", &["204", "400", "401", "503"][..]),
+    ] {
+        let responses = doc["paths"][path]["post"]["responses"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let documented: Vec<&str> = responses.keys().map(String::as_str).collect();
+        assert_eq!(documented, statuses, "{path}");
+    }
+    let token_body = &schemas["TokenBody"]["properties"];
+    for field in ["access_token", "token_type", "refresh_token", "expires_in"] {
+        assert!(token_body.get(field).is_some(), "TokenBody.{field} missing");
     }
     Ok(())
 }

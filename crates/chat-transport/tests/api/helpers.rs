@@ -23,15 +23,17 @@ pub(crate) const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Runs a test body once per backend: `sqlite` always, `postgres` when a
-/// test database is configured.
+/// test database is configured. `tweaks = <expr>;` first configures the
+/// server (the expression is evaluated inside the generated modules, so a
+/// function of the calling module is named `super::f()`).
 #[macro_export]
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
+    (tweaks = $tweaks:expr; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() -> anyhow::Result<()> {
-                    let app = $crate::helpers::TestApp::spawn_sqlite(Default::default()).await?;
+                    let app = $crate::helpers::TestApp::spawn_sqlite($tweaks).await?;
                     let result = super::$name(&app).await;
                     app.stop().await;
                     result
@@ -42,7 +44,7 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() -> anyhow::Result<()> {
-                    let Some(app) = $crate::helpers::TestApp::spawn_postgres(Default::default()).await? else {
+                    let Some(app) = $crate::helpers::TestApp::spawn_postgres($tweaks).await? else {
                         return Ok(());
                     };
                     let result = super::$name(&app).await;
@@ -51,6 +53,9 @@ macro_rules! backend_tests {
                 }
             )*
         }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::backend_tests!(tweaks = Default::default(); $($name),*);
     };
 }
 
@@ -66,6 +71,11 @@ pub(crate) struct Tweaks {
     pub(crate) outbound_queue: Option<usize>,
     pub(crate) max_frame_bytes: Option<usize>,
     pub(crate) max_message_chars: Option<usize>,
+    /// Access token lifetime; 30 minutes unless set.
+    pub(crate) token_ttl: Option<Duration>,
+    /// Accept tokens without `iss`, `aud` and `sid`
+    /// (`CHAT_ACCEPT_LEGACY_TOKENS`).
+    pub(crate) legacy_tokens: bool,
 }
 
 /// A running server and what a test needs to talk to it.
@@ -110,8 +120,9 @@ impl TestApp {
         store.run_pending_migrations().await?;
         let tokens = TokenKeys::new(
             &SecretString::from(SECRET.to_owned()),
-            Duration::from_secs(30 * 60),
-        )?;
+            tweaks.token_ttl.unwrap_or(Duration::from_secs(30 * 60)),
+        )?
+        .accepting_legacy_tokens(tweaks.legacy_tokens);
         let defaults = TransportConfig::default();
         let config = TransportConfig {
             bind: "127.0.0.1:0".to_owned(),
@@ -211,6 +222,11 @@ impl TestApp {
     }
 
     pub(crate) async fn login(&self, username: &str) -> Result<String> {
+        self.sign_in(username).await.map(|tokens| tokens.access)
+    }
+
+    /// Logs in; returns both tokens.
+    pub(crate) async fn sign_in(&self, username: &str) -> Result<Tokens> {
         let response = self
             .post_json(
                 "/api/auth/login",
@@ -220,11 +236,35 @@ impl TestApp {
         if response.status() != 200 {
             bail!("login {username}: {}", response.status());
         }
-        let body: Value = response.json().await?;
-        body["access_token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no access_token in {body}"))
+        Tokens::from_body(&response.json().await?)
+    }
+
+    /// `POST /api/auth/refresh` with a refresh token.
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<reqwest::Response> {
+        self.post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// Refreshes; returns the new tokens, failing unless the answer is 200.
+    pub(crate) async fn refreshed(&self, refresh_token: &str) -> Result<Tokens> {
+        let response = self.refresh(refresh_token).await?;
+        if response.status() != 200 {
+            bail!("refresh: {}", response.status());
+        }
+        Tokens::from_body(&response.json().await?)
+    }
+
+    /// `POST /api/auth/logout` with an access token and no body.
+    pub(crate) async fn logout(&self, access_token: &str) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(self.url("/api/auth/logout"))
+            .bearer_auth(access_token)
+            .send()
+            .await?)
     }
 
     pub(crate) async fn get_authed(&self, path: &str, token: &str) -> Result<reqwest::Response> {
@@ -277,6 +317,28 @@ impl TestApp {
         let mut client = Client { socket };
         client.recv().await?;
         Ok(client)
+    }
+}
+
+/// The two tokens of a login or refresh answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Tokens {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
+}
+
+impl Tokens {
+    pub(crate) fn from_body(body: &Value) -> Result<Tokens> {
+        let field = |name: &str| {
+            body[name]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("no {name} in {body}"))
+        };
+        Ok(Tokens {
+            access: field("access_token")?,
+            refresh: field("refresh_token")?,
+        })
     }
 }
 

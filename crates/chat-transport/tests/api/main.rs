@@ -10,4 +10,5 @@ mod docs;
 mod faults;
 mod limits;
 mod rooms;
+mod tokens;
 mod websocket;

@@ -131,9 +131,9 @@ fn bootstrap(server: &str, credentials: &Credentials, action: Action) -> Result<
 }
 
 fn start_session(siv: &mut Cursive, username: &str, start: Start) {
-    let Some(token) = start.api.token().cloned() else {
+    if start.api.token().is_none() {
         return;
-    };
+    }
     let sink = siv.cb_sink().clone();
     let Some(app) = siv.user_data::<App>() else {
         return;
@@ -145,11 +145,15 @@ fn start_session(siv: &mut Cursive, username: &str, start: Start) {
     for page in start.pages {
         state.apply_history(&page.room, page.messages, page.has_more);
     }
-    let net = net::spawn(start.api.ws_url(), token, move |event: NetEvent| {
-        let _ = sink.send(Box::new(move |siv: &mut Cursive| {
-            chat::on_net_event(siv, generation, event);
-        }));
-    });
+    let net = net::spawn(
+        start.api.ws_url(),
+        start.api.clone(),
+        move |event: NetEvent| {
+            let _ = sink.send(Box::new(move |siv: &mut Cursive| {
+                chat::on_net_event(siv, generation, event);
+            }));
+        },
+    );
     app.session = Some(Session {
         api: start.api,
         state,
