@@ -6,13 +6,13 @@
 //! list, so delivering a frame to a thousand sockets clones one `Arc` under
 //! the lock and does the queueing outside it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
 use chat_domain::{RoomId, Seq, SessionId, UserId, Username};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// A serialized frame, shared by every socket it goes to.
 pub type Frame = ByteString;
@@ -101,7 +101,7 @@ pub struct Connection {
     /// for a token of the original backend. Kept inline (16 bytes, no
     /// allocation): every connection has one.
     session: Option<SessionId>,
-    tx: mpsc::Sender<Outbound>,
+    outbox: Outbox,
     extended: AtomicBool,
     /// The first [`Eviction`] (as its `u8`), or 0 while there is none.
     evicted: AtomicU8,
@@ -143,14 +143,19 @@ impl Connection {
     /// too slowly: it is told to go ([`Eviction::TooSlow`]) and the frame is
     /// dropped, so one slow reader never holds up anyone else.
     pub fn push(&self, item: Outbound) -> bool {
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.evict(Eviction::TooSlow);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        if self.outbox.closed.load(Ordering::Acquire) {
+            return false;
         }
+        let mut items = self.outbox.items();
+        if items.len() >= self.outbox.capacity {
+            drop(items);
+            self.evict(Eviction::TooSlow);
+            return false;
+        }
+        items.push_back(item);
+        drop(items);
+        self.outbox.ready.notify_one();
+        true
     }
 
     /// Tells the connection's task to close it. The first reason given is
@@ -176,6 +181,83 @@ impl Connection {
             Audience::Extended => self.is_extended(),
             Audience::ExtendedExcept(user) => self.is_extended() && self.user_id != user,
         }
+    }
+}
+
+/// A connection's outbound queue: bounded, and holding memory only while
+/// it holds frames.
+///
+/// An idle connection is the common case, so the queue lives inside the
+/// [`Connection`] and allocates nothing until something is queued; once
+/// drained after a burst it lets its buffer go. (A Tokio channel would
+/// allocate a block of 32 slots and its shared state up front, about 2.3 KiB
+/// per connection, idle or not.)
+#[derive(Debug)]
+struct Outbox {
+    items: Mutex<VecDeque<Outbound>>,
+    /// Signalled on every push; the connection's task waits here.
+    ready: Notify,
+    capacity: usize,
+    /// Set when the task stopped receiving: pushes are refused.
+    closed: AtomicBool,
+}
+
+impl Outbox {
+    /// Buffers up to this many slots are kept after draining.
+    const KEEP: usize = 32;
+
+    fn new(capacity: usize) -> Outbox {
+        Outbox {
+            items: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn items(&self) -> MutexGuard<'_, VecDeque<Outbound>> {
+        self.items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The receiving end of a connection's outbound queue, held by the
+/// connection's task. Dropping it closes the queue.
+#[derive(Debug)]
+pub struct Outgoing {
+    conn: Arc<Connection>,
+}
+
+impl Outgoing {
+    /// The next queued item, waiting for one if the queue is empty.
+    /// Cancel-safe: an item is taken only when it is returned.
+    pub async fn recv(&mut self) -> Outbound {
+        loop {
+            if let Some(item) = self.try_recv() {
+                return item;
+            }
+            // A push between the check above and this wait leaves a permit,
+            // so the wait ends at once and the loop looks again.
+            self.conn.outbox.ready.notified().await;
+        }
+    }
+
+    /// The next queued item, if there is one.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let mut items = self.conn.outbox.items();
+        let item = items.pop_front();
+        if items.is_empty() && items.capacity() > Outbox::KEEP {
+            *items = VecDeque::new();
+        }
+        item
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        self.conn.outbox.closed.store(true, Ordering::Release);
+        self.conn.outbox.items().clear();
     }
 }
 
@@ -280,14 +362,13 @@ impl Hub {
         username: Username,
         session: Option<SessionId>,
         queue: usize,
-    ) -> (Arc<Connection>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+    ) -> (Arc<Connection>, Outgoing) {
         let conn = Arc::new(Connection {
             id: ConnId(self.next_id.fetch_add(1, Ordering::Relaxed)),
             user_id,
             username,
             session,
-            tx,
+            outbox: Outbox::new(queue),
             extended: AtomicBool::new(false),
             evicted: AtomicU8::new(0),
             evict: Notify::new(),
@@ -297,7 +378,10 @@ impl Hub {
             .connections
             .insert(conn.id, (Arc::clone(&conn), HashSet::new()));
         registry.by_user.entry(user_id).or_default().insert(conn.id);
-        (conn, rx)
+        let outgoing = Outgoing {
+            conn: Arc::clone(&conn),
+        };
+        (conn, outgoing)
     }
 
     /// Removes a connection from every room; returns the rooms in which its
@@ -512,9 +596,9 @@ mod tests {
             hub.deliver(room, &frame("b"), Audience::EveryoneExcept(UserId(2))),
             1
         );
-        assert!(matches!(bob_rx.try_recv(), Ok(Outbound::Frame(f)) if f == "a"));
-        assert!(matches!(alice_rx.try_recv(), Ok(Outbound::Frame(f)) if f == "b"));
-        assert!(alice_rx.try_recv().is_err());
+        assert!(matches!(bob_rx.try_recv(), Some(Outbound::Frame(f)) if f == "a"));
+        assert!(matches!(alice_rx.try_recv(), Some(Outbound::Frame(f)) if f == "b"));
+        assert!(alice_rx.try_recv().is_none());
     }
 
     #[test]
@@ -591,5 +675,55 @@ mod tests {
         conn.evict(Eviction::TooSlow);
         let evicted = futures_util::FutureExt::now_or_never(conn.evicted());
         assert_eq!(evicted, Some(Eviction::SessionEnded));
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_buffer_back() {
+        let hub = Hub::new();
+        let (conn, mut rx) = hub.connect(UserId(1), name("alice"), None, 4096);
+        assert_eq!(
+            conn.outbox.items().capacity(),
+            0,
+            "an idle queue holds no buffer"
+        );
+        for _ in 0..1000 {
+            assert!(conn.push(frame("burst")));
+        }
+        assert!(conn.outbox.items().capacity() >= 1000);
+        let mut received = 0;
+        while rx.try_recv().is_some() {
+            received += 1;
+        }
+        assert_eq!(received, 1000);
+        assert!(conn.outbox.items().capacity() <= Outbox::KEEP);
+    }
+
+    #[test]
+    fn nothing_is_queued_once_the_receiver_is_gone() {
+        let hub = Hub::new();
+        let (conn, rx) = hub.connect(UserId(1), name("alice"), None, 8);
+        assert!(conn.push(frame("kept")));
+        drop(rx);
+        assert!(!conn.push(frame("refused")));
+        assert!(conn.outbox.items().is_empty());
+        // Refusing a frame for a closed queue is not an eviction.
+        assert_eq!(futures_util::FutureExt::now_or_never(conn.evicted()), None);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_wakes_for_a_push_from_another_task() {
+        let hub = Hub::new();
+        let (conn, mut rx) = hub.connect(UserId(1), name("alice"), None, 8);
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await;
+            let second = rx.recv().await;
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        assert!(conn.push(frame("one")));
+        assert!(conn.push(frame("two")));
+        let (first, second) = waiting.await.expect("receiver task");
+        assert!(matches!(first, Outbound::Frame(f) if f == "one"));
+        assert!(matches!(second, Outbound::Frame(f) if f == "two"));
     }
 }

@@ -28,7 +28,7 @@ mod writer;
 pub use config::TransportConfig;
 pub use error::ApiError;
 pub use fanout::{Fanout, FanoutStatus, LocalFanout, RoomEvent};
-pub use hub::{Audience, ConnId, Connection, Frame, Hub, Outbound, PresenceChange};
+pub use hub::{Audience, ConnId, Connection, Frame, Hub, Outbound, Outgoing, PresenceChange};
 pub use limits::{Rate, RateLimits};
 pub use openapi::ApiDoc;
 pub use redis_fanout::{BrokerError, NODE_TTL, RedisFanout};

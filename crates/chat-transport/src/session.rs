@@ -26,15 +26,14 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use bytestring::ByteString;
 use chat_domain::{ClientId, MessageBody, RoomId, RoomKind, RoomName, Seq, Username};
 use chat_protocol::ws::{AuthFrame, ClientFrame, ErrorCode, Inbound, ServerFrame};
-use chat_storage::{Cursor, NewMessage, Room, StorageError, User};
+use chat_storage::{Cursor, NewMessage, Room, StorageError};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use crate::auth::{authenticate, bearer_token};
 use crate::error::ApiError;
 use crate::fanout::RoomEvent;
 use crate::frames;
-use crate::hub::{Audience, Connection, Eviction, Outbound};
+use crate::hub::{Audience, Connection, Eviction, Outbound, Outgoing};
 use crate::limits::Bucket;
 use crate::presence;
 use crate::state::AppState;
@@ -103,16 +102,15 @@ pub(crate) async fn upgrade(
         .aggregate_continuations()
         .max_continuation_size(state.config.max_frame_bytes);
     let state = state.into_inner();
+    // Only the id and name stay with the connection (in the hub's entry).
+    let (user_id, username) = (user.id, user.username);
     actix_web::rt::spawn(async move {
-        let (conn, outbound) = state.hub.connect(
-            user.id,
-            user.username.clone(),
-            auth_session,
-            state.config.outbound_queue,
-        );
+        let (conn, outbound) =
+            state
+                .hub
+                .connect(user_id, username, auth_session, state.config.outbound_queue);
         let mut task = Session {
             state: Arc::clone(&state),
-            user,
             conn,
             socket: session,
             cursors: HashMap::new(),
@@ -165,7 +163,7 @@ enum End {
 
 struct Session {
     state: Arc<AppState>,
-    user: User,
+    /// Also who the connection is authenticated as (`user_id`, `username`).
     conn: Arc<Connection>,
     socket: actix_ws::Session,
     /// The last seq delivered per room (or where delivery starts).
@@ -199,11 +197,7 @@ enum Admission {
 }
 
 impl Session {
-    async fn run(
-        &mut self,
-        mut stream: AggregatedMessageStream,
-        mut outbound: mpsc::Receiver<Outbound>,
-    ) -> End {
+    async fn run(&mut self, mut stream: AggregatedMessageStream, mut outbound: Outgoing) -> End {
         // The rarely taken, database-touching branches are boxed: a task's
         // future is as large as its largest state, and this one is held by
         // every idle connection.
@@ -291,7 +285,6 @@ impl Session {
                     }
                 }
                 item = outbound.recv() => {
-                    let Some(item) = item else { return End::Gone };
                     if Box::pin(self.deliver(item)).await.is_err() {
                         return self.gone();
                     }
@@ -349,8 +342,8 @@ impl Session {
         // it reaches this connection, live or read back from the database.
         let store = &self.state.store;
         let joined = async {
-            if !store.is_member(general_id, self.user.id).await? {
-                store.join(general_id, self.user.id).await?;
+            if !store.is_member(general_id, self.conn.user_id()).await? {
+                store.join(general_id, self.conn.user_id()).await?;
             }
             store.room_by_id(general_id).await
         };
@@ -364,7 +357,7 @@ impl Session {
         };
         let head = general.last_seq;
         self.subscribe(general, head).await;
-        let greeting = frames::system(format!("Connected as {}", self.user.username));
+        let greeting = frames::system(format!("Connected as {}", self.conn.username()));
         self.send(&greeting).await.map_err(|Gone| End::Gone)
     }
 
@@ -382,8 +375,8 @@ impl Session {
                 &self.state,
                 room.id,
                 room.name.as_str(),
-                self.user.id,
-                &self.user.username,
+                self.conn.user_id(),
+                self.conn.username(),
                 change,
             )
             .await;
@@ -564,7 +557,7 @@ impl Session {
                 .await;
         };
         let same_user = Username::parse(claims.sub.as_str())
-            .is_ok_and(|name| name.normalized() == self.user.username.normalized());
+            .is_ok_and(|name| name.normalized() == self.conn.username().normalized());
         if !same_user || claims.sid != self.conn.session() {
             return self
                 .send_error(
@@ -581,7 +574,7 @@ impl Session {
             match self
                 .state
                 .store
-                .user_for_session(&self.user.username, session)
+                .user_for_session(self.conn.username(), session)
                 .await
             {
                 Ok(Some(_)) => {}
@@ -640,11 +633,14 @@ impl Session {
         let allowed = if join_public && room.kind == RoomKind::Public {
             self.state
                 .store
-                .join(room.id, self.user.id)
+                .join(room.id, self.conn.user_id())
                 .await
                 .map(|()| true)
         } else {
-            self.state.store.is_member(room.id, self.user.id).await
+            self.state
+                .store
+                .is_member(room.id, self.conn.user_id())
+                .await
         };
         match allowed {
             Ok(true) => Ok(Some(room)),
@@ -717,8 +713,8 @@ impl Session {
         let request = WriteRequest {
             message: NewMessage {
                 room_id: room.id,
-                user_id: self.user.id,
-                username: self.user.username.clone(),
+                user_id: self.conn.user_id(),
+                username: self.conn.username().clone(),
                 body,
                 client_id,
             },
@@ -783,12 +779,15 @@ impl Session {
         let Some(room) = self.usable_room(Some(name.to_owned()), None, false).await? else {
             return Ok(());
         };
-        if let Err(error) = self.state.store.leave(room.id, self.user.id).await {
+        if let Err(error) = self.state.store.leave(room.id, self.conn.user_id()).await {
             return self
                 .storage_error(&error, None, Some(name.to_owned()))
                 .await;
         }
-        let change = self.state.hub.unsubscribe_user(room.id, self.user.id);
+        let change = self
+            .state
+            .hub
+            .unsubscribe_user(room.id, self.conn.user_id());
         self.rooms.remove(&room.name);
         self.cursors.remove(&room.id);
         self.sent.remove(&room.id);
@@ -796,8 +795,8 @@ impl Session {
             &self.state,
             room.id,
             room.name.as_str(),
-            self.user.id,
-            &self.user.username,
+            self.conn.user_id(),
+            self.conn.username(),
             change,
         )
         .await;
@@ -835,9 +834,9 @@ impl Session {
             seq: None,
             frame: frames::encode(&ServerFrame::Typing {
                 room: room.name.as_str().to_owned(),
-                username: self.user.username.as_str().to_owned(),
+                username: self.conn.username().as_str().to_owned(),
             }),
-            audience: Audience::ExtendedExcept(self.user.id),
+            audience: Audience::ExtendedExcept(self.conn.user_id()),
         });
         Ok(())
     }
@@ -864,8 +863,8 @@ impl Session {
                 &self.state,
                 room,
                 &name,
-                self.user.id,
-                &self.user.username,
+                self.conn.user_id(),
+                self.conn.username(),
                 crate::hub::PresenceChange::WentOffline,
             )
             .await;
