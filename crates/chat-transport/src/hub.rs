@@ -283,10 +283,10 @@ impl RoomEntry {
         if self.subscribers.iter().any(|c| c.id == conn.id) {
             return PresenceChange::Unchanged;
         }
-        let mut list = Vec::with_capacity(self.subscribers.len() + 1);
-        list.extend(self.subscribers.iter().cloned());
-        list.push(Arc::clone(conn));
-        self.subscribers = Arc::new(list);
+        // Copied only when a delivery holds the current list right now;
+        // otherwise changed in place, so a room of N sockets is not copied
+        // N times as they connect.
+        Arc::make_mut(&mut self.subscribers).push(Arc::clone(conn));
         let count = &mut self
             .online
             .entry(conn.user_id)
@@ -304,13 +304,11 @@ impl RoomEntry {
         if !self.subscribers.iter().any(|c| c.id == conn) {
             return PresenceChange::Unchanged;
         }
-        let list: Vec<_> = self
-            .subscribers
-            .iter()
-            .filter(|c| c.id != conn)
-            .cloned()
-            .collect();
-        self.subscribers = Arc::new(list);
+        let list = Arc::make_mut(&mut self.subscribers);
+        list.retain(|c| c.id != conn);
+        if list.capacity() > 4 * list.len().max(8) {
+            list.shrink_to_fit();
+        }
         match self.online.get_mut(&user) {
             Some((_, count)) if *count > 1 => {
                 *count -= 1;
@@ -725,5 +723,21 @@ mod tests {
         let (first, second) = waiting.await.expect("receiver task");
         assert!(matches!(first, Outbound::Frame(f) if f == "one"));
         assert!(matches!(second, Outbound::Frame(f) if f == "two"));
+    }
+
+    #[test]
+    fn a_delivery_in_progress_keeps_the_list_it_started_with() {
+        let hub = Hub::new();
+        let room = RoomId(1);
+        let (alice, _a) = hub.connect(UserId(1), name("alice"), None, 8);
+        let (bob, _b) = hub.connect(UserId(2), name("bob"), None, 8);
+        hub.subscribe(room, &alice);
+        // What a delivery holds while it queues, outside the lock.
+        let snapshot = Arc::clone(&hub.lock().rooms[&room].subscribers);
+        hub.subscribe(room, &bob);
+        hub.unsubscribe_user(room, alice.user_id());
+        let ids = |list: &[Arc<Connection>]| list.iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(&snapshot), [alice.id]);
+        assert_eq!(ids(&hub.lock().rooms[&room].subscribers), [bob.id]);
     }
 }
