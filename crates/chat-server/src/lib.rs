@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chat_auth::{AuthError, PasswordHasher, TokenKeys};
 use chat_crypto::KeyRing;
-use chat_storage::{Store, StoreConfig};
+use chat_storage::{RecentCache, Store, StoreConfig};
 use chat_transport::{Application, Services};
 
 pub use rotation::{PreviousKey, RotationReport, rotate_keys};
@@ -41,6 +41,10 @@ async fn open_store_with(settings: &Settings, keys: KeyRing) -> anyhow::Result<S
         url: database_url(settings),
         pool_size: settings.db_pool_size,
         keys,
+        recent: RecentCache {
+            per_room: settings.history_cache_messages,
+            max_bytes: settings.history_cache_mb.saturating_mul(1024 * 1024),
+        },
     })
     .await
     .context("could not open the database")?;

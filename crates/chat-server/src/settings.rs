@@ -207,6 +207,26 @@ pub struct Settings {
     #[arg(long, env = "CHAT_DB_POOL_SIZE", default_value_t = 16, global = true)]
     pub db_pool_size: usize,
 
+    /// Newest messages of each recently read room kept in memory, so that
+    /// opening a room does not query its page; 0 turns this off.
+    #[arg(
+        long,
+        env = "CHAT_HISTORY_CACHE_MESSAGES",
+        default_value_t = 100,
+        global = true
+    )]
+    pub history_cache_messages: usize,
+
+    /// Memory those messages may take in all, in MiB; past it the rooms
+    /// read longest ago are dropped from memory.
+    #[arg(
+        long,
+        env = "CHAT_HISTORY_CACHE_MB",
+        default_value_t = 64,
+        global = true
+    )]
+    pub history_cache_mb: usize,
+
     /// HTTP worker threads; defaults to the number of cores.
     #[arg(long, env = "CHAT_WORKERS", global = true)]
     pub workers: Option<usize>,

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use chat_crypto::KeyRing;
 
-use crate::StorageError;
+use crate::{RecentCache, StorageError};
 
 /// What [`crate::Store::connect`] needs.
 #[derive(Clone)]
@@ -15,6 +15,9 @@ pub struct StoreConfig {
     pub pool_size: usize,
     /// Encrypts new message bodies and decrypts stored ones.
     pub keys: KeyRing,
+    /// How many of each room's newest messages are kept in memory for
+    /// newest-page reads; see [`RecentCache`].
+    pub recent: RecentCache,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -27,6 +30,7 @@ impl fmt::Debug for StoreConfig {
             .field("url", &format_args!("<{backend} URL redacted>"))
             .field("pool_size", &self.pool_size)
             .field("keys", &format_args!("<key ring>"))
+            .field("recent", &self.recent)
             .finish()
     }
 }

@@ -11,7 +11,7 @@ use crate::insert_messages::InsertMessages;
 use crate::model::{Appended, Cursor, Message, NewMessage, Page};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, NewMessageRow, client_id, now, seq, username, utc};
-use crate::schema::{messages, users};
+use crate::schema::{messages, rooms, users};
 use crate::{StorageError, Store};
 
 /// The most messages one history call returns, whatever the caller asks.
@@ -110,7 +110,15 @@ impl Store {
                 other => break other?,
             }
         };
-        self.appended(batch, written)
+        let results = self.appended(batch, written)?;
+        // Committed: rooms whose newest page is in memory grow by these.
+        self.inner.recent.extend(
+            results
+                .iter()
+                .filter(|result| !result.duplicate)
+                .map(|result| &result.message),
+        );
+        Ok(results)
     }
 
     /// The transaction of [`Store::append_messages`].
@@ -288,6 +296,10 @@ impl Store {
     /// A message that no key of the ring can decrypt comes back with
     /// `content: None` (and a warning in the log) rather than failing the
     /// page.
+    ///
+    /// A newest page comes from memory when the room's newest messages are
+    /// there (see [`crate::RecentCache`]); it then costs one look-up of the
+    /// room's newest seq instead of the page query.
     pub async fn history(
         &self,
         room: RoomId,
@@ -295,6 +307,20 @@ impl Store {
         limit: i64,
     ) -> Result<Page, StorageError> {
         let limit = limit.clamp(1, MAX_PAGE);
+        let cached = matches!(cursor, Cursor::Latest) && self.inner.recent.enabled();
+        if cached {
+            let last_seq = self.last_seq(room).await?;
+            if last_seq == 0 {
+                return Ok(Page {
+                    messages: Vec::new(),
+                    has_more: false,
+                });
+            }
+            let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+            if let Some(page) = self.inner.recent.newest(room.get(), last_seq, wanted) {
+                return Ok(page);
+            }
+        }
         // One row more than asked tells whether there is more.
         let fetch = limit + 1;
         // Three fixed statements rather than one boxed query: a boxed query
@@ -333,7 +359,24 @@ impl Store {
             .into_iter()
             .map(|row| self.open(row))
             .collect::<Result<Vec<Message>, StorageError>>()?;
+        if cached {
+            self.inner.recent.remember(room.get(), &messages);
+        }
         Ok(Page { messages, has_more })
+    }
+
+    /// The seq of `room`'s newest message; 0 while it is empty or when there
+    /// is no such room.
+    async fn last_seq(&self, room: RoomId) -> Result<i64, StorageError> {
+        let last: Option<i64> = with_conn!(self, |conn| {
+            rooms::table
+                .find(room.get())
+                .select(rooms::last_seq)
+                .first(conn)
+                .await
+                .optional()?
+        });
+        Ok(last.unwrap_or(0))
     }
 
     /// The newest `limit` messages of `room`, oldest first.

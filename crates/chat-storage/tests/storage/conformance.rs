@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chat_crypto::{FernetKey, KeyRing};
 use chat_domain::{RoomKind, RoomName, Seq, UserId};
-use chat_storage::{Cursor, Message, StorageError};
+use chat_storage::{Cursor, Message, RecentCache, StorageError, Store};
 
 use crate::support::{Backend, TestDb, message, ring_of, username};
 
@@ -65,6 +65,8 @@ conformance_suite!(
     concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps,
     appending_to_a_missing_room_fails_and_stores_nothing,
     history_pages_stop_at_exact_boundaries_in_both_directions,
+    a_newest_page_shows_what_another_process_committed_since_the_last_read,
+    a_newest_page_from_memory_is_the_same_as_one_from_the_database,
     timestamps_read_back_equal_to_what_was_written,
     a_message_no_key_can_decrypt_comes_back_without_content,
     message_bodies_reach_the_database_only_as_fernet_tokens,
@@ -932,4 +934,110 @@ async fn message_bodies_reach_the_database_only_as_fernet_tokens(db: &TestDb) {
     assert_eq!(raw[0].key_id, db.keys.primary_id().as_str());
     let read = db.store.latest(general.id, 1).await.expect("history");
     assert_eq!(read[0].content.as_deref(), Some(secret));
+}
+
+async fn a_newest_page_shows_what_another_process_committed_since_the_last_read(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
+    let texts = |page: &chat_storage::Page| -> Vec<String> {
+        page.messages
+            .iter()
+            .map(|message| message.content.clone().unwrap_or_default())
+            .collect()
+    };
+    let send = |store: Store, text: &'static str| {
+        let batch = vec![message(general.id, &alice, text, None)];
+        async move { store.append_messages(batch).await.expect("append") }
+    };
+    // Two processes on one database: this one reads, the other writes too.
+    let other = db.store_with(db.keys.clone()).await;
+
+    let empty = db
+        .store
+        .history(general.id, Cursor::Latest, 10)
+        .await
+        .expect("page");
+    assert!(empty.messages.is_empty() && !empty.has_more);
+
+    send(db.store.clone(), "one").await;
+    send(db.store.clone(), "two").await;
+    let first = db
+        .store
+        .history(general.id, Cursor::Latest, 10)
+        .await
+        .expect("page");
+    assert_eq!(texts(&first), ["one", "two"]);
+
+    // Ours: the page grows in memory. Theirs: the page must still show it.
+    send(db.store.clone(), "three").await;
+    send(other.clone(), "four").await;
+    let second = db
+        .store
+        .history(general.id, Cursor::Latest, 10)
+        .await
+        .expect("page");
+    assert_eq!(texts(&second), ["one", "two", "three", "four"]);
+    assert_eq!(seqs(&second.messages), [1, 2, 3, 4]);
+
+    // After the other process wrote, ours continues the room correctly.
+    send(db.store.clone(), "five").await;
+    send(other.clone(), "six").await;
+    send(db.store.clone(), "seven").await;
+    let third = db
+        .store
+        .history(general.id, Cursor::Latest, 3)
+        .await
+        .expect("page");
+    assert_eq!(texts(&third), ["five", "six", "seven"]);
+    assert!(third.has_more);
+    let whole = db
+        .store
+        .history(general.id, Cursor::Latest, 10)
+        .await
+        .expect("page");
+    assert_eq!(seqs(&whole.messages), [1, 2, 3, 4, 5, 6, 7]);
+    assert!(!whole.has_more);
+
+    // And the other process, which read nothing so far, agrees.
+    let theirs = other
+        .history(general.id, Cursor::Latest, 10)
+        .await
+        .expect("page");
+    assert_eq!(theirs, whole);
+}
+
+async fn a_newest_page_from_memory_is_the_same_as_one_from_the_database(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let general = db
+        .store
+        .room_by_name(&RoomName::general())
+        .await
+        .expect("q")
+        .expect("general");
+    let batch = (1..=30)
+        .map(|n| {
+            let author = if n % 2 == 0 { &alice } else { &bob };
+            message(general.id, author, &format!("m{n}"), Some(&format!("c{n}")))
+        })
+        .collect();
+    db.store.append_messages(batch).await.expect("append");
+    // Reading fills memory; the second read of each size comes from it.
+    for limit in [1, 5, 30, 50] {
+        let from_database = db.store.history(general.id, Cursor::Latest, limit).await;
+        let from_memory = db.store.history(general.id, Cursor::Latest, limit).await;
+        assert_eq!(from_database.expect("page"), from_memory.expect("page"));
+    }
+    // A store that keeps nothing in memory reads the same pages.
+    let uncached = db.store_keeping(RecentCache::OFF).await;
+    for limit in [1, 5, 30, 50] {
+        let cached = db.store.history(general.id, Cursor::Latest, limit).await;
+        let uncached = uncached.history(general.id, Cursor::Latest, limit).await;
+        assert_eq!(cached.expect("page"), uncached.expect("page"));
+    }
 }

@@ -16,6 +16,7 @@ async fn store_at(url: String) -> Store {
         url,
         pool_size: 2,
         keys: ring_of(&chat_crypto::FernetKey::generate()),
+        recent: chat_storage::RecentCache::default(),
     };
     Store::connect_with_timeout(config, TIMEOUT)
         .await
@@ -90,6 +91,7 @@ async fn unknown_url_schemes_are_rejected() {
         url: "mysql://root:hunter2@localhost/chat".to_owned(),
         pool_size: 1,
         keys: ring_of(&chat_crypto::FernetKey::generate()),
+        recent: chat_storage::RecentCache::default(),
     };
     match Store::connect(config).await {
         Err(StorageError::InvalidUrl(message)) => assert!(!message.contains("hunter2")),

@@ -24,6 +24,7 @@ fn the_store_configs_debug_output_hides_the_url() {
         url: "postgres://chat:hunter2@db.internal/chat".to_owned(),
         pool_size: 4,
         keys: ring_of(&chat_crypto::FernetKey::generate()),
+        recent: chat_storage::RecentCache::default(),
     };
     let debug = format!("{config:?}");
     assert!(!debug.contains("hunter2"), "{debug}");

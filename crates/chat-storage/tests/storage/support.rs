@@ -4,7 +4,7 @@
 
 use chat_crypto::{FernetKey, KeyRing};
 use chat_domain::{ClientId, MessageBody, MessageId, RoomId, Username};
-use chat_storage::{NewMessage, Store, StoreConfig, User};
+use chat_storage::{NewMessage, RecentCache, Store, StoreConfig, User};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
@@ -70,6 +70,12 @@ impl TestDb {
     /// Another store on the same database, with another key ring.
     pub(crate) async fn store_with(&self, keys: KeyRing) -> Store {
         connect(&self.url, 2, keys).await
+    }
+
+    /// Another store on the same database that keeps `recent` newest
+    /// messages in memory.
+    pub(crate) async fn store_keeping(&self, recent: RecentCache) -> Store {
+        connect_keeping(&self.url, 2, self.keys.clone(), recent).await
     }
 
     /// Registers a user.
@@ -211,10 +217,15 @@ struct Count {
 }
 
 pub(crate) async fn connect(url: &str, pool_size: usize, keys: KeyRing) -> Store {
+    connect_keeping(url, pool_size, keys, RecentCache::default()).await
+}
+
+async fn connect_keeping(url: &str, pool_size: usize, keys: KeyRing, recent: RecentCache) -> Store {
     Store::connect(StoreConfig {
         url: url.to_owned(),
         pool_size,
         keys,
+        recent,
     })
     .await
     .expect("build the store")

@@ -115,6 +115,7 @@ impl TestApp {
             url: url.to_owned(),
             pool_size: 8,
             keys,
+            recent: chat_storage::RecentCache::default(),
         })
         .await?;
         store.run_pending_migrations().await?;
