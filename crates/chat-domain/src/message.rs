@@ -80,6 +80,11 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id, by value.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for ClientId {

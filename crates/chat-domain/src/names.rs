@@ -46,6 +46,11 @@ impl Username {
         &self.0
     }
 
+    /// The name as the user chose it, by value.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// The form used for uniqueness and look-ups: lower case.
     pub fn normalized(&self) -> String {
         self.0.to_ascii_lowercase()

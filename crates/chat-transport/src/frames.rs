@@ -2,6 +2,7 @@
 //! path, the replay path and the REST history agree on every field.
 
 use bytestring::ByteString;
+use chat_domain::ClientId;
 use chat_protocol::rest::{HistoryItem, RoomMessage};
 use chat_protocol::ws::{ErrorCode, ServerFrame};
 use chat_storage::Message;
@@ -71,7 +72,7 @@ pub(crate) fn history_item(message: Message) -> HistoryItem {
     HistoryItem {
         id: message.id.get(),
         user_id: message.user_id.get(),
-        username: message.username.as_str().to_owned(),
+        username: message.username.into_string(),
         content: message.content.unwrap_or_else(|| UNREADABLE.to_owned()),
         created_at: message.created_at,
     }
@@ -84,9 +85,9 @@ pub(crate) fn room_message(room: &str, message: Message) -> RoomMessage {
         room: room.to_owned(),
         seq: message.seq.get(),
         user_id: message.user_id.get(),
-        username: message.username.as_str().to_owned(),
+        username: message.username.into_string(),
         content: message.content,
-        client_id: message.client_id.map(|id| id.as_str().to_owned()),
+        client_id: message.client_id.map(ClientId::into_string),
         created_at: message.created_at,
     }
 }
