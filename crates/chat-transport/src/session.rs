@@ -17,7 +17,6 @@
 //! token of the same session in an `auth` frame. It is closed with 1008
 //! "session ended" when its session is ended, on any node.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,27 +103,30 @@ pub(crate) async fn upgrade(
     let state = state.into_inner();
     // Only the id and name stay with the connection (in the hub's entry).
     let (user_id, username) = (user.id, user.username);
+    let (conn, outbound) =
+        state
+            .hub
+            .connect(user_id, username, auth_session, state.config.outbound_queue);
+    let bucket = state
+        .config
+        .rate_limits
+        .map(|limits| Bucket::full(limits.ws_frames));
+    // Built here and moved into the task whole: whatever the task's future
+    // captures it keeps for the connection's life, so it captures only this.
+    let mut task = Session {
+        state,
+        conn,
+        socket: session,
+        stream,
+        outbound,
+        rooms: Tracked::default(),
+        evicted: None,
+        deadline,
+        bucket,
+        strikes: 0,
+    };
     actix_web::rt::spawn(async move {
-        let (conn, outbound) =
-            state
-                .hub
-                .connect(user_id, username, auth_session, state.config.outbound_queue);
-        let mut task = Session {
-            state: Arc::clone(&state),
-            conn,
-            socket: session,
-            cursors: HashMap::new(),
-            sent: HashMap::new(),
-            rooms: HashMap::new(),
-            evicted: None,
-            deadline,
-            bucket: state
-                .config
-                .rate_limits
-                .map(|limits| Bucket::full(limits.ws_frames)),
-            strikes: 0,
-        };
-        let close = task.run(stream, outbound).await;
+        let close = task.run().await;
         Box::pin(task.finish(close)).await;
     });
     Ok(response)
@@ -166,12 +168,12 @@ struct Session {
     /// Also who the connection is authenticated as (`user_id`, `username`).
     conn: Arc<Connection>,
     socket: actix_ws::Session,
-    /// The last seq delivered per room (or where delivery starts).
-    cursors: HashMap<RoomId, Seq>,
-    /// The newest seq actually sent to this client, per room.
-    sent: HashMap<RoomId, Seq>,
-    /// The rooms this connection receives, by name.
-    rooms: HashMap<RoomName, Room>,
+    /// What the client sends.
+    stream: AggregatedMessageStream,
+    /// What waits to be sent to the client.
+    outbound: Outgoing,
+    /// Where delivery stands in each room this connection receives.
+    rooms: Tracked,
     /// Set when a write was abandoned because the connection was evicted
     /// (the client stopped reading, or its session ended).
     evicted: Option<Eviction>,
@@ -197,7 +199,7 @@ enum Admission {
 }
 
 impl Session {
-    async fn run(&mut self, mut stream: AggregatedMessageStream, mut outbound: Outgoing) -> End {
+    async fn run(&mut self) -> End {
         // The rarely taken, database-touching branches are boxed: a task's
         // future is as large as its largest state, and this one is held by
         // every idle connection.
@@ -205,31 +207,43 @@ impl Session {
             return end;
         }
         let config = Arc::clone(&self.state.config);
-        let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
-        heartbeat.tick().await;
-        let mut last_heard = Instant::now();
-        let conn = Arc::clone(&self.conn);
         let shutdown = self.state.shutdown.clone();
-        // One timer for the connection's life, moved when an `auth` frame
-        // brings a new token.
-        let expiry = tokio::time::sleep_until(self.deadline);
-        tokio::pin!(expiry);
+        let mut last_heard = Instant::now();
+        // One timer for the connection's life, for both the next heartbeat
+        // and the token's expiry, whichever is sooner (an `auth` frame moves
+        // the expiry). Every idle socket holds it, so one, not two.
+        let mut next_ping = tokio::time::Instant::now() + config.heartbeat_interval;
+        let timer = tokio::time::sleep_until(next_ping.min(self.deadline));
+        tokio::pin!(timer);
         loop {
-            if expiry.deadline() != self.deadline {
-                expiry.as_mut().reset(self.deadline);
+            let due = next_ping.min(self.deadline);
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
             }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
                     return End::Close(CloseCode::Away, "server shutting down");
                 }
-                why = conn.evicted() => {
+                why = self.conn.evicted() => {
                     return End::Close(CloseCode::Policy, why.reason());
                 }
-                () = &mut expiry => {
-                    return End::Close(CloseCode::Policy, TOKEN_EXPIRED);
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if now >= self.deadline {
+                        return End::Close(CloseCode::Policy, TOKEN_EXPIRED);
+                    }
+                    if now >= next_ping {
+                        next_ping = now + config.heartbeat_interval;
+                        if last_heard.elapsed() > config.idle_timeout {
+                            return End::Close(CloseCode::Normal, "idle timeout");
+                        }
+                        if Box::pin(self.socket.ping(b"")).await.is_err() {
+                            return End::Gone;
+                        }
+                    }
                 }
-                item = stream.next() => {
+                item = self.stream.next() => {
                     last_heard = Instant::now();
                     match item {
                         Some(Ok(AggregatedMessage::Text(text))) => {
@@ -240,14 +254,13 @@ impl Session {
                                     }
                                 }
                                 Admission::Refused => {
-                                    let refused = self
-                                        .send_error(
-                                            ErrorCode::RateLimited,
-                                            "too many frames; slow down (this one was dropped)",
-                                            None,
-                                            None,
-                                        )
-                                        .await;
+                                    let refused = Box::pin(self.send_error(
+                                        ErrorCode::RateLimited,
+                                        "too many frames; slow down (this one was dropped)",
+                                        None,
+                                        None,
+                                    ))
+                                    .await;
                                     if refused.is_err() {
                                         return self.gone();
                                     }
@@ -264,12 +277,12 @@ impl Session {
                                 None,
                                 None,
                             );
-                            if self.send(&frame).await.is_err() {
+                            if Box::pin(self.send(&frame)).await.is_err() {
                                 return self.gone();
                             }
                         }
                         Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                            if self.socket.pong(&bytes).await.is_err() {
+                            if Box::pin(self.socket.pong(&bytes)).await.is_err() {
                                 return End::Gone;
                             }
                         }
@@ -284,17 +297,9 @@ impl Session {
                         }
                     }
                 }
-                item = outbound.recv() => {
+                item = self.outbound.recv() => {
                     if Box::pin(self.deliver(item)).await.is_err() {
                         return self.gone();
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > config.idle_timeout {
-                        return End::Close(CloseCode::Normal, "idle timeout");
-                    }
-                    if self.socket.ping(b"").await.is_err() {
-                        return End::Gone;
                     }
                 }
             }
@@ -367,9 +372,9 @@ impl Session {
     async fn subscribe(&mut self, room: Room, cursor: Seq) {
         // Never back over what this connection has already sent: a resume
         // from an older seq must not send those messages twice.
-        let sent = self.sent.get(&room.id).copied().unwrap_or(Seq::ZERO);
-        self.cursors.insert(room.id, cursor.max(sent));
-        if !self.rooms.contains_key(&room.name) {
+        let sent = self.rooms.sent(room.id).unwrap_or(Seq::ZERO);
+        self.rooms.set_cursor(room.id, cursor.max(sent));
+        if self.rooms.named(&room.name).is_none() {
             let change = self.state.hub.subscribe(room.id, &self.conn);
             presence::announce(
                 &self.state,
@@ -381,7 +386,7 @@ impl Session {
             )
             .await;
         }
-        self.rooms.insert(room.name.clone(), room);
+        self.rooms.name(room);
     }
 
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
@@ -416,7 +421,7 @@ impl Session {
         match item {
             Outbound::Frame(frame) => self.send_raw(frame).await,
             Outbound::RoomMessage { room, seq, frame } => {
-                match self.cursors.get(&room).copied() {
+                match self.rooms.cursor(room) {
                     Some(cursor) if seq <= cursor => return Ok(()),
                     Some(cursor) if seq > cursor.next() => {
                         let name = frame_room_name(&frame);
@@ -424,17 +429,16 @@ impl Session {
                     }
                     _ => {}
                 }
-                self.cursors.insert(room, seq);
-                self.sent.insert(room, seq);
+                self.rooms.mark_sent(room, seq);
                 self.send_raw(frame).await
             }
-            Outbound::Head { room, seq } => match self.cursors.get(&room).copied() {
+            Outbound::Head { room, seq } => match self.rooms.cursor(room) {
                 Some(cursor) if seq > cursor => self.fill(room, None, cursor, None).await,
                 Some(_) => Ok(()),
                 // A subscription made for this connection (a new direct
                 // conversation) starts where the room stood.
                 None => {
-                    self.cursors.insert(room, seq);
+                    self.rooms.set_cursor(room, seq);
                     Ok(())
                 }
             },
@@ -482,8 +486,7 @@ impl Session {
                     return Ok(());
                 }
                 cursor = message.seq;
-                self.cursors.insert(room, cursor);
-                self.sent.insert(room, cursor);
+                self.rooms.mark_sent(room, cursor);
                 self.send(&frames::message(&room_name, message)).await?;
             }
             if !page.has_more || page.messages.is_empty() {
@@ -493,10 +496,7 @@ impl Session {
     }
 
     fn room_name_of(&self, room: RoomId) -> Option<String> {
-        self.rooms
-            .values()
-            .find(|r| r.id == room)
-            .map(|r| r.name.as_str().to_owned())
+        self.rooms.room(room).map(|r| r.name.as_str().to_owned())
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
@@ -609,7 +609,7 @@ impl Session {
                 return Ok(None);
             }
         };
-        if !join_public && let Some(room) = self.rooms.get(&name) {
+        if !join_public && let Some(room) = self.rooms.named(&name) {
             return Ok(Some(room.clone()));
         }
         let found = self.state.store.room_by_name(&name).await;
@@ -705,7 +705,7 @@ impl Session {
         let Some(room) = self.usable_room(room, cid.as_deref(), false).await? else {
             return Ok(());
         };
-        if !self.rooms.contains_key(&room.name) {
+        if self.rooms.named(&room.name).is_none() {
             // Sending into a room makes this connection receive it too, so
             // the sender sees its own message like everyone else.
             self.subscribe(room.clone(), room.last_seq).await;
@@ -755,19 +755,15 @@ impl Session {
                     .await;
             }
         };
-        let from = self
-            .cursors
-            .get(&current.id)
-            .copied()
-            .unwrap_or(resume_from);
+        let from = self.rooms.cursor(current.id).unwrap_or(resume_from);
         if from < current.last_seq {
             let name = current.name.as_str().to_owned();
             self.fill(current.id, Some(&name), from, None).await?;
         }
         // `joined` reports the last seq this connection has, so the next
         // message it receives from the room is the one after it.
-        if let Some(delivered) = self.cursors.get(&current.id) {
-            current.last_seq = current.last_seq.max(*delivered);
+        if let Some(delivered) = self.rooms.cursor(current.id) {
+            current.last_seq = current.last_seq.max(delivered);
         }
         for frame in presence::joined_frames(&self.state, &current).await {
             self.send(&frame).await?;
@@ -788,9 +784,7 @@ impl Session {
             .state
             .hub
             .unsubscribe_user(room.id, self.conn.user_id());
-        self.rooms.remove(&room.name);
-        self.cursors.remove(&room.id);
-        self.sent.remove(&room.id);
+        self.rooms.forget(room.id);
         presence::announce(
             &self.state,
             room.id,
@@ -812,7 +806,7 @@ impl Session {
         let raw = name.unwrap_or_else(|| RoomName::GENERAL.to_owned());
         let room = RoomName::parse(&raw)
             .ok()
-            .and_then(|name| self.rooms.get(&name).cloned());
+            .and_then(|name| self.rooms.named(&name).cloned());
         if room.is_none() {
             self.send_error(
                 ErrorCode::NotAMember,
@@ -882,6 +876,92 @@ impl Session {
     }
 }
 
+/// Where delivery stands in each room a connection receives.
+///
+/// A connection receives a handful of rooms, so this is a list searched
+/// from the front, grown one entry at a time: every idle socket holds one,
+/// and three hash maps (each allocating four slots on first use) cost
+/// several times as much memory for the usual one or two rooms.
+#[derive(Debug, Default)]
+struct Tracked(Vec<RoomState>);
+
+#[derive(Debug)]
+struct RoomState {
+    id: RoomId,
+    /// The room, while the connection receives it by name (it joined it or
+    /// sent to it); `None` for a subscription the hub made for it (a new
+    /// direct conversation) until then.
+    room: Option<Room>,
+    /// The last seq delivered, or where delivery starts.
+    cursor: Option<Seq>,
+    /// The newest seq actually sent to the client.
+    sent: Option<Seq>,
+}
+
+impl Tracked {
+    fn get(&self, id: RoomId) -> Option<&RoomState> {
+        self.0.iter().find(|state| state.id == id)
+    }
+
+    fn entry(&mut self, id: RoomId) -> &mut RoomState {
+        let index = match self.0.iter().position(|state| state.id == id) {
+            Some(index) => index,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push(RoomState {
+                    id,
+                    room: None,
+                    cursor: None,
+                    sent: None,
+                });
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[index]
+    }
+
+    fn cursor(&self, id: RoomId) -> Option<Seq> {
+        self.get(id).and_then(|state| state.cursor)
+    }
+
+    fn sent(&self, id: RoomId) -> Option<Seq> {
+        self.get(id).and_then(|state| state.sent)
+    }
+
+    fn set_cursor(&mut self, id: RoomId, seq: Seq) {
+        self.entry(id).cursor = Some(seq);
+    }
+
+    /// `seq` went out to the client.
+    fn mark_sent(&mut self, id: RoomId, seq: Seq) {
+        let state = self.entry(id);
+        state.cursor = Some(seq);
+        state.sent = Some(seq);
+    }
+
+    /// The connection now receives `room` by name.
+    fn name(&mut self, room: Room) {
+        let id = room.id;
+        self.entry(id).room = Some(room);
+    }
+
+    fn room(&self, id: RoomId) -> Option<&Room> {
+        self.get(id).and_then(|state| state.room.as_ref())
+    }
+
+    fn named(&self, name: &RoomName) -> Option<&Room> {
+        self.0
+            .iter()
+            .filter_map(|state| state.room.as_ref())
+            .find(|room| &room.name == name)
+    }
+
+    /// The connection left the room: nothing of it is kept.
+    fn forget(&mut self, id: RoomId) {
+        self.0.retain(|state| state.id != id);
+    }
+}
+
 /// Reads the `room` of a serialized `message` frame, for the rare gap fill
 /// of a room the session has no name for.
 fn frame_room_name(frame: &ByteString) -> Option<String> {
@@ -890,4 +970,53 @@ fn frame_room_name(frame: &ByteString) -> Option<String> {
         room: String,
     }
     serde_json::from_str::<RoomOnly>(frame).ok().map(|r| r.room)
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_domain::RoomKind;
+    use chrono::Utc;
+
+    use super::*;
+
+    fn room(id: i64, name: &str) -> Room {
+        Room {
+            id: RoomId(id),
+            name: RoomName::parse(name).expect("a valid name"),
+            kind: RoomKind::Public,
+            created_by: None,
+            created_at: Utc::now(),
+            last_seq: Seq::ZERO,
+        }
+    }
+
+    fn seq(value: i64) -> Seq {
+        Seq::new(value).expect("a valid seq")
+    }
+
+    #[test]
+    fn tracked_rooms_keep_cursor_sent_and_name_apart_until_forgotten() {
+        let mut rooms = Tracked::default();
+        // A subscription the hub made: a cursor, no name yet.
+        rooms.set_cursor(RoomId(2), seq(5));
+        assert_eq!(rooms.cursor(RoomId(2)), Some(seq(5)));
+        assert_eq!(rooms.sent(RoomId(2)), None);
+        assert!(rooms.room(RoomId(2)).is_none());
+
+        rooms.name(room(1, "general"));
+        rooms.mark_sent(RoomId(1), seq(9));
+        assert_eq!(rooms.cursor(RoomId(1)), Some(seq(9)));
+        assert_eq!(rooms.sent(RoomId(1)), Some(seq(9)));
+        let general = RoomName::parse("general").expect("a valid name");
+        assert_eq!(rooms.named(&general).map(|r| r.id), Some(RoomId(1)));
+
+        // A cursor moved back (a resume) leaves what was sent alone.
+        rooms.set_cursor(RoomId(1), seq(3));
+        assert_eq!(rooms.sent(RoomId(1)), Some(seq(9)));
+
+        rooms.forget(RoomId(1));
+        assert!(rooms.named(&general).is_none());
+        assert_eq!(rooms.cursor(RoomId(1)), None);
+        assert_eq!(rooms.cursor(RoomId(2)), Some(seq(5)), "other rooms stay");
+    }
 }

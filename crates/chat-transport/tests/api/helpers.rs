@@ -76,6 +76,8 @@ pub(crate) struct Tweaks {
     /// Accept tokens without `iss`, `aud` and `sid`
     /// (`CHAT_ACCEPT_LEGACY_TOKENS`).
     pub(crate) legacy_tokens: bool,
+    /// How often the server pings, and how long a silent socket lives.
+    pub(crate) heartbeat: Option<(Duration, Duration)>,
 }
 
 /// A running server and what a test needs to talk to it.
@@ -134,6 +136,12 @@ impl TestApp {
                 .max_message_chars
                 .unwrap_or(defaults.max_message_chars),
             shutdown_grace: Duration::from_secs(2),
+            heartbeat_interval: tweaks
+                .heartbeat
+                .map_or(defaults.heartbeat_interval, |(interval, _)| interval),
+            idle_timeout: tweaks
+                .heartbeat
+                .map_or(defaults.idle_timeout, |(_, timeout)| timeout),
             rate_limits: tweaks.rate_limits,
             cors_origins: tweaks.cors_origins.clone(),
             max_connections_per_user: tweaks
@@ -386,6 +394,23 @@ impl Client {
                 return Ok(frame);
             }
         }
+    }
+
+    /// Reads (and so answers pings) for `span`, sending nothing; returns
+    /// how many pings arrived.
+    pub(crate) async fn listen_for(&mut self, span: Duration) -> Result<usize> {
+        let until = tokio::time::Instant::now() + span;
+        let mut pings = 0;
+        while let Ok(next) = tokio::time::timeout_at(until, self.socket.next()).await {
+            match next {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(Message::Close(frame))) => bail!("the server closed the socket: {frame:?}"),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.into()),
+                None => bail!("the socket closed"),
+            }
+        }
+        Ok(pings)
     }
 
     /// Reads until the server closes the socket; returns the close frame.

@@ -379,3 +379,47 @@ async fn shutdown_closes_sockets_with_1001_and_keeps_acknowledged_messages() -> 
     app.stop().await;
     Ok(())
 }
+
+/// Servers that ping every half second and close a socket silent for two.
+mod heartbeat {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::tokens::still_open;
+
+    fn tweaks() -> Tweaks {
+        Tweaks {
+            heartbeat: Some((Duration::from_millis(500), Duration::from_secs(2))),
+            ..Tweaks::default()
+        }
+    }
+
+    crate::backend_tests!(
+        tweaks = super::tweaks();
+        a_socket_that_answers_pings_stays_and_a_silent_one_is_closed,
+    );
+
+    async fn a_socket_that_answers_pings_stays_and_a_silent_one_is_closed(
+        app: &TestApp,
+    ) -> Result<()> {
+        app.register("alice").await?;
+        let tokens = app.sign_in("alice").await?;
+        let mut silent = app.connect(&tokens.access).await?;
+        let mut listening = app.connect(&tokens.access).await?;
+        // Only reading: the client library answers each ping with a pong.
+        let pings = listening.listen_for(Duration::from_secs(4)).await?;
+        assert!(pings >= 4, "{pings} pings in 4 s at one every 0.5 s");
+        still_open(&mut listening).await?;
+        // The silent one was closed meanwhile. Reading now makes the client
+        // library answer the pings it missed, and writing to the closed
+        // connection can fail before the close frame is read: either way
+        // the server ended it, and if the frame is read, it says why.
+        if let Some(frame) = silent.closed().await? {
+            assert_eq!(
+                (u16::from(frame.code), frame.reason.as_str()),
+                (1000, "idle timeout")
+            );
+        }
+        Ok(())
+    }
+}
