@@ -32,6 +32,7 @@ const WIRE_LEN: usize = "2024-01-01T12:00:00.123456+00:00".len();
 /// Formats a timestamp the way it appears on the wire.
 pub fn format(value: &DateTime<Utc>) -> String {
     match wire_text(value) {
+        // All ASCII: the conversion never replaces anything.
         Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         None => value.format(WIRE_FORMAT).to_string(),
     }
@@ -86,10 +87,7 @@ pub fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
 /// Writes `value` in the wire format.
 pub fn serialize<S: Serializer>(value: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     match wire_text(value) {
-        Some(bytes) => match std::str::from_utf8(&bytes) {
-            Ok(text) => serializer.serialize_str(text),
-            Err(_) => serializer.collect_str(&value.format(WIRE_FORMAT)),
-        },
+        Some(bytes) => serializer.serialize_str(&String::from_utf8_lossy(&bytes)),
         None => serializer.collect_str(&value.format(WIRE_FORMAT)),
     }
 }

@@ -271,6 +271,19 @@ impl Store {
         Ok(member)
     }
 
+    /// The seq of `room`'s newest message (0 while it is empty), or `None`
+    /// when there is no such room. One row by primary key.
+    pub(crate) async fn last_seq(&self, room: RoomId) -> Result<Option<i64>, StorageError> {
+        Ok(with_conn!(self, |conn| {
+            rooms::table
+                .find(room.get())
+                .select(rooms::last_seq)
+                .first(conn)
+                .await
+                .optional()?
+        }))
+    }
+
     /// Records that `user` has read `room` up to `seq`.
     ///
     /// The position never moves backwards (a late, older acknowledgement
@@ -282,17 +295,14 @@ impl Store {
         user: UserId,
         seq: Seq,
     ) -> Result<(), StorageError> {
+        // last_seq only grows, so reading it outside a transaction is safe:
+        // at worst the position stops a little short.
+        let last_seq = self
+            .last_seq(room)
+            .await?
+            .ok_or_else(|| StorageError::NotFound(format!("room {room}")))?;
+        let target = seq.get().min(last_seq);
         with_conn!(self, |conn| {
-            let last_seq: i64 = rooms::table
-                .find(room.get())
-                .select(rooms::last_seq)
-                .first(conn)
-                .await
-                .optional()?
-                .ok_or_else(|| StorageError::NotFound(format!("room {room}")))?;
-            // last_seq only grows, so reading it outside a transaction is
-            // safe: at worst the position stops a little short.
-            let target = seq.get().min(last_seq);
             diesel::update(
                 room_members::table
                     .filter(room_members::room_id.eq(room.get()))

@@ -261,15 +261,7 @@ impl Api {
 
     /// Joins a public room.
     pub(crate) fn join(&self, room: &str) -> Result<RoomBody, ApiError> {
-        let url = self.url(&format!("/api/rooms/{room}/join"));
-        self.authed(|bearer| {
-            let response = self
-                .agent
-                .post(&url)
-                .header("Authorization", bearer)
-                .send_empty();
-            read(&url, response, &[200])
-        })
+        self.post_empty(&format!("/api/rooms/{room}/join"), &[200])
     }
 
     /// Creates a public room; the user becomes its first member.
@@ -289,28 +281,30 @@ impl Api {
 
     /// Leaves a room.
     pub(crate) fn leave(&self, room: &str) -> Result<(), ApiError> {
-        let url = self.url(&format!("/api/rooms/{room}/leave"));
-        self.authed(|bearer| {
-            let response = self
-                .agent
-                .post(&url)
-                .header("Authorization", bearer)
-                .send_empty();
-            let _: Value = read(&url, response, &[204, 200])?;
-            Ok(())
-        })
+        let _: Value = self.post_empty(&format!("/api/rooms/{room}/leave"), &[204, 200])?;
+        Ok(())
     }
 
     /// Opens the direct conversation with `username`.
     pub(crate) fn open_direct(&self, username: &str) -> Result<RoomBody, ApiError> {
-        let url = self.url(&format!("/api/dm/{username}"));
+        self.post_empty(&format!("/api/dm/{username}"), &[200, 201])
+    }
+
+    /// A signed-in POST without a body, read as `T` when the status is one
+    /// of `accepted`.
+    fn post_empty<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        accepted: &[u16],
+    ) -> Result<T, ApiError> {
+        let url = self.url(path);
         self.authed(|bearer| {
             let response = self
                 .agent
                 .post(&url)
                 .header("Authorization", bearer)
                 .send_empty();
-            read(&url, response, &[200, 201])
+            read(&url, response, accepted)
         })
     }
 

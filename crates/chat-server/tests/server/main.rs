@@ -12,6 +12,15 @@ use chat_storage::NewMessage;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+/// Why the server refuses to start with `settings`, with the whole cause
+/// chain; `None` when it starts.
+async fn start_up_error(settings: &Settings) -> Option<String> {
+    chat_server::build(settings)
+        .await
+        .err()
+        .map(|error| format!("{error:#}"))
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -170,10 +179,7 @@ async fn production_refuses_to_start_without_secrets() -> Result<()> {
     let dir = temp_dir("production");
     let mut settings = settings(dir.clone());
     settings.environment = Environment::Production;
-    let error = chat_server::build(&settings)
-        .await
-        .err()
-        .map(|e| format!("{e:#}"));
+    let error = start_up_error(&settings).await;
     assert!(
         error
             .as_deref()
@@ -184,10 +190,7 @@ async fn production_refuses_to_start_without_secrets() -> Result<()> {
     settings.encryption_key = Some(SecretString::from(
         chat_crypto::FernetKey::generate().to_base64(),
     ));
-    let error = chat_server::build(&settings)
-        .await
-        .err()
-        .map(|e| format!("{e:#}"));
+    let error = start_up_error(&settings).await;
     assert!(
         error.as_deref().is_some_and(|e| e.contains("SECRET_KEY")),
         "{error:?}"
@@ -204,10 +207,7 @@ async fn a_short_jwt_secret_is_a_start_up_error() -> Result<()> {
     let dir = temp_dir("short-secret");
     let mut settings = settings(dir.clone());
     settings.secret_key = Some(SecretString::from("too-short".to_owned()));
-    let error = chat_server::build(&settings)
-        .await
-        .err()
-        .map(|e| format!("{e:#}"));
+    let error = start_up_error(&settings).await;
     assert!(
         error.as_deref().is_some_and(|e| e.contains("SECRET_KEY")),
         "{error:?}"
@@ -499,10 +499,7 @@ async fn a_short_previous_jwt_secret_is_a_start_up_error_that_names_it() -> Resu
         chat_server::secrets::generate_jwt_secret(),
     ));
     settings.secret_key_previous = Some(SecretString::from("too-short".to_owned()));
-    let error = chat_server::build(&settings)
-        .await
-        .err()
-        .map(|e| format!("{e:#}"));
+    let error = start_up_error(&settings).await;
     assert!(
         error
             .as_deref()
@@ -552,10 +549,7 @@ async fn an_empty_token_audience_is_a_start_up_error_that_names_it() -> Result<(
     let dir = temp_dir("empty-audience");
     let mut settings = settings(dir.clone());
     settings.jwt_audience = String::new();
-    let error = chat_server::build(&settings)
-        .await
-        .err()
-        .map(|e| format!("{e:#}"));
+    let error = start_up_error(&settings).await;
     assert!(
         error
             .as_deref()

@@ -81,12 +81,7 @@ fn seq(value: i64) -> Seq {
 }
 
 async fn the_general_room_exists_after_migrating(db: &TestDb) {
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("query")
-        .expect("general exists");
+    let general = db.general().await;
     assert_eq!(general.kind, RoomKind::Public);
     assert_eq!(general.created_by, None);
     assert_eq!(general.last_seq, Seq::ZERO);
@@ -326,12 +321,7 @@ async fn joining_and_leaving_are_idempotent(db: &TestDb) {
 
 async fn the_read_position_never_moves_backwards(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let batch = (1..=5)
         .map(|n| message(general.id, &alice, &format!("m{n}"), None))
         .collect();
@@ -374,12 +364,7 @@ async fn concurrent_writers_get_gapless_seqs_in_commit_order(db: &TestDb) {
         Backend::Postgres => (8, 500),
         Backend::Sqlite => (4, 100),
     };
-    let room = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let room = db.general().await;
     let mut handles = Vec::new();
     for writer in 0..writers {
         let user = db.user(&format!("writer{writer}")).await;
@@ -442,23 +427,13 @@ async fn concurrent_writers_get_gapless_seqs_in_commit_order(db: &TestDb) {
         let text = message.content.as_deref().expect("decrypts");
         assert_eq!(acknowledged.get(text), Some(&message.seq.get()), "{text}");
     }
-    let room = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let room = db.general().await;
     assert_eq!(room.last_seq.get(), total);
 }
 
 async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let first = db
         .store
         .append_messages(vec![message(general.id, &alice, "hello", Some("c-1"))])
@@ -497,12 +472,7 @@ async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
 
 async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let results = db
         .store
         .append_messages(vec![
@@ -530,12 +500,7 @@ async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
 async fn a_duplicate_is_the_same_user_and_client_id_not_any_mix_of_the_two(db: &TestDb) {
     let alice = db.user("alice").await;
     let bob = db.user("bob").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     db.store
         .append_messages(vec![
             message(general.id, &alice, "alice x", Some("x")),
@@ -568,12 +533,7 @@ async fn a_client_id_raced_into_two_rooms_is_stored_once(db: &TestDb) {
     // Batches for different rooms do not wait for each other's counters, so
     // both may miss the other's row; the loser must still see a duplicate.
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let lobby = db
         .store
         .create_room(&RoomName::public("lobby").expect("name"), alice.id)
@@ -609,12 +569,7 @@ async fn a_client_id_raced_into_two_rooms_is_stored_once(db: &TestDb) {
 
 async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let lobby = db
         .store
         .create_room(&RoomName::public("lobby").expect("name"), alice.id)
@@ -741,12 +696,7 @@ async fn concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps(db
 
 async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let missing = chat_domain::RoomId(general.id.get() + 1000);
     let result = db
         .store
@@ -766,12 +716,7 @@ async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
             .expect("history")
             .is_empty()
     );
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     assert_eq!(general.last_seq, Seq::ZERO);
     assert!(
         db.store
@@ -784,12 +729,7 @@ async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
 
 async fn history_pages_stop_at_exact_boundaries_in_both_directions(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let batch = (1..=25)
         .map(|n| message(general.id, &alice, &format!("m{n}"), None))
         .collect();
@@ -840,12 +780,7 @@ async fn timestamps_read_back_equal_to_what_was_written(db: &TestDb) {
             .expect("user"),
         alice
     );
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let written = db
         .store
         .append_messages(vec![message(general.id, &alice, "when?", Some("t-1"))])
@@ -870,12 +805,7 @@ async fn timestamps_read_back_equal_to_what_was_written(db: &TestDb) {
 
 async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     db.store
         .append_messages(vec![message(
             general.id,
@@ -916,12 +846,7 @@ async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
 
 async fn message_bodies_reach_the_database_only_as_fernet_tokens(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let secret = "the launch code is pineapple";
     db.store
         .append_messages(vec![message(general.id, &alice, secret, Some("s-1"))])
@@ -938,12 +863,7 @@ async fn message_bodies_reach_the_database_only_as_fernet_tokens(db: &TestDb) {
 
 async fn a_newest_page_shows_what_another_process_committed_since_the_last_read(db: &TestDb) {
     let alice = db.user("alice").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let texts = |page: &chat_storage::Page| -> Vec<String> {
         page.messages
             .iter()
@@ -1014,12 +934,7 @@ async fn a_newest_page_shows_what_another_process_committed_since_the_last_read(
 async fn a_newest_page_from_memory_is_the_same_as_one_from_the_database(db: &TestDb) {
     let alice = db.user("alice").await;
     let bob = db.user("bob").await;
-    let general = db
-        .store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("q")
-        .expect("general");
+    let general = db.general().await;
     let batch = (1..=30)
         .map(|n| {
             let author = if n % 2 == 0 { &alice } else { &bob };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chat_crypto::{FernetKey, KeyRing};
-use chat_domain::{MessageId, RoomId, RoomName};
+use chat_domain::{MessageId, RoomId};
 use chat_storage::testing::reencrypt_batch_with_meanwhile;
 use chat_storage::{Cursor, ReencryptProgress, Store};
 
@@ -58,12 +58,7 @@ fn add(run: &mut Run, progress: ReencryptProgress) {
 }
 
 async fn general(db: &TestDb) -> RoomId {
-    db.store
-        .room_by_name(&RoomName::general())
-        .await
-        .expect("query")
-        .expect("general exists")
-        .id
+    db.general().await.id
 }
 
 /// Stores `texts` in `general` through `store`, in order, and returns their

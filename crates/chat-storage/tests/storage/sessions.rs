@@ -2,7 +2,7 @@
 //! `conformance_suite!`.
 
 use chat_domain::SessionId;
-use chat_storage::{Refresh, StorageError};
+use chat_storage::{Refresh, StorageError, User};
 use chrono::{Duration, Utc};
 
 use crate::support::{TestDb, username};
@@ -33,6 +33,22 @@ fn in_days(days: i64) -> chrono::DateTime<Utc> {
     Utc::now() + Duration::days(days)
 }
 
+/// The user `session` signs in, given the name its tokens carry.
+async fn signed_in(db: &TestDb, name: &str, session: SessionId) -> Option<User> {
+    db.store
+        .user_for_session(&username(name), session)
+        .await
+        .expect("query")
+}
+
+/// Presents refresh digest `presented`, to be replaced by `next`.
+async fn exchange(db: &TestDb, presented: u32, next: u32) -> Refresh {
+    db.store
+        .rotate_refresh_token(&digest(presented), &digest(next), in_days(14))
+        .await
+        .expect("rotate")
+}
+
 async fn an_open_session_finds_its_user_and_only_its_user(db: &TestDb) {
     let alice = db.user("Alice").await;
     db.user("bob").await;
@@ -48,20 +64,8 @@ async fn an_open_session_finds_its_user_and_only_its_user(db: &TestDb) {
     assert_eq!(found.map(|user| user.id), Some(alice.id));
     // Another user's name with this session, or another session id, finds
     // nobody.
-    assert_eq!(
-        db.store
-            .user_for_session(&username("bob"), sid(1))
-            .await
-            .expect("query"),
-        None
-    );
-    assert_eq!(
-        db.store
-            .user_for_session(&username("alice"), sid(2))
-            .await
-            .expect("query"),
-        None
-    );
+    assert_eq!(signed_in(db, "bob", sid(1)).await, None);
+    assert_eq!(signed_in(db, "alice", sid(2)).await, None);
 }
 
 async fn a_revoked_session_finds_no_user_and_refuses_its_refresh_token(db: &TestDb) {
@@ -73,18 +77,8 @@ async fn a_revoked_session_finds_no_user_and_refuses_its_refresh_token(db: &Test
     assert!(db.store.revoke_session(sid(7)).await.expect("revoke"));
     // Revoking again changes nothing.
     assert!(!db.store.revoke_session(sid(7)).await.expect("revoke"));
-    assert_eq!(
-        db.store
-            .user_for_session(&username("alice"), sid(7))
-            .await
-            .expect("query"),
-        None
-    );
-    let outcome = db
-        .store
-        .rotate_refresh_token(&digest(1), &digest(2), in_days(14))
-        .await
-        .expect("rotate");
+    assert_eq!(signed_in(db, "alice", sid(7)).await, None);
+    let outcome = exchange(db, 1, 2).await;
     assert_eq!(outcome, Refresh::Refused);
 }
 
@@ -99,18 +93,8 @@ async fn an_expired_session_finds_no_user_and_refuses_its_refresh_token(db: &Tes
         )
         .await
         .expect("create session");
-    assert_eq!(
-        db.store
-            .user_for_session(&username("alice"), sid(3))
-            .await
-            .expect("query"),
-        None
-    );
-    let outcome = db
-        .store
-        .rotate_refresh_token(&digest(1), &digest(2), in_days(14))
-        .await
-        .expect("rotate");
+    assert_eq!(signed_in(db, "alice", sid(3)).await, None);
+    let outcome = exchange(db, 1, 2).await;
     assert_eq!(outcome, Refresh::Refused);
 }
 
@@ -121,22 +105,14 @@ async fn a_refresh_token_is_exchanged_once_and_a_second_use_revokes_the_session(
         .await
         .expect("create session");
 
-    let first = db
-        .store
-        .rotate_refresh_token(&digest(1), &digest(2), in_days(14))
-        .await
-        .expect("rotate");
+    let first = exchange(db, 1, 2).await;
     let Refresh::Rotated { user, session } = first else {
         panic!("expected a rotation, got {first:?}");
     };
     assert_eq!((user.id, session), (alice.id, sid(9)));
 
     // The used token again: a copy is in someone's hands.
-    let again = db
-        .store
-        .rotate_refresh_token(&digest(1), &digest(3), in_days(14))
-        .await
-        .expect("rotate");
+    let again = exchange(db, 1, 3).await;
     assert_eq!(
         again,
         Refresh::Reused {
@@ -146,28 +122,14 @@ async fn a_refresh_token_is_exchanged_once_and_a_second_use_revokes_the_session(
     );
     // The whole family is gone: the token issued by the rotation, and the
     // session itself.
-    let next = db
-        .store
-        .rotate_refresh_token(&digest(2), &digest(4), in_days(14))
-        .await
-        .expect("rotate");
+    let next = exchange(db, 2, 4).await;
     assert_eq!(next, Refresh::Refused);
-    assert_eq!(
-        db.store
-            .user_for_session(&username("alice"), sid(9))
-            .await
-            .expect("query"),
-        None
-    );
+    assert_eq!(signed_in(db, "alice", sid(9)).await, None);
     assert!(!db.store.revoke_session(sid(9)).await.expect("revoke"));
 }
 
 async fn an_unknown_refresh_token_is_refused(db: &TestDb) {
-    let outcome = db
-        .store
-        .rotate_refresh_token(&digest(42), &digest(43), in_days(14))
-        .await
-        .expect("rotate");
+    let outcome = exchange(db, 42, 43).await;
     assert_eq!(outcome, Refresh::Refused);
 }
 
@@ -203,13 +165,7 @@ async fn concurrent_exchanges_of_one_refresh_token_let_exactly_one_succeed(db: &
         assert_eq!(rotated, 1, "round {round}");
         // The losers saw the token used: the session ends, as for any reuse.
         assert!(reused >= 1, "round {round}");
-        assert_eq!(
-            db.store
-                .user_for_session(&username("alice"), session)
-                .await
-                .expect("query"),
-            None
-        );
+        assert_eq!(signed_in(db, "alice", session).await, None);
     }
 }
 
@@ -225,21 +181,11 @@ async fn a_rotation_extends_the_session(db: &TestDb) {
         )
         .await
         .expect("create session");
-    let outcome = db
-        .store
-        .rotate_refresh_token(&digest(1), &digest(2), in_days(14))
-        .await
-        .expect("rotate");
+    let outcome = exchange(db, 1, 2).await;
     assert!(matches!(outcome, Refresh::Rotated { .. }), "{outcome:?}");
     // ...and open well past that after the rotation.
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
-    assert!(
-        db.store
-            .user_for_session(&username("alice"), sid(5))
-            .await
-            .expect("query")
-            .is_some()
-    );
+    assert!(signed_in(db, "alice", sid(5)).await.is_some());
 }
 
 async fn signing_in_clears_only_the_users_expired_sessions(db: &TestDb) {
@@ -269,13 +215,7 @@ async fn signing_in_clears_only_the_users_expired_sessions(db: &TestDb) {
     // stay until their own users sign in.
     assert_eq!(db.count_rows("auth_sessions").await, 3);
     assert_eq!(db.count_rows("refresh_tokens").await, 3);
-    assert!(
-        db.store
-            .user_for_session(&username("alice"), sid(2))
-            .await
-            .expect("query")
-            .is_some()
-    );
+    assert!(signed_in(db, "alice", sid(2)).await.is_some());
 }
 
 async fn a_session_id_or_refresh_digest_is_never_stored_twice(db: &TestDb) {

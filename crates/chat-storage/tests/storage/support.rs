@@ -3,8 +3,8 @@
 //! `CHAT_TEST_DATABASE_URL`, dropped afterwards.
 
 use chat_crypto::{FernetKey, KeyRing};
-use chat_domain::{ClientId, MessageBody, MessageId, RoomId, Username};
-use chat_storage::{NewMessage, RecentCache, Store, StoreConfig, User};
+use chat_domain::{ClientId, MessageBody, MessageId, RoomId, RoomName, Username};
+use chat_storage::{NewMessage, RecentCache, Room, Store, StoreConfig, User};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
@@ -76,6 +76,15 @@ impl TestDb {
     /// messages in memory.
     pub(crate) async fn store_keeping(&self, recent: RecentCache) -> Store {
         connect_keeping(&self.url, 2, self.keys.clone(), recent).await
+    }
+
+    /// The `general` room, which the first migration creates.
+    pub(crate) async fn general(&self) -> Room {
+        self.store
+            .room_by_name(&RoomName::general())
+            .await
+            .expect("query")
+            .expect("general exists")
     }
 
     /// Registers a user.
