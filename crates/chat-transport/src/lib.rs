@@ -23,6 +23,7 @@ mod routes;
 mod server;
 mod session;
 mod state;
+mod wire;
 mod writer;
 
 pub use config::TransportConfig;

@@ -20,13 +20,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_http::ws::{CloseCode, CloseReason};
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use chat_domain::{ClientId, MessageBody, RoomId, RoomKind, RoomName, Seq, Username};
 use chat_protocol::ws::{AuthFrame, ClientFrame, ErrorCode, Inbound, ServerFrame};
 use chat_storage::{Cursor, NewMessage, Room, StorageError};
-use futures_util::StreamExt;
 
 use crate::auth::{authenticate, bearer_token};
 use crate::error::ApiError;
@@ -36,6 +35,7 @@ use crate::hub::{Audience, Connection, Eviction, Outbound, Outgoing};
 use crate::limits::Bucket;
 use crate::presence;
 use crate::state::AppState;
+use crate::wire::{self, Incoming, Violation};
 use crate::writer::WriteRequest;
 
 /// Messages read per query while filling a gap.
@@ -94,12 +94,8 @@ pub(crate) async fn upgrade(
             retry_after: 5,
         });
     }
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    let (response, socket, stream) = wire::upgrade(&req, body, state.config.max_frame_bytes)
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
-    let stream = stream
-        .max_frame_size(state.config.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(state.config.max_frame_bytes);
     let state = state.into_inner();
     // Only the id and name stay with the connection (in the hub's entry).
     let (user_id, username) = (user.id, user.username);
@@ -116,7 +112,7 @@ pub(crate) async fn upgrade(
     let mut task = Session {
         state,
         conn,
-        socket: session,
+        socket,
         stream,
         outbound,
         rooms: Tracked::default(),
@@ -167,9 +163,9 @@ struct Session {
     state: Arc<AppState>,
     /// Also who the connection is authenticated as (`user_id`, `username`).
     conn: Arc<Connection>,
-    socket: actix_ws::Session,
+    socket: wire::Sender,
     /// What the client sends.
-    stream: AggregatedMessageStream,
+    stream: wire::Receiver,
     /// What waits to be sent to the client.
     outbound: Outgoing,
     /// Where delivery stands in each room this connection receives.
@@ -238,15 +234,15 @@ impl Session {
                         if last_heard.elapsed() > config.idle_timeout {
                             return End::Close(CloseCode::Normal, "idle timeout");
                         }
-                        if Box::pin(self.socket.ping(b"")).await.is_err() {
+                        if Box::pin(self.socket.ping()).await.is_err() {
                             return End::Gone;
                         }
                     }
                 }
-                item = self.stream.next() => {
+                item = self.stream.recv() => {
                     last_heard = Instant::now();
                     match item {
-                        Some(Ok(AggregatedMessage::Text(text))) => {
+                        Some(Ok(Incoming::Text(text))) => {
                             match self.admit() {
                                 Admission::Admitted => {
                                     if Box::pin(self.on_text(&text)).await.is_err() {
@@ -270,7 +266,7 @@ impl Session {
                                 }
                             }
                         }
-                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                        Some(Ok(Incoming::Binary)) => {
                             let frame = frames::error(
                                 ErrorCode::InvalidJson,
                                 "binary frames are not supported; send JSON text",
@@ -281,17 +277,20 @@ impl Session {
                                 return self.gone();
                             }
                         }
-                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                            if Box::pin(self.socket.pong(&bytes)).await.is_err() {
+                        Some(Ok(Incoming::Ping(bytes))) => {
+                            if Box::pin(self.socket.pong(bytes)).await.is_err() {
                                 return End::Gone;
                             }
                         }
-                        Some(Ok(AggregatedMessage::Pong(_))) => {}
-                        Some(Ok(AggregatedMessage::Close(_))) | None => return End::Gone,
-                        Some(Err(ProtocolError::Overflow)) => {
+                        Some(Ok(Incoming::Pong)) => {}
+                        Some(Ok(Incoming::Close)) | None => return End::Gone,
+                        Some(Err(Violation::TooLarge)) => {
                             return End::Close(CloseCode::Size, "frame too large");
                         }
-                        Some(Err(error)) => {
+                        Some(Err(Violation::NotUtf8)) => {
+                            return End::Close(CloseCode::Invalid, "text frames must be UTF-8");
+                        }
+                        Some(Err(Violation::Protocol(error))) => {
                             tracing::debug!(%error, "WebSocket protocol error");
                             return End::Close(CloseCode::Protocol, "protocol error");
                         }
@@ -848,7 +847,7 @@ impl Session {
 
     /// Leaves every room, announces the user's departure where they are
     /// now offline, and closes the socket if it is still open.
-    async fn finish(self, end: End) {
+    async fn finish(mut self, end: End) {
         for room in self.state.hub.disconnect(&self.conn) {
             let name = self
                 .room_name_of(room)

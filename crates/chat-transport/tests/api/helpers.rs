@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The JWT secret every test server uses, so tests can mint tokens.
@@ -367,6 +368,13 @@ impl Client {
 
     pub(crate) async fn send_text(&mut self, text: String) -> Result<()> {
         self.socket.send(Message::text(text)).await?;
+        Ok(())
+    }
+
+    /// Sends one raw frame: a fragment of a message, or bytes no client
+    /// library would send as text.
+    pub(crate) async fn send_frame(&mut self, frame: Frame) -> Result<()> {
+        self.socket.send(Message::Frame(frame)).await?;
         Ok(())
     }
 

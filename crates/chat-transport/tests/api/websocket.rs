@@ -4,6 +4,9 @@
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
 use crate::helpers::{TestApp, Tweaks};
 
 crate::backend_tests!(
@@ -332,7 +335,7 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_frame_closes_the_socket_with_1009() -> Result<()> {
+async fn an_oversized_frame_or_fragmented_message_closes_the_socket_with_1009() -> Result<()> {
     let app = TestApp::spawn_sqlite(Tweaks {
         max_frame_bytes: Some(1024),
         ..Tweaks::default()
@@ -346,6 +349,80 @@ async fn an_oversized_frame_closes_the_socket_with_1009() -> Result<()> {
             .await?;
         let close = client.closed().await?;
         assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+        // Each fragment is under the limit; the message they make is not.
+        let mut fragmenting = app.connect(&token).await?;
+        let part = "x".repeat(600);
+        let text = OpCode::Data(Data::Text);
+        fragmenting
+            .send_frame(Frame::message(part.clone(), text, false))
+            .await?;
+        fragmenting
+            .send_frame(Frame::message(part, OpCode::Data(Data::Continue), true))
+            .await?;
+        let close = fragmenting.closed().await?;
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+        Ok(())
+    }
+    .await;
+    app.stop().await;
+    result
+}
+
+/// A message sent in three fragments, with a ping between two of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragmented_message_is_put_back_together() -> Result<()> {
+    let app = TestApp::spawn_sqlite(Tweaks::default()).await?;
+    let result = async {
+        let token = app.user("alice").await?;
+        let mut client = app.connect(&token).await?;
+        let text = json!({"type": "message", "room": "general", "content": "in three parts", "client_id": "f-1"})
+            .to_string();
+        let (first, rest) = text.split_at(10);
+        let (middle, last) = rest.split_at(20);
+        client
+            .send_frame(Frame::message(first.to_owned(), OpCode::Data(Data::Text), false))
+            .await?;
+        client.send_frame(Frame::ping(Vec::new())).await?;
+        client
+            .send_frame(Frame::message(middle.to_owned(), OpCode::Data(Data::Continue), false))
+            .await?;
+        client
+            .send_frame(Frame::message(last.to_owned(), OpCode::Data(Data::Continue), true))
+            .await?;
+        let ack = client.recv_type("ack").await?;
+        assert_eq!((ack["client_id"].as_str(), ack["seq"].as_i64()), (Some("f-1"), Some(1)));
+        let echo = client.recv_type("message").await?;
+        assert_eq!(echo["content"], "in three parts");
+        Ok(())
+    }
+    .await;
+    app.stop().await;
+    result
+}
+
+/// Text that is not UTF-8 closes that socket with 1007; everyone else is
+/// served on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_is_not_utf8_closes_the_socket_with_1007() -> Result<()> {
+    let app = TestApp::spawn_sqlite(Tweaks::default()).await?;
+    let result = async {
+        let token = app.user("alice").await?;
+        let mut broken = app.connect(&token).await?;
+        let mut other = app.connect(&token).await?;
+        broken
+            .send_frame(Frame::message(
+                vec![b'{', 0xff, 0xfe, b'}'],
+                OpCode::Data(Data::Text),
+                true,
+            ))
+            .await?;
+        let close = broken.closed().await?;
+        assert_eq!(
+            close.map(|f| (u16::from(f.code), f.reason.to_string())),
+            Some((1007, "text frames must be UTF-8".to_owned()))
+        );
+        let ack = other.send_acked("general", "still here", "u-1").await?;
+        assert_eq!(ack["seq"], 1);
         Ok(())
     }
     .await;
