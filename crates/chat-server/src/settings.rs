@@ -240,10 +240,11 @@ pub struct Settings {
     )]
     pub ws_max_frame_bytes: usize,
 
-    /// Frames queued for a slow client before it is disconnected. One commit
-    /// can queue up to CHAT_WRITER_MAX_BATCH messages and as many acks for a
-    /// socket at once, so keep this at least twice that.
-    #[arg(long, env = "CHAT_WS_QUEUE", default_value_t = 4096, global = true)]
+    /// Frames queued for a slow client before it is disconnected. Each
+    /// writer's commit can queue up to CHAT_WRITER_MAX_BATCH frames for a
+    /// socket at once, so keep this at least CHAT_WRITER_MAX_BATCH ×
+    /// (CHAT_WRITER_LANES + 1).
+    #[arg(long, env = "CHAT_WS_QUEUE", default_value_t = 8192, global = true)]
     pub ws_queue: usize,
 
     /// Seconds between pings to a quiet socket.
@@ -268,10 +269,15 @@ pub struct Settings {
     #[arg(
         long,
         env = "CHAT_WRITER_MAX_BATCH",
-        default_value_t = 2048,
+        default_value_t = 1024,
         global = true
     )]
     pub writer_max_batch: usize,
+
+    /// Writers committing side by side, each for its share of the rooms
+    /// (a room's messages always go through the same one).
+    #[arg(long, env = "CHAT_WRITER_LANES", default_value_t = 4, global = true)]
+    pub writer_lanes: usize,
 
     /// Seconds shutdown waits for sockets and in-flight writes.
     #[arg(
@@ -372,6 +378,7 @@ impl Settings {
             heartbeat_interval: Duration::from_secs(self.ws_heartbeat_secs.max(1)),
             idle_timeout: Duration::from_secs(self.ws_idle_timeout_secs.max(1)),
             writer_max_batch: self.writer_max_batch,
+            writer_lanes: self.writer_lanes.max(1),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             redis_url: self
                 .redis_url

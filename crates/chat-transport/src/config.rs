@@ -31,6 +31,10 @@ pub struct TransportConfig {
     pub writer_max_batch: usize,
     /// Messages that may wait for the writer before senders are slowed down.
     pub writer_queue: usize,
+    /// Writers committing side by side, each for its share of the rooms.
+    /// One commit can queue `writer_max_batch` frames for one socket, so
+    /// keep `outbound_queue` at least `writer_max_batch × (lanes + 1)`.
+    pub writer_lanes: usize,
     /// How long shutdown waits for sockets and in-flight writes.
     pub shutdown_grace: Duration,
     /// Largest `limit` a history request may ask for.
@@ -61,11 +65,12 @@ impl Default for TransportConfig {
             max_message_chars: chat_domain::MessageBody::DEFAULT_MAX_CHARS,
             max_frame_bytes: 64 * 1024,
             max_body_bytes: 16 * 1024,
-            outbound_queue: 4096,
+            outbound_queue: 8192,
             heartbeat_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
-            writer_max_batch: 2048,
+            writer_max_batch: 1024,
             writer_queue: 8192,
+            writer_lanes: 4,
             shutdown_grace: Duration::from_secs(10),
             history_max_limit: 200,
             redis_url: None,

@@ -104,20 +104,25 @@ impl ChatService {
             .room_by_name(&RoomName::general())
             .await?
             .ok_or(BuildError::NoGeneralRoom)?;
-        if config.outbound_queue < config.writer_max_batch.saturating_mul(2) {
+        let lanes = config.writer_lanes.max(1);
+        if config.outbound_queue < config.writer_max_batch.saturating_mul(lanes + 1) {
             tracing::warn!(
                 outbound_queue = config.outbound_queue,
                 writer_max_batch = config.writer_max_batch,
-                "the outbound queue is smaller than twice the writer's batch: one busy commit \
-                 can disconnect every socket of a room as too slow"
+                writer_lanes = lanes,
+                "the outbound queue is smaller than the writer's batch times (lanes + 1): \
+                 busy commits can disconnect every socket of a room as too slow"
             );
         }
         let (writer, writer_task) = writer::spawn(
-            services.store.clone(),
-            Arc::clone(&fanout),
-            config.writer_max_batch,
-            config.writer_queue,
-            shutdown.child_token(),
+            &services.store,
+            &fanout,
+            writer::WriterConfig {
+                max_batch: config.writer_max_batch,
+                queue: config.writer_queue,
+                lanes,
+            },
+            &shutdown.child_token(),
         );
         let limiters = config.rate_limits.map(|limits| {
             Arc::new(Limiters {

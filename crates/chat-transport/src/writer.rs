@@ -1,10 +1,15 @@
-//! The write path: every message from every connection goes through one
+//! The write path: every message from every connection goes through a
 //! writer task, which commits what is waiting in one transaction (group
 //! commit), then acknowledges and fans out each message in seq order.
 //!
 //! Nothing is acknowledged or broadcast before its transaction commits. A
 //! lone message is flushed at once: the writer only batches what queued up
 //! while the previous commit was in flight, so it never waits on a timer.
+//!
+//! There are a few writers (lanes), each owning the rooms whose id falls to
+//! it, so their transactions lock disjoint room counters and commit side by
+//! side instead of one after another. A room's messages all go through its
+//! one lane, in the order they were sent.
 
 use std::sync::Arc;
 
@@ -31,32 +36,73 @@ pub(crate) struct WriteRequest {
 #[error("the server is shutting down")]
 pub(crate) struct WriterClosed;
 
-/// Hands messages to the writer task.
+/// Hands messages to the writer tasks.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterHandle {
-    tx: mpsc::Sender<WriteRequest>,
+    lanes: Arc<[mpsc::Sender<WriteRequest>]>,
 }
 
 impl WriterHandle {
-    /// Queues a message; waits while the writer's queue is full, which
-    /// slows fast senders down instead of dropping their messages.
+    /// Queues a message with its room's lane; waits while that queue is
+    /// full, which slows fast senders down instead of dropping their
+    /// messages.
     pub(crate) async fn submit(&self, request: WriteRequest) -> Result<(), WriterClosed> {
-        self.tx.send(request).await.map_err(|_| WriterClosed)
+        let room = request.message.room_id.get().unsigned_abs();
+        let lane = usize::try_from(room % self.lanes.len() as u64).unwrap_or(0);
+        self.lanes[lane]
+            .send(request)
+            .await
+            .map_err(|_| WriterClosed)
     }
 }
 
-/// Starts the writer. It stops once `stop` is cancelled and every message
-/// queued until then is written.
+/// How the writers batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterConfig {
+    /// Most messages in one transaction.
+    pub(crate) max_batch: usize,
+    /// Messages that may wait, over all lanes.
+    pub(crate) queue: usize,
+    /// Writers committing side by side.
+    pub(crate) lanes: usize,
+}
+
+/// Starts the writers. The returned task ends once `stop` is cancelled and
+/// every message queued until then is written.
 pub(crate) fn spawn(
-    store: Store,
-    fanout: Arc<dyn Fanout>,
-    max_batch: usize,
-    queue: usize,
-    stop: CancellationToken,
+    store: &Store,
+    fanout: &Arc<dyn Fanout>,
+    config: WriterConfig,
+    stop: &CancellationToken,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(queue.max(1));
-    let task = tokio::spawn(run(rx, store, fanout, max_batch.max(1), stop));
-    (WriterHandle { tx }, task)
+    let lanes = config.lanes.max(1);
+    let queue = (config.queue / lanes).max(1);
+    let (senders, tasks): (Vec<_>, Vec<_>) = (0..lanes)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(queue);
+            let task = tokio::spawn(run(
+                rx,
+                store.clone(),
+                Arc::clone(fanout),
+                config.max_batch.max(1),
+                stop.clone(),
+            ));
+            (tx, task)
+        })
+        .unzip();
+    let all = tokio::spawn(async move {
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a writer task failed");
+            }
+        }
+    });
+    (
+        WriterHandle {
+            lanes: senders.into(),
+        },
+        all,
+    )
 }
 
 async fn run(

@@ -19,7 +19,57 @@ crate::backend_tests!(
     typing_notices_reach_others_but_not_the_typist,
     bad_frames_get_error_frames_and_the_connection_stays_open,
     seed_clients_never_see_frames_of_the_extended_protocol,
+    messages_to_many_rooms_are_numbered_in_the_order_sent_in_each,
 );
+
+/// Rooms are shared out among several writers; whichever writes a room,
+/// its messages are numbered in the order they were sent, each once.
+async fn messages_to_many_rooms_are_numbered_in_the_order_sent_in_each(
+    app: &TestApp,
+) -> Result<()> {
+    const ROOMS: usize = 6;
+    const EACH: usize = 30;
+    let token = app.user("alice").await?;
+    let mut client = app.connect(&token).await?;
+    for room in 0..ROOMS {
+        let name = format!("lane{room}");
+        let created = app
+            .post_authed("/api/rooms", &token, &json!({"name": name}))
+            .await?;
+        assert!(created.status().is_success(), "{}", created.status());
+        client.send(json!({"type": "join", "room": name})).await?;
+        client.recv_type("joined").await?;
+    }
+    // Sent without waiting for acks, the rooms taking turns.
+    for i in 0..EACH {
+        for room in 0..ROOMS {
+            client
+                .send(json!({
+                    "type": "message",
+                    "room": format!("lane{room}"),
+                    "content": format!("{room}/{i}"),
+                    "client_id": format!("{room}-{i}"),
+                }))
+                .await?;
+        }
+    }
+    let mut seqs = vec![Vec::new(); ROOMS];
+    for _ in 0..ROOMS * EACH {
+        let ack = client.recv_type("ack").await?;
+        let client_id = ack["client_id"].as_str().unwrap_or_default().to_owned();
+        let (room, i) = client_id
+            .split_once('-')
+            .ok_or_else(|| anyhow::anyhow!("unexpected ack {ack}"))?;
+        assert_eq!(ack["room"], format!("lane{room}"), "{ack}");
+        assert_eq!(ack["duplicate"], false, "{ack}");
+        seqs[room.parse::<usize>()?].push((i.parse::<i64>()?, ack["seq"].as_i64()));
+    }
+    for room in seqs {
+        let expected: Vec<_> = (0..EACH as i64).map(|i| (i, Some(i + 1))).collect();
+        assert_eq!(room, expected);
+    }
+    Ok(())
+}
 
 async fn the_ack_carries_the_stored_id_and_seq_and_the_echo_matches(app: &TestApp) -> Result<()> {
     let token = app.user("alice").await?;
