@@ -311,17 +311,55 @@ impl Store {
         if cached {
             // No such room reads as an empty one, like the page query.
             let last_seq = self.last_seq(room).await?.unwrap_or(0);
-            if last_seq == 0 {
-                return Ok(Page {
-                    messages: Vec::new(),
-                    has_more: false,
-                });
-            }
-            let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
-            if let Some(page) = self.inner.recent.newest(room.get(), last_seq, wanted) {
+            if let Some(page) = self.newest_in_memory(room, limit, last_seq) {
                 return Ok(page);
             }
         }
+        self.page_from_database(room, cursor, limit, cached).await
+    }
+
+    /// The newest page of `room`, like [`Store::history`] with
+    /// [`Cursor::Latest`], for a caller that has read the room's newest seq
+    /// already: [`Store::user_for_session_reading`] reads it in the query
+    /// that checks the caller's session, so a page served from memory costs
+    /// no further round trip.
+    pub async fn newest_as_of(
+        &self,
+        room: RoomId,
+        limit: i64,
+        last_seq: i64,
+    ) -> Result<Page, StorageError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let cached = self.inner.recent.enabled();
+        if cached && let Some(page) = self.newest_in_memory(room, limit, last_seq) {
+            return Ok(page);
+        }
+        self.page_from_database(room, Cursor::Latest, limit, cached)
+            .await
+    }
+
+    /// The newest page from memory, given the room's newest seq (0: the room
+    /// is empty).
+    fn newest_in_memory(&self, room: RoomId, limit: i64, last_seq: i64) -> Option<Page> {
+        if last_seq == 0 {
+            return Some(Page {
+                messages: Vec::new(),
+                has_more: false,
+            });
+        }
+        let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.inner.recent.newest(room.get(), last_seq, wanted)
+    }
+
+    /// A page read from the database; `remember` keeps it in memory (a
+    /// newest page, with the cache on).
+    async fn page_from_database(
+        &self,
+        room: RoomId,
+        cursor: Cursor,
+        limit: i64,
+        remember: bool,
+    ) -> Result<Page, StorageError> {
         // One row more than asked tells whether there is more.
         let fetch = limit + 1;
         // Three fixed statements rather than one boxed query: a boxed query
@@ -360,7 +398,7 @@ impl Store {
             .into_iter()
             .map(|row| self.open(row))
             .collect::<Result<Vec<Message>, StorageError>>()?;
-        if cached {
+        if remember {
             self.inner.recent.remember(room.get(), &messages);
         }
         Ok(Page { messages, has_more })

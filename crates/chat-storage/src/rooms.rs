@@ -67,7 +67,7 @@ impl Store {
     /// (history pages); [`Store::room_by_name`] reads the whole row, with its
     /// current `last_seq`.
     pub async fn room_key(&self, name: &RoomName) -> Result<Option<RoomKey>, StorageError> {
-        if let Some(key) = self.inner.room_keys.get(name) {
+        if let Some(key) = self.known_room_key(name) {
             return Ok(Some(key));
         }
         let Some(room) = self.room_by_name(name).await? else {
@@ -76,6 +76,12 @@ impl Store {
         let key = RoomKey::from(&room);
         self.inner.room_keys.insert(key.clone());
         Ok(Some(key))
+    }
+
+    /// The room's identity if this store has looked it up before; never
+    /// asks the database.
+    pub fn known_room_key(&self, name: &RoomName) -> Option<RoomKey> {
+        self.inner.room_keys.get(name)
     }
 
     /// Creates a public room; its creator becomes its first member.

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 
-use chat_domain::{SessionId, UserId, Username};
+use chat_domain::{RoomId, SessionId, UserId, Username};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::result::QueryResult;
@@ -18,7 +18,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::model::{Refresh, User};
 use crate::rows::{UserRow, now};
-use crate::schema::{auth_sessions, refresh_tokens, users};
+use crate::schema::{auth_sessions, refresh_tokens, rooms, users};
 use crate::store::SqliteConn;
 use crate::users::lower;
 use crate::{StorageError, Store};
@@ -38,6 +38,18 @@ pub(crate) trait LockRefreshToken {
         &mut self,
         digest: &str,
     ) -> impl Future<Output = QueryResult<Option<(String, Option<NaiveDateTime>)>>> + Send;
+}
+
+/// The users and sessions where session `id` is open and its user is named
+/// `normalized` at `at`: the condition of both session checks.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn open_session<'a>(id: &'a String, normalized: &'a String, at: NaiveDateTime) -> _ {
+    users::table
+        .inner_join(auth_sessions::table)
+        .filter(auth_sessions::id.eq(id))
+        .filter(lower(users::username).eq(normalized))
+        .filter(auth_sessions::revoked_at.is_null())
+        .filter(auth_sessions::expires_at.gt(at))
 }
 
 impl LockRefreshToken for AsyncPgConnection {
@@ -136,18 +148,43 @@ impl Store {
         let id = session.to_string();
         let at = now();
         let row: Option<UserRow> = with_conn!(self, |conn| {
-            users::table
-                .inner_join(auth_sessions::table)
-                .filter(auth_sessions::id.eq(&id))
-                .filter(lower(users::username).eq(&normalized))
-                .filter(auth_sessions::revoked_at.is_null())
-                .filter(auth_sessions::expires_at.gt(at))
+            open_session(&id, &normalized, at)
                 .select(UserRow::as_select())
                 .first(conn)
                 .await
                 .optional()?
         });
         row.map(User::try_from).transpose()
+    }
+
+    /// [`Store::user_for_session`], reading in the same query the newest seq
+    /// of `room` (0 when it has no messages, or does not exist), for
+    /// [`Store::newest_as_of`]: a newest history page then costs one round
+    /// trip with the session check instead of two.
+    pub async fn user_for_session_reading(
+        &self,
+        username: &Username,
+        session: SessionId,
+        room: RoomId,
+    ) -> Result<Option<(User, i64)>, StorageError> {
+        let normalized = username.normalized();
+        let id = session.to_string();
+        let at = now();
+        let row: Option<(UserRow, Option<i64>)> = with_conn!(self, |conn| {
+            open_session(&id, &normalized, at)
+                .select((
+                    UserRow::as_select(),
+                    rooms::table
+                        .find(room.get())
+                        .select(rooms::last_seq)
+                        .single_value(),
+                ))
+                .first(conn)
+                .await
+                .optional()?
+        });
+        row.map(|(user, last_seq)| Ok((User::try_from(user)?, last_seq.unwrap_or(0))))
+            .transpose()
     }
 
     /// Exchanges the refresh token whose digest is `presented` for the one

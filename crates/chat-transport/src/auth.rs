@@ -7,7 +7,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use chat_domain::{SessionId, Username};
+use chat_domain::{RoomId, SessionId, Username};
 use chat_storage::User;
 
 use crate::error::ApiError;
@@ -56,18 +56,40 @@ pub(crate) async fn authenticate(
     state: &AppState,
     token: Option<String>,
 ) -> Result<Principal, ApiError> {
+    Ok(authenticate_reading(state, token, None).await?.0)
+}
+
+/// [`authenticate`], reading in the same query the newest seq of `room`
+/// when there is one and the token names a session (tokens of the original
+/// backend have none: then the seq is not read).
+pub(crate) async fn authenticate_reading(
+    state: &AppState,
+    token: Option<String>,
+    room: Option<RoomId>,
+) -> Result<(Principal, Option<i64>), ApiError> {
     let token = token.ok_or_else(ApiError::bad_token)?;
     let claims = state.tokens.verify(&token)?;
     let username = Username::parse(claims.sub).map_err(|_| ApiError::bad_token())?;
-    let user = match claims.sid {
-        Some(session) => state.store.user_for_session(&username, session).await?,
-        None => state.store.user_by_name(&username).await?,
+    let (user, last_seq) = match (claims.sid, room) {
+        (Some(session), Some(room)) => state
+            .store
+            .user_for_session_reading(&username, session, room)
+            .await?
+            .map_or((None, None), |(user, last_seq)| {
+                (Some(user), Some(last_seq))
+            }),
+        (Some(session), None) => (
+            state.store.user_for_session(&username, session).await?,
+            None,
+        ),
+        (None, _) => (state.store.user_by_name(&username).await?, None),
     };
-    Ok(Principal {
+    let principal = Principal {
         user: user.ok_or_else(ApiError::bad_token)?,
         session: claims.sid,
         expires_at: claims.exp,
-    })
+    };
+    Ok((principal, last_seq))
 }
 
 /// An extractor for routes that need a signed-in user.

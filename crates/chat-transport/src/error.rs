@@ -57,6 +57,11 @@ impl ApiError {
     pub fn bad_token() -> ApiError {
         ApiError::Unauthorized("Could not validate credentials".to_owned())
     }
+
+    /// A 422 for a query string that does not parse.
+    pub fn invalid_query(error: actix_web::error::QueryPayloadError) -> ApiError {
+        ApiError::Unprocessable(format!("invalid query: {error}"))
+    }
 }
 
 impl From<StorageError> for ApiError {

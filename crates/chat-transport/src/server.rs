@@ -206,7 +206,7 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::Unprocessable(format!("invalid query: {error}")).into()
+    ApiError::invalid_query(error).into()
 }
 
 fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {

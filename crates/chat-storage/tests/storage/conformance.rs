@@ -67,6 +67,7 @@ conformance_suite!(
     history_pages_stop_at_exact_boundaries_in_both_directions,
     a_newest_page_shows_what_another_process_committed_since_the_last_read,
     a_newest_page_from_memory_is_the_same_as_one_from_the_database,
+    the_session_check_reads_the_newest_seq_that_the_newest_page_needs,
     timestamps_read_back_equal_to_what_was_written,
     a_message_no_key_can_decrypt_comes_back_without_content,
     message_bodies_reach_the_database_only_as_fernet_tokens,
@@ -954,5 +955,56 @@ async fn a_newest_page_from_memory_is_the_same_as_one_from_the_database(db: &Tes
         let cached = db.store.history(general.id, Cursor::Latest, limit).await;
         let uncached = uncached.history(general.id, Cursor::Latest, limit).await;
         assert_eq!(cached.expect("page"), uncached.expect("page"));
+    }
+}
+
+/// The history route's one round trip: the session check reads the room's
+/// newest seq, and the page as of that seq is the newest page.
+async fn the_session_check_reads_the_newest_seq_that_the_newest_page_needs(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.general().await;
+    let session = chat_domain::SessionId::from_bits(5).expect("not zero");
+    let expires = chrono::Utc::now() + chrono::Duration::days(1);
+    db.store
+        .create_session(alice.id, session, &format!("{:064x}", 5), expires)
+        .await
+        .expect("create session");
+    let newest_seq = async |room| {
+        let found = db
+            .store
+            .user_for_session_reading(&alice.username, session, room)
+            .await
+            .expect("query")
+            .expect("the session is open");
+        assert_eq!(found.0.id, alice.id);
+        found.1
+    };
+    assert_eq!(newest_seq(general.id).await, 0);
+    let empty = db
+        .store
+        .newest_as_of(general.id, 10, 0)
+        .await
+        .expect("page");
+    assert!(empty.messages.is_empty() && !empty.has_more);
+
+    let batch = (1..=12)
+        .map(|n| message(general.id, &alice, &format!("m{n}"), None))
+        .collect();
+    db.store.append_messages(batch).await.expect("append");
+    assert_eq!(newest_seq(general.id).await, 12);
+    // No such room reads as an empty one.
+    assert_eq!(
+        newest_seq(chat_domain::RoomId(general.id.get() + 1000)).await,
+        0
+    );
+    let uncached = db.store_keeping(RecentCache::OFF).await;
+    for limit in [1, 5, 12, 50] {
+        // The first read fills memory, the second comes from it.
+        let first = db.store.newest_as_of(general.id, limit, 12).await;
+        let second = db.store.newest_as_of(general.id, limit, 12).await;
+        let history = uncached.history(general.id, Cursor::Latest, limit).await;
+        let history = history.expect("page");
+        assert_eq!(first.expect("page"), history);
+        assert_eq!(second.expect("page"), history);
     }
 }

@@ -33,12 +33,21 @@ fn in_days(days: i64) -> chrono::DateTime<Utc> {
     Utc::now() + Duration::days(days)
 }
 
-/// The user `session` signs in, given the name its tokens carry.
+/// The user `session` signs in, given the name its tokens carry. The check
+/// that also reads a room's newest seq must agree.
 async fn signed_in(db: &TestDb, name: &str, session: SessionId) -> Option<User> {
-    db.store
+    let user = db
+        .store
         .user_for_session(&username(name), session)
         .await
-        .expect("query")
+        .expect("query");
+    let reading = db
+        .store
+        .user_for_session_reading(&username(name), session, db.general().await.id)
+        .await
+        .expect("query");
+    assert_eq!(reading.map(|(user, _)| user), user);
+    user
 }
 
 /// Presents refresh digest `presented`, to be replaced by `next`.

@@ -1,11 +1,11 @@
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chat_domain::{RoomKind, RoomName, Seq, UserId, Username};
 use chat_protocol::rest::{
     CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody,
 };
 use chat_storage::{Cursor, Membership, Room, RoomKey, User};
 
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, authenticate_reading, bearer_token};
 use crate::error::ApiError;
 use crate::frames;
 use crate::presence;
@@ -214,11 +214,28 @@ pub(crate) async fn mark_read(
 )]
 #[get("/api/rooms/{name}/messages")]
 pub(crate) async fn messages(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    CurrentUser(user): CurrentUser,
     name: web::Path<String>,
-    query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // A room this node knows already: the session check reads the room's
+    // newest seq in the same query, so a newest page held in memory costs
+    // one round trip. The room is only looked for in memory before the
+    // caller is known, so an anonymous request asks the database nothing.
+    let known = parse_room(&name)
+        .ok()
+        .and_then(|room| state.store.known_room_key(&room));
+    let (principal, last_seq) = authenticate_reading(
+        &state,
+        bearer_token(&req),
+        known.as_ref().map(|room| room.id),
+    )
+    .await?;
+    let user = principal.user;
+    // Read after the token, so that a caller who is not signed in learns
+    // nothing else.
+    let query =
+        web::Query::<PageQuery>::from_query(req.query_string()).map_err(ApiError::invalid_query)?;
     let max = state.config.history_max_limit;
     let limit = query.limit.unwrap_or(50);
     if !(1..=max).contains(&limit) {
@@ -241,14 +258,24 @@ pub(crate) async fn messages(
     };
     // The room's identity comes from memory after the first page: a page
     // costs the token check and the history query, not a room look-up too.
-    let room = parse_room(&name)?;
-    let room = state
-        .store
-        .room_key(&room)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("room '{room}' not found")))?;
+    let room = match known {
+        Some(room) => room,
+        None => {
+            let room = parse_room(&name)?;
+            state
+                .store
+                .room_key(&room)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("room '{room}' not found")))?
+        }
+    };
     ensure_visible(&state, &room, &user).await?;
-    let page = state.store.history(room.id, cursor, limit).await?;
+    let page = match (cursor, last_seq) {
+        (Cursor::Latest, Some(last_seq)) => {
+            state.store.newest_as_of(room.id, limit, last_seq).await?
+        }
+        _ => state.store.history(room.id, cursor, limit).await?,
+    };
     let room_name = room.name.as_str();
     Ok(HttpResponse::Ok().json(MessagePage {
         room: room_name.to_owned(),

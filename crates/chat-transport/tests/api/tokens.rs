@@ -245,6 +245,12 @@ async fn logout_ends_the_session_for_rest_and_closes_its_sockets_with_1008(
     let mut second_alice_socket = app.connect(&alice.access).await?;
     let mut bob_socket = app.connect(&bob.access).await?;
     assert_eq!(me_status(app, &alice.access).await?, 200);
+    // Twice: the second page is of a room the server knows, whose session
+    // check also reads the room's newest seq.
+    let page = "/api/rooms/general/messages";
+    for _ in 0..2 {
+        assert_eq!(app.get_authed(page, &alice.access).await?.status(), 200);
+    }
 
     let response = app.logout(&alice.access).await?;
     assert_eq!(response.status(), 204);
@@ -257,6 +263,8 @@ async fn logout_ends_the_session_for_rest_and_closes_its_sockets_with_1008(
         .send()
         .await?;
     assert_eq!(history.status(), 401);
+    assert_eq!(app.get_authed(page, &alice.access).await?.status(), 401);
+    assert_eq!(app.get_authed(page, &bob.access).await?.status(), 200);
     assert_eq!(app.refresh(&alice.refresh).await?.status(), 401);
     assert_eq!(app.logout(&alice.access).await?.status(), 401);
     let url = format!("ws://{}/ws/chat?token={}", app.address, alice.access);
