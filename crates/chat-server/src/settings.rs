@@ -275,7 +275,8 @@ pub struct Settings {
     pub writer_max_batch: usize,
 
     /// Writers committing side by side, each for its share of the rooms
-    /// (a room's messages always go through the same one).
+    /// (a room's messages always go through the same one). PostgreSQL only:
+    /// SQLite has one write lock, so it always gets one writer.
     #[arg(long, env = "CHAT_WRITER_LANES", default_value_t = 4, global = true)]
     pub writer_lanes: usize,
 

@@ -378,6 +378,13 @@ impl Store {
         }
     }
 
+    /// Whether several transactions can write at once. PostgreSQL's can,
+    /// when they lock different rows; SQLite has one write lock per
+    /// database, so a second writer would only wait for it.
+    pub fn writes_in_parallel(&self) -> bool {
+        matches!(self.inner.pools, Pools::Postgres(_))
+    }
+
     /// Checks that the database answers (`SELECT 1`), for readiness probes.
     pub async fn ping(&self) -> Result<(), StorageError> {
         with_conn!(self, |conn| {

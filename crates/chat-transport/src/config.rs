@@ -29,9 +29,11 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
     /// Most messages committed in one transaction by the writer.
     pub writer_max_batch: usize,
-    /// Messages that may wait for the writer before senders are slowed down.
+    /// Messages that may wait for the writers (over all lanes) before
+    /// senders are slowed down.
     pub writer_queue: usize,
-    /// Writers committing side by side, each for its share of the rooms.
+    /// Writers committing side by side, each for its share of the rooms
+    /// (on PostgreSQL; SQLite, with its one write lock, gets one writer).
     /// One commit can queue `writer_max_batch` frames for one socket, so
     /// keep `outbound_queue` at least `writer_max_batch × (lanes + 1)`.
     pub writer_lanes: usize,

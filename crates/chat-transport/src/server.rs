@@ -104,7 +104,11 @@ impl ChatService {
             .room_by_name(&RoomName::general())
             .await?
             .ok_or(BuildError::NoGeneralRoom)?;
-        let lanes = config.writer_lanes.max(1);
+        let lanes = if services.store.writes_in_parallel() {
+            config.writer_lanes.max(1)
+        } else {
+            1
+        };
         if config.outbound_queue < config.writer_max_batch.saturating_mul(lanes + 1) {
             tracing::warn!(
                 outbound_queue = config.outbound_queue,

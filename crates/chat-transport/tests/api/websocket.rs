@@ -22,8 +22,9 @@ crate::backend_tests!(
     messages_to_many_rooms_are_numbered_in_the_order_sent_in_each,
 );
 
-/// Rooms are shared out among several writers; whichever writes a room,
-/// its messages are numbered in the order they were sent, each once.
+/// Rooms are shared out among several writers (on PostgreSQL; SQLite has
+/// one); whichever writes a room, its messages are numbered in the order
+/// they were sent, each once.
 async fn messages_to_many_rooms_are_numbered_in_the_order_sent_in_each(
     app: &TestApp,
 ) -> Result<()> {
