@@ -306,16 +306,13 @@ impl Store {
         cursor: Cursor,
         limit: i64,
     ) -> Result<Page, StorageError> {
-        let limit = limit.clamp(1, MAX_PAGE);
-        let cached = matches!(cursor, Cursor::Latest) && self.inner.recent.enabled();
-        if cached {
+        if matches!(cursor, Cursor::Latest) && self.inner.recent.enabled() {
             // No such room reads as an empty one, like the page query.
             let last_seq = self.last_seq(room).await?.unwrap_or(0);
-            if let Some(page) = self.newest_in_memory(room, limit, last_seq) {
-                return Ok(page);
-            }
+            return self.newest_as_of(room, limit, last_seq).await;
         }
-        self.page_from_database(room, cursor, limit, cached).await
+        self.page_from_database(room, cursor, limit.clamp(1, MAX_PAGE), false)
+            .await
     }
 
     /// The newest page of `room`, like [`Store::history`] with
@@ -330,25 +327,19 @@ impl Store {
         last_seq: i64,
     ) -> Result<Page, StorageError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let cached = self.inner.recent.enabled();
-        if cached && let Some(page) = self.newest_in_memory(room, limit, last_seq) {
-            return Ok(page);
-        }
-        self.page_from_database(room, Cursor::Latest, limit, cached)
-            .await
-    }
-
-    /// The newest page from memory, given the room's newest seq (0: the room
-    /// is empty).
-    fn newest_in_memory(&self, room: RoomId, limit: i64, last_seq: i64) -> Option<Page> {
         if last_seq == 0 {
-            return Some(Page {
+            return Ok(Page {
                 messages: Vec::new(),
                 has_more: false,
             });
         }
+        let cached = self.inner.recent.enabled();
         let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
-        self.inner.recent.newest(room.get(), last_seq, wanted)
+        if cached && let Some(page) = self.inner.recent.newest(room.get(), last_seq, wanted) {
+            return Ok(page);
+        }
+        self.page_from_database(room, Cursor::Latest, limit, cached)
+            .await
     }
 
     /// A page read from the database; `remember` keeps it in memory (a

@@ -1007,4 +1007,18 @@ async fn the_session_check_reads_the_newest_seq_that_the_newest_page_needs(db: &
         assert_eq!(first.expect("page"), history);
         assert_eq!(second.expect("page"), history);
     }
+    // Another process commits the 13th: the seq read says so, and the page
+    // as of it has it, though this store's memory ended at 12.
+    uncached
+        .append_messages(vec![message(general.id, &alice, "m13", None)])
+        .await
+        .expect("append");
+    assert_eq!(newest_seq(general.id).await, 13);
+    let page = db
+        .store
+        .newest_as_of(general.id, 5, 13)
+        .await
+        .expect("page");
+    assert_eq!(seqs(&page.messages), [9, 10, 11, 12, 13]);
+    assert!(page.has_more);
 }
