@@ -84,13 +84,20 @@ impl Query for StoredByClientId<'_> {
 
 impl QueryFragment<Pg> for StoredByClientId<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // Each connection prepares this once and keeps the generic plan.
+        // As a plain join, a plan made while `messages` is nearly empty (a
+        // new deployment) hashes the pairs and scans the whole table, and
+        // keeps doing so as the table grows. A lateral subquery with
+        // `LIMIT 1` (the pair is unique) cannot be turned into that join:
+        // it is one index probe per pair whatever the statistics said.
         Self::push_columns(&mut out, "m")?;
-        out.push_sql(" FROM messages m JOIN unnest(");
+        out.push_sql(" FROM unnest(");
         out.push_bind_param::<Array<BigInt>, _>(&self.users)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Text>, _>(&self.client_ids)?;
-        out.push_sql(") AS k(user_id, client_id) ON m.user_id = k.user_id");
-        out.push_sql(" AND m.client_id = k.client_id");
+        out.push_sql(") AS k(user_id, client_id) CROSS JOIN LATERAL (SELECT * FROM messages");
+        out.push_sql(" WHERE messages.user_id = k.user_id AND messages.client_id = k.client_id");
+        out.push_sql(" LIMIT 1) AS m");
         Ok(())
     }
 }

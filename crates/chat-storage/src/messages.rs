@@ -199,7 +199,7 @@ impl Store {
             let mut ids = HashMap::with_capacity(rows.len());
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let inserted: Vec<(i64, i64, i64)> =
-                    InsertMessages { rows: chunk }.get_results(conn).await?;
+                    InsertMessages::new(chunk).get_results(conn).await?;
                 for (id, room, seq) in inserted {
                     ids.insert((room, seq), id);
                 }
@@ -211,7 +211,7 @@ impl Store {
                 .map(|room| (room, counters[&room]))
                 .collect();
             for chunk in advanced.chunks(ROOMS_PER_STATEMENT) {
-                SetRoomCounters { counters: chunk }.execute(conn).await?;
+                SetRoomCounters::new(chunk).execute(conn).await?;
             }
 
             Ok(Written {

@@ -8,12 +8,12 @@
 
 use std::future::Future;
 
-use diesel::backend::Backend;
 use diesel::expression::Expression;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::serialize::ToSql;
-use diesel::sql_types::HasSqlType;
+use diesel::sql_types::Array;
+use diesel::sqlite::Sqlite;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::schema::rooms;
@@ -62,26 +62,67 @@ impl LockRoomCounters for SqliteConn {
     }
 }
 
-/// `UPDATE rooms SET last_seq = CASE id WHEN $1 THEN $2 ... END WHERE id IN
-/// ($1, ...)`: sets several rooms' counters in one statement.
+/// Sets several rooms' counters in one statement.
+///
+/// PostgreSQL: `UPDATE rooms SET last_seq = c.last_seq FROM unnest($1, $2)
+/// AS c(id, last_seq) WHERE rooms.id = c.id`, one text whatever the number
+/// of rooms, so it is prepared once per connection. SQLite, which has no
+/// arrays: `UPDATE rooms SET last_seq = CASE id WHEN $1 THEN $2 ... END
+/// WHERE id IN ($1, ...)`.
 #[derive(Debug)]
 pub(crate) struct SetRoomCounters<'a> {
     /// `(room id, new last_seq)`; must not be empty.
-    pub(crate) counters: &'a [(i64, i64)],
+    counters: &'a [(i64, i64)],
+    /// The same, column by column, for PostgreSQL's arrays.
+    rooms: Vec<i64>,
+    last_seqs: Vec<i64>,
+}
+
+impl<'a> SetRoomCounters<'a> {
+    pub(crate) fn new(counters: &'a [(i64, i64)]) -> SetRoomCounters<'a> {
+        SetRoomCounters {
+            counters,
+            rooms: counters.iter().map(|&(room, _)| room).collect(),
+            last_seqs: counters.iter().map(|&(_, last_seq)| last_seq).collect(),
+        }
+    }
 }
 
 impl QueryId for SetRoomCounters<'_> {
     type QueryId = ();
-    // The text depends on the number of rooms.
+    // Cached by its text where that is fixed (PostgreSQL).
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<DB> QueryFragment<DB> for SetRoomCounters<'_>
-where
-    DB: Backend + HasSqlType<SqlTypeOf<rooms::id>>,
-    i64: ToSql<SqlTypeOf<rooms::id>, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+impl QueryFragment<Pg> for SetRoomCounters<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE ");
+        rooms::table.walk_ast(out.reborrow())?;
+        out.push_sql(" SET ");
+        out.push_identifier(rooms::last_seq::NAME)?;
+        out.push_sql(" = c.");
+        out.push_identifier(rooms::last_seq::NAME)?;
+        out.push_sql(" FROM unnest(");
+        out.push_bind_param::<Array<SqlTypeOf<rooms::id>>, _>(&self.rooms)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlTypeOf<rooms::last_seq>>, _>(&self.last_seqs)?;
+        out.push_sql(") AS c(");
+        out.push_identifier(rooms::id::NAME)?;
+        out.push_sql(", ");
+        out.push_identifier(rooms::last_seq::NAME)?;
+        out.push_sql(") WHERE ");
+        rooms::table.walk_ast(out.reborrow())?;
+        out.push_sql(".");
+        out.push_identifier(rooms::id::NAME)?;
+        out.push_sql(" = c.");
+        out.push_identifier(rooms::id::NAME)?;
+        Ok(())
+    }
+}
+
+impl QueryFragment<Sqlite> for SetRoomCounters<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        // The text depends on the number of rooms.
         out.unsafe_to_cache_prepared();
         out.push_sql("UPDATE ");
         rooms::table.walk_ast(out.reborrow())?;
