@@ -30,9 +30,20 @@ const ROOMS_PER_STATEMENT: usize = 2_000;
 /// [`crate::client_ids`]): two bind parameters each on SQLite.
 const PAIRS_PER_STATEMENT: usize = 2_000;
 
-/// How often a batch is retried after losing a race on a client id (see
-/// [`Store::append_messages`]).
-const CLIENT_ID_RACE_RETRIES: usize = 3;
+/// How often a batch is written again after its insert met a stored client
+/// id (see [`Store::append_messages`]).
+const CLIENT_ID_RETRIES: usize = 3;
+
+/// Whether a batch's transaction looks for stored resends before inserting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resends {
+    /// Insert straight away; should a (user, client id) turn out to be
+    /// stored already, the transaction is rolled back and the batch is
+    /// written again with [`Resends::LookUp`].
+    Unexpected,
+    /// Look up every (user, client id) of the batch first.
+    LookUp,
+}
 
 /// What became of one input of a batch.
 enum Outcome {
@@ -97,15 +108,21 @@ impl Store {
             .iter()
             .map(|message| self.inner.keys.encrypt(message.body.as_str()))
             .collect();
+        // A resend is rare (a client that reconnects sends its unacknowledged
+        // messages again), so a batch is first written without looking its
+        // client ids up: the insert skips a (user, client id) that is stored
+        // already, and if it skipped any, the transaction rolls back and the
+        // batch is written again, this time looking every pair up. The
+        // second try can still meet a pair that a concurrent batch for
+        // *another* room stored after the look-up (writers to the same room
+        // are serialized by its counter); the next try finds that row.
+        let mut resends = Resends::Unexpected;
         let mut attempt = 0;
         let written = loop {
-            match self.write_batch(&batch, &sealed).await {
-                // The only uniqueness a batch can break is a client id that a
-                // concurrent batch for *another* room stored after our look-up
-                // (writers to the same room are serialized by its counter).
-                // Trying again finds that row and reports a duplicate.
-                Err(StorageError::Conflict(_)) if attempt < CLIENT_ID_RACE_RETRIES => {
+            match self.write_batch(&batch, &sealed, resends).await {
+                Err(StorageError::Conflict(_)) if attempt < CLIENT_ID_RETRIES => {
                     attempt += 1;
+                    resends = Resends::LookUp;
                 }
                 other => break other?,
             }
@@ -126,6 +143,7 @@ impl Store {
         &self,
         batch: &[NewMessage],
         sealed: &[Sealed],
+        resends: Resends,
     ) -> Result<Written, StorageError> {
         let mut room_ids: Vec<i64> = batch.iter().map(|message| message.room_id.get()).collect();
         room_ids.sort_unstable();
@@ -139,6 +157,9 @@ impl Store {
             .collect();
         pairs.sort_unstable();
         pairs.dedup();
+        if resends == Resends::Unexpected {
+            pairs.clear();
+        }
 
         write_transaction!(self, |conn| {
             // Chunks in ascending order keep the locks in id order.
@@ -200,6 +221,13 @@ impl Store {
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let inserted: Vec<(i64, i64, i64)> =
                     InsertMessages::new(chunk).get_results(conn).await?;
+                if inserted.len() < chunk.len() {
+                    // A row was skipped: its (user, client id) is stored.
+                    // Its seq would be a gap, so none of this may commit.
+                    return Err(StorageError::Conflict(
+                        "a message of the batch is stored already".to_owned(),
+                    ));
+                }
                 for (id, room, seq) in inserted {
                     ids.insert((room, seq), id);
                 }
