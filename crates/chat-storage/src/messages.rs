@@ -148,17 +148,15 @@ impl Store {
         let mut room_ids: Vec<i64> = batch.iter().map(|message| message.room_id.get()).collect();
         room_ids.sort_unstable();
         room_ids.dedup();
-        let mut pairs: Vec<(i64, &str)> = batch
-            .iter()
-            .filter_map(|message| {
+        // The (user, client id) pairs to look up: none on a first try.
+        let mut pairs: Vec<(i64, &str)> = Vec::new();
+        if resends == Resends::LookUp {
+            pairs.extend(batch.iter().filter_map(|message| {
                 let client_id = message.client_id.as_ref()?;
                 Some((message.user_id.get(), client_id.as_str()))
-            })
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        if resends == Resends::Unexpected {
-            pairs.clear();
+            }));
+            pairs.sort_unstable();
+            pairs.dedup();
         }
 
         write_transaction!(self, |conn| {
