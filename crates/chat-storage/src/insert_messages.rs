@@ -39,10 +39,7 @@ const COLUMNS: [&str; 7] = [
 ];
 
 /// `INSERT INTO messages (room_id, seq, user_id, body, key_id, client_id,
-/// created_at) ... ON CONFLICT (user_id, client_id) WHERE client_id IS NOT
-/// NULL DO NOTHING RETURNING id, room_id, seq`: a row whose (user, client
-/// id) is stored already is left out, and so is missing from what the
-/// statement returns.
+/// created_at) ... RETURNING id, room_id, seq`.
 pub(crate) struct InsertMessages<'a> {
     rows: &'a [NewMessageRow<'a>],
     /// The rows column by column, for PostgreSQL's arrays.
@@ -83,18 +80,10 @@ impl<'a> InsertMessages<'a> {
         Ok(())
     }
 
-    /// Skips a row whose (user, client id) is stored already instead of
-    /// failing the statement, then returns what was inserted.
-    fn push_tail<DB: diesel::backend::Backend>(out: &mut AstPass<'_, '_, DB>) -> QueryResult<()> {
-        // The index `messages_user_id_client_id_key`, named by its columns
-        // and predicate.
-        out.push_sql(" ON CONFLICT (");
-        out.push_identifier(messages::user_id::NAME)?;
-        out.push_sql(", ");
-        out.push_identifier(messages::client_id::NAME)?;
-        out.push_sql(") WHERE ");
-        out.push_identifier(messages::client_id::NAME)?;
-        out.push_sql(" IS NOT NULL DO NOTHING RETURNING ");
+    fn push_returning<DB: diesel::backend::Backend>(
+        out: &mut AstPass<'_, '_, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql(" RETURNING ");
         out.push_identifier(messages::id::NAME)?;
         out.push_sql(", ");
         out.push_identifier(messages::room_id::NAME)?;
@@ -137,7 +126,7 @@ impl QueryFragment<Pg> for InsertMessages<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Array<SqlTypeOf<messages::created_at>>, _>(&self.created_ats)?;
         out.push_sql(")");
-        Self::push_tail(&mut out)
+        Self::push_returning(&mut out)
     }
 }
 
@@ -164,6 +153,6 @@ impl QueryFragment<Sqlite> for InsertMessages<'_> {
             out.push_bind_param::<SqlTypeOf<messages::created_at>, _>(&row.created_at)?;
             out.push_sql(")");
         }
-        Self::push_tail(&mut out)
+        Self::push_returning(&mut out)
     }
 }

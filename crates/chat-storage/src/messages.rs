@@ -38,8 +38,8 @@ const CLIENT_ID_RETRIES: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resends {
     /// Insert straight away; should a (user, client id) turn out to be
-    /// stored already, the transaction is rolled back and the batch is
-    /// written again with [`Resends::LookUp`].
+    /// stored already, the insert fails, the transaction is rolled back and
+    /// the batch is written again with [`Resends::LookUp`].
     Unexpected,
     /// Look up every (user, client id) of the batch first.
     LookUp,
@@ -110,12 +110,15 @@ impl Store {
             .collect();
         // A resend is rare (a client that reconnects sends its unacknowledged
         // messages again), so a batch is first written without looking its
-        // client ids up: the insert skips a (user, client id) that is stored
-        // already, and if it skipped any, the transaction rolls back and the
-        // batch is written again, this time looking every pair up. The
-        // second try can still meet a pair that a concurrent batch for
-        // *another* room stored after the look-up (writers to the same room
-        // are serialized by its counter); the next try finds that row.
+        // client ids up. A (user, client id) that is stored already breaks
+        // the unique index, the transaction rolls back, and the batch is
+        // written again, this time looking every pair up. That try can
+        // still meet a pair that a concurrent batch for *another* room
+        // stored after the look-up (writers to the same room are serialized
+        // by its counter); the next try finds that row. A plain insert
+        // checks uniqueness in the same index descent that adds the entry;
+        // `ON CONFLICT DO NOTHING` would probe the index once more first,
+        // for every row.
         let mut resends = Resends::Unexpected;
         let mut attempt = 0;
         let written = loop {
@@ -219,13 +222,6 @@ impl Store {
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let inserted: Vec<(i64, i64, i64)> =
                     InsertMessages::new(chunk).get_results(conn).await?;
-                if inserted.len() < chunk.len() {
-                    // A row was skipped: its (user, client id) is stored.
-                    // Its seq would be a gap, so none of this may commit.
-                    return Err(StorageError::Conflict(
-                        "a message of the batch is stored already".to_owned(),
-                    ));
-                }
                 for (id, room, seq) in inserted {
                     ids.insert((room, seq), id);
                 }
