@@ -58,6 +58,7 @@ conformance_suite!(
     the_read_position_never_moves_backwards,
     concurrent_writers_get_gapless_seqs_in_commit_order,
     a_resent_client_id_returns_the_original_message,
+    a_resend_among_new_messages_of_several_rooms_leaves_no_gap,
     a_client_id_repeated_within_a_batch_is_stored_once,
     a_duplicate_is_the_same_user_and_client_id_not_any_mix_of_the_two,
     a_client_id_raced_into_two_rooms_is_stored_once,
@@ -469,6 +470,82 @@ async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
     let stored = db.store.latest(general.id, 10).await.expect("history");
     assert_eq!(seqs(&stored), [1, 2, 3]);
     assert_eq!(stored[0].content.as_deref(), Some("hello"));
+}
+
+async fn a_resend_among_new_messages_of_several_rooms_leaves_no_gap(db: &TestDb) {
+    // The batch's first try inserts without a look-up and fails on the
+    // resend; what it numbered in either room must not survive the retry.
+    let alice = db.user("alice").await;
+    let general = db.general().await;
+    let lobby_name = RoomName::public("lobby").expect("name");
+    let lobby = db
+        .store
+        .create_room(&lobby_name, alice.id)
+        .await
+        .expect("create");
+    let first = db
+        .store
+        .append_messages(vec![message(general.id, &alice, "g1", Some("c-1"))])
+        .await
+        .expect("append")
+        .remove(0);
+
+    let results = db
+        .store
+        .append_messages(vec![
+            message(lobby.id, &alice, "l1", Some("c-2")),
+            message(general.id, &alice, "g1 (resent)", Some("c-1")),
+            message(general.id, &alice, "g2", Some("c-3")),
+            message(lobby.id, &alice, "l2", None),
+        ])
+        .await
+        .expect("append");
+    let outcome: Vec<(i64, i64, bool)> = results
+        .iter()
+        .map(|result| {
+            let message = &result.message;
+            (message.room_id.get(), message.seq.get(), result.duplicate)
+        })
+        .collect();
+    let (g, l) = (general.id.get(), lobby.id.get());
+    assert_eq!(
+        outcome,
+        [(l, 1, false), (g, 1, true), (g, 2, false), (l, 2, false)]
+    );
+    assert_eq!(results[1].message, first.message);
+
+    // The counters moved by what was stored, and only by that.
+    assert_eq!(db.general().await.last_seq, seq(2));
+    let lobby_now = db
+        .store
+        .room_by_name(&lobby_name)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(lobby_now.last_seq, seq(2));
+    let next = db
+        .store
+        .append_messages(vec![
+            message(general.id, &alice, "g3", Some("c-5")),
+            message(lobby.id, &alice, "l3", Some("c-6")),
+        ])
+        .await
+        .expect("append");
+    let numbered: Vec<i64> = next.iter().map(|r| r.message.seq.get()).collect();
+    assert_eq!(numbered, [3, 3]);
+    for room in [general.id, lobby.id] {
+        let stored = db.store.latest(room, 10).await.expect("history");
+        assert_eq!(seqs(&stored), [1, 2, 3]);
+    }
+    let contents: Vec<String> = db
+        .store
+        .latest(general.id, 10)
+        .await
+        .expect("history")
+        .into_iter()
+        .filter_map(|message| message.content)
+        .collect();
+    assert_eq!(contents, ["g1", "g2", "g3"]);
 }
 
 async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
