@@ -25,8 +25,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_conf
 /// The fields of a server frame that the reader checks, borrowed from the
 /// frame's text where JSON allows. Every frame is read, so this is the load
 /// generator's busiest parse: a whole [`ServerFrame`], an internally tagged
-/// enum, is buffered field by field and copies every string, which cost the
-/// load generator about a third of its CPU in the `rooms` scenario.
+/// enum, is buffered field by field and copies every string; that and its
+/// allocations were the largest part of the load generator's own CPU in a
+/// profile of the `rooms` scenario.
 #[derive(Debug, serde::Deserialize)]
 struct Seen<'a> {
     #[serde(rename = "type", borrow)]
