@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chat_crypto::{FernetKey, KeyRing};
-use chat_domain::{RoomKind, RoomName, Seq, UserId};
+use chat_domain::{RoomId, RoomKind, RoomName, Seq, UserId};
 use chat_storage::{Cursor, Message, RecentCache, StorageError, Store};
 
 use crate::support::{Backend, TestDb, message, ring_of, username};
@@ -80,6 +80,17 @@ fn seqs(messages: &[Message]) -> Vec<i64> {
 
 fn seq(value: i64) -> Seq {
     Seq::new(value).expect("valid seq")
+}
+
+/// The decrypted texts of `room`'s newest ten messages, oldest first.
+async fn texts(db: &TestDb, room: RoomId) -> Vec<String> {
+    db.store
+        .latest(room, 10)
+        .await
+        .expect("history")
+        .into_iter()
+        .filter_map(|message| message.content)
+        .collect()
 }
 
 async fn the_general_room_exists_after_migrating(db: &TestDb) {
@@ -311,10 +322,7 @@ async fn joining_and_leaving_are_idempotent(db: &TestDb) {
         [alice.id]
     );
 
-    let missing = db
-        .store
-        .join(chat_domain::RoomId(room.id.get() + 1000), bob.id)
-        .await;
+    let missing = db.store.join(RoomId(room.id.get() + 1000), bob.id).await;
     assert!(
         matches!(missing, Err(StorageError::NotFound(_))),
         "{missing:?}"
@@ -537,15 +545,7 @@ async fn a_resend_among_new_messages_of_several_rooms_leaves_no_gap(db: &TestDb)
         let stored = db.store.latest(room, 10).await.expect("history");
         assert_eq!(seqs(&stored), [1, 2, 3]);
     }
-    let contents: Vec<String> = db
-        .store
-        .latest(general.id, 10)
-        .await
-        .expect("history")
-        .into_iter()
-        .filter_map(|message| message.content)
-        .collect();
-    assert_eq!(contents, ["g1", "g2", "g3"]);
+    assert_eq!(texts(db, general.id).await, ["g1", "g2", "g3"]);
 }
 
 async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
@@ -681,15 +681,7 @@ async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb
         .collect();
     assert_eq!(ids.len(), 5);
 
-    let general_texts: Vec<String> = db
-        .store
-        .latest(general.id, 10)
-        .await
-        .expect("history")
-        .into_iter()
-        .filter_map(|message| message.content)
-        .collect();
-    assert_eq!(general_texts, ["g1", "g2", "g3"]);
+    assert_eq!(texts(db, general.id).await, ["g1", "g2", "g3"]);
     let lobby = db
         .store
         .room_by_name(&lobby.name)
@@ -716,7 +708,7 @@ async fn concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps(db
     for writer in 0..WRITERS {
         let user = db.user(&format!("writer{writer}")).await;
         let store = db.store.clone();
-        let mut order: Vec<chat_domain::RoomId> = rooms.iter().map(|room| room.id).collect();
+        let mut order: Vec<RoomId> = rooms.iter().map(|room| room.id).collect();
         if writer % 2 == 1 {
             order.reverse();
         }
