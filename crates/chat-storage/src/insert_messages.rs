@@ -41,8 +41,11 @@ const COLUMNS: [&str; 7] = [
 /// `INSERT INTO messages (room_id, seq, user_id, body, key_id, client_id,
 /// created_at) ... RETURNING id, room_id, seq`.
 pub(crate) struct InsertMessages<'a> {
+    /// The rows, as SQLite binds them.
     rows: &'a [NewMessageRow<'a>],
-    /// The rows column by column, for PostgreSQL's arrays.
+    /// The same rows column by column, as PostgreSQL binds them. Built for
+    /// either backend, since the caller's code is shared; seven vectors are
+    /// nothing next to the insert itself.
     room_ids: Vec<i64>,
     seqs: Vec<i64>,
     user_ids: Vec<i64>,
@@ -121,7 +124,7 @@ impl QueryFragment<Pg> for InsertMessages<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Array<SqlTypeOf<messages::key_id>>, _>(&self.key_ids)?;
         out.push_sql(", ");
-        // `client_id` is already `Nullable<Text>`; the array's elements are.
+        // `client_id` is `Nullable<Text>`, so the array may hold NULLs.
         out.push_bind_param::<Array<SqlTypeOf<messages::client_id>>, _>(&self.client_ids)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<SqlTypeOf<messages::created_at>>, _>(&self.created_ats)?;

@@ -73,7 +73,8 @@ impl LockRoomCounters for SqliteConn {
 pub(crate) struct SetRoomCounters<'a> {
     /// `(room id, new last_seq)`; must not be empty.
     counters: &'a [(i64, i64)],
-    /// The same, column by column, for PostgreSQL's arrays.
+    /// The same, column by column, for PostgreSQL's arrays (built for
+    /// either backend, since the caller's code is shared).
     rooms: Vec<i64>,
     last_seqs: Vec<i64>,
 }
