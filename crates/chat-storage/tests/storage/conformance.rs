@@ -767,7 +767,7 @@ async fn concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps(db
 async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
     let alice = db.user("alice").await;
     let general = db.general().await;
-    let missing = chat_domain::RoomId(general.id.get() + 1000);
+    let missing = RoomId(general.id.get() + 1000);
     let result = db
         .store
         .append_messages(vec![
@@ -1062,10 +1062,7 @@ async fn the_session_check_reads_the_newest_seq_that_the_newest_page_needs(db: &
     db.store.append_messages(batch).await.expect("append");
     assert_eq!(newest_seq(general.id).await, 12);
     // No such room reads as an empty one.
-    assert_eq!(
-        newest_seq(chat_domain::RoomId(general.id.get() + 1000)).await,
-        0
-    );
+    assert_eq!(newest_seq(RoomId(general.id.get() + 1000)).await, 0);
     let uncached = db.store_keeping(RecentCache::OFF).await;
     for limit in [1, 5, 12, 50] {
         // The first read fills memory, the second comes from it.

@@ -222,9 +222,11 @@ pub(crate) async fn messages(
     // newest seq in the same query, so a newest page held in memory costs
     // one round trip. The room is only looked for in memory before the
     // caller is known, so an anonymous request asks the database nothing.
-    let known = parse_room(&name)
+    let parsed = parse_room(&name);
+    let known = parsed
+        .as_ref()
         .ok()
-        .and_then(|room| state.store.known_room_key(&room));
+        .and_then(|room| state.store.known_room_key(room));
     let (principal, last_seq) = authenticate_reading(
         &state,
         bearer_token(&req),
@@ -261,7 +263,7 @@ pub(crate) async fn messages(
     let room = match known {
         Some(room) => room,
         None => {
-            let room = parse_room(&name)?;
+            let room = parsed?;
             state
                 .store
                 .room_key(&room)
