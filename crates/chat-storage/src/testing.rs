@@ -55,6 +55,54 @@ pub async fn reencrypt_batch_with_meanwhile(
     store.apply_reencryption(planned).await
 }
 
+/// The value of a run-time setting (`current_setting(name)`) on a pooled
+/// connection of a PostgreSQL store; `None` on SQLite.
+pub async fn postgres_setting(
+    store: &crate::Store,
+    name: &str,
+) -> Result<Option<String>, crate::StorageError> {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    match &store.inner.pools {
+        crate::store::Pools::Postgres(pool) => {
+            let mut object = crate::store::checkout(pool).await?;
+            let setting: Setting = diesel::sql_query("SELECT current_setting($1) AS value")
+                .bind::<diesel::sql_types::Text, _>(name)
+                .get_result(&mut *object)
+                .await?;
+            Ok(Some(setting.value))
+        }
+        crate::store::Pools::Sqlite { .. } => Ok(None),
+    }
+}
+
+/// The plan PostgreSQL picks for `query` on a pooled connection of a
+/// PostgreSQL store (`EXPLAIN`, one line per node); `None` on SQLite.
+pub async fn postgres_plan(
+    store: &crate::Store,
+    query: &str,
+) -> Result<Option<String>, crate::StorageError> {
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    match &store.inner.pools {
+        crate::store::Pools::Postgres(pool) => {
+            let mut object = crate::store::checkout(pool).await?;
+            let lines: Vec<Line> = diesel::sql_query(format!("EXPLAIN {query}"))
+                .load(&mut *object)
+                .await?;
+            let lines: Vec<String> = lines.into_iter().map(|line| line.line).collect();
+            Ok(Some(lines.join("\n")))
+        }
+        crate::store::Pools::Sqlite { .. } => Ok(None),
+    }
+}
+
 /// A name no other test of any run shares.
 pub fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

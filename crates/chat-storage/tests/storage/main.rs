@@ -7,6 +7,7 @@
 #[macro_use]
 mod conformance;
 mod outage;
+mod planner;
 mod redaction;
 mod rotation;
 mod sessions;

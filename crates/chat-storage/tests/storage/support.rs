@@ -188,6 +188,15 @@ impl TestDb {
             .expect("count returns one row")
     }
 
+    /// PostgreSQL only: runs `sql` with plain SQL past the store, as an
+    /// operator would.
+    pub(crate) async fn execute_raw(&self, sql: &str) {
+        assert_eq!(self.backend, Backend::Postgres);
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut self.raw_pg().await, sql)
+            .await
+            .expect("run raw SQL");
+    }
+
     async fn raw_pg(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)
             .await
