@@ -196,9 +196,13 @@ enum Admission {
 
 impl Session {
     async fn run(&mut self) -> End {
-        // The rarely taken, database-touching branches are boxed: a task's
-        // future is as large as its largest state, and this one is held by
-        // every idle connection.
+        // Branches are boxed: a task's future is as large as its largest
+        // state, and this one is held by every idle connection. Handling a
+        // frame (`on_text`, `deliver`) is boxed on every frame, so the
+        // database look-ups those reach only now and then are boxed again
+        // inside them: moving a future into its box copies all of it, and
+        // with the look-ups inline each frame cost a 3 KiB allocation and
+        // copy.
         if let Err(end) = Box::pin(self.start()).await {
             return end;
         }
@@ -411,8 +415,10 @@ impl Session {
         client_id: Option<String>,
         room: Option<String>,
     ) -> Result<(), Gone> {
-        self.send(&frames::error(code, message, client_id, room))
-            .await
+        // Encoded before the await, so that the frame is not held in this
+        // future (nor in those of its many callers) while it is written.
+        let frame = frames::encode(&frames::error(code, message, client_id, room));
+        self.send_raw(frame).await
     }
 
     /// Delivers one queued item, keeping each room in seq order.
@@ -424,7 +430,7 @@ impl Session {
                     Some(cursor) if seq <= cursor => return Ok(()),
                     Some(cursor) if seq > cursor.next() => {
                         let name = frame_room_name(&frame);
-                        self.fill(room, name.as_deref(), cursor, Some(seq)).await?;
+                        Box::pin(self.fill(room, name.as_deref(), cursor, Some(seq))).await?;
                     }
                     _ => {}
                 }
@@ -432,7 +438,7 @@ impl Session {
                 self.send_raw(frame).await
             }
             Outbound::Head { room, seq } => match self.rooms.cursor(room) {
-                Some(cursor) if seq > cursor => self.fill(room, None, cursor, None).await,
+                Some(cursor) if seq > cursor => Box::pin(self.fill(room, None, cursor, None)).await,
                 Some(_) => Ok(()),
                 // A subscription made for this connection (a new direct
                 // conversation) starts where the room stood.
@@ -503,7 +509,7 @@ impl Session {
             Ok(Inbound::Chat(frame)) => frame,
             Ok(Inbound::Auth(AuthFrame { token })) => {
                 self.conn.mark_extended();
-                return self.on_auth(&token).await;
+                return Box::pin(self.on_auth(&token)).await;
             }
             Err(error) => {
                 return self
@@ -527,17 +533,17 @@ impl Session {
                 room,
                 client_id,
             } => self.on_message(content, room, client_id).await,
-            ClientFrame::Join { room } => self.on_join(&room, None).await,
+            ClientFrame::Join { room } => Box::pin(self.on_join(&room, None)).await,
             ClientFrame::Resume { room, last_seq } => match Seq::new(last_seq) {
-                Ok(seq) => self.on_join(&room, Some(seq)).await,
+                Ok(seq) => Box::pin(self.on_join(&room, Some(seq))).await,
                 Err(error) => {
                     self.send_error(ErrorCode::InvalidFrame, error.to_string(), None, Some(room))
                         .await
                 }
             },
-            ClientFrame::Leave { room } => self.on_leave(&room).await,
+            ClientFrame::Leave { room } => Box::pin(self.on_leave(&room)).await,
             ClientFrame::Typing { room } => self.on_typing(room).await,
-            ClientFrame::Who { room } => self.on_who(room).await,
+            ClientFrame::Who { room } => Box::pin(self.on_who(room)).await,
             ClientFrame::Ping => self.send(&ServerFrame::Pong).await,
         }
     }
@@ -603,14 +609,34 @@ impl Session {
         let name = match RoomName::parse(&raw) {
             Ok(name) => name,
             Err(error) => {
-                self.send_error(ErrorCode::InvalidRoom, error.to_string(), cid(), Some(raw))
-                    .await?;
+                // Boxed, like the look-up below: the known room, the usual
+                // case, then needs no more than a pointer's room here.
+                Box::pin(self.send_error(
+                    ErrorCode::InvalidRoom,
+                    error.to_string(),
+                    cid(),
+                    Some(raw),
+                ))
+                .await?;
                 return Ok(None);
             }
         };
         if !join_public && let Some(room) = self.rooms.named(&name) {
             return Ok(Some(room.clone()));
         }
+        Box::pin(self.find_room(name, raw, client_id, join_public)).await
+    }
+
+    /// The database half of [`Session::usable_room`]: the room by name, and
+    /// whether this user may use it.
+    async fn find_room(
+        &mut self,
+        name: RoomName,
+        raw: String,
+        client_id: Option<&str>,
+        join_public: bool,
+    ) -> Result<Option<Room>, Gone> {
+        let cid = || client_id.map(str::to_owned);
         let found = self.state.store.room_by_name(&name).await;
         let room = match found {
             Ok(Some(room)) => room,
@@ -707,7 +733,7 @@ impl Session {
         if self.rooms.named(&room.name).is_none() {
             // Sending into a room makes this connection receive it too, so
             // the sender sees its own message like everyone else.
-            self.subscribe(room.clone(), room.last_seq).await;
+            Box::pin(self.subscribe(room.clone(), room.last_seq)).await;
         }
         let request = WriteRequest {
             message: NewMessage {

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use chat_domain::RoomName;
+use chat_domain::{ClientId, RoomName};
 use chat_protocol::ws::ErrorCode;
 use chat_storage::{NewMessage, StorageError, Store};
 use tokio::sync::mpsc;
@@ -49,10 +49,12 @@ impl WriterHandle {
     pub(crate) async fn submit(&self, request: WriteRequest) -> Result<(), WriterClosed> {
         let room = request.message.room_id.get().unsigned_abs();
         let lane = usize::try_from(room % self.lanes.len() as u64).unwrap_or(0);
-        self.lanes[lane]
-            .send(request)
-            .await
-            .map_err(|_| WriterClosed)
+        // `reserve` then `send` rather than `send(request).await`: the
+        // latter's future holds the request a second time, and this future
+        // lives inside every session's per-frame future.
+        let permit = self.lanes[lane].reserve().await.map_err(|_| WriterClosed)?;
+        permit.send(request);
+        Ok(())
     }
 }
 
@@ -136,13 +138,25 @@ async fn run(
 }
 
 async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest>) {
-    let messages = batch.iter().map(|r| r.message.clone()).collect();
+    // The messages move into the store; what answers their senders stays.
+    // Only the client id is copied, for the error frames of a failed batch.
+    let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch
+        .drain(..)
+        .map(|request| {
+            let reply = Reply {
+                client_id: request.message.client_id.clone(),
+                room: request.room,
+                sender: request.sender,
+            };
+            (request.message, reply)
+        })
+        .unzip();
     match store.append_messages(messages).await {
         Ok(appended) => {
-            for (request, stored) in batch.drain(..).zip(appended) {
-                let room = request.room.as_str();
+            for (reply, stored) in replies.into_iter().zip(appended) {
+                let room = reply.room.as_str();
                 let ack = frames::encode(&frames::ack(room, &stored.message, stored.duplicate));
-                request.sender.push(Outbound::Frame(ack));
+                reply.sender.push(Outbound::Frame(ack));
                 if stored.duplicate {
                     // The original was broadcast when it was first stored.
                     continue;
@@ -158,7 +172,7 @@ async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest
         Err(error) => {
             tracing::warn!(
                 error = %crate::error::Chain(&error),
-                messages = batch.len(),
+                messages = replies.len(),
                 "message batch not stored"
             );
             let (code, text) = match error {
@@ -168,19 +182,22 @@ async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest
                 ),
                 _ => (ErrorCode::Internal, "the message was not stored"),
             };
-            for request in batch.drain(..) {
+            for reply in replies {
                 let frame = frames::error(
                     code,
                     text,
-                    request
-                        .message
-                        .client_id
-                        .as_ref()
-                        .map(|id| id.as_str().to_owned()),
-                    Some(request.room.as_str().to_owned()),
+                    reply.client_id.map(ClientId::into_string),
+                    Some(reply.room.as_str().to_owned()),
                 );
-                request.sender.push(Outbound::Frame(frames::encode(&frame)));
+                reply.sender.push(Outbound::Frame(frames::encode(&frame)));
             }
         }
     }
+}
+
+/// Whom to answer for one message of a batch, and how.
+struct Reply {
+    client_id: Option<ClientId>,
+    room: RoomName,
+    sender: Arc<Connection>,
 }

@@ -126,6 +126,10 @@ pub enum ServerFrame {
     },
 }
 
+/// The buffer a frame is serialized into: a message frame of a short chat
+/// line is about 250 bytes.
+const FRAME_CAPACITY: usize = 320;
+
 /// What [`ServerFrame::to_json`] sends if serialization ever failed: a valid
 /// `internal` error frame.
 const INTERNAL_ERROR_JSON: &str =
@@ -174,7 +178,14 @@ impl ServerFrame {
     /// the client gets an `internal` error frame rather than the server
     /// panicking.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| INTERNAL_ERROR_JSON.to_owned())
+        // Sized for a chat message frame with its timestamp, so that the
+        // usual frame is written without growing the buffer on the way
+        // (`serde_json::to_string` starts at 128 bytes).
+        let mut json = Vec::with_capacity(FRAME_CAPACITY);
+        if serde_json::to_writer(&mut json, self).is_err() {
+            return INTERNAL_ERROR_JSON.to_owned();
+        }
+        String::from_utf8(json).unwrap_or_else(|_| INTERNAL_ERROR_JSON.to_owned())
     }
 }
 
