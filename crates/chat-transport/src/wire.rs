@@ -31,10 +31,6 @@ use futures_util::Stream;
 /// queue then overflows, and nobody else.
 const HIGH_WATER: usize = 32 * 1024;
 
-/// What an empty buffer reserves for the frames about to be written: a
-/// dozen chat messages. Held only until actix-http takes the bytes.
-const BURST: usize = 4 * 1024;
-
 /// Answers a WebSocket handshake: the `101` response to return, and the two
 /// ends of the socket. Frames (and fragmented messages) longer than
 /// `max_message` bytes are refused with [`Violation::TooLarge`].
@@ -149,11 +145,6 @@ impl Sender {
             let Some(message) = message.take() else {
                 return Poll::Ready(Ok(()));
             };
-            if wire.buf.capacity() == 0 {
-                // The first frame since the body took the buffer: room for
-                // a burst of them at once, instead of growing frame by frame.
-                wire.buf.reserve(BURST);
-            }
             // Only continuation frames written out of order fail to encode,
             // and this sender writes none.
             if self.codec.encode(message, &mut wire.buf).is_err() {
