@@ -44,8 +44,10 @@ pub(crate) struct ReferenceArgs {
     /// HTTP worker threads; one per core by default.
     #[arg(long)]
     pub(crate) workers: Option<usize>,
-    /// Frames that may wait for a slow client before it is disconnected.
-    #[arg(long, default_value_t = 1024)]
+    /// Frames that may wait for a slow client before it is disconnected;
+    /// the chat server's default (`CHAT_WS_QUEUE`), so that both cut off
+    /// a load generator that falls behind at the same depth.
+    #[arg(long, default_value_t = 8192)]
     pub(crate) queue: usize,
     /// Messages per room kept for history pages.
     #[arg(long, default_value_t = 10_000)]
