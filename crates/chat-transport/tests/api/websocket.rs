@@ -156,13 +156,18 @@ async fn resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(
     let alice = app.user("alice").await?;
     let bob = app.user("bob").await?;
     let mut sender = app.connect(&alice).await?;
+    // The reader is in `general` from its connect on, before the first
+    // message: had it connected in the middle of the burst, a live message
+    // could reach it before its resume, and a connection never goes back
+    // before what it has sent, so the messages older than its connect
+    // would rightly never come.
+    let mut reader = app.connect(&bob).await?;
     for i in 1..=300 {
         sender
             .send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")}))
             .await?;
     }
     // Resume from 0 while the burst is still being written.
-    let mut reader = app.connect(&bob).await?;
     reader
         .send(json!({"type": "resume", "room": "general", "last_seq": 0}))
         .await?;
