@@ -55,6 +55,23 @@ pub async fn reencrypt_batch_with_meanwhile(
     store.apply_reencryption(planned).await
 }
 
+/// A pooled connection of a PostgreSQL store; `None` on SQLite.
+async fn postgres_connection(
+    store: &crate::Store,
+) -> Result<
+    Option<
+        deadpool::managed::Object<
+            diesel_async::pooled_connection::AsyncDieselConnectionManager<AsyncPgConnection>,
+        >,
+    >,
+    crate::StorageError,
+> {
+    match &store.inner.pools {
+        crate::store::Pools::Postgres(pool) => Ok(Some(crate::store::checkout(pool).await?)),
+        crate::store::Pools::Sqlite { .. } => Ok(None),
+    }
+}
+
 /// The value of a run-time setting (`current_setting(name)`) on a pooled
 /// connection of a PostgreSQL store; `None` on SQLite.
 pub async fn postgres_setting(
@@ -66,17 +83,14 @@ pub async fn postgres_setting(
         #[diesel(sql_type = diesel::sql_types::Text)]
         value: String,
     }
-    match &store.inner.pools {
-        crate::store::Pools::Postgres(pool) => {
-            let mut object = crate::store::checkout(pool).await?;
-            let setting: Setting = diesel::sql_query("SELECT current_setting($1) AS value")
-                .bind::<diesel::sql_types::Text, _>(name)
-                .get_result(&mut *object)
-                .await?;
-            Ok(Some(setting.value))
-        }
-        crate::store::Pools::Sqlite { .. } => Ok(None),
-    }
+    let Some(mut connection) = postgres_connection(store).await? else {
+        return Ok(None);
+    };
+    let setting: Setting = diesel::sql_query("SELECT current_setting($1) AS value")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(&mut *connection)
+        .await?;
+    Ok(Some(setting.value))
 }
 
 /// The plan PostgreSQL picks for `query` on a pooled connection of a
@@ -90,17 +104,14 @@ pub async fn postgres_plan(
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
         line: String,
     }
-    match &store.inner.pools {
-        crate::store::Pools::Postgres(pool) => {
-            let mut object = crate::store::checkout(pool).await?;
-            let lines: Vec<Line> = diesel::sql_query(format!("EXPLAIN {query}"))
-                .load(&mut *object)
-                .await?;
-            let lines: Vec<String> = lines.into_iter().map(|line| line.line).collect();
-            Ok(Some(lines.join("\n")))
-        }
-        crate::store::Pools::Sqlite { .. } => Ok(None),
-    }
+    let Some(mut connection) = postgres_connection(store).await? else {
+        return Ok(None);
+    };
+    let lines: Vec<Line> = diesel::sql_query(format!("EXPLAIN {query}"))
+        .load(&mut *connection)
+        .await?;
+    let lines: Vec<String> = lines.into_iter().map(|line| line.line).collect();
+    Ok(Some(lines.join("\n")))
 }
 
 /// A name no other test of any run shares.
