@@ -61,13 +61,23 @@ fn deadline_of(exp: i64) -> tokio::time::Instant {
 
 /// Opens a chat socket. A missing or bad token is refused with 403 before
 /// the upgrade, as the seed did.
+///
+/// With `last_seq`, the connection starts in `general` after that seq: the
+/// messages it missed come first, then a `joined` frame, then live ones,
+/// with no gap. A reconnecting client should resume `general` this way
+/// rather than with a `resume` frame, which can only start after the live
+/// messages the connection has already received.
 #[utoipa::path(
     get,
     path = "/ws/chat",
     tag = "chat",
-    params(("token" = Option<String>, Query, description = "access token; or send Authorization: Bearer")),
+    params(
+        ("token" = Option<String>, Query, description = "access token; or send Authorization: Bearer"),
+        ("last_seq" = Option<i64>, Query, minimum = 0, description = "the last seq of `general` the client has; the connection replays what came after it, then a `joined` frame, then continues live")
+    ),
     responses(
         (status = 101, description = "switching to the WebSocket protocol; see docs/PROTOCOL.md"),
+        (status = 400, description = "`last_seq` is not a whole number of 0 or more", body = chat_protocol::rest::ErrorBody),
         (status = 403, description = "missing, bad or expired token, or a browser origin not allowed", body = chat_protocol::rest::ErrorBody),
         (status = 429, description = "the user holds too many connections", body = chat_protocol::rest::ErrorBody)
     )
@@ -79,6 +89,7 @@ pub(crate) async fn upgrade(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state.config.cors_origins)?;
+    let resume_general = general_position(&req)?;
     let principal = match authenticate(&state, bearer_token(&req)).await {
         Ok(principal) => principal,
         Err(ApiError::Unauthorized(detail)) => return Err(ApiError::Forbidden(detail)),
@@ -122,10 +133,33 @@ pub(crate) async fn upgrade(
         strikes: 0,
     };
     actix_web::rt::spawn(async move {
-        let close = task.run().await;
+        let close = task.run(resume_general).await;
         Box::pin(task.finish(close)).await;
     });
     Ok(response)
+}
+
+/// Where the client stands in `general`, from the `last_seq` query
+/// parameter; `None` when it is not given.
+fn general_position(req: &HttpRequest) -> Result<Option<Seq>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        last_seq: Option<String>,
+    }
+    let invalid =
+        || ApiError::BadRequest("last_seq must be a whole number of 0 or more".to_owned());
+    let params = web::Query::<Params>::from_query(req.query_string()).map_err(|_| invalid())?;
+    params
+        .into_inner()
+        .last_seq
+        .map(|raw| {
+            raw.trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|value| Seq::new(value).ok())
+                .ok_or_else(invalid)
+        })
+        .transpose()
 }
 
 /// Refuses a browser page from an origin that is neither allowed nor this
@@ -195,7 +229,9 @@ enum Admission {
 }
 
 impl Session {
-    async fn run(&mut self) -> End {
+    /// Serves the connection until it ends. `resume_general` is where the
+    /// client stands in `general` (the `last_seq` of the connect URL).
+    async fn run(&mut self, resume_general: Option<Seq>) -> End {
         // Branches are boxed: a task's future is as large as its largest
         // state, and this one is held by every idle connection. Handling a
         // frame (`on_text`, `deliver`) is boxed on every frame, so the
@@ -203,7 +239,7 @@ impl Session {
         // inside them: moving a future into its box copies all of it, and
         // with the look-ups inline each frame cost a 3 KiB allocation and
         // copy.
-        if let Err(end) = Box::pin(self.start()).await {
+        if let Err(end) = Box::pin(self.start(resume_general)).await {
             return end;
         }
         let config = Arc::clone(&self.state.config);
@@ -343,7 +379,15 @@ impl Session {
     /// Puts the client in `general`, as the seed did, then greets it. The
     /// subscription comes first so that nothing sent after the greeting can
     /// be missed; queued frames wait until the greeting is out.
-    async fn start(&mut self) -> Result<(), End> {
+    ///
+    /// With `resume` (the client's last seq of `general`), delivery starts
+    /// after it instead of at the room's newest message: the greeting, then
+    /// what the client missed, then `joined`. No live message can overtake
+    /// the replay, because none is delivered before this returns.
+    async fn start(&mut self, resume: Option<Seq>) -> Result<(), End> {
+        if resume.is_some() {
+            self.conn.mark_extended();
+        }
         let general_id = self.state.general.id;
         // A plain seed client lands in `general` even if its user left it.
         // Where the room stands is read before subscribing: everything after
@@ -364,9 +408,36 @@ impl Session {
             }
         };
         let head = general.last_seq;
-        self.subscribe(general, head).await;
+        // A client cannot have seen more than the room holds.
+        let from = resume.map_or(head, |seq| seq.min(head));
+        let replay = resume.is_some().then(|| general.clone());
+        self.subscribe(general, from).await;
         let greeting = frames::system(format!("Connected as {}", self.conn.username()));
-        self.send(&greeting).await.map_err(|Gone| End::Gone)
+        self.send(&greeting).await.map_err(|Gone| End::Gone)?;
+        if let Some(general) = replay {
+            Box::pin(self.replay(general, from))
+                .await
+                .map_err(|Gone| End::Gone)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the messages of `room` after `from`, up to where `room` stood
+    /// when it was read (later ones come through the queue), then `joined`.
+    async fn replay(&mut self, mut room: Room, from: Seq) -> Result<(), Gone> {
+        if from < room.last_seq {
+            let name = room.name.as_str().to_owned();
+            self.fill(room.id, Some(&name), from, None).await?;
+        }
+        // `joined` reports the last seq this connection has, so the next
+        // message it receives from the room is the one after it.
+        if let Some(delivered) = self.rooms.cursor(room.id) {
+            room.last_seq = room.last_seq.max(delivered);
+        }
+        for frame in presence::joined_frames(&self.state, &room).await {
+            self.send(&frame).await?;
+        }
+        Ok(())
     }
 
     /// Subscribes to a room and announces the user if they just came
@@ -771,7 +842,7 @@ impl Session {
         // larger number would make it drop the messages still to come.
         let resume_from = last_seq.map_or(room.last_seq, |seq| seq.min(room.last_seq));
         self.subscribe(room.clone(), resume_from).await;
-        let mut current = match self.state.store.room_by_name(&room.name).await {
+        let current = match self.state.store.room_by_name(&room.name).await {
             Ok(Some(current)) => current,
             Ok(None) => room,
             Err(error) => {
@@ -781,19 +852,7 @@ impl Session {
             }
         };
         let from = self.rooms.cursor(current.id).unwrap_or(resume_from);
-        if from < current.last_seq {
-            let name = current.name.as_str().to_owned();
-            self.fill(current.id, Some(&name), from, None).await?;
-        }
-        // `joined` reports the last seq this connection has, so the next
-        // message it receives from the room is the one after it.
-        if let Some(delivered) = self.rooms.cursor(current.id) {
-            current.last_seq = current.last_seq.max(delivered);
-        }
-        for frame in presence::joined_frames(&self.state, &current).await {
-            self.send(&frame).await?;
-        }
-        Ok(())
+        self.replay(current, from).await
     }
 
     async fn on_leave(&mut self, name: &str) -> Result<(), Gone> {

@@ -2,9 +2,12 @@
 //! and hands them to a callback, writes the frames the UI sends, and
 //! reconnects with backoff when the connection drops.
 //!
-//! The thread keeps no chat state. On every (re)connection it reports
-//! [`NetEvent::Connected`], and the UI answers with the frames that resume
-//! each room and re-send what is unacknowledged. Frames the UI sends while
+//! The thread keeps no chat state. It connects with the last seq of
+//! `general` that the UI has (see [`GeneralPosition`]), so the server
+//! replays what was missed there before any live message. On every
+//! (re)connection it reports [`NetEvent::Connected`], and the UI answers
+//! with the frames that resume the other rooms and re-send what is
+//! unacknowledged. Frames the UI sends while
 //! the connection is down are dropped here; the UI still holds the
 //! messages among them as pending and sends them again then.
 //!
@@ -15,6 +18,8 @@
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -91,16 +96,36 @@ impl std::fmt::Debug for NetCommand {
     }
 }
 
+/// The last seq of `general` the UI has without a gap, shared with the
+/// connection thread. Every connect carries it (`?last_seq=`): the server
+/// then replays what came after it before any live message of `general`.
+/// A `resume` frame could not do that, because the connection is in
+/// `general` from its first moment and live messages could overtake it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GeneralPosition(Arc<AtomicI64>);
+
+impl GeneralPosition {
+    pub(crate) fn set(&self, seq: i64) {
+        self.0.store(seq, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Starts the connection thread for `url` (`ws://host/ws/chat`) with the
-/// tokens of `api`, which must be logged in; every event goes to
-/// `on_event`, from that thread.
+/// tokens of `api`, which must be logged in; every connect resumes
+/// `general` from `general`. Every event goes to `on_event`, from that
+/// thread.
 pub(crate) fn spawn(
     url: String,
     api: Api,
+    general: GeneralPosition,
     on_event: impl Fn(NetEvent) + Send + 'static,
 ) -> NetHandle {
     let (commands, receiver) = mpsc::channel();
-    thread::spawn(move || run(&url, &api, &receiver, &on_event));
+    thread::spawn(move || run(&url, &api, &general, &receiver, &on_event));
     NetHandle { commands }
 }
 
@@ -118,7 +143,13 @@ enum Stop {
     Rejected(String),
 }
 
-fn run(url: &str, api: &Api, commands: &Receiver<NetCommand>, on_event: &dyn Fn(NetEvent)) {
+fn run(
+    url: &str,
+    api: &Api,
+    general: &GeneralPosition,
+    commands: &Receiver<NetCommand>,
+    on_event: &dyn Fn(NetEvent),
+) {
     let mut backoff = Backoff::reconnect();
     let mut refreshed_after_refusal = false;
     loop {
@@ -126,7 +157,7 @@ fn run(url: &str, api: &Api, commands: &Receiver<NetCommand>, on_event: &dyn Fn(
             on_event(NetEvent::Rejected("not logged in".to_owned()));
             return;
         };
-        let reason = match connect(url, &token) {
+        let reason = match connect(&resume_url(url, general.get()), &token) {
             Ok(mut socket) => {
                 backoff.reset();
                 refreshed_after_refusal = false;
@@ -209,6 +240,12 @@ fn wait_or_shutdown(commands: &Receiver<NetCommand>, delay: Duration) -> bool {
             Err(RecvTimeoutError::Timeout) => return false,
         }
     }
+}
+
+/// `url` asking the server to start `general` after `last_seq`.
+fn resume_url(url: &str, last_seq: i64) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}last_seq={}", last_seq.max(0))
 }
 
 fn connect(url: &str, token: &Token) -> Result<WebSocket<TcpStream>, Failure> {
@@ -344,8 +381,12 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(20);
 
     fn start(api: &Api) -> (NetHandle, Receiver<NetEvent>) {
+        start_at(api, &GeneralPosition::default())
+    }
+
+    fn start_at(api: &Api, general: &GeneralPosition) -> (NetHandle, Receiver<NetEvent>) {
         let (events, received) = mpsc::channel();
-        let handle = spawn(api.ws_url(), api.clone(), move |event| {
+        let handle = spawn(api.ws_url(), api.clone(), general.clone(), move |event| {
             let _ = events.send(event);
         });
         (handle, received)
@@ -382,6 +423,55 @@ mod tests {
         wait_for(&events, |event| {
             matches!(event, NetEvent::Frame(ServerFrame::Pong))
         });
+    }
+
+    #[test]
+    fn a_connect_replays_general_after_the_shared_position() {
+        let server = TestServer::start();
+        let alice = server.signed_in("alice");
+        let (sender, sent) = start(&alice);
+        wait_for(&sent, |event| *event == NetEvent::Connected);
+        for (i, content) in ["one", "two", "three"].into_iter().enumerate() {
+            sender.send(ClientFrame::Message {
+                content: content.to_owned(),
+                room: None,
+                client_id: Some(format!("c{i}")),
+            });
+            wait_for(&sent, |event| {
+                matches!(event, NetEvent::Frame(ServerFrame::Ack { .. }))
+            });
+        }
+        let bob = server.signed_in("bob");
+        let general = GeneralPosition::default();
+        general.set(1);
+        let (_reader, events) = start_at(&bob, &general);
+        wait_for(&events, |event| *event == NetEvent::Connected);
+        let mut replayed = Vec::new();
+        let joined = loop {
+            match wait_for(&events, |event| matches!(event, NetEvent::Frame(_))) {
+                NetEvent::Frame(ServerFrame::Message { seq, content, .. }) => {
+                    replayed.push((seq, content));
+                }
+                NetEvent::Frame(ServerFrame::Joined { room, last_seq, .. }) => {
+                    break (room, last_seq);
+                }
+                _ => {}
+            }
+        };
+        assert_eq!(replayed, [(2, "two".to_owned()), (3, "three".to_owned())]);
+        assert_eq!(joined, ("general".to_owned(), 3));
+    }
+
+    #[test]
+    fn the_resume_position_is_added_to_the_url() {
+        assert_eq!(
+            resume_url("ws://127.0.0.1:8000/ws/chat", 41),
+            "ws://127.0.0.1:8000/ws/chat?last_seq=41"
+        );
+        assert_eq!(
+            resume_url("wss://chat.example/ws/chat?x=1", 0),
+            "wss://chat.example/ws/chat?x=1&last_seq=0"
+        );
     }
 
     #[test]

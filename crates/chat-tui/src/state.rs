@@ -391,14 +391,25 @@ impl ChatState {
         }
     }
 
+    /// Where this client stands in `general`, for the next connect to
+    /// start from (see [`crate::net::GeneralPosition`]).
+    pub(crate) fn general_resume_seq(&self) -> i64 {
+        self.rooms
+            .get(RoomName::GENERAL)
+            .map_or(0, Room::resume_seq)
+    }
+
     /// A (re)connection is up: resume every room from where this client
     /// stands, then send again every message that has no ack yet, with the
-    /// same `client_id` so the server stores each once.
+    /// same `client_id` so the server stores each once. `general` is not
+    /// among the resumed rooms: the connect itself resumed it, from
+    /// [`ChatState::general_resume_seq`].
     pub(crate) fn on_connected(&mut self) -> Vec<ClientFrame> {
         self.connection = Connection::Connected;
         let mut frames: Vec<ClientFrame> = self
             .rooms()
             .iter()
+            .filter(|room| room.name != RoomName::GENERAL)
             .map(|room| ClientFrame::Resume {
                 room: room.name.clone(),
                 last_seq: room.resume_seq(),
@@ -755,13 +766,11 @@ mod tests {
 
         let frames = state.on_connected();
 
+        // `general` was resumed by the connect itself.
+        assert_eq!(state.general_resume_seq(), 3);
         assert_eq!(
             frames,
             [
-                ClientFrame::Resume {
-                    room: "general".to_owned(),
-                    last_seq: 3
-                },
                 ClientFrame::Resume {
                     room: "lobby".to_owned(),
                     last_seq: 0
@@ -783,6 +792,7 @@ mod tests {
         // A live message overtook the replay of 6 and 7.
         state.apply(message("general", 8, "bob", "late"), Instant::now());
         assert_eq!(state.room("general").expect("general").resume_seq(), 5);
+        assert_eq!(state.general_resume_seq(), 5);
     }
 
     #[test]

@@ -72,6 +72,14 @@ async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
         let documented: Vec<&str> = responses.keys().map(String::as_str).collect();
         assert_eq!(documented, statuses, "{path}");
     }
+    // The socket documents its resume position and the 400 it brings.
+    let socket = &doc["paths"]["/ws/chat"]["get"];
+    let params: Vec<&str> = socket["parameters"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(params, ["token", "last_seq"]);
+    assert!(socket["responses"].get("400").is_some());
     let token_body = &schemas["TokenBody"]["properties"];
     for field in ["access_token", "token_type", "refresh_token", "expires_in"] {
         assert!(token_body.get(field).is_some(), "TokenBody.{field} missing");

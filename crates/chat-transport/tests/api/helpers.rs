@@ -1,5 +1,6 @@
 //! Starting the server and talking to it.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -303,7 +304,13 @@ impl TestApp {
 
     /// Opens a WebSocket and reads the greeting.
     pub(crate) async fn connect(&self, token: &str) -> Result<Client> {
-        let url = format!("ws://{}/ws/chat?token={token}", self.address);
+        self.connect_with_query(token, "").await
+    }
+
+    /// Opens a WebSocket whose URL also carries `query` (`&name=value...`)
+    /// and reads the greeting.
+    pub(crate) async fn connect_with_query(&self, token: &str, query: &str) -> Result<Client> {
+        let url = format!("ws://{}/ws/chat?token={token}{query}", self.address);
         let (socket, _) = tokio_tungstenite::connect_async(url).await?;
         let mut client = Client { socket };
         let greeting = client.recv().await?;
@@ -494,6 +501,26 @@ impl Client {
                 bail!("error instead of ack: {frame}");
             }
         }
+    }
+
+    /// Sends `m{i}` to `general` for each `i` (client id `a{i}`), without
+    /// waiting for acks.
+    pub(crate) async fn send_burst(&mut self, numbers: RangeInclusive<usize>) -> Result<()> {
+        for i in numbers {
+            self.send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")}))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `m{i}` to `general` for each `i` (client id `a{i}`), each
+    /// once the previous one is acknowledged.
+    pub(crate) async fn send_acked_series(&mut self, numbers: RangeInclusive<usize>) -> Result<()> {
+        for i in numbers {
+            self.send_acked("general", &format!("m{i}"), &format!("a{i}"))
+                .await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn close(mut self) -> Result<()> {

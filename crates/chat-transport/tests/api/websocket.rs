@@ -1,7 +1,7 @@
 //! The extended WebSocket protocol: acks, idempotent resends, resume,
 //! presence, several connections per user, bad input and slow consumers.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -14,6 +14,9 @@ crate::backend_tests!(
     a_resent_client_id_gets_the_same_ack_and_stores_nothing,
     resume_replays_exactly_the_missed_messages_then_continues_live,
     resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate,
+    a_connect_with_last_seq_replays_general_then_continues_live,
+    a_connect_with_last_seq_during_a_burst_misses_nothing,
+    a_connect_with_a_bad_last_seq_is_refused_with_400,
     every_connection_of_a_user_gets_every_message,
     presence_counts_a_user_once_across_connections,
     typing_notices_reach_others_but_not_the_typist,
@@ -127,11 +130,7 @@ async fn resume_replays_exactly_the_missed_messages_then_continues_live(
     let alice = app.user("alice").await?;
     let bob = app.user("bob").await?;
     let mut sender = app.connect(&alice).await?;
-    for i in 1..=5 {
-        sender
-            .send_acked("general", &format!("m{i}"), &format!("a{i}"))
-            .await?;
-    }
+    sender.send_acked_series(1..=5).await?;
     let mut reader = app.connect(&bob).await?;
     reader
         .send(json!({"type": "resume", "room": "general", "last_seq": 2}))
@@ -162,20 +161,12 @@ async fn resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(
     // before what it has sent, so the messages older than its connect
     // would rightly never come.
     let mut reader = app.connect(&bob).await?;
-    for i in 1..=300 {
-        sender
-            .send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")}))
-            .await?;
-    }
+    sender.send_burst(1..=300).await?;
     // Resume from 0 while the burst is still being written.
     reader
         .send(json!({"type": "resume", "room": "general", "last_seq": 0}))
         .await?;
-    for i in 301..=400 {
-        sender
-            .send(json!({"type": "message", "content": format!("m{i}"), "client_id": format!("a{i}")}))
-            .await?;
-    }
+    sender.send_burst(301..=400).await?;
     let mut seen = Vec::new();
     while seen.len() < 400 {
         let frame = reader.recv().await?;
@@ -186,6 +177,88 @@ async fn resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(
     let expected: Vec<i64> = (1..=400).collect();
     assert_eq!(seen, expected);
     reader.expect_no("message").await?;
+    Ok(())
+}
+
+async fn a_connect_with_last_seq_replays_general_then_continues_live(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sender = app.connect(&alice).await?;
+    sender.send_acked_series(1..=5).await?;
+    // The greeting comes first, then the replay, then `joined`.
+    let mut reader = app.connect_with_query(&bob, "&last_seq=2").await?;
+    for expected in 3..=5 {
+        let frame = reader.recv().await?;
+        assert_eq!(frame["type"], "message", "{frame}");
+        assert_eq!(frame["seq"], expected);
+        assert_eq!(frame["content"], format!("m{expected}"));
+    }
+    let joined = reader.recv().await?;
+    assert_eq!(
+        joined,
+        json!({"type": "joined", "room": "general", "kind": "public", "last_seq": 5})
+    );
+    sender.send_acked("general", "m6", "a6").await?;
+    assert_eq!(reader.recv_type("message").await?["seq"], 6);
+    // It is an extended connection: it hears presence.
+    let carol = app.user("carol").await?;
+    let _carol = app.connect(&carol).await?;
+    let presence = reader.recv_type("presence").await?;
+    assert_eq!(presence["username"], "carol");
+    // A last_seq past the newest message is taken as the newest.
+    let mut ahead = app.connect_with_query(&bob, "&last_seq=99").await?;
+    let joined = ahead.recv_type("joined").await?;
+    assert_eq!(joined["last_seq"], 6);
+    sender.send_acked("general", "m7", "a7").await?;
+    assert_eq!(ahead.recv_type("message").await?["seq"], 7);
+    Ok(())
+}
+
+/// The reconnect that a `resume` frame cannot make safe: live messages of
+/// `general` flow from the connect on, so the resume position has to come
+/// with the connect.
+async fn a_connect_with_last_seq_during_a_burst_misses_nothing(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sender = app.connect(&alice).await?;
+    sender.send_burst(1..=300).await?;
+    // Wait until some of the burst is stored, so the reader starts behind.
+    sender.recv_type("ack").await?;
+    let mut reader = app.connect_with_query(&bob, "&last_seq=0").await?;
+    sender.send_burst(301..=400).await?;
+    let mut seen = Vec::new();
+    let mut joined_at = None;
+    while seen.len() < 400 {
+        let frame = reader.recv().await?;
+        match frame["type"].as_str() {
+            Some("message") => seen.push(frame["seq"].as_i64().unwrap_or(-1)),
+            Some("joined") => joined_at = Some((seen.len(), frame["last_seq"].clone())),
+            _ => {}
+        }
+    }
+    let expected: Vec<i64> = (1..=400).collect();
+    assert_eq!(seen, expected);
+    // `joined` came right after the last replayed message.
+    let (position, last_seq) = joined_at.context("no joined frame")?;
+    assert_eq!(last_seq, json!(position));
+    reader.expect_no("message").await?;
+    Ok(())
+}
+
+async fn a_connect_with_a_bad_last_seq_is_refused_with_400(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    for bad in ["-1", "abc", "1.5", ""] {
+        let response = app
+            .get_authed(&format!("/ws/chat?last_seq={bad}"), &alice)
+            .await?;
+        assert_eq!(response.status(), 400, "last_seq={bad}");
+        let body: Value = response.json().await?;
+        assert_eq!(
+            body,
+            json!({"detail": "last_seq must be a whole number of 0 or more"}),
+            "last_seq={bad}"
+        );
+    }
     Ok(())
 }
 

@@ -111,6 +111,7 @@ pub(super) fn on_net_event(siv: &mut Cursive, generation: u64, event: NetEvent) 
             return;
         }
     }
+    session.general.set(session.state.general_resume_seq());
     render::all(siv);
 }
 

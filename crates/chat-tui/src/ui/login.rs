@@ -12,7 +12,7 @@ use cursive::views::{Dialog, DummyView, EditView, LinearLayout, TextView};
 
 use super::{App, Session, chat, render};
 use crate::api::{Api, ApiError};
-use crate::net::{self, NetEvent};
+use crate::net::{self, GeneralPosition, NetEvent};
 use crate::state::ChatState;
 
 const STATUS: &str = "login_status";
@@ -145,9 +145,12 @@ fn start_session(siv: &mut Cursive, username: &str, start: Start) {
     for page in start.pages {
         state.apply_history(&page.room, page.messages, page.has_more);
     }
+    let general = GeneralPosition::default();
+    general.set(state.general_resume_seq());
     let net = net::spawn(
         start.api.ws_url(),
         start.api.clone(),
+        general.clone(),
         move |event: NetEvent| {
             let _ = sink.send(Box::new(move |siv: &mut Cursive| {
                 chat::on_net_event(siv, generation, event);
@@ -158,6 +161,7 @@ fn start_session(siv: &mut Cursive, username: &str, start: Start) {
         api: start.api,
         state,
         net,
+        general,
         generation,
         last_typing_sent: None,
     });

@@ -13,7 +13,7 @@ use cursive::Cursive;
 use cursive::theme::Theme;
 
 use crate::api::{Api, ApiError};
-use crate::net::NetHandle;
+use crate::net::{GeneralPosition, NetHandle};
 use crate::state::ChatState;
 
 /// What the UI thread holds.
@@ -33,6 +33,9 @@ pub(crate) struct Session {
     api: Api,
     state: ChatState,
     net: NetHandle,
+    /// Where `state` stands in `general`, read by the connection thread at
+    /// each connect.
+    general: GeneralPosition,
     generation: u64,
     last_typing_sent: Option<std::time::Instant>,
 }
