@@ -40,6 +40,7 @@ async fn open_store_with(settings: &Settings, keys: KeyRing) -> anyhow::Result<S
     let store = Store::connect(StoreConfig {
         url: database_url(settings),
         pool_size: settings.db_pool_size,
+        pool_shards: settings.pool_shards(),
         keys,
         recent: RecentCache {
             per_room: settings.history_cache_messages,

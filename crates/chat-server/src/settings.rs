@@ -361,12 +361,39 @@ impl Settings {
         Cli::parse_from(["chat-server"]).settings
     }
 
+    /// HTTP worker threads: as set, or one per core.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| TransportConfig::default().workers)
+            .max(1)
+    }
+
+    /// How `CHAT_DB_POOL_SIZE` is split among the threads that query
+    /// PostgreSQL. The main thread, which opens the store and runs the
+    /// writers, comes first: it gets its even share, and at least one
+    /// connection per writer lane and one more. The HTTP workers share the
+    /// rest evenly, at least one each.
+    pub fn pool_shards(&self) -> Vec<usize> {
+        let workers = self.workers();
+        let total = self.db_pool_size.max(1);
+        let main = total
+            .div_ceil(workers + 1)
+            .max(self.writer_lanes.max(1) + 1);
+        let rest = total.saturating_sub(main);
+        let mut shards = vec![main];
+        shards.extend(
+            (0..workers)
+                .map(|worker| (rest / workers + usize::from(worker < rest % workers)).max(1)),
+        );
+        shards
+    }
+
     /// The transport's part of the settings.
     pub fn transport(&self) -> TransportConfig {
         let defaults = TransportConfig::default();
         TransportConfig {
             bind: self.bind.clone(),
-            workers: self.workers.unwrap_or(defaults.workers),
+            workers: self.workers(),
             cors_origins: self
                 .cors_origins
                 .iter()

@@ -44,6 +44,7 @@ mod rotation;
 mod rows;
 mod schema;
 mod sessions;
+mod shards;
 mod users;
 
 #[cfg(feature = "testing")]

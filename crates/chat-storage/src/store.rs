@@ -20,6 +20,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
 
 use crate::config::Target;
+use crate::shards::PgPools;
 use crate::{StorageError, StoreConfig};
 
 /// SQLite behind diesel-async: every call runs on tokio's blocking pool.
@@ -84,7 +85,7 @@ const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
 
 /// One pool per backend; which one is decided by the URL at run time.
 pub(crate) enum Pools {
-    Postgres(Pool<AsyncDieselConnectionManager<AsyncPgConnection>>),
+    Postgres(PgPools),
     Sqlite {
         pool: Pool<SqliteManager>,
         /// For the migration connection, which is opened outside the pool.
@@ -256,8 +257,8 @@ impl deadpool::managed::Manager for SqliteManager {
 macro_rules! with_conn {
     ($store:expr, |$conn:ident| $body:expr) => {{
         match &$store.inner.pools {
-            $crate::store::Pools::Postgres(pool) => {
-                let mut object = $crate::store::checkout(pool).await?;
+            $crate::store::Pools::Postgres(pools) => {
+                let mut object = $crate::store::checkout(pools.local()).await?;
                 let $conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
                 $body
             }
@@ -282,8 +283,8 @@ macro_rules! with_conn {
 macro_rules! write_transaction {
     ($store:expr, |$conn:ident| $body:expr) => {{
         match &$store.inner.pools {
-            $crate::store::Pools::Postgres(pool) => {
-                let mut object = $crate::store::checkout(pool).await?;
+            $crate::store::Pools::Postgres(pools) => {
+                let mut object = $crate::store::checkout(pools.local()).await?;
                 let connection: &mut ::diesel_async::AsyncPgConnection = &mut object;
                 ::diesel_async::AsyncConnection::transaction::<_, $crate::StorageError, _>(
                     connection,
@@ -359,12 +360,31 @@ impl Store {
                 // pool recovers on its own. The check is local: the default
                 // recycling method would also send `SELECT 1` first, a round
                 // trip that doubled the statements of a typical request.
-                let mut config = ManagerConfig::default();
-                config.recycling_method = RecyclingMethod::Fast;
-                config.custom_setup = Box::new(|url| establish_postgres(url.to_owned()).boxed());
-                let manager =
-                    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-                Pools::Postgres(limits.build(manager)?)
+                let sizes = if config.pool_shards.is_empty() {
+                    vec![limits.max_size]
+                } else {
+                    config.pool_shards.clone()
+                };
+                let shards = sizes
+                    .into_iter()
+                    .map(|max_size| {
+                        let mut config = ManagerConfig::default();
+                        config.recycling_method = RecyclingMethod::Fast;
+                        config.custom_setup =
+                            Box::new(|url| establish_postgres(url.to_owned()).boxed());
+                        let manager =
+                            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                                url.clone(),
+                                config,
+                            );
+                        PoolLimits {
+                            max_size: max_size.max(1),
+                            ..limits
+                        }
+                        .build(manager)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Pools::Postgres(PgPools::new(shards))
             }
             Target::Sqlite(path) => {
                 create_parent_directory(&path)?;
@@ -427,10 +447,10 @@ impl Store {
     /// the migrations of this store's backend.
     async fn migrate(&self, direction: Direction) -> Result<Vec<String>, StorageError> {
         let outcome = match &self.inner.pools {
-            Pools::Postgres(pool) => {
+            Pools::Postgres(pools) => {
                 // A connection from the pool, so the pool's timeouts apply;
                 // it leaves the pool because the harness must own it.
-                let connection = Object::take(checkout(pool).await?);
+                let connection = Object::take(checkout(pools.local()).await?);
                 tokio::task::spawn_blocking(move || {
                     let mut harness = AsyncConnectionWrapper::<AsyncPgConnection>::from(connection);
                     direction.run(&mut harness, POSTGRES_MIGRATIONS)
@@ -475,6 +495,7 @@ impl Direction {
 }
 
 /// The size of a pool and how long its callers wait.
+#[derive(Clone, Copy)]
 struct PoolLimits {
     max_size: usize,
     timeout: Duration,

@@ -67,7 +67,9 @@ async fn postgres_connection(
     crate::StorageError,
 > {
     match &store.inner.pools {
-        crate::store::Pools::Postgres(pool) => Ok(Some(crate::store::checkout(pool).await?)),
+        crate::store::Pools::Postgres(pools) => {
+            Ok(Some(crate::store::checkout(pools.local()).await?))
+        }
         crate::store::Pools::Sqlite { .. } => Ok(None),
     }
 }
@@ -91,6 +93,25 @@ pub async fn postgres_setting(
         .get_result(&mut *connection)
         .await?;
     Ok(Some(setting.value))
+}
+
+/// The process id of the PostgreSQL server process behind the connection
+/// that the calling thread gets from a PostgreSQL store; `None` on SQLite.
+pub async fn postgres_backend_pid(
+    store: &crate::Store,
+) -> Result<Option<i32>, crate::StorageError> {
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let Some(mut connection) = postgres_connection(store).await? else {
+        return Ok(None);
+    };
+    let row: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result(&mut *connection)
+        .await?;
+    Ok(Some(row.pid))
 }
 
 /// The plan PostgreSQL picks for `query` on a pooled connection of a

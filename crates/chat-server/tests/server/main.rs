@@ -559,3 +559,36 @@ async fn an_empty_token_audience_is_a_start_up_error_that_names_it() -> Result<(
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[test]
+fn the_pool_is_split_between_the_main_thread_and_the_workers() {
+    use clap::Parser;
+    let shards = |args: &[&str]| {
+        let mut argv = vec!["chat-server"];
+        argv.extend_from_slice(args);
+        chat_server::Cli::parse_from(argv).settings.pool_shards()
+    };
+    // 2 workers: the main thread's even share, then the rest evenly.
+    assert_eq!(
+        shards(&["--workers", "2", "--db-pool-size", "16"]),
+        [6, 5, 5]
+    );
+    // 8 workers: the main thread keeps a connection per writer lane and
+    // one more, the workers share what is left.
+    assert_eq!(
+        shards(&["--workers", "8", "--db-pool-size", "16"]),
+        [5, 2, 2, 2, 1, 1, 1, 1, 1]
+    );
+    // A pool too small for that still gives every thread a connection.
+    assert_eq!(
+        shards(&[
+            "--workers",
+            "2",
+            "--db-pool-size",
+            "2",
+            "--writer-lanes",
+            "1"
+        ]),
+        [2, 1, 1]
+    );
+}

@@ -11,4 +11,5 @@ mod planner;
 mod redaction;
 mod rotation;
 mod sessions;
+mod shards;
 mod support;

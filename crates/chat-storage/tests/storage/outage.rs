@@ -15,6 +15,7 @@ async fn store_at(url: String) -> Store {
     let config = StoreConfig {
         url,
         pool_size: 2,
+        pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
         recent: chat_storage::RecentCache::default(),
     };
@@ -90,6 +91,7 @@ async fn unknown_url_schemes_are_rejected() {
     let config = StoreConfig {
         url: "mysql://root:hunter2@localhost/chat".to_owned(),
         pool_size: 1,
+        pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
         recent: chat_storage::RecentCache::default(),
     };

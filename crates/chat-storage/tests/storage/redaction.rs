@@ -23,6 +23,7 @@ fn the_store_configs_debug_output_hides_the_url() {
     let config = StoreConfig {
         url: "postgres://chat:hunter2@db.internal/chat".to_owned(),
         pool_size: 4,
+        pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
         recent: chat_storage::RecentCache::default(),
     };

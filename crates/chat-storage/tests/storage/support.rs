@@ -72,6 +72,20 @@ impl TestDb {
         connect(&self.url, 2, keys).await
     }
 
+    /// Another store on the same database whose pool is split into shards
+    /// of these sizes (none: one pool of 2).
+    pub(crate) async fn store_sharded(&self, shards: &[usize]) -> Store {
+        Store::connect(StoreConfig {
+            url: self.url.clone(),
+            pool_size: 2,
+            pool_shards: shards.to_vec(),
+            keys: self.keys.clone(),
+            recent: RecentCache::default(),
+        })
+        .await
+        .expect("build the store")
+    }
+
     /// Another store on the same database that keeps `recent` newest
     /// messages in memory.
     pub(crate) async fn store_keeping(&self, recent: RecentCache) -> Store {
@@ -242,6 +256,7 @@ async fn connect_keeping(url: &str, pool_size: usize, keys: KeyRing, recent: Rec
     Store::connect(StoreConfig {
         url: url.to_owned(),
         pool_size,
+        pool_shards: Vec::new(),
         keys,
         recent,
     })

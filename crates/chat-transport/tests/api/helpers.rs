@@ -118,6 +118,9 @@ impl TestApp {
         let store = Store::connect(StoreConfig {
             url: url.to_owned(),
             pool_size: 8,
+            // As chat-server splits it: the thread that starts first (here
+            // one of the test's), then one per worker (PostgreSQL only).
+            pool_shards: vec![4, 2, 2],
             keys,
             recent: chat_storage::RecentCache::default(),
         })
