@@ -422,6 +422,23 @@ impl Store {
         matches!(self.inner.pools, Pools::Postgres(_))
     }
 
+    /// Opens up to `connections` PostgreSQL connections in the calling
+    /// thread's shard of the pool (no more than the shard holds) and leaves
+    /// them idle there, so that the thread's first queries do not wait for
+    /// them to open. Call it from the thread that will use them, e.g. where
+    /// the message writers run. Connections are otherwise opened on first
+    /// use; SQLite's are cheap to open, and this does nothing there.
+    pub async fn warm_up(&self, connections: usize) -> Result<(), StorageError> {
+        if let Pools::Postgres(pools) = &self.inner.pools {
+            let pool = pools.local();
+            let wanted = connections.min(pool.status().max_size);
+            let opened =
+                futures_util::future::try_join_all((0..wanted).map(|_| checkout(pool))).await?;
+            drop(opened);
+        }
+        Ok(())
+    }
+
     /// Checks that the database answers (`SELECT 1`), for readiness probes.
     pub async fn ping(&self) -> Result<(), StorageError> {
         with_conn!(self, |conn| {

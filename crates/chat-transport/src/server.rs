@@ -118,6 +118,12 @@ impl ChatService {
                  busy commits can disconnect every socket of a room as too slow"
             );
         }
+        // The writers run on this thread: their connections are opened now,
+        // in this thread's shard of the pool, rather than by the first
+        // messages, which would wait for them.
+        if let Err(error) = services.store.warm_up(lanes).await {
+            tracing::warn!(error = %crate::error::Chain(&error), "could not open the writers' database connections ahead");
+        }
         let (writer, writer_task) = writer::spawn(
             &services.store,
             &fanout,

@@ -78,3 +78,18 @@ async fn each_thread_keeps_to_its_own_shard_and_the_shards_wrap_round() {
     }
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_up_opens_connections_up_to_the_shards_size() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store_sharded(&[3]).await;
+    let before = db.count_connections().await;
+    store.warm_up(2).await.expect("connections open");
+    assert_eq!(db.count_connections().await, before + 2);
+    // They stay open in the pool, and no more than the shard holds are.
+    store.warm_up(5).await.expect("connections open");
+    assert_eq!(db.count_connections().await, before + 3);
+    db.cleanup().await;
+}

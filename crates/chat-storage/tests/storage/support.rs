@@ -188,14 +188,31 @@ impl TestDb {
     /// PostgreSQL only: makes the server close every connection to this
     /// database, as a restart would, and returns how many it closed.
     pub(crate) async fn terminate_connections(&self) -> i64 {
-        assert_eq!(self.backend, Backend::Postgres);
-        let rows: Vec<Count> = diesel::sql_query(
+        self.count_on_pg(
             "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
-        .load(&mut self.raw_pg().await)
         .await
-        .expect("terminate connections");
+    }
+
+    /// PostgreSQL only: the connections open to this database, other than
+    /// the one that counts them.
+    pub(crate) async fn count_connections(&self) -> i64 {
+        self.count_on_pg(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+    }
+
+    /// Runs `query`, which returns one row with a count `n`, on a
+    /// connection of its own.
+    async fn count_on_pg(&self, query: &str) -> i64 {
+        assert_eq!(self.backend, Backend::Postgres);
+        let rows: Vec<Count> = diesel::sql_query(query)
+            .load(&mut self.raw_pg().await)
+            .await
+            .expect("run the count");
         rows.into_iter()
             .next()
             .map(|row| row.n)
