@@ -203,7 +203,9 @@ pub struct Settings {
     )]
     pub max_message_chars: usize,
 
-    /// Database connections in the pool.
+    /// Database connections in the pool. On PostgreSQL it is split between
+    /// the main thread (at least the writer lanes + 1) and the HTTP workers
+    /// (at least one each).
     #[arg(long, env = "CHAT_DB_POOL_SIZE", default_value_t = 16, global = true)]
     pub db_pool_size: usize,
 
