@@ -415,9 +415,10 @@ impl Session {
         let greeting = frames::system(format!("Connected as {}", self.conn.username()));
         self.send(&greeting).await.map_err(|Gone| End::Gone)?;
         if let Some(general) = replay {
-            Box::pin(self.replay(general, from))
-                .await
-                .map_err(|Gone| End::Gone)?;
+            // A long replay can outrun the queue: an evicted client is told
+            // why.
+            let replayed = Box::pin(self.replay(general, from)).await;
+            replayed.map_err(|Gone| self.gone())?;
         }
         Ok(())
     }
