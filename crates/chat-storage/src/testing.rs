@@ -74,44 +74,48 @@ async fn postgres_connection(
     }
 }
 
-/// The value of a run-time setting (`current_setting(name)`) on a pooled
-/// connection of a PostgreSQL store; `None` on SQLite.
-pub async fn postgres_setting(
+/// The one text column `value` of the one row `query` returns, run on a
+/// pooled connection of a PostgreSQL store; `None` on SQLite.
+async fn postgres_value(
     store: &crate::Store,
-    name: &str,
+    query: diesel::query_builder::BoxedSqlQuery<
+        '_,
+        diesel::pg::Pg,
+        diesel::query_builder::SqlQuery,
+    >,
 ) -> Result<Option<String>, crate::StorageError> {
     #[derive(diesel::QueryableByName)]
-    struct Setting {
+    struct Value {
         #[diesel(sql_type = diesel::sql_types::Text)]
         value: String,
     }
     let Some(mut connection) = postgres_connection(store).await? else {
         return Ok(None);
     };
-    let setting: Setting = diesel::sql_query("SELECT current_setting($1) AS value")
-        .bind::<diesel::sql_types::Text, _>(name)
-        .get_result(&mut *connection)
-        .await?;
-    Ok(Some(setting.value))
+    let row: Value = query.get_result(&mut *connection).await?;
+    Ok(Some(row.value))
 }
 
-/// The process id of the PostgreSQL server process behind the connection
-/// that the calling thread gets from a PostgreSQL store; `None` on SQLite.
+/// The value of a run-time setting (`current_setting(name)`) on a pooled
+/// connection of a PostgreSQL store; `None` on SQLite.
+pub async fn postgres_setting(
+    store: &crate::Store,
+    name: &str,
+) -> Result<Option<String>, crate::StorageError> {
+    let query = diesel::sql_query("SELECT current_setting($1) AS value")
+        .into_boxed()
+        .bind::<diesel::sql_types::Text, _>(name);
+    postgres_value(store, query).await
+}
+
+/// The process id (as text) of the PostgreSQL server process behind the
+/// connection that the calling thread gets from a PostgreSQL store; `None`
+/// on SQLite.
 pub async fn postgres_backend_pid(
     store: &crate::Store,
-) -> Result<Option<i32>, crate::StorageError> {
-    #[derive(diesel::QueryableByName)]
-    struct Pid {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        pid: i32,
-    }
-    let Some(mut connection) = postgres_connection(store).await? else {
-        return Ok(None);
-    };
-    let row: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-        .get_result(&mut *connection)
-        .await?;
-    Ok(Some(row.pid))
+) -> Result<Option<String>, crate::StorageError> {
+    let query = diesel::sql_query("SELECT pg_backend_pid()::text AS value").into_boxed();
+    postgres_value(store, query).await
 }
 
 /// The plan PostgreSQL picks for `query` on a pooled connection of a

@@ -2,11 +2,13 @@
 //! file, or a PostgreSQL database with a random name on the server named by
 //! `CHAT_TEST_DATABASE_URL`, dropped afterwards.
 
+use std::collections::BTreeSet;
+
 use chat_crypto::{FernetKey, KeyRing};
 use chat_domain::{ClientId, MessageBody, MessageId, RoomId, RoomName, Username};
 use chat_storage::{NewMessage, RecentCache, Room, Store, StoreConfig, User};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Integer, Text};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -75,15 +77,14 @@ impl TestDb {
     /// Another store on the same database whose pool is split into shards
     /// of these sizes (none: one pool of 2).
     pub(crate) async fn store_sharded(&self, shards: &[usize]) -> Store {
-        Store::connect(StoreConfig {
-            url: self.url.clone(),
-            pool_size: 2,
-            pool_shards: shards.to_vec(),
-            keys: self.keys.clone(),
-            recent: RecentCache::default(),
-        })
+        connect_sharded(
+            &self.url,
+            2,
+            shards.to_vec(),
+            self.keys.clone(),
+            RecentCache::default(),
+        )
         .await
-        .expect("build the store")
     }
 
     /// Another store on the same database that keeps `recent` newest
@@ -188,35 +189,38 @@ impl TestDb {
     /// PostgreSQL only: makes the server close every connection to this
     /// database, as a restart would, and returns how many it closed.
     pub(crate) async fn terminate_connections(&self) -> i64 {
-        self.count_on_pg(
+        assert_eq!(self.backend, Backend::Postgres);
+        let rows: Vec<Count> = diesel::sql_query(
             "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
+        .load(&mut self.raw_pg().await)
         .await
-    }
-
-    /// PostgreSQL only: the connections open to this database, other than
-    /// the one that counts them.
-    pub(crate) async fn count_connections(&self) -> i64 {
-        self.count_on_pg(
-            "SELECT count(*) AS n FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .await
-    }
-
-    /// Runs `query`, which returns one row with a count `n`, on a
-    /// connection of its own.
-    async fn count_on_pg(&self, query: &str) -> i64 {
-        assert_eq!(self.backend, Backend::Postgres);
-        let rows: Vec<Count> = diesel::sql_query(query)
-            .load(&mut self.raw_pg().await)
-            .await
-            .expect("run the count");
+        .expect("terminate connections");
         rows.into_iter()
             .next()
             .map(|row| row.n)
             .expect("count returns one row")
+    }
+
+    /// PostgreSQL only: the server processes of the connections open to
+    /// this database, other than the one that asks. One that has just
+    /// closed may still be listed for a moment.
+    pub(crate) async fn connection_pids(&self) -> BTreeSet<i32> {
+        #[derive(QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = Integer)]
+            pid: i32,
+        }
+        assert_eq!(self.backend, Backend::Postgres);
+        let rows: Vec<Pid> = diesel::sql_query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .load(&mut self.raw_pg().await)
+        .await
+        .expect("list connections");
+        rows.into_iter().map(|row| row.pid).collect()
     }
 
     /// PostgreSQL only: runs `sql` with plain SQL past the store, as an
@@ -270,10 +274,20 @@ pub(crate) async fn connect(url: &str, pool_size: usize, keys: KeyRing) -> Store
 }
 
 async fn connect_keeping(url: &str, pool_size: usize, keys: KeyRing, recent: RecentCache) -> Store {
+    connect_sharded(url, pool_size, Vec::new(), keys, recent).await
+}
+
+async fn connect_sharded(
+    url: &str,
+    pool_size: usize,
+    pool_shards: Vec<usize>,
+    keys: KeyRing,
+    recent: RecentCache,
+) -> Store {
     Store::connect(StoreConfig {
         url: url.to_owned(),
         pool_size,
-        pool_shards: Vec::new(),
+        pool_shards,
         keys,
         recent,
     })
