@@ -117,6 +117,8 @@ impl Api {
             .bearer_auth(token)
             .json(&CreateRoomRequest {
                 name: name.to_owned(),
+                visibility: None,
+                topic: None,
             })
             .send()
             .await

@@ -20,7 +20,7 @@ use anyhow::Context;
 use bytestring::ByteString;
 use chat_protocol::rest::{
     CreateRoomRequest, Credentials, ErrorBody, HistoryQuery, MessagePage, PageQuery, RoomBody,
-    RoomKindBody, RoomMessage, TokenBody, UserBody,
+    RoomKindBody, RoomMessage, TokenBody, UserBody, VisibilityBody,
 };
 use chat_protocol::ws::{ClientFrame, ErrorCode, ServerFrame};
 use chrono::Utc;
@@ -244,6 +244,7 @@ impl Hub {
                 content: Some(content),
                 client_id: client_id.clone(),
                 created_at: timestamp,
+                event: None,
             });
         }
         Some(ServerFrame::Ack {
@@ -346,6 +347,9 @@ async fn create_room(hub: web::Data<Hub>, body: web::Json<CreateRoomRequest>) ->
         last_read_seq: 0,
         unread: 0,
         member: true,
+        visibility: VisibilityBody::Public,
+        topic: None,
+        role: None,
     })
 }
 
@@ -489,7 +493,7 @@ impl Connection {
             ClientFrame::Leave { room } => {
                 self.hub.leave(&room, self.id);
                 self.rooms.retain(|joined| *joined != room);
-                self.send(&ServerFrame::Left { room }).await
+                self.send(&ServerFrame::Left { room, reason: None }).await
             }
             ClientFrame::Message {
                 content,
@@ -522,6 +526,14 @@ impl Connection {
                 .await
             }
             ClientFrame::Typing { .. } => Ok(()),
+            // The reference server has no roles to govern.
+            ClientFrame::Kick { room, .. }
+            | ClientFrame::Ban { room, .. }
+            | ClientFrame::Mute { room, .. }
+            | ClientFrame::Topic { room, .. } => {
+                self.refuse(ErrorCode::Forbidden, "not supported here", None, room)
+                    .await
+            }
         }
     }
 
@@ -537,6 +549,7 @@ impl Connection {
             message: message.to_owned(),
             client_id,
             room: Some(room),
+            until: None,
         })
         .await
     }

@@ -28,4 +28,10 @@ pub enum DomainError {
     NegativeSeq,
     #[error("a session id is 32 lowercase hex digits")]
     SessionIdInvalid,
+    #[error("topic must be at most {max} characters")]
+    TopicTooLong { max: usize },
+    #[error("topic must be one line without control characters")]
+    TopicCharacters,
+    #[error("reason must be at most {max} characters")]
+    ReasonTooLong { max: usize },
 }

@@ -70,6 +70,11 @@ impl Seq {
     pub fn next(self) -> Seq {
         Seq(self.0 + 1)
     }
+
+    /// The seq before this one; [`Seq::ZERO`] stays where it is.
+    pub fn prev(self) -> Seq {
+        Seq(self.0.saturating_sub(1).max(0))
+    }
 }
 
 impl fmt::Display for Seq {

@@ -10,12 +10,17 @@
 //! client alike.
 
 mod error;
+mod governance;
 mod ids;
 mod message;
 mod names;
 mod password;
 
 pub use error::DomainError;
+pub use governance::{
+    Action, MAX_REASON_CHARS, MAX_TOPIC_CHARS, MemberChange, Refusal, Role, Visibility, authorize,
+    authorize_in, ban_holds, mute_holds, parse_reason, parse_topic,
+};
 pub use ids::{MessageId, RoomId, Seq, SessionId, UserId};
 pub use message::{ClientId, MessageBody};
 pub use names::{RoomKind, RoomName, Username};

@@ -9,7 +9,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use chat_domain::RoomKind;
+use chat_domain::{MemberChange, Role, RoomKind, Visibility};
 
 /// How many messages a history or page request returns when it names no
 /// `limit`.
@@ -334,14 +334,276 @@ pub struct RoomBody {
     pub unread: i64,
     /// Whether this user is a member of the room.
     pub member: bool,
+    /// `public` (listed, anyone may join) or `private` (members only).
+    /// Direct conversations are private.
+    #[serde(default = "VisibilityBody::public_by_default")]
+    pub visibility: VisibilityBody,
+    /// The room's topic, if it has one.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// This user's role, when they are a member.
+    #[serde(default)]
+    pub role: Option<RoleBody>,
+}
+
+/// One room in full: the answer to `GET /api/rooms/{name}` and
+/// `PATCH /api/rooms/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoomDetail {
+    /// The room's name.
+    pub name: String,
+    /// Public room or direct conversation.
+    pub kind: RoomKindBody,
+    /// `public` or `private`.
+    pub visibility: VisibilityBody,
+    /// The topic, if any.
+    pub topic: Option<String>,
+    /// The owner's name; `null` for a room nobody owns (such as `general`).
+    pub owner: Option<String>,
+    /// The caller's role; `null` when they are not a member.
+    pub role: Option<RoleBody>,
+    /// How many members the room has.
+    pub member_count: i64,
+    /// The `seq` of the room's newest event.
+    pub last_seq: i64,
+}
+
+/// Whether a room is listed: `"public"` or `"private"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum VisibilityBody {
+    /// Listed; anyone may join.
+    Public,
+    /// Seen by its members only; to anyone else it does not exist.
+    Private,
+}
+
+impl VisibilityBody {
+    fn public_by_default() -> VisibilityBody {
+        VisibilityBody::Public
+    }
+}
+
+impl From<Visibility> for VisibilityBody {
+    fn from(value: Visibility) -> VisibilityBody {
+        match value {
+            Visibility::Public => VisibilityBody::Public,
+            Visibility::Private => VisibilityBody::Private,
+        }
+    }
+}
+
+impl From<VisibilityBody> for Visibility {
+    fn from(value: VisibilityBody) -> Visibility {
+        match value {
+            VisibilityBody::Public => Visibility::Public,
+            VisibilityBody::Private => Visibility::Private,
+        }
+    }
+}
+
+/// A member's role: `"owner"`, `"moderator"` or `"member"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RoleBody {
+    /// The creator: everything a moderator may do, and roles, visibility
+    /// and deletion.
+    Owner,
+    /// Adds, kicks, mutes and bans members; sets the topic.
+    Moderator,
+    /// Takes part.
+    Member,
+}
+
+impl From<Role> for RoleBody {
+    fn from(value: Role) -> RoleBody {
+        match value {
+            Role::Owner => RoleBody::Owner,
+            Role::Moderator => RoleBody::Moderator,
+            Role::Member => RoleBody::Member,
+        }
+    }
+}
+
+impl From<RoleBody> for Role {
+    fn from(value: RoleBody) -> Role {
+        match value {
+            RoleBody::Owner => Role::Owner,
+            RoleBody::Moderator => Role::Moderator,
+            RoleBody::Member => Role::Member,
+        }
+    }
+}
+
+/// What happened to a member, as `member` frames and history name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MemberChangeBody {
+    /// Joined a public room.
+    Joined,
+    /// Left.
+    Left,
+    /// Added by the owner or a moderator.
+    Added,
+    /// Removed by the owner or a moderator.
+    Kicked,
+    /// Removed and barred by the owner or a moderator.
+    Banned,
+    /// Allowed back.
+    Unbanned,
+    /// May read but not post for a while.
+    Muted,
+    /// May post again.
+    Unmuted,
+    /// Given a new role.
+    Role,
+}
+
+impl From<MemberChange> for MemberChangeBody {
+    fn from(value: MemberChange) -> MemberChangeBody {
+        match value {
+            MemberChange::Joined => MemberChangeBody::Joined,
+            MemberChange::Left => MemberChangeBody::Left,
+            MemberChange::Added => MemberChangeBody::Added,
+            MemberChange::Kicked => MemberChangeBody::Kicked,
+            MemberChange::Banned => MemberChangeBody::Banned,
+            MemberChange::Unbanned => MemberChangeBody::Unbanned,
+            MemberChange::Muted => MemberChangeBody::Muted,
+            MemberChange::Unmuted => MemberChangeBody::Unmuted,
+            MemberChange::Role => MemberChangeBody::Role,
+        }
+    }
+}
+
+/// A membership change in a history page (the `member` frame's fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberEventBody {
+    /// What happened to the member (the item's `username`).
+    pub change: MemberChangeBody,
+    /// Who did it; `null` for the server's operator.
+    pub by: Option<String>,
+    /// The role after a `role` change or an `added`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleBody>,
+    /// When a `muted` or `banned` ends.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub until: Option<DateTime<Utc>>,
+    /// The moderator's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The body of `POST /api/rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRoomRequest {
-    /// The public room's name; the server validates and lower-cases it.
+    /// The room's name; the server validates and lower-cases it.
     pub name: String,
+    /// `public` (the default) or `private`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<VisibilityBody>,
+    /// An optional topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// The body of `PATCH /api/rooms/{name}`: what to change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateRoomRequest {
+    /// The new topic (owner or moderator); an empty one clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The new visibility (owner only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<VisibilityBody>,
+}
+
+/// A member of a room: an item of `GET /api/rooms/{name}/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberBody {
+    /// The member's name.
+    pub username: String,
+    /// Their role.
+    pub role: RoleBody,
+    /// When they became a member.
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub joined_at: DateTime<Utc>,
+    /// Until when they may not post; `null` when they may.
+    #[serde(with = "crate::timestamp::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub muted_until: Option<DateTime<Utc>>,
+    /// The newest seq they have marked read.
+    pub last_read_seq: i64,
+}
+
+/// The body of `PUT /api/rooms/{name}/members/{username}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberRequest {
+    /// The role to give (only the owner makes moderators); `member` when
+    /// absent for someone added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleBody>,
+}
+
+/// The body of `PUT /api/rooms/{name}/bans/{username}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BanRequest {
+    /// Why, shown to the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the ban ends; absent for good.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A ban: an item of `GET /api/rooms/{name}/bans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BanBody {
+    /// The banned user.
+    pub username: String,
+    /// Who banned them; `null` for the operator or a deleted account.
+    pub banned_by: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// When.
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: DateTime<Utc>,
+    /// When it ends; `null` for good.
+    #[serde(with = "crate::timestamp::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The body of `PUT /api/rooms/{name}/mutes/{username}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MuteRequest {
+    /// When the member may post again.
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub until: DateTime<Utc>,
 }
 
 /// The body of `POST /api/rooms/{name}/read`: the newest seq the user has
@@ -377,6 +639,10 @@ pub struct RoomMessage {
     #[serde(with = "crate::timestamp")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: DateTime<Utc>,
+    /// Set for a membership change (then `username` is the member it
+    /// concerns and `content` is `null`); absent for a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<MemberEventBody>,
 }
 
 /// One page of a room's messages, in ascending `seq` order.
@@ -488,6 +754,7 @@ mod tests {
             content: content.map(str::to_owned),
             client_id: client_id.map(str::to_owned),
             created_at: at(),
+            event: None,
         }
     }
 
@@ -630,20 +897,88 @@ mod tests {
             last_read_seq: 40,
             unread: 2,
             member: true,
+            visibility: VisibilityBody::Private,
+            topic: Some("plans".to_owned()),
+            role: Some(RoleBody::Owner),
         };
         assert_golden(
             &room,
-            r#"{"name":"lobby","kind":"public","last_seq":42,"last_read_seq":40,"unread":2,"member":true}"#,
+            r#"{"name":"lobby","kind":"public","last_seq":42,"last_read_seq":40,"unread":2,"member":true,"visibility":"private","topic":"plans","role":"owner"}"#,
+        );
+        // What a server of the previous release sends still reads.
+        let older: RoomBody = serde_json::from_str(
+            r#"{"name":"lobby","kind":"public","last_seq":1,"last_read_seq":0,"unread":1,"member":false}"#,
+        )
+        .expect("reads");
+        assert_eq!(older.visibility, VisibilityBody::Public);
+        assert_eq!((older.topic, older.role), (None, None));
+    }
+
+    #[test]
+    fn a_create_room_request_needs_only_a_name() {
+        assert_golden(
+            &CreateRoomRequest {
+                name: "lobby".to_owned(),
+                visibility: None,
+                topic: None,
+            },
+            r#"{"name":"lobby"}"#,
+        );
+        assert_golden(
+            &CreateRoomRequest {
+                name: "lobby".to_owned(),
+                visibility: Some(VisibilityBody::Private),
+                topic: Some("plans".to_owned()),
+            },
+            r#"{"name":"lobby","visibility":"private","topic":"plans"}"#,
         );
     }
 
     #[test]
-    fn a_create_room_request_is_just_a_name() {
+    fn a_membership_change_in_history_carries_its_event() {
+        let mut item = room_message(None, None);
+        item.event = Some(MemberEventBody {
+            change: MemberChangeBody::Banned,
+            by: Some("carol".to_owned()),
+            role: None,
+            until: Some(at()),
+            reason: Some("spam".to_owned()),
+        });
         assert_golden(
-            &CreateRoomRequest {
-                name: "lobby".to_owned(),
+            &item,
+            r#"{"id":8,"room":"lobby","seq":2,"user_id":1,"username":"alice","content":null,"created_at":"2024-01-01T12:00:00.123456+00:00","event":{"change":"banned","by":"carol","until":"2024-01-01T12:00:00.123456+00:00","reason":"spam"}}"#,
+        );
+    }
+
+    #[test]
+    fn member_ban_and_mute_bodies_have_the_documented_shape() {
+        assert_golden(
+            &MemberBody {
+                username: "bob".to_owned(),
+                role: RoleBody::Moderator,
+                joined_at: at(),
+                muted_until: None,
+                last_read_seq: 3,
             },
-            r#"{"name":"lobby"}"#,
+            r#"{"username":"bob","role":"moderator","joined_at":"2024-01-01T12:00:00.123456+00:00","muted_until":null,"last_read_seq":3}"#,
+        );
+        assert_golden(
+            &BanRequest {
+                reason: Some("spam".to_owned()),
+                until: None,
+            },
+            r#"{"reason":"spam"}"#,
+        );
+        assert_golden(
+            &MuteRequest { until: at() },
+            r#"{"until":"2024-01-01T12:00:00.123456+00:00"}"#,
+        );
+        assert_golden(
+            &UpdateRoomRequest {
+                topic: Some(String::new()),
+                visibility: None,
+            },
+            r#"{"topic":""}"#,
         );
     }
 

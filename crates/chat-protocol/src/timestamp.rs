@@ -97,6 +97,41 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTim
     deserializer.deserialize_str(TimestampVisitor)
 }
 
+/// The same format for an optional timestamp: use it as
+/// `#[serde(default, skip_serializing_if = "Option::is_none", with =
+/// "chat_protocol::timestamp::option")]`; `null` reads as `None`.
+pub mod option {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `Some` in the wire format, `None` as `null`.
+    pub fn serialize<S: Serializer>(
+        value: &Option<DateTime<Utc>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => super::serialize(value, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads `null` or a timestamp with [`super::parse`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| {
+                super::parse(&text).map_err(|_| {
+                    serde::de::Error::invalid_value(
+                        serde::de::Unexpected::Str(&text),
+                        &"an RFC 3339 timestamp",
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
 struct TimestampVisitor;
 
 impl Visitor<'_> for TimestampVisitor {

@@ -14,4 +14,4 @@ mod server;
 
 pub use client::{AuthFrame, ClientFrame, FrameError, Inbound};
 pub use error_code::ErrorCode;
-pub use server::ServerFrame;
+pub use server::{LeftReason, ServerFrame};

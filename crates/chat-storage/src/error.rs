@@ -29,6 +29,9 @@ pub enum StorageError {
     /// A stored row breaks a domain rule (an invalid name, a negative seq).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A rule of the room refused the change; nothing was written.
+    #[error("refused: {0}")]
+    Refused(chat_domain::Refusal),
     /// Any other database error.
     #[error("database query failed")]
     Query(#[source] BoxError),

@@ -34,6 +34,7 @@ mod store;
 mod client_ids;
 mod config;
 mod error;
+mod governance;
 mod insert_messages;
 mod messages;
 mod model;
@@ -45,6 +46,7 @@ mod rows;
 mod schema;
 mod sessions;
 mod shards;
+mod standing;
 mod users;
 
 #[cfg(feature = "testing")]
@@ -53,7 +55,10 @@ pub mod testing;
 pub use config::StoreConfig;
 pub use error::{BoxError, StorageError};
 pub use messages::MAX_PAGE;
-pub use model::{Appended, Cursor, Membership, Message, NewMessage, Page, Refresh, Room, User};
+pub use model::{
+    Actor, AppendResult, Appended, Ban, Cursor, Member, MemberEvent, Membership, MembershipOp,
+    Message, NewMessage, Page, Refresh, Room, RoomAccess, RoomReading, User,
+};
 pub use recent::RecentCache;
 pub use rooms::RoomKey;
 pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};

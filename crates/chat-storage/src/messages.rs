@@ -1,17 +1,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chat_crypto::{KeyId, Sealed};
-use chat_domain::{MessageId, RoomId, UserId};
+use chat_domain::{MessageId, Refusal, RoomId, UserId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::client_ids::StoredByClientId;
 use crate::insert_messages::InsertMessages;
-use crate::model::{Appended, Cursor, Message, NewMessage, Page};
+use crate::model::{AppendResult, Appended, Cursor, MemberEvent, Message, NewMessage, Page};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
-use crate::rows::{MESSAGE_COLUMNS, MessageRow, NewMessageRow, client_id, now, seq, username, utc};
-use crate::schema::{messages, users};
+use crate::rows::{
+    MESSAGE_COLUMNS, MessageRow, NewMessageRow, client_id, member_change, now, role, seq, username,
+    utc,
+};
+use crate::schema::{messages, room_bans, users};
+use crate::standing::StandingOf;
 use crate::{StorageError, Store};
 
 /// The most messages one history call returns, whatever the caller asks.
@@ -53,6 +57,8 @@ enum Outcome {
     Existing(StoredRow),
     /// Repeats the (user, client id) of an earlier input of the same batch.
     SameAs(usize),
+    /// Its author may not post in its room now.
+    Refused(Refusal),
 }
 
 /// A stored message as the duplicate check reads it (no join: the author is
@@ -93,12 +99,17 @@ impl Store {
     /// again: its result is the original with `duplicate: true`. The same
     /// holds for a repeat within the batch, which resolves to the first.
     ///
+    /// A message whose author is not a member of its room, or is muted
+    /// there, is refused and not stored (the rest of the batch is): the
+    /// check runs in the transaction, after the rooms' counters are locked,
+    /// so it sees every membership change committed before the batch.
+    ///
     /// Fails with [`StorageError::NotFound`] when a room does not exist; then
     /// nothing of the batch is stored.
     pub async fn append_messages(
         &self,
         batch: Vec<NewMessage>,
-    ) -> Result<Vec<Appended>, StorageError> {
+    ) -> Result<Vec<AppendResult>, StorageError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -135,6 +146,7 @@ impl Store {
         self.inner.recent.extend(
             results
                 .iter()
+                .filter_map(|result| result.as_ref().ok())
                 .filter(|result| !result.duplicate)
                 .map(|result| &result.message),
         );
@@ -161,6 +173,13 @@ impl Store {
             pairs.sort_unstable();
             pairs.dedup();
         }
+        // The (room, author) pairs whose standing is checked.
+        let mut authors: Vec<(i64, i64)> = batch
+            .iter()
+            .map(|message| (message.room_id.get(), message.user_id.get()))
+            .collect();
+        authors.sort_unstable();
+        authors.dedup();
 
         write_transaction!(self, |conn| {
             // Chunks in ascending order keep the locks in id order.
@@ -170,6 +189,42 @@ impl Store {
             }
             if let Some(missing) = room_ids.iter().find(|room| !counters.contains_key(room)) {
                 return Err(StorageError::NotFound(format!("room {missing}")));
+            }
+
+            // Who may post where, read after the locks: a membership change
+            // to these rooms committed before now is seen, and none can
+            // commit until this transaction ends.
+            let now_at = now();
+            let mut standing: HashMap<(i64, i64), Option<Refusal>> =
+                HashMap::with_capacity(authors.len());
+            for chunk in authors.chunks(PAIRS_PER_STATEMENT) {
+                let rows: Vec<(i64, i64, Option<NaiveDateTime>)> =
+                    StandingOf::new(chunk).load(conn).await?;
+                for (room, user, muted_until) in rows {
+                    let refusal = muted_until
+                        .filter(|until| *until > now_at)
+                        .map(|until| Refusal::Muted { until: utc(until) });
+                    standing.insert((room, user), refusal);
+                }
+            }
+            // Rare: say why a non-member may not post (a ban, or none).
+            for &(room, user) in &authors {
+                if standing.contains_key(&(room, user)) {
+                    continue;
+                }
+                let ban: Option<Option<NaiveDateTime>> = room_bans::table
+                    .find((room, user))
+                    .select(room_bans::until)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let refusal = match ban {
+                    Some(until) if until.is_none_or(|until| until > now_at) => Refusal::Banned {
+                        until: until.map(utc),
+                    },
+                    _ => Refusal::NotAMember,
+                };
+                standing.insert((room, user), Some(refusal));
             }
 
             // Looked up after the locks are held: a resend to the same room
@@ -190,6 +245,10 @@ impl Store {
             let mut rows = Vec::with_capacity(batch.len());
             for (index, (message, sealed)) in batch.iter().zip(sealed).enumerate() {
                 let user = message.user_id.get();
+                if let Some(Some(refusal)) = standing.get(&(message.room_id.get(), user)) {
+                    outcomes.push(Outcome::Refused(refusal.clone()));
+                    continue;
+                }
                 let client_id = message.client_id.as_ref().map(|id| id.as_str());
                 if let Some(client_id) = client_id {
                     if let Some(row) = stored.remove(&(user, client_id.to_owned())) {
@@ -249,15 +308,19 @@ impl Store {
         &self,
         batch: Vec<NewMessage>,
         written: Written,
-    ) -> Result<Vec<Appended>, StorageError> {
+    ) -> Result<Vec<AppendResult>, StorageError> {
         let Written {
             outcomes,
             ids,
             created_at,
         } = written;
-        let mut results: Vec<Appended> = Vec::with_capacity(batch.len());
+        let mut results: Vec<AppendResult> = Vec::with_capacity(batch.len());
         for (message, outcome) in batch.into_iter().zip(outcomes) {
             let appended = match outcome {
+                Outcome::Refused(refusal) => {
+                    results.push(Err(refusal));
+                    continue;
+                }
                 Outcome::Inserted { seq: position } => {
                     let room = message.room_id.get();
                     let id = ids.get(&(room, position)).copied().ok_or_else(|| {
@@ -277,6 +340,7 @@ impl Store {
                             created_at: utc(created_at),
                             edited_at: None,
                             deleted_at: None,
+                            event: None,
                         },
                         duplicate: false,
                     }
@@ -294,20 +358,26 @@ impl Store {
                         created_at: row.created_at,
                         edited_at: row.edited_at,
                         deleted_at: row.deleted_at,
+                        event: None,
+                        event_role: None,
+                        event_until: None,
                     })?,
                     duplicate: true,
                 },
                 Outcome::SameAs(first) => {
-                    let original = results.get(first).ok_or_else(|| {
-                        StorageError::Corrupt("a repeat points past its original".to_owned())
-                    })?;
+                    let original = results
+                        .get(first)
+                        .and_then(|result| result.as_ref().ok())
+                        .ok_or_else(|| {
+                            StorageError::Corrupt("a repeat points past its original".to_owned())
+                        })?;
                     Appended {
                         message: original.message.clone(),
                         duplicate: true,
                     }
                 }
             };
-            results.push(appended);
+            results.push(Ok(appended));
         }
         Ok(results)
     }
@@ -417,13 +487,34 @@ impl Store {
         Ok(Page { messages, has_more })
     }
 
-    /// The newest `limit` messages of `room`, oldest first.
+    /// The newest `limit` messages of `room`, oldest first, leaving
+    /// membership changes out (the seed's history shows messages only).
     pub async fn latest(&self, room: RoomId, limit: i64) -> Result<Vec<Message>, StorageError> {
-        Ok(self.history(room, Cursor::Latest, limit).await?.messages)
+        let wanted = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
+        let mut page = self.history(room, Cursor::Latest, limit).await?;
+        let mut newest_first: Vec<Message> = Vec::with_capacity(wanted);
+        loop {
+            let oldest = <[Message]>::first(&page.messages).map(|message| message.seq);
+            newest_first.extend(
+                page.messages
+                    .into_iter()
+                    .rev()
+                    .filter(|message| message.event.is_none()),
+            );
+            newest_first.truncate(wanted);
+            match oldest {
+                Some(oldest) if page.has_more && newest_first.len() < wanted => {
+                    page = self.history(room, Cursor::Before(oldest), limit).await?;
+                }
+                _ => break,
+            }
+        }
+        newest_first.reverse();
+        Ok(newest_first)
     }
 
     /// Decrypts a row into a [`Message`].
-    fn open(&self, row: MessageRow) -> Result<Message, StorageError> {
+    pub(crate) fn open(&self, row: MessageRow) -> Result<Message, StorageError> {
         let key_id = KeyId::new(row.key_id);
         let content = match self.inner.keys.decrypt_with_hint(&row.body, Some(&key_id)) {
             Ok(text) => Some(text),
@@ -437,6 +528,20 @@ impl Store {
                 None
             }
         };
+        let (content, event) = match row.event {
+            None => (content, None),
+            Some(change) => {
+                let (by, reason) = crate::governance::open_event_body(content.as_deref());
+                let event = MemberEvent {
+                    change: member_change(&change)?,
+                    by,
+                    role: row.event_role.as_deref().map(role).transpose()?,
+                    until: row.event_until.map(utc),
+                    reason,
+                };
+                (None, Some(event))
+            }
+        };
         Ok(Message {
             id: MessageId(row.id),
             room_id: RoomId(row.room_id),
@@ -448,6 +553,7 @@ impl Store {
             created_at: utc(row.created_at),
             edited_at: row.edited_at.map(utc),
             deleted_at: row.deleted_at.map(utc),
+            event,
         })
     }
 }

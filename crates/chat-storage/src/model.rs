@@ -3,7 +3,8 @@
 use std::fmt;
 
 use chat_domain::{
-    ClientId, MessageBody, MessageId, RoomId, RoomKind, RoomName, Seq, SessionId, UserId, Username,
+    ClientId, MemberChange, MessageBody, MessageId, Role, RoomId, RoomKind, RoomName, Seq,
+    SessionId, UserId, Username, Visibility,
 };
 use chrono::{DateTime, Utc};
 
@@ -40,6 +41,10 @@ pub struct Room {
     pub created_at: DateTime<Utc>,
     /// The seq of the newest message; [`Seq::ZERO`] while the room is empty.
     pub last_seq: Seq,
+    /// Listed and open to all, or seen by its members only. Direct
+    /// conversations are private.
+    pub visibility: Visibility,
+    pub topic: Option<String>,
 }
 
 /// A room a user belongs to, with that user's reading position.
@@ -49,6 +54,107 @@ pub struct Membership {
     pub joined_at: DateTime<Utc>,
     /// The newest seq the user has read.
     pub last_read: Seq,
+    pub role: Role,
+    /// While in the future, the member may read but not post.
+    pub muted_until: Option<DateTime<Utc>>,
+}
+
+/// A room and where one user stands in it, read in one query: everything
+/// a decision about that user and that room needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomAccess {
+    pub room: Room,
+    /// The user's membership, when they are a member.
+    pub membership: Option<Membership>,
+    /// `Some(until)` while a ban holds (`until` is `None` for good).
+    pub banned: Option<Option<DateTime<Utc>>>,
+}
+
+/// What the session check of a history page reads about the room, in the
+/// same query (see [`crate::Store::user_for_session_reading`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomReading {
+    /// Whether the room exists.
+    pub exists: bool,
+    /// Its newest seq; 0 when it is empty or does not exist.
+    pub last_seq: i64,
+    /// Whether it is a public room open to all (not private, not direct).
+    pub listed: bool,
+    /// Whether the user is a member.
+    pub member: bool,
+    /// Whether a ban of the user holds there.
+    pub banned: bool,
+}
+
+/// A member of a room, as the member list shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: UserId,
+    pub username: Username,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+    pub muted_until: Option<DateTime<Utc>>,
+    pub last_read: Seq,
+}
+
+/// A ban, as the ban list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub username: Username,
+    pub banned_by: Option<Username>,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// `None`: for good.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Who asks for a membership change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A user, whose role in the room decides what they may do.
+    User { id: UserId, username: Username },
+    /// The operator, through the command line: every change is allowed.
+    Operator,
+}
+
+/// A membership change to make; see [`crate::Store::change_membership`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipOp {
+    /// The actor joins a public room.
+    Join,
+    /// The actor leaves.
+    Leave,
+    /// The target is added (to a private room, typically), as `role`.
+    Add { role: Role },
+    /// The target is removed; they may come back to a public room.
+    Kick { reason: Option<String> },
+    /// The target is removed and may not come back until `until`.
+    Ban {
+        reason: Option<String>,
+        until: Option<DateTime<Utc>>,
+    },
+    /// The target's ban is lifted.
+    Unban,
+    /// The target may read but not post until `until`.
+    Mute { until: DateTime<Utc> },
+    /// The target may post again.
+    Unmute,
+    /// The target gets a new role.
+    SetRole(Role),
+}
+
+/// A membership change as it is recorded in the room's sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEvent {
+    pub change: MemberChange,
+    /// Who made it: the member themselves for joins and leaves, `None` for
+    /// the operator.
+    pub by: Option<Username>,
+    /// The member's role after a role change or an addition.
+    pub role: Option<Role>,
+    /// When a mute or a ban ends.
+    pub until: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
 }
 
 /// A message to store.
@@ -79,6 +185,10 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// For a membership change recorded in the room's sequence, what it
+    /// was; its `user_id` and `username` are the member it concerns and
+    /// `content` is `None`. `None` for a message.
+    pub event: Option<MemberEvent>,
 }
 
 /// The outcome of storing one [`NewMessage`].
@@ -89,6 +199,10 @@ pub struct Appended {
     /// The same user had already sent this client id: nothing new was stored.
     pub duplicate: bool,
 }
+
+/// What became of one [`NewMessage`] of a batch: stored, or refused because
+/// its author may not post in its room (not a member, or muted).
+pub type AppendResult = Result<Appended, chat_domain::Refusal>;
 
 /// Where a history page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -272,6 +272,7 @@ mod tests {
             created_at: Utc::now(),
             edited_at: None,
             deleted_at: None,
+            event: None,
         }
     }
 

@@ -1,15 +1,18 @@
-use chat_domain::{RoomId, RoomKind, RoomName, Seq, UserId};
+use chat_domain::{Role, RoomId, RoomKind, RoomName, Seq, UserId, Visibility};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::model::{Membership, Room, User};
-use crate::rows::{RoomRow, now, seq, utc};
+use crate::rows::{RoomRow, now, role, seq, utc};
 use crate::schema::{room_members, rooms};
 use crate::{StorageError, Store};
 
 /// What identifies a room: fixed when the room is created and never changed
-/// afterwards (rooms are neither renamed nor deleted), so it can be kept in
-/// memory. [`Store::room_key`] does.
+/// afterwards (rooms are not renamed), so it can be kept in memory.
+/// [`Store::room_key`] does. A deleted room's key is forgotten by the
+/// store that deleted it; another process's store may still hold it, and
+/// then finds the room gone on its next database read (see
+/// [`Store::forget_room`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomKey {
     pub id: RoomId,
@@ -44,6 +47,14 @@ impl RoomKeys {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         by_name.get(name).cloned()
+    }
+
+    fn remove(&self, name: &str) {
+        let mut by_name = self
+            .by_name
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        by_name.retain(|known, _| known.as_str() != name);
     }
 
     fn insert(&self, key: RoomKey) {
@@ -84,7 +95,14 @@ impl Store {
         self.inner.room_keys.get(name)
     }
 
-    /// Creates a public room; its creator becomes its first member.
+    /// Forgets what this store keeps in memory of the room named `name`
+    /// (it was deleted, here or by another process).
+    pub fn forget_room(&self, name: &str) {
+        self.inner.room_keys.remove(name);
+    }
+
+    /// Creates a room of `visibility` with an optional topic; its creator
+    /// becomes its first member and its owner.
     ///
     /// Fails with [`StorageError::Conflict`] when the name is taken and with
     /// [`StorageError::NotFound`] when the creator does not exist.
@@ -92,6 +110,8 @@ impl Store {
         &self,
         name: &RoomName,
         created_by: UserId,
+        visibility: Visibility,
+        topic: Option<&str>,
     ) -> Result<Room, StorageError> {
         if name.kind() != RoomKind::Public {
             return Err(StorageError::Conflict(
@@ -106,6 +126,8 @@ impl Store {
                     rooms::kind.eq(RoomKind::Public.as_str()),
                     rooms::created_by.eq(created_by.get()),
                     rooms::created_at.eq(created_at),
+                    rooms::visibility.eq(visibility.as_str()),
+                    rooms::topic.eq(topic),
                 ))
                 .returning(RoomRow::as_returning())
                 .get_result(conn)
@@ -116,6 +138,7 @@ impl Store {
                     room_members::room_id.eq(row.id),
                     room_members::user_id.eq(created_by.get()),
                     room_members::joined_at.eq(created_at),
+                    room_members::role.eq(Role::Owner.as_str()),
                 ))
                 .execute(conn)
                 .await?;
@@ -150,11 +173,12 @@ impl Store {
         row.map(Room::try_from).transpose()
     }
 
-    /// Every public room, ordered by name.
+    /// Every listed room (public, not private), ordered by name.
     pub async fn public_rooms(&self) -> Result<Vec<Room>, StorageError> {
         let rows: Vec<RoomRow> = with_conn!(self, |conn| {
             rooms::table
                 .filter(rooms::kind.eq(RoomKind::Public.as_str()))
+                .filter(rooms::visibility.eq(Visibility::Public.as_str()))
                 .order(rooms::name.asc())
                 .select(RoomRow::as_select())
                 .load(conn)
@@ -177,6 +201,7 @@ impl Store {
                     rooms::kind.eq(RoomKind::Direct.as_str()),
                     rooms::created_by.eq(a.id.get()),
                     rooms::created_at.eq(created_at),
+                    rooms::visibility.eq(Visibility::Private.as_str()),
                 ))
                 .on_conflict(rooms::name)
                 .do_nothing()
@@ -206,7 +231,14 @@ impl Store {
     /// The rooms `user` belongs to, ordered by name, with their reading
     /// positions.
     pub async fn rooms_for(&self, user: UserId) -> Result<Vec<Membership>, StorageError> {
-        let rows: Vec<(RoomRow, chrono::NaiveDateTime, i64)> = with_conn!(self, |conn| {
+        type Row = (
+            RoomRow,
+            chrono::NaiveDateTime,
+            i64,
+            String,
+            Option<chrono::NaiveDateTime>,
+        );
+        let rows: Vec<Row> = with_conn!(self, |conn| {
             room_members::table
                 .inner_join(rooms::table)
                 .filter(room_members::user_id.eq(user.get()))
@@ -215,52 +247,23 @@ impl Store {
                     RoomRow::as_select(),
                     room_members::joined_at,
                     room_members::last_read_seq,
+                    room_members::role,
+                    room_members::muted_until,
                 ))
                 .load(conn)
                 .await?
         });
         rows.into_iter()
-            .map(|(room, joined_at, last_read)| {
+            .map(|(room, joined_at, last_read, member_role, muted_until)| {
                 Ok(Membership {
                     room: Room::try_from(room)?,
                     joined_at: utc(joined_at),
                     last_read: seq(last_read, "room_members.last_read_seq")?,
+                    role: role(&member_role)?,
+                    muted_until: muted_until.map(utc),
                 })
             })
             .collect()
-    }
-
-    /// Makes `user` a member of `room`; joining twice is not an error.
-    /// Fails with [`StorageError::NotFound`] when either does not exist.
-    pub async fn join(&self, room: RoomId, user: UserId) -> Result<(), StorageError> {
-        let joined_at = now();
-        with_conn!(self, |conn| {
-            diesel::insert_into(room_members::table)
-                .values((
-                    room_members::room_id.eq(room.get()),
-                    room_members::user_id.eq(user.get()),
-                    room_members::joined_at.eq(joined_at),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// Removes `user` from `room`; leaving a room one is not in is not an
-    /// error.
-    pub async fn leave(&self, room: RoomId, user: UserId) -> Result<(), StorageError> {
-        with_conn!(self, |conn| {
-            diesel::delete(
-                room_members::table
-                    .filter(room_members::room_id.eq(room.get()))
-                    .filter(room_members::user_id.eq(user.get())),
-            )
-            .execute(conn)
-            .await?;
-        });
-        Ok(())
     }
 
     /// Whether `user` is a member of `room`.

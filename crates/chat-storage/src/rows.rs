@@ -1,7 +1,9 @@
 //! Rows as diesel reads and writes them, and their conversion to the
 //! domain types of [`crate::model`]. Nothing here leaves the crate.
 
-use chat_domain::{ClientId, RoomId, RoomKind, RoomName, Seq, UserId, Username};
+use chat_domain::{
+    ClientId, MemberChange, Role, RoomId, RoomKind, RoomName, Seq, UserId, Username, Visibility,
+};
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 
@@ -25,6 +27,21 @@ pub(crate) fn seq(value: i64, what: &str) -> Result<Seq, StorageError> {
 
 pub(crate) fn username(value: String) -> Result<Username, StorageError> {
     Username::parse(value).map_err(|error| StorageError::Corrupt(format!("username: {error}")))
+}
+
+pub(crate) fn visibility(value: &str) -> Result<Visibility, StorageError> {
+    Visibility::from_str_opt(value)
+        .ok_or_else(|| StorageError::Corrupt(format!("unknown visibility {value:?}")))
+}
+
+pub(crate) fn role(value: &str) -> Result<Role, StorageError> {
+    Role::from_str_opt(value)
+        .ok_or_else(|| StorageError::Corrupt(format!("unknown role {value:?}")))
+}
+
+pub(crate) fn member_change(value: &str) -> Result<MemberChange, StorageError> {
+    MemberChange::from_str_opt(value)
+        .ok_or_else(|| StorageError::Corrupt(format!("unknown membership change {value:?}")))
 }
 
 pub(crate) fn client_id(value: Option<String>) -> Result<Option<ClientId>, StorageError> {
@@ -65,6 +82,8 @@ pub(crate) struct RoomRow {
     pub(crate) created_by: Option<i64>,
     pub(crate) created_at: NaiveDateTime,
     pub(crate) last_seq: i64,
+    pub(crate) visibility: String,
+    pub(crate) topic: Option<String>,
 }
 
 impl TryFrom<RoomRow> for Room {
@@ -91,6 +110,8 @@ impl TryFrom<RoomRow> for Room {
             created_by: row.created_by.map(UserId),
             created_at: utc(row.created_at),
             last_seq: seq(row.last_seq, "rooms.last_seq")?,
+            visibility: visibility(&row.visibility)?,
+            topic: row.topic,
         })
     }
 }
@@ -109,6 +130,9 @@ pub(crate) struct MessageRow {
     pub(crate) created_at: NaiveDateTime,
     pub(crate) edited_at: Option<NaiveDateTime>,
     pub(crate) deleted_at: Option<NaiveDateTime>,
+    pub(crate) event: Option<String>,
+    pub(crate) event_role: Option<String>,
+    pub(crate) event_until: Option<NaiveDateTime>,
 }
 
 /// The columns of a [`MessageRow`], for `.select(..)` on `messages` joined
@@ -125,6 +149,9 @@ pub(crate) type MessageColumns = (
     messages::created_at,
     messages::edited_at,
     messages::deleted_at,
+    messages::event,
+    messages::event_role,
+    messages::event_until,
 );
 
 pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
@@ -139,6 +166,9 @@ pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
     messages::created_at,
     messages::edited_at,
     messages::deleted_at,
+    messages::event,
+    messages::event_role,
+    messages::event_until,
 );
 
 /// A message as inserted, by [`crate::insert_messages::InsertMessages`].

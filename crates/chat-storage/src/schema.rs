@@ -26,6 +26,9 @@ diesel::table! {
         created_at -> Timestamp,
         edited_at -> Nullable<Timestamp>,
         deleted_at -> Nullable<Timestamp>,
+        event -> Nullable<Text>,
+        event_role -> Nullable<Text>,
+        event_until -> Nullable<Timestamp>,
     }
 }
 
@@ -39,11 +42,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    room_bans (room_id, user_id) {
+        room_id -> Int8,
+        user_id -> Int8,
+        banned_by -> Nullable<Int8>,
+        reason -> Text,
+        key_id -> Text,
+        created_at -> Timestamp,
+        until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     room_members (room_id, user_id) {
         room_id -> Int8,
         user_id -> Int8,
         joined_at -> Timestamp,
         last_read_seq -> Int8,
+        role -> Text,
+        muted_until -> Nullable<Timestamp>,
     }
 }
 
@@ -55,6 +72,8 @@ diesel::table! {
         created_by -> Nullable<Int8>,
         created_at -> Timestamp,
         last_seq -> Int8,
+        visibility -> Text,
+        topic -> Nullable<Text>,
     }
 }
 
@@ -71,6 +90,7 @@ diesel::joinable!(auth_sessions -> users (user_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (session_id));
+diesel::joinable!(room_bans -> rooms (room_id));
 diesel::joinable!(room_members -> rooms (room_id));
 diesel::joinable!(room_members -> users (user_id));
 diesel::joinable!(rooms -> users (created_by));
@@ -79,6 +99,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_sessions,
     messages,
     refresh_tokens,
+    room_bans,
     room_members,
     rooms,
     users,

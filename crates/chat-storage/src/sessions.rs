@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use diesel::result::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::model::{Refresh, User};
+use crate::model::{Refresh, RoomReading, User};
 use crate::rows::{UserRow, now};
 use crate::schema::{auth_sessions, refresh_tokens, rooms, users};
 use crate::store::SqliteConn;
@@ -158,19 +158,31 @@ impl Store {
     }
 
     /// [`Store::user_for_session`], reading in the same query the newest seq
-    /// of `room` (0 when it has no messages, or does not exist), for
-    /// [`Store::newest_as_of`]: a newest history page then costs one round
-    /// trip with the session check instead of two.
+    /// of `room` (0 when it has no messages, or does not exist) and whether
+    /// the user may read it, for [`Store::newest_as_of`]: a newest history
+    /// page then costs one round trip with the session check instead of
+    /// two.
     pub async fn user_for_session_reading(
         &self,
         username: &Username,
         session: SessionId,
         room: RoomId,
-    ) -> Result<Option<(User, i64)>, StorageError> {
+    ) -> Result<Option<(User, RoomReading)>, StorageError> {
+        use diesel::dsl::sql;
+        use diesel::sql_types::{BigInt, Bool, Timestamp};
+
         let normalized = username.normalized();
         let id = session.to_string();
         let at = now();
-        let row: Option<(UserRow, Option<i64>)> = with_conn!(self, |conn| {
+        type Row = (
+            UserRow,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            bool,
+            bool,
+        );
+        let row: Option<Row> = with_conn!(self, |conn| {
             open_session(&id, &normalized, at)
                 .select((
                     UserRow::as_select(),
@@ -178,13 +190,45 @@ impl Store {
                         .find(room.get())
                         .select(rooms::last_seq)
                         .single_value(),
+                    rooms::table
+                        .find(room.get())
+                        .select(rooms::kind)
+                        .single_value(),
+                    rooms::table
+                        .find(room.get())
+                        .select(rooms::visibility)
+                        .single_value(),
+                    // Correlated with the signed-in user: one primary-key
+                    // probe each.
+                    sql::<Bool>("EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = ")
+                        .bind::<BigInt, _>(room.get())
+                        .sql(" AND m.user_id = users.id)"),
+                    sql::<Bool>("EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = ")
+                        .bind::<BigInt, _>(room.get())
+                        .sql(" AND b.user_id = users.id AND (b.until IS NULL OR b.until > ")
+                        .bind::<Timestamp, _>(at)
+                        .sql("))"),
                 ))
                 .first(conn)
                 .await
                 .optional()?
         });
-        row.map(|(user, last_seq)| Ok((User::try_from(user)?, last_seq.unwrap_or(0))))
-            .transpose()
+        row.map(|(user, last_seq, kind, visibility, member, banned)| {
+            let exists = kind.is_some();
+            let listed = kind.as_deref() == Some(chat_domain::RoomKind::Public.as_str())
+                && visibility.as_deref() == Some(chat_domain::Visibility::Public.as_str());
+            Ok((
+                User::try_from(user)?,
+                RoomReading {
+                    exists,
+                    last_seq: last_seq.unwrap_or(0),
+                    listed,
+                    member,
+                    banned,
+                },
+            ))
+        })
+        .transpose()
     }
 
     /// Exchanges the refresh token whose digest is `presented` for the one

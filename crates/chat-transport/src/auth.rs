@@ -8,7 +8,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use chat_domain::{RoomId, SessionId, Username};
-use chat_storage::User;
+use chat_storage::{RoomReading, User};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -60,13 +60,14 @@ pub(crate) async fn authenticate(
 }
 
 /// [`authenticate`], reading in the same query the newest seq of `room`
-/// when there is one and the token names a session (tokens of the original
-/// backend have none: then the seq is not read).
+/// and whether the user may read it, when there is a room and the token
+/// names a session (tokens of the original backend have none: then nothing
+/// of the room is read).
 pub(crate) async fn authenticate_reading(
     state: &AppState,
     token: Option<String>,
     room: Option<RoomId>,
-) -> Result<(Principal, Option<i64>), ApiError> {
+) -> Result<(Principal, Option<RoomReading>), ApiError> {
     let token = token.ok_or_else(ApiError::bad_token)?;
     let claims = state.tokens.verify(&token)?;
     let username = Username::parse(claims.sub).map_err(|_| ApiError::bad_token())?;
@@ -75,9 +76,7 @@ pub(crate) async fn authenticate_reading(
             .store
             .user_for_session_reading(&username, session, room)
             .await?
-            .map_or((None, None), |(user, last_seq)| {
-                (Some(user), Some(last_seq))
-            }),
+            .map_or((None, None), |(user, reading)| (Some(user), Some(reading))),
         (Some(session), None) => (
             state.store.user_for_session(&username, session).await?,
             None,

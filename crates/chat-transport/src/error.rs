@@ -70,7 +70,30 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StorageError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
             StorageError::Unavailable(_) => ApiError::Unavailable,
+            StorageError::Refused(refusal) => ApiError::from(refusal),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<chat_domain::Refusal> for ApiError {
+    /// A refusal by the room's rules. A room the caller may not see is 404
+    /// with the same words as a room that does not exist (the routes say
+    /// which room); see [`crate::access`].
+    fn from(refusal: chat_domain::Refusal) -> Self {
+        use chat_domain::Refusal;
+        match refusal {
+            Refusal::RoomNotFound => ApiError::NotFound("room not found".to_owned()),
+            Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
+            Refusal::Banned { until: Some(until) } => ApiError::Forbidden(format!(
+                "you are banned from this room until {}",
+                chat_protocol::timestamp::format(&until)
+            )),
+            Refusal::Muted { until } => ApiError::Forbidden(format!(
+                "you are muted in this room until {}",
+                chat_protocol::timestamp::format(&until)
+            )),
+            other => ApiError::Forbidden(other.to_string()),
         }
     }
 }

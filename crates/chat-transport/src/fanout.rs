@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use chat_domain::{RoomId, Seq, SessionId, UserId};
 use futures_util::future::BoxFuture;
 
-use crate::hub::{Audience, Frame, Hub, Outbound};
+use crate::hub::{Audience, Frame, Hub, MemberItem, Notice, Outbound};
 
 /// Something that happened in a room, already serialized.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct RoomEvent {
     pub frame: Frame,
     /// Who receives it.
     pub audience: Audience,
+    /// For a stored membership change, whom it concerns.
+    pub member: Option<MemberItem>,
 }
 
 /// Whether the fan-out reaches every node.
@@ -42,6 +44,12 @@ pub enum FanoutStatus {
 pub trait Fanout: Send + Sync + Debug + 'static {
     /// Publishes an event; never waits.
     fn publish(&self, event: RoomEvent);
+
+    /// Applies a membership change to the connections of every node
+    /// (subscribing a new member's sockets, or dropping a deleted room);
+    /// never waits. It is stored already: a node that misses it finds the
+    /// member's change in the room's sequence, or the room gone.
+    fn membership(&self, notice: Notice);
 
     /// Closes every connection of `user`'s auth session `session`, on every
     /// node (1008, "session ended"); never waits. The session is already
@@ -81,6 +89,7 @@ impl RoomEvent {
                 room: self.room,
                 seq,
                 frame: self.frame,
+                member: self.member,
             },
             None => Outbound::Frame(self.frame),
         };
@@ -91,6 +100,10 @@ impl RoomEvent {
 impl Fanout for LocalFanout {
     fn publish(&self, event: RoomEvent) {
         event.deliver_to(&self.hub);
+    }
+
+    fn membership(&self, notice: Notice) {
+        self.hub.apply(&notice);
     }
 
     fn end_session(&self, user: UserId, session: SessionId) {

@@ -3,9 +3,9 @@
 
 use bytestring::ByteString;
 use chat_domain::ClientId;
-use chat_protocol::rest::{HistoryItem, RoomMessage};
+use chat_protocol::rest::{HistoryItem, MemberEventBody, RoomMessage};
 use chat_protocol::ws::{ErrorCode, ServerFrame};
-use chat_storage::Message;
+use chat_storage::{MemberEvent, Message};
 
 /// What a client is shown for a stored message that cannot be decrypted
 /// (its key is no longer configured). The row is logged by the storage.
@@ -24,6 +24,43 @@ pub(crate) fn message(room: &str, message: &Message) -> ServerFrame {
         room: room.to_owned(),
         seq: message.seq.get(),
         client_id: message.client_id.as_ref().map(|id| id.as_str().to_owned()),
+    }
+}
+
+/// The `member` frame for a stored membership change.
+pub(crate) fn member(room: &str, stored: &Message) -> ServerFrame {
+    let body = stored.event.as_ref().map(event_body);
+    let (change, by, role, until, reason) = match body {
+        Some(body) => (body.change, body.by, body.role, body.until, body.reason),
+        // Not a membership change: never called so, but a frame is a frame.
+        None => (
+            chat_protocol::rest::MemberChangeBody::Joined,
+            None,
+            None,
+            None,
+            None,
+        ),
+    };
+    ServerFrame::Member {
+        room: room.to_owned(),
+        seq: stored.seq.get(),
+        username: stored.username.as_str().to_owned(),
+        change,
+        by,
+        role,
+        until,
+        reason,
+        timestamp: stored.created_at,
+    }
+}
+
+fn event_body(event: &MemberEvent) -> MemberEventBody {
+    MemberEventBody {
+        change: event.change.into(),
+        by: event.by.as_ref().map(|name| name.as_str().to_owned()),
+        role: event.role.map(Into::into),
+        until: event.until,
+        reason: event.reason.clone(),
     }
 }
 
@@ -51,6 +88,22 @@ pub(crate) fn error(
         message: message.into(),
         client_id,
         room,
+        until: None,
+    }
+}
+
+/// The `error` frame for a refusal by a room's rules.
+pub(crate) fn refusal(
+    refusal: &chat_domain::Refusal,
+    room: &str,
+    client_id: Option<String>,
+) -> ServerFrame {
+    ServerFrame::Error {
+        code: ErrorCode::from(refusal),
+        message: crate::access::describe(room, refusal),
+        client_id,
+        room: Some(room.to_owned()),
+        until: crate::access::until_of(refusal),
     }
 }
 
@@ -89,5 +142,6 @@ pub(crate) fn room_message(room: &str, message: Message) -> RoomMessage {
         content: message.content,
         client_id: message.client_id.map(ClientId::into_string),
         created_at: message.created_at,
+        event: message.event.as_ref().map(event_body),
     }
 }

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytestring::ByteString;
 use chat_domain::{RoomId, Seq, SessionId, UserId, Username};
+use chat_protocol::ws::LeftReason;
+use chat_storage::RoomKey;
 use tokio::sync::Notify;
 
 /// A serialized frame, shared by every socket it goes to.
@@ -26,15 +28,17 @@ pub struct ConnId(u64);
 pub enum Outbound {
     /// A frame to send as it is.
     Frame(Frame),
-    /// A stored message of a room, which the session delivers in seq order
-    /// and exactly once.
+    /// A stored message or membership change of a room, which the session
+    /// delivers in seq order and exactly once.
     RoomMessage {
         /// The room.
         room: RoomId,
         /// Its position in the room.
         seq: Seq,
-        /// The serialized `message` frame.
+        /// The serialized `message` or `member` frame.
         frame: Frame,
+        /// For a membership change, whom it concerns; `None` for a message.
+        member: Option<MemberItem>,
     },
     /// Where a room's messages stand: the session reads any it has not
     /// delivered yet. Sent after the fan-out missed events for a while.
@@ -43,6 +47,52 @@ pub enum Outbound {
         room: RoomId,
         /// Its newest seq.
         seq: Seq,
+    },
+    /// The hub subscribed the connection to a room on its user's behalf
+    /// (they were added to it, joined it elsewhere, or a direct
+    /// conversation was opened): delivery starts after `from`.
+    Subscribed {
+        /// The room.
+        room: Box<RoomKey>,
+        /// The last seq before delivery starts.
+        from: Seq,
+    },
+    /// The connection no longer receives the room (it was deleted).
+    Removed {
+        /// The room.
+        room: RoomId,
+        /// Why.
+        reason: LeftReason,
+    },
+}
+
+/// Whom a stored membership change concerns, carried beside its frame so
+/// that the session need not parse the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberItem {
+    /// The member.
+    pub user: UserId,
+    /// Set when the change removed them from the room.
+    pub removal: Option<LeftReason>,
+}
+
+/// A membership change every node applies to its own connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `user` is now a member of `room`: their extended connections are
+    /// subscribed, receiving what comes after `from`.
+    Added {
+        /// The user.
+        user: UserId,
+        /// The room.
+        room: RoomKey,
+        /// The last seq before their delivery starts.
+        from: Seq,
+    },
+    /// The room was deleted: every connection stops receiving it.
+    Deleted {
+        /// The room.
+        room: RoomId,
     },
 }
 
@@ -450,6 +500,68 @@ impl Hub {
             registry.rooms.remove(&room);
         }
         change
+    }
+
+    /// Unsubscribes one connection from a room (it applied its removal).
+    pub fn unsubscribe(&self, room: RoomId, conn: &Connection) -> PresenceChange {
+        let mut registry = self.lock();
+        if let Some((_, rooms)) = registry.connections.get_mut(&conn.id) {
+            rooms.remove(&room);
+        }
+        let change = registry
+            .rooms
+            .get_mut(&room)
+            .map_or(PresenceChange::Unchanged, |entry| {
+                entry.remove(conn.id, conn.user_id)
+            });
+        if registry
+            .rooms
+            .get(&room)
+            .is_some_and(|entry| entry.subscribers.is_empty())
+        {
+            registry.rooms.remove(&room);
+        }
+        change
+    }
+
+    /// Applies a membership change to this node's connections; returns the
+    /// connections it subscribed.
+    pub fn apply(&self, notice: &Notice) -> Vec<Arc<Connection>> {
+        match notice {
+            Notice::Added { user, room, from } => {
+                let mut added = Vec::new();
+                for conn in self.connections_of(*user) {
+                    if !conn.is_extended() || self.is_subscribed(room.id, conn.id) {
+                        continue;
+                    }
+                    // The starting point goes first, so the session delivers
+                    // everything after it and nothing before.
+                    conn.push(Outbound::Subscribed {
+                        room: Box::new(room.clone()),
+                        from: *from,
+                    });
+                    self.subscribe(room.id, &conn);
+                    added.push(conn);
+                }
+                added
+            }
+            Notice::Deleted { room } => {
+                let mut registry = self.lock();
+                let Some(entry) = registry.rooms.remove(room) else {
+                    return Vec::new();
+                };
+                for conn in entry.subscribers.iter() {
+                    if let Some((_, rooms)) = registry.connections.get_mut(&conn.id) {
+                        rooms.remove(room);
+                    }
+                    conn.push(Outbound::Removed {
+                        room: *room,
+                        reason: LeftReason::RoomDeleted,
+                    });
+                }
+                Vec::new()
+            }
+        }
     }
 
     /// Whether a connection receives a room's events.

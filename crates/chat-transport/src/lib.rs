@@ -9,6 +9,7 @@
 //! This is the only crate that knows HTTP. It must not know SQL (that is
 //! the storage's) nor how settings are read (that is the binary's).
 
+mod access;
 mod auth;
 mod config;
 mod error;
@@ -16,6 +17,7 @@ mod fanout;
 mod frames;
 mod hub;
 mod limits;
+mod membership;
 mod openapi;
 mod presence;
 mod redis_fanout;

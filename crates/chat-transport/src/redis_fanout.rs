@@ -33,8 +33,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytestring::ByteString;
-use chat_domain::{RoomId, Seq, SessionId, UserId};
-use chat_storage::Store;
+use chat_domain::{RoomId, RoomKind, RoomName, Seq, SessionId, UserId};
+use chat_protocol::ws::LeftReason;
+use chat_storage::{RoomKey, Store};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
@@ -43,7 +44,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::fanout::{Fanout, FanoutStatus, RoomEvent};
-use crate::hub::{Audience, Hub, Outbound};
+use crate::hub::{Audience, Hub, MemberItem, Notice, Outbound};
 
 /// How often a node refreshes its presence.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -154,6 +155,12 @@ impl Fanout for RedisFanout {
         let _ = self.inner.outgoing.send(payload);
     }
 
+    fn membership(&self, notice: Notice) {
+        let payload = encode_notice(&self.inner.node, &notice);
+        self.inner.hub.apply(&notice);
+        let _ = self.inner.outgoing.send(payload);
+    }
+
     fn end_session(&self, user: UserId, session: SessionId) {
         self.inner.hub.end_session(user, session);
         let _ = self
@@ -200,7 +207,9 @@ impl Fanout for RedisFanout {
     }
 }
 
-/// `node \t room \t seq|- \t audience \n frame`
+/// `node \t room \t seq|- \t audience \t member \n frame`, where
+/// `member` is `-` for a message, or `m<user id>` with `:<reason>` when the
+/// change removed them.
 fn encode(node: &str, event: &RoomEvent) -> Vec<u8> {
     let seq = event
         .seq
@@ -211,7 +220,22 @@ fn encode(node: &str, event: &RoomEvent) -> Vec<u8> {
         Audience::Extended => "x".to_owned(),
         Audience::ExtendedExcept(user) => format!("x{}", user.get()),
     };
-    let mut payload = format!("{node}\t{}\t{seq}\t{audience}\n", event.room.get()).into_bytes();
+    let member = match event.member {
+        None => "-".to_owned(),
+        Some(MemberItem {
+            user,
+            removal: None,
+        }) => format!("m{}", user.get()),
+        Some(MemberItem {
+            user,
+            removal: Some(reason),
+        }) => format!("m{}:{}", user.get(), reason.as_str()),
+    };
+    let mut payload = format!(
+        "{node}\t{}\t{seq}\t{audience}\t{member}\n",
+        event.room.get()
+    )
+    .into_bytes();
     payload.extend_from_slice(event.frame.as_bytes());
     payload
 }
@@ -225,6 +249,48 @@ fn encode_session_end(node: &str, user: UserId, session: SessionId) -> Vec<u8> {
 /// The second field of a session's end.
 const SESSION_ENDED: &str = "session";
 
+/// The second field of a membership notice.
+const MEMBERSHIP: &str = "membership";
+
+/// `node \t membership \t added \t user \t room \t from \t kind \t name \n`
+/// or `node \t membership \t deleted \t room \n`.
+fn encode_notice(node: &str, notice: &Notice) -> Vec<u8> {
+    match notice {
+        Notice::Added { user, room, from } => format!(
+            "{node}\t{MEMBERSHIP}\tadded\t{}\t{}\t{}\t{}\t{}\n",
+            user.get(),
+            room.id.get(),
+            from.get(),
+            room.kind.as_str(),
+            room.name
+        ),
+        Notice::Deleted { room } => format!("{node}\t{MEMBERSHIP}\tdeleted\t{}\n", room.get()),
+    }
+    .into_bytes()
+}
+
+fn decode_notice<'a>(mut fields: impl Iterator<Item = &'a str>) -> Option<Notice> {
+    let notice = match fields.next()? {
+        "added" => {
+            let user = UserId(fields.next()?.parse().ok()?);
+            let id = RoomId(fields.next()?.parse().ok()?);
+            let from = Seq::new(fields.next()?.parse().ok()?).ok()?;
+            let kind = RoomKind::from_str_opt(fields.next()?)?;
+            let name = RoomName::parse(fields.next()?).ok()?;
+            Notice::Added {
+                user,
+                room: RoomKey { id, name, kind },
+                from,
+            }
+        }
+        "deleted" => Notice::Deleted {
+            room: RoomId(fields.next()?.parse().ok()?),
+        },
+        _ => return None,
+    };
+    fields.next().is_none().then_some(notice)
+}
+
 /// What one payload on the channel carries.
 #[derive(Debug)]
 enum Event {
@@ -232,6 +298,8 @@ enum Event {
     Room(RoomEvent),
     /// An auth session ended: close its sockets.
     SessionEnded { user: UserId, session: SessionId },
+    /// A membership change to apply to this node's sockets.
+    Membership(Notice),
 }
 
 /// The sending node and the event, or `None` for a payload that is not ours.
@@ -249,6 +317,12 @@ fn decode(payload: &[u8]) -> Option<(String, Event)> {
             return None;
         }
         return Some((node, Event::SessionEnded { user, session }));
+    }
+    if room == MEMBERSHIP {
+        if !frame.is_empty() {
+            return None;
+        }
+        return Some((node, Event::Membership(decode_notice(fields)?)));
     }
     let room = RoomId(room.parse().ok()?);
     let seq = match fields.next()? {
@@ -268,6 +342,21 @@ fn decode(payload: &[u8]) -> Option<(String, Event)> {
         ("x", rest) => except(rest)?.map_or(Audience::Extended, Audience::ExtendedExcept),
         _ => return None,
     };
+    // A node of the previous release sends no member field.
+    let member = match fields.next() {
+        None | Some("-") => None,
+        Some(value) => {
+            let value = value.strip_prefix('m')?;
+            let (user, removal) = match value.split_once(':') {
+                Some((user, reason)) => (user, Some(LeftReason::from_str_opt(reason)?)),
+                None => (value, None),
+            };
+            Some(MemberItem {
+                user: UserId(user.parse().ok()?),
+                removal,
+            })
+        }
+    };
     Some((
         node,
         Event::Room(RoomEvent {
@@ -275,6 +364,7 @@ fn decode(payload: &[u8]) -> Option<(String, Event)> {
             seq,
             frame: ByteString::from(frame.to_owned()),
             audience,
+            member,
         }),
     ))
 }
@@ -365,6 +455,9 @@ async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken
                         }
                         Some((_, Event::SessionEnded { user, session })) => {
                             inner.hub.end_session(user, session);
+                        }
+                        Some((_, Event::Membership(notice))) => {
+                            inner.hub.apply(&notice);
                         }
                         None => tracing::warn!("ignored a malformed event from Redis"),
                     }
@@ -506,6 +599,10 @@ mod tests {
             seq: Some(Seq::new(42).expect("valid")),
             frame: ByteString::from_static("{\"type\":\"message\",\"content\":\"a\\nb\"}"),
             audience: Audience::EveryoneExcept(UserId(3)),
+            member: Some(MemberItem {
+                user: UserId(5),
+                removal: Some(LeftReason::Kicked),
+            }),
         };
         let (node, decoded) = decode(&encode("n1", &event)).expect("decodes");
         assert_eq!(node, "n1");
@@ -516,10 +613,12 @@ mod tests {
         assert_eq!(decoded.seq, event.seq);
         assert_eq!(decoded.frame, event.frame);
         assert_eq!(decoded.audience, event.audience);
+        assert_eq!(decoded.member, event.member);
 
         let ephemeral = RoomEvent {
             seq: None,
             audience: Audience::Extended,
+            member: None,
             ..event
         };
         let (_, decoded) = decode(&encode("n2", &ephemeral)).expect("decodes");
@@ -528,6 +627,29 @@ mod tests {
         };
         assert_eq!(decoded.seq, None);
         assert_eq!(decoded.audience, Audience::Extended);
+        assert_eq!(decoded.member, None);
+    }
+
+    #[test]
+    fn membership_notices_survive_the_trip_through_redis() {
+        let added = Notice::Added {
+            user: UserId(4),
+            room: RoomKey {
+                id: RoomId(9),
+                name: RoomName::parse("dm:alice:bob").expect("valid"),
+                kind: RoomKind::Direct,
+            },
+            from: Seq::new(17).expect("valid"),
+        };
+        let deleted = Notice::Deleted { room: RoomId(9) };
+        for notice in [added, deleted] {
+            let (node, decoded) = decode(&encode_notice("n4", &notice)).expect("decodes");
+            assert_eq!(node, "n4");
+            let Event::Membership(decoded) = decoded else {
+                panic!("expected a membership notice, got {decoded:?}");
+            };
+            assert_eq!(decoded, notice);
+        }
     }
 
     #[test]
@@ -556,6 +678,9 @@ mod tests {
             b"n\tsession\t1\tnot-a-session-id\n",
             b"n\tsession\tx\t0123456789abcdef0123456789abcdef\n",
             b"n\tsession\t1\n",
+            b"n\t1\t-\te\tx5\n{}",
+            b"n\tmembership\tadded\t1\t2\n",
+            b"n\tmembership\tdeleted\tx\n",
         ] {
             assert!(decode(payload).is_none(), "{payload:?}");
         }

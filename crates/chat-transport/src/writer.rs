@@ -155,6 +155,19 @@ async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest
         Ok(appended) => {
             for (reply, stored) in replies.into_iter().zip(appended) {
                 let room = reply.room.as_str();
+                let stored = match stored {
+                    Ok(stored) => stored,
+                    Err(refusal) => {
+                        // Not a member in good standing now: not stored.
+                        let frame = frames::refusal(
+                            &refusal,
+                            room,
+                            reply.client_id.map(ClientId::into_string),
+                        );
+                        reply.sender.push(Outbound::Frame(frames::encode(&frame)));
+                        continue;
+                    }
+                };
                 let ack = frames::encode(&frames::ack(room, &stored.message, stored.duplicate));
                 reply.sender.push(Outbound::Frame(ack));
                 if stored.duplicate {
@@ -166,6 +179,7 @@ async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest
                     seq: Some(stored.message.seq),
                     frame: frames::encode(&frames::message(room, &stored.message)),
                     audience: Audience::Everyone,
+                    member: None,
                 });
             }
         }

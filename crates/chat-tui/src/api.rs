@@ -274,6 +274,8 @@ impl Api {
                 .header("Authorization", bearer)
                 .send_json(CreateRoomRequest {
                     name: room.to_owned(),
+                    visibility: None,
+                    topic: None,
                 });
             read(&url, response, &[201, 200])
         })

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_domain::{DomainError, MessageBody, RoomName};
 use chat_protocol::rest::{RoomBody, RoomKindBody, RoomMessage};
-use chat_protocol::ws::{ClientFrame, ErrorCode, ServerFrame};
+use chat_protocol::ws::{ClientFrame, ErrorCode, LeftReason, ServerFrame};
 use chrono::{DateTime, Utc};
 
 /// How long "x is typing" stays up after the last typing frame.
@@ -484,6 +484,7 @@ impl ChatState {
                 message,
                 client_id,
                 room,
+                ..
             } => self.on_error(code, message, client_id, room),
             ServerFrame::Presence {
                 room,
@@ -525,9 +526,36 @@ impl ChatState {
                 }
             }
             ServerFrame::Joined { room, kind, .. } => self.add_room(&room, kind),
-            ServerFrame::Left { room } => {
+            ServerFrame::Left { room, reason } => {
                 self.remove_room(&room);
-                self.notice(None, format!("you left {room}"));
+                let why = match reason {
+                    Some(LeftReason::Kicked) => format!("you were removed from {room}"),
+                    Some(LeftReason::Banned) => format!("you were banned from {room}"),
+                    Some(LeftReason::RoomDeleted) => format!("{room} was deleted"),
+                    Some(LeftReason::Left) | None => format!("you left {room}"),
+                };
+                self.notice(None, why);
+            }
+            ServerFrame::Member {
+                room,
+                username,
+                change,
+                by,
+                ..
+            } => {
+                if let Some(entry) = self.rooms.get_mut(&room) {
+                    let by = by.map(|by| format!(" by {by}")).unwrap_or_default();
+                    entry.notice(format!("{username}: {change:?}{by}").to_lowercase(), false);
+                }
+            }
+            ServerFrame::Topic { room, topic, by } => {
+                if let Some(entry) = self.rooms.get_mut(&room) {
+                    let text = match topic {
+                        Some(topic) => format!("{by} set the topic: {topic}"),
+                        None => format!("{by} cleared the topic"),
+                    };
+                    entry.notice(text, false);
+                }
             }
             ServerFrame::Pong | ServerFrame::Authenticated { .. } => {}
         }
@@ -634,6 +662,7 @@ mod tests {
                 content: Some(format!("m{seq}")),
                 client_id: None,
                 created_at: at(0),
+                event: None,
             })
             .collect()
     }
@@ -843,6 +872,7 @@ mod tests {
                 message: "you are not a member".to_owned(),
                 client_id: Some(client_id),
                 room: Some("general".to_owned()),
+                until: None,
             },
             Instant::now(),
         );
@@ -872,6 +902,7 @@ mod tests {
                 message: "storage unavailable".to_owned(),
                 client_id: Some(client_id.clone()),
                 room: Some("general".to_owned()),
+                until: None,
             },
             Instant::now(),
         );
@@ -1032,6 +1063,7 @@ mod tests {
         state.apply(
             ServerFrame::Left {
                 room: "lobby".to_owned(),
+                reason: None,
             },
             Instant::now(),
         );

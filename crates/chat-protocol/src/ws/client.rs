@@ -59,12 +59,60 @@ pub enum ClientFrame {
     },
     /// Ask for a `pong`.
     Ping,
+    /// Remove a member from a room (owner or moderator); they may join a
+    /// public room again.
+    Kick {
+        /// The room.
+        room: String,
+        /// The member to remove.
+        username: String,
+        /// Why, shown to the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Remove a user from a room and bar their return (owner or moderator).
+    Ban {
+        /// The room.
+        room: String,
+        /// The user to ban.
+        username: String,
+        /// Why, shown to the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When the ban ends; absent for good.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::timestamp::option"
+        )]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Stop a member from posting until `until` (owner or moderator).
+    Mute {
+        /// The room.
+        room: String,
+        /// The member to mute.
+        username: String,
+        /// When they may post again.
+        #[serde(with = "crate::timestamp")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// Set a room's topic (owner or moderator); an empty one clears it.
+    Topic {
+        /// The room.
+        room: String,
+        /// The new topic.
+        topic: String,
+    },
 }
 
 impl ClientFrame {
     /// The `type` of every client frame.
-    pub const TYPES: [&'static str; 7] = [
-        "message", "join", "leave", "resume", "typing", "who", "ping",
+    pub const TYPES: [&'static str; 11] = [
+        "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
+        "topic",
     ];
 
     /// Parses one text frame, saying precisely what is wrong with a bad one.
@@ -83,6 +131,10 @@ impl ClientFrame {
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Who { .. } => "who",
             ClientFrame::Ping => "ping",
+            ClientFrame::Kick { .. } => "kick",
+            ClientFrame::Ban { .. } => "ban",
+            ClientFrame::Mute { .. } => "mute",
+            ClientFrame::Topic { .. } => "topic",
         }
     }
 }
@@ -127,8 +179,9 @@ pub enum Inbound {
 
 impl Inbound {
     /// The `type` of every frame a client may send.
-    pub const TYPES: [&'static str; 8] = [
-        "message", "join", "leave", "resume", "typing", "who", "ping", "auth",
+    pub const TYPES: [&'static str; 12] = [
+        "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
+        "topic", "auth",
     ];
 
     /// Parses one text frame, as [`ClientFrame::parse`] does, also knowing
@@ -252,6 +305,26 @@ mod tests {
                 room: Some("lobby".to_owned()),
             },
             ClientFrame::Ping,
+            ClientFrame::Kick {
+                room: "lobby".to_owned(),
+                username: "bob".to_owned(),
+                reason: Some("spam".to_owned()),
+            },
+            ClientFrame::Ban {
+                room: "lobby".to_owned(),
+                username: "bob".to_owned(),
+                reason: None,
+                until: Some(crate::timestamp::parse("2030-01-01T00:00:00+00:00").expect("valid")),
+            },
+            ClientFrame::Mute {
+                room: "lobby".to_owned(),
+                username: "bob".to_owned(),
+                until: crate::timestamp::parse("2030-01-01T00:00:00+00:00").expect("valid"),
+            },
+            ClientFrame::Topic {
+                room: "lobby".to_owned(),
+                topic: "plans".to_owned(),
+            },
         ]
     }
 
@@ -300,6 +373,22 @@ mod tests {
             (&samples()[5], r#"{"type":"typing","room":"lobby"}"#),
             (&samples()[7], r#"{"type":"who"}"#),
             (&samples()[9], r#"{"type":"ping"}"#),
+            (
+                &samples()[10],
+                r#"{"type":"kick","room":"lobby","username":"bob","reason":"spam"}"#,
+            ),
+            (
+                &samples()[11],
+                r#"{"type":"ban","room":"lobby","username":"bob","until":"2030-01-01T00:00:00.000000+00:00"}"#,
+            ),
+            (
+                &samples()[12],
+                r#"{"type":"mute","room":"lobby","username":"bob","until":"2030-01-01T00:00:00.000000+00:00"}"#,
+            ),
+            (
+                &samples()[13],
+                r#"{"type":"topic","room":"lobby","topic":"plans"}"#,
+            ),
         ];
         for (frame, json) in golden {
             assert_eq!(to_json(frame), json);

@@ -31,6 +31,14 @@ pub enum ErrorCode {
     RoomNotFound,
     /// The user is not a member of the room (and may not become one).
     NotAMember,
+    /// The user's role in the room does not allow it.
+    Forbidden,
+    /// The user is banned from the room; the error's `until` says until
+    /// when (absent: for good).
+    Banned,
+    /// The user is muted in the room and may not post until the error's
+    /// `until`.
+    Muted,
     /// The user sent too much too fast; the frame was dropped.
     RateLimited,
     /// The token of an `auth` frame is not valid, has expired, or belongs
@@ -44,7 +52,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidFrame,
@@ -54,6 +62,9 @@ impl ErrorCode {
         ErrorCode::InvalidRoom,
         ErrorCode::RoomNotFound,
         ErrorCode::NotAMember,
+        ErrorCode::Forbidden,
+        ErrorCode::Banned,
+        ErrorCode::Muted,
         ErrorCode::RateLimited,
         ErrorCode::InvalidToken,
         ErrorCode::Unavailable,
@@ -72,6 +83,9 @@ impl ErrorCode {
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::RoomNotFound => "room_not_found",
             ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Muted => "muted",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::Unavailable => "unavailable",
@@ -100,8 +114,25 @@ impl From<&DomainError> for ErrorCode {
             | DomainError::UsernameCharacters
             | DomainError::PasswordTooShort { .. }
             | DomainError::PasswordTooLong { .. }
-            | DomainError::NegativeSeq => ErrorCode::InvalidFrame,
+            | DomainError::NegativeSeq
+            | DomainError::TopicTooLong { .. }
+            | DomainError::TopicCharacters
+            | DomainError::ReasonTooLong { .. } => ErrorCode::InvalidFrame,
             DomainError::SessionIdInvalid => ErrorCode::InvalidToken,
+        }
+    }
+}
+
+impl From<&chat_domain::Refusal> for ErrorCode {
+    fn from(refusal: &chat_domain::Refusal) -> ErrorCode {
+        use chat_domain::Refusal;
+        match refusal {
+            Refusal::RoomNotFound => ErrorCode::RoomNotFound,
+            Refusal::NotAMember => ErrorCode::NotAMember,
+            Refusal::Banned { .. } => ErrorCode::Banned,
+            Refusal::Muted { .. } => ErrorCode::Muted,
+            Refusal::Forbidden(_) => ErrorCode::Forbidden,
+            Refusal::Conflict(_) => ErrorCode::InvalidFrame,
         }
     }
 }
@@ -144,6 +175,9 @@ mod tests {
                 "invalid_room",
                 "room_not_found",
                 "not_a_member",
+                "forbidden",
+                "banned",
+                "muted",
                 "rate_limited",
                 "invalid_token",
                 "unavailable",

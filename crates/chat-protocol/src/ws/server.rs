@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::rest::RoomKindBody;
+use crate::rest::{MemberChangeBody, RoleBody, RoomKindBody};
 use crate::ws::ErrorCode;
 
 /// A frame from server to client.
@@ -74,6 +74,58 @@ pub enum ServerFrame {
         /// The room the refused frame named, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        /// For `muted` and `banned`: when it ends (absent for a ban for
+        /// good).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::timestamp::option"
+        )]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+        until: Option<DateTime<Utc>>,
+    },
+    /// A membership change, stored in the room's sequence: sent to the
+    /// room's members (the member it concerns included) and replayed by
+    /// `resume` and history in order. Seed clients never receive it.
+    Member {
+        /// The room.
+        room: String,
+        /// Its position in the room.
+        seq: i64,
+        /// The member it concerns.
+        username: String,
+        /// What happened.
+        change: MemberChangeBody,
+        /// Who did it: the member themselves for `joined` and `left`;
+        /// `null` for the server's operator.
+        by: Option<String>,
+        /// The member's role after a `role` change or an `added`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<RoleBody>,
+        /// When a `muted` or `banned` ends (absent: a ban for good).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::timestamp::option"
+        )]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+        until: Option<DateTime<Utc>>,
+        /// The moderator's reason for a `kicked` or `banned`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When it happened.
+        #[serde(with = "crate::timestamp")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+        timestamp: DateTime<Utc>,
+    },
+    /// A room's topic changed.
+    Topic {
+        /// The room.
+        room: String,
+        /// The new topic; `null` when it was cleared.
+        topic: Option<String>,
+        /// Who changed it.
+        by: String,
     },
     /// A user came online or went offline in a room.
     Presence {
@@ -112,6 +164,10 @@ pub enum ServerFrame {
     Left {
         /// The room.
         room: String,
+        /// Why: `left` (the user left), `kicked`, `banned` or
+        /// `room_deleted`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<LeftReason>,
     },
     /// The answer to `ping`.
     Pong,
@@ -124,6 +180,57 @@ pub enum ServerFrame {
         #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
         expires_at: DateTime<Utc>,
     },
+}
+
+/// Why a connection stopped receiving a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// The user left.
+    Left,
+    /// The owner or a moderator removed the user.
+    Kicked,
+    /// The owner or a moderator banned the user.
+    Banned,
+    /// The owner deleted the room.
+    RoomDeleted,
+}
+
+impl LeftReason {
+    /// The reason as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftReason::Left => "left",
+            LeftReason::Kicked => "kicked",
+            LeftReason::Banned => "banned",
+            LeftReason::RoomDeleted => "room_deleted",
+        }
+    }
+
+    /// The inverse of [`LeftReason::as_str`].
+    pub fn from_str_opt(value: &str) -> Option<LeftReason> {
+        [
+            LeftReason::Left,
+            LeftReason::Kicked,
+            LeftReason::Banned,
+            LeftReason::RoomDeleted,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == value)
+    }
+
+    /// Why a member who underwent `change` no longer receives the room, if
+    /// the change removed them.
+    pub fn of(change: chat_domain::MemberChange) -> Option<LeftReason> {
+        use chat_domain::MemberChange;
+        match change {
+            MemberChange::Left => Some(LeftReason::Left),
+            MemberChange::Kicked => Some(LeftReason::Kicked),
+            MemberChange::Banned => Some(LeftReason::Banned),
+            _ => None,
+        }
+    }
 }
 
 /// The buffer a frame is serialized into: a message frame of a short chat
@@ -166,6 +273,7 @@ impl ServerFrame {
             message: message.into(),
             client_id: None,
             room: None,
+            until: None,
         }
     }
 
@@ -274,8 +382,55 @@ mod tests {
                     message: "storage unavailable, message not stored".to_owned(),
                     client_id: Some("c-2".to_owned()),
                     room: Some("lobby".to_owned()),
+                    until: None,
                 },
                 r#"{"type":"error","code":"unavailable","message":"storage unavailable, message not stored","client_id":"c-2","room":"lobby"}"#,
+            ),
+            (
+                ServerFrame::Error {
+                    code: ErrorCode::Muted,
+                    message: "you are muted".to_owned(),
+                    client_id: Some("c-3".to_owned()),
+                    room: Some("lobby".to_owned()),
+                    until: Some(at()),
+                },
+                r#"{"type":"error","code":"muted","message":"you are muted","client_id":"c-3","room":"lobby","until":"2024-01-01T12:00:00.123456+00:00"}"#,
+            ),
+            (
+                ServerFrame::Member {
+                    room: "lobby".to_owned(),
+                    seq: 7,
+                    username: "bob".to_owned(),
+                    change: MemberChangeBody::Kicked,
+                    by: Some("alice".to_owned()),
+                    role: None,
+                    until: None,
+                    reason: Some("spam".to_owned()),
+                    timestamp: at(),
+                },
+                r#"{"type":"member","room":"lobby","seq":7,"username":"bob","change":"kicked","by":"alice","reason":"spam","timestamp":"2024-01-01T12:00:00.123456+00:00"}"#,
+            ),
+            (
+                ServerFrame::Member {
+                    room: "lobby".to_owned(),
+                    seq: 8,
+                    username: "carol".to_owned(),
+                    change: MemberChangeBody::Role,
+                    by: None,
+                    role: Some(RoleBody::Moderator),
+                    until: None,
+                    reason: None,
+                    timestamp: at(),
+                },
+                r#"{"type":"member","room":"lobby","seq":8,"username":"carol","change":"role","by":null,"role":"moderator","timestamp":"2024-01-01T12:00:00.123456+00:00"}"#,
+            ),
+            (
+                ServerFrame::Topic {
+                    room: "lobby".to_owned(),
+                    topic: Some("plans".to_owned()),
+                    by: "alice".to_owned(),
+                },
+                r#"{"type":"topic","room":"lobby","topic":"plans","by":"alice"}"#,
             ),
             (
                 ServerFrame::Presence {
@@ -310,8 +465,16 @@ mod tests {
             (
                 ServerFrame::Left {
                     room: "lobby".to_owned(),
+                    reason: None,
                 },
                 r#"{"type":"left","room":"lobby"}"#,
+            ),
+            (
+                ServerFrame::Left {
+                    room: "lobby".to_owned(),
+                    reason: Some(LeftReason::RoomDeleted),
+                },
+                r#"{"type":"left","room":"lobby","reason":"room_deleted"}"#,
             ),
             (ServerFrame::Pong, r#"{"type":"pong"}"#),
             (

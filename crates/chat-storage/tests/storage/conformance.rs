@@ -3,10 +3,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chat_crypto::{FernetKey, KeyRing};
-use chat_domain::{RoomId, RoomKind, RoomName, Seq, UserId};
-use chat_storage::{Cursor, Message, RecentCache, StorageError, Store};
+use chat_domain::{MemberChange, RoomId, RoomKind, RoomName, Seq, UserId, Visibility};
+use chat_storage::{Cursor, MembershipOp, Message, RecentCache, StorageError, Store};
 
-use crate::support::{Backend, TestDb, message, ring_of, username};
+use crate::support::{AppendOk, Backend, TestDb, actor, message, ring_of, username};
 
 /// Generates `sqlite::<test>` and `postgres::<test>` for every test body
 /// listed, each on a database of its own.
@@ -101,7 +101,7 @@ async fn the_general_room_exists_after_migrating(db: &TestDb) {
 }
 
 async fn migrations_are_reversible_and_can_be_applied_again(db: &TestDb) {
-    assert_eq!(db.applied.len(), 2, "{:?}", db.applied);
+    assert_eq!(db.applied.len(), 3, "{:?}", db.applied);
     assert!(
         db.store
             .run_pending_migrations()
@@ -192,7 +192,7 @@ async fn room_names_are_unique(db: &TestDb) {
     let lobby = RoomName::public("Lobby").expect("name");
     let room = db
         .store
-        .create_room(&lobby, alice.id)
+        .create_room(&lobby, alice.id, Visibility::Public, None)
         .await
         .expect("create");
     assert_eq!(room.name.as_str(), "lobby");
@@ -201,9 +201,15 @@ async fn room_names_are_unique(db: &TestDb) {
     assert_eq!(room.last_seq, Seq::ZERO);
     assert!(db.store.is_member(room.id, alice.id).await.expect("query"));
 
-    let again = db.store.create_room(&lobby, alice.id).await;
+    let again = db
+        .store
+        .create_room(&lobby, alice.id, Visibility::Public, None)
+        .await;
     assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
-    let general = db.store.create_room(&RoomName::general(), alice.id).await;
+    let general = db
+        .store
+        .create_room(&RoomName::general(), alice.id, Visibility::Public, None)
+        .await;
     assert!(
         matches!(general, Err(StorageError::Conflict(_))),
         "{general:?}"
@@ -219,12 +225,16 @@ async fn a_room_key_is_found_once_the_room_exists_and_then_kept(db: &TestDb) {
     let name = RoomName::public("lobby").expect("name");
     // Not there yet, and that answer is not remembered.
     assert_eq!(db.store.room_key(&name).await.expect("q"), None);
-    let room = db.store.create_room(&name, alice.id).await.expect("create");
+    let room = db
+        .store
+        .create_room(&name, alice.id, Visibility::Public, None)
+        .await
+        .expect("create");
     let key = db.store.room_key(&name).await.expect("q").expect("found");
     assert_eq!(key, chat_storage::RoomKey::from(&room));
     // Later look-ups agree, whatever happens to the room's messages.
     db.store
-        .append_messages(vec![message(room.id, &alice, "hi", None)])
+        .append_ok(vec![message(room.id, &alice, "hi", None)])
         .await
         .expect("append");
     assert_eq!(db.store.room_key(&name).await.expect("q"), Some(key));
@@ -243,7 +253,10 @@ async fn public_rooms_are_listed_by_name_without_direct_rooms(db: &TestDb) {
     let bob = db.user("bob").await;
     for name in ["zebra", "aardvark", "middle"] {
         let name = RoomName::public(name).expect("name");
-        db.store.create_room(&name, alice.id).await.expect("create");
+        db.store
+            .create_room(&name, alice.id, Visibility::Public, None)
+            .await
+            .expect("create");
     }
     db.store.open_direct(&alice, &bob).await.expect("direct");
     let names: Vec<String> = db
@@ -294,12 +307,33 @@ async fn joining_and_leaving_are_idempotent(db: &TestDb) {
     let bob = db.user("bob").await;
     let room = db
         .store
-        .create_room(&RoomName::public("lobby").expect("name"), alice.id)
+        .create_room(
+            &RoomName::public("lobby").expect("name"),
+            alice.id,
+            Visibility::Public,
+            None,
+        )
         .await
         .expect("create");
+    let as_bob = actor(&bob);
 
-    db.store.join(room.id, bob.id).await.expect("join");
-    db.store.join(room.id, bob.id).await.expect("join again");
+    let joined = db
+        .store
+        .change_membership(room.id, &as_bob, bob.id, &MembershipOp::Join)
+        .await
+        .expect("join");
+    let joined = joined.expect("a recorded change");
+    assert_eq!(joined.seq.get(), 1, "the change takes the room's next seq");
+    assert_eq!(
+        joined.event.as_ref().map(|event| event.change),
+        Some(MemberChange::Joined)
+    );
+    let again = db
+        .store
+        .change_membership(room.id, &as_bob, bob.id, &MembershipOp::Join)
+        .await
+        .expect("join again");
+    assert!(again.is_none(), "joining twice changes nothing");
     assert_eq!(
         db.store.members(room.id).await.expect("members"),
         [alice.id, bob.id]
@@ -314,15 +348,45 @@ async fn joining_and_leaving_are_idempotent(db: &TestDb) {
         .collect();
     assert_eq!(bobs, ["general", "lobby"]);
 
-    db.store.leave(room.id, bob.id).await.expect("leave");
-    db.store.leave(room.id, bob.id).await.expect("leave again");
+    let left = db
+        .store
+        .change_membership(room.id, &as_bob, bob.id, &MembershipOp::Leave)
+        .await
+        .expect("leave");
+    assert_eq!(left.map(|event| event.seq.get()), Some(2));
+    let again = db
+        .store
+        .change_membership(room.id, &as_bob, bob.id, &MembershipOp::Leave)
+        .await
+        .expect("leave again");
+    assert!(again.is_none());
     assert!(!db.store.is_member(room.id, bob.id).await.expect("query"));
     assert_eq!(
         db.store.members(room.id).await.expect("members"),
         [alice.id]
     );
+    // The changes are in the room's history, in order.
+    let page = db
+        .store
+        .history(room.id, Cursor::After(Seq::ZERO), 10)
+        .await
+        .expect("history");
+    let changes: Vec<MemberChange> = page
+        .messages
+        .iter()
+        .filter_map(|item| item.event.as_ref().map(|event| event.change))
+        .collect();
+    assert_eq!(changes, [MemberChange::Joined, MemberChange::Left]);
 
-    let missing = db.store.join(RoomId(room.id.get() + 1000), bob.id).await;
+    let missing = db
+        .store
+        .change_membership(
+            RoomId(room.id.get() + 1000),
+            &as_bob,
+            bob.id,
+            &MembershipOp::Join,
+        )
+        .await;
     assert!(
         matches!(missing, Err(StorageError::NotFound(_))),
         "{missing:?}"
@@ -335,7 +399,7 @@ async fn the_read_position_never_moves_backwards(db: &TestDb) {
     let batch = (1..=5)
         .map(|n| message(general.id, &alice, &format!("m{n}"), None))
         .collect();
-    db.store.append_messages(batch).await.expect("append");
+    db.store.append_ok(batch).await.expect("append");
 
     let last_read = async || {
         db.store.rooms_for(alice.id).await.expect("rooms")[0]
@@ -391,7 +455,7 @@ async fn concurrent_writers_get_gapless_seqs_in_commit_order(db: &TestDb) {
                         message(room.id, &user, &text, Some(&text))
                     })
                     .collect();
-                let results = store.append_messages(batch).await.expect("append");
+                let results = store.append_ok(batch).await.expect("append");
                 acknowledged.extend(results.into_iter().map(|result| {
                     assert!(!result.duplicate);
                     result.message
@@ -446,7 +510,7 @@ async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
     let general = db.general().await;
     let first = db
         .store
-        .append_messages(vec![message(general.id, &alice, "hello", Some("c-1"))])
+        .append_ok(vec![message(general.id, &alice, "hello", Some("c-1"))])
         .await
         .expect("append")
         .remove(0);
@@ -454,7 +518,7 @@ async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
 
     let resent = db
         .store
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "hello (resent)", Some("c-1")),
             message(general.id, &alice, "next", Some("c-2")),
         ])
@@ -469,7 +533,7 @@ async fn a_resent_client_id_returns_the_original_message(db: &TestDb) {
     let bob = db.user("bob").await;
     let bobs = db
         .store
-        .append_messages(vec![message(general.id, &bob, "mine", Some("c-1"))])
+        .append_ok(vec![message(general.id, &bob, "mine", Some("c-1"))])
         .await
         .expect("append");
     assert!(!bobs[0].duplicate);
@@ -488,19 +552,19 @@ async fn a_resend_among_new_messages_of_several_rooms_leaves_no_gap(db: &TestDb)
     let lobby_name = RoomName::public("lobby").expect("name");
     let lobby = db
         .store
-        .create_room(&lobby_name, alice.id)
+        .create_room(&lobby_name, alice.id, Visibility::Public, None)
         .await
         .expect("create");
     let first = db
         .store
-        .append_messages(vec![message(general.id, &alice, "g1", Some("c-1"))])
+        .append_ok(vec![message(general.id, &alice, "g1", Some("c-1"))])
         .await
         .expect("append")
         .remove(0);
 
     let results = db
         .store
-        .append_messages(vec![
+        .append_ok(vec![
             message(lobby.id, &alice, "l1", Some("c-2")),
             message(general.id, &alice, "g1 (resent)", Some("c-1")),
             message(general.id, &alice, "g2", Some("c-3")),
@@ -533,7 +597,7 @@ async fn a_resend_among_new_messages_of_several_rooms_leaves_no_gap(db: &TestDb)
     assert_eq!(lobby_now.last_seq, seq(2));
     let next = db
         .store
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "g3", Some("c-5")),
             message(lobby.id, &alice, "l3", Some("c-6")),
         ])
@@ -553,7 +617,7 @@ async fn a_client_id_repeated_within_a_batch_is_stored_once(db: &TestDb) {
     let general = db.general().await;
     let results = db
         .store
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "one", Some("same")),
             message(general.id, &alice, "two", None),
             message(general.id, &alice, "one again", Some("same")),
@@ -580,7 +644,7 @@ async fn a_duplicate_is_the_same_user_and_client_id_not_any_mix_of_the_two(db: &
     let bob = db.user("bob").await;
     let general = db.general().await;
     db.store
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "alice x", Some("x")),
             message(general.id, &bob, "bob y", Some("y")),
         ])
@@ -590,7 +654,7 @@ async fn a_duplicate_is_the_same_user_and_client_id_not_any_mix_of_the_two(db: &
     // pair: the others are new messages.
     let results = db
         .store
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "alice y", Some("y")),
             message(general.id, &bob, "bob x", Some("x")),
             message(general.id, &alice, "alice x again", Some("x")),
@@ -614,16 +678,21 @@ async fn a_client_id_raced_into_two_rooms_is_stored_once(db: &TestDb) {
     let general = db.general().await;
     let lobby = db
         .store
-        .create_room(&RoomName::public("lobby").expect("name"), alice.id)
+        .create_room(
+            &RoomName::public("lobby").expect("name"),
+            alice.id,
+            Visibility::Public,
+            None,
+        )
         .await
         .expect("create");
     for round in 0..20 {
         let client_id = format!("race-{round}");
         let (one, two) = tokio::join!(
             db.store
-                .append_messages(vec![message(general.id, &alice, "here", Some(&client_id))]),
+                .append_ok(vec![message(general.id, &alice, "here", Some(&client_id))]),
             db.store
-                .append_messages(vec![message(lobby.id, &alice, "there", Some(&client_id))]),
+                .append_ok(vec![message(lobby.id, &alice, "there", Some(&client_id))]),
         );
         let (one, two) = (
             one.expect("append").remove(0),
@@ -650,17 +719,22 @@ async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb
     let general = db.general().await;
     let lobby = db
         .store
-        .create_room(&RoomName::public("lobby").expect("name"), alice.id)
+        .create_room(
+            &RoomName::public("lobby").expect("name"),
+            alice.id,
+            Visibility::Public,
+            None,
+        )
         .await
         .expect("create");
     db.store
-        .append_messages(vec![message(lobby.id, &alice, "earlier", None)])
+        .append_ok(vec![message(lobby.id, &alice, "earlier", None)])
         .await
         .expect("append");
 
     let results = db
         .store
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "g1", None),
             message(lobby.id, &alice, "l2", None),
             message(general.id, &alice, "g2", None),
@@ -702,11 +776,17 @@ async fn concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps(db
     let mut rooms = Vec::new();
     for index in 0..ROOMS {
         let name = RoomName::public(&format!("shared-{index}")).expect("name");
-        rooms.push(db.store.create_room(&name, owner.id).await.expect("create"));
+        rooms.push(
+            db.store
+                .create_room(&name, owner.id, Visibility::Public, None)
+                .await
+                .expect("create"),
+        );
     }
     let mut handles = Vec::new();
     for writer in 0..WRITERS {
-        let user = db.user(&format!("writer{writer}")).await;
+        // The owner, a member of every room, writes for each writer.
+        let user = owner.clone();
         let store = db.store.clone();
         let mut order: Vec<RoomId> = rooms.iter().map(|room| room.id).collect();
         if writer % 2 == 1 {
@@ -723,7 +803,7 @@ async fn concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps(db
                     })
                     .map(|(room, text)| message(room, &user, &text, None))
                     .collect();
-                let results = store.append_messages(messages).await.expect("append");
+                let results = store.append_ok(messages).await.expect("append");
                 acknowledged.extend(results.into_iter().map(|result| result.message));
             }
             acknowledged
@@ -770,7 +850,7 @@ async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
     let missing = RoomId(general.id.get() + 1000);
     let result = db
         .store
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "would be first", None),
             message(missing, &alice, "nowhere", None),
         ])
@@ -790,7 +870,7 @@ async fn appending_to_a_missing_room_fails_and_stores_nothing(db: &TestDb) {
     assert_eq!(general.last_seq, Seq::ZERO);
     assert!(
         db.store
-            .append_messages(Vec::new())
+            .append_ok(Vec::new())
             .await
             .expect("empty")
             .is_empty()
@@ -803,7 +883,7 @@ async fn history_pages_stop_at_exact_boundaries_in_both_directions(db: &TestDb) 
     let batch = (1..=25)
         .map(|n| message(general.id, &alice, &format!("m{n}"), None))
         .collect();
-    db.store.append_messages(batch).await.expect("append");
+    db.store.append_ok(batch).await.expect("append");
     let page = |cursor, limit| db.store.history(general.id, cursor, limit);
 
     let before = page(Cursor::Before(seq(11)), 5).await.expect("page");
@@ -853,7 +933,7 @@ async fn timestamps_read_back_equal_to_what_was_written(db: &TestDb) {
     let general = db.general().await;
     let written = db
         .store
-        .append_messages(vec![message(general.id, &alice, "when?", Some("t-1"))])
+        .append_ok(vec![message(general.id, &alice, "when?", Some("t-1"))])
         .await
         .expect("append")
         .remove(0)
@@ -877,7 +957,7 @@ async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
     let alice = db.user("alice").await;
     let general = db.general().await;
     db.store
-        .append_messages(vec![message(
+        .append_ok(vec![message(
             general.id,
             &alice,
             "sealed with the old key",
@@ -890,7 +970,7 @@ async fn a_message_no_key_can_decrypt_comes_back_without_content(db: &TestDb) {
     let other_key = FernetKey::generate();
     let forgetful = db.store_with(ring_of(&other_key)).await;
     forgetful
-        .append_messages(vec![
+        .append_ok(vec![
             message(general.id, &alice, "new one", None),
             message(general.id, &alice, "new two", None),
         ])
@@ -919,7 +999,7 @@ async fn message_bodies_reach_the_database_only_as_fernet_tokens(db: &TestDb) {
     let general = db.general().await;
     let secret = "the launch code is pineapple";
     db.store
-        .append_messages(vec![message(general.id, &alice, secret, Some("s-1"))])
+        .append_ok(vec![message(general.id, &alice, secret, Some("s-1"))])
         .await
         .expect("append");
     let raw = db.raw_messages().await;
@@ -942,7 +1022,7 @@ async fn a_newest_page_shows_what_another_process_committed_since_the_last_read(
     };
     let send = |store: Store, text: &'static str| {
         let batch = vec![message(general.id, &alice, text, None)];
-        async move { store.append_messages(batch).await.expect("append") }
+        async move { store.append_ok(batch).await.expect("append") }
     };
     // Two processes on one database: this one reads, the other writes too.
     let other = db.store_with(db.keys.clone()).await;
@@ -1011,7 +1091,7 @@ async fn a_newest_page_from_memory_is_the_same_as_one_from_the_database(db: &Tes
             message(general.id, author, &format!("m{n}"), Some(&format!("c{n}")))
         })
         .collect();
-    db.store.append_messages(batch).await.expect("append");
+    db.store.append_ok(batch).await.expect("append");
     // Reading fills memory; the second read of each size comes from it.
     for limit in [1, 5, 30, 50] {
         let from_database = db.store.history(general.id, Cursor::Latest, limit).await;
@@ -1046,9 +1126,25 @@ async fn the_session_check_reads_the_newest_seq_that_the_newest_page_needs(db: &
             .expect("query")
             .expect("the session is open");
         assert_eq!(found.0.id, alice.id);
-        found.1
+        found.1.last_seq
     };
     assert_eq!(newest_seq(general.id).await, 0);
+    let reading = db
+        .store
+        .user_for_session_reading(&alice.username, session, general.id)
+        .await
+        .expect("query")
+        .expect("the session is open")
+        .1;
+    assert!(reading.exists && reading.listed && reading.member && !reading.banned);
+    let missing = db
+        .store
+        .user_for_session_reading(&alice.username, session, RoomId(general.id.get() + 1000))
+        .await
+        .expect("query")
+        .expect("the session is open")
+        .1;
+    assert!(!missing.exists && !missing.listed && !missing.member);
     let empty = db
         .store
         .newest_as_of(general.id, 10, 0)
@@ -1059,7 +1155,7 @@ async fn the_session_check_reads_the_newest_seq_that_the_newest_page_needs(db: &
     let batch = (1..=12)
         .map(|n| message(general.id, &alice, &format!("m{n}"), None))
         .collect();
-    db.store.append_messages(batch).await.expect("append");
+    db.store.append_ok(batch).await.expect("append");
     assert_eq!(newest_seq(general.id).await, 12);
     // No such room reads as an empty one.
     assert_eq!(newest_seq(RoomId(general.id.get() + 1000)).await, 0);
@@ -1076,7 +1172,7 @@ async fn the_session_check_reads_the_newest_seq_that_the_newest_page_needs(db: &
     // Another process commits the 13th: the seq read says so, and the page
     // as of it has it, though this store's memory ended at 12.
     uncached
-        .append_messages(vec![message(general.id, &alice, "m13", None)])
+        .append_ok(vec![message(general.id, &alice, "m13", None)])
         .await
         .expect("append");
     assert_eq!(newest_seq(general.id).await, 13);

@@ -7,7 +7,7 @@ use chat_domain::{RoomId, RoomName};
 use chat_storage::{StorageError, Store, StoreConfig};
 use tokio::net::TcpListener;
 
-use crate::support::{TestDb, ring_of, username};
+use crate::support::{AppendOk, TestDb, ring_of, username};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -144,8 +144,7 @@ async fn an_abandoned_sqlite_call_neither_panics_nor_breaks_the_store() {
         .collect();
     // A caller that gives up almost at once, as a client that disconnects
     // mid-request does.
-    let abandoned =
-        tokio::time::timeout(Duration::from_millis(1), db.store.append_messages(batch)).await;
+    let abandoned = tokio::time::timeout(Duration::from_millis(1), db.store.append_ok(batch)).await;
     assert!(
         abandoned.is_err(),
         "the batch should not finish within 1 ms"
@@ -153,7 +152,7 @@ async fn an_abandoned_sqlite_call_neither_panics_nor_breaks_the_store() {
 
     let after = db
         .store
-        .append_messages(vec![crate::support::message(
+        .append_ok(vec![crate::support::message(
             general.id, &user, "after", None,
         )])
         .await

@@ -9,7 +9,7 @@ use chat_domain::{MessageId, RoomId};
 use chat_storage::testing::reencrypt_batch_with_meanwhile;
 use chat_storage::{Cursor, ReencryptProgress, Store};
 
-use crate::support::{TestDb, message, ring_of};
+use crate::support::{AppendOk, TestDb, message, ring_of};
 
 conformance_suite!(
     an_empty_store_has_nothing_to_rotate,
@@ -79,7 +79,7 @@ async fn write(db: &TestDb, store: &Store, texts: &[String]) -> Vec<MessageId> {
         .map(|text| message(room, &alice, text, None))
         .collect();
     store
-        .append_messages(batch)
+        .append_ok(batch)
         .await
         .expect("append")
         .into_iter()

@@ -314,3 +314,34 @@ pub(crate) fn message(
         client_id: client_id.map(|id| ClientId::parse(id).expect("valid client id")),
     }
 }
+
+/// [`Store::append_messages`] for tests whose authors may all post: a
+/// refusal fails the test.
+pub(crate) trait AppendOk {
+    async fn append_ok(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<Vec<chat_storage::Appended>, chat_storage::StorageError>;
+}
+
+impl AppendOk for Store {
+    async fn append_ok(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<Vec<chat_storage::Appended>, chat_storage::StorageError> {
+        Ok(self
+            .append_messages(batch)
+            .await?
+            .into_iter()
+            .map(|result| result.expect("the author may post"))
+            .collect())
+    }
+}
+
+/// `user` as the author of a membership change.
+pub(crate) fn actor(user: &User) -> chat_storage::Actor {
+    chat_storage::Actor::User {
+        id: user.id,
+        username: user.username.clone(),
+    }
+}

@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod chat;
 pub(crate) mod health;
+pub(crate) mod members;
 pub(crate) mod rooms;
 pub(crate) mod root;
 pub(crate) mod users;
@@ -23,6 +24,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(users::me)
         .service(rooms::list)
         .service(rooms::create)
+        .service(rooms::show)
+        .service(rooms::update)
+        .service(rooms::remove)
+        .service(members::list)
+        .service(members::put)
+        .service(members::kick)
+        .service(members::bans)
+        .service(members::ban)
+        .service(members::unban)
+        .service(members::mute)
+        .service(members::unmute)
         .service(rooms::join)
         .service(rooms::leave)
         .service(rooms::messages)

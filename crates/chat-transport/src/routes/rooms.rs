@@ -1,14 +1,24 @@
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use chat_domain::{RoomKind, RoomName, Seq, UserId, Username};
-use chat_protocol::rest::{
-    CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody,
-};
-use chat_storage::{Cursor, Membership, Room, RoomKey, User};
+//! Rooms: listing, creating, reading, changing and deleting them, joining
+//! and leaving, history, read marks and direct conversations. Membership
+//! changes go through [`crate::membership`]; who may see and read a room
+//! is [`crate::access`]'s to say.
 
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use chat_domain::{
+    Action, Refusal, RoomKind, RoomName, Seq, UserId, Username, Visibility, authorize_in,
+    parse_topic,
+};
+use chat_protocol::rest::{
+    CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody, RoomDetail,
+    UpdateRoomRequest,
+};
+use chat_storage::{Actor, Cursor, Membership, MembershipOp, Room, StorageError, User};
+
+use crate::access::{self, Access};
 use crate::auth::{CurrentUser, authenticate_reading, bearer_token};
 use crate::error::ApiError;
 use crate::frames;
-use crate::presence;
+use crate::membership;
 use crate::state::AppState;
 
 fn room_body(room: &Room, membership: Option<&Membership>) -> RoomBody {
@@ -24,45 +34,56 @@ fn room_body(room: &Room, membership: Option<&Membership>) -> RoomBody {
             0
         },
         member: membership.is_some(),
+        visibility: room.visibility.into(),
+        topic: room.topic.clone(),
+        role: membership.map(|m| m.role.into()),
     }
 }
 
-/// A room as `user` sees it: membership, last read seq, unread count.
-async fn body_for(state: &AppState, room: &Room, user: UserId) -> Result<RoomBody, ApiError> {
-    let memberships = state.store.rooms_for(user).await?;
-    Ok(room_body(
-        room,
-        memberships.iter().find(|m| m.room.id == room.id),
-    ))
+/// A room as `user` sees it now: membership, last read seq, unread count.
+async fn body_for(state: &AppState, name: &RoomName, user: UserId) -> Result<RoomBody, ApiError> {
+    let found = access::find_for_route(state, name, user).await?;
+    Ok(room_body(&found.0.room, found.0.membership.as_ref()))
 }
 
-fn parse_room(name: &str) -> Result<RoomName, ApiError> {
+/// A room in full as `user` sees it.
+async fn detail_for(state: &AppState, found: &Access) -> Result<RoomDetail, ApiError> {
+    let room = &found.0.room;
+    let (owner, member_count) = state.store.room_summary(room.id).await?;
+    Ok(RoomDetail {
+        name: room.name.as_str().to_owned(),
+        kind: room.kind.into(),
+        visibility: room.visibility.into(),
+        topic: room.topic.clone(),
+        owner: owner.map(Username::into_string),
+        role: found.role().map(Into::into),
+        member_count,
+        last_seq: room.last_seq.get(),
+    })
+}
+
+pub(crate) fn parse_room(name: &str) -> Result<RoomName, ApiError> {
     RoomName::parse(name).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
-async fn find_room(state: &AppState, name: &str) -> Result<Room, ApiError> {
-    let name = parse_room(name)?;
-    state
-        .store
-        .room_by_name(&name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("room '{name}' not found")))
-}
-
-/// A direct conversation is visible to its two members only; to anyone
-/// else it does not exist.
-async fn ensure_visible(state: &AppState, room: &RoomKey, user: &User) -> Result<(), ApiError> {
-    if room.kind == RoomKind::Direct && !state.store.is_member(room.id, user.id).await? {
-        return Err(ApiError::NotFound(format!(
-            "room '{}' not found",
-            room.name
-        )));
+/// The caller as the author of a membership change.
+pub(crate) fn actor(user: &User) -> Actor {
+    Actor::User {
+        id: user.id,
+        username: user.username.clone(),
     }
-    Ok(())
 }
 
-/// Every public room, and the direct conversations of the caller, with
-/// unread counts for the rooms the caller is in.
+/// A storage error of a change to room `name` as a REST error.
+pub(crate) fn change_error(name: &RoomName, error: StorageError) -> ApiError {
+    match error {
+        StorageError::Refused(refusal) => access::for_route(name, refusal),
+        other => ApiError::from(other),
+    }
+}
+
+/// Every listed room, and the private rooms and direct conversations of
+/// the caller, with unread counts for the rooms the caller is in.
 #[utoipa::path(
     get,
     path = "/api/rooms",
@@ -86,13 +107,14 @@ pub(crate) async fn list(
     bodies.extend(
         memberships
             .iter()
-            .filter(|m| m.room.kind == RoomKind::Direct)
+            .filter(|m| m.room.kind == RoomKind::Direct || m.room.visibility == Visibility::Private)
             .map(|m| room_body(&m.room, Some(m))),
     );
     Ok(HttpResponse::Ok().json(bodies))
 }
 
-/// Creates a public room; the caller becomes its first member.
+/// Creates a room, public unless `visibility` says `private`; the caller
+/// becomes its owner and first member.
 #[utoipa::path(
     post,
     path = "/api/rooms",
@@ -101,6 +123,7 @@ pub(crate) async fn list(
     security(("bearer" = [])),
     responses(
         (status = 201, body = RoomBody),
+        (status = 401, body = ErrorBody),
         (status = 409, description = "a room of that name exists", body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
@@ -112,18 +135,130 @@ pub(crate) async fn create(
     body: web::Json<CreateRoomRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = RoomName::public(&body.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let room = state.store.create_room(&name, user.id).await?;
-    Ok(HttpResponse::Created().json(body_for(&state, &room, user.id).await?))
+    let topic = body
+        .topic
+        .as_deref()
+        .map(parse_topic)
+        .transpose()
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?
+        .flatten();
+    let visibility = body.visibility.map_or(Visibility::Public, Into::into);
+    state
+        .store
+        .create_room(&name, user.id, visibility, topic.as_deref())
+        .await?;
+    Ok(HttpResponse::Created().json(body_for(&state, &name, user.id).await?))
 }
 
-/// Joins a public room.
+/// One room: its kind, visibility, topic, owner, the caller's role and
+/// its member count. A private room is 404 to anyone but its members.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{name}",
+    tag = "rooms",
+    params(("name" = String, Path, description = "room name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = RoomDetail),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[get("/api/rooms/{name}")]
+pub(crate) async fn show(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = parse_room(&name)?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    Ok(HttpResponse::Ok().json(detail_for(&state, &found).await?))
+}
+
+/// Changes a room's topic (owner or moderator) or visibility (owner).
+#[utoipa::path(
+    patch,
+    path = "/api/rooms/{name}",
+    tag = "rooms",
+    params(("name" = String, Path, description = "room name")),
+    request_body = UpdateRoomRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = RoomDetail),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the caller's role does not allow it", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[patch("/api/rooms/{name}")]
+pub(crate) async fn update(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    name: web::Path<String>,
+    body: web::Json<UpdateRoomRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let name = parse_room(&name)?;
+    let topic = body
+        .topic
+        .as_deref()
+        .map(parse_topic)
+        .transpose()
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let visibility = body.visibility.map(Visibility::from);
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    membership::update_room(&state, &found, &user.username, topic, visibility)
+        .await
+        .map_err(|error| change_error(&name, error))?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    Ok(HttpResponse::Ok().json(detail_for(&state, &found).await?))
+}
+
+/// Deletes a room (owner only) with its messages; every member's sockets
+/// get `left` with reason `room_deleted`.
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{name}",
+    tag = "rooms",
+    params(("name" = String, Path, description = "room name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "only the owner may delete a room", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[delete("/api/rooms/{name}")]
+pub(crate) async fn remove(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = parse_room(&name)?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    authorize_in(found.0.room.kind, Action::DeleteRoom, found.role(), None)
+        .map_err(|refusal| access::for_route(&name, refusal))?;
+    membership::delete_room(&state, &found.key()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Joins a public room. A private room is 404; a ban is 403.
 #[utoipa::path(
     post,
     path = "/api/rooms/{name}/join",
     tag = "rooms",
     params(("name" = String, Path, description = "room name")),
     security(("bearer" = [])),
-    responses((status = 200, body = RoomBody), (status = 404, body = ErrorBody))
+    responses(
+        (status = 200, body = RoomBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the caller is banned", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
 )]
 #[post("/api/rooms/{name}/join")]
 pub(crate) async fn join(
@@ -131,20 +266,34 @@ pub(crate) async fn join(
     CurrentUser(user): CurrentUser,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = find_room(&state, &name).await?;
-    ensure_visible(&state, &RoomKey::from(&room), &user).await?;
-    state.store.join(room.id, user.id).await?;
-    Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
+    let name = parse_room(&name)?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    membership::change(
+        &state,
+        &found.key(),
+        &actor(&user),
+        user.id,
+        MembershipOp::Join,
+    )
+    .await
+    .map_err(|error| change_error(&name, error))?;
+    Ok(HttpResponse::Ok().json(body_for(&state, &name, user.id).await?))
 }
 
-/// Leaves a room; the caller's open sockets stop receiving it.
+/// Leaves a room; the caller's open sockets, on every node, get `left` and
+/// stop receiving it.
 #[utoipa::path(
     post,
     path = "/api/rooms/{name}/leave",
     tag = "rooms",
     params(("name" = String, Path, description = "room name")),
     security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = ErrorBody))
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
 )]
 #[post("/api/rooms/{name}/leave")]
 pub(crate) async fn leave(
@@ -152,19 +301,17 @@ pub(crate) async fn leave(
     CurrentUser(user): CurrentUser,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = find_room(&state, &name).await?;
-    ensure_visible(&state, &RoomKey::from(&room), &user).await?;
-    state.store.leave(room.id, user.id).await?;
-    let change = state.hub.unsubscribe_user(room.id, user.id);
-    presence::announce(
+    let name = parse_room(&name)?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    membership::change(
         &state,
-        room.id,
-        room.name.as_str(),
+        &found.key(),
+        &actor(&user),
         user.id,
-        &user.username,
-        change,
+        MembershipOp::Leave,
     )
-    .await;
+    .await
+    .map_err(|error| change_error(&name, error))?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -179,6 +326,7 @@ pub(crate) async fn leave(
     security(("bearer" = [])),
     responses(
         (status = 200, body = RoomBody),
+        (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
@@ -191,10 +339,10 @@ pub(crate) async fn mark_read(
     body: web::Json<MarkReadRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let seq = Seq::new(body.seq).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let room = find_room(&state, &name).await?;
-    ensure_visible(&state, &RoomKey::from(&room), &user).await?;
-    state.store.mark_read(room.id, user.id, seq).await?;
-    Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
+    let name = parse_room(&name)?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    state.store.mark_read(found.0.room.id, user.id, seq).await?;
+    Ok(HttpResponse::Ok().json(body_for(&state, &name, user.id).await?))
 }
 
 /// A page of a room's history, by seq: `before=N` gives the newest `limit`
@@ -227,7 +375,7 @@ pub(crate) async fn messages(
         .as_ref()
         .ok()
         .and_then(|room| state.store.known_room_key(room));
-    let (principal, last_seq) = authenticate_reading(
+    let (principal, reading) = authenticate_reading(
         &state,
         bearer_token(&req),
         known.as_ref().map(|room| room.id),
@@ -258,20 +406,36 @@ pub(crate) async fn messages(
         (None, Some(after)) => Cursor::After(seq(after)?),
         (None, None) => Cursor::Latest,
     };
-    // The room's identity comes from memory after the first page: a page
-    // costs the token check and the history query, not a room look-up too.
-    let room = match known {
-        Some(room) => room,
-        None => {
-            let room = parsed?;
-            state
+    // The room's identity comes from memory after the first page, and the
+    // session check read whether the caller may read it: a page costs the
+    // token check and the history query, not a room look-up too.
+    let (room, last_seq) = match (known, reading) {
+        (Some(room), Some(reading)) if reading.exists => {
+            let readable = reading.member || (reading.listed && !reading.banned);
+            if !readable {
+                let refusal = if reading.listed {
+                    Refusal::Banned { until: None }
+                } else {
+                    Refusal::RoomNotFound
+                };
+                return Err(access::for_route(&room.name, refusal));
+            }
+            (room, Some(reading.last_seq))
+        }
+        _ => {
+            let name = parsed?;
+            let found = access::find_for_route(&state, &name, user.id).await?;
+            found
+                .readable()
+                .map_err(|refusal| access::for_route(&name, refusal))?;
+            let room = state
                 .store
-                .room_key(&room)
+                .room_key(&name)
                 .await?
-                .ok_or_else(|| ApiError::NotFound(format!("room '{room}' not found")))?
+                .ok_or_else(|| access::for_route(&name, Refusal::RoomNotFound))?;
+            (room, None)
         }
     };
-    ensure_visible(&state, &room, &user).await?;
     let page = match (cursor, last_seq) {
         (Cursor::Latest, Some(last_seq)) => {
             state.store.newest_as_of(room.id, limit, last_seq).await?
@@ -291,7 +455,7 @@ pub(crate) async fn messages(
 }
 
 /// Opens (or returns) the direct conversation with another user. Both
-/// users' open sockets are subscribed to it at once.
+/// users' open sockets, on every node, receive it at once.
 #[utoipa::path(
     post,
     path = "/api/dm/{username}",
@@ -300,6 +464,7 @@ pub(crate) async fn messages(
     security(("bearer" = [])),
     responses(
         (status = 200, body = RoomBody),
+        (status = 401, body = ErrorBody),
         (status = 404, description = "no such user", body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
@@ -322,8 +487,6 @@ pub(crate) async fn open_direct(
         .user_by_name(&other_name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user '{other_name}' not found")))?;
-    let room = state.store.open_direct(&user, &other).await?;
-    presence::subscribe_open_connections(&state, &room, user.id).await;
-    presence::subscribe_open_connections(&state, &room, other.id).await;
-    Ok(HttpResponse::Ok().json(body_for(&state, &room, user.id).await?))
+    let room = membership::open_direct(&state, &user, &other).await?;
+    Ok(HttpResponse::Ok().json(body_for(&state, &room.name, user.id).await?))
 }

@@ -211,7 +211,7 @@ async fn direct_conversations_reach_their_two_members_only(app: &TestApp) -> Res
     assert_eq!(received["room"], "dm:alice:bob");
     carol_socket.expect_no("message").await?;
 
-    // Carol can neither read nor write it.
+    // Carol can neither read nor write it: to her it does not exist.
     let read = app
         .get_authed("/api/rooms/dm:alice:bob/messages", &carol)
         .await?;
@@ -221,7 +221,7 @@ async fn direct_conversations_reach_their_two_members_only(app: &TestApp) -> Res
         .await?;
     assert_eq!(
         carol_socket.recv_type("error").await?["code"],
-        "not_a_member"
+        "room_not_found"
     );
     // Opening it again from the other side gives the same room.
     let again: Value = app

@@ -1,0 +1,390 @@
+//! The chat frames: sending, joining, resuming, leaving, typing, asking
+//! who is online, and renewing the token.
+
+use std::sync::Arc;
+
+use chat_domain::{ClientId, MessageBody, Refusal, RoomName, Seq, Username};
+use chat_protocol::ws::{AuthFrame, ClientFrame, ErrorCode, Inbound, ServerFrame};
+use chat_storage::{MembershipOp, NewMessage, RoomKey, StorageError};
+
+use super::connect::deadline_of;
+use super::{Gone, Session};
+use crate::access;
+use crate::fanout::RoomEvent;
+use crate::frames;
+use crate::hub::{Audience, Eviction};
+use crate::membership;
+use crate::writer::WriteRequest;
+
+impl Session {
+    pub(super) async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
+        let frame = match Inbound::parse(text) {
+            Ok(Inbound::Chat(frame)) => frame,
+            Ok(Inbound::Auth(AuthFrame { token })) => {
+                self.conn.mark_extended();
+                return Box::pin(self.on_auth(&token)).await;
+            }
+            Err(error) => {
+                return self
+                    .send_error(error.code(), error.to_string(), None, None)
+                    .await;
+            }
+        };
+        if !matches!(
+            frame,
+            ClientFrame::Message {
+                room: None,
+                client_id: None,
+                ..
+            }
+        ) {
+            self.conn.mark_extended();
+        }
+        match frame {
+            ClientFrame::Message {
+                content,
+                room,
+                client_id,
+            } => self.on_message(content, room, client_id).await,
+            ClientFrame::Join { room } => Box::pin(self.on_join(&room, None)).await,
+            ClientFrame::Resume { room, last_seq } => match Seq::new(last_seq) {
+                Ok(seq) => Box::pin(self.on_join(&room, Some(seq))).await,
+                Err(error) => {
+                    self.send_error(ErrorCode::InvalidFrame, error.to_string(), None, Some(room))
+                        .await
+                }
+            },
+            ClientFrame::Leave { room } => Box::pin(self.on_leave(&room)).await,
+            ClientFrame::Typing { room } => self.on_typing(room).await,
+            ClientFrame::Who { room } => Box::pin(self.on_who(room)).await,
+            ClientFrame::Ping => self.send(&ServerFrame::Pong).await,
+            ClientFrame::Kick {
+                room,
+                username,
+                reason,
+            } => Box::pin(self.on_kick(room, username, reason)).await,
+            ClientFrame::Ban {
+                room,
+                username,
+                reason,
+                until,
+            } => Box::pin(self.on_ban(room, username, reason, until)).await,
+            ClientFrame::Mute {
+                room,
+                username,
+                until,
+            } => Box::pin(self.on_mute(room, username, until)).await,
+            ClientFrame::Topic { room, topic } => Box::pin(self.on_topic(room, topic)).await,
+        }
+    }
+
+    /// Moves the connection onto a fresher access token of the same user and
+    /// session, so it stays open until that token expires.
+    async fn on_auth(&mut self, token: &str) -> Result<(), Gone> {
+        let Ok(claims) = self.state.tokens.verify(token) else {
+            return self
+                .send_error(
+                    ErrorCode::InvalidToken,
+                    "the token is not valid or has expired; the connection keeps its current one",
+                    None,
+                    None,
+                )
+                .await;
+        };
+        let same_user = Username::parse(claims.sub.as_str())
+            .is_ok_and(|name| name.normalized() == self.conn.username().normalized());
+        if !same_user || claims.sid != self.conn.session() {
+            return self
+                .send_error(
+                    ErrorCode::InvalidToken,
+                    "the token belongs to another user or session; the connection keeps its current one",
+                    None,
+                    None,
+                )
+                .await;
+        }
+        if let Some(session) = claims.sid {
+            // The same check as every request's. A session ended on a node
+            // whose notice never arrived here is caught now.
+            match self
+                .state
+                .store
+                .user_for_session(self.conn.username(), session)
+                .await
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.conn.evict(Eviction::SessionEnded);
+                    return Ok(());
+                }
+                Err(error) => return self.storage_error(&error, None, None).await,
+            }
+        }
+        self.deadline = deadline_of(claims.exp);
+        let expires_at = claims.expires_at().unwrap_or_else(chrono::Utc::now);
+        self.send(&ServerFrame::Authenticated { expires_at }).await
+    }
+
+    /// Parses a room name from a frame; tells the client when it is not
+    /// one. `None` is `general`.
+    pub(super) async fn room_name(
+        &mut self,
+        raw: Option<String>,
+        client_id: Option<&str>,
+    ) -> Result<Option<RoomName>, Gone> {
+        let raw = raw.unwrap_or_else(|| RoomName::GENERAL.to_owned());
+        match RoomName::parse(&raw) {
+            Ok(name) => Ok(Some(name)),
+            Err(error) => {
+                // Boxed: the usual case then needs no more than a pointer's
+                // room here.
+                Box::pin(self.send_error(
+                    ErrorCode::InvalidRoom,
+                    error.to_string(),
+                    client_id.map(str::to_owned),
+                    Some(raw),
+                ))
+                .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Where the user stands in room `name`, read from the database; a
+    /// refusal or a database error has been sent to the client when this
+    /// returns `Ok(None)`.
+    pub(super) async fn access(
+        &mut self,
+        name: &RoomName,
+        client_id: Option<&str>,
+    ) -> Result<Option<access::Access>, Gone> {
+        let cid = || client_id.map(str::to_owned);
+        match access::find(&self.state, name, self.conn.user_id()).await {
+            Ok(Ok(access)) => Ok(Some(access)),
+            Ok(Err(refusal)) => {
+                self.send_refusal(&refusal, name.as_str(), cid()).await?;
+                Ok(None)
+            }
+            Err(error) => {
+                self.storage_error(&error, cid(), Some(name.as_str().to_owned()))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn on_message(
+        &mut self,
+        content: String,
+        room: Option<String>,
+        client_id: Option<String>,
+    ) -> Result<(), Gone> {
+        let body = match MessageBody::parse_with_limit(content, self.state.config.max_message_chars)
+        {
+            Ok(body) => body,
+            Err(error) => {
+                return self
+                    .send_error(error.clone().into(), error.to_string(), client_id, room)
+                    .await;
+            }
+        };
+        let client_id = match client_id.map(ClientId::parse).transpose() {
+            Ok(id) => id,
+            Err(error) => {
+                return self
+                    .send_error(ErrorCode::InvalidClientId, error.to_string(), None, room)
+                    .await;
+            }
+        };
+        let cid = client_id.as_ref().map(|id| id.as_str().to_owned());
+        let Some(name) = self.room_name(room, cid.as_deref()).await? else {
+            return Ok(());
+        };
+        let room = match self.rooms.named(&name) {
+            Some(room) => room.clone(),
+            // Rare: a room this connection does not receive yet.
+            None => match Box::pin(self.member_room(name, cid.as_deref())).await? {
+                Some(room) => room,
+                None => return Ok(()),
+            },
+        };
+        // The writer checks again, in the transaction that stores the
+        // message: a membership that ended meanwhile refuses it there.
+        let request = WriteRequest {
+            message: NewMessage {
+                room_id: room.id,
+                user_id: self.conn.user_id(),
+                username: self.conn.username().clone(),
+                body,
+                client_id,
+            },
+            room: room.name.clone(),
+            sender: Arc::clone(&self.conn),
+        };
+        if self.state.writer.submit(request).await.is_err() {
+            return self
+                .send_error(
+                    ErrorCode::Unavailable,
+                    "the server is shutting down; the message was not stored",
+                    cid,
+                    Some(room.name.as_str().to_owned()),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    /// A room the user is a member of but this connection does not receive
+    /// yet: sending into it makes the connection receive it too, so the
+    /// sender sees its own message like everyone else.
+    async fn member_room(
+        &mut self,
+        name: RoomName,
+        client_id: Option<&str>,
+    ) -> Result<Option<RoomKey>, Gone> {
+        let Some(access) = self.access(&name, client_id).await? else {
+            return Ok(None);
+        };
+        if let Err(refusal) = access.member() {
+            self.send_refusal(&refusal, name.as_str(), client_id.map(str::to_owned))
+                .await?;
+            return Ok(None);
+        }
+        let key = access.key();
+        self.subscribe(key.clone(), access.0.room.last_seq).await;
+        Ok(Some(key))
+    }
+
+    /// Join, or resume from `last_seq`: become a member if need be (through
+    /// the membership path), subscribe, then read where the room stands and
+    /// replay what the client missed. Items committed meanwhile arrive
+    /// through the queue and the cursor drops any the replay already sent.
+    async fn on_join(&mut self, raw: &str, last_seq: Option<Seq>) -> Result<(), Gone> {
+        let Some(name) = self.room_name(Some(raw.to_owned()), None).await? else {
+            return Ok(());
+        };
+        let Some(access) = self.access(&name, None).await? else {
+            return Ok(());
+        };
+        let key = access.key();
+        let mut joined_at = None;
+        if access.0.membership.is_none() {
+            let actor = self.actor();
+            match membership::change(
+                &self.state,
+                &key,
+                &actor,
+                self.conn.user_id(),
+                MembershipOp::Join,
+            )
+            .await
+            {
+                Ok(event) => joined_at = event.map(|event| event.seq),
+                Err(StorageError::Refused(refusal)) => {
+                    return self.send_refusal(&refusal, raw, None).await;
+                }
+                Err(error) => return self.storage_error(&error, None, Some(raw.to_owned())).await,
+            }
+        }
+        let current = match self.state.store.room_by_id(key.id).await {
+            Ok(Some(current)) => current.last_seq,
+            Ok(None) => {
+                return self.send_refusal(&Refusal::RoomNotFound, raw, None).await;
+            }
+            Err(error) => return self.storage_error(&error, None, Some(raw.to_owned())).await,
+        };
+        // A client cannot have seen more than the room holds; trusting a
+        // larger number would make it drop what is still to come. One that
+        // just joined starts with its own `joined` change.
+        let resume_from = match (last_seq, joined_at) {
+            (Some(seq), _) => seq.min(current),
+            (None, Some(joined)) => joined.prev(),
+            (None, None) => current,
+        };
+        self.subscribe(key.clone(), resume_from).await;
+        let from = self.rooms.cursor(key.id).unwrap_or(resume_from);
+        self.replay(key, current, from).await
+    }
+
+    async fn on_leave(&mut self, raw: &str) -> Result<(), Gone> {
+        let Some(name) = self.room_name(Some(raw.to_owned()), None).await? else {
+            return Ok(());
+        };
+        let Some(access) = self.access(&name, None).await? else {
+            return Ok(());
+        };
+        if access.0.membership.is_none() {
+            return self.send_refusal(&Refusal::NotAMember, raw, None).await;
+        }
+        let key = access.key();
+        let actor = self.actor();
+        let left = membership::change(
+            &self.state,
+            &key,
+            &actor,
+            self.conn.user_id(),
+            MembershipOp::Leave,
+        )
+        .await;
+        if let Err(error) = left {
+            return self.storage_error(&error, None, Some(raw.to_owned())).await;
+        }
+        // A connection that receives the room gets `left` when it delivers
+        // the change; one that does not is told here.
+        if self.rooms.contains(key.id) {
+            return Ok(());
+        }
+        self.send(&ServerFrame::Left {
+            room: key.name.as_str().to_owned(),
+            reason: Some(chat_protocol::ws::LeftReason::Left),
+        })
+        .await
+    }
+
+    /// Finds a room this connection receives; tells the client if it does
+    /// not.
+    async fn subscribed_room(&mut self, name: Option<String>) -> Result<Option<RoomKey>, Gone> {
+        let raw = name.unwrap_or_else(|| RoomName::GENERAL.to_owned());
+        let room = RoomName::parse(&raw)
+            .ok()
+            .and_then(|name| self.rooms.named(&name).cloned());
+        if room.is_none() {
+            self.send_error(
+                ErrorCode::NotAMember,
+                format!("join '{raw}' first"),
+                None,
+                Some(raw),
+            )
+            .await?;
+        }
+        Ok(room)
+    }
+
+    async fn on_typing(&mut self, room: Option<String>) -> Result<(), Gone> {
+        let Some(room) = self.subscribed_room(room).await? else {
+            return Ok(());
+        };
+        self.state.fanout.publish(RoomEvent {
+            room: room.id,
+            seq: None,
+            frame: frames::encode(&ServerFrame::Typing {
+                room: room.name.as_str().to_owned(),
+                username: self.conn.username().as_str().to_owned(),
+            }),
+            audience: Audience::ExtendedExcept(self.conn.user_id()),
+            member: None,
+        });
+        Ok(())
+    }
+
+    async fn on_who(&mut self, room: Option<String>) -> Result<(), Gone> {
+        let Some(room) = self.subscribed_room(room).await? else {
+            return Ok(());
+        };
+        let frame = ServerFrame::Who {
+            room: room.name.as_str().to_owned(),
+            online: self.state.fanout.online(room.id).await,
+        };
+        self.send(&frame).await
+    }
+}

@@ -1,0 +1,12 @@
+ALTER TABLE messages DROP CONSTRAINT messages_event_check;
+DELETE FROM messages WHERE event IS NOT NULL;
+ALTER TABLE messages DROP COLUMN event_until;
+ALTER TABLE messages DROP COLUMN event_role;
+ALTER TABLE messages DROP COLUMN event;
+DROP TABLE room_bans;
+ALTER TABLE room_members DROP CONSTRAINT room_members_role_check;
+ALTER TABLE room_members DROP COLUMN muted_until;
+ALTER TABLE room_members DROP COLUMN role;
+ALTER TABLE rooms DROP CONSTRAINT rooms_visibility_check;
+ALTER TABLE rooms DROP COLUMN topic;
+ALTER TABLE rooms DROP COLUMN visibility;
