@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chat_protocol::rest::{
-    CreateRoomRequest, Credentials, ErrorBody, MessagePage, RefreshRequest, RoomBody, TokenBody,
-    UserBody,
+    CreateRoomRequest, Credentials, ErrorBody, MemberBody, MemberRequest, MessagePage,
+    RefreshRequest, RoleBody, RoomBody, RoomDetail, TokenBody, UserBody, VisibilityBody,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -252,7 +252,42 @@ impl Api {
 
     /// Every public room and the user's direct conversations.
     pub(crate) fn rooms(&self) -> Result<Vec<RoomBody>, ApiError> {
-        let url = self.url("/api/rooms");
+        self.get("/api/rooms")
+    }
+
+    /// One room in full: its topic, owner, this user's role.
+    pub(crate) fn room(&self, room: &str) -> Result<RoomDetail, ApiError> {
+        self.get(&format!("/api/rooms/{room}"))
+    }
+
+    /// The members of a room, with their roles and mutes.
+    pub(crate) fn members(&self, room: &str) -> Result<Vec<MemberBody>, ApiError> {
+        self.get(&format!("/api/rooms/{room}/members"))
+    }
+
+    /// Adds `username` to a room, or gives a member `role` (the owner
+    /// makes moderators).
+    pub(crate) fn put_member(
+        &self,
+        room: &str,
+        username: &str,
+        role: Option<RoleBody>,
+    ) -> Result<(), ApiError> {
+        let url = self.url(&format!("/api/rooms/{room}/members/{username}"));
+        self.authed(|bearer| {
+            let response = self
+                .agent
+                .put(&url)
+                .header("Authorization", bearer)
+                .send_json(MemberRequest { role });
+            let _: Value = read(&url, response, &[204, 200])?;
+            Ok(())
+        })
+    }
+
+    /// A signed-in GET, read as `T` from a 200.
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let url = self.url(path);
         self.authed(|bearer| {
             let response = self.agent.get(&url).header("Authorization", bearer).call();
             read(&url, response, &[200])
@@ -264,8 +299,13 @@ impl Api {
         self.post_empty(&format!("/api/rooms/{room}/join"), &[200])
     }
 
-    /// Creates a public room; the user becomes its first member.
-    pub(crate) fn create_room(&self, room: &str) -> Result<RoomBody, ApiError> {
+    /// Creates a room (public unless `visibility` says otherwise); the user
+    /// becomes its owner.
+    pub(crate) fn create_room(
+        &self,
+        room: &str,
+        visibility: Option<VisibilityBody>,
+    ) -> Result<RoomBody, ApiError> {
         let url = self.url("/api/rooms");
         self.authed(|bearer| {
             let response = self
@@ -274,7 +314,7 @@ impl Api {
                 .header("Authorization", bearer)
                 .send_json(CreateRoomRequest {
                     name: room.to_owned(),
-                    visibility: None,
+                    visibility,
                     topic: None,
                 });
             read(&url, response, &[201, 200])

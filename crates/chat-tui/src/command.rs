@@ -1,6 +1,6 @@
 //! What the user typed on the input line: a message, or a `/command`.
 
-use chat_domain::{RoomName, Username};
+use chat_domain::{DomainError, RoomName, Username};
 use thiserror::Error;
 
 /// One parsed input line.
@@ -24,6 +24,28 @@ pub(crate) enum Command {
     Who,
     /// `/history`: load older messages of the room on screen.
     History,
+    /// `/create <room> [private]`: create a room and show it.
+    Create { room: String, private: bool },
+    /// `/topic [text]`: show the topic of the room on screen, or set it.
+    Topic(Option<String>),
+    /// `/members`: list the members of the room on screen.
+    Members,
+    /// `/invite <user>`: add a user to the room on screen.
+    Invite(String),
+    /// `/kick <user> [reason]`: remove a member from the room on screen.
+    Kick {
+        user: String,
+        reason: Option<String>,
+    },
+    /// `/ban <user> [reason]`: remove a member and bar them from coming back.
+    Ban {
+        user: String,
+        reason: Option<String>,
+    },
+    /// `/mute <user> <minutes>`: stop a member posting for a while.
+    Mute { user: String, minutes: u32 },
+    /// `/op <user>`: make a member a moderator of the room on screen.
+    Op(String),
 }
 
 /// Why a line is not a valid command. The text is shown to the user as is.
@@ -47,16 +69,27 @@ pub(crate) enum CommandError {
 
 /// The help text, one line per command.
 pub(crate) const HELP: &[&str] = &[
-    "/join <room>   join or create a public room and switch to it",
-    "/leave [room]  leave the room on screen (or the one named)",
-    "/rooms         list the rooms on the server",
-    "/dm <user>     open a direct conversation",
-    "/who           who is online in this room",
-    "/history       load older messages (also Page Up at the top)",
-    "/help          this list",
-    "/quit          leave the client (also /exit, /q, Ctrl-C)",
+    "/join <room>            join or create a public room and switch to it",
+    "/create <room> [private] create a room (private: members only) and switch to it",
+    "/leave [room]           leave the room on screen (or the one named)",
+    "/rooms                  list the rooms on the server",
+    "/dm <user>              open a direct conversation",
+    "/who                    who is online in this room",
+    "/members                the members of this room, with roles and mutes",
+    "/topic [text]           show this room's topic, or set it",
+    "/invite <user>          add someone to this room (owner, moderators)",
+    "/kick <user> [reason]   remove someone from this room (owner, moderators)",
+    "/ban <user> [reason]    remove someone and keep them out (owner, moderators)",
+    "/mute <user> <minutes>  stop someone posting for a while (owner, moderators)",
+    "/op <user>              make a member a moderator (owner)",
+    "/history                load older messages (also Page Up at the top)",
+    "/help                   this list",
+    "/quit                   leave the client (also /exit, /q, Ctrl-C)",
     "Tab / Ctrl-N / Ctrl-P: move between rooms; //text sends '/text'",
 ];
+
+/// The longest mute `/mute` accepts: a year, in minutes.
+const MAX_MUTE_MINUTES: u32 = 366 * 24 * 60;
 
 /// Parses an input line. A blank line is `None`: nothing to do.
 pub(crate) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
@@ -70,75 +103,165 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         // `//text` sends `/text`, so a message can start with a slash.
         return Ok(Some(Command::Say(rest.to_owned())));
     }
-    let mut words = rest.split_whitespace();
-    let name = words.next().unwrap_or_default().to_ascii_lowercase();
-    let argument = words.next();
-    let extra = words.next().is_some();
+    let rest = rest.trim();
+    let (name, arguments) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let name = name.to_ascii_lowercase();
+    let arguments = Arguments::new(arguments);
     let command = match name.as_str() {
-        "quit" | "exit" | "q" => no_argument("quit", argument, Command::Quit)?,
-        "help" | "h" | "?" => no_argument("help", argument, Command::Help)?,
-        "rooms" => no_argument("rooms", argument, Command::Rooms)?,
-        "who" => no_argument("who", argument, Command::Who)?,
-        "history" => no_argument("history", argument, Command::History)?,
+        "quit" | "exit" | "q" => arguments.none("quit", Command::Quit)?,
+        "help" | "h" | "?" => arguments.none("help", Command::Help)?,
+        "rooms" => arguments.none("rooms", Command::Rooms)?,
+        "who" => arguments.none("who", Command::Who)?,
+        "history" => arguments.none("history", Command::History)?,
+        "members" => arguments.none("members", Command::Members)?,
         "join" => {
-            let room = argument.ok_or(CommandError::MissingArgument {
-                command: "join",
-                argument: "<room>",
-            })?;
-            let room = RoomName::public(room).map_err(|e| CommandError::Invalid(e.to_string()))?;
-            Command::Join(room.as_str().to_owned())
+            let room = arguments.one("join", "<room>")?;
+            Command::Join(public_room(room)?)
+        }
+        "create" => {
+            let (room, rest) = arguments.first("create", "<room> [private]")?;
+            let private = match rest {
+                None => false,
+                Some(word) if word.eq_ignore_ascii_case("private") => true,
+                Some(_) => {
+                    return Err(CommandError::Invalid(
+                        "usage: /create <room> [private]".to_owned(),
+                    ));
+                }
+            };
+            Command::Create {
+                room: public_room(room)?,
+                private,
+            }
         }
         "leave" => {
-            let room = argument
+            let room = arguments
+                .optional("leave")?
                 .map(|room| RoomName::parse(&room.to_ascii_lowercase()))
                 .transpose()
-                .map_err(|e| CommandError::Invalid(e.to_string()))?;
+                .map_err(invalid)?;
             Command::Leave(room.map(|room| room.as_str().to_owned()))
         }
-        "dm" | "msg" => {
-            let user = argument.ok_or(CommandError::MissingArgument {
-                command: "dm",
-                argument: "<user>",
+        "dm" | "msg" => Command::Dm(username(arguments.one("dm", "<user>")?)?),
+        "topic" => Command::Topic(arguments.text()),
+        "invite" => Command::Invite(username(arguments.one("invite", "<user>")?)?),
+        "op" => Command::Op(username(arguments.one("op", "<user>")?)?),
+        "kick" => {
+            let (user, reason) = arguments.first("kick", "<user> [reason]")?;
+            Command::Kick {
+                user: username(user)?,
+                reason: reason.map(str::to_owned),
+            }
+        }
+        "ban" => {
+            let (user, reason) = arguments.first("ban", "<user> [reason]")?;
+            Command::Ban {
+                user: username(user)?,
+                reason: reason.map(str::to_owned),
+            }
+        }
+        "mute" => {
+            let (user, minutes) = arguments.first("mute", "<user> <minutes>")?;
+            let minutes = minutes.ok_or(CommandError::MissingArgument {
+                command: "mute",
+                argument: "<user> <minutes>",
             })?;
-            let user = Username::parse(user).map_err(|e| CommandError::Invalid(e.to_string()))?;
-            Command::Dm(user.as_str().to_owned())
+            Command::Mute {
+                user: username(user)?,
+                minutes: mute_minutes(minutes)?,
+            }
         }
         _ => return Err(CommandError::Unknown(name)),
     };
-    if extra {
-        return Err(CommandError::TooManyArguments {
-            command: command_name(&command),
-            expected: "one argument",
-        });
-    }
     Ok(Some(command))
 }
 
-fn no_argument(
-    command: &'static str,
-    argument: Option<&str>,
-    parsed: Command,
-) -> Result<Command, CommandError> {
-    match argument {
-        None => Ok(parsed),
-        Some(_) => Err(CommandError::TooManyArguments {
-            command,
-            expected: "no argument",
-        }),
+/// The words after a command's name.
+struct Arguments<'a> {
+    text: &'a str,
+}
+
+impl<'a> Arguments<'a> {
+    fn new(text: &'a str) -> Arguments<'a> {
+        Arguments { text: text.trim() }
+    }
+
+    /// The whole rest of the line, for free text; `None` when blank.
+    fn text(&self) -> Option<String> {
+        (!self.text.is_empty()).then(|| self.text.to_owned())
+    }
+
+    /// `parsed` when there are no arguments.
+    fn none(&self, command: &'static str, parsed: Command) -> Result<Command, CommandError> {
+        if self.text.is_empty() {
+            Ok(parsed)
+        } else {
+            Err(CommandError::TooManyArguments {
+                command,
+                expected: "no argument",
+            })
+        }
+    }
+
+    /// At most one word.
+    fn optional(&self, command: &'static str) -> Result<Option<&'a str>, CommandError> {
+        let mut words = self.text.split_whitespace();
+        let word = words.next();
+        if words.next().is_some() {
+            return Err(CommandError::TooManyArguments {
+                command,
+                expected: "one argument",
+            });
+        }
+        Ok(word)
+    }
+
+    /// Exactly one word.
+    fn one(&self, command: &'static str, argument: &'static str) -> Result<&'a str, CommandError> {
+        self.optional(command)?
+            .ok_or(CommandError::MissingArgument { command, argument })
+    }
+
+    /// A first word, and the rest of the line after it (`None` when blank).
+    fn first(
+        &self,
+        command: &'static str,
+        argument: &'static str,
+    ) -> Result<(&'a str, Option<&'a str>), CommandError> {
+        if self.text.is_empty() {
+            return Err(CommandError::MissingArgument { command, argument });
+        }
+        let (first, rest) = self
+            .text
+            .split_once(char::is_whitespace)
+            .unwrap_or((self.text, ""));
+        let rest = rest.trim();
+        Ok((first, (!rest.is_empty()).then_some(rest)))
     }
 }
 
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Say(_) => "say",
-        Command::Quit => "quit",
-        Command::Help => "help",
-        Command::Join(_) => "join",
-        Command::Leave(_) => "leave",
-        Command::Rooms => "rooms",
-        Command::Dm(_) => "dm",
-        Command::Who => "who",
-        Command::History => "history",
+fn invalid(error: DomainError) -> CommandError {
+    CommandError::Invalid(error.to_string())
+}
+
+fn public_room(name: &str) -> Result<String, CommandError> {
+    RoomName::public(name)
+        .map(|room| room.as_str().to_owned())
+        .map_err(invalid)
+}
+
+fn username(name: &str) -> Result<String, CommandError> {
+    Username::parse(name)
+        .map(|user| user.as_str().to_owned())
+        .map_err(invalid)
+}
+
+fn mute_minutes(text: &str) -> Result<u32, CommandError> {
+    match text.parse::<u32>() {
+        Ok(minutes) if (1..=MAX_MUTE_MINUTES).contains(&minutes) => Ok(minutes),
+        _ => Err(CommandError::Invalid(format!(
+            "/mute takes a number of minutes from 1 to {MAX_MUTE_MINUTES}, not {text:?}"
+        ))),
     }
 }
 
@@ -235,5 +358,113 @@ mod tests {
     #[test]
     fn a_double_slash_sends_text_starting_with_a_slash() {
         assert_eq!(parsed("//shrug"), Command::Say("/shrug".to_owned()));
+    }
+
+    #[test]
+    fn create_takes_a_room_and_an_optional_private() {
+        assert_eq!(
+            parsed("/create Den"),
+            Command::Create {
+                room: "den".to_owned(),
+                private: false
+            }
+        );
+        assert_eq!(
+            parsed("/create den PRIVATE"),
+            Command::Create {
+                room: "den".to_owned(),
+                private: true
+            }
+        );
+        assert!(parse("/create den secret").is_err());
+        assert_eq!(
+            parse("/create").expect_err("no room").to_string(),
+            "usage: /create <room> [private]"
+        );
+    }
+
+    #[test]
+    fn topic_without_text_asks_and_with_text_keeps_the_whole_line() {
+        assert_eq!(parsed("/topic"), Command::Topic(None));
+        assert_eq!(parsed("/topic   "), Command::Topic(None));
+        assert_eq!(
+            parsed("/topic release  planning: friday"),
+            Command::Topic(Some("release  planning: friday".to_owned()))
+        );
+    }
+
+    #[test]
+    fn kick_and_ban_take_a_user_and_an_optional_reason() {
+        assert_eq!(
+            parsed("/kick bob"),
+            Command::Kick {
+                user: "bob".to_owned(),
+                reason: None
+            }
+        );
+        assert_eq!(
+            parsed("/ban bob  spam, again"),
+            Command::Ban {
+                user: "bob".to_owned(),
+                reason: Some("spam, again".to_owned())
+            }
+        );
+        assert_eq!(
+            parse("/kick").expect_err("no user").to_string(),
+            "usage: /kick <user> [reason]"
+        );
+        assert!(parse("/ban b").is_err(), "too short to be a username");
+    }
+
+    #[test]
+    fn mute_takes_a_user_and_a_positive_number_of_minutes() {
+        assert_eq!(
+            parsed("/mute dave 15"),
+            Command::Mute {
+                user: "dave".to_owned(),
+                minutes: 15
+            }
+        );
+        assert_eq!(
+            parse("/mute dave").expect_err("no minutes").to_string(),
+            "usage: /mute <user> <minutes>"
+        );
+        for minutes in ["0", "-5", "soon", "10 more"] {
+            let error = parse(&format!("/mute dave {minutes}")).expect_err(minutes);
+            assert!(error.to_string().contains("minutes"), "{error}");
+        }
+    }
+
+    #[test]
+    fn invite_and_op_take_exactly_one_user() {
+        assert_eq!(parsed("/invite carol"), Command::Invite("carol".to_owned()));
+        assert_eq!(parsed("/op erin"), Command::Op("erin".to_owned()));
+        assert!(parse("/invite").is_err());
+        assert_eq!(
+            parse("/op erin frank"),
+            Err(CommandError::TooManyArguments {
+                command: "op",
+                expected: "one argument"
+            })
+        );
+    }
+
+    #[test]
+    fn members_takes_no_argument() {
+        assert_eq!(parsed("/members"), Command::Members);
+        assert!(parse("/members lobby").is_err());
+    }
+
+    #[test]
+    fn every_command_is_in_the_help() {
+        for command in [
+            "/join", "/create", "/leave", "/rooms", "/dm", "/who", "/members", "/topic", "/invite",
+            "/kick", "/ban", "/mute", "/op", "/history", "/help", "/quit",
+        ] {
+            assert!(
+                HELP.iter().any(|line| line.starts_with(command)),
+                "{command} is missing from the help"
+            );
+        }
     }
 }

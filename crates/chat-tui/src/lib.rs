@@ -17,6 +17,7 @@
 mod api;
 mod backoff;
 mod command;
+mod describe;
 mod net;
 mod state;
 #[cfg(test)]

@@ -7,25 +7,53 @@
 //! (ordering, de-duplication, what to resume after a reconnect) testable
 //! without a terminal.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_domain::{DomainError, MessageBody, RoomName};
-use chat_protocol::rest::{RoomBody, RoomKindBody, RoomMessage};
+use chat_protocol::rest::{MemberChangeBody, MemberEventBody, RoomBody, RoomKindBody, RoomMessage};
 use chat_protocol::ws::{ClientFrame, ErrorCode, LeftReason, ServerFrame};
 use chrono::{DateTime, Utc};
+
+use crate::describe;
 
 /// How long "x is typing" stays up after the last typing frame.
 pub(crate) const TYPING_SHOWN_FOR: Duration = Duration::from_secs(5);
 
-/// A stored message, as the server numbered it.
+/// A stored item of a room's sequence, as the server numbered it: a
+/// message, or a membership change (which has a seq like a message, so
+/// that resuming after it finds no gap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Line {
     pub(crate) seq: i64,
+    /// The sender of a message; the member concerned by a change.
     pub(crate) username: String,
-    /// `None` when the server could not decrypt it.
+    /// `None` when the server could not decrypt a message, and for a
+    /// membership change.
     pub(crate) content: Option<String>,
     pub(crate) timestamp: DateTime<Utc>,
+    /// Set for a membership change.
+    pub(crate) event: Option<MemberEventBody>,
+}
+
+impl Line {
+    fn from_history(message: RoomMessage) -> Line {
+        Line {
+            seq: message.seq,
+            username: message.username,
+            content: message.content,
+            timestamp: message.created_at,
+            event: message.event,
+        }
+    }
+
+    /// The membership change in words, for a change.
+    pub(crate) fn event_text(&self) -> Option<String> {
+        self.event
+            .as_ref()
+            .map(|event| describe::member_event(&self.username, event))
+    }
 }
 
 /// A notice for people (joins, errors, command output), shown after the
@@ -69,6 +97,8 @@ pub(crate) struct Room {
     pub(crate) notices: Vec<Notice>,
     pub(crate) unread: u64,
     pub(crate) online: BTreeSet<String>,
+    /// The room's topic, as the room list or the last `topic` frame said.
+    pub(crate) topic: Option<String>,
     typing: BTreeMap<String, Instant>,
     /// Whether the server has messages older than the oldest loaded one.
     pub(crate) has_older: bool,
@@ -83,6 +113,7 @@ impl Room {
             notices: Vec::new(),
             unread: 0,
             online: BTreeSet::new(),
+            topic: None,
             typing: BTreeMap::new(),
             has_older: false,
         }
@@ -123,13 +154,15 @@ impl Room {
         });
     }
 
-    /// Stores a message unless its seq is already there; says whether it
-    /// was new.
+    /// Stores a message or a change unless its seq is already there; says
+    /// whether it was new.
     fn insert(&mut self, line: Line) -> bool {
         if self.lines.contains_key(&line.seq) {
             return false;
         }
-        self.typing.remove(&line.username);
+        if line.event.is_none() {
+            self.typing.remove(&line.username);
+        }
         self.lines.insert(line.seq, line);
         true
     }
@@ -269,6 +302,14 @@ impl ChatState {
     pub(crate) fn add_member_rooms(&mut self, rooms: &[RoomBody]) {
         for room in rooms.iter().filter(|room| room.member) {
             self.add_room(&room.name, room.kind);
+            self.set_topic(&room.name, room.topic.clone());
+        }
+    }
+
+    /// Keeps a room's topic (from the server's room list or details).
+    pub(crate) fn set_topic(&mut self, room: &str, topic: Option<String>) {
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.topic = topic;
         }
     }
 
@@ -336,12 +377,7 @@ impl ChatState {
             if let Some(client_id) = &message.client_id {
                 self.pending.retain(|p| &p.client_id != client_id);
             }
-            entry.insert(Line {
-                seq: message.seq,
-                username: message.username,
-                content: message.content,
-                timestamp: message.created_at,
-            });
+            entry.insert(Line::from_history(message));
         }
         entry.has_older = older_exists;
     }
@@ -455,6 +491,7 @@ impl ChatState {
                     username,
                     content: Some(content),
                     timestamp,
+                    event: None,
                 };
                 self.store(&room, line, client_id.as_deref());
             }
@@ -476,6 +513,7 @@ impl ChatState {
                     username: self.me.clone(),
                     content: Some(pending.content),
                     timestamp,
+                    event: None,
                 };
                 self.store(&room, line, None);
             }
@@ -484,8 +522,11 @@ impl ChatState {
                 message,
                 client_id,
                 room,
-                ..
-            } => self.on_error(code, message, client_id, room),
+                until,
+            } => {
+                let message = format!("{message}{}", describe::until(until.as_ref()));
+                self.on_error(code, message, client_id, room);
+            }
             ServerFrame::Presence {
                 room,
                 username,
@@ -525,37 +566,53 @@ impl ChatState {
                     entry.typing.insert(username, now);
                 }
             }
-            ServerFrame::Joined { room, kind, .. } => self.add_room(&room, kind),
-            ServerFrame::Left { room, reason } => {
-                self.remove_room(&room);
-                let why = match reason {
-                    Some(LeftReason::Kicked) => format!("you were removed from {room}"),
-                    Some(LeftReason::Banned) => format!("you were banned from {room}"),
-                    Some(LeftReason::RoomDeleted) => format!("{room} was deleted"),
-                    Some(LeftReason::Left) | None => format!("you left {room}"),
-                };
-                self.notice(None, why);
+            ServerFrame::Joined {
+                room,
+                kind,
+                last_seq,
+            } => {
+                if let Entry::Vacant(vacant) = self.rooms.entry(room) {
+                    // Added by someone else: what came before is history,
+                    // loaded on demand.
+                    let mut entry = Room::new(vacant.key(), kind);
+                    entry.has_older = last_seq > 0;
+                    vacant.insert(entry);
+                }
             }
+            ServerFrame::Left { room, reason } => self.on_removed(&room, reason),
             ServerFrame::Member {
                 room,
+                seq,
                 username,
                 change,
                 by,
-                ..
+                role,
+                until,
+                reason,
+                timestamp,
             } => {
-                if let Some(entry) = self.rooms.get_mut(&room) {
-                    let by = by.map(|by| format!(" by {by}")).unwrap_or_default();
-                    entry.notice(format!("{username}: {change:?}{by}").to_lowercase(), false);
-                }
+                let line = Line {
+                    seq,
+                    username,
+                    content: None,
+                    timestamp,
+                    event: Some(MemberEventBody {
+                        change,
+                        by,
+                        role,
+                        until,
+                        reason,
+                    }),
+                };
+                self.store(&room, line, None);
             }
             ServerFrame::Topic { room, topic, by } => {
-                if let Some(entry) = self.rooms.get_mut(&room) {
-                    let text = match topic {
-                        Some(topic) => format!("{by} set the topic: {topic}"),
-                        None => format!("{by} cleared the topic"),
-                    };
-                    entry.notice(text, false);
-                }
+                let text = match &topic {
+                    Some(topic) => format!("{by} set the topic: {topic}"),
+                    None => format!("{by} cleared the topic"),
+                };
+                self.set_topic(&room, topic);
+                self.notice(Some(&room), text);
             }
             ServerFrame::Pong | ServerFrame::Authenticated { .. } => {}
         }
@@ -571,8 +628,40 @@ impl ChatState {
             .rooms
             .entry(room.to_owned())
             .or_insert_with(|| Room::new(room, kind_of(room)));
-        if entry.insert(line) && !mine && !on_screen {
+        // Membership changes are shown, but only messages count as unread.
+        let message = line.event.is_none();
+        if entry.insert(line) && message && !mine && !on_screen {
             entry.unread += 1;
+        }
+    }
+
+    /// This user is no longer in `room` (they left, were removed, or the
+    /// room was deleted): the room leaves the list and a line in the room
+    /// on screen says why, and by whom when the change reached this client.
+    fn on_removed(&mut self, room: &str, reason: Option<LeftReason>) {
+        let Some(entry) = self.rooms.get(room) else {
+            // Already forgotten (the answer to `/leave` came first).
+            return;
+        };
+        let change = match reason {
+            Some(LeftReason::Kicked) => Some(MemberChangeBody::Kicked),
+            Some(LeftReason::Banned) => Some(MemberChangeBody::Banned),
+            _ => None,
+        };
+        let event = entry
+            .lines
+            .values()
+            .rev()
+            .filter_map(|line| line.event.as_ref().map(|event| (line, event)))
+            .find(|(line, event)| {
+                line.username.eq_ignore_ascii_case(&self.me) && Some(event.change) == change
+            })
+            .map(|(_, event)| event.clone());
+        let text = describe::removal(&self.display_name(room), reason, event.as_ref());
+        self.remove_room(room);
+        match reason {
+            Some(LeftReason::Left) | None => self.notice(None, text),
+            Some(_) => self.error(None, text),
         }
     }
 
@@ -1104,5 +1193,231 @@ mod tests {
         state.notice(None, "hello");
         let notice = &state.room("general").expect("general").notices[0];
         assert_eq!(notice.after_seq, 2);
+    }
+
+    fn member(room: &str, seq: i64, username: &str, change: MemberChangeBody) -> ServerFrame {
+        ServerFrame::Member {
+            room: room.to_owned(),
+            seq,
+            username: username.to_owned(),
+            change,
+            by: Some("bob".to_owned()),
+            role: None,
+            until: None,
+            reason: None,
+            timestamp: at(seq as u32 % 60),
+        }
+    }
+
+    fn left(room: &str, reason: LeftReason) -> ServerFrame {
+        ServerFrame::Left {
+            room: room.to_owned(),
+            reason: Some(reason),
+        }
+    }
+
+    fn notice_texts(state: &ChatState, room: &str) -> Vec<(String, bool)> {
+        state
+            .room(room)
+            .expect(room)
+            .notices
+            .iter()
+            .map(|notice| (notice.text.clone(), notice.is_error))
+            .collect()
+    }
+
+    #[test]
+    fn a_membership_change_takes_its_seq_so_a_reconnect_resumes_after_it() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.apply_history("lobby", history("lobby", &[1, 2]), false);
+        state.apply_history("general", history("general", &[1]), false);
+        let now = Instant::now();
+        state.apply(member("lobby", 3, "carol", MemberChangeBody::Joined), now);
+        state.apply(member("general", 2, "carol", MemberChangeBody::Joined), now);
+        state.apply(message("lobby", 4, "carol", "hi"), now);
+
+        assert_eq!(seqs(&state, "lobby"), [1, 2, 3, 4]);
+        assert_eq!(state.general_resume_seq(), 2);
+        assert!(state.on_connected().contains(&ClientFrame::Resume {
+            room: "lobby".to_owned(),
+            last_seq: 4
+        }));
+        let line = &state.room("lobby").expect("lobby").lines[&3];
+        assert_eq!(line.event_text().as_deref(), Some("carol joined"));
+    }
+
+    #[test]
+    fn membership_changes_elsewhere_are_shown_but_not_counted_as_unread() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        let now = Instant::now();
+        state.apply(member("lobby", 1, "carol", MemberChangeBody::Joined), now);
+        state.apply(message("lobby", 2, "carol", "hello"), now);
+        let lobby = state.room("lobby").expect("lobby");
+        assert_eq!(lobby.unread, 1);
+        assert_eq!(lobby.lines.len(), 2);
+    }
+
+    #[test]
+    fn history_with_membership_changes_shows_them_as_events_not_as_undecryptable_messages() {
+        let mut state = ChatState::new("alice");
+        let mut page = history("general", &[1, 2, 3]);
+        page[1].content = None;
+        page[1].username = "dave".to_owned();
+        page[1].event = Some(MemberEventBody {
+            change: MemberChangeBody::Kicked,
+            by: Some("alice".to_owned()),
+            role: None,
+            until: None,
+            reason: Some("spam".to_owned()),
+        });
+        page[2].content = None;
+        state.apply_history("general", page, false);
+
+        let lines = &state.room("general").expect("general").lines;
+        assert_eq!(
+            lines[&2].event_text().as_deref(),
+            Some("dave was kicked by alice (spam)")
+        );
+        // A message that could not be decrypted is still a message.
+        assert_eq!(lines[&3].event_text(), None);
+        assert_eq!(state.general_resume_seq(), 3);
+    }
+
+    #[test]
+    fn being_kicked_removes_the_room_and_says_by_whom_in_the_room_shown_next() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.switch_to("lobby");
+        let now = Instant::now();
+        let mut kicked = member("lobby", 5, "Alice", MemberChangeBody::Kicked);
+        if let ServerFrame::Member { reason, .. } = &mut kicked {
+            *reason = Some("spam".to_owned());
+        }
+        state.apply(kicked, now);
+        state.apply(left("lobby", LeftReason::Kicked), now);
+
+        assert!(state.room("lobby").is_none());
+        assert_eq!(state.active(), "general");
+        assert_eq!(
+            notice_texts(&state, "general"),
+            [("You were kicked from lobby by bob (spam)".to_owned(), true)]
+        );
+    }
+
+    #[test]
+    fn a_deleted_room_leaves_the_list_with_a_line_saying_so() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.apply(left("lobby", LeftReason::RoomDeleted), Instant::now());
+        assert!(state.room("lobby").is_none());
+        assert_eq!(
+            notice_texts(&state, "general"),
+            [("lobby was deleted".to_owned(), true)]
+        );
+    }
+
+    #[test]
+    fn a_left_frame_for_a_room_already_forgotten_changes_nothing() {
+        let mut state = ChatState::new("alice");
+        state.apply(left("lobby", LeftReason::Left), Instant::now());
+        assert!(notice_texts(&state, "general").is_empty());
+    }
+
+    #[test]
+    fn a_topic_frame_keeps_the_topic_and_says_who_set_it() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.apply(
+            ServerFrame::Topic {
+                room: "lobby".to_owned(),
+                topic: Some("release friday".to_owned()),
+                by: "bob".to_owned(),
+            },
+            Instant::now(),
+        );
+        let lobby = state.room("lobby").expect("lobby");
+        assert_eq!(lobby.topic.as_deref(), Some("release friday"));
+        assert_eq!(
+            notice_texts(&state, "lobby"),
+            [("bob set the topic: release friday".to_owned(), false)]
+        );
+        state.apply(
+            ServerFrame::Topic {
+                room: "lobby".to_owned(),
+                topic: None,
+                by: "bob".to_owned(),
+            },
+            Instant::now(),
+        );
+        assert_eq!(state.room("lobby").expect("lobby").topic, None);
+    }
+
+    #[test]
+    fn the_room_list_brings_each_rooms_topic() {
+        let mut state = ChatState::new("alice");
+        state.add_member_rooms(&[RoomBody {
+            name: "lobby".to_owned(),
+            kind: RoomKindBody::Public,
+            last_seq: 0,
+            last_read_seq: 0,
+            unread: 0,
+            member: true,
+            visibility: chat_protocol::rest::VisibilityBody::Public,
+            topic: Some("welcome".to_owned()),
+            role: None,
+        }]);
+        assert_eq!(
+            state.room("lobby").expect("lobby").topic.as_deref(),
+            Some("welcome")
+        );
+    }
+
+    #[test]
+    fn an_error_with_an_end_says_until_when() {
+        let mut state = ChatState::new("alice");
+        let until = at(30);
+        state.apply(
+            ServerFrame::Error {
+                code: ErrorCode::Muted,
+                message: "you are muted in general".to_owned(),
+                client_id: None,
+                room: Some("general".to_owned()),
+                until: Some(until),
+            },
+            Instant::now(),
+        );
+        assert_eq!(
+            notice_texts(&state, "general"),
+            [(
+                format!(
+                    "error: you are muted in general until {}",
+                    describe::clock(&until)
+                ),
+                true
+            )]
+        );
+    }
+
+    #[test]
+    fn a_room_someone_added_me_to_appears_with_its_older_history_to_load() {
+        let mut state = ChatState::new("alice");
+        state.apply(
+            ServerFrame::Joined {
+                room: "den".to_owned(),
+                kind: RoomKindBody::Public,
+                last_seq: 7,
+            },
+            Instant::now(),
+        );
+        state.apply(
+            member("den", 8, "alice", MemberChangeBody::Added),
+            Instant::now(),
+        );
+        let den = state.room("den").expect("den");
+        assert!(den.has_older);
+        assert_eq!(den.resume_seq(), 8);
+        assert_eq!(den.oldest_seq(), Some(8));
     }
 }

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use chat_protocol::rest::{MessagePage, RoleBody, RoomBody, VisibilityBody};
 use chat_protocol::ws::ClientFrame;
+use chrono::Utc;
 use cursive::Cursive;
 use cursive::event::{Event, Key};
 use cursive::traits::{Nameable, Resizable, Scrollable};
@@ -12,7 +14,9 @@ use cursive::views::{EditView, LinearLayout, OnEventView, Panel, SelectView, Tex
 
 use super::{Session, back_to_login, background, current_generation, render, session_mut};
 use crate::command::{self, Command, HELP};
+use crate::describe;
 use crate::net::NetEvent;
+use crate::state::Connection;
 
 /// Typing frames go out at most this often while the user types.
 const TYPING_EVERY: Duration = Duration::from_secs(3);
@@ -47,7 +51,12 @@ pub(super) fn show(siv: &mut Cursive) {
         .full_width();
     let body = LinearLayout::horizontal()
         .child(Panel::new(rooms).title("Rooms").fixed_width(24))
-        .child(Panel::new(messages).title("Messages").full_width())
+        .child(
+            Panel::new(messages)
+                .title("Messages")
+                .with_name(render::MESSAGES_PANEL)
+                .full_width(),
+        )
         .child(Panel::new(online).title("Online").fixed_width(18))
         .full_height();
     let screen = LinearLayout::vertical()
@@ -170,7 +179,49 @@ fn run(siv: &mut Cursive, command: Command) {
             }
         }
         Command::History => load_history(siv),
+        Command::Create { room, private } => create(siv, room, private),
+        Command::Topic(None) => show_topic(siv),
+        Command::Topic(Some(topic)) => send_to_room(siv, |room| ClientFrame::Topic { room, topic }),
+        Command::Members => list_members(siv),
+        Command::Invite(user) => put_member(siv, user, None),
+        Command::Op(user) => put_member(siv, user, Some(RoleBody::Moderator)),
+        Command::Kick { user, reason } => send_to_room(siv, |room| ClientFrame::Kick {
+            room,
+            username: user,
+            reason,
+        }),
+        Command::Ban { user, reason } => send_to_room(siv, |room| ClientFrame::Ban {
+            room,
+            username: user,
+            reason,
+            until: None,
+        }),
+        Command::Mute { user, minutes } => {
+            let until = Utc::now() + chrono::Duration::minutes(i64::from(minutes));
+            send_to_room(siv, |room| ClientFrame::Mute {
+                room,
+                username: user,
+                until,
+            });
+        }
     }
+}
+
+/// Sends a frame about the room on screen. The answer comes on the socket:
+/// the change itself in the room, or an error naming the room.
+fn send_to_room(siv: &mut Cursive, frame: impl FnOnce(String) -> ClientFrame) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    if session.state.connection() != &Connection::Connected {
+        // A frame sent now would be lost with the connection.
+        session
+            .state
+            .error(None, "not connected; try again once the connection is back");
+        return;
+    }
+    let room = session.state.active().to_owned();
+    session.net.send(frame(room));
 }
 
 fn say(siv: &mut Cursive, text: &str) {
@@ -199,6 +250,29 @@ fn enter(session: &mut Session, room: &str, kind: chat_protocol::rest::RoomKindB
     });
 }
 
+/// Shows a room just joined or created, with its newest page.
+fn show_entered(siv: &mut Cursive, body: &RoomBody, page: MessagePage, created: bool) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    session
+        .state
+        .apply_history(&body.name, page.messages, page.has_more);
+    enter(session, &body.name, body.kind);
+    session.state.set_topic(&body.name, body.topic.clone());
+    if created {
+        let private = match body.visibility {
+            VisibilityBody::Private => " (private: members only; /invite <user> to add people)",
+            VisibilityBody::Public => "",
+        };
+        session.state.notice(
+            Some(&body.name),
+            format!("you created the room {}{private}", body.name),
+        );
+    }
+    render::stick_to_bottom(siv);
+}
+
 fn join(siv: &mut Cursive, room: String) {
     let Some(session) = session_mut(siv) else {
         return;
@@ -212,28 +286,105 @@ fn join(siv: &mut Cursive, room: String) {
         move |api| {
             let (body, created) = match api.join(&room) {
                 Ok(body) => (body, false),
-                Err(error) if error.is_not_found() => (api.create_room(&room)?, true),
+                Err(error) if error.is_not_found() => (api.create_room(&room, None)?, true),
                 Err(error) => return Err(error),
             };
             let page = api.messages(&body.name, None)?;
             Ok((body, page, created))
         },
-        |siv, (body, page, created)| {
+        |siv, (body, page, created)| show_entered(siv, &body, page, created),
+    );
+}
+
+fn create(siv: &mut Cursive, room: String, private: bool) {
+    let visibility = private.then_some(VisibilityBody::Private);
+    background(
+        siv,
+        move |api| {
+            let body = api.create_room(&room, visibility)?;
+            let page = api.messages(&body.name, None)?;
+            Ok((body, page))
+        },
+        |siv, (body, page)| show_entered(siv, &body, page, true),
+    );
+}
+
+/// The room on screen, for a command about it.
+fn active_room(siv: &mut Cursive) -> Option<String> {
+    session_mut(siv).map(|session| session.state.active().to_owned())
+}
+
+fn show_topic(siv: &mut Cursive) {
+    let Some(room) = active_room(siv) else {
+        return;
+    };
+    background(
+        siv,
+        move |api| api.room(&room),
+        |siv, detail| {
             let Some(session) = session_mut(siv) else {
                 return;
             };
-            session
-                .state
-                .apply_history(&body.name, page.messages, page.has_more);
-            enter(session, &body.name, body.kind);
-            if created {
+            let name = session.state.display_name(&detail.name);
+            let text = match &detail.topic {
+                Some(topic) => format!("topic of {name}: {topic}"),
+                None => format!("{name} has no topic; /topic <text> sets one"),
+            };
+            session.state.set_topic(&detail.name, detail.topic);
+            session.state.notice(Some(&detail.name), text);
+        },
+    );
+}
+
+fn list_members(siv: &mut Cursive) {
+    let Some(room) = active_room(siv) else {
+        return;
+    };
+    background(
+        siv,
+        {
+            let room = room.clone();
+            move |api| api.members(&room)
+        },
+        move |siv, members| {
+            let Some(session) = session_mut(siv) else {
+                return;
+            };
+            let name = session.state.display_name(&room);
+            session.state.notice(
+                Some(&room),
+                format!("members of {name} ({}):", members.len()),
+            );
+            let now = Utc::now();
+            for member in members {
+                let muted = member
+                    .muted_until
+                    .filter(|until| *until > now)
+                    .map(|until| format!(", muted{}", describe::until(Some(&until))))
+                    .unwrap_or_default();
                 session.state.notice(
-                    Some(&body.name),
-                    format!("you created the room {}", body.name),
+                    Some(&room),
+                    format!(
+                        "  {} ({}{muted})",
+                        member.username,
+                        describe::role(member.role)
+                    ),
                 );
             }
-            render::stick_to_bottom(siv);
         },
+    );
+}
+
+/// Adds a user to the room on screen, or gives a member a role. The
+/// change shows in the room when the server records it.
+fn put_member(siv: &mut Cursive, user: String, role: Option<RoleBody>) {
+    let Some(room) = active_room(siv) else {
+        return;
+    };
+    background(
+        siv,
+        move |api| api.put_member(&room, &user, role),
+        |_, ()| {},
     );
 }
 
@@ -256,9 +407,12 @@ fn leave(siv: &mut Cursive, room: Option<String>) {
             let Some(session) = session_mut(siv) else {
                 return;
             };
-            let name = session.state.display_name(&room);
-            session.state.remove_room(&room);
-            session.state.notice(None, format!("you left {name}"));
+            // The server's `left` frame may have come first and said so.
+            if session.state.room(&room).is_some() {
+                let name = session.state.display_name(&room);
+                session.state.remove_room(&room);
+                session.state.notice(None, format!("You left {name}"));
+            }
         },
     );
 }
@@ -294,16 +448,7 @@ fn open_direct(siv: &mut Cursive, user: String) {
             let page = api.messages(&body.name, None)?;
             Ok((body, page))
         },
-        |siv, (body, page)| {
-            let Some(session) = session_mut(siv) else {
-                return;
-            };
-            session
-                .state
-                .apply_history(&body.name, page.messages, page.has_more);
-            enter(session, &body.name, body.kind);
-            render::stick_to_bottom(siv);
-        },
+        |siv, (body, page)| show_entered(siv, &body, page, false),
     );
 }
 

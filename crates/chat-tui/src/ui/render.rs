@@ -2,26 +2,28 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Local, Utc};
 use cursive::Cursive;
 use cursive::event::Event;
 use cursive::style::{BaseColor, Color, Effect, Style};
 use cursive::utils::markup::StyledString;
 use cursive::view::{ScrollStrategy, View};
-use cursive::views::{NamedView, ScrollView, SelectView, TextView};
+use cursive::views::{NamedView, Panel, ScrollView, SelectView, TextView};
 
 use super::session_mut;
+use crate::describe::clock;
 use crate::state::{ChatState, Connection, Line, Notice, Pending};
 
 pub(super) const STATUS: &str = "status";
 pub(super) const ROOMS: &str = "rooms";
 pub(super) const MESSAGES: &str = "messages";
 pub(super) const SCROLL: &str = "messages_scroll";
+pub(super) const MESSAGES_PANEL: &str = "messages_panel";
 pub(super) const ONLINE: &str = "online";
 pub(super) const TYPING: &str = "typing";
 pub(super) const INPUT: &str = "input";
 
 type MessagesScroll = ScrollView<NamedView<TextView>>;
+type MessagesPanel = Panel<NamedView<MessagesScroll>>;
 
 /// Redraws every part of the chat screen from the state.
 pub(super) fn all(siv: &mut Cursive) {
@@ -37,6 +39,7 @@ pub(super) fn all(siv: &mut Cursive) {
         .iter()
         .position(|room| room.name == state.active());
     let messages = message_text(state);
+    let title = messages_title(state);
     let online = online_text(state);
     let typing = typing_text(state, Instant::now());
 
@@ -56,6 +59,9 @@ pub(super) fn all(siv: &mut Cursive) {
         .call_on_name(SCROLL, |view: &mut MessagesScroll| view.is_at_bottom())
         .unwrap_or(true);
     siv.call_on_name(MESSAGES, |view: &mut TextView| view.set_content(messages));
+    siv.call_on_name(MESSAGES_PANEL, |view: &mut MessagesPanel| {
+        view.set_title(title);
+    });
     if at_bottom {
         stick_to_bottom(siv);
     }
@@ -140,12 +146,12 @@ fn room_items(state: &ChatState) -> Vec<(String, String)> {
         .collect()
 }
 
-fn time(timestamp: &DateTime<Utc>) -> String {
-    let local = timestamp.with_timezone(&Local);
-    if local.date_naive() == Local::now().date_naive() {
-        local.format("%H:%M").to_string()
-    } else {
-        local.format("%b %d %H:%M").to_string()
+/// The title over the messages: the topic of the room on screen, if it
+/// has one.
+fn messages_title(state: &ChatState) -> String {
+    match state.active_room().and_then(|room| room.topic.as_deref()) {
+        Some(topic) => format!("Topic: {topic}"),
+        None => "Messages".to_owned(),
     }
 }
 
@@ -192,8 +198,16 @@ fn message_text(state: &ChatState) -> StyledString {
 }
 
 fn append_line(text: &mut StyledString, state: &ChatState, line: &Line) {
+    // A membership change is drawn dimmed, like a notice.
+    if let Some(event) = line.event_text() {
+        text.append_styled(
+            format!("{} -- {event}\n", clock(&line.timestamp)),
+            Effect::Dim,
+        );
+        return;
+    }
     let mine = line.username.eq_ignore_ascii_case(state.me());
-    text.append_styled(format!("{} ", time(&line.timestamp)), Effect::Dim);
+    text.append_styled(format!("{} ", clock(&line.timestamp)), Effect::Dim);
     if mine {
         text.append_styled(
             format!("{} (me)", line.username),
@@ -229,7 +243,7 @@ fn append_pending(text: &mut StyledString, state: &ChatState, pending: &Pending)
     text.append_styled(
         format!(
             "{} {} (me): {}{status}\n",
-            time(&pending.sent_at),
+            clock(&pending.sent_at),
             state.me(),
             pending.content
         ),

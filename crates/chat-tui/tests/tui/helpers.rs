@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use chat_protocol::rest::{Credentials, HistoryItem, TokenBody};
+use chat_protocol::rest::{CreateRoomRequest, Credentials, HistoryItem, TokenBody};
 use chat_protocol::ws::{ClientFrame, ServerFrame};
 use cursive::backends::puppet;
 use cursive::backends::puppet::observed::{ObservedPieceInterface, ObservedScreen};
@@ -150,6 +150,29 @@ pub(crate) fn register_and_login(server: &str, username: &str) -> Result<String>
     Ok(token.access_token)
 }
 
+/// Creates a room as the user of `token`, who becomes its owner.
+pub(crate) fn create_room(server: &str, token: &str, name: &str) -> Result<()> {
+    agent()
+        .post(format!("{server}/api/rooms"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(&CreateRoomRequest {
+            name: name.to_owned(),
+            visibility: None,
+            topic: None,
+        })?;
+    Ok(())
+}
+
+/// Removes `username` from `room` as the user of `token` (the owner or a
+/// moderator).
+pub(crate) fn kick(server: &str, token: &str, room: &str, username: &str) -> Result<()> {
+    agent()
+        .delete(format!("{server}/api/rooms/{room}/members/{username}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()?;
+    Ok(())
+}
+
 /// The seed's history endpoint: the newest messages of `general`.
 pub(crate) fn general_history(server: &str, token: &str) -> Result<Vec<HistoryItem>> {
     Ok(agent()
@@ -246,6 +269,12 @@ impl Terminal {
         for c in text.chars() {
             self.event(Event::Char(c));
         }
+    }
+
+    /// Types a line and presses Enter.
+    pub(crate) fn submit(&mut self, line: &str) {
+        self.type_text(line);
+        self.press(Key::Enter);
     }
 
     pub(crate) fn press(&mut self, key: Key) {
