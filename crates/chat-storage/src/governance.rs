@@ -352,6 +352,35 @@ impl Store {
         Ok(Some(event))
     }
 
+    /// The seq of the first change after `after` that removed `user` from
+    /// `room` (a leave, a kick or a ban), if there is one: how far a former
+    /// member who resumes may catch up.
+    pub async fn removal_after(
+        &self,
+        room: RoomId,
+        user: UserId,
+        after: chat_domain::Seq,
+    ) -> Result<Option<chat_domain::Seq>, StorageError> {
+        let removals = [
+            MemberChange::Left.as_str(),
+            MemberChange::Kicked.as_str(),
+            MemberChange::Banned.as_str(),
+        ];
+        let found: Option<i64> = with_conn!(self, |conn| {
+            messages::table
+                .filter(messages::room_id.eq(room.get()))
+                .filter(messages::seq.gt(after.get()))
+                .filter(messages::user_id.eq(user.get()))
+                .filter(messages::event.eq_any(removals))
+                .order(messages::seq.asc())
+                .select(messages::seq)
+                .first(conn)
+                .await
+                .optional()?
+        });
+        found.map(|value| seq(value, "messages.seq")).transpose()
+    }
+
     /// The owner of `room` (`None` when nobody owns it) and how many members
     /// it has.
     pub async fn room_summary(

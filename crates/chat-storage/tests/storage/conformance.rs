@@ -72,7 +72,282 @@ conformance_suite!(
     timestamps_read_back_equal_to_what_was_written,
     a_message_no_key_can_decrypt_comes_back_without_content,
     message_bodies_reach_the_database_only_as_fernet_tokens,
+    a_batch_refuses_non_members_banned_and_muted_authors_and_stores_the_rest,
+    a_refused_membership_change_writes_nothing,
+    a_private_room_is_listed_for_its_members_only_and_a_ban_reason_is_encrypted,
 );
+
+async fn a_batch_refuses_non_members_banned_and_muted_authors_and_stores_the_rest(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let carol = db.user("carol").await;
+    let dave = db.user("dave").await;
+    let room = db
+        .store
+        .create_room(
+            &RoomName::public("lobby").expect("name"),
+            alice.id,
+            Visibility::Public,
+            None,
+        )
+        .await
+        .expect("create");
+    let as_alice = actor(&alice);
+    for user in [&carol, &dave] {
+        db.store
+            .change_membership(room.id, &actor(user), user.id, &MembershipOp::Join)
+            .await
+            .expect("join");
+    }
+    let until = chrono::Utc::now() + chrono::Duration::minutes(10);
+    db.store
+        .change_membership(room.id, &as_alice, carol.id, &MembershipOp::Mute { until })
+        .await
+        .expect("mute");
+    db.store
+        .change_membership(
+            room.id,
+            &as_alice,
+            dave.id,
+            &MembershipOp::Ban {
+                reason: None,
+                until: None,
+            },
+        )
+        .await
+        .expect("ban");
+    let head = db
+        .store
+        .room_by_id(room.id)
+        .await
+        .expect("room")
+        .expect("room")
+        .last_seq;
+
+    let results = db
+        .store
+        .append_messages(vec![
+            message(room.id, &alice, "owner", None),
+            message(room.id, &bob, "outsider", Some("b-1")),
+            message(room.id, &carol, "muted", None),
+            message(room.id, &dave, "banned", None),
+            message(room.id, &alice, "owner again", None),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(results.len(), 5);
+    let stored: Vec<i64> = results
+        .iter()
+        .filter_map(|result| result.as_ref().ok())
+        .map(|appended| appended.message.seq.get())
+        .collect();
+    assert_eq!(
+        stored,
+        [head.get() + 1, head.get() + 2],
+        "no gap for the refused"
+    );
+    assert_eq!(
+        results[1].as_ref().err(),
+        Some(&chat_domain::Refusal::NotAMember)
+    );
+    assert!(matches!(
+        results[2].as_ref().err(),
+        Some(chat_domain::Refusal::Muted { until: muted }) if (*muted - until).num_seconds().abs() < 1
+    ));
+    assert_eq!(
+        results[3].as_ref().err(),
+        Some(&chat_domain::Refusal::Banned { until: None })
+    );
+    assert_eq!(texts(db, room.id).await, ["owner", "owner again"]);
+    // A refused client id was not used up: sent again as a member, it is
+    // stored.
+    db.store
+        .change_membership(room.id, &actor(&bob), bob.id, &MembershipOp::Join)
+        .await
+        .expect("join");
+    let again = db
+        .store
+        .append_ok(vec![message(room.id, &bob, "now a member", Some("b-1"))])
+        .await
+        .expect("append");
+    assert!(!again[0].duplicate);
+}
+
+async fn a_refused_membership_change_writes_nothing(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let carol = db.user("carol").await;
+    let room = db
+        .store
+        .create_room(
+            &RoomName::public("lobby").expect("name"),
+            alice.id,
+            Visibility::Public,
+            None,
+        )
+        .await
+        .expect("create");
+    for user in [&bob, &carol] {
+        db.store
+            .change_membership(room.id, &actor(user), user.id, &MembershipOp::Join)
+            .await
+            .expect("join");
+    }
+    let before = db.store.room_members(room.id).await.expect("members");
+    let head = db
+        .store
+        .room_by_id(room.id)
+        .await
+        .expect("room")
+        .expect("room")
+        .last_seq;
+    let refused = [
+        (actor(&bob), carol.id, MembershipOp::Kick { reason: None }),
+        (
+            actor(&bob),
+            alice.id,
+            MembershipOp::Ban {
+                reason: None,
+                until: None,
+            },
+        ),
+        (
+            actor(&bob),
+            carol.id,
+            MembershipOp::SetRole(chat_domain::Role::Moderator),
+        ),
+        (
+            actor(&alice),
+            alice.id,
+            MembershipOp::Ban {
+                reason: None,
+                until: None,
+            },
+        ),
+        (
+            actor(&alice),
+            carol.id,
+            MembershipOp::SetRole(chat_domain::Role::Owner),
+        ),
+        (actor(&alice), carol.id, MembershipOp::Unban),
+    ];
+    for (who, target, op) in refused {
+        let result = db.store.change_membership(room.id, &who, target, &op).await;
+        assert!(
+            matches!(result, Err(StorageError::Refused(_))),
+            "{op:?}: {result:?}"
+        );
+    }
+    assert_eq!(
+        db.store.room_members(room.id).await.expect("members"),
+        before
+    );
+    assert_eq!(
+        db.store
+            .room_by_id(room.id)
+            .await
+            .expect("room")
+            .expect("room")
+            .last_seq,
+        head,
+        "no change took a seq"
+    );
+    // The operator may make an owner, who replaces the previous one.
+    let made = db
+        .store
+        .change_membership(
+            room.id,
+            &chat_storage::Actor::Operator,
+            carol.id,
+            &MembershipOp::SetRole(chat_domain::Role::Owner),
+        )
+        .await
+        .expect("set role")
+        .expect("a change");
+    assert_eq!(made.event.as_ref().and_then(|event| event.by.clone()), None);
+    let roles: Vec<(String, chat_domain::Role)> = db
+        .store
+        .room_members(room.id)
+        .await
+        .expect("members")
+        .into_iter()
+        .map(|member| (member.username.as_str().to_owned(), member.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("alice".to_owned(), chat_domain::Role::Moderator),
+            ("bob".to_owned(), chat_domain::Role::Member),
+            ("carol".to_owned(), chat_domain::Role::Owner),
+        ]
+    );
+}
+
+async fn a_private_room_is_listed_for_its_members_only_and_a_ban_reason_is_encrypted(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let secret = db
+        .store
+        .create_room(
+            &RoomName::public("secret").expect("name"),
+            alice.id,
+            Visibility::Private,
+            Some("plans"),
+        )
+        .await
+        .expect("create");
+    assert_eq!(secret.topic.as_deref(), Some("plans"));
+    let listed: Vec<String> = db
+        .store
+        .public_rooms()
+        .await
+        .expect("rooms")
+        .into_iter()
+        .map(|room| room.name.as_str().to_owned())
+        .collect();
+    assert_eq!(listed, ["general"]);
+    let access = db
+        .store
+        .room_access(&secret.name, bob.id)
+        .await
+        .expect("access")
+        .expect("the room exists");
+    assert!(access.membership.is_none() && access.banned.is_none());
+    let reason = "posted a phishing link";
+    db.store
+        .change_membership(
+            secret.id,
+            &actor(&alice),
+            bob.id,
+            &MembershipOp::Ban {
+                reason: Some(reason.to_owned()),
+                until: None,
+            },
+        )
+        .await
+        .expect("ban");
+    let access = db
+        .store
+        .room_access(&secret.name, bob.id)
+        .await
+        .expect("access")
+        .expect("the room exists");
+    assert_eq!(access.banned, Some(None));
+    let bans = db.store.room_bans(secret.id).await.expect("bans");
+    assert_eq!(bans[0].reason.as_deref(), Some(reason));
+    for raw in db.raw_messages().await {
+        assert!(!raw.body.contains(reason), "a reason is stored encrypted");
+    }
+    assert!(db.store.delete_room(secret.id).await.expect("delete"));
+    assert!(
+        db.store
+            .room_by_name(&secret.name)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    assert!(!db.store.delete_room(secret.id).await.expect("delete again"));
+}
 
 fn seqs(messages: &[Message]) -> Vec<i64> {
     messages.iter().map(|message| message.seq.get()).collect()

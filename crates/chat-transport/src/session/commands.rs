@@ -263,12 +263,45 @@ impl Session {
         let Some(name) = self.room_name(Some(raw.to_owned()), None).await? else {
             return Ok(());
         };
-        let Some(access) = self.access(&name, None).await? else {
-            return Ok(());
+        // Read whatever the visibility: a removed member may still catch up
+        // to their removal (below).
+        let found = match self
+            .state
+            .store
+            .room_access(&name, self.conn.user_id())
+            .await
+        {
+            Ok(Some(found)) => access::Access(found),
+            Ok(None) => return self.send_refusal(&Refusal::RoomNotFound, raw, None).await,
+            Err(error) => return self.storage_error(&error, None, Some(raw.to_owned())).await,
         };
-        let key = access.key();
+        let key = found.key();
+        if found.0.membership.is_none()
+            && let Some(last_seq) = last_seq
+        {
+            // A former member catching up learns of their removal: what
+            // came before it, the change itself, then `left`.
+            match self
+                .state
+                .store
+                .removal_after(key.id, self.conn.user_id(), last_seq)
+                .await
+            {
+                Ok(Some(removal)) => {
+                    self.rooms.track(key.clone(), last_seq);
+                    return Box::pin(self.fill(key.id, last_seq, Some(removal.next()))).await;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    return self.storage_error(&error, None, Some(raw.to_owned())).await;
+                }
+            }
+        }
+        if !found.visible() {
+            return self.send_refusal(&Refusal::RoomNotFound, raw, None).await;
+        }
         let mut joined_at = None;
-        if access.0.membership.is_none() {
+        if found.0.membership.is_none() {
             let actor = self.actor();
             match membership::change(
                 &self.state,

@@ -122,7 +122,94 @@ cluster_tests!(
     a_lost_broker_connection_loses_and_doubles_nothing,
     logout_closes_the_sessions_sockets_on_every_node,
     a_reused_refresh_token_closes_the_sessions_sockets_on_the_other_node,
+    a_ban_on_one_node_removes_the_users_socket_on_the_other,
+    a_member_added_on_one_node_is_subscribed_on_the_other,
 );
+
+async fn a_ban_on_one_node_removes_the_users_socket_on_the_other(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let created = cluster
+        .a
+        .post_authed("/api/rooms", &alice, &json!({"name": "lobby"}))
+        .await?;
+    assert_eq!(created.status(), 201);
+    let mut on_b = cluster.b.connect(&bob).await?;
+    on_b.send(json!({"type": "join", "room": "lobby"})).await?;
+    on_b.recv_type("joined").await?;
+    on_b.send_acked("lobby", "hello", "b1").await?;
+
+    let banned = cluster
+        .a
+        .send_authed(
+            reqwest::Method::PUT,
+            "/api/rooms/lobby/bans/bob",
+            &alice,
+            Some(&json!({"reason": "spam"})),
+        )
+        .await?;
+    assert_eq!(banned.status(), 204);
+    // Node B hears of it through Redis: the change, then `left`.
+    let change = on_b.recv_type("member").await?;
+    assert_eq!(change["change"], "banned");
+    assert_eq!(on_b.recv_type("left").await?["reason"], "banned");
+    on_b.send(
+        json!({"type": "message", "room": "lobby", "content": "more spam", "client_id": "b2"}),
+    )
+    .await?;
+    let refused = on_b.recv_type("error").await?;
+    assert_eq!(
+        (refused["code"].as_str(), refused["client_id"].as_str()),
+        (Some("banned"), Some("b2"))
+    );
+    let page: serde_json::Value = cluster
+        .a
+        .get_authed("/api/rooms/lobby/messages", &alice)
+        .await?
+        .json()
+        .await?;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["content"].as_str())
+        .collect();
+    assert_eq!(texts, ["hello"]);
+    Ok(())
+}
+
+async fn a_member_added_on_one_node_is_subscribed_on_the_other(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let created = cluster
+        .a
+        .post_authed(
+            "/api/rooms",
+            &alice,
+            &json!({"name": "secret", "visibility": "private"}),
+        )
+        .await?;
+    assert_eq!(created.status(), 201);
+    let mut on_b = cluster.b.connect(&bob).await?;
+    on_b.send(json!({"type": "ping"})).await?;
+    on_b.recv_type("pong").await?;
+    let added = cluster
+        .a
+        .send_authed(
+            reqwest::Method::PUT,
+            "/api/rooms/secret/members/bob",
+            &alice,
+            None,
+        )
+        .await?;
+    assert_eq!(added.status(), 204);
+    assert_eq!(on_b.recv_type("joined").await?["room"], "secret");
+    assert_eq!(on_b.recv_type("member").await?["change"], "added");
+    let mut on_a = cluster.a.connect(&alice).await?;
+    on_a.send_acked("secret", "welcome", "a1").await?;
+    assert_eq!(on_b.recv_type("message").await?["content"], "welcome");
+    Ok(())
+}
 
 async fn logout_closes_the_sessions_sockets_on_every_node(cluster: &Cluster) -> Result<()> {
     cluster.a.register("alice").await?;

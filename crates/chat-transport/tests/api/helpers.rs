@@ -305,6 +305,23 @@ impl TestApp {
             .await?)
     }
 
+    /// Sends `method` to `path` as the holder of `token`, with a JSON body
+    /// when given.
+    pub(crate) async fn send_authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
+        let request = self.http.request(method, self.url(path)).bearer_auth(token);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        Ok(request.send().await?)
+    }
+
     /// Opens a WebSocket and reads the greeting.
     pub(crate) async fn connect(&self, token: &str) -> Result<Client> {
         self.connect_with_query(token, "").await

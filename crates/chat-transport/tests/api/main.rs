@@ -8,6 +8,7 @@ mod cluster;
 mod contract;
 mod docs;
 mod faults;
+mod governance;
 mod limits;
 mod rooms;
 mod tokens;
