@@ -62,6 +62,7 @@ on_both_backends!(
     a_wrong_key_is_refused_before_anything_is_imported,
     users_without_a_bcrypt_hash_and_messages_without_a_time_are_reported_and_skipped,
     the_command_reads_the_key_from_the_named_variable_and_prints_no_secret,
+    a_token_of_the_original_is_its_own_users_only_after_a_case_rename,
 );
 
 const FIXTURE: &str = include_str!("fixtures/original.json");
@@ -740,5 +741,44 @@ async fn the_command_reads_the_key_from_the_named_variable_and_prints_no_secret(
     )
     .await?;
     assert!(!both.status.success());
+    Ok(())
+}
+
+async fn a_token_of_the_original_is_its_own_users_only_after_a_case_rename(
+    env: &Env,
+) -> Result<()> {
+    use secrecy::ExposeSecret;
+
+    env.write_original(&[], &[]).await?;
+    env.import(&env.options()?).await?;
+    let mut settings = env.settings.clone();
+    settings.accept_legacy_tokens = true;
+    let secret = settings
+        .secret_key
+        .as_ref()
+        .context("the test sets SECRET_KEY")?
+        .expose_secret()
+        .to_owned();
+    // What the original issued: HS256, `sub` and `exp` only.
+    let token_of = |name: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"sub": name, "exp": chrono::Utc::now().timestamp() + 600}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+    };
+    let (base, stop, task) = crate::serve(&settings).await?;
+    let http = reqwest::Client::new();
+    let status_with = |token: String| {
+        let http = http.clone();
+        let url = format!("{base}/api/chat/messages?token={token}");
+        async move { Ok::<_, anyhow::Error>(http.get(url).send().await?.status().as_u16()) }
+    };
+    // `Bob` kept the name; the original's `bob` is `bob-3` now, and its
+    // old token must not sign in as `Bob`.
+    assert_eq!(status_with(token_of("Bob")?).await?, 200);
+    assert_eq!(status_with(token_of("bob")?).await?, 401);
+    assert_eq!(status_with(token_of("alice")?).await?, 200);
+    crate::stop_server(stop, task).await?;
     Ok(())
 }
