@@ -178,8 +178,8 @@ pub struct Settings {
     pub secret_key_previous: Option<SecretString>,
 
     /// Fernet key that encrypts new messages (from `chat-server gen-key`),
-    /// or `passphrase:<text>` for a database written by the original Python
-    /// backend.
+    /// or `passphrase:<text>`, derived as the original Python backend
+    /// derived its key (its database is brought over by `import-original`).
     #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true, global = true)]
     pub encryption_key: Option<SecretString>,
 
