@@ -61,6 +61,20 @@ impl PasswordHasher {
         self.cost
     }
 
+    /// Whether [`PasswordHasher::verify`] can check passwords against this
+    /// stored hash: a well-formed `$2a$`, `$2b$` or `$2y$` bcrypt hash of a
+    /// cost bcrypt supports. For hashes written elsewhere (an imported
+    /// database), checked before they are stored.
+    pub fn can_verify(hash: &str) -> bool {
+        use std::str::FromStr;
+        let versioned = ["$2a$", "$2b$", "$2y$"]
+            .iter()
+            .any(|prefix| hash.starts_with(prefix));
+        versioned
+            && bcrypt::HashParts::from_str(hash)
+                .is_ok_and(|parts| (4..=Self::MAX_COST).contains(&parts.get_cost()))
+    }
+
     /// Hashes a password that met the policy, with a fresh random salt.
     /// The result is a `$2b$` hash of this hasher's cost, ready to store.
     pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
@@ -250,6 +264,26 @@ mod tests {
 
     fn password(text: &str) -> Password {
         Password::parse(text).expect("meets the policy")
+    }
+
+    #[test]
+    fn only_well_formed_bcrypt_hashes_can_be_verified() {
+        // Made by the original backend (passlib, cost 12).
+        let python = "$2b$12$UDgi06aM.s9qHqpZGyyGr.woRo46y3Uh2gDst6w7yux2MQplWywlO";
+        assert!(PasswordHasher::can_verify(python));
+        assert!(PasswordHasher::can_verify(
+            &python.replacen("$2b$", "$2y$", 1)
+        ));
+        for hash in [
+            "",
+            "secret123",
+            "$2x$12$UDgi06aM.s9qHqpZGyyGr.woRo46y3Uh2gDst6w7yux2MQplWywlO",
+            "$2b$99$UDgi06aM.s9qHqpZGyyGr.woRo46y3Uh2gDst6w7yux2MQplWywlO",
+            &python[..59],
+            "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+        ] {
+            assert!(!PasswordHasher::can_verify(hash), "{hash:?}");
+        }
     }
 
     #[tokio::test]

@@ -60,6 +60,45 @@ impl Username {
     pub fn same_user(&self, other: &Username) -> bool {
         self.0.eq_ignore_ascii_case(&other.0)
     }
+
+    /// The valid name closest to `raw`, a name chosen under other rules
+    /// (the original backend accepted any text up to 50 characters):
+    ///
+    /// 1. every character other than an ASCII letter, digit, `_` or `-`
+    ///    becomes `_` (`émile dupont` → `_mile_dupont`);
+    /// 2. the result is cut to [`Username::MAX_CHARS`] characters;
+    /// 3. if no ASCII letter or digit is left (`李雷` → `__`), `fallback`
+    ///    is used instead;
+    /// 4. a name shorter than [`Username::MIN_CHARS`] is padded with `_`
+    ///    (`jo` → `jo_`).
+    ///
+    /// A valid name comes back unchanged.
+    pub fn conform(raw: &str, fallback: &Username) -> Username {
+        let mut name: String = raw
+            .chars()
+            .map(|c| if is_name_char(c) { c } else { '_' })
+            .take(Self::MAX_CHARS)
+            .collect();
+        if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return fallback.clone();
+        }
+        while name.len() < Self::MIN_CHARS {
+            name.push('_');
+        }
+        Username(name)
+    }
+
+    /// This name with `-<n>` appended, cut first if needed so that the whole
+    /// stays within [`Username::MAX_CHARS`]: `bob` → `bob-2`. Used to tell
+    /// apart names that would otherwise belong to the same user.
+    pub fn with_suffix(&self, n: u32) -> Username {
+        let suffix = format!("-{n}");
+        // The name is ASCII, so characters and bytes are the same here.
+        let keep = Self::MAX_CHARS
+            .saturating_sub(suffix.len())
+            .min(self.0.len());
+        Username(format!("{}{suffix}", &self.0[..keep]))
+    }
 }
 
 impl fmt::Display for Username {
@@ -269,6 +308,63 @@ mod tests {
         assert_eq!(name.normalized(), "alice");
         assert!(name.same_user(&user("aLICE")));
         assert!(!name.same_user(&user("alicia")));
+    }
+
+    #[test]
+    fn a_valid_name_conforms_to_itself() {
+        let fallback = user("user-1");
+        assert_eq!(
+            Username::conform("Alice_Smith-2", &fallback),
+            user("Alice_Smith-2")
+        );
+    }
+
+    #[test]
+    fn conforming_replaces_other_characters_with_underscores() {
+        let fallback = user("user-1");
+        assert_eq!(
+            Username::conform("émile dupont", &fallback).as_str(),
+            "_mile_dupont"
+        );
+        assert_eq!(
+            Username::conform("bob.smith@x", &fallback).as_str(),
+            "bob_smith_x"
+        );
+    }
+
+    #[test]
+    fn conforming_cuts_long_names_to_fifty_characters() {
+        let fallback = user("user-1");
+        let long = format!("{}tail", "a".repeat(50));
+        assert_eq!(Username::conform(&long, &fallback).as_str(), "a".repeat(50));
+        // Characters, not bytes: fifty-one accented letters become fifty `_`
+        // and then the fallback, since nothing alphanumeric is left.
+        assert_eq!(Username::conform(&"é".repeat(51), &fallback), fallback);
+    }
+
+    #[test]
+    fn conforming_a_name_without_letters_or_digits_gives_the_fallback() {
+        let fallback = user("user-6");
+        assert_eq!(Username::conform("李雷", &fallback), fallback);
+        assert_eq!(Username::conform("", &fallback), fallback);
+        assert_eq!(Username::conform("--", &fallback), fallback);
+    }
+
+    #[test]
+    fn conforming_pads_short_names_with_underscores() {
+        let fallback = user("user-1");
+        assert_eq!(Username::conform("jo", &fallback).as_str(), "jo_");
+        assert_eq!(Username::conform("x", &fallback).as_str(), "x__");
+        assert_eq!(Username::conform("é1", &fallback).as_str(), "_1_");
+    }
+
+    #[test]
+    fn a_suffix_is_appended_within_fifty_characters() {
+        assert_eq!(user("bob").with_suffix(2).as_str(), "bob-2");
+        let long = user(&"b".repeat(50));
+        let suffixed = long.with_suffix(12);
+        assert_eq!(suffixed.as_str(), format!("{}-12", "b".repeat(47)));
+        assert!(Username::parse(suffixed.as_str()).is_ok());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The chat server binary's start-up: settings, secrets, logging,
-//! migrations, then [`chat_transport::Application`]; and the maintenance
+//! migrations, then [`chat_transport::Application`]; the maintenance
 //! command that re-encrypts stored messages after a key rotation
-//! ([`rotate_keys`]).
+//! ([`rotate_keys`]); and the one that brings over the original Python
+//! backend's database ([`import_original`]).
 //!
 //! It holds no chat logic; everything it does is wiring, so it stays thin
 //! and every part it wires is tested where it lives.
 
+pub mod import;
 pub mod rotation;
 pub mod secrets;
 pub mod settings;
@@ -18,6 +20,7 @@ use chat_crypto::KeyRing;
 use chat_storage::{RecentCache, Store, StoreConfig};
 use chat_transport::{Application, Services};
 
+pub use import::{ImportOptions, ImportProgress, ImportReport, ProgressPrinter, import_original};
 pub use rotation::{PreviousKey, RotationReport, rotate_keys};
 pub use settings::{Cli, Command, Environment, Settings};
 

@@ -44,6 +44,22 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             print!("{report}");
         }
+        Command::ImportOriginal(args) => {
+            let options = chat_server::ImportOptions::from_args(&args)?;
+            tracing::info!(
+                from = %chat_server::redacted_url(&options.from),
+                database = %chat_server::redacted_url(&chat_server::database_url(&settings)),
+                dry_run = options.dry_run,
+                batch_size = options.batch_size,
+                "importing the original backend's database"
+            );
+            let mut progress = chat_server::ProgressPrinter::default();
+            let report =
+                chat_server::import_original(&settings, &options, |batch| progress.update(batch))
+                    .await;
+            progress.finish();
+            print!("{}", report?);
+        }
         Command::Migrate => {
             let url = chat_server::database_url(&settings);
             chat_server::open_store(&settings).await?;

@@ -20,7 +20,7 @@ pub struct Cli {
 }
 
 /// The subcommands.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, then serve (the default).
     Serve,
@@ -41,6 +41,70 @@ pub enum Command {
         )]
         batch_size: i64,
     },
+    /// Bring the users and messages of the original Python backend's
+    /// database over into this server's (DATABASE_URL): users keep their
+    /// passwords, messages go into `general` in their original order, with
+    /// their times and authors. Run it before the server is opened to
+    /// users. Safe to stop and run again: nothing is imported twice.
+    ImportOriginal(ImportArgs),
+}
+
+/// The flags of `import-original`.
+#[derive(Clone, Args)]
+#[command(group(
+    clap::ArgGroup::new("original_key")
+        .required(true)
+        .args(["passphrase_env", "key_env"])
+))]
+pub struct ImportArgs {
+    /// The original's database: its DATABASE_URL, postgres://user:pass@host/db
+    /// or sqlite://PATH (sqlite:///srv/old/chat.db is /srv/old/chat.db).
+    /// Only read, never written.
+    #[arg(long, env = "CHAT_IMPORT_FROM", hide_env_values = true)]
+    pub from: String,
+
+    /// The name of the environment variable holding the original's
+    /// ENCRYPTION_KEY passphrase (the key is derived from it as the
+    /// original did).
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+
+    /// The name of the environment variable holding the original's Fernet
+    /// key, when it was given one rather than a passphrase.
+    #[arg(long, value_name = "VAR")]
+    pub key_env: Option<String>,
+
+    /// Read and decrypt everything and report what would be done, without
+    /// importing anything (pending migrations of this server's database
+    /// are applied, as by every command).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Import even though `general` already holds messages written on this
+    /// server: the imported ones come after them.
+    #[arg(long)]
+    pub append: bool,
+
+    /// Messages read and written per transaction.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(i64).range(1..=chat_storage::MAX_IMPORT_BATCH as i64)
+    )]
+    pub batch_size: i64,
+}
+
+impl std::fmt::Debug for ImportArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportArgs")
+            .field("from", &crate::redacted_url(&self.from))
+            .field("passphrase_env", &self.passphrase_env)
+            .field("key_env", &self.key_env)
+            .field("dry_run", &self.dry_run)
+            .field("append", &self.append)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
 }
 
 /// How strict start-up is about secrets.
@@ -114,8 +178,8 @@ pub struct Settings {
     pub secret_key_previous: Option<SecretString>,
 
     /// Fernet key that encrypts new messages (from `chat-server gen-key`),
-    /// or `passphrase:<text>` for a database written by the original Python
-    /// backend.
+    /// or `passphrase:<text>`, derived as the original Python backend
+    /// derived its key (its database is brought over by `import-original`).
     #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true, global = true)]
     pub encryption_key: Option<SecretString>,
 

@@ -15,6 +15,11 @@
 //! key, in batches, while the server runs: see [`Store::reencrypt_batch`] and
 //! [`Store::count_by_key`].
 //!
+//! A database written by the original Python backend is brought over by
+//! reading it with [`OriginalDatabase`] and writing through
+//! [`Store::import_users`] and [`Store::import_messages`], which record
+//! what they brought so that an import can stop and resume.
+//!
 //! # The ordering guarantee
 //!
 //! Every message gets a `seq` within its room: 1, 2, 3... with no gaps, in
@@ -35,9 +40,11 @@ mod client_ids;
 mod config;
 mod error;
 mod governance;
+mod import;
 mod insert_messages;
 mod messages;
 mod model;
+mod original;
 mod recent;
 mod room_counters;
 mod rooms;
@@ -54,11 +61,15 @@ pub mod testing;
 
 pub use config::StoreConfig;
 pub use error::{BoxError, StorageError};
+pub use import::{
+    ImportMessage, ImportState, ImportUser, ImportedUser, LastImported, MAX_IMPORT_BATCH,
+};
 pub use messages::MAX_PAGE;
 pub use model::{
     Actor, AppendResult, Appended, Ban, Cursor, Member, MemberEvent, Membership, MembershipOp,
     Message, NewMessage, Page, Refresh, Room, RoomAccess, RoomReading, User,
 };
+pub use original::{OriginalDatabase, OriginalMessage, OriginalPosition, OriginalUser};
 pub use recent::RecentCache;
 pub use rooms::RoomKey;
 pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::client_ids::StoredByClientId;
+use crate::import::{Provenance, RecordImports};
 use crate::insert_messages::InsertMessages;
 use crate::model::{AppendResult, Appended, Cursor, MemberEvent, Message, NewMessage, Page};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
@@ -38,9 +39,23 @@ const PAIRS_PER_STATEMENT: usize = 2_000;
 /// id (see [`Store::append_messages`]).
 const CLIENT_ID_RETRIES: usize = 3;
 
+/// Records per `imported_messages` insert: two bind parameters each.
+const RECORDS_PER_STATEMENT: usize = 2_000;
+
+/// Where the messages of a batch come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    /// Sent now: every message is stamped with the time of the write.
+    Live,
+    /// Brought over by `import-original`, one entry per message of the
+    /// batch: each keeps its original time, and its original id is recorded
+    /// in `imported_messages` in the same transaction.
+    Imported(&'a [Provenance]),
+}
+
 /// Whether a batch's transaction looks for stored resends before inserting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resends {
+pub(crate) enum Resends {
     /// Insert straight away; should a (user, client id) turn out to be
     /// stored already, the insert fails, the transaction is rolled back and
     /// the batch is written again with [`Resends::LookUp`].
@@ -78,11 +93,46 @@ struct StoredRow {
 }
 
 /// What the write transaction hands back.
-struct Written {
+pub(crate) struct Written {
     outcomes: Vec<Outcome>,
     /// The id of each new message, by (room, seq).
     ids: HashMap<(i64, i64), i64>,
     created_at: NaiveDateTime,
+}
+
+impl Written {
+    /// How many messages the transaction inserted (neither resends nor
+    /// refused ones).
+    pub(crate) fn inserted(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// `(original id, message id)` for each message of an imported batch that
+/// was inserted.
+fn import_records(
+    batch: &[NewMessage],
+    outcomes: &[Outcome],
+    ids: &HashMap<(i64, i64), i64>,
+    provenance: &[Provenance],
+) -> Result<Vec<(i64, i64)>, StorageError> {
+    let mut records = Vec::with_capacity(provenance.len());
+    for ((message, outcome), provenance) in batch.iter().zip(outcomes).zip(provenance) {
+        if let Outcome::Inserted { seq } = outcome {
+            let id = inserted_id(ids, message.room_id.get(), *seq)?;
+            records.push((provenance.original_id, id));
+        }
+    }
+    Ok(records)
+}
+
+/// The id the insert returned for the message at `seq` of `room`.
+fn inserted_id(ids: &HashMap<(i64, i64), i64>, room: i64, seq: i64) -> Result<i64, StorageError> {
+    ids.get(&(room, seq)).copied().ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "the insert returned no id for room {room} seq {seq}"
+        ))
+    })
 }
 
 impl Store {
@@ -133,7 +183,10 @@ impl Store {
         let mut resends = Resends::Unexpected;
         let mut attempt = 0;
         let written = loop {
-            match self.write_batch(&batch, &sealed, resends).await {
+            match self
+                .write_batch(&batch, &sealed, resends, Origin::Live)
+                .await
+            {
                 Err(StorageError::Conflict(_)) if attempt < CLIENT_ID_RETRIES => {
                     attempt += 1;
                     resends = Resends::LookUp;
@@ -153,12 +206,14 @@ impl Store {
         Ok(results)
     }
 
-    /// The transaction of [`Store::append_messages`].
-    async fn write_batch(
+    /// The transaction of [`Store::append_messages`], and of
+    /// [`Store::import_messages`] with [`Origin::Imported`].
+    pub(crate) async fn write_batch(
         &self,
         batch: &[NewMessage],
         sealed: &[Sealed],
         resends: Resends,
+        origin: Origin<'_>,
     ) -> Result<Written, StorageError> {
         let mut room_ids: Vec<i64> = batch.iter().map(|message| message.room_id.get()).collect();
         room_ids.sort_unstable();
@@ -273,7 +328,12 @@ impl Store {
                     body: &sealed.token,
                     key_id: sealed.key_id.as_str(),
                     client_id,
-                    created_at,
+                    created_at: match origin {
+                        Origin::Live => created_at,
+                        Origin::Imported(provenance) => provenance
+                            .get(index)
+                            .map_or(created_at, |provenance| provenance.created_at),
+                    },
                 });
             }
 
@@ -283,6 +343,13 @@ impl Store {
                     InsertMessages::new(chunk).get_results(conn).await?;
                 for (id, room, seq) in inserted {
                     ids.insert((room, seq), id);
+                }
+            }
+
+            if let Origin::Imported(provenance) = origin {
+                let records = import_records(batch, &outcomes, &ids, provenance)?;
+                for chunk in records.chunks(RECORDS_PER_STATEMENT) {
+                    conn.record_imported_messages(chunk).await?;
                 }
             }
 
@@ -322,12 +389,7 @@ impl Store {
                     continue;
                 }
                 Outcome::Inserted { seq: position } => {
-                    let room = message.room_id.get();
-                    let id = ids.get(&(room, position)).copied().ok_or_else(|| {
-                        StorageError::Corrupt(format!(
-                            "the insert returned no id for room {room} seq {position}"
-                        ))
-                    })?;
+                    let id = inserted_id(&ids, message.room_id.get(), position)?;
                     Appended {
                         message: Message {
                             id: MessageId(id),

@@ -15,6 +15,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    imported_messages (original_id) {
+        original_id -> Int8,
+        message_id -> Int8,
+    }
+}
+
+diesel::table! {
+    imported_users (original_id) {
+        original_id -> Int8,
+        user_id -> Int8,
+        original_username -> Text,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Int8,
         room_id -> Int8,
@@ -87,6 +102,8 @@ diesel::table! {
 }
 
 diesel::joinable!(auth_sessions -> users (user_id));
+diesel::joinable!(imported_messages -> messages (message_id));
+diesel::joinable!(imported_users -> users (user_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (session_id));
@@ -97,6 +114,8 @@ diesel::joinable!(rooms -> users (created_by));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_sessions,
+    imported_messages,
+    imported_users,
     messages,
     refresh_tokens,
     room_bans,

@@ -139,6 +139,119 @@ pub async fn postgres_plan(
     Ok(Some(lines.join("\n")))
 }
 
+/// A row of the original Python backend's `users`, as it wrote it.
+#[derive(Debug, Clone)]
+pub struct OriginalUserRow {
+    pub id: i64,
+    pub username: String,
+    pub hashed_password: String,
+    /// As SQLAlchemy wrote it on SQLite: `2024-03-01 09:00:00.000000`.
+    pub created_at: Option<String>,
+}
+
+/// A row of the original Python backend's `messages`, as it wrote it.
+#[derive(Debug, Clone)]
+pub struct OriginalMessageRow {
+    pub id: i64,
+    pub user_id: i64,
+    /// The Fernet token.
+    pub content: String,
+    /// As SQLAlchemy wrote it on SQLite: `2024-03-01 09:00:00.000000`.
+    pub created_at: Option<String>,
+}
+
+/// The original's tables on PostgreSQL, as SQLAlchemy's `create_all`
+/// made them (see `scripts/original-vectors.py`).
+const ORIGINAL_SCHEMA_POSTGRES: &str = "\
+    CREATE TABLE users (id SERIAL PRIMARY KEY, username VARCHAR(50) NOT NULL, \
+        hashed_password VARCHAR(255) NOT NULL, created_at TIMESTAMP WITHOUT TIME ZONE); \
+    CREATE UNIQUE INDEX ix_users_username ON users (username); \
+    CREATE INDEX ix_users_id ON users (id); \
+    CREATE TABLE messages (id SERIAL PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users (id), \
+        content TEXT NOT NULL, created_at TIMESTAMP WITHOUT TIME ZONE); \
+    CREATE INDEX ix_messages_id ON messages (id);";
+
+/// The same on SQLite.
+const ORIGINAL_SCHEMA_SQLITE: &str = "\
+    CREATE TABLE users (id INTEGER NOT NULL PRIMARY KEY, username VARCHAR(50) NOT NULL, \
+        hashed_password VARCHAR(255) NOT NULL, created_at DATETIME); \
+    CREATE UNIQUE INDEX ix_users_username ON users (username); \
+    CREATE INDEX ix_users_id ON users (id); \
+    CREATE TABLE messages (id INTEGER NOT NULL PRIMARY KEY, \
+        user_id INTEGER NOT NULL REFERENCES users (id), content TEXT NOT NULL, created_at DATETIME); \
+    CREATE INDEX ix_messages_id ON messages (id);";
+
+/// Builds the original backend's tables in the empty database `database`
+/// and writes `users` and `messages` into them as they are: the source of
+/// an import. On SQLite, times are stored as the text given, as SQLAlchemy
+/// did; on PostgreSQL, as `timestamp without time zone`.
+pub async fn write_original_database(
+    database: &TestDatabase,
+    users: &[OriginalUserRow],
+    messages: &[OriginalMessageRow],
+) -> Result<(), crate::StorageError> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    use diesel_async::SimpleAsyncConnection;
+
+    macro_rules! write_rows {
+        ($conn:expr, $schema:expr, $time:literal) => {{
+            let conn = $conn;
+            conn.batch_execute($schema).await?;
+            for user in users {
+                diesel::sql_query(concat!(
+                    "INSERT INTO users (id, username, hashed_password, created_at) \
+                     VALUES ($1, $2, $3, ",
+                    $time,
+                    ")"
+                ))
+                .bind::<BigInt, _>(user.id)
+                .bind::<Text, _>(&user.username)
+                .bind::<Text, _>(&user.hashed_password)
+                .bind::<Nullable<Text>, _>(&user.created_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            for message in messages {
+                diesel::sql_query(concat!(
+                    "INSERT INTO messages (id, user_id, content, created_at) \
+                     VALUES ($1, $2, $3, ",
+                    $time,
+                    ")"
+                ))
+                .bind::<BigInt, _>(message.id)
+                .bind::<BigInt, _>(message.user_id)
+                .bind::<Text, _>(&message.content)
+                .bind::<Nullable<Text>, _>(&message.created_at)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }};
+    }
+
+    match database.backend {
+        Backend::Postgres => {
+            let mut conn = AsyncPgConnection::establish(&database.url)
+                .await
+                .map_err(crate::StorageError::unavailable)?;
+            write_rows!(&mut conn, ORIGINAL_SCHEMA_POSTGRES, "CAST($4 AS TIMESTAMP)");
+        }
+        Backend::Sqlite => {
+            let path = database
+                .url
+                .strip_prefix("sqlite://")
+                .unwrap_or(&database.url);
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                std::fs::create_dir_all(parent).map_err(crate::StorageError::unavailable)?;
+            }
+            let mut conn = crate::store::SqliteConn::establish(path)
+                .await
+                .map_err(crate::StorageError::unavailable)?;
+            write_rows!(&mut conn, ORIGINAL_SCHEMA_SQLITE, "$4");
+        }
+    }
+    Ok(())
+}
+
 /// A name no other test of any run shares.
 pub fn unique_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

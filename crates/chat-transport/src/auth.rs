@@ -81,7 +81,17 @@ pub(crate) async fn authenticate_reading(
             state.store.user_for_session(&username, session).await?,
             None,
         ),
-        (None, _) => (state.store.user_by_name(&username).await?, None),
+        // A token of the original backend names its user as the original
+        // stored it, where `Bob` and `bob` were two users; the import kept
+        // one and renamed the other, so only the exact name is that user.
+        (None, _) => (
+            state
+                .store
+                .user_by_name(&username)
+                .await?
+                .filter(|user| user.username == username),
+            None,
+        ),
     };
     let principal = Principal {
         user: user.ok_or_else(ApiError::bad_token)?,

@@ -1,4 +1,7 @@
-//! Start-up as an operator meets it: secrets, data directory, restarts.
+//! Start-up as an operator meets it: secrets, data directory, restarts;
+//! and the import of the original backend's database (`import`).
+
+mod import;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -2,10 +2,11 @@
 //! from one body: against a temporary SQLite file and against a fresh
 //! PostgreSQL database (see `support`).
 
-// `conformance` defines `conformance_suite!`, which `rotation` and
-// `sessions` use too.
+// `conformance` defines `conformance_suite!`, which `import`, `rotation`
+// and `sessions` use too.
 #[macro_use]
 mod conformance;
+mod import;
 mod outage;
 mod planner;
 mod redaction;

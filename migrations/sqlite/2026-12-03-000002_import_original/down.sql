@@ -1,0 +1,2 @@
+DROP TABLE imported_messages;
+DROP TABLE imported_users;
