@@ -362,18 +362,19 @@ impl Store {
         // Without client ids there is no resend to look up. An author who
         // may not post in the room (imported authors are members of
         // `general`, so none in practice) is not counted.
-        let written = self.write_batch(
-            &messages,
-            &sealed,
-            Resends::Unexpected,
-            Origin::Imported(&provenance),
-        )
-        .await
-        .map_err(|error| {
-            error.conflict_as(
-                "a message of this batch was imported before (is another import running?)",
+        let written = self
+            .write_batch(
+                &messages,
+                &sealed,
+                Resends::Unexpected,
+                Origin::Imported(&provenance),
             )
-        })?;
+            .await
+            .map_err(|error| {
+                error.conflict_as(
+                    "a message of this batch was imported before (is another import running?)",
+                )
+            })?;
         Ok(written.inserted())
     }
 }
