@@ -69,22 +69,22 @@ pub(crate) enum CommandError {
 
 /// The help text, one line per command.
 pub(crate) const HELP: &[&str] = &[
-    "/join <room>            join or create a public room and switch to it",
-    "/create <room> [private] create a room (private: members only) and switch to it",
-    "/leave [room]           leave the room on screen (or the one named)",
-    "/rooms                  list the rooms on the server",
-    "/dm <user>              open a direct conversation",
-    "/who                    who is online in this room",
-    "/members                the members of this room, with roles and mutes",
-    "/topic [text]           show this room's topic, or set it",
-    "/invite <user>          add someone to this room (owner, moderators)",
-    "/kick <user> [reason]   remove someone from this room (owner, moderators)",
-    "/ban <user> [reason]    remove someone and keep them out (owner, moderators)",
-    "/mute <user> <minutes>  stop someone posting for a while (owner, moderators)",
-    "/op <user>              make a member a moderator (owner)",
-    "/history                load older messages (also Page Up at the top)",
-    "/help                   this list",
-    "/quit                   leave the client (also /exit, /q, Ctrl-C)",
+    "/join <room>           join or create a public room and show it",
+    "/create <room> [private]  create a room (private: members only)",
+    "/leave [room]          leave the room on screen (or the one named)",
+    "/rooms                 list the rooms on the server",
+    "/dm <user>             open a direct conversation",
+    "/who                   who is online in this room",
+    "/members               the members of this room, roles and mutes",
+    "/topic [text]          show this room's topic, or set it",
+    "/invite <user>         add someone to this room (owner, mods)",
+    "/kick <user> [reason]  remove someone from this room (owner, mods)",
+    "/ban <user> [reason]   remove someone for good (owner, mods)",
+    "/mute <user> <minutes> stop someone posting for a while (owner, mods)",
+    "/op <user>             make a member a moderator (owner)",
+    "/history               load older messages (also Page Up at the top)",
+    "/help                  this list",
+    "/quit                  leave the client (also /exit, /q, Ctrl-C)",
     "Tab / Ctrl-N / Ctrl-P: move between rooms; //text sends '/text'",
 ];
 
@@ -453,6 +453,15 @@ mod tests {
     fn members_takes_no_argument() {
         assert_eq!(parsed("/members"), Command::Members);
         assert!(parse("/members lobby").is_err());
+    }
+
+    #[test]
+    fn the_help_fits_beside_the_other_panels() {
+        // The messages panel of a 120-column terminal holds 76 columns,
+        // three of them taken by the `-- ` of a notice.
+        for line in HELP {
+            assert!(line.chars().count() <= 73, "too wide: {line}");
+        }
     }
 
     #[test]

@@ -591,6 +591,11 @@ impl ChatState {
                 reason,
                 timestamp,
             } => {
+                // A room this client has left (or was never told of with
+                // `joined`) is not brought back by a late change in it.
+                if !self.rooms.contains_key(&room) {
+                    return;
+                }
                 let line = Line {
                     seq,
                     username,
@@ -1304,6 +1309,18 @@ mod tests {
             notice_texts(&state, "general"),
             [("You were kicked from lobby by bob (spam)".to_owned(), true)]
         );
+    }
+
+    #[test]
+    fn a_late_change_in_a_room_already_left_does_not_bring_it_back() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        state.remove_room("lobby");
+        let now = Instant::now();
+        state.apply(member("lobby", 9, "alice", MemberChangeBody::Left), now);
+        state.apply(left("lobby", LeftReason::Left), now);
+        assert!(state.room("lobby").is_none());
+        assert!(notice_texts(&state, "general").is_empty());
     }
 
     #[test]

@@ -261,14 +261,14 @@ fn show_entered(siv: &mut Cursive, body: &RoomBody, page: MessagePage, created: 
     enter(session, &body.name, body.kind);
     session.state.set_topic(&body.name, body.topic.clone());
     if created {
-        let private = match body.visibility {
-            VisibilityBody::Private => " (private: members only; /invite <user> to add people)",
-            VisibilityBody::Public => "",
+        let text = match body.visibility {
+            VisibilityBody::Private => format!(
+                "you created the private room {}; /invite <user> adds people",
+                body.name
+            ),
+            VisibilityBody::Public => format!("you created the room {}", body.name),
         };
-        session.state.notice(
-            Some(&body.name),
-            format!("you created the room {}{private}", body.name),
-        );
+        session.state.notice(Some(&body.name), text);
     }
     render::stick_to_bottom(siv);
 }

@@ -50,7 +50,7 @@ fn moderation_typed_in_the_client_reaches_the_member_concerned() -> Result<()> {
     let mut terminal = Terminal::start(&server.url());
     terminal.log_in("carol", PASSWORD)?;
     terminal.submit("/create attic private");
-    terminal.wait_for("you created the room attic (private")?;
+    terminal.wait_for("you created the private room attic")?;
 
     terminal.submit("/invite dave");
     dave.wait_for(|frame| matches!(frame, ServerFrame::Joined { room, .. } if room == "attic"))?;
