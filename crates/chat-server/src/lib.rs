@@ -7,6 +7,7 @@
 //! It holds no chat logic; everything it does is wiring, so it stays thin
 //! and every part it wires is tested where it lives.
 
+pub mod admin;
 pub mod import;
 pub mod rotation;
 pub mod secrets;
@@ -22,7 +23,7 @@ use chat_transport::{Application, Services};
 
 pub use import::{ImportOptions, ImportProgress, ImportReport, ProgressPrinter, import_original};
 pub use rotation::{PreviousKey, RotationReport, rotate_keys};
-pub use settings::{Cli, Command, Environment, Settings};
+pub use settings::{AdminCommand, Cli, Command, Environment, RoomAdmin, Settings};
 
 /// The database URL in force: the setting, or a SQLite file in the data
 /// directory.

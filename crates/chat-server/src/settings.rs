@@ -47,6 +47,41 @@ pub enum Command {
     /// their times and authors. Run it before the server is opened to
     /// users. Safe to stop and run again: nothing is imported twice.
     ImportOriginal(ImportArgs),
+    /// Act on rooms as the operator, against DATABASE_URL, while the
+    /// server runs.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `chat-server admin ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Rooms.
+    #[command(subcommand)]
+    Room(RoomAdmin),
+}
+
+/// `chat-server admin room ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RoomAdmin {
+    /// Give a user a role in a room: `owner`, `moderator` or `member`. A
+    /// new owner replaces the previous one (who stays a moderator); a user
+    /// who is not a member is added. This is how `general` and the rooms
+    /// made before rooms had owners get an owner or moderators.
+    SetRole {
+        /// The room's name.
+        room: String,
+        /// The user's name.
+        user: String,
+        /// owner, moderator or member.
+        #[arg(value_parser = parse_role)]
+        role: chat_domain::Role,
+    },
+}
+
+fn parse_role(value: &str) -> Result<chat_domain::Role, String> {
+    chat_domain::Role::from_str_opt(&value.to_ascii_lowercase())
+        .ok_or_else(|| format!("'{value}' is not a role: owner, moderator or member"))
 }
 
 /// The flags of `import-original`.

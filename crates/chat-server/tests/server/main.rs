@@ -595,3 +595,58 @@ fn the_pool_is_split_between_the_main_thread_and_the_workers() {
         [2, 1, 1]
     );
 }
+
+#[tokio::test]
+async fn the_operator_makes_an_owner_of_a_room_nobody_owns() -> Result<()> {
+    let dir = temp_dir("admin-role");
+    let settings = settings(dir.clone());
+    let store = chat_server::open_store(&settings).await?;
+    let alice = store
+        .create_user(&Username::parse("alice")?, "$2b$10$not-a-real-hash")
+        .await?;
+    drop(store);
+
+    let made =
+        chat_server::admin::set_role(&settings, "general", "Alice", chat_domain::Role::Owner)
+            .await?;
+    assert!(
+        matches!(made, chat_server::admin::RoleOutcome::Changed { .. }),
+        "{made:?}"
+    );
+    let again =
+        chat_server::admin::set_role(&settings, "general", "alice", chat_domain::Role::Owner)
+            .await?;
+    assert_eq!(again, chat_server::admin::RoleOutcome::Unchanged);
+
+    let store = chat_server::open_store(&settings).await?;
+    let general = store
+        .room_by_name(&RoomName::general())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("general exists"))?;
+    let (owner, _) = store.room_summary(general.id).await?;
+    assert_eq!(
+        owner.map(|name| name.as_str().to_owned()),
+        Some("alice".to_owned())
+    );
+    let roles: Vec<_> = store
+        .room_members(general.id)
+        .await?
+        .into_iter()
+        .filter(|member| member.user_id == alice.id)
+        .map(|member| member.role)
+        .collect();
+    assert_eq!(roles, [chat_domain::Role::Owner]);
+
+    for (room, user, expected) in [
+        ("nowhere", "alice", "there is no room named 'nowhere'"),
+        ("general", "nobody", "there is no user named 'nobody'"),
+    ] {
+        let error =
+            chat_server::admin::set_role(&settings, room, user, chat_domain::Role::Moderator)
+                .await
+                .expect_err("refused");
+        assert_eq!(error.to_string(), expected);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
