@@ -387,7 +387,9 @@ impl Reader {
             }
         };
         match (seen.kind.as_ref(), seen.room, seen.seq) {
-            ("message", Some(room), Some(seq)) => {
+            // A membership change (a client joining) takes its seq in the
+            // room like a message, and is delivered like one.
+            ("message" | "member", Some(room), Some(seq)) => {
                 let names = &self.names;
                 let Some(tracked) = self
                     .report

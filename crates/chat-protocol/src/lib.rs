@@ -61,6 +61,8 @@ mod openapi_tests {
                 "message",
                 "ack",
                 "error",
+                "member",
+                "topic",
                 "presence",
                 "who",
                 "typing",

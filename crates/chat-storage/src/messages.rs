@@ -284,8 +284,23 @@ impl Store {
 
             // Looked up after the locks are held: a resend to the same room
             // that committed while we waited is visible now.
+            // A refused message may be the resend of one stored while its
+            // author still could post: it is answered with that original
+            // (rare, so looked up only then).
+            let mut lookup = pairs.clone();
+            if resends == Resends::Unexpected {
+                lookup.extend(batch.iter().filter_map(|message| {
+                    let user = message.user_id.get();
+                    let refused =
+                        matches!(standing.get(&(message.room_id.get(), user)), Some(Some(_)));
+                    let client_id = message.client_id.as_ref()?;
+                    refused.then_some((user, client_id.as_str()))
+                }));
+                lookup.sort_unstable();
+                lookup.dedup();
+            }
             let mut stored: HashMap<(i64, String), StoredRow> = HashMap::new();
-            for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+            for chunk in lookup.chunks(PAIRS_PER_STATEMENT) {
                 let rows: Vec<StoredRow> = StoredByClientId::new(chunk).load(conn).await?;
                 for row in rows {
                     if let Some(client_id) = row.client_id.clone() {
@@ -300,17 +315,19 @@ impl Store {
             let mut rows = Vec::with_capacity(batch.len());
             for (index, (message, sealed)) in batch.iter().zip(sealed).enumerate() {
                 let user = message.user_id.get();
+                let client_id = message.client_id.as_ref().map(|id| id.as_str());
+                if let Some(client_id) = client_id
+                    && let Some(row) = stored.remove(&(user, client_id.to_owned()))
+                {
+                    first_in_batch.insert((user, client_id), index);
+                    outcomes.push(Outcome::Existing(row));
+                    continue;
+                }
                 if let Some(Some(refusal)) = standing.get(&(message.room_id.get(), user)) {
                     outcomes.push(Outcome::Refused(refusal.clone()));
                     continue;
                 }
-                let client_id = message.client_id.as_ref().map(|id| id.as_str());
                 if let Some(client_id) = client_id {
-                    if let Some(row) = stored.remove(&(user, client_id.to_owned())) {
-                        first_in_batch.insert((user, client_id), index);
-                        outcomes.push(Outcome::Existing(row));
-                        continue;
-                    }
                     if let Some(&first) = first_in_batch.get(&(user, client_id)) {
                         outcomes.push(Outcome::SameAs(first));
                         continue;

@@ -13,7 +13,7 @@
 //! is not a member in good standing, so a socket that missed the event
 //! still cannot post.
 
-use chat_domain::{Action, UserId, Username, Visibility, authorize_in};
+use chat_domain::{Action, Refusal, RoomName, UserId, Username, Visibility, authorize_in};
 use chat_protocol::ws::{LeftReason, ServerFrame};
 use chat_storage::{Actor, MembershipOp, Message, Room, RoomKey, StorageError, User};
 
@@ -22,6 +22,10 @@ use crate::fanout::RoomEvent;
 use crate::frames;
 use crate::hub::{Audience, MemberItem, Notice};
 use crate::state::AppState;
+
+/// `general` is where every account and every seed client is: whoever
+/// owns it may not delete it or hide it.
+const GENERAL_STAYS: Refusal = Refusal::Forbidden("general cannot be deleted or made private");
 
 /// Makes a membership change in `room` and tells every node; returns the
 /// recorded event, or `None` when nothing changed.
@@ -90,6 +94,9 @@ pub(crate) async fn open_direct(
 /// every node, gets `left` with reason `room_deleted`. Returns whether it
 /// existed.
 pub(crate) async fn delete_room(state: &AppState, room: &RoomKey) -> Result<bool, StorageError> {
+    if room.name.as_str() == RoomName::GENERAL {
+        return Err(StorageError::Refused(GENERAL_STAYS));
+    }
     let deleted = state.store.delete_room(room.id).await?;
     if deleted {
         state.fanout.membership(Notice::Deleted { room: room.id });
@@ -114,8 +121,11 @@ pub(crate) async fn update_room(
     if topic.is_some() {
         allowed(Action::SetTopic)?;
     }
-    if visibility.is_some() {
+    if let Some(visibility) = visibility {
         allowed(Action::SetVisibility)?;
+        if room.name.as_str() == RoomName::GENERAL && visibility != Visibility::Public {
+            return Err(StorageError::Refused(GENERAL_STAYS));
+        }
     }
     let updated = state
         .store

@@ -1,6 +1,8 @@
 use actix_web::{HttpResponse, get, web};
 use chat_protocol::rest::{ErrorBody, HistoryItem, HistoryQuery};
 
+use chat_domain::RoomName;
+
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::frames;
@@ -18,15 +20,22 @@ use crate::state::AppState;
     responses(
         (status = 200, body = Vec<HistoryItem>),
         (status = 401, body = ErrorBody),
+        (status = 403, description = "the caller is banned from `general`", body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
 )]
 #[get("/api/chat/messages")]
 pub(crate) async fn history(
     state: web::Data<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    // A user banned from `general` may not read it here either.
+    let general = RoomName::general();
+    crate::access::find_for_route(&state, &general, user.id)
+        .await?
+        .readable()
+        .map_err(|refusal| crate::access::for_route(&general, refusal))?;
     let limit = query.limit.unwrap_or(50);
     if limit < 1 {
         return Err(ApiError::Unprocessable(

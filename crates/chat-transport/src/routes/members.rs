@@ -15,6 +15,19 @@ use crate::error::ApiError;
 use crate::membership;
 use crate::state::AppState;
 
+/// An optional JSON body: none (or only white space) is the default;
+/// anything else must be a valid body, or the request is refused with 422
+/// and changes nothing.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    body: &web::Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::Unprocessable(format!("invalid body: {error}")))
+}
+
 /// The room and the user a member route names, as the caller may see them.
 async fn room_and_user(
     state: &AppState,
@@ -116,9 +129,10 @@ pub(crate) async fn put(
     state: web::Data<AppState>,
     CurrentUser(user): CurrentUser,
     path: web::Path<(String, String)>,
-    body: Option<web::Json<MemberRequest>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let role = body.and_then(|body| body.role).map(Role::from);
+    let body: MemberRequest = optional_body(&body)?;
+    let role = body.role.map(Role::from);
     let (name, found, target) = room_and_user(&state, user.id, &path).await?;
     let is_member = state.store.is_member(found.0.room.id, target).await?;
     let op = match (is_member, role) {
@@ -234,9 +248,9 @@ pub(crate) async fn ban(
     state: web::Data<AppState>,
     CurrentUser(user): CurrentUser,
     path: web::Path<(String, String)>,
-    body: Option<web::Json<BanRequest>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body: BanRequest = optional_body(&body)?;
     if body.until.is_some_and(|until| until <= Utc::now()) {
         return Err(ApiError::Unprocessable(
             "until must be in the future".to_owned(),

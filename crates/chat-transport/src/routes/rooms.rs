@@ -356,7 +356,9 @@ pub(crate) async fn mark_read(
     security(("bearer" = [])),
     responses(
         (status = 200, body = MessagePage),
-        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the caller is banned from the room", body = ErrorBody),
+        (status = 404, description = "no such room, or a private one the caller is not in", body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
 )]

@@ -46,9 +46,7 @@ impl Session {
                     Some(MemberItem {
                         user,
                         removal: Some(reason),
-                    }) if user == self.conn.user_id() => {
-                        Box::pin(self.drop_room(room, reason)).await
-                    }
+                    }) if user == self.conn.user_id() => Box::pin(self.removed(room, reason)).await,
                     _ => Ok(()),
                 }
             }
@@ -76,6 +74,24 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The connection delivered a change that removed its user from `room`:
+    /// it stops receiving the room, unless the user is a member again (they
+    /// rejoined or were added since; a replay from before the removal goes
+    /// on). Removals are rare, so asking the database is cheap here; if it
+    /// cannot answer, the room is dropped, which a `join` undoes.
+    async fn removed(&mut self, room: RoomId, reason: LeftReason) -> Result<(), Gone> {
+        let member_again = self
+            .state
+            .store
+            .is_member(room, self.conn.user_id())
+            .await
+            .unwrap_or(false);
+        if member_again {
+            return Ok(());
+        }
+        self.drop_room(room, reason).await
     }
 
     /// Stops receiving `room`: the hub drops this connection from it, the
@@ -199,7 +215,10 @@ impl Session {
                 if stored.user_id == self.conn.user_id()
                     && let Some(reason) = LeftReason::of(event.change)
                 {
-                    return self.drop_room(room, reason).await;
+                    self.removed(room, reason).await?;
+                    if !self.rooms.contains(room) {
+                        return Ok(());
+                    }
                 }
             }
             if !page.has_more || page.messages.is_empty() {

@@ -40,6 +40,11 @@ impl Cluster {
             database.drop_database().await;
             return Ok(None);
         };
+        Cluster::spawn_on(database, redis).await.map(Some)
+    }
+
+    /// Two nodes on the Redis at `redis`.
+    async fn spawn_on(database: TestDatabase, redis: String) -> Result<Cluster> {
         let keys = KeyRing::new(FernetKey::generate(), Vec::new());
         let tweaks = Tweaks {
             redis: Some((redis.clone(), unique_name())),
@@ -51,12 +56,12 @@ impl Cluster {
         for node in [&a, &b] {
             wait_until_ready(node).await?;
         }
-        Ok(Some(Cluster {
+        Ok(Cluster {
             a,
             b,
             redis,
             database,
-        }))
+        })
     }
 
     async fn stop(self) {
@@ -119,7 +124,6 @@ cluster_tests!(
     presence_and_typing_cross_nodes,
     resume_works_on_the_other_node,
     a_client_id_resent_to_the_other_node_is_not_stored_twice,
-    a_lost_broker_connection_loses_and_doubles_nothing,
     logout_closes_the_sessions_sockets_on_every_node,
     a_reused_refresh_token_closes_the_sessions_sockets_on_the_other_node,
     a_ban_on_one_node_removes_the_users_socket_on_the_other,
@@ -348,6 +352,77 @@ async fn a_client_id_resent_to_the_other_node_is_not_stored_twice(cluster: &Clus
         .await?;
     assert_eq!(items.len(), 1);
     Ok(())
+}
+
+/// A Redis server of a test's own, on a free port, for a test that cuts
+/// its connections: cutting those of the machine's shared Redis would cut
+/// every other test's nodes too. Stopped when dropped.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    async fn start() -> Result<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let own = OwnRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(own);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("redis-server did not start on port {port}")
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `a_lost_broker_connection_loses_and_doubles_nothing` on two nodes
+/// sharing a Redis of their own.
+async fn on_own_redis(database: TestDatabase) -> Result<()> {
+    if redis_url().is_none() {
+        database.drop_database().await;
+        return Ok(());
+    }
+    let redis = OwnRedis::start().await?;
+    let cluster = Cluster::spawn_on(database, redis.url.clone()).await?;
+    let result = a_lost_broker_connection_loses_and_doubles_nothing(&cluster).await;
+    cluster.stop().await;
+    result
+}
+
+mod own_redis {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_a_lost_broker_connection_loses_and_doubles_nothing() -> anyhow::Result<()> {
+        super::on_own_redis(chat_storage::testing::TestDatabase::sqlite()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_lost_broker_connection_loses_and_doubles_nothing() -> anyhow::Result<()> {
+        let Some(database) = chat_storage::testing::TestDatabase::postgres().await else {
+            return Ok(());
+        };
+        super::on_own_redis(database).await
+    }
 }
 
 async fn a_lost_broker_connection_loses_and_doubles_nothing(cluster: &Cluster) -> Result<()> {

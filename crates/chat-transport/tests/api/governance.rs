@@ -19,7 +19,230 @@ crate::backend_tests!(
     seed_clients_never_see_membership_changes,
     topics_and_visibility_follow_roles,
     a_room_shows_its_owner_roles_and_members,
+    general_stays_public_and_undeletable_whoever_owns_it,
+    a_bad_body_is_refused_and_changes_nothing,
+    a_member_who_rejoined_keeps_the_room_when_resuming_from_before_the_kick,
+    a_resend_after_a_kick_is_answered_with_the_stored_original,
 );
+
+async fn general_stays_public_and_undeletable_whoever_owns_it(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let general = app
+        .store
+        .room_by_name(&chat_domain::RoomName::general())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("general exists"))?;
+    let me = app
+        .store
+        .user_by_name(&chat_domain::Username::parse("alice")?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("alice exists"))?;
+    // What `chat-server admin room set-role general alice owner` does.
+    app.store
+        .change_membership(
+            general.id,
+            &chat_storage::Actor::Operator,
+            me.id,
+            &chat_storage::MembershipOp::SetRole(chat_domain::Role::Owner),
+        )
+        .await?;
+    let detail: Value = app
+        .get_authed("/api/rooms/general", &alice)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(detail["owner"], "alice");
+    assert_eq!(
+        status(app, Method::DELETE, "/api/rooms/general", &alice, None).await?,
+        403
+    );
+    assert_eq!(
+        status(
+            app,
+            Method::PATCH,
+            "/api/rooms/general",
+            &alice,
+            Some(json!({"visibility": "private"}))
+        )
+        .await?,
+        403
+    );
+    assert_eq!(
+        status(
+            app,
+            Method::PATCH,
+            "/api/rooms/general",
+            &alice,
+            Some(json!({"topic": "welcome"}))
+        )
+        .await?,
+        200
+    );
+    let bob = app.user("bob").await?;
+    let seen: Value = app
+        .get_authed("/api/rooms/general", &bob)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (seen["visibility"].as_str(), seen["topic"].as_str()),
+        (Some("public"), Some("welcome"))
+    );
+
+    // A user banned from `general` cannot read it through the seed's route.
+    assert_eq!(
+        status(
+            app,
+            Method::PUT,
+            "/api/rooms/general/bans/bob",
+            &alice,
+            Some(json!({}))
+        )
+        .await?,
+        204
+    );
+    assert_eq!(
+        status(app, Method::GET, "/api/chat/messages", &bob, None).await?,
+        403
+    );
+    assert_eq!(
+        status(app, Method::GET, "/api/chat/messages", &alice, None).await?,
+        200
+    );
+    Ok(())
+}
+
+async fn a_bad_body_is_refused_and_changes_nothing(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    app.user("bob").await?;
+    room(app, &alice, "secret", "private").await?;
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/api/rooms/secret/members/bob",
+            r#"{"role": "emperor"}"#,
+        ),
+        (
+            Method::PUT,
+            "/api/rooms/secret/bans/bob",
+            r#"{"until": "next tuesday"}"#,
+        ),
+        (Method::PUT, "/api/rooms/secret/bans/bob", "not json"),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&alice)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 422, "{method} {path} {body}");
+    }
+    assert_eq!(members(app, "secret", &alice).await?, ["alice:owner"]);
+    let bans: Vec<Value> = app
+        .get_authed("/api/rooms/secret/bans", &alice)
+        .await?
+        .json()
+        .await?;
+    assert!(bans.is_empty(), "{bans:?}");
+    assert!(changes(app, "secret", &alice).await?.is_empty());
+    Ok(())
+}
+
+async fn a_member_who_rejoined_keeps_the_room_when_resuming_from_before_the_kick(
+    app: &TestApp,
+) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    room(app, &alice, "lobby", "public").await?;
+    let mut alice_socket = in_room(app, &alice, "lobby").await?;
+    let first = in_room(app, &bob, "lobby").await?;
+    let seen = alice_socket.send_acked("lobby", "m1", "a1").await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    first.close().await?;
+    assert_eq!(
+        status(
+            app,
+            Method::DELETE,
+            "/api/rooms/lobby/members/bob",
+            &alice,
+            None
+        )
+        .await?,
+        204
+    );
+    assert_eq!(
+        status(
+            app,
+            Method::POST,
+            "/api/rooms/lobby/join",
+            &bob,
+            Some(json!({}))
+        )
+        .await?,
+        200
+    );
+
+    let mut bob_socket = app.connect(&bob).await?;
+    bob_socket
+        .send(json!({"type": "resume", "room": "lobby", "last_seq": seen}))
+        .await?;
+    assert_eq!(
+        recv_change(&mut bob_socket, "kicked").await?["username"],
+        "bob"
+    );
+    assert_eq!(
+        recv_change(&mut bob_socket, "joined").await?["username"],
+        "bob"
+    );
+    bob_socket.recv_type("joined").await?;
+    alice_socket
+        .send_acked("lobby", "welcome back", "a2")
+        .await?;
+    assert_eq!(
+        bob_socket.recv_type("message").await?["content"],
+        "welcome back"
+    );
+    Ok(())
+}
+
+async fn a_resend_after_a_kick_is_answered_with_the_stored_original(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    room(app, &alice, "lobby", "public").await?;
+    let mut bob_socket = in_room(app, &bob, "lobby").await?;
+    let original = bob_socket.send_acked("lobby", "stored", "r1").await?;
+    assert_eq!(
+        status(
+            app,
+            Method::DELETE,
+            "/api/rooms/lobby/members/bob",
+            &alice,
+            None
+        )
+        .await?,
+        204
+    );
+    bob_socket.recv_type("left").await?;
+    // The ack was lost, say: the client sends it again after the kick.
+    bob_socket
+        .send(json!({"type": "message", "room": "lobby", "content": "stored", "client_id": "r1"}))
+        .await?;
+    let again = bob_socket.recv_type("ack").await?;
+    assert_eq!(
+        (again["duplicate"].as_bool(), again["id"].clone()),
+        (Some(true), original["id"].clone())
+    );
+    // A new message is refused.
+    bob_socket
+        .send(json!({"type": "message", "room": "lobby", "content": "new", "client_id": "r2"}))
+        .await?;
+    assert_eq!(bob_socket.recv_type("error").await?["code"], "not_a_member");
+    assert_eq!(texts(app, "lobby", &alice).await?, ["stored"]);
+    Ok(())
+}
 
 fn after_minutes(minutes: i64) -> String {
     chat_protocol::timestamp::format(&(chrono::Utc::now() + chrono::Duration::minutes(minutes)))
