@@ -58,13 +58,15 @@ impl Session {
                 if self.rooms.contains(room.id) {
                     return Ok(());
                 }
-                let frame = ServerFrame::Joined {
+                // Encoded before the await, so that this future, boxed for
+                // every delivered frame, does not hold a whole frame.
+                let frame = frames::encode(&ServerFrame::Joined {
                     room: room.name.as_str().to_owned(),
                     kind: room.kind.into(),
                     last_seq: from.get(),
-                };
+                });
                 self.rooms.track(*room, from);
-                self.send(&frame).await
+                self.send_raw(frame).await
             }
             Outbound::Removed { room, reason } => {
                 if self.rooms.contains(room) {
