@@ -128,7 +128,56 @@ cluster_tests!(
     a_reused_refresh_token_closes_the_sessions_sockets_on_the_other_node,
     a_ban_on_one_node_removes_the_users_socket_on_the_other,
     a_member_added_on_one_node_is_subscribed_on_the_other,
+    a_forbidden_kick_on_the_other_node_changes_nothing,
 );
+
+async fn a_forbidden_kick_on_the_other_node_changes_nothing(cluster: &Cluster) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let carol = cluster.a.user("carol").await?;
+    let created = cluster
+        .a
+        .post_authed("/api/rooms", &alice, &json!({"name": "lobby"}))
+        .await?;
+    assert_eq!(created.status(), 201);
+    let mut bob_on_b = cluster.b.connect(&bob).await?;
+    bob_on_b
+        .send(json!({"type": "join", "room": "lobby"}))
+        .await?;
+    bob_on_b.recv_type("joined").await?;
+    let mut carol_on_a = cluster.a.connect(&carol).await?;
+    carol_on_a
+        .send(json!({"type": "join", "room": "lobby"}))
+        .await?;
+    carol_on_a.recv_type("joined").await?;
+
+    // Bob, a plain member, tries on node B, by frame and by route.
+    bob_on_b
+        .send(json!({"type": "kick", "room": "lobby", "username": "carol"}))
+        .await?;
+    assert_eq!(bob_on_b.recv_type("error").await?["code"], "forbidden");
+    let by_route = cluster
+        .b
+        .send_authed(
+            reqwest::Method::DELETE,
+            "/api/rooms/lobby/members/carol",
+            &bob,
+            None,
+        )
+        .await?;
+    assert_eq!(by_route.status(), 403);
+    // Carol, on node A, is still in and still posts.
+    carol_on_a.expect_no("left").await?;
+    carol_on_a.send_acked("lobby", "still here", "c1").await?;
+    let members: Vec<serde_json::Value> = cluster
+        .a
+        .get_authed("/api/rooms/lobby/members", &alice)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(members.len(), 3);
+    Ok(())
+}
 
 async fn a_ban_on_one_node_removes_the_users_socket_on_the_other(cluster: &Cluster) -> Result<()> {
     let alice = cluster.a.user("alice").await?;
