@@ -38,6 +38,14 @@ pub(crate) struct RoomsArgs {
     /// Extra characters appended to each message.
     #[arg(long, default_value_t = 0)]
     pub(crate) pad: usize,
+    /// Give a room's clients one account (room index modulo the users),
+    /// instead of spreading neighbouring clients over accounts. A membership
+    /// reaches every socket of its user, so with spread accounts a socket
+    /// also receives the rooms its account's other sockets joined; with
+    /// `--users` equal to `--rooms` and this, every socket receives its one
+    /// room, as with servers that subscribe only the joining socket.
+    #[arg(long)]
+    pub(crate) account_per_room: bool,
 }
 
 /// Runs the scenario.
@@ -62,7 +70,11 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
     // a room's members are different users.
     let specs = (0..clients)
         .map(|index| ClientSpec {
-            account: index % users,
+            account: if args.account_per_room {
+                (index / args.per_room) % users
+            } else {
+                index % users
+            },
             rooms: vec![index / args.per_room],
             window: Some(args.window.max(1)),
         })
