@@ -615,17 +615,17 @@ fn plan(
         MembershipOp::Add { role: new_role } => {
             check(Action::Add)?;
             if *new_role != Role::Member {
-                check(Action::SetRole(*new_role)).or_else(|error| match (actor, error) {
-                    // Adding someone as a moderator is the owner's to do;
-                    // the role check needs the target to be a member.
-                    (Actor::User { .. }, StorageError::Refused(Refusal::Conflict(_)))
-                        if standing.actor_role == Some(Role::Owner)
-                            && *new_role == Role::Moderator =>
-                    {
-                        Ok(())
-                    }
-                    (_, error) => Err(error),
-                })?;
+                // Who may give the role, as if the newcomer were a member.
+                match actor {
+                    Actor::Operator => {}
+                    Actor::User { .. } => authorize_in(
+                        room.kind,
+                        Action::SetRole(*new_role),
+                        standing.actor_role,
+                        Some(Role::Member),
+                    )
+                    .map_err(StorageError::Refused)?,
+                }
             }
             if standing.target.is_some() {
                 return refuse(Refusal::Conflict("the user is already a member"));

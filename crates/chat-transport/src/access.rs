@@ -105,7 +105,8 @@ pub(crate) async fn find_for_route(
 pub(crate) fn for_route(name: &RoomName, refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::RoomNotFound => ApiError::NotFound(format!("room '{name}' not found")),
-        other => ApiError::from(other),
+        Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
+        other => ApiError::Forbidden(describe(name.as_str(), &other)),
     }
 }
 

@@ -77,22 +77,15 @@ impl From<StorageError> for ApiError {
 }
 
 impl From<chat_domain::Refusal> for ApiError {
-    /// A refusal by the room's rules. A room the caller may not see is 404
-    /// with the same words as a room that does not exist (the routes say
-    /// which room); see [`crate::access`].
+    /// A refusal by the room's rules. Routes that know the room's name say
+    /// it, and when a ban or a mute ends, through
+    /// [`crate::access::for_route`]; a room the caller may not see is 404
+    /// with the same words as a room that does not exist.
     fn from(refusal: chat_domain::Refusal) -> Self {
         use chat_domain::Refusal;
         match refusal {
             Refusal::RoomNotFound => ApiError::NotFound("room not found".to_owned()),
             Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
-            Refusal::Banned { until: Some(until) } => ApiError::Forbidden(format!(
-                "you are banned from this room until {}",
-                chat_protocol::timestamp::format(&until)
-            )),
-            Refusal::Muted { until } => ApiError::Forbidden(format!(
-                "you are muted in this room until {}",
-                chat_protocol::timestamp::format(&until)
-            )),
             other => ApiError::Forbidden(other.to_string()),
         }
     }

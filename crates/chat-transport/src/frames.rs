@@ -27,29 +27,19 @@ pub(crate) fn message(room: &str, message: &Message) -> ServerFrame {
     }
 }
 
-/// The `member` frame for a stored membership change.
-pub(crate) fn member(room: &str, stored: &Message) -> ServerFrame {
-    let body = stored.event.as_ref().map(event_body);
-    let (change, by, role, until, reason) = match body {
-        Some(body) => (body.change, body.by, body.role, body.until, body.reason),
-        // Not a membership change: never called so, but a frame is a frame.
-        None => (
-            chat_protocol::rest::MemberChangeBody::Joined,
-            None,
-            None,
-            None,
-            None,
-        ),
-    };
+/// The `member` frame for a stored membership change (`stored` is its row,
+/// `event` what it records).
+pub(crate) fn member(room: &str, stored: &Message, event: &MemberEvent) -> ServerFrame {
+    let body = event_body(event);
     ServerFrame::Member {
         room: room.to_owned(),
         seq: stored.seq.get(),
         username: stored.username.as_str().to_owned(),
-        change,
-        by,
-        role,
-        until,
-        reason,
+        change: body.change,
+        by: body.by,
+        role: body.role,
+        until: body.until,
+        reason: body.reason,
         timestamp: stored.created_at,
     }
 }

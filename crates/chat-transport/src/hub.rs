@@ -472,36 +472,6 @@ impl Hub {
         registry.rooms.entry(room).or_default().add(conn)
     }
 
-    /// Unsubscribes every connection of `user` from `room` (the user left
-    /// it); returns whether the user went offline there.
-    pub fn unsubscribe_user(&self, room: RoomId, user: UserId) -> PresenceChange {
-        let mut registry = self.lock();
-        let ids: Vec<ConnId> = registry
-            .by_user
-            .get(&user)
-            .map(|ids| ids.iter().copied().collect())
-            .unwrap_or_default();
-        let mut change = PresenceChange::Unchanged;
-        for id in ids {
-            if let Some((_, rooms)) = registry.connections.get_mut(&id) {
-                rooms.remove(&room);
-            }
-            if let Some(entry) = registry.rooms.get_mut(&room)
-                && entry.remove(id, user) == PresenceChange::WentOffline
-            {
-                change = PresenceChange::WentOffline;
-            }
-        }
-        if registry
-            .rooms
-            .get(&room)
-            .is_some_and(|entry| entry.subscribers.is_empty())
-        {
-            registry.rooms.remove(&room);
-        }
-        change
-    }
-
     /// Unsubscribes one connection from a room (it applied its removal).
     pub fn unsubscribe(&self, room: RoomId, conn: &Connection) -> PresenceChange {
         let mut registry = self.lock();
@@ -725,19 +695,52 @@ mod tests {
     }
 
     #[test]
-    fn leaving_unsubscribes_every_connection_of_the_user() {
+    fn a_user_goes_offline_in_a_room_when_their_last_connection_leaves_it() {
         let hub = Hub::new();
         let room = RoomId(3);
         let (one, _a) = hub.connect(UserId(1), name("alice"), None, 8);
         let (two, _b) = hub.connect(UserId(1), name("alice"), None, 8);
         hub.subscribe(room, &one);
         hub.subscribe(room, &two);
-        assert_eq!(
-            hub.unsubscribe_user(room, UserId(1)),
-            PresenceChange::WentOffline
-        );
+        assert_eq!(hub.unsubscribe(room, &one), PresenceChange::Unchanged);
         assert!(!hub.is_subscribed(room, one.id()));
-        assert_eq!(hub.deliver(room, &frame("x"), Audience::Everyone), 0);
+        assert_eq!(hub.deliver(room, &frame("x"), Audience::Everyone), 1);
+        assert_eq!(hub.unsubscribe(room, &two), PresenceChange::WentOffline);
+        assert_eq!(hub.deliver(room, &frame("y"), Audience::Everyone), 0);
+    }
+
+    #[test]
+    fn an_added_user_s_extended_connections_are_subscribed_and_a_deleted_room_dropped() {
+        let hub = Hub::new();
+        let key = RoomKey {
+            id: RoomId(4),
+            name: chat_domain::RoomName::parse("lobby").expect("valid"),
+            kind: chat_domain::RoomKind::Public,
+        };
+        let (seed, mut seed_rx) = hub.connect(UserId(1), name("alice"), None, 8);
+        let (extended, mut extended_rx) = hub.connect(UserId(1), name("alice"), None, 8);
+        extended.mark_extended();
+        let added = hub.apply(&Notice::Added {
+            user: UserId(1),
+            room: key.clone(),
+            from: Seq::ZERO,
+        });
+        assert_eq!(added.len(), 1, "seed clients stay in general only");
+        assert!(hub.is_subscribed(key.id, extended.id()) && !hub.is_subscribed(key.id, seed.id()));
+        assert!(matches!(
+            extended_rx.try_recv(),
+            Some(Outbound::Subscribed { .. })
+        ));
+        assert!(seed_rx.try_recv().is_none());
+        hub.apply(&Notice::Deleted { room: key.id });
+        assert!(!hub.is_subscribed(key.id, extended.id()));
+        assert!(matches!(
+            extended_rx.try_recv(),
+            Some(Outbound::Removed {
+                reason: LeftReason::RoomDeleted,
+                ..
+            })
+        ));
     }
 
     fn session(bits: u128) -> Option<SessionId> {
@@ -847,7 +850,7 @@ mod tests {
         // What a delivery holds while it queues, outside the lock.
         let snapshot = Arc::clone(&hub.lock().rooms[&room].subscribers);
         hub.subscribe(room, &bob);
-        hub.unsubscribe_user(room, alice.user_id());
+        hub.unsubscribe(room, &alice);
         let ids = |list: &[Arc<Connection>]| list.iter().map(|c| c.id).collect::<Vec<_>>();
         assert_eq!(ids(&snapshot), [alice.id]);
         assert_eq!(ids(&hub.lock().rooms[&room].subscribers), [bob.id]);

@@ -50,9 +50,10 @@ pub(crate) async fn change(
 /// subscribed first (starting just before the change, so they receive it),
 /// then the `member` frame goes to everyone in the room.
 pub(crate) fn publish(state: &AppState, room: &RoomKey, event: &Message) {
-    let Some(change) = event.event.as_ref().map(|e| e.change) else {
+    let Some(recorded) = &event.event else {
         return;
     };
+    let change = recorded.change;
     if change.adds() {
         state.fanout.membership(Notice::Added {
             user: event.user_id,
@@ -63,7 +64,7 @@ pub(crate) fn publish(state: &AppState, room: &RoomKey, event: &Message) {
     state.fanout.publish(RoomEvent {
         room: room.id,
         seq: Some(event.seq),
-        frame: frames::encode(&frames::member(room.name.as_str(), event)),
+        frame: frames::encode(&frames::member(room.name.as_str(), event, recorded)),
         audience: Audience::Everyone,
         member: Some(MemberItem {
             user: event.user_id,

@@ -212,7 +212,8 @@ impl Session {
                     continue;
                 };
                 if self.conn.is_extended() {
-                    self.send(&frames::member(&room_name, stored)).await?;
+                    self.send(&frames::member(&room_name, stored, event))
+                        .await?;
                 }
                 if stored.user_id == self.conn.user_id()
                     && let Some(reason) = LeftReason::of(event.change)

@@ -157,9 +157,13 @@ impl Session {
         let key = access.key();
         let actor = self.actor();
         match membership::change(&self.state, &key, &actor, target, op).await {
-            Ok(Some(event)) if !self.rooms.contains(key.id) => {
-                self.send(&frames::member(name.as_str(), &event)).await
-            }
+            Ok(Some(stored)) if !self.rooms.contains(key.id) => match &stored.event {
+                Some(event) => {
+                    self.send(&frames::member(name.as_str(), &stored, event))
+                        .await
+                }
+                None => Ok(()),
+            },
             Ok(_) => Ok(()),
             Err(StorageError::Refused(refusal)) => {
                 self.send_refusal(&refusal, name.as_str(), None).await
