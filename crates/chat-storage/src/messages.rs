@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chat_crypto::{KeyId, Sealed};
 use chat_domain::{MessageId, Refusal, RoomId, UserId};
@@ -62,6 +62,67 @@ pub(crate) enum Resends {
     Unexpected,
     /// Look up every (user, client id) of the batch first.
     LookUp,
+}
+
+/// The stored messages of `pairs` (user id, client id), by pair. A macro so
+/// that one text serves the connection of either backend in
+/// `write_transaction!`.
+macro_rules! stored_by_client_id {
+    ($conn:expr, $pairs:expr) => {{
+        let mut stored: HashMap<(i64, String), StoredRow> = HashMap::new();
+        for chunk in $pairs.chunks(PAIRS_PER_STATEMENT) {
+            let rows: Vec<StoredRow> = StoredByClientId::new(chunk).load(&mut *$conn).await?;
+            for row in rows {
+                if let Some(client_id) = row.client_id.clone() {
+                    stored.insert((row.user_id, client_id), row);
+                }
+            }
+        }
+        stored
+    }};
+}
+
+/// Why each of `refused` (room id, user id), whose messages the insert left
+/// out at `$now`, may not post there: muted, banned, or not a member. Runs
+/// in the batch's transaction, so it sees what the insert saw.
+macro_rules! refusals {
+    ($conn:expr, $refused:expr, $now:expr) => {{
+        let now_at: NaiveDateTime = $now;
+        let pairs: Vec<(i64, i64)> = $refused.iter().copied().collect();
+        let mut reasons: HashMap<(i64, i64), Refusal> = HashMap::with_capacity(pairs.len());
+        for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+            let rows: Vec<(i64, i64, Option<NaiveDateTime>)> =
+                StandingOf::new(chunk).load(&mut *$conn).await?;
+            for (room, user, muted_until) in rows {
+                // A member is left out only while muted.
+                let until = muted_until.filter(|until| *until > now_at).ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "user {user} may post in room {room} but was left out"
+                    ))
+                })?;
+                reasons.insert((room, user), Refusal::Muted { until: utc(until) });
+            }
+        }
+        for &(room, user) in &pairs {
+            if reasons.contains_key(&(room, user)) {
+                continue;
+            }
+            let ban: Option<Option<NaiveDateTime>> = room_bans::table
+                .find((room, user))
+                .select(room_bans::until)
+                .first(&mut *$conn)
+                .await
+                .optional()?;
+            let refusal = match ban {
+                Some(until) if until.is_none_or(|until| until > now_at) => Refusal::Banned {
+                    until: until.map(utc),
+                },
+                _ => Refusal::NotAMember,
+            };
+            reasons.insert((room, user), refusal);
+        }
+        reasons
+    }};
 }
 
 /// What became of one input of a batch.
@@ -150,9 +211,11 @@ impl Store {
     /// holds for a repeat within the batch, which resolves to the first.
     ///
     /// A message whose author is not a member of its room, or is muted
-    /// there, is refused and not stored (the rest of the batch is): the
-    /// check runs in the transaction, after the rooms' counters are locked,
-    /// so it sees every membership change committed before the batch.
+    /// there, is refused and not stored (the rest of the batch is), and a
+    /// repeat of it within the batch gets the same refusal: the insert
+    /// itself checks, after the rooms' counters are locked, so it sees every
+    /// membership change committed before the batch (see
+    /// [`crate::insert_messages`]).
     ///
     /// Fails with [`StorageError::NotFound`] when a room does not exist; then
     /// nothing of the batch is stored.
@@ -228,13 +291,6 @@ impl Store {
             pairs.sort_unstable();
             pairs.dedup();
         }
-        // The (room, author) pairs whose standing is checked.
-        let mut authors: Vec<(i64, i64)> = batch
-            .iter()
-            .map(|message| (message.room_id.get(), message.user_id.get()))
-            .collect();
-        authors.sort_unstable();
-        authors.dedup();
 
         write_transaction!(self, |conn| {
             // Chunks in ascending order keep the locks in id order.
@@ -246,101 +302,40 @@ impl Store {
                 return Err(StorageError::NotFound(format!("room {missing}")));
             }
 
-            // Who may post where, read after the locks: a membership change
-            // to these rooms committed before now is seen, and none can
-            // commit until this transaction ends.
-            let now_at = now();
-            let mut standing: HashMap<(i64, i64), Option<Refusal>> =
-                HashMap::with_capacity(authors.len());
-            for chunk in authors.chunks(PAIRS_PER_STATEMENT) {
-                let rows: Vec<(i64, i64, Option<NaiveDateTime>)> =
-                    StandingOf::new(chunk).load(conn).await?;
-                for (room, user, muted_until) in rows {
-                    let refusal = muted_until
-                        .filter(|until| *until > now_at)
-                        .map(|until| Refusal::Muted { until: utc(until) });
-                    standing.insert((room, user), refusal);
-                }
-            }
-            // Rare: say why a non-member may not post (a ban, or none).
-            for &(room, user) in &authors {
-                if standing.contains_key(&(room, user)) {
-                    continue;
-                }
-                let ban: Option<Option<NaiveDateTime>> = room_bans::table
-                    .find((room, user))
-                    .select(room_bans::until)
-                    .first(conn)
-                    .await
-                    .optional()?;
-                let refusal = match ban {
-                    Some(until) if until.is_none_or(|until| until > now_at) => Refusal::Banned {
-                        until: until.map(utc),
-                    },
-                    _ => Refusal::NotAMember,
-                };
-                standing.insert((room, user), Some(refusal));
-            }
-
             // Looked up after the locks are held: a resend to the same room
             // that committed while we waited is visible now.
-            // A refused message may be the resend of one stored while its
-            // author still could post: it is answered with that original
-            // (rare, so looked up only then).
-            let mut lookup = pairs.clone();
-            if resends == Resends::Unexpected {
-                lookup.extend(batch.iter().filter_map(|message| {
-                    let user = message.user_id.get();
-                    let refused =
-                        matches!(standing.get(&(message.room_id.get(), user)), Some(Some(_)));
-                    let client_id = message.client_id.as_ref()?;
-                    refused.then_some((user, client_id.as_str()))
-                }));
-                lookup.sort_unstable();
-                lookup.dedup();
-            }
-            let mut stored: HashMap<(i64, String), StoredRow> = HashMap::new();
-            for chunk in lookup.chunks(PAIRS_PER_STATEMENT) {
-                let rows: Vec<StoredRow> = StoredByClientId::new(chunk).load(conn).await?;
-                for row in rows {
-                    if let Some(client_id) = row.client_id.clone() {
-                        stored.insert((row.user_id, client_id), row);
-                    }
-                }
-            }
+            let mut stored = stored_by_client_id!(conn, pairs);
 
+            // What is not a resend is offered to the insert, which stores
+            // the messages whose authors may post now (see
+            // `insert_messages`): its statement runs after the locks, so it
+            // sees every membership change to these rooms committed before
+            // now, and none can commit until this transaction ends.
             let created_at = now();
             let mut first_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
-            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
+            let mut offered: Vec<usize> = Vec::with_capacity(batch.len());
             let mut rows = Vec::with_capacity(batch.len());
             for (index, (message, sealed)) in batch.iter().zip(sealed).enumerate() {
                 let user = message.user_id.get();
                 let client_id = message.client_id.as_ref().map(|id| id.as_str());
-                if let Some(client_id) = client_id
-                    && let Some(row) = stored.remove(&(user, client_id.to_owned()))
-                {
-                    first_in_batch.insert((user, client_id), index);
-                    outcomes.push(Outcome::Existing(row));
-                    continue;
-                }
-                if let Some(Some(refusal)) = standing.get(&(message.room_id.get(), user)) {
-                    outcomes.push(Outcome::Refused(refusal.clone()));
-                    continue;
-                }
                 if let Some(client_id) = client_id {
+                    if let Some(row) = stored.remove(&(user, client_id.to_owned())) {
+                        first_in_batch.insert((user, client_id), index);
+                        outcomes.push(Some(Outcome::Existing(row)));
+                        continue;
+                    }
                     if let Some(&first) = first_in_batch.get(&(user, client_id)) {
-                        outcomes.push(Outcome::SameAs(first));
+                        outcomes.push(Some(Outcome::SameAs(first)));
                         continue;
                     }
                     first_in_batch.insert((user, client_id), index);
                 }
-                let room = message.room_id.get();
-                let counter = counters.entry(room).or_default();
-                *counter += 1;
-                outcomes.push(Outcome::Inserted { seq: *counter });
+                outcomes.push(None);
+                offered.push(index);
                 rows.push(NewMessageRow {
-                    room_id: room,
-                    seq: *counter,
+                    room_id: message.room_id.get(),
+                    base: 0,
                     user_id: user,
                     body: &sealed.token,
                     key_id: sealed.key_id.as_str(),
@@ -355,13 +350,85 @@ impl Store {
             }
 
             let mut ids = HashMap::with_capacity(rows.len());
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                let inserted: Vec<(i64, i64, i64)> =
-                    InsertMessages::new(chunk).get_results(conn).await?;
-                for (id, room, seq) in inserted {
+            let mut refused: BTreeSet<(i64, i64)> = BTreeSet::new();
+            for (chunk, indices) in rows
+                .chunks_mut(ROWS_PER_INSERT)
+                .zip(offered.chunks(ROWS_PER_INSERT))
+            {
+                for row in chunk.iter_mut() {
+                    row.base = counters[&row.room_id];
+                }
+                let inserted: Vec<(i64, i64, i64, i64)> = InsertMessages::new(chunk, created_at)
+                    .get_results(conn)
+                    .await?;
+                // Standing is per room and author: every message of a pair
+                // is stored, or none.
+                let mut standing: HashSet<(i64, i64)> = HashSet::with_capacity(inserted.len());
+                for (id, room, seq, user) in inserted {
                     ids.insert((room, seq), id);
+                    standing.insert((room, user));
+                }
+                // The statement numbered the stored messages of each room
+                // in input order from its counter: the same walk gives each
+                // input its seq, and every seq must be one it returned.
+                for (row, &index) in chunk.iter().zip(indices) {
+                    if !standing.contains(&(row.room_id, row.user_id)) {
+                        refused.insert((row.room_id, row.user_id));
+                        continue;
+                    }
+                    let counter = counters.entry(row.room_id).or_default();
+                    *counter += 1;
+                    inserted_id(&ids, row.room_id, *counter)?;
+                    outcomes[index] = Some(Outcome::Inserted { seq: *counter });
                 }
             }
+
+            // Rare: a message was left out. Say why its author may not post,
+            // and answer a resend of a message stored while they still could
+            // with that original.
+            let mut reasons: HashMap<(i64, i64), Refusal> = HashMap::new();
+            if !refused.is_empty() {
+                reasons = refusals!(conn, refused, created_at);
+                let mut resent: Vec<(i64, &str)> = Vec::new();
+                if resends == Resends::Unexpected {
+                    resent.extend(
+                        batch
+                            .iter()
+                            .zip(&outcomes)
+                            .filter_map(|(message, outcome)| {
+                                let client_id = message.client_id.as_ref()?;
+                                outcome
+                                    .is_none()
+                                    .then_some((message.user_id.get(), client_id.as_str()))
+                            }),
+                    );
+                    resent.sort_unstable();
+                    resent.dedup();
+                }
+                stored = stored_by_client_id!(conn, resent);
+            }
+            let mut settled = Vec::with_capacity(outcomes.len());
+            for (message, outcome) in batch.iter().zip(outcomes) {
+                if let Some(outcome) = outcome {
+                    settled.push(outcome);
+                    continue;
+                }
+                let user = message.user_id.get();
+                if let Some(client_id) = &message.client_id
+                    && let Some(row) = stored.remove(&(user, client_id.as_str().to_owned()))
+                {
+                    settled.push(Outcome::Existing(row));
+                    continue;
+                }
+                let refusal = reasons
+                    .get(&(message.room_id.get(), user))
+                    .cloned()
+                    .ok_or_else(|| {
+                        StorageError::Corrupt("a message was neither stored nor refused".to_owned())
+                    })?;
+                settled.push(Outcome::Refused(refusal));
+            }
+            let outcomes = settled;
 
             if let Origin::Imported(provenance) = origin {
                 let records = import_records(batch, &outcomes, &ids, provenance)?;
@@ -370,7 +437,7 @@ impl Store {
                 }
             }
 
-            let touched: BTreeSet<i64> = rows.iter().map(|row| row.room_id).collect();
+            let touched: BTreeSet<i64> = ids.keys().map(|&(room, _)| room).collect();
             let advanced: Vec<(i64, i64)> = touched
                 .into_iter()
                 .map(|room| (room, counters[&room]))
@@ -443,18 +510,23 @@ impl Store {
                     })?,
                     duplicate: true,
                 },
-                Outcome::SameAs(first) => {
-                    let original = results
-                        .get(first)
-                        .and_then(|result| result.as_ref().ok())
-                        .ok_or_else(|| {
-                            StorageError::Corrupt("a repeat points past its original".to_owned())
-                        })?;
-                    Appended {
+                // A repeat gets its original's answer, refusal included.
+                Outcome::SameAs(first) => match results.get(first) {
+                    Some(Ok(original)) => Appended {
                         message: original.message.clone(),
                         duplicate: true,
+                    },
+                    Some(Err(refusal)) => {
+                        let refusal = refusal.clone();
+                        results.push(Err(refusal));
+                        continue;
                     }
-                }
+                    None => {
+                        return Err(StorageError::Corrupt(
+                            "a repeat points past its original".to_owned(),
+                        ));
+                    }
+                },
             };
             results.push(Ok(appended));
         }

@@ -171,10 +171,12 @@ pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
     messages::event_until,
 );
 
-/// A message as inserted, by [`crate::insert_messages::InsertMessages`].
+/// A message to insert, by [`crate::insert_messages::InsertMessages`].
 pub(crate) struct NewMessageRow<'a> {
     pub(crate) room_id: i64,
-    pub(crate) seq: i64,
+    /// The room's last seq before the statement; the message's seq is this
+    /// plus its rank among the statement's stored messages of the room.
+    pub(crate) base: i64,
     pub(crate) user_id: i64,
     pub(crate) body: &'a str,
     pub(crate) key_id: &'a str,

@@ -1,10 +1,6 @@
-//! Whether the authors of a batch may post in its rooms: the write path's
-//! membership check, one statement per batch.
-//!
-//! Membership changes lock the room's counter row, as a batch does before
-//! this check, so the check sees every change committed before the batch
-//! numbers its messages: a message that raced a kick, a ban or a mute is
-//! refused, not stored.
+//! Why the authors of a batch whose messages the insert left out may not
+//! post (see [`crate::insert_messages`], which checks): their memberships,
+//! one statement for all of them. Run only when the insert left some out.
 
 use diesel::pg::Pg;
 use diesel::prelude::*;

@@ -99,6 +99,17 @@ async fn a_batch_refuses_non_members_banned_and_muted_authors_and_stores_the_res
             .await
             .expect("join");
     }
+    // Stored before the mute; its resend is answered with it, not refused.
+    let before = db
+        .store
+        .append_ok(vec![message(
+            room.id,
+            &carol,
+            "before the mute",
+            Some("c-1"),
+        )])
+        .await
+        .expect("append");
     let until = chrono::Utc::now() + chrono::Duration::minutes(10);
     db.store
         .change_membership(room.id, &as_alice, carol.id, &MembershipOp::Mute { until })
@@ -123,6 +134,14 @@ async fn a_batch_refuses_non_members_banned_and_muted_authors_and_stores_the_res
         .expect("room")
         .expect("room")
         .last_seq;
+    let general = db.general().await;
+    let general_head = db
+        .store
+        .room_by_id(general.id)
+        .await
+        .expect("room")
+        .expect("room")
+        .last_seq;
 
     let results = db
         .store
@@ -131,20 +150,36 @@ async fn a_batch_refuses_non_members_banned_and_muted_authors_and_stores_the_res
             message(room.id, &bob, "outsider", Some("b-1")),
             message(room.id, &carol, "muted", None),
             message(room.id, &dave, "banned", None),
+            message(general.id, &carol, "muted elsewhere only", None),
             message(room.id, &alice, "owner again", None),
+            message(room.id, &bob, "outsider", Some("b-1")),
+            message(room.id, &carol, "before the mute", Some("c-1")),
         ])
         .await
         .expect("append");
-    assert_eq!(results.len(), 5);
-    let stored: Vec<i64> = results
+    assert_eq!(results.len(), 8);
+    let stored: Vec<(RoomId, i64, bool)> = results
         .iter()
         .filter_map(|result| result.as_ref().ok())
-        .map(|appended| appended.message.seq.get())
+        .map(|appended| {
+            let message = &appended.message;
+            (message.room_id, message.seq.get(), appended.duplicate)
+        })
         .collect();
     assert_eq!(
         stored,
-        [head.get() + 1, head.get() + 2],
-        "no gap for the refused"
+        [
+            (room.id, head.get() + 1, false),
+            (general.id, general_head.get() + 1, false),
+            (room.id, head.get() + 2, false),
+            (room.id, before[0].message.seq.get(), true),
+        ],
+        "no gap for the refused; each room numbered on its own"
+    );
+    assert_eq!(
+        results[6].as_ref().err(),
+        Some(&chat_domain::Refusal::NotAMember),
+        "a repeat gets its original's refusal"
     );
     assert_eq!(
         results[1].as_ref().err(),
@@ -158,7 +193,10 @@ async fn a_batch_refuses_non_members_banned_and_muted_authors_and_stores_the_res
         results[3].as_ref().err(),
         Some(&chat_domain::Refusal::Banned { until: None })
     );
-    assert_eq!(texts(db, room.id).await, ["owner", "owner again"]);
+    assert_eq!(
+        texts(db, room.id).await,
+        ["before the mute", "owner", "owner again"]
+    );
     // A refused client id was not used up: sent again as a member, it is
     // stored.
     db.store
