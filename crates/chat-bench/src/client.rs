@@ -528,6 +528,7 @@ pub(crate) async fn send_loop(
             content: content(sender, sent, nanos, &plan.pad),
             room: Some(plan.room.clone()),
             client_id: Some(format!("{sender}.{sent}.{nanos}")),
+            reply_to: None,
         };
         let message = match encode(&frame) {
             Ok(message) => message,

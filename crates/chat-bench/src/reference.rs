@@ -214,6 +214,9 @@ impl Hub {
                 room: name.to_owned(),
                 seq,
                 client_id: client_id.clone(),
+                reply_to: None,
+                edited_at: None,
+                deleted: false,
             }
             .to_json(),
         );
@@ -245,6 +248,13 @@ impl Hub {
                 client_id: client_id.clone(),
                 created_at: timestamp,
                 event: None,
+                change: None,
+                edited_at: None,
+                deleted: false,
+                deleted_by: None,
+                deleted_at: None,
+                reply_to: None,
+                reply: None,
             });
         }
         Some(ServerFrame::Ack {
@@ -499,6 +509,7 @@ impl Connection {
                 content,
                 room,
                 client_id,
+                ..
             } => {
                 let room = room.unwrap_or_else(|| GENERAL.to_owned());
                 if content.trim().is_empty() {
@@ -526,11 +537,14 @@ impl Connection {
                 .await
             }
             ClientFrame::Typing { .. } => Ok(()),
-            // The reference server has no roles to govern.
+            // The reference server has no roles to govern and keeps no
+            // message to change.
             ClientFrame::Kick { room, .. }
             | ClientFrame::Ban { room, .. }
             | ClientFrame::Mute { room, .. }
-            | ClientFrame::Topic { room, .. } => {
+            | ClientFrame::Topic { room, .. }
+            | ClientFrame::Edit { room, .. }
+            | ClientFrame::Delete { room, .. } => {
                 self.refuse(ErrorCode::Forbidden, "not supported here", None, room)
                     .await
             }

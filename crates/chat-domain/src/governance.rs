@@ -202,6 +202,41 @@ pub enum Refusal {
     /// not banned, already a member...).
     #[error("{0}")]
     Conflict(&'static str),
+    /// No message has that seq in the room (or it is not a message but a
+    /// recorded change).
+    #[error("no message has that seq in this room")]
+    MessageNotFound,
+    /// The message was deleted: it can be neither edited nor deleted again.
+    #[error("the message was deleted")]
+    MessageDeleted,
+}
+
+/// A change to a stored message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageAction {
+    /// Replace its text.
+    Edit,
+    /// Delete it, leaving a tombstone.
+    Delete,
+}
+
+/// Decides whether someone may change a message: its author may edit and
+/// delete it; a room's owner and moderators may delete anyone's, but edit
+/// only their own. `role` is the actor's role in the room (`None` when not
+/// a member, or in a direct conversation, which has no roles).
+pub fn authorize_message(
+    action: MessageAction,
+    role: Option<Role>,
+    is_author: bool,
+) -> Result<(), Refusal> {
+    match action {
+        _ if is_author => Ok(()),
+        MessageAction::Edit => Err(Refusal::Forbidden("only its author may edit a message")),
+        MessageAction::Delete if matches!(role, Some(Role::Owner | Role::Moderator)) => Ok(()),
+        MessageAction::Delete => Err(Refusal::Forbidden(
+            "only its author, the room's owner or a moderator may delete a message",
+        )),
+    }
 }
 
 /// Decides whether `actor` (their role in the room, `None` when not a
@@ -326,6 +361,27 @@ pub fn parse_reason(reason: &str) -> Result<Option<String>, crate::DomainError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authors_change_their_messages_and_moderators_only_delete_others() {
+        for role in [None, Some(Role::Member), Some(Role::Moderator), Some(Role::Owner)] {
+            assert_eq!(authorize_message(MessageAction::Edit, role, true), Ok(()));
+            assert_eq!(authorize_message(MessageAction::Delete, role, true), Ok(()));
+            assert!(matches!(
+                authorize_message(MessageAction::Edit, role, false),
+                Err(Refusal::Forbidden(_))
+            ));
+        }
+        for role in [Some(Role::Moderator), Some(Role::Owner)] {
+            assert_eq!(authorize_message(MessageAction::Delete, role, false), Ok(()));
+        }
+        for role in [None, Some(Role::Member)] {
+            assert!(matches!(
+                authorize_message(MessageAction::Delete, role, false),
+                Err(Refusal::Forbidden(_))
+            ));
+        }
+    }
 
     #[test]
     fn members_and_outsiders_may_not_moderate() {

@@ -18,8 +18,9 @@ mod password;
 
 pub use error::DomainError;
 pub use governance::{
-    Action, MAX_REASON_CHARS, MAX_TOPIC_CHARS, MemberChange, Refusal, Role, Visibility, authorize,
-    authorize_in, ban_holds, mute_holds, parse_reason, parse_topic,
+    Action, MAX_REASON_CHARS, MAX_TOPIC_CHARS, MemberChange, MessageAction, Refusal, Role,
+    Visibility, authorize, authorize_in, authorize_message, ban_holds, mute_holds, parse_reason,
+    parse_topic,
 };
 pub use ids::{MessageId, RoomId, Seq, SessionId, UserId};
 pub use message::{ClientId, MessageBody};

@@ -59,6 +59,8 @@ mod openapi_tests {
             [
                 "system",
                 "message",
+                "edited",
+                "deleted",
                 "ack",
                 "error",
                 "member",

@@ -643,6 +643,118 @@ pub struct RoomMessage {
     /// concerns and `content` is `null`); absent for a message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<MemberEventBody>,
+    /// Set for a change to an earlier message (then `username` is who made
+    /// it, and an edit's `content` is the text it set, empty once that
+    /// message was deleted); absent for a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<MessageChangeBody>,
+    /// When the text was last edited; absent when never.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// `true` when the message was deleted: a tombstone, `content` `null`
+    /// (absent otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Who deleted it (absent when not deleted, or when that account is
+    /// gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
+    /// When it was deleted.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::timestamp::option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The seq of the message of the same room this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    /// The message answered, as it is now: who wrote it and the start of
+    /// its text, or that it was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<ReplyExcerpt>,
+}
+
+/// What a change to an earlier message did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageChangeBody {
+    /// `edited` or `deleted`.
+    pub kind: MessageChangeKind,
+    /// The seq of the message changed.
+    pub target: i64,
+}
+
+/// The kinds of change to an earlier message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MessageChangeKind {
+    /// Its text was replaced.
+    Edited,
+    /// It was deleted.
+    Deleted,
+}
+
+/// The message a reply answers, as a history page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplyExcerpt {
+    /// Its author.
+    pub username: String,
+    /// The first characters of its current text (at most
+    /// [`REPLY_EXCERPT_CHARS`]); `null` when it was deleted or cannot be
+    /// decrypted.
+    pub excerpt: Option<String>,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// The most characters of the answered message a [`ReplyExcerpt`] shows.
+pub const REPLY_EXCERPT_CHARS: usize = 100;
+
+/// The body of `PATCH /api/rooms/{name}/messages/{seq}`: the new text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EditRequest {
+    /// The new text, under the same rules as a message's.
+    pub content: String,
+    /// Makes a resend idempotent, as for messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// An earlier text of an edited message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VersionBody {
+    /// The text; `null` when it cannot be decrypted.
+    pub content: Option<String>,
+    /// When it was written (sent, or edited to this text).
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub written_at: DateTime<Utc>,
+    /// The seq of the edit that replaced it.
+    pub replaced_by: i64,
+}
+
+/// The answer to `GET /api/rooms/{name}/messages/{seq}/edits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EditsBody {
+    /// The room.
+    pub room: String,
+    /// The message's seq.
+    pub seq: i64,
+    /// Its texts before the current one, newest first; empty when it was
+    /// never edited, or was deleted (its texts are erased).
+    pub versions: Vec<VersionBody>,
 }
 
 /// One page of a room's messages, in ascending `seq` order.
@@ -755,6 +867,13 @@ mod tests {
             client_id: client_id.map(str::to_owned),
             created_at: at(),
             event: None,
+            change: None,
+            edited_at: None,
+            deleted: false,
+            deleted_by: None,
+            deleted_at: None,
+            reply_to: None,
+            reply: None,
         }
     }
 

@@ -16,7 +16,7 @@ use crate::schema::messages;
 
 /// The columns of a stored message without its author's name, in the order
 /// both statements select them.
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 14] = [
     messages::id::NAME,
     messages::room_id::NAME,
     messages::seq::NAME,
@@ -27,6 +27,10 @@ const COLUMNS: [&str; 10] = [
     messages::created_at::NAME,
     messages::edited_at::NAME,
     messages::deleted_at::NAME,
+    messages::reply_to::NAME,
+    messages::deleted_by::NAME,
+    messages::change::NAME,
+    messages::target_seq::NAME,
 ];
 
 /// The messages stored under any of `pairs` (user id, client id).
@@ -79,6 +83,10 @@ impl Query for StoredByClientId<'_> {
         Timestamp,
         Nullable<Timestamp>,
         Nullable<Timestamp>,
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        Nullable<Text>,
+        Nullable<BigInt>,
     );
 }
 

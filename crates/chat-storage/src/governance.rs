@@ -339,6 +339,9 @@ impl Store {
             created_at: utc(at),
             edited_at: None,
             deleted_at: None,
+            deleted_by: None,
+            reply_to: None,
+            change: None,
             event: Some(MemberEvent {
                 change: planned.change,
                 by,

@@ -353,6 +353,7 @@ impl Store {
                 username: message.username,
                 body: message.body,
                 client_id: None,
+                reply_to: None,
             })
             .collect();
         let sealed: Vec<Sealed> = messages

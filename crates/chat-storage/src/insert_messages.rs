@@ -22,8 +22,8 @@
 //!   WITH ORDINALITY`, probing `room_members`' primary key once per row
 //!   (a lateral sub-select with `LIMIT 1`, so no generic plan can turn it
 //!   into a scan). The text is the same whatever the number of rows, so it
-//!   is prepared once per connection, and a batch of 1,000 messages is 8
-//!   bind parameters rather than 8,000.
+//!   is prepared once per connection, and a batch of 1,000 messages is 9
+//!   bind parameters rather than 9,000.
 //! - SQLite, which has no arrays, gets one `VALUES` tuple per row, its
 //!   position first, in a common table expression.
 //!
@@ -43,7 +43,7 @@ use crate::schema::{messages, room_members};
 type SqlTypeOf<C> = <C as Expression>::SqlType;
 
 /// The inserted columns, in statement order.
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     messages::room_id::NAME,
     messages::seq::NAME,
     messages::user_id::NAME,
@@ -51,11 +51,12 @@ const COLUMNS: [&str; 7] = [
     messages::key_id::NAME,
     messages::client_id::NAME,
     messages::created_at::NAME,
+    messages::reply_to::NAME,
 ];
 
 /// The input relation's columns: a row's position, then its values with
 /// `base` (the room's last seq) in place of `seq`.
-const INPUT: [&str; 8] = [
+const INPUT: [&str; 9] = [
     "ord",
     messages::room_id::NAME,
     "base",
@@ -64,10 +65,11 @@ const INPUT: [&str; 8] = [
     messages::key_id::NAME,
     messages::client_id::NAME,
     messages::created_at::NAME,
+    messages::reply_to::NAME,
 ];
 
 /// `INSERT INTO messages (room_id, seq, user_id, body, key_id, client_id,
-/// created_at) SELECT ... RETURNING id, room_id, seq, user_id`, storing the
+/// created_at, reply_to) SELECT ... RETURNING id, room_id, seq, user_id`, storing the
 /// rows whose author is a member of the room and not muted at `now`.
 pub(crate) struct InsertMessages<'a> {
     /// The rows, as SQLite binds them.
@@ -84,6 +86,7 @@ pub(crate) struct InsertMessages<'a> {
     key_ids: Vec<&'a str>,
     client_ids: Vec<Option<&'a str>>,
     created_ats: Vec<NaiveDateTime>,
+    reply_tos: Vec<Option<i64>>,
 }
 
 impl<'a> InsertMessages<'a> {
@@ -98,6 +101,7 @@ impl<'a> InsertMessages<'a> {
             key_ids: rows.iter().map(|row| row.key_id).collect(),
             client_ids: rows.iter().map(|row| row.client_id).collect(),
             created_ats: rows.iter().map(|row| row.created_at).collect(),
+            reply_tos: rows.iter().map(|row| row.reply_to).collect(),
         }
     }
 
@@ -217,6 +221,8 @@ impl QueryFragment<Pg> for InsertMessages<'_> {
         out.push_bind_param::<Array<SqlTypeOf<messages::client_id>>, _>(&self.client_ids)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<SqlTypeOf<messages::created_at>>, _>(&self.created_ats)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlTypeOf<messages::reply_to>>, _>(&self.reply_tos)?;
         // The position comes last from `WITH ORDINALITY`; the alias lists
         // the columns in unnest's order.
         out.push_sql(") WITH ORDINALITY AS v(");
@@ -266,6 +272,8 @@ impl QueryFragment<Sqlite> for InsertMessages<'_> {
             out.push_bind_param::<SqlTypeOf<messages::client_id>, _>(&row.client_id)?;
             out.push_sql(", ");
             out.push_bind_param::<SqlTypeOf<messages::created_at>, _>(&row.created_at)?;
+            out.push_sql(", ");
+            out.push_bind_param::<SqlTypeOf<messages::reply_to>, _>(&row.reply_to)?;
             out.push_sql(")");
         }
         out.push_sql(") ");

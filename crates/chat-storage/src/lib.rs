@@ -36,6 +36,7 @@
 #[macro_use]
 mod store;
 
+mod changes;
 mod client_ids;
 mod config;
 mod error;
@@ -66,8 +67,9 @@ pub use import::{
 };
 pub use messages::MAX_PAGE;
 pub use model::{
-    Actor, AppendResult, Appended, Ban, Cursor, Member, MemberEvent, Membership, MembershipOp,
-    Message, NewMessage, Page, Refresh, Room, RoomAccess, RoomReading, User,
+    Actor, AppendResult, Appended, Ban, Changed, Cursor, Member, MemberEvent, Membership,
+    MembershipOp, Message, MessageChange, MessageOp, NewChange, NewMessage, Page, Refresh, Room,
+    RoomAccess, RoomReading, User, Version,
 };
 pub use original::{OriginalDatabase, OriginalMessage, OriginalPosition, OriginalUser};
 pub use recent::RecentCache;

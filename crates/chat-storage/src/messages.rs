@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chat_crypto::{KeyId, Sealed};
-use chat_domain::{MessageId, Refusal, RoomId, UserId};
+use chat_domain::{MessageId, Refusal, RoomId, Seq, UserId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -9,7 +9,9 @@ use diesel_async::RunQueryDsl;
 use crate::client_ids::StoredByClientId;
 use crate::import::{Provenance, RecordImports};
 use crate::insert_messages::InsertMessages;
-use crate::model::{AppendResult, Appended, Cursor, MemberEvent, Message, NewMessage, Page};
+use crate::model::{
+    AppendResult, Appended, Cursor, MemberEvent, Message, MessageChange, NewMessage, Page,
+};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{
     MESSAGE_COLUMNS, MessageRow, NewMessageRow, client_id, member_change, now, role, seq, username,
@@ -23,7 +25,7 @@ use crate::{StorageError, Store};
 pub const MAX_PAGE: i64 = 1_000;
 
 /// Rows per INSERT statement. A batch is one statement unless it is larger
-/// than this; 2,000 rows of 7 values stay well under the bind-parameter
+/// than this; 2,000 rows of 8 values stay well under the bind-parameter
 /// limits of PostgreSQL (65,535) and SQLite (32,766).
 const ROWS_PER_INSERT: usize = 2_000;
 
@@ -151,6 +153,10 @@ struct StoredRow {
     created_at: NaiveDateTime,
     edited_at: Option<NaiveDateTime>,
     deleted_at: Option<NaiveDateTime>,
+    reply_to: Option<i64>,
+    deleted_by: Option<i64>,
+    change: Option<String>,
+    target_seq: Option<i64>,
 }
 
 /// What the write transaction hands back.
@@ -340,6 +346,7 @@ impl Store {
                     body: &sealed.token,
                     key_id: sealed.key_id.as_str(),
                     client_id,
+                    reply_to: message.reply_to.map(Seq::get),
                     created_at: match origin {
                         Origin::Live => created_at,
                         Origin::Imported(provenance) => provenance
@@ -486,6 +493,9 @@ impl Store {
                             created_at: utc(created_at),
                             edited_at: None,
                             deleted_at: None,
+                            deleted_by: None,
+                            reply_to: message.reply_to,
+                            change: None,
                             event: None,
                         },
                         duplicate: false,
@@ -507,6 +517,10 @@ impl Store {
                         event: None,
                         event_role: None,
                         event_until: None,
+                        reply_to: row.reply_to,
+                        deleted_by: row.deleted_by,
+                        change: row.change,
+                        target_seq: row.target_seq,
                     })?,
                     duplicate: true,
                 },
@@ -638,8 +652,9 @@ impl Store {
         Ok(Page { messages, has_more })
     }
 
-    /// The newest `limit` messages of `room`, oldest first, leaving
-    /// membership changes out (the seed's history shows messages only).
+    /// The newest `limit` messages of `room`, oldest first, in their current
+    /// text, leaving out membership changes, changes to messages and deleted
+    /// messages (the seed's history shows messages only).
     pub async fn latest(&self, room: RoomId, limit: i64) -> Result<Vec<Message>, StorageError> {
         let wanted = usize::try_from(limit.clamp(1, MAX_PAGE)).unwrap_or(1);
         let mut page = self.history(room, Cursor::Latest, limit).await?;
@@ -650,7 +665,11 @@ impl Store {
                 page.messages
                     .into_iter()
                     .rev()
-                    .filter(|message| message.event.is_none()),
+                    .filter(|message| {
+                        message.event.is_none()
+                            && message.change.is_none()
+                            && message.deleted_at.is_none()
+                    }),
             );
             newest_first.truncate(wanted);
             match oldest {
@@ -667,16 +686,23 @@ impl Store {
     /// Decrypts a row into a [`Message`].
     pub(crate) fn open(&self, row: MessageRow) -> Result<Message, StorageError> {
         let key_id = KeyId::new(row.key_id);
-        let content = match self.inner.keys.decrypt_with_hint(&row.body, Some(&key_id)) {
-            Ok(text) => Some(text),
-            Err(error) => {
-                tracing::warn!(
-                    message_id = row.id,
-                    key_id = %key_id,
-                    %error,
-                    "a stored message cannot be decrypted; it is returned without content"
-                );
-                None
+        // A deleted message, and the edits of one, keep no text to decrypt;
+        // nor does a deletion.
+        let erased = row.deleted_at.is_some() || row.body.is_empty();
+        let content = if erased {
+            None
+        } else {
+            match self.inner.keys.decrypt_with_hint(&row.body, Some(&key_id)) {
+                Ok(text) => Some(text),
+                Err(error) => {
+                    tracing::warn!(
+                        message_id = row.id,
+                        key_id = %key_id,
+                        %error,
+                        "a stored message cannot be decrypted; it is returned without content"
+                    );
+                    None
+                }
             }
         };
         let (content, event) = match row.event {
@@ -704,7 +730,34 @@ impl Store {
             created_at: utc(row.created_at),
             edited_at: row.edited_at.map(utc),
             deleted_at: row.deleted_at.map(utc),
+            deleted_by: row.deleted_by.map(UserId),
+            reply_to: row
+                .reply_to
+                .map(|target| seq(target, "messages.reply_to"))
+                .transpose()?,
+            change: message_change(row.change.as_deref(), row.target_seq)?,
             event,
         })
+    }
+}
+
+/// The change a row records, from its `change` and `target_seq` columns.
+pub(crate) fn message_change(
+    change: Option<&str>,
+    target: Option<i64>,
+) -> Result<Option<MessageChange>, StorageError> {
+    let (change, target) = match (change, target) {
+        (None, None) => return Ok(None),
+        (Some(change), Some(target)) => (change, seq(target, "messages.target_seq")?),
+        _ => {
+            return Err(StorageError::Corrupt(
+                "a change without its target, or a target without a change".to_owned(),
+            ));
+        }
+    };
+    match change {
+        "edited" => Ok(Some(MessageChange::Edited { target })),
+        "deleted" => Ok(Some(MessageChange::Deleted { target })),
+        other => Err(StorageError::Corrupt(format!("unknown message change {other:?}"))),
     }
 }

@@ -157,6 +157,68 @@ pub struct MemberEvent {
     pub reason: Option<String>,
 }
 
+/// A change to an earlier message, as recorded in the room's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageChange {
+    /// The message at `target` got the text of this change's `content`.
+    Edited { target: Seq },
+    /// The message at `target` was deleted.
+    Deleted { target: Seq },
+}
+
+impl MessageChange {
+    /// The seq of the message changed.
+    pub fn target(self) -> Seq {
+        match self {
+            MessageChange::Edited { target } | MessageChange::Deleted { target } => target,
+        }
+    }
+}
+
+/// A change to make to a stored message; see
+/// [`crate::Store::change_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOp {
+    /// The author replaces the text.
+    Edit { content: MessageBody },
+    /// The author, or the room's owner or a moderator, deletes it.
+    Delete,
+}
+
+/// A change to a stored message, asked for by `user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChange {
+    pub room_id: RoomId,
+    /// The message to change.
+    pub target: Seq,
+    pub user_id: UserId,
+    /// The actor's name, echoed back in the result.
+    pub username: Username,
+    pub op: MessageOp,
+    /// Makes a resend of the change idempotent, as for messages.
+    pub client_id: Option<ClientId>,
+}
+
+/// What [`crate::Store::change_message`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The change, at its own seq in the room (for a resend, the original).
+    pub change: Message,
+    /// The same client id had already been used: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// A text a message had before an edit replaced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// The text, or `None` when no key of the ring can decrypt it.
+    pub content: Option<String>,
+    /// When it was written (sent, or edited to this text).
+    pub written_at: DateTime<Utc>,
+    /// The seq of the edit that replaced it.
+    pub replaced_by: Seq,
+}
+
 /// A message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -168,6 +230,9 @@ pub struct NewMessage {
     pub body: MessageBody,
     /// The sender's id for this message, which makes a resend idempotent.
     pub client_id: Option<ClientId>,
+    /// The seq of the message of the same room this one answers; the
+    /// caller has checked that it is a message of the room.
+    pub reply_to: Option<Seq>,
 }
 
 /// A stored message, decrypted.
@@ -183,8 +248,20 @@ pub struct Message {
     pub content: Option<String>,
     pub client_id: Option<ClientId>,
     pub created_at: DateTime<Utc>,
+    /// When the text was last edited.
     pub edited_at: Option<DateTime<Utc>>,
+    /// When the message was deleted: it is a tombstone then, without
+    /// content.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Who deleted it, if it is deleted (and the account still exists).
+    pub deleted_by: Option<UserId>,
+    /// The seq of the message of the same room this one answers.
+    pub reply_to: Option<Seq>,
+    /// For a change to an earlier message recorded in the room's sequence
+    /// (an edit or a deletion), what it was; its `user_id` and `username`
+    /// are who made it, and an edit's `content` is the new text. `None` for
+    /// a message.
+    pub change: Option<MessageChange>,
     /// For a membership change recorded in the room's sequence, what it
     /// was; its `user_id` and `username` are the member it concerns and
     /// `content` is `None`. `None` for a message.

@@ -222,6 +222,15 @@ impl RecentMessages {
         }
     }
 
+    /// Drops `room`'s run: a message in it changed, and the next read
+    /// fills it again from the database.
+    pub(crate) fn forget(&self, room: i64) {
+        let mut rooms = self.lock();
+        if let Some(run) = rooms.by_room.remove(&room) {
+            rooms.bytes -= run.bytes;
+        }
+    }
+
     /// Drops the rooms read longest ago, other than `keep`, until the runs
     /// fit the budget.
     fn evict(&self, rooms: &mut Rooms, keep: i64) {
@@ -272,6 +281,9 @@ mod tests {
             created_at: Utc::now(),
             edited_at: None,
             deleted_at: None,
+            deleted_by: None,
+            reply_to: None,
+            change: None,
             event: None,
         }
     }

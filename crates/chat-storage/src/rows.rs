@@ -133,6 +133,10 @@ pub(crate) struct MessageRow {
     pub(crate) event: Option<String>,
     pub(crate) event_role: Option<String>,
     pub(crate) event_until: Option<NaiveDateTime>,
+    pub(crate) reply_to: Option<i64>,
+    pub(crate) deleted_by: Option<i64>,
+    pub(crate) change: Option<String>,
+    pub(crate) target_seq: Option<i64>,
 }
 
 /// The columns of a [`MessageRow`], for `.select(..)` on `messages` joined
@@ -152,6 +156,10 @@ pub(crate) type MessageColumns = (
     messages::event,
     messages::event_role,
     messages::event_until,
+    messages::reply_to,
+    messages::deleted_by,
+    messages::change,
+    messages::target_seq,
 );
 
 pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
@@ -169,6 +177,10 @@ pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
     messages::event,
     messages::event_role,
     messages::event_until,
+    messages::reply_to,
+    messages::deleted_by,
+    messages::change,
+    messages::target_seq,
 );
 
 /// A message to insert, by [`crate::insert_messages::InsertMessages`].
@@ -182,4 +194,5 @@ pub(crate) struct NewMessageRow<'a> {
     pub(crate) key_id: &'a str,
     pub(crate) client_id: Option<&'a str>,
     pub(crate) created_at: NaiveDateTime,
+    pub(crate) reply_to: Option<i64>,
 }

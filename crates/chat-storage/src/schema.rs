@@ -44,6 +44,21 @@ diesel::table! {
         event -> Nullable<Text>,
         event_role -> Nullable<Text>,
         event_until -> Nullable<Timestamp>,
+        reply_to -> Nullable<Int8>,
+        deleted_by -> Nullable<Int8>,
+        change -> Nullable<Text>,
+        target_seq -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    message_versions (room_id, seq, replaced_by) {
+        room_id -> Int8,
+        seq -> Int8,
+        replaced_by -> Int8,
+        body -> Text,
+        key_id -> Text,
+        written_at -> Timestamp,
     }
 }
 
@@ -116,6 +131,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_sessions,
     imported_messages,
     imported_users,
+    message_versions,
     messages,
     refresh_tokens,
     room_bans,

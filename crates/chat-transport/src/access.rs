@@ -106,6 +106,8 @@ pub(crate) fn for_route(name: &RoomName, refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::RoomNotFound => ApiError::NotFound(format!("room '{name}' not found")),
         Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
+        Refusal::MessageNotFound => ApiError::NotFound(describe(name.as_str(), &refusal)),
+        Refusal::MessageDeleted => ApiError::Conflict(describe(name.as_str(), &refusal)),
         other => ApiError::Forbidden(describe(name.as_str(), &other)),
     }
 }
@@ -120,6 +122,8 @@ pub(crate) fn describe(name: &str, refusal: &Refusal) -> String {
             chat_protocol::timestamp::format(until)
         ),
         Refusal::Banned { until: None } => format!("you are banned from '{name}'"),
+        Refusal::MessageNotFound => format!("no message of '{name}' has that seq"),
+        Refusal::MessageDeleted => format!("that message of '{name}' was deleted"),
         Refusal::Muted { until } => format!(
             "you are muted in '{name}' until {}",
             chat_protocol::timestamp::format(until)

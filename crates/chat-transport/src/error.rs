@@ -86,6 +86,8 @@ impl From<chat_domain::Refusal> for ApiError {
         match refusal {
             Refusal::RoomNotFound => ApiError::NotFound("room not found".to_owned()),
             Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
+            Refusal::MessageNotFound => ApiError::NotFound(refusal.to_string()),
+            Refusal::MessageDeleted => ApiError::Conflict(refusal.to_string()),
             other => ApiError::Forbidden(other.to_string()),
         }
     }

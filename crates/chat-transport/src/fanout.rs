@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use chat_domain::{RoomId, Seq, SessionId, UserId};
 use futures_util::future::BoxFuture;
 
-use crate::hub::{Audience, Frame, Hub, MemberItem, Notice, Outbound};
+use crate::hub::{Audience, Frame, Hub, ItemKind, Notice, Outbound};
 
 /// Something that happened in a room, already serialized.
 #[derive(Debug, Clone)]
@@ -25,8 +25,8 @@ pub struct RoomEvent {
     pub frame: Frame,
     /// Who receives it.
     pub audience: Audience,
-    /// For a stored membership change, whom it concerns.
-    pub member: Option<MemberItem>,
+    /// What a stored item records.
+    pub kind: ItemKind,
 }
 
 /// Whether the fan-out reaches every node.
@@ -89,7 +89,7 @@ impl RoomEvent {
                 room: self.room,
                 seq,
                 frame: self.frame,
-                member: self.member,
+                kind: self.kind,
             },
             None => Outbound::Frame(self.frame),
         };

@@ -1,11 +1,17 @@
 //! Building the server's frames from stored data, in one place, so the live
 //! path, the replay path and the REST history agree on every field.
 
+use std::collections::HashMap;
+
 use bytestring::ByteString;
 use chat_domain::ClientId;
-use chat_protocol::rest::{HistoryItem, MemberEventBody, RoomMessage};
+use chat_protocol::rest::{
+    HistoryItem, MemberEventBody, MessageChangeBody, MessageChangeKind, REPLY_EXCERPT_CHARS,
+    ReplyExcerpt, RoomMessage,
+};
 use chat_protocol::ws::{ErrorCode, ServerFrame};
-use chat_storage::{MemberEvent, Message};
+use chat_domain::{Seq, UserId};
+use chat_storage::{MemberEvent, Message, MessageChange};
 
 /// What a client is shown for a stored message that cannot be decrypted
 /// (its key is no longer configured). The row is logged by the storage.
@@ -15,16 +21,43 @@ pub(crate) const UNREADABLE: &str = "[this message could not be decrypted]";
 pub(crate) fn message(room: &str, message: &Message) -> ServerFrame {
     ServerFrame::Message {
         username: message.username.as_str().to_owned(),
-        content: message
-            .content
-            .clone()
-            .unwrap_or_else(|| UNREADABLE.to_owned()),
+        content: match &message.content {
+            Some(content) => content.clone(),
+            None if message.deleted_at.is_some() => String::new(),
+            None => UNREADABLE.to_owned(),
+        },
         timestamp: message.created_at,
         id: message.id.get(),
         room: room.to_owned(),
         seq: message.seq.get(),
         client_id: message.client_id.as_ref().map(|id| id.as_str().to_owned()),
+        reply_to: message.reply_to.map(Seq::get),
+        edited_at: message.edited_at,
+        deleted: message.deleted_at.is_some(),
     }
+}
+
+/// The `edited` or `deleted` frame for a stored change to a message, or
+/// `None` when `stored` is not one.
+pub(crate) fn change(room: &str, stored: &Message) -> Option<ServerFrame> {
+    let frame = match stored.change? {
+        MessageChange::Edited { target } => ServerFrame::Edited {
+            room: room.to_owned(),
+            seq: stored.seq.get(),
+            target: target.get(),
+            // Erased with the message it edited.
+            content: stored.content.clone().unwrap_or_default(),
+            edited_at: stored.created_at,
+            username: stored.username.as_str().to_owned(),
+        },
+        MessageChange::Deleted { target } => ServerFrame::Deleted {
+            room: room.to_owned(),
+            seq: stored.seq.get(),
+            target: target.get(),
+            by: stored.username.as_str().to_owned(),
+        },
+    };
+    Some(frame)
 }
 
 /// The `member` frame for a stored membership change (`stored` is its row,
@@ -121,17 +154,62 @@ pub(crate) fn history_item(message: Message) -> HistoryItem {
     }
 }
 
+/// What a page of the rooms API shows beside its messages: the names of
+/// those who deleted some, and the messages its replies answer.
+#[derive(Debug, Default)]
+pub(crate) struct PageContext {
+    pub(crate) names: HashMap<UserId, String>,
+    pub(crate) answered: HashMap<Seq, Message>,
+}
+
 /// A stored message as the rooms API lists it.
-pub(crate) fn room_message(room: &str, message: Message) -> RoomMessage {
+pub(crate) fn room_message(room: &str, message: Message, context: &PageContext) -> RoomMessage {
+    let change = message.change.map(|change| match change {
+        MessageChange::Edited { target } => MessageChangeBody {
+            kind: MessageChangeKind::Edited,
+            target: target.get(),
+        },
+        MessageChange::Deleted { target } => MessageChangeBody {
+            kind: MessageChangeKind::Deleted,
+            target: target.get(),
+        },
+    });
+    let content = match (&change, message.content) {
+        // An edit whose message was deleted since: its text is erased.
+        (Some(MessageChangeBody { kind: MessageChangeKind::Edited, .. }), None) => {
+            Some(String::new())
+        }
+        (_, content) => content,
+    };
+    let reply = message
+        .reply_to
+        .and_then(|target| context.answered.get(&target))
+        .map(|answered| ReplyExcerpt {
+            username: answered.username.as_str().to_owned(),
+            excerpt: answered
+                .content
+                .as_deref()
+                .map(|text| text.chars().take(REPLY_EXCERPT_CHARS).collect()),
+            deleted: answered.deleted_at.is_some(),
+        });
     RoomMessage {
         id: message.id.get(),
         room: room.to_owned(),
         seq: message.seq.get(),
         user_id: message.user_id.get(),
         username: message.username.into_string(),
-        content: message.content,
+        content,
         client_id: message.client_id.map(ClientId::into_string),
         created_at: message.created_at,
         event: message.event.as_ref().map(event_body),
+        change,
+        edited_at: message.edited_at,
+        deleted: message.deleted_at.is_some(),
+        deleted_by: message
+            .deleted_by
+            .and_then(|id| context.names.get(&id).cloned()),
+        deleted_at: message.deleted_at,
+        reply_to: message.reply_to.map(Seq::get),
+        reply,
     }
 }

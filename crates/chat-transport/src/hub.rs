@@ -28,17 +28,17 @@ pub struct ConnId(u64);
 pub enum Outbound {
     /// A frame to send as it is.
     Frame(Frame),
-    /// A stored message or membership change of a room, which the session
-    /// delivers in seq order and exactly once.
+    /// A stored message, membership change or change to a message of a
+    /// room, which the session delivers in seq order and exactly once.
     RoomMessage {
         /// The room.
         room: RoomId,
         /// Its position in the room.
         seq: Seq,
-        /// The serialized `message` or `member` frame.
+        /// The serialized `message`, `member`, `edited` or `deleted` frame.
         frame: Frame,
-        /// For a membership change, whom it concerns; `None` for a message.
-        member: Option<MemberItem>,
+        /// What it records.
+        kind: ItemKind,
     },
     /// Where a room's messages stand: the session reads any it has not
     /// delivered yet. Sent after the fan-out missed events for a while.
@@ -64,6 +64,25 @@ pub enum Outbound {
         /// Why.
         reason: LeftReason,
     },
+}
+
+/// What a room's stored item records, carried beside its frame so that the
+/// session need not parse the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    /// A message; also what an unstored event (presence, typing) carries.
+    Message,
+    /// A membership change.
+    Member(MemberItem),
+    /// An edit or a deletion of an earlier message.
+    Change,
+}
+
+impl ItemKind {
+    /// Whether seed clients receive it: they know only `message` frames.
+    pub fn seed_sees(self) -> bool {
+        self == ItemKind::Message
+    }
 }
 
 /// Whom a stored membership change concerns, carried beside its frame so

@@ -11,6 +11,7 @@
 
 mod access;
 mod auth;
+mod changes;
 mod config;
 mod error;
 mod fanout;

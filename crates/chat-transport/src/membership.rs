@@ -20,7 +20,7 @@ use chat_storage::{Actor, MembershipOp, Message, Room, RoomKey, StorageError, Us
 use crate::access::Access;
 use crate::fanout::RoomEvent;
 use crate::frames;
-use crate::hub::{Audience, MemberItem, Notice};
+use crate::hub::{Audience, ItemKind, MemberItem, Notice};
 use crate::state::AppState;
 
 /// `general` is where every account and every seed client is: whoever
@@ -66,7 +66,7 @@ pub(crate) fn publish(state: &AppState, room: &RoomKey, event: &Message) {
         seq: Some(event.seq),
         frame: frames::encode(&frames::member(room.name.as_str(), event, recorded)),
         audience: Audience::Everyone,
-        member: Some(MemberItem {
+        kind: ItemKind::Member(MemberItem {
             user: event.user_id,
             removal: LeftReason::of(change),
         }),
@@ -142,7 +142,7 @@ pub(crate) async fn update_room(
                 by: actor.as_str().to_owned(),
             }),
             audience: Audience::Extended,
-            member: None,
+            kind: ItemKind::Message,
         });
     }
     Ok(updated)

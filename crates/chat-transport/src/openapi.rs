@@ -32,6 +32,9 @@ use crate::session;
         routes::rooms::join,
         routes::rooms::leave,
         routes::rooms::messages,
+        routes::changes::edit,
+        routes::changes::remove,
+        routes::changes::edits,
         routes::rooms::mark_read,
         routes::rooms::open_direct,
         routes::members::list,
@@ -50,6 +53,7 @@ use crate::session;
         (name = "chat", description = "The seed-compatible chat: history of `general` and the WebSocket"),
         (name = "rooms", description = "Rooms, direct conversations and their history"),
         (name = "members", description = "A room's members, roles, bans and mutes"),
+        (name = "messages", description = "Changing stored messages: edits, deletions and earlier texts"),
         (name = "users", description = "The signed-in user"),
         (name = "meta", description = "Service information and probes")
     )

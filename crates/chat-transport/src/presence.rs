@@ -7,7 +7,7 @@ use chat_storage::RoomKey;
 
 use crate::fanout::RoomEvent;
 use crate::frames;
-use crate::hub::{Audience, PresenceChange};
+use crate::hub::{Audience, ItemKind, PresenceChange};
 use crate::state::AppState;
 
 /// Tells a room that a user came online or went offline. In `general` the
@@ -40,7 +40,7 @@ pub(crate) async fn announce(
             seq: None,
             frame: frames::encode(&frames::system(line)),
             audience: Audience::EveryoneExcept(user_id),
-            member: None,
+            kind: ItemKind::Message,
         });
     }
     state.fanout.publish(RoomEvent {
@@ -52,7 +52,7 @@ pub(crate) async fn announce(
             online,
         }),
         audience: Audience::Extended,
-        member: None,
+        kind: ItemKind::Message,
     });
 }
 

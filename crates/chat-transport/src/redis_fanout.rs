@@ -44,7 +44,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::fanout::{Fanout, FanoutStatus, RoomEvent};
-use crate::hub::{Audience, Hub, MemberItem, Notice, Outbound};
+use crate::hub::{Audience, Hub, ItemKind, MemberItem, Notice, Outbound};
 
 /// How often a node refreshes its presence.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -207,9 +207,9 @@ impl Fanout for RedisFanout {
     }
 }
 
-/// `node \t room \t seq|- \t audience \t member \n frame`, where
-/// `member` is `-` for a message, or `m<user id>` with `:<reason>` when the
-/// change removed them.
+/// `node \t room \t seq|- \t audience \t kind \n frame`, where `kind`
+/// is `-` for a message, `c` for a change to a message, or `m<user id>`
+/// for a membership change, with `:<reason>` when it removed them.
 fn encode(node: &str, event: &RoomEvent) -> Vec<u8> {
     let seq = event
         .seq
@@ -220,13 +220,14 @@ fn encode(node: &str, event: &RoomEvent) -> Vec<u8> {
         Audience::Extended => "x".to_owned(),
         Audience::ExtendedExcept(user) => format!("x{}", user.get()),
     };
-    let member = match event.member {
-        None => "-".to_owned(),
-        Some(MemberItem {
+    let member = match event.kind {
+        ItemKind::Message => "-".to_owned(),
+        ItemKind::Change => "c".to_owned(),
+        ItemKind::Member(MemberItem {
             user,
             removal: None,
         }) => format!("m{}", user.get()),
-        Some(MemberItem {
+        ItemKind::Member(MemberItem {
             user,
             removal: Some(reason),
         }) => format!("m{}:{}", user.get(), reason.as_str()),
@@ -343,15 +344,16 @@ fn decode(payload: &[u8]) -> Option<(String, Event)> {
         _ => return None,
     };
     // A node of the previous release sends no member field.
-    let member = match fields.next() {
-        None | Some("-") => None,
+    let kind = match fields.next() {
+        None | Some("-") => ItemKind::Message,
+        Some("c") => ItemKind::Change,
         Some(value) => {
             let value = value.strip_prefix('m')?;
             let (user, removal) = match value.split_once(':') {
                 Some((user, reason)) => (user, Some(LeftReason::from_str_opt(reason)?)),
                 None => (value, None),
             };
-            Some(MemberItem {
+            ItemKind::Member(MemberItem {
                 user: UserId(user.parse().ok()?),
                 removal,
             })
@@ -364,7 +366,7 @@ fn decode(payload: &[u8]) -> Option<(String, Event)> {
             seq,
             frame: ByteString::from(frame.to_owned()),
             audience,
-            member,
+            kind,
         }),
     ))
 }
@@ -599,7 +601,7 @@ mod tests {
             seq: Some(Seq::new(42).expect("valid")),
             frame: ByteString::from_static("{\"type\":\"message\",\"content\":\"a\\nb\"}"),
             audience: Audience::EveryoneExcept(UserId(3)),
-            member: Some(MemberItem {
+            kind: ItemKind::Member(MemberItem {
                 user: UserId(5),
                 removal: Some(LeftReason::Kicked),
             }),
@@ -613,12 +615,12 @@ mod tests {
         assert_eq!(decoded.seq, event.seq);
         assert_eq!(decoded.frame, event.frame);
         assert_eq!(decoded.audience, event.audience);
-        assert_eq!(decoded.member, event.member);
+        assert_eq!(decoded.kind, event.kind);
 
         let ephemeral = RoomEvent {
             seq: None,
             audience: Audience::Extended,
-            member: None,
+            kind: ItemKind::Change,
             ..event
         };
         let (_, decoded) = decode(&encode("n2", &ephemeral)).expect("decodes");
@@ -627,7 +629,7 @@ mod tests {
         };
         assert_eq!(decoded.seq, None);
         assert_eq!(decoded.audience, Audience::Extended);
-        assert_eq!(decoded.member, None);
+        assert_eq!(decoded.kind, ItemKind::Change);
     }
 
     #[test]

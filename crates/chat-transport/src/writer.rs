@@ -10,23 +10,54 @@
 //! it, so their transactions lock disjoint room counters and commit side by
 //! side instead of one after another. A room's messages all go through its
 //! one lane, in the order they were sent.
+//!
+//! Edits and deletions of messages go through the same lanes, so a client's
+//! message and its change to it are stored in the order it sent them. A
+//! change is its own transaction (it reads and rewrites the message it
+//! changes): the messages queued before it are committed first, then the
+//! change, then those after it.
 
 use std::sync::Arc;
 
-use chat_domain::{ClientId, RoomName};
+use chat_domain::{ClientId, RoomId, RoomName};
 use chat_protocol::ws::ErrorCode;
-use chat_storage::{NewMessage, StorageError, Store};
+use chat_storage::{NewChange, NewMessage, StorageError, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::fanout::{Fanout, RoomEvent};
 use crate::frames;
-use crate::hub::{Audience, Connection, Outbound};
+use crate::hub::{Audience, Connection, ItemKind, Outbound};
 
-/// A message waiting to be stored.
+/// What waits to be stored.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// A new message.
+    Message(NewMessage),
+    /// An edit or a deletion of a stored message.
+    Change(NewChange),
+}
+
+impl Job {
+    fn room(&self) -> RoomId {
+        match self {
+            Job::Message(message) => message.room_id,
+            Job::Change(change) => change.room_id,
+        }
+    }
+
+    fn client_id(&self) -> Option<&ClientId> {
+        match self {
+            Job::Message(message) => message.client_id.as_ref(),
+            Job::Change(change) => change.client_id.as_ref(),
+        }
+    }
+}
+
+/// A message or a change waiting to be stored.
 #[derive(Debug)]
 pub(crate) struct WriteRequest {
-    pub(crate) message: NewMessage,
+    pub(crate) job: Job,
     pub(crate) room: RoomName,
     pub(crate) sender: Arc<Connection>,
 }
@@ -47,7 +78,7 @@ impl WriterHandle {
     /// full, which slows fast senders down instead of dropping their
     /// messages.
     pub(crate) async fn submit(&self, request: WriteRequest) -> Result<(), WriterClosed> {
-        let room = request.message.room_id.get().unsigned_abs();
+        let room = request.job.room().get().unsigned_abs();
         let lane = usize::try_from(room % self.lanes.len() as u64).unwrap_or(0);
         // `reserve` then `send` rather than `send(request).await`: the
         // latter's future holds the request a second time, and this future
@@ -137,20 +168,76 @@ async fn run(
     tracing::debug!("writer stopped");
 }
 
+/// Commits a batch in order: runs of messages together, each change on
+/// its own.
 async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest>) {
-    // The messages move into the store; what answers their senders stays.
-    // Only the client id is copied, for the error frames of a failed batch.
-    let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch
-        .drain(..)
-        .map(|request| {
-            let reply = Reply {
-                client_id: request.message.client_id.clone(),
-                room: request.room,
-                sender: request.sender,
+    let mut messages: Vec<NewMessage> = Vec::with_capacity(batch.len());
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    for request in batch.drain(..) {
+        // The jobs move into the store; what answers their senders stays.
+        // Only the client id is copied, for the error frames of a failure.
+        let reply = Reply {
+            client_id: request.job.client_id().cloned(),
+            room: request.room,
+            sender: request.sender,
+        };
+        match request.job {
+            Job::Message(message) => {
+                messages.push(message);
+                replies.push(reply);
+            }
+            Job::Change(change) => {
+                if !messages.is_empty() {
+                    commit_messages(
+                        store,
+                        fanout,
+                        std::mem::take(&mut messages),
+                        std::mem::take(&mut replies),
+                    )
+                    .await;
+                }
+                commit_change(store, fanout, change, reply).await;
+            }
+        }
+    }
+    if !messages.is_empty() {
+        commit_messages(store, fanout, messages, replies).await;
+    }
+}
+
+/// Stores one change, then acknowledges and publishes it.
+async fn commit_change(store: &Store, fanout: &dyn Fanout, change: NewChange, reply: Reply) {
+    let room = reply.room.as_str();
+    let cid = || reply.client_id.clone().map(ClientId::into_string);
+    let frame = match crate::changes::apply(store, fanout, room, change).await {
+        Ok(changed) => frames::ack(room, &changed.change, changed.duplicate),
+        Err(StorageError::Refused(refusal)) => frames::refusal(&refusal, room, cid()),
+        Err(StorageError::NotFound(_)) => {
+            frames::refusal(&chat_domain::Refusal::RoomNotFound, room, cid())
+        }
+        Err(error) => {
+            tracing::warn!(error = %crate::error::Chain(&error), "change not stored");
+            let (code, text) = match error {
+                StorageError::Unavailable(_) => (
+                    ErrorCode::Unavailable,
+                    "the change was not stored: the database is unavailable; send it again",
+                ),
+                _ => (ErrorCode::Internal, "the change was not stored"),
             };
-            (request.message, reply)
-        })
-        .unzip();
+            frames::error(code, text, cid(), Some(room.to_owned()))
+        }
+    };
+    reply.sender.push(Outbound::Frame(frames::encode(&frame)));
+}
+
+/// Stores a run of messages in one transaction, then acknowledges and
+/// publishes each, in seq order.
+async fn commit_messages(
+    store: &Store,
+    fanout: &dyn Fanout,
+    messages: Vec<NewMessage>,
+    replies: Vec<Reply>,
+) {
     match store.append_messages(messages).await {
         Ok(appended) => {
             for (reply, stored) in replies.into_iter().zip(appended) {
@@ -179,7 +266,7 @@ async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest
                     seq: Some(stored.message.seq),
                     frame: frames::encode(&frames::message(room, &stored.message)),
                     audience: Audience::Everyone,
-                    member: None,
+                    kind: ItemKind::Message,
                 });
             }
         }

@@ -436,6 +436,7 @@ mod tests {
                 content: content.to_owned(),
                 room: None,
                 client_id: Some(format!("c{i}")),
+                reply_to: None,
             });
             wait_for(&sent, |event| {
                 matches!(event, NetEvent::Frame(ServerFrame::Ack { .. }))

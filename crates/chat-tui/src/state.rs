@@ -35,17 +35,28 @@ pub(crate) struct Line {
     pub(crate) timestamp: DateTime<Utc>,
     /// Set for a membership change.
     pub(crate) event: Option<MemberEventBody>,
+    /// The text was edited since it was sent.
+    pub(crate) edited: bool,
+    /// The message was deleted: a tombstone.
+    pub(crate) deleted: bool,
 }
 
 impl Line {
-    fn from_history(message: RoomMessage) -> Line {
-        Line {
+    /// A history item as a line; `None` for a change to an earlier message,
+    /// which the page already shows in its current state.
+    fn from_history(message: RoomMessage) -> Option<Line> {
+        if message.change.is_some() {
+            return None;
+        }
+        Some(Line {
             seq: message.seq,
             username: message.username,
             content: message.content,
             timestamp: message.created_at,
             event: message.event,
-        }
+            edited: message.edited_at.is_some(),
+            deleted: message.deleted,
+        })
     }
 
     /// The membership change in words, for a change.
@@ -84,6 +95,7 @@ impl Pending {
             content: self.content.clone(),
             room: Some(self.room.clone()),
             client_id: Some(self.client_id.clone()),
+            reply_to: None,
         }
     }
 }
@@ -377,7 +389,9 @@ impl ChatState {
             if let Some(client_id) = &message.client_id {
                 self.pending.retain(|p| &p.client_id != client_id);
             }
-            entry.insert(Line::from_history(message));
+            if let Some(line) = Line::from_history(message) {
+                entry.insert(line);
+            }
         }
         entry.has_older = older_exists;
     }
@@ -484,16 +498,39 @@ impl ChatState {
                 room,
                 seq,
                 client_id,
+                edited_at,
+                deleted,
                 ..
             } => {
                 let line = Line {
                     seq,
                     username,
-                    content: Some(content),
+                    content: (!deleted).then_some(content),
                     timestamp,
                     event: None,
+                    edited: edited_at.is_some(),
+                    deleted,
                 };
                 self.store(&room, line, client_id.as_deref());
+            }
+            ServerFrame::Edited {
+                room,
+                target,
+                content,
+                ..
+            } => {
+                if let Some(line) = self.line_mut(&room, target)
+                    && !line.deleted
+                {
+                    line.content = Some(content);
+                    line.edited = true;
+                }
+            }
+            ServerFrame::Deleted { room, target, .. } => {
+                if let Some(line) = self.line_mut(&room, target) {
+                    line.content = None;
+                    line.deleted = true;
+                }
             }
             ServerFrame::Ack {
                 client_id,
@@ -514,6 +551,8 @@ impl ChatState {
                     content: Some(pending.content),
                     timestamp,
                     event: None,
+                    edited: false,
+                    deleted: false,
                 };
                 self.store(&room, line, None);
             }
@@ -608,6 +647,8 @@ impl ChatState {
                         until,
                         reason,
                     }),
+                    edited: false,
+                    deleted: false,
                 };
                 self.store(&room, line, None);
             }
@@ -621,6 +662,11 @@ impl ChatState {
             }
             ServerFrame::Pong | ServerFrame::Authenticated { .. } => {}
         }
+    }
+
+    /// The line at `seq` of `room`, if this client holds it.
+    fn line_mut(&mut self, room: &str, seq: i64) -> Option<&mut Line> {
+        self.rooms.get_mut(room)?.lines.get_mut(&seq)
     }
 
     fn store(&mut self, room: &str, line: Line, client_id: Option<&str>) {
@@ -742,6 +788,9 @@ mod tests {
             room: room.to_owned(),
             seq,
             client_id: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
         }
     }
 
@@ -757,6 +806,13 @@ mod tests {
                 client_id: None,
                 created_at: at(0),
                 event: None,
+                change: None,
+                edited_at: None,
+                deleted: false,
+                deleted_by: None,
+                deleted_at: None,
+                reply_to: None,
+                reply: None,
             })
             .collect()
     }
@@ -852,6 +908,9 @@ mod tests {
                 room,
                 seq,
                 client_id: Some(client_id.clone()),
+                reply_to: None,
+                edited_at: None,
+                deleted: false,
             },
             Instant::now(),
         );
@@ -902,6 +961,7 @@ mod tests {
                     content: "are you there?".to_owned(),
                     room: Some("lobby".to_owned()),
                     client_id: Some(client_id),
+                    reply_to: None,
                 },
             ]
         );

@@ -26,6 +26,32 @@ pub enum ClientFrame {
         /// recognised and not stored twice.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
+        /// The seq of the message of the same room this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
+    },
+    /// Replace the text of one's own message.
+    Edit {
+        /// The room.
+        room: String,
+        /// The message's seq.
+        seq: i64,
+        /// The new text, under the same rules as a message's.
+        content: String,
+        /// Makes a resend idempotent, as for messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Delete a message: one's own, or anyone's for the room's owner and
+    /// moderators.
+    Delete {
+        /// The room.
+        room: String,
+        /// The message's seq.
+        seq: i64,
+        /// Makes a resend idempotent, as for messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
     },
     /// Become a member of a room and receive its messages.
     Join {
@@ -110,9 +136,9 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The `type` of every client frame.
-    pub const TYPES: [&'static str; 11] = [
+    pub const TYPES: [&'static str; 13] = [
         "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
-        "topic",
+        "topic", "edit", "delete",
     ];
 
     /// Parses one text frame, saying precisely what is wrong with a bad one.
@@ -135,6 +161,8 @@ impl ClientFrame {
             ClientFrame::Ban { .. } => "ban",
             ClientFrame::Mute { .. } => "mute",
             ClientFrame::Topic { .. } => "topic",
+            ClientFrame::Edit { .. } => "edit",
+            ClientFrame::Delete { .. } => "delete",
         }
     }
 }
@@ -179,9 +207,9 @@ pub enum Inbound {
 
 impl Inbound {
     /// The `type` of every frame a client may send.
-    pub const TYPES: [&'static str; 12] = [
+    pub const TYPES: [&'static str; 14] = [
         "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
-        "topic", "auth",
+        "topic", "edit", "delete", "auth",
     ];
 
     /// Parses one text frame, as [`ClientFrame::parse`] does, also knowing
@@ -280,11 +308,13 @@ mod tests {
                 content: "hello".to_owned(),
                 room: Some("lobby".to_owned()),
                 client_id: Some("c-1".to_owned()),
+                reply_to: None,
             },
             ClientFrame::Message {
                 content: "hi".to_owned(),
                 room: None,
                 client_id: None,
+                reply_to: None,
             },
             ClientFrame::Join {
                 room: "lobby".to_owned(),
@@ -324,6 +354,17 @@ mod tests {
             ClientFrame::Topic {
                 room: "lobby".to_owned(),
                 topic: "plans".to_owned(),
+            },
+            ClientFrame::Edit {
+                room: "lobby".to_owned(),
+                seq: 4,
+                content: "hello, again".to_owned(),
+                client_id: Some("e-1".to_owned()),
+            },
+            ClientFrame::Delete {
+                room: "lobby".to_owned(),
+                seq: 4,
+                client_id: None,
             },
         ]
     }
@@ -403,6 +444,7 @@ mod tests {
                 content: "Hello, world!".to_owned(),
                 room: None,
                 client_id: None,
+                reply_to: None,
             })
         );
     }
@@ -423,6 +465,7 @@ mod tests {
                 content: "hi".to_owned(),
                 room: None,
                 client_id: None,
+                reply_to: None,
             })
         );
         assert_eq!(

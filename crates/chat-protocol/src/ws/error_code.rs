@@ -48,11 +48,15 @@ pub enum ErrorCode {
     Unavailable,
     /// Something went wrong on the server.
     Internal,
+    /// No message has that seq in the room.
+    NotFound,
+    /// The message was deleted; it can no longer be changed.
+    Deleted,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidFrame,
@@ -69,6 +73,8 @@ impl ErrorCode {
         ErrorCode::InvalidToken,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::NotFound,
+        ErrorCode::Deleted,
     ];
 
     /// The code as it appears on the wire.
@@ -90,6 +96,8 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Deleted => "deleted",
         }
     }
 }
@@ -133,6 +141,8 @@ impl From<&chat_domain::Refusal> for ErrorCode {
             Refusal::Muted { .. } => ErrorCode::Muted,
             Refusal::Forbidden(_) => ErrorCode::Forbidden,
             Refusal::Conflict(_) => ErrorCode::InvalidFrame,
+            Refusal::MessageNotFound => ErrorCode::NotFound,
+            Refusal::MessageDeleted => ErrorCode::Deleted,
         }
     }
 }
@@ -182,6 +192,8 @@ mod tests {
                 "invalid_token",
                 "unavailable",
                 "internal",
+                "not_found",
+                "deleted",
             ]
         );
     }

@@ -42,8 +42,58 @@ pub enum ServerFrame {
         /// The id the sender's client gave it, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
+        /// The seq of the message of the same room it answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
+        /// When it was last edited: a message replayed after an edit comes
+        /// in its current text (the `edited` frame follows in the sequence).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::timestamp::option"
+        )]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+        edited_at: Option<DateTime<Utc>>,
+        /// Set on a message replayed after it was deleted: a tombstone with
+        /// empty `content` (the `deleted` frame follows in the sequence).
+        /// Seed clients never receive tombstones.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        deleted: bool,
     },
-    /// Sent to the sender only, once the message is committed.
+    /// A message's text was edited: recorded at its own `seq` in the room,
+    /// sent to the room's members and replayed by `resume` and history in
+    /// order. Seed clients never receive it.
+    Edited {
+        /// The room.
+        room: String,
+        /// The edit's position in the room.
+        seq: i64,
+        /// The seq of the message edited.
+        target: i64,
+        /// Its new text; empty once the message was deleted (a `deleted`
+        /// frame for it follows in the sequence).
+        content: String,
+        /// When it was edited.
+        #[serde(with = "crate::timestamp")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+        edited_at: DateTime<Utc>,
+        /// Its author, who edited it.
+        username: String,
+    },
+    /// A message was deleted, leaving a tombstone: recorded at its own
+    /// `seq` like an edit. Seed clients never receive it.
+    Deleted {
+        /// The room.
+        room: String,
+        /// The deletion's position in the room.
+        seq: i64,
+        /// The seq of the message deleted.
+        target: i64,
+        /// Who deleted it: its author, the room's owner or a moderator.
+        by: String,
+    },
+    /// Sent to the sender only, once the message (or the edit or deletion)
+    /// is committed.
     Ack {
         /// The sender's `client_id`, if it gave one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,6 +385,9 @@ mod tests {
                     room: "general".to_owned(),
                     seq: 3,
                     client_id: None,
+                    reply_to: None,
+                    edited_at: None,
+                    deleted: false,
                 },
                 r#"{"type":"message","username":"alice","content":"Hello, world!","timestamp":"2024-01-01T12:00:00.123456+00:00","id":7,"room":"general","seq":3}"#,
             ),
@@ -347,6 +400,9 @@ mod tests {
                     room: "lobby".to_owned(),
                     seq: 1,
                     client_id: Some("c-1".to_owned()),
+                    reply_to: None,
+                    edited_at: None,
+                    deleted: false,
                 },
                 r#"{"type":"message","username":"alice","content":"hi","timestamp":"2024-01-01T12:00:00.123456+00:00","id":8,"room":"lobby","seq":1,"client_id":"c-1"}"#,
             ),

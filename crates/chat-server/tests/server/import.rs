@@ -525,6 +525,7 @@ async fn a_general_holding_messages_of_this_server_is_refused_unless_appended(
             username: local.username.clone(),
             body: MessageBody::parse("written here before the import")?,
             client_id: None,
+            reply_to: None,
         }])
         .await?;
 

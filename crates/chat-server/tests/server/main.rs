@@ -147,6 +147,7 @@ async fn a_restarted_server_reads_the_history_it_wrote_with_generated_keys() -> 
             username: alice.username.clone(),
             body: MessageBody::parse("written before the restart")?,
             client_id: None,
+            reply_to: None,
         }])
         .await?;
     drop(store);
@@ -422,6 +423,7 @@ async fn after_rotate_key_a_server_with_only_the_new_keys_reads_all_history() ->
             username: alice.username.clone(),
             body: MessageBody::parse(text.as_str())?,
             client_id: None,
+            reply_to: None,
         });
     }
     store.append_messages(batch).await?;

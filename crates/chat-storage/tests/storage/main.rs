@@ -7,6 +7,7 @@
 #[macro_use]
 mod conformance;
 mod import;
+mod lifecycle;
 mod outage;
 mod planner;
 mod redaction;

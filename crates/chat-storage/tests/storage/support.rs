@@ -121,6 +121,16 @@ impl TestDb {
         .expect("read messages")
     }
 
+    /// Every stored earlier text of an edited message, in storage order.
+    pub(crate) async fn raw_versions(&self) -> Vec<RawMessage> {
+        let query = diesel::sql_query("SELECT body, key_id FROM message_versions");
+        match self.backend {
+            Backend::Postgres => query.load(&mut self.raw_pg().await).await,
+            Backend::Sqlite => query.load(&mut self.raw_sqlite().await).await,
+        }
+        .expect("read versions")
+    }
+
     /// Replaces a message's stored `body` and `key_id` with plain SQL past
     /// the store, as another writer would.
     pub(crate) async fn overwrite_message(&self, id: MessageId, body: &str, key_id: &str) {
@@ -312,6 +322,7 @@ pub(crate) fn message(
         username: user.username.clone(),
         body: MessageBody::parse(text).expect("valid body"),
         client_id: client_id.map(|id| ClientId::parse(id).expect("valid client id")),
+        reply_to: None,
     }
 }
 

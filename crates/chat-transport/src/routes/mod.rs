@@ -2,6 +2,7 @@
 //! them all.
 
 pub(crate) mod auth;
+pub(crate) mod changes;
 pub(crate) mod chat;
 pub(crate) mod health;
 pub(crate) mod members;
@@ -38,6 +39,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(rooms::join)
         .service(rooms::leave)
         .service(rooms::messages)
+        .service(changes::edit)
+        .service(changes::remove)
+        .service(changes::edits)
         .service(rooms::mark_read)
         .service(rooms::open_direct);
 }

@@ -5,19 +5,21 @@
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chat_domain::{
-    Action, Refusal, RoomKind, RoomName, Seq, UserId, Username, Visibility, authorize_in,
+    Action, Refusal, RoomId, RoomKind, RoomName, Seq, UserId, Username, Visibility, authorize_in,
     parse_topic,
 };
 use chat_protocol::rest::{
     CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody, RoomDetail,
     UpdateRoomRequest,
 };
-use chat_storage::{Actor, Cursor, Membership, MembershipOp, Room, StorageError, User};
+use chat_storage::{
+    Actor, Cursor, Membership, MembershipOp, Message, Room, StorageError, User,
+};
 
 use crate::access::{self, Access};
 use crate::auth::{CurrentUser, authenticate_reading, bearer_token};
 use crate::error::ApiError;
-use crate::frames;
+use crate::frames::{self, PageContext};
 use crate::membership;
 use crate::state::AppState;
 
@@ -445,15 +447,47 @@ pub(crate) async fn messages(
         _ => state.store.history(room.id, cursor, limit).await?,
     };
     let room_name = room.name.as_str();
+    let context = page_context(&state, room.id, &page.messages).await?;
     Ok(HttpResponse::Ok().json(MessagePage {
         room: room_name.to_owned(),
         messages: page
             .messages
             .into_iter()
-            .map(|m| frames::room_message(room_name, m))
+            .map(|m| frames::room_message(room_name, m, &context))
             .collect(),
         has_more: page.has_more,
     }))
+}
+
+/// What a page's messages refer to: the names of those who deleted some,
+/// and the messages its replies answer (read only when not on the page).
+pub(crate) async fn page_context(
+    state: &AppState,
+    room: RoomId,
+    page: &[Message],
+) -> Result<PageContext, ApiError> {
+    let mut context = PageContext::default();
+    let mut deleters: Vec<UserId> = page.iter().filter_map(|m| m.deleted_by).collect();
+    deleters.sort_unstable();
+    deleters.dedup();
+    for (id, name) in state.store.names_of(&deleters).await? {
+        context.names.insert(id, name.into_string());
+    }
+    let mut elsewhere = Vec::new();
+    for target in page.iter().filter_map(|m| m.reply_to) {
+        match page.iter().find(|m| m.seq == target) {
+            Some(answered) => {
+                context.answered.insert(target, answered.clone());
+            }
+            None => elsewhere.push(target),
+        }
+    }
+    elsewhere.sort_unstable();
+    elsewhere.dedup();
+    for answered in state.store.messages_at(room, &elsewhere).await? {
+        context.answered.insert(answered.seq, answered);
+    }
+    Ok(context)
 }
 
 /// Opens (or returns) the direct conversation with another user. Both

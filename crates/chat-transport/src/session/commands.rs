@@ -12,9 +12,9 @@ use super::{Gone, Session};
 use crate::access;
 use crate::fanout::RoomEvent;
 use crate::frames;
-use crate::hub::{Audience, Eviction};
+use crate::hub::{Audience, Eviction, ItemKind};
 use crate::membership;
-use crate::writer::WriteRequest;
+use crate::writer::{Job, WriteRequest};
 
 impl Session {
     pub(super) async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
@@ -35,6 +35,7 @@ impl Session {
             ClientFrame::Message {
                 room: None,
                 client_id: None,
+                reply_to: None,
                 ..
             }
         ) {
@@ -45,7 +46,19 @@ impl Session {
                 content,
                 room,
                 client_id,
-            } => self.on_message(content, room, client_id).await,
+                reply_to,
+            } => self.on_message(content, room, client_id, reply_to).await,
+            ClientFrame::Edit {
+                room,
+                seq,
+                content,
+                client_id,
+            } => Box::pin(self.on_change(room, seq, Some(content), client_id)).await,
+            ClientFrame::Delete {
+                room,
+                seq,
+                client_id,
+            } => Box::pin(self.on_change(room, seq, None, client_id)).await,
             ClientFrame::Join { room } => Box::pin(self.on_join(&room, None)).await,
             ClientFrame::Resume { room, last_seq } => match Seq::new(last_seq) {
                 Ok(seq) => Box::pin(self.on_join(&room, Some(seq))).await,
@@ -178,6 +191,7 @@ impl Session {
         content: String,
         room: Option<String>,
         client_id: Option<String>,
+        reply_to: Option<i64>,
     ) -> Result<(), Gone> {
         let body = match MessageBody::parse_with_limit(content, self.state.config.max_message_chars)
         {
@@ -197,27 +211,38 @@ impl Session {
             }
         };
         let cid = client_id.as_ref().map(|id| id.as_str().to_owned());
-        let Some(name) = self.room_name(room, cid.as_deref()).await? else {
+        let Some(room) = self.room_to_write(room, cid.as_deref()).await? else {
             return Ok(());
         };
-        let room = match self.rooms.named(&name) {
-            Some(room) => room.clone(),
-            // Rare: a room this connection does not receive yet.
-            None => match Box::pin(self.member_room(name, cid.as_deref())).await? {
-                Some(room) => room,
+        let reply_to = match reply_to {
+            None => None,
+            Some(target) => match Box::pin(self.answered(&room, target, cid.as_deref())).await? {
+                Some(target) => Some(target),
                 None => return Ok(()),
             },
         };
         // The writer checks again, in the transaction that stores the
         // message: a membership that ended meanwhile refuses it there.
+        let job = Job::Message(NewMessage {
+            room_id: room.id,
+            user_id: self.conn.user_id(),
+            username: self.conn.username().clone(),
+            body,
+            client_id,
+            reply_to,
+        });
+        self.submit(job, room, cid).await
+    }
+
+    /// Hands a message or a change to the writer of its room.
+    pub(super) async fn submit(
+        &mut self,
+        job: Job,
+        room: RoomKey,
+        client_id: Option<String>,
+    ) -> Result<(), Gone> {
         let request = WriteRequest {
-            message: NewMessage {
-                room_id: room.id,
-                user_id: self.conn.user_id(),
-                username: self.conn.username().clone(),
-                body,
-                client_id,
-            },
+            job,
             room: room.name.clone(),
             sender: Arc::clone(&self.conn),
         };
@@ -225,13 +250,62 @@ impl Session {
             return self
                 .send_error(
                     ErrorCode::Unavailable,
-                    "the server is shutting down; the message was not stored",
-                    cid,
+                    "the server is shutting down; it was not stored",
+                    client_id,
                     Some(room.name.as_str().to_owned()),
                 )
                 .await;
         }
         Ok(())
+    }
+
+    /// The room a message or a change names (`general` when absent), if
+    /// the user may write there; a refusal has been sent when this returns
+    /// `Ok(None)`.
+    pub(super) async fn room_to_write(
+        &mut self,
+        room: Option<String>,
+        client_id: Option<&str>,
+    ) -> Result<Option<RoomKey>, Gone> {
+        let Some(name) = self.room_name(room, client_id).await? else {
+            return Ok(None);
+        };
+        match self.rooms.named(&name) {
+            Some(room) => Ok(Some(room.clone())),
+            // Rare: a room this connection does not receive yet.
+            None => Box::pin(self.member_room(name, client_id)).await,
+        }
+    }
+
+    /// The seq a reply answers, if it is a message of `room`; an error has
+    /// been sent when this returns `Ok(None)`. Messages are never removed
+    /// (a deleted one leaves a tombstone, which may be answered), so what
+    /// is checked here still holds when the reply is stored.
+    async fn answered(
+        &mut self,
+        room: &RoomKey,
+        target: i64,
+        client_id: Option<&str>,
+    ) -> Result<Option<Seq>, Gone> {
+        let room_name = || Some(room.name.as_str().to_owned());
+        let cid = || client_id.map(str::to_owned);
+        let Ok(target) = Seq::new(target) else {
+            self.send_error(ErrorCode::InvalidFrame, "reply_to is a seq, not negative", cid(), room_name())
+                .await?;
+            return Ok(None);
+        };
+        match self.state.store.message_at(room.id, target).await {
+            Ok(Some(found)) if found.event.is_none() && found.change.is_none() => Ok(Some(target)),
+            Ok(_) => {
+                self.send_refusal(&Refusal::MessageNotFound, room.name.as_str(), cid())
+                    .await?;
+                Ok(None)
+            }
+            Err(error) => {
+                self.storage_error(&error, cid(), room_name()).await?;
+                Ok(None)
+            }
+        }
     }
 
     /// A room the user is a member of but this connection does not receive
@@ -414,7 +488,7 @@ impl Session {
                 username: self.conn.username().as_str().to_owned(),
             }),
             audience: Audience::ExtendedExcept(self.conn.user_id()),
-            member: None,
+            kind: ItemKind::Message,
         });
         Ok(())
     }

@@ -8,7 +8,7 @@ use chat_storage::{Cursor, RoomKey};
 
 use super::{FILL_PAGE, Gone, Session};
 use crate::frames;
-use crate::hub::{MemberItem, Outbound};
+use crate::hub::{ItemKind, MemberItem, Outbound};
 use crate::presence;
 
 impl Session {
@@ -20,7 +20,7 @@ impl Session {
                 room,
                 seq,
                 frame,
-                member,
+                kind,
             } => {
                 // A room this connection does not receive (any more): not
                 // for it.
@@ -38,12 +38,12 @@ impl Session {
                     }
                 }
                 self.rooms.mark_sent(room, seq);
-                // Seed clients never see membership changes.
-                if member.is_none() || self.conn.is_extended() {
+                // Seed clients see messages only.
+                if kind.seed_sees() || self.conn.is_extended() {
                     self.send_raw(frame).await?;
                 }
-                match member {
-                    Some(MemberItem {
+                match kind {
+                    ItemKind::Member(MemberItem {
                         user,
                         removal: Some(reason),
                     }) if user == self.conn.user_id() => Box::pin(self.removed(room, reason)).await,
@@ -207,8 +207,17 @@ impl Session {
                 }
                 cursor = stored.seq;
                 self.rooms.mark_sent(room, cursor);
+                // Seed clients see messages only.
+                if let Some(change) = frames::change(&room_name, stored) {
+                    if self.conn.is_extended() {
+                        self.send(&change).await?;
+                    }
+                    continue;
+                }
                 let Some(event) = &stored.event else {
-                    self.send(&frames::message(&room_name, stored)).await?;
+                    if stored.deleted_at.is_none() || self.conn.is_extended() {
+                        self.send(&frames::message(&room_name, stored)).await?;
+                    }
                     continue;
                 };
                 if self.conn.is_extended() {

@@ -24,6 +24,7 @@
 //! room), [`delivery`] (the queue, replay and gap filling) and [`tracked`]
 //! (the cursor list).
 
+mod changes;
 mod commands;
 mod connect;
 mod delivery;

@@ -218,8 +218,12 @@ fn append_line(text: &mut StyledString, state: &ChatState, line: &Line) {
     }
     text.append_plain(": ");
     match &line.content {
+        _ if line.deleted => text.append_styled("[message deleted]", Effect::Italic),
         Some(content) => text.append_plain(content),
         None => text.append_styled("[this message cannot be decrypted]", Effect::Italic),
+    }
+    if line.edited && !line.deleted {
+        text.append_styled(" (edited)", Effect::Dim);
     }
     text.append_plain("\n");
 }

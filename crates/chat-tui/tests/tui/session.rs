@@ -44,6 +44,7 @@ fn a_message_typed_in_the_client_is_shown_stored_and_seen_live_by_another_user()
         content: "hi alice, bob here".to_owned(),
         room: None,
         client_id: None,
+        reply_to: None,
     })?;
     terminal.wait_for("bob: hi alice, bob here")?;
     Ok(())
@@ -106,6 +107,7 @@ fn after_a_server_restart_the_client_resumes_without_losing_or_doubling_a_line()
         content: "said while erin was away".to_owned(),
         room: None,
         client_id: None,
+        reply_to: None,
     })?;
     frank.wait_for(is_message("said while erin was away"))?;
 

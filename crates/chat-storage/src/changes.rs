@@ -1,0 +1,327 @@
+//! Changes to stored messages: edits and deletions, each recorded in the
+//! room's sequence, and the texts a message had before.
+//!
+//! A change is one transaction that locks the room's counter row, as a
+//! batch of messages and a membership change do, so changes, messages and
+//! membership changes of a room are numbered in one order. The changed
+//! message keeps its current state (the newest text, or a tombstone), so a
+//! history page shows it as it is now; the change itself is a row at the
+//! room's next seq, so `resume` and history replay it.
+
+use chat_crypto::KeyId;
+use chat_domain::{MessageAction, Refusal, RoomId, RoomKind, Seq, UserId, authorize_message};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::model::{Changed, Message, MessageOp, NewChange, Version};
+use crate::room_counters::{LockRoomCounters, SetRoomCounters};
+use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, role, seq, utc};
+use crate::schema::{message_versions, messages, room_members, rooms, users};
+use crate::{StorageError, Store};
+
+/// What a change needs to know about the message it changes.
+#[derive(Queryable)]
+struct Target {
+    user_id: i64,
+    body: String,
+    key_id: String,
+    created_at: NaiveDateTime,
+    edited_at: Option<NaiveDateTime>,
+    deleted_at: Option<NaiveDateTime>,
+    event: Option<String>,
+    change: Option<String>,
+}
+
+impl Store {
+    /// Edits or deletes the message at `change.target` of `change.room_id`
+    /// and records the change at the room's next seq.
+    ///
+    /// Its author may edit and delete it; the room's owner and moderators
+    /// may delete it too (see [`chat_domain::authorize_message`]). An edit
+    /// keeps the text it replaces (encrypted) for [`Store::versions`]; a
+    /// deletion erases the text, every earlier text and the text of every
+    /// edit of the message, leaving a tombstone.
+    ///
+    /// A change whose (user, client id) is stored already is not made
+    /// again: the result is the stored one with `duplicate: true`.
+    ///
+    /// Fails with [`StorageError::Refused`] when the actor may not make the
+    /// change ([`Refusal::NotAMember`], [`Refusal::Muted`] for an edit,
+    /// [`Refusal::Forbidden`]), when there is no such message
+    /// ([`Refusal::MessageNotFound`]) or it is deleted
+    /// ([`Refusal::MessageDeleted`]); nothing is changed then. Fails with
+    /// [`StorageError::NotFound`] when the room does not exist.
+    pub async fn change_message(&self, change: NewChange) -> Result<Changed, StorageError> {
+        let room = change.room_id.get();
+        let target = change.target.get();
+        let actor = change.user_id.get();
+        let client_id = change.client_id.as_ref().map(|id| id.as_str());
+        // Encryption needs no lock: done before the transaction.
+        let sealed = match &change.op {
+            MessageOp::Edit { content } => Some(self.inner.keys.encrypt(content.as_str())),
+            MessageOp::Delete => None,
+        };
+        let (kind, action) = match change.op {
+            MessageOp::Edit { .. } => ("edited", MessageAction::Edit),
+            MessageOp::Delete => ("deleted", MessageAction::Delete),
+        };
+        let (body, key_id) = sealed
+            .as_ref()
+            .map_or(("", ""), |sealed| (sealed.token.as_str(), sealed.key_id.as_str()));
+        let at = now();
+        let written = write_transaction!(self, |conn| {
+            let Some((_, last_seq)) = conn.lock_room_counters(&[room]).await?.into_iter().next()
+            else {
+                return Err(StorageError::NotFound(format!("room {room}")));
+            };
+            if let Some(client_id) = client_id {
+                let stored: Option<MessageRow> = messages::table
+                    .inner_join(users::table)
+                    .filter(messages::user_id.eq(actor))
+                    .filter(messages::client_id.eq(client_id))
+                    .select(MESSAGE_COLUMNS)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                if let Some(stored) = stored {
+                    return Ok((stored, true));
+                }
+            }
+            let kind_of_room: String = rooms::table
+                .find(room)
+                .select(rooms::kind)
+                .first(conn)
+                .await?;
+            let standing: Option<(String, Option<NaiveDateTime>)> = room_members::table
+                .find((room, actor))
+                .select((room_members::role, room_members::muted_until))
+                .first(conn)
+                .await
+                .optional()?;
+            let Some((actor_role, muted_until)) = standing else {
+                return Err(StorageError::Refused(Refusal::NotAMember));
+            };
+            if action == MessageAction::Edit
+                && let Some(until) = muted_until.filter(|until| *until > at)
+            {
+                return Err(StorageError::Refused(Refusal::Muted { until: utc(until) }));
+            }
+            let found: Option<Target> = messages::table
+                .filter(messages::room_id.eq(room))
+                .filter(messages::seq.eq(target))
+                .select((
+                    messages::user_id,
+                    messages::body,
+                    messages::key_id,
+                    messages::created_at,
+                    messages::edited_at,
+                    messages::deleted_at,
+                    messages::event,
+                    messages::change,
+                ))
+                .first(conn)
+                .await
+                .optional()?;
+            let found = match found {
+                Some(found) if found.event.is_none() && found.change.is_none() => found,
+                _ => return Err(StorageError::Refused(Refusal::MessageNotFound)),
+            };
+            if found.deleted_at.is_some() {
+                return Err(StorageError::Refused(Refusal::MessageDeleted));
+            }
+            // A direct conversation has no roles.
+            let actor_role = match RoomKind::from_str_opt(&kind_of_room) {
+                Some(RoomKind::Direct) => None,
+                _ => Some(role(&actor_role)?),
+            };
+            authorize_message(action, actor_role, found.user_id == actor)
+                .map_err(StorageError::Refused)?;
+
+            let next = last_seq + 1;
+            let the_target = messages::table
+                .filter(messages::room_id.eq(room))
+                .filter(messages::seq.eq(target));
+            match action {
+                MessageAction::Edit => {
+                    diesel::insert_into(message_versions::table)
+                        .values((
+                            message_versions::room_id.eq(room),
+                            message_versions::seq.eq(target),
+                            message_versions::replaced_by.eq(next),
+                            message_versions::body.eq(&found.body),
+                            message_versions::key_id.eq(&found.key_id),
+                            message_versions::written_at
+                                .eq(found.edited_at.unwrap_or(found.created_at)),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    diesel::update(the_target)
+                        .set((
+                            messages::body.eq(body),
+                            messages::key_id.eq(key_id),
+                            messages::edited_at.eq(at),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
+                MessageAction::Delete => {
+                    diesel::delete(
+                        message_versions::table
+                            .filter(message_versions::room_id.eq(room))
+                            .filter(message_versions::seq.eq(target)),
+                    )
+                    .execute(conn)
+                    .await?;
+                    diesel::update(the_target)
+                        .set((
+                            messages::body.eq(""),
+                            messages::key_id.eq(""),
+                            messages::deleted_at.eq(at),
+                            messages::deleted_by.eq(actor),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    // The texts its edits carried go with it.
+                    diesel::update(
+                        messages::table
+                            .filter(messages::room_id.eq(room))
+                            .filter(messages::target_seq.eq(target))
+                            .filter(messages::change.eq("edited")),
+                    )
+                    .set((messages::body.eq(""), messages::key_id.eq("")))
+                    .execute(conn)
+                    .await?;
+                }
+            }
+            diesel::insert_into(messages::table)
+                .values((
+                    messages::room_id.eq(room),
+                    messages::seq.eq(next),
+                    messages::user_id.eq(actor),
+                    messages::body.eq(body),
+                    messages::key_id.eq(key_id),
+                    messages::client_id.eq(client_id),
+                    messages::created_at.eq(at),
+                    messages::change.eq(kind),
+                    messages::target_seq.eq(target),
+                ))
+                .execute(conn)
+                .await?;
+            SetRoomCounters::new(&[(room, next)]).execute(conn).await?;
+            let row: MessageRow = messages::table
+                .inner_join(users::table)
+                .filter(messages::room_id.eq(room))
+                .filter(messages::seq.eq(next))
+                .select(MESSAGE_COLUMNS)
+                .first(conn)
+                .await?;
+            Ok((row, false))
+        });
+        let (row, duplicate) = written?;
+        if !duplicate {
+            // A message of the room changed: memory's newest page of it
+            // no longer holds.
+            self.inner.recent.forget(room);
+        }
+        Ok(Changed {
+            change: self.open(row)?,
+            duplicate,
+        })
+    }
+
+    /// The texts the message at `target` of `room` had before its edits,
+    /// newest first (empty for a message never edited, and for a deleted
+    /// one, whose texts are erased).
+    ///
+    /// Fails with [`StorageError::Refused`] ([`Refusal::MessageNotFound`])
+    /// when no message has that seq in the room.
+    pub async fn versions(&self, room: RoomId, target: Seq) -> Result<Vec<Version>, StorageError> {
+        let rows: Vec<(i64, String, String, NaiveDateTime)> = with_conn!(self, |conn| {
+            let kind: Option<(Option<String>, Option<String>)> = messages::table
+                .filter(messages::room_id.eq(room.get()))
+                .filter(messages::seq.eq(target.get()))
+                .select((messages::event, messages::change))
+                .first(conn)
+                .await
+                .optional()?;
+            if !matches!(kind, Some((None, None))) {
+                return Err(StorageError::Refused(Refusal::MessageNotFound));
+            }
+            message_versions::table
+                .filter(message_versions::room_id.eq(room.get()))
+                .filter(message_versions::seq.eq(target.get()))
+                .order(message_versions::replaced_by.desc())
+                .select((
+                    message_versions::replaced_by,
+                    message_versions::body,
+                    message_versions::key_id,
+                    message_versions::written_at,
+                ))
+                .load(conn)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(replaced_by, body, key_id, written_at)| {
+                let content = self
+                    .inner
+                    .keys
+                    .decrypt_with_hint(&body, Some(&KeyId::new(key_id)))
+                    .ok();
+                Ok(Version {
+                    content,
+                    written_at: utc(written_at),
+                    replaced_by: seq(replaced_by, "message_versions.replaced_by")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The message at `seq` of `room`, in its current state, if there is
+    /// one there (a recorded change counts: see [`Message::change`]).
+    pub async fn message_at(&self, room: RoomId, at: Seq) -> Result<Option<Message>, StorageError> {
+        Ok(self.messages_at(room, &[at]).await?.pop())
+    }
+
+    /// The messages at `seqs` of `room` that exist, in their current state,
+    /// in ascending seq order: the messages replies answer, for a page.
+    pub async fn messages_at(&self, room: RoomId, seqs: &[Seq]) -> Result<Vec<Message>, StorageError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<i64> = seqs.iter().map(|seq| seq.get()).collect();
+        let rows: Vec<MessageRow> = with_conn!(self, |conn| {
+            messages::table
+                .inner_join(users::table)
+                .filter(messages::room_id.eq(room.get()))
+                .filter(messages::seq.eq_any(&wanted))
+                .order(messages::seq)
+                .select(MESSAGE_COLUMNS)
+                .load(conn)
+                .await?
+        });
+        rows.into_iter().map(|row| self.open(row)).collect()
+    }
+
+    /// The names of `users` that still exist, for showing who deleted a
+    /// message.
+    pub async fn names_of(
+        &self,
+        ids: &[UserId],
+    ) -> Result<Vec<(UserId, chat_domain::Username)>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+        let rows: Vec<(i64, String)> = with_conn!(self, |conn| {
+            users::table
+                .filter(users::id.eq_any(&raw))
+                .select((users::id, users::username))
+                .load(conn)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(id, name)| Ok((UserId(id), crate::rows::username(name)?)))
+            .collect()
+    }
+}
