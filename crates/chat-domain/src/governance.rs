@@ -364,7 +364,12 @@ mod tests {
 
     #[test]
     fn authors_change_their_messages_and_moderators_only_delete_others() {
-        for role in [None, Some(Role::Member), Some(Role::Moderator), Some(Role::Owner)] {
+        for role in [
+            None,
+            Some(Role::Member),
+            Some(Role::Moderator),
+            Some(Role::Owner),
+        ] {
             assert_eq!(authorize_message(MessageAction::Edit, role, true), Ok(()));
             assert_eq!(authorize_message(MessageAction::Delete, role, true), Ok(()));
             assert!(matches!(
@@ -373,7 +378,10 @@ mod tests {
             ));
         }
         for role in [Some(Role::Moderator), Some(Role::Owner)] {
-            assert_eq!(authorize_message(MessageAction::Delete, role, false), Ok(()));
+            assert_eq!(
+                authorize_message(MessageAction::Delete, role, false),
+                Ok(())
+            );
         }
         for role in [None, Some(Role::Member)] {
             assert!(matches!(

@@ -66,9 +66,9 @@ impl Store {
             MessageOp::Edit { .. } => ("edited", MessageAction::Edit),
             MessageOp::Delete => ("deleted", MessageAction::Delete),
         };
-        let (body, key_id) = sealed
-            .as_ref()
-            .map_or(("", ""), |sealed| (sealed.token.as_str(), sealed.key_id.as_str()));
+        let (body, key_id) = sealed.as_ref().map_or(("", ""), |sealed| {
+            (sealed.token.as_str(), sealed.key_id.as_str())
+        });
         let at = now();
         let written = write_transaction!(self, |conn| {
             let Some((_, last_seq)) = conn.lock_room_counters(&[room]).await?.into_iter().next()
@@ -285,7 +285,11 @@ impl Store {
 
     /// The messages at `seqs` of `room` that exist, in their current state,
     /// in ascending seq order: the messages replies answer, for a page.
-    pub async fn messages_at(&self, room: RoomId, seqs: &[Seq]) -> Result<Vec<Message>, StorageError> {
+    pub async fn messages_at(
+        &self,
+        room: RoomId,
+        seqs: &[Seq],
+    ) -> Result<Vec<Message>, StorageError> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }

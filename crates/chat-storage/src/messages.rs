@@ -661,16 +661,9 @@ impl Store {
         let mut newest_first: Vec<Message> = Vec::with_capacity(wanted);
         loop {
             let oldest = <[Message]>::first(&page.messages).map(|message| message.seq);
-            newest_first.extend(
-                page.messages
-                    .into_iter()
-                    .rev()
-                    .filter(|message| {
-                        message.event.is_none()
-                            && message.change.is_none()
-                            && message.deleted_at.is_none()
-                    }),
-            );
+            newest_first.extend(page.messages.into_iter().rev().filter(|message| {
+                message.event.is_none() && message.change.is_none() && message.deleted_at.is_none()
+            }));
             newest_first.truncate(wanted);
             match oldest {
                 Some(oldest) if page.has_more && newest_first.len() < wanted => {
@@ -758,6 +751,8 @@ pub(crate) fn message_change(
     match change {
         "edited" => Ok(Some(MessageChange::Edited { target })),
         "deleted" => Ok(Some(MessageChange::Deleted { target })),
-        other => Err(StorageError::Corrupt(format!("unknown message change {other:?}"))),
+        other => Err(StorageError::Corrupt(format!(
+            "unknown message change {other:?}"
+        ))),
     }
 }

@@ -1,7 +1,7 @@
 //! Changes to stored messages (edits and deletions): stored, then published
 //! through the [`Fanout`] like a message, so every node delivers them in
-//! seq order. The writer calls this for `edit` and `delete` frames, in the
-//! lane of their room, and the REST routes call it too.
+//! seq order. The writer makes them for `edit` and `delete` frames, in the
+//! lane of their room, and the REST routes make them too.
 
 use chat_storage::{Changed, NewChange, StorageError, Store};
 
@@ -10,8 +10,6 @@ use crate::frames;
 use crate::hub::{Audience, ItemKind};
 
 /// Makes `change` to a message of the room named `room` and publishes it.
-/// A resend of a change already made (same client id) is not published
-/// again.
 pub(crate) async fn apply(
     store: &Store,
     fanout: &dyn Fanout,
@@ -19,9 +17,17 @@ pub(crate) async fn apply(
     change: NewChange,
 ) -> Result<Changed, StorageError> {
     let changed = store.change_message(change).await?;
-    if !changed.duplicate
-        && let Some(frame) = frames::change(room, &changed.change)
-    {
+    publish(fanout, room, &changed);
+    Ok(changed)
+}
+
+/// Publishes a stored change to every socket of its room. A resend of a
+/// change already made (same client id) is not published again.
+pub(crate) fn publish(fanout: &dyn Fanout, room: &str, changed: &Changed) {
+    if changed.duplicate {
+        return;
+    }
+    if let Some(frame) = frames::change(room, &changed.change) {
         fanout.publish(RoomEvent {
             room: changed.change.room_id,
             seq: Some(changed.change.seq),
@@ -30,5 +36,4 @@ pub(crate) async fn apply(
             kind: ItemKind::Change,
         });
     }
-    Ok(changed)
 }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use bytestring::ByteString;
 use chat_domain::ClientId;
+use chat_domain::{Seq, UserId};
 use chat_protocol::rest::{
     HistoryItem, MemberEventBody, MessageChangeBody, MessageChangeKind, REPLY_EXCERPT_CHARS,
     ReplyExcerpt, RoomMessage,
 };
 use chat_protocol::ws::{ErrorCode, ServerFrame};
-use chat_domain::{Seq, UserId};
 use chat_storage::{MemberEvent, Message, MessageChange};
 
 /// What a client is shown for a stored message that cannot be decrypted
@@ -176,9 +176,13 @@ pub(crate) fn room_message(room: &str, message: Message, context: &PageContext) 
     });
     let content = match (&change, message.content) {
         // An edit whose message was deleted since: its text is erased.
-        (Some(MessageChangeBody { kind: MessageChangeKind::Edited, .. }), None) => {
-            Some(String::new())
-        }
+        (
+            Some(MessageChangeBody {
+                kind: MessageChangeKind::Edited,
+                ..
+            }),
+            None,
+        ) => Some(String::new()),
         (_, content) => content,
     };
     let reply = message

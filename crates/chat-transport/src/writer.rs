@@ -209,8 +209,14 @@ async fn commit(store: &Store, fanout: &dyn Fanout, batch: &mut Vec<WriteRequest
 async fn commit_change(store: &Store, fanout: &dyn Fanout, change: NewChange, reply: Reply) {
     let room = reply.room.as_str();
     let cid = || reply.client_id.clone().map(ClientId::into_string);
-    let frame = match crate::changes::apply(store, fanout, room, change).await {
-        Ok(changed) => frames::ack(room, &changed.change, changed.duplicate),
+    let frame = match store.change_message(change).await {
+        Ok(changed) => {
+            // Acknowledged before it is published, as a message is.
+            let ack = frames::ack(room, &changed.change, changed.duplicate);
+            reply.sender.push(Outbound::Frame(frames::encode(&ack)));
+            crate::changes::publish(fanout, room, &changed);
+            return;
+        }
         Err(StorageError::Refused(refusal)) => frames::refusal(&refusal, room, cid()),
         Err(StorageError::NotFound(_)) => {
             frames::refusal(&chat_domain::Refusal::RoomNotFound, room, cid())

@@ -3,7 +3,7 @@
 
 use chat_domain::{ClientId, MessageBody, Refusal, RoomName, Seq, Visibility};
 use chat_storage::{
-    Cursor, Message, MessageChange, MessageOp, MembershipOp, NewChange, StorageError, User,
+    Cursor, MembershipOp, Message, MessageChange, MessageOp, NewChange, StorageError, User,
 };
 
 use crate::support::{AppendOk, TestDb, actor, message};
@@ -81,9 +81,7 @@ fn refusal(result: Result<chat_storage::Changed, StorageError>) -> Refusal {
     }
 }
 
-async fn an_edit_replaces_the_text_keeps_the_old_one_and_is_recorded_at_the_next_seq(
-    db: &TestDb,
-) {
+async fn an_edit_replaces_the_text_keeps_the_old_one_and_is_recorded_at_the_next_seq(db: &TestDb) {
     let alice = db.user("alice").await;
     let room = room_with(db, &alice, &[]).await;
     let sent = send(db, &room, &alice, "helo").await;
@@ -170,18 +168,30 @@ async fn only_the_author_edits_and_a_refused_change_changes_nothing(db: &TestDb)
 
     // Not even the owner edits someone else's message.
     assert!(matches!(
-        refusal(db.store.change_message(edit(&room, sent.seq, &alice, "mine now")).await),
+        refusal(
+            db.store
+                .change_message(edit(&room, sent.seq, &alice, "mine now"))
+                .await
+        ),
         Refusal::Forbidden(_)
     ));
     // A member may not delete another's.
     let alices = send(db, &room, &alice, "alice's words").await;
     assert!(matches!(
-        refusal(db.store.change_message(delete(&room, alices.seq, &bob)).await),
+        refusal(
+            db.store
+                .change_message(delete(&room, alices.seq, &bob))
+                .await
+        ),
         Refusal::Forbidden(_)
     ));
     // Someone outside the room changes nothing.
     assert_eq!(
-        refusal(db.store.change_message(delete(&room, sent.seq, &carol)).await),
+        refusal(
+            db.store
+                .change_message(delete(&room, sent.seq, &carol))
+                .await
+        ),
         Refusal::NotAMember
     );
     // No message at that seq, or a membership change there.
@@ -191,17 +201,30 @@ async fn only_the_author_edits_and_a_refused_change_changes_nothing(db: &TestDb)
         Refusal::MessageNotFound
     );
     assert_eq!(
-        refusal(db.store.change_message(edit(&room, member_event, &bob, "x")).await),
+        refusal(
+            db.store
+                .change_message(edit(&room, member_event, &bob, "x"))
+                .await
+        ),
         Refusal::MessageNotFound
     );
     // A muted author may not edit.
     let until = chrono::Utc::now() + chrono::Duration::minutes(5);
     db.store
-        .change_membership(room.id, &actor(&alice), bob.id, &MembershipOp::Mute { until })
+        .change_membership(
+            room.id,
+            &actor(&alice),
+            bob.id,
+            &MembershipOp::Mute { until },
+        )
         .await
         .expect("mute");
     assert!(matches!(
-        refusal(db.store.change_message(edit(&room, sent.seq, &bob, "x")).await),
+        refusal(
+            db.store
+                .change_message(edit(&room, sent.seq, &bob, "x"))
+                .await
+        ),
         Refusal::Muted { .. }
     ));
 
@@ -255,17 +278,33 @@ async fn a_moderator_deletes_anyones_message_and_its_texts_are_erased(db: &TestD
     let nonempty = raw.iter().filter(|row| !row.body.is_empty()).count();
     // The membership change (bob's join) keeps its body; nothing else does.
     assert_eq!(nonempty, 1, "{raw:?}");
-    assert!(db.store.versions(room.id, sent.seq).await.expect("versions").is_empty());
+    assert!(
+        db.store
+            .versions(room.id, sent.seq)
+            .await
+            .expect("versions")
+            .is_empty()
+    );
     // A deleted message can be neither edited nor deleted again.
     assert_eq!(
-        refusal(db.store.change_message(edit(&room, sent.seq, &bob, "back")).await),
+        refusal(
+            db.store
+                .change_message(edit(&room, sent.seq, &bob, "back"))
+                .await
+        ),
         Refusal::MessageDeleted
     );
     assert_eq!(
         refusal(db.store.change_message(delete(&room, sent.seq, &bob)).await),
         Refusal::MessageDeleted
     );
-    assert!(db.store.latest(room.id, 10).await.expect("latest").is_empty());
+    assert!(
+        db.store
+            .latest(room.id, 10)
+            .await
+            .expect("latest")
+            .is_empty()
+    );
 }
 
 async fn a_change_resent_with_its_client_id_is_made_once(db: &TestDb) {
@@ -279,7 +318,11 @@ async fn a_change_resent_with_its_client_id_is_made_once(db: &TestDb) {
     assert!(!made.duplicate && again.duplicate);
     assert_eq!(made.change.seq, again.change.seq);
     assert_eq!(
-        db.store.versions(room.id, sent.seq).await.expect("versions").len(),
+        db.store
+            .versions(room.id, sent.seq)
+            .await
+            .expect("versions")
+            .len(),
         1
     );
 }

@@ -12,9 +12,7 @@ use chat_protocol::rest::{
     CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody, RoomDetail,
     UpdateRoomRequest,
 };
-use chat_storage::{
-    Actor, Cursor, Membership, MembershipOp, Message, Room, StorageError, User,
-};
+use chat_storage::{Actor, Cursor, Membership, MembershipOp, Message, Room, StorageError, User};
 
 use crate::access::{self, Access};
 use crate::auth::{CurrentUser, authenticate_reading, bearer_token};

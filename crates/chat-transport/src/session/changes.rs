@@ -27,7 +27,12 @@ impl Session {
                     Ok(content) => MessageOp::Edit { content },
                     Err(error) => {
                         return self
-                            .send_error(error.clone().into(), error.to_string(), client_id, room_name)
+                            .send_error(
+                                error.clone().into(),
+                                error.to_string(),
+                                client_id,
+                                room_name,
+                            )
                             .await;
                     }
                 }
@@ -37,7 +42,12 @@ impl Session {
             Ok(id) => id,
             Err(error) => {
                 return self
-                    .send_error(ErrorCode::InvalidClientId, error.to_string(), None, room_name)
+                    .send_error(
+                        ErrorCode::InvalidClientId,
+                        error.to_string(),
+                        None,
+                        room_name,
+                    )
                     .await;
             }
         };

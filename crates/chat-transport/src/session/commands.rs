@@ -290,8 +290,13 @@ impl Session {
         let room_name = || Some(room.name.as_str().to_owned());
         let cid = || client_id.map(str::to_owned);
         let Ok(target) = Seq::new(target) else {
-            self.send_error(ErrorCode::InvalidFrame, "reply_to is a seq, not negative", cid(), room_name())
-                .await?;
+            self.send_error(
+                ErrorCode::InvalidFrame,
+                "reply_to is a seq, not negative",
+                cid(),
+                room_name(),
+            )
+            .await?;
             return Ok(None);
         };
         match self.state.store.message_at(room.id, target).await {

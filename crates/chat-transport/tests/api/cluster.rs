@@ -129,7 +129,110 @@ cluster_tests!(
     a_ban_on_one_node_removes_the_users_socket_on_the_other,
     a_member_added_on_one_node_is_subscribed_on_the_other,
     a_forbidden_kick_on_the_other_node_changes_nothing,
+    changes_on_one_node_reach_the_other_and_its_history_at_once,
 );
+
+async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
+    cluster: &Cluster,
+) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let created = cluster
+        .a
+        .post_authed("/api/rooms", &alice, &json!({"name": "lobby"}))
+        .await?;
+    assert_eq!(created.status(), 201);
+    let mut bob_on_b = cluster.b.connect(&bob).await?;
+    bob_on_b
+        .send(json!({"type": "join", "room": "lobby"}))
+        .await?;
+    bob_on_b.recv_type("joined").await?;
+    let mut alice_on_a = cluster.a.connect(&alice).await?;
+    alice_on_a
+        .send(json!({"type": "join", "room": "lobby"}))
+        .await?;
+    alice_on_a.recv_type("joined").await?;
+    let kept = alice_on_a.send_acked("lobby", "draft", "a1").await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    let gone = alice_on_a.send_acked("lobby", "mistake", "a2").await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    // Node B reads the room's newest page, so its memory holds it.
+    let page = |node: &crate::helpers::TestApp, token: String| {
+        let node = node.url("/api/rooms/lobby/messages?limit=100");
+        let http = cluster.b.http.clone();
+        async move {
+            let page: serde_json::Value = http
+                .get(node)
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(page["messages"].as_array().cloned().unwrap_or_default())
+        }
+    };
+    let before = page(&cluster.b, bob.clone()).await?;
+    assert!(before.iter().any(|item| item["content"] == "mistake"));
+
+    // An edit by frame and a deletion by route, both on node A.
+    alice_on_a
+        .send(json!({"type": "edit", "room": "lobby", "seq": kept, "content": "final"}))
+        .await?;
+    alice_on_a.recv_type("ack").await?;
+    let deleted = cluster
+        .a
+        .send_authed(
+            reqwest::Method::DELETE,
+            &format!("/api/rooms/lobby/messages/{gone}"),
+            &alice,
+            None,
+        )
+        .await?;
+    assert_eq!(deleted.status(), 204);
+    let edited = bob_on_b.recv_type("edited").await?;
+    assert_eq!(
+        (edited["target"].as_i64(), edited["content"].as_str()),
+        (Some(kept), Some("final"))
+    );
+    let removed = bob_on_b.recv_type("deleted").await?;
+    assert_eq!(
+        (removed["target"].as_i64(), removed["by"].as_str()),
+        (Some(gone), Some("alice"))
+    );
+    assert_eq!(
+        removed["seq"].as_i64(),
+        edited["seq"].as_i64().map(|seq| seq + 1)
+    );
+
+    // Node B's history shows the new state at once.
+    let after = page(&cluster.b, bob.clone()).await?;
+    let item = |seq: i64| after.iter().find(|item| item["seq"] == seq).cloned();
+    assert_eq!(
+        item(kept).map(|i| i["content"].clone()),
+        Some(json!("final"))
+    );
+    assert_eq!(item(gone).map(|i| i["deleted"].clone()), Some(json!(true)));
+
+    // Bob, not the author, is refused on node B by frame and by route.
+    bob_on_b
+        .send(json!({"type": "edit", "room": "lobby", "seq": kept, "content": "bob's"}))
+        .await?;
+    assert_eq!(bob_on_b.recv_type("error").await?["code"], "forbidden");
+    let refused = cluster
+        .b
+        .send_authed(
+            reqwest::Method::PATCH,
+            &format!("/api/rooms/lobby/messages/{kept}"),
+            &bob,
+            Some(&json!({"content": "bob's"})),
+        )
+        .await?;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(page(&cluster.a, alice.clone()).await?, after);
+    Ok(())
+}
 
 async fn a_forbidden_kick_on_the_other_node_changes_nothing(cluster: &Cluster) -> Result<()> {
     let alice = cluster.a.user("alice").await?;

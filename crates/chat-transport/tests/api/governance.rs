@@ -274,7 +274,8 @@ async fn in_room(app: &TestApp, token: &str, room: &str) -> Result<Client> {
     Ok(socket)
 }
 
-async fn status(
+/// The status of `method` on `path` as the holder of `token`.
+pub(crate) async fn status(
     app: &TestApp,
     method: Method,
     path: &str,

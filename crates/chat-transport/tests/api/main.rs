@@ -9,6 +9,7 @@ mod contract;
 mod docs;
 mod faults;
 mod governance;
+mod lifecycle;
 mod limits;
 mod rooms;
 mod tokens;
