@@ -222,6 +222,15 @@ impl RecentMessages {
         }
     }
 
+    /// Drops `room`'s run: its messages changed (an erasure), so its next
+    /// newest page is read from the database.
+    pub(crate) fn forget(&self, room: i64) {
+        let mut rooms = self.lock();
+        if let Some(run) = rooms.by_room.remove(&room) {
+            rooms.bytes -= run.bytes;
+        }
+    }
+
     /// Drops the rooms read longest ago, other than `keep`, until the runs
     /// fit the budget.
     fn evict(&self, rooms: &mut Rooms, keep: i64) {

@@ -1,13 +1,14 @@
 //! Start-up as an operator meets it: secrets, data directory, restarts;
 //! and the import of the original backend's database (`import`).
 
+mod admin;
 mod import;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use chat_crypto::FernetKey;
 use chat_domain::{MessageBody, RoomName, Username};
 use chat_server::{Environment, PreviousKey, Settings};
@@ -78,8 +79,8 @@ async fn stop_server(
     Ok(())
 }
 
-/// The `content` of every item `/api/chat/messages` returns to `token`.
-async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<String>> {
+/// Every item `/api/chat/messages?limit=100` returns to `token`.
+async fn history_items(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<Value>> {
     let response = http
         .get(format!("{base}/api/chat/messages?limit=100"))
         .bearer_auth(token)
@@ -87,13 +88,35 @@ async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Re
         .await?;
     let status = response.status();
     let body: Value = response.json().await?;
-    let Some(items) = body.as_array() else {
-        bail!("history answered {status}: {body}");
-    };
-    Ok(items
+    match body {
+        Value::Array(items) => Ok(items),
+        _ => bail!("history answered {status}: {body}"),
+    }
+}
+
+/// The `content` of every item `/api/chat/messages` returns to `token`.
+async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<String>> {
+    Ok(history_items(http, base, token)
+        .await?
         .iter()
         .map(|item| item["content"].as_str().unwrap_or_default().to_owned())
         .collect())
+}
+
+/// Runs the real binary with `env` and `args`, and waits for it.
+async fn run_binary(
+    env: Vec<(&'static str, String)>,
+    args: Vec<String>,
+) -> Result<std::process::Output> {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .env_clear()
+            .envs(env)
+            .args(args)
+            .output()
+    })
+    .await?
+    .context("could not run chat-server")
 }
 
 /// The stored user `alice` and the `general` room.
