@@ -673,3 +673,69 @@ async fn the_operator_makes_an_owner_of_a_room_nobody_owns() -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_syncs_every_commit_by_default_and_ready_warns_when_told_not_to() -> Result<()> {
+    use chat_server::settings::SqliteSync;
+
+    assert_eq!(Settings::defaults().sqlite_synchronous, SqliteSync::Full);
+    let http = reqwest::Client::new();
+    for (mode, pragma, warned) in [(SqliteSync::Full, 2, false), (SqliteSync::Normal, 1, true)] {
+        let dir = temp_dir("durability");
+        let mut settings = settings(dir.clone());
+        settings.sqlite_synchronous = mode;
+        let store = chat_server::open_store(&settings).await?;
+        assert_eq!(
+            chat_storage::testing::sqlite_synchronous(&store).await?,
+            Some(pragma)
+        );
+        drop(store);
+        let (base, stop, task) = serve(&settings).await?;
+        let response = http.get(format!("{base}/ready")).send().await?;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await?;
+        let warnings = body["warnings"].as_array().cloned().unwrap_or_default();
+        assert_eq!(!warnings.is_empty(), warned, "{body}");
+        if warned {
+            assert!(
+                warnings[0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("CHAT_SQLITE_SYNCHRONOUS=normal"),
+                "{body}"
+            );
+        }
+        stop_server(stop, task).await?;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_that_syncs_its_commits_gets_no_durability_warning() -> Result<()> {
+    let Some(database) = chat_storage::testing::TestDatabase::postgres().await else {
+        return Ok(());
+    };
+    let dir = temp_dir("durability-pg");
+    let mut settings = settings(dir.clone());
+    settings.database_url = Some(database.url().to_owned());
+    let store = chat_server::open_store(&settings).await?;
+    let fsync = chat_storage::testing::postgres_setting(&store, "fsync").await?;
+    let commit = chat_storage::testing::postgres_setting(&store, "synchronous_commit").await?;
+    let warnings = store.durability_warnings().await?;
+    // The test server may run without them; what is warned must match.
+    assert_eq!(
+        warnings.iter().any(|w| w.contains("fsync = off")),
+        fsync.as_deref() != Some("on")
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .any(|w| w.contains("synchronous_commit = off")),
+        commit.as_deref() == Some("off")
+    );
+    drop(store);
+    database.drop_database().await;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
