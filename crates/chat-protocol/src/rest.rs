@@ -800,6 +800,11 @@ pub struct ReadyBody {
     /// own sockets. Absent on a single node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// Database settings that break "acknowledged means durable" (e.g.
+    /// PostgreSQL's `fsync = off`), one sentence each. They do not make the
+    /// server unready. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ReadyBody {
@@ -809,6 +814,7 @@ impl ReadyBody {
             status: "ok".to_owned(),
             database: "ok".to_owned(),
             broker: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -818,6 +824,7 @@ impl ReadyBody {
             status: "degraded".to_owned(),
             database: "ok".to_owned(),
             broker: Some("unavailable".to_owned()),
+            warnings: Vec::new(),
         }
     }
 
@@ -827,6 +834,7 @@ impl ReadyBody {
             status: "unavailable".to_owned(),
             database: "unavailable".to_owned(),
             broker: None,
+            warnings: Vec::new(),
         }
     }
 }

@@ -18,12 +18,15 @@ use std::time::Duration;
 use anyhow::Context;
 use chat_auth::{AuthError, PasswordHasher, TokenKeys};
 use chat_crypto::KeyRing;
-use chat_storage::{RecentCache, Store, StoreConfig};
+use chat_storage::{RecentCache, SqliteSynchronous, Store, StoreConfig};
 use chat_transport::{Application, Services};
 
 pub use import::{ImportOptions, ImportProgress, ImportReport, ProgressPrinter, import_original};
 pub use rotation::{PreviousKey, RotationReport, rotate_keys};
-pub use settings::{AdminCommand, Cli, Command, Environment, RoomAdmin, Settings};
+pub use settings::{
+    AdminArgs, AdminCommand, Cli, Command, Environment, RoomAdmin, SessionsAdmin, Settings,
+    UserAdmin,
+};
 
 /// The database URL in force: the setting, or a SQLite file in the data
 /// directory.
@@ -49,6 +52,10 @@ async fn open_store_with(settings: &Settings, keys: KeyRing) -> anyhow::Result<S
         recent: RecentCache {
             per_room: settings.history_cache_messages,
             max_bytes: settings.history_cache_mb.saturating_mul(1024 * 1024),
+        },
+        sqlite_synchronous: match settings.sqlite_synchronous {
+            settings::SqliteSync::Full => SqliteSynchronous::Full,
+            settings::SqliteSync::Normal => SqliteSynchronous::Normal,
         },
     })
     .await
@@ -87,6 +94,17 @@ pub fn check_cors_origins(origins: &[String]) -> anyhow::Result<()> {
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     check_cors_origins(&settings.cors_origins)?;
     let store = open_store(settings).await?;
+    match store.durability_warnings().await {
+        Ok(warnings) => {
+            for warning in warnings {
+                tracing::warn!("acknowledged messages are not durable: {warning}");
+            }
+        }
+        Err(error) => tracing::warn!(
+            error = %format!("{:#}", anyhow::Error::new(error)),
+            "could not read the database's durability settings"
+        ),
+    }
     let hasher =
         PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;
     let ttl = Duration::from_secs(u64::from(settings.token_ttl_minutes.max(1)) * 60);

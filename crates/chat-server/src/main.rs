@@ -44,18 +44,17 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             print!("{report}");
         }
-        Command::Admin(chat_server::AdminCommand::Room(chat_server::RoomAdmin::SetRole {
-            room,
-            user,
-            role,
-        })) => match chat_server::admin::set_role(&settings, &room, &user, role).await? {
-            chat_server::admin::RoleOutcome::Changed { seq } => {
-                println!("{user} is now {role} of {room} (recorded at seq {seq})");
-            }
-            chat_server::admin::RoleOutcome::Unchanged => {
-                println!("{user} already is {role} of {room}; nothing changed");
-            }
-        },
+        Command::Admin(args) => {
+            let format = if args.json {
+                chat_server::admin::Format::Json
+            } else {
+                chat_server::admin::Format::Table
+            };
+            print!(
+                "{}",
+                chat_server::admin::run(&settings, &args.command, format).await?
+            );
+        }
         Command::ImportOriginal(args) => {
             let options = chat_server::ImportOptions::from_args(&args)?;
             tracing::info!(

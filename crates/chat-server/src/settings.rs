@@ -47,23 +47,108 @@ pub enum Command {
     /// their times and authors. Run it before the server is opened to
     /// users. Safe to stop and run again: nothing is imported twice.
     ImportOriginal(ImportArgs),
-    /// Act on rooms as the operator, against DATABASE_URL, while the
-    /// server runs.
+    /// Act on accounts, sessions and rooms as the operator, against
+    /// DATABASE_URL, while the nodes run: each action reaches every node
+    /// at once through Redis when REDIS_URL is set, and within
+    /// CHAT_RECHECK_SECS otherwise.
+    Admin(AdminArgs),
+}
+
+/// `chat-server admin [--json] ...`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// Print JSON, for scripts, instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
     #[command(subcommand)]
-    Admin(AdminCommand),
+    pub command: AdminCommand,
 }
 
 /// `chat-server admin ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {
+    /// Accounts.
+    #[command(subcommand)]
+    User(UserAdmin),
+    /// Sign-in sessions.
+    #[command(subcommand)]
+    Sessions(SessionsAdmin),
     /// Rooms.
     #[command(subcommand)]
     Room(RoomAdmin),
 }
 
+/// `chat-server admin user ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAdmin {
+    /// Every account: status, open sessions, rooms.
+    List,
+    /// One account: status, open sessions, rooms and roles, messages.
+    Show {
+        /// The user's name.
+        user: String,
+    },
+    /// Refuse the account's sign-ins, end every session it has and close
+    /// its sockets on every node.
+    Disable {
+        /// The user's name.
+        user: String,
+    },
+    /// Let a disabled account sign in again.
+    Enable {
+        /// The user's name.
+        user: String,
+    },
+    /// Delete the account: its sessions end, it leaves every room, it can
+    /// no longer sign in. Its name stays reserved and its messages stay,
+    /// unless erased.
+    Delete {
+        /// The user's name.
+        user: String,
+        /// Also erase the text of every message it wrote (a deletion
+        /// request): each stays as a tombstone without text.
+        #[arg(long)]
+        erase_messages: bool,
+    },
+}
+
+/// `chat-server admin sessions ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SessionsAdmin {
+    /// End every session of a user and close its sockets on every node;
+    /// the user may sign in again.
+    Revoke {
+        /// The user's name.
+        user: String,
+    },
+}
+
 /// `chat-server admin room ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum RoomAdmin {
+    /// Every room and direct conversation: kind, visibility, members,
+    /// owner.
+    List,
+    /// One room: its topic, members with their roles, bans.
+    Show {
+        /// The room's name.
+        room: String,
+    },
+    /// Delete a room with its messages; every socket receiving it is told.
+    /// `general` cannot be deleted.
+    Delete {
+        /// The room's name.
+        room: String,
+    },
+    /// Make a user the owner of a room (the previous owner stays a
+    /// moderator; a user who is not a member is added).
+    SetOwner {
+        /// The room's name.
+        room: String,
+        /// The user's name.
+        user: String,
+    },
     /// Give a user a role in a room: `owner`, `moderator` or `member`. A
     /// new owner replaces the previous one (who stays a moderator); a user
     /// who is not a member is added. This is how `general` and the rooms
@@ -158,6 +243,16 @@ pub enum Switch {
     On,
     /// Disabled.
     Off,
+}
+
+/// `PRAGMA synchronous` of the embedded SQLite database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    /// Each commit reaches the disk before it is acknowledged.
+    Full,
+    /// Commits reach the disk at checkpoints: a power failure can lose the
+    /// last acknowledged messages.
+    Normal,
 }
 
 /// Every setting, each with a flag and an environment variable.
@@ -308,6 +403,20 @@ pub struct Settings {
     #[arg(long, env = "CHAT_DB_POOL_SIZE", default_value_t = 16, global = true)]
     pub db_pool_size: usize,
 
+    /// SQLite only: `full` (the default) syncs every commit to disk before
+    /// messages are acknowledged, so an acknowledged message survives a
+    /// power failure; `normal` syncs at checkpoints only, faster, but a power
+    /// failure or kernel crash can lose the last acknowledged messages (a
+    /// crash of the process alone loses nothing either way).
+    #[arg(
+        long,
+        env = "CHAT_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full",
+        global = true
+    )]
+    pub sqlite_synchronous: SqliteSync,
+
     /// Newest messages of each recently read room kept in memory, so that
     /// opening a room does not query its page; 0 turns this off.
     #[arg(
@@ -451,6 +560,19 @@ pub struct Settings {
     )]
     pub max_connections_per_user: usize,
 
+    /// Seconds between a node's re-checks, in the database, of its open
+    /// sockets' sessions and rooms and of erased messages: how long an
+    /// action of `chat-server admin` takes, at most, to reach a node that
+    /// does not hear it through Redis (a single node, or Redis down).
+    #[arg(
+        long,
+        env = "CHAT_RECHECK_SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    pub recheck_secs: u64,
+
     /// Log filter, e.g. `info` or `chat_transport=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -529,6 +651,7 @@ impl Settings {
             refresh_ttl: Duration::from_secs(
                 u64::from(self.refresh_ttl_days.max(1)) * 24 * 60 * 60,
             ),
+            recheck_interval: Duration::from_secs(self.recheck_secs.max(1)),
             ..defaults
         }
     }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use chat_crypto::KeyRing;
 
-use crate::{RecentCache, StorageError};
+use crate::{RecentCache, SqliteSynchronous, StorageError};
 
 /// What [`crate::Store::connect`] needs.
 #[derive(Clone)]
@@ -28,6 +28,9 @@ pub struct StoreConfig {
     /// How many of each room's newest messages are kept in memory for
     /// newest-page reads; see [`RecentCache`].
     pub recent: RecentCache,
+    /// SQLite only: how a commit is made durable. [`SqliteSynchronous::Full`]
+    /// (the default) is what "acknowledged means durable" needs.
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -42,6 +45,7 @@ impl fmt::Debug for StoreConfig {
             .field("pool_shards", &self.pool_shards)
             .field("keys", &format_args!("<key ring>"))
             .field("recent", &self.recent)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()
     }
 }

@@ -36,9 +36,11 @@
 #[macro_use]
 mod store;
 
+mod admin;
 mod changes;
 mod client_ids;
 mod config;
+mod durability;
 mod error;
 mod governance;
 mod import;
@@ -60,6 +62,7 @@ mod users;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use admin::{DeletedUser, OpenSession, RoomOverview, UserDetails, UserSummary};
 pub use config::StoreConfig;
 pub use error::{BoxError, StorageError};
 pub use import::{
@@ -75,4 +78,4 @@ pub use original::{OriginalDatabase, OriginalMessage, OriginalPosition, Original
 pub use recent::RecentCache;
 pub use rooms::RoomKey;
 pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};
-pub use store::{DEFAULT_TIMEOUT, Store};
+pub use store::{DEFAULT_TIMEOUT, SqliteSynchronous, Store};

@@ -17,6 +17,12 @@ pub struct User {
     /// The bcrypt hash. Never printed by `Debug`.
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
+    /// Set by the operator (`chat-server admin user disable`): the account
+    /// may not sign in and has no open session.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Set by the operator (`chat-server admin user delete`): the account is
+    /// gone; the row only keeps its name reserved and its messages' author.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl fmt::Debug for User {
@@ -26,6 +32,8 @@ impl fmt::Debug for User {
             .field("username", &self.username)
             .field("password_hash", &format_args!("<redacted>"))
             .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .field("deleted_at", &self.deleted_at)
             .finish()
     }
 }

@@ -222,8 +222,8 @@ impl RecentMessages {
         }
     }
 
-    /// Drops `room`'s run: a message in it changed, and the next read
-    /// fills it again from the database.
+    /// Drops `room`'s run: a message in it changed (an edit, a deletion or
+    /// an erasure), and the next read fills it again from the database.
     pub(crate) fn forget(&self, room: i64) {
         let mut rooms = self.lock();
         if let Some(run) = rooms.by_room.remove(&room) {

@@ -58,6 +58,8 @@ pub(crate) struct UserRow {
     pub(crate) username: String,
     pub(crate) password_hash: String,
     pub(crate) created_at: NaiveDateTime,
+    pub(crate) disabled_at: Option<NaiveDateTime>,
+    pub(crate) deleted_at: Option<NaiveDateTime>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -69,6 +71,8 @@ impl TryFrom<UserRow> for User {
             username: username(row.username)?,
             password_hash: row.password_hash,
             created_at: utc(row.created_at),
+            disabled_at: row.disabled_at.map(utc),
+            deleted_at: row.deleted_at.map(utc),
         })
     }
 }

@@ -30,6 +30,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    message_erasures (id) {
+        id -> Int8,
+        room_id -> Int8,
+        erased_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Int8,
         room_id -> Int8,
@@ -113,12 +121,15 @@ diesel::table! {
         username -> Text,
         password_hash -> Text,
         created_at -> Timestamp,
+        disabled_at -> Nullable<Timestamp>,
+        deleted_at -> Nullable<Timestamp>,
     }
 }
 
 diesel::joinable!(auth_sessions -> users (user_id));
 diesel::joinable!(imported_messages -> messages (message_id));
 diesel::joinable!(imported_users -> users (user_id));
+diesel::joinable!(message_erasures -> rooms (room_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (session_id));
@@ -131,6 +142,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_sessions,
     imported_messages,
     imported_users,
+    message_erasures,
     message_versions,
     messages,
     refresh_tokens,

@@ -50,6 +50,7 @@ fn open_session<'a>(id: &'a String, normalized: &'a String, at: NaiveDateTime) -
         .filter(lower(users::username).eq(normalized))
         .filter(auth_sessions::revoked_at.is_null())
         .filter(auth_sessions::expires_at.gt(at))
+        .filter(users::disabled_at.is_null())
 }
 
 impl LockRefreshToken for AsyncPgConnection {
@@ -86,7 +87,7 @@ fn stored(at: DateTime<Utc>) -> NaiveDateTime {
     at.naive_utc().trunc_subsecs(6)
 }
 
-fn session_id(value: &str) -> Result<SessionId, StorageError> {
+pub(crate) fn session_id(value: &str) -> Result<SessionId, StorageError> {
     SessionId::parse(value).map_err(|error| StorageError::Corrupt(format!("session id: {error}")))
 }
 
@@ -270,7 +271,7 @@ impl Store {
             let Some((session_expires, revoked_at, user)) = found else {
                 return Ok(Refresh::Refused);
             };
-            if revoked_at.is_some() || session_expires <= at {
+            if revoked_at.is_some() || session_expires <= at || user.disabled_at.is_some() {
                 return Ok(Refresh::Refused);
             }
             if used_at.is_some() {
@@ -316,7 +317,8 @@ impl Store {
         })
     }
 
-    /// Which of `sessions` are no longer open: revoked, expired or unknown.
+    /// Which of `sessions` are no longer open: revoked, expired, unknown, or
+    /// of an account the operator disabled.
     /// For a node that may have missed the notices of sessions ended
     /// elsewhere; one query per few hundred sessions.
     pub async fn ended_sessions(
@@ -330,9 +332,11 @@ impl Store {
             let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
             let open: Vec<String> = with_conn!(self, |conn| {
                 auth_sessions::table
+                    .inner_join(users::table)
                     .filter(auth_sessions::id.eq_any(&ids))
                     .filter(auth_sessions::revoked_at.is_null())
                     .filter(auth_sessions::expires_at.gt(at))
+                    .filter(users::disabled_at.is_null())
                     .select(auth_sessions::id)
                     .load(conn)
                     .await?

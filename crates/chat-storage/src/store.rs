@@ -76,12 +76,39 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migration
 /// before it fails with [`StorageError::Unavailable`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Set on every SQLite connection. `busy_timeout` comes first so that the
+/// Set on every SQLite connection, followed by the `synchronous` setting
+/// (see [`SqliteSynchronous`]). `busy_timeout` comes first so that the
 /// switch to WAL waits for a concurrent connection instead of failing.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
      PRAGMA journal_mode = WAL; \
-     PRAGMA foreign_keys = ON; \
-     PRAGMA synchronous = NORMAL;";
+     PRAGMA foreign_keys = ON;";
+
+/// How SQLite makes a commit durable (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// Every commit is synced to disk before it returns: an acknowledged
+    /// message survives a power failure or a kernel crash. The default.
+    #[default]
+    Full,
+    /// The WAL is synced only at checkpoints: a process crash loses
+    /// nothing, but a power failure or kernel crash can roll back the last
+    /// commits, messages that were already acknowledged.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "PRAGMA synchronous = FULL;",
+            SqliteSynchronous::Normal => "PRAGMA synchronous = NORMAL;",
+        }
+    }
+}
+
+/// Applies [`SQLITE_PRAGMAS`] and `synchronous` to a new connection.
+fn sqlite_setup(synchronous: SqliteSynchronous) -> String {
+    format!("{SQLITE_PRAGMAS} {}", synchronous.pragma())
+}
 
 /// One pool per backend; which one is decided by the URL at run time.
 pub(crate) enum Pools {
@@ -90,6 +117,7 @@ pub(crate) enum Pools {
         pool: Pool<SqliteManager>,
         /// For the migration connection, which is opened outside the pool.
         path: PathBuf,
+        synchronous: SqliteSynchronous,
     },
 }
 
@@ -215,6 +243,7 @@ const POSTGRES_SESSION_SETUP: &str = "\
 /// drops it, which rolls the transaction back.
 pub(crate) struct SqliteManager {
     path: String,
+    synchronous: SqliteSynchronous,
 }
 
 impl deadpool::managed::Manager for SqliteManager {
@@ -222,7 +251,7 @@ impl deadpool::managed::Manager for SqliteManager {
     type Error = diesel_async::pooled_connection::PoolError;
 
     async fn create(&self) -> Result<SqliteConn, Self::Error> {
-        establish_sqlite(self.path.clone())
+        establish_sqlite(self.path.clone(), self.synchronous)
             .await
             .map_err(diesel_async::pooled_connection::PoolError::ConnectionError)
     }
@@ -390,10 +419,12 @@ impl Store {
                 create_parent_directory(&path)?;
                 let manager = SqliteManager {
                     path: path.to_string_lossy().into_owned(),
+                    synchronous: config.sqlite_synchronous,
                 };
                 Pools::Sqlite {
                     pool: limits.build(manager)?,
                     path,
+                    synchronous: config.sqlite_synchronous,
                 }
             }
         };
@@ -474,12 +505,15 @@ impl Store {
                 })
                 .await
             }
-            Pools::Sqlite { path, .. } => {
+            Pools::Sqlite {
+                path, synchronous, ..
+            } => {
                 // A plain connection: the harness is synchronous anyway.
                 let path = path.to_string_lossy().into_owned();
+                let setup = sqlite_setup(*synchronous);
                 tokio::task::spawn_blocking(move || {
                     let mut connection = SqliteConnection::establish(&path)?;
-                    connection.batch_execute(SQLITE_PRAGMAS)?;
+                    connection.batch_execute(&setup)?;
                     direction.run(&mut connection, SQLITE_MIGRATIONS)
                 })
                 .await
@@ -537,11 +571,15 @@ impl PoolLimits {
     }
 }
 
-/// Opens a pooled SQLite connection and applies [`SQLITE_PRAGMAS`].
-async fn establish_sqlite(path: String) -> ConnectionResult<SqliteConn> {
+/// Opens a pooled SQLite connection and applies [`SQLITE_PRAGMAS`] and
+/// `synchronous`.
+async fn establish_sqlite(
+    path: String,
+    synchronous: SqliteSynchronous,
+) -> ConnectionResult<SqliteConn> {
     let mut connection = SqliteConn::establish(&path).await?;
     connection
-        .batch_execute(SQLITE_PRAGMAS)
+        .batch_execute(&sqlite_setup(synchronous))
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(connection)

@@ -96,6 +96,27 @@ async fn postgres_value(
     Ok(Some(row.value))
 }
 
+/// `PRAGMA synchronous` of a pooled connection of a SQLite store (0 OFF,
+/// 1 NORMAL, 2 FULL, 3 EXTRA); `None` on PostgreSQL.
+pub async fn sqlite_synchronous(store: &crate::Store) -> Result<Option<i32>, crate::StorageError> {
+    #[derive(diesel::QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        synchronous: i32,
+    }
+    match &store.inner.pools {
+        crate::store::Pools::Sqlite { pool, .. } => {
+            let mut connection = crate::store::checkout(pool).await?;
+            let connection: &mut crate::store::SqliteConn = &mut connection;
+            let row: Value = diesel::sql_query("PRAGMA synchronous")
+                .get_result(connection)
+                .await?;
+            Ok(Some(row.synchronous))
+        }
+        crate::store::Pools::Postgres(_) => Ok(None),
+    }
+}
+
 /// The value of a run-time setting (`current_setting(name)`) on a pooled
 /// connection of a PostgreSQL store; `None` on SQLite.
 pub async fn postgres_setting(

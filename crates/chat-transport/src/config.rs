@@ -56,6 +56,12 @@ pub struct TransportConfig {
     /// session lasts without a refresh. Each refresh starts it again.
     /// (The access token's lifetime is the `TokenKeys`'.)
     pub refresh_ttl: Duration,
+    /// How often the node re-checks, in the database, the sessions and
+    /// rooms of its open sockets and the erased messages, for changes whose
+    /// notice did not reach it (see `recheck.rs`): with one node and no
+    /// Redis, how long an operator's `chat-server admin` action may take to
+    /// close a socket.
+    pub recheck_interval: Duration,
 }
 
 impl Default for TransportConfig {
@@ -81,6 +87,7 @@ impl Default for TransportConfig {
             trusted_proxies: Vec::new(),
             max_connections_per_user: 20,
             refresh_ttl: Duration::from_secs(14 * 24 * 60 * 60),
+            recheck_interval: Duration::from_secs(5),
         }
     }
 }

@@ -15,10 +15,10 @@
 
 use chat_domain::{Action, Refusal, RoomName, UserId, Username, Visibility, authorize_in};
 use chat_protocol::ws::{LeftReason, ServerFrame};
-use chat_storage::{Actor, MembershipOp, Message, Room, RoomKey, StorageError, User};
+use chat_storage::{Actor, MembershipOp, Message, Room, RoomKey, StorageError, Store, User};
 
 use crate::access::Access;
-use crate::fanout::RoomEvent;
+use crate::fanout::{Fanout, RoomEvent};
 use crate::frames;
 use crate::hub::{Audience, ItemKind, MemberItem, Notice};
 use crate::state::AppState;
@@ -36,12 +36,22 @@ pub(crate) async fn change(
     target: UserId,
     op: MembershipOp,
 ) -> Result<Option<Message>, StorageError> {
-    let event = state
-        .store
-        .change_membership(room.id, actor, target, &op)
-        .await?;
+    change_through(&state.store, &*state.fanout, room, actor, target, op).await
+}
+
+/// [`change`], publishing through `fanout`: the operator's command line
+/// makes its changes this way, serving no sockets of its own.
+pub(crate) async fn change_through(
+    store: &Store,
+    fanout: &dyn Fanout,
+    room: &RoomKey,
+    actor: &Actor,
+    target: UserId,
+    op: MembershipOp,
+) -> Result<Option<Message>, StorageError> {
+    let event = store.change_membership(room.id, actor, target, &op).await?;
     if let Some(event) = &event {
-        publish(state, room, event);
+        publish(fanout, room, event);
     }
     Ok(event)
 }
@@ -49,19 +59,19 @@ pub(crate) async fn change(
 /// Publishes a recorded membership change: a new member's sockets are
 /// subscribed first (starting just before the change, so they receive it),
 /// then the `member` frame goes to everyone in the room.
-pub(crate) fn publish(state: &AppState, room: &RoomKey, event: &Message) {
+fn publish(fanout: &dyn Fanout, room: &RoomKey, event: &Message) {
     let Some(recorded) = &event.event else {
         return;
     };
     let change = recorded.change;
     if change.adds() {
-        state.fanout.membership(Notice::Added {
+        fanout.membership(Notice::Added {
             user: event.user_id,
             room: room.clone(),
             from: event.seq.prev(),
         });
     }
-    state.fanout.publish(RoomEvent {
+    fanout.publish(RoomEvent {
         room: room.id,
         seq: Some(event.seq),
         frame: frames::encode(&frames::member(room.name.as_str(), event, recorded)),
@@ -95,12 +105,21 @@ pub(crate) async fn open_direct(
 /// every node, gets `left` with reason `room_deleted`. Returns whether it
 /// existed.
 pub(crate) async fn delete_room(state: &AppState, room: &RoomKey) -> Result<bool, StorageError> {
+    delete_room_through(&state.store, &*state.fanout, room).await
+}
+
+/// [`delete_room`], publishing through `fanout`.
+pub(crate) async fn delete_room_through(
+    store: &Store,
+    fanout: &dyn Fanout,
+    room: &RoomKey,
+) -> Result<bool, StorageError> {
     if room.name.as_str() == RoomName::GENERAL {
         return Err(StorageError::Refused(GENERAL_STAYS));
     }
-    let deleted = state.store.delete_room(room.id).await?;
+    let deleted = store.delete_room(room.id).await?;
     if deleted {
-        state.fanout.membership(Notice::Deleted { room: room.id });
+        fanout.membership(Notice::Deleted { room: room.id });
     }
     Ok(deleted)
 }

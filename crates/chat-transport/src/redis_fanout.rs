@@ -55,7 +55,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the broker could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid REDIS_URL")]
+#[error("Redis at REDIS_URL cannot be used")]
 pub struct BrokerError(#[source] redis::RedisError);
 
 /// A [`Fanout`] over Redis pub/sub, for several nodes on one database.
@@ -80,7 +80,7 @@ struct Inner {
 impl Inner {
     /// The channel every node publishes on and listens to.
     fn channel(&self) -> String {
-        format!("{}:events", self.namespace)
+        channel(&self.namespace)
     }
 
     /// The sorted set of nodes, scored by their last heartbeat (Unix
@@ -93,6 +93,11 @@ impl Inner {
     fn presence_key(&self, node: &str) -> String {
         format!("{}:presence:{node}", self.namespace)
     }
+}
+
+/// The channel every node of `namespace` publishes on and listens to.
+fn channel(namespace: &str) -> String {
+    format!("{namespace}:events")
 }
 
 fn unix_now() -> i64 {
@@ -371,6 +376,68 @@ fn decode(payload: &[u8]) -> Option<(String, Event)> {
     ))
 }
 
+/// Events encoded for the channel by a process that is not a node (the
+/// operator's command line), to be sent in one go.
+#[derive(Debug)]
+pub(crate) struct Payloads {
+    /// Who sends them: not any node's id, so every node acts on them.
+    node: String,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl Default for Payloads {
+    fn default() -> Payloads {
+        Payloads {
+            node: format!("operator-{:016x}", rand_node_id()),
+            payloads: Vec::new(),
+        }
+    }
+}
+
+impl Payloads {
+    pub(crate) fn len(&self) -> usize {
+        self.payloads.len()
+    }
+
+    pub(crate) fn room(&mut self, event: &RoomEvent) {
+        self.payloads.push(encode(&self.node, event));
+    }
+
+    pub(crate) fn membership(&mut self, notice: &Notice) {
+        self.payloads.push(encode_notice(&self.node, notice));
+    }
+
+    pub(crate) fn session_ended(&mut self, user: UserId, session: SessionId) {
+        self.payloads
+            .push(encode_session_end(&self.node, user, session));
+    }
+
+    /// Publishes every payload, in order, on `namespace`'s channel.
+    pub(crate) async fn send(self, url: &str, namespace: &str) -> Result<usize, BrokerError> {
+        if self.payloads.is_empty() {
+            return Ok(0);
+        }
+        let client = redis::Client::open(url).map_err(BrokerError)?;
+        let channel = channel(namespace);
+        let mut conn =
+            tokio::time::timeout(REDIS_TIMEOUT, client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| {
+                    BrokerError(redis::RedisError::from(std::io::Error::from(
+                        std::io::ErrorKind::TimedOut,
+                    )))
+                })?
+                .map_err(BrokerError)?;
+        let count = self.payloads.len();
+        for payload in self.payloads {
+            conn.publish::<_, _, i64>(&channel, payload)
+                .await
+                .map_err(BrokerError)?;
+        }
+        Ok(count)
+    }
+}
+
 async fn connection(inner: &Inner) -> redis::RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
@@ -485,20 +552,7 @@ async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken
 /// sessions read whatever they missed, and closes the sockets of sessions
 /// that were ended while this node was not listening.
 async fn catch_up(inner: &Inner, store: &Store) {
-    let sessions = inner.hub.sessions();
-    let ids: Vec<SessionId> = sessions.iter().map(|(_, session)| *session).collect();
-    match store.ended_sessions(&ids).await {
-        Ok(ended) => {
-            for (user, session) in sessions {
-                if ended.contains(&session) {
-                    inner.hub.end_session(user, session);
-                }
-            }
-        }
-        Err(error) => {
-            tracing::warn!(error = %crate::error::Chain(&error), "could not check the sessions of open sockets");
-        }
-    }
+    crate::recheck::close_ended_sessions(store, &inner.hub).await;
     catch_up_rooms(inner, store).await;
 }
 

@@ -134,6 +134,14 @@ impl ChatService {
             },
             &shutdown.child_token(),
         );
+        crate::recheck::spawn(
+            services.store.clone(),
+            hub.clone(),
+            config
+                .recheck_interval
+                .max(std::time::Duration::from_millis(100)),
+            shutdown.child_token(),
+        );
         let limiters = config.rate_limits.map(|limits| {
             Arc::new(Limiters {
                 register: AddressLimiter::new(limits.register),

@@ -376,22 +376,6 @@ fn chat_protocol_time(time: chrono::DateTime<chrono::Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
-/// Runs the real binary with `env` and `args`, and waits for it.
-async fn run_binary(
-    env: Vec<(&'static str, String)>,
-    args: Vec<String>,
-) -> Result<std::process::Output> {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .env_clear()
-            .envs(env)
-            .args(args)
-            .output()
-    })
-    .await?
-    .context("could not run chat-server")
-}
-
 async fn old_users_sign_in_with_their_passwords_and_read_every_message_in_order(
     env: &Env,
 ) -> Result<()> {
@@ -678,7 +662,7 @@ async fn the_command_reads_the_key_from_the_named_variable_and_prints_no_secret(
     env.write_original(&[], &[]).await?;
     let from = with_password(env.source.url());
     let encryption_key = FernetKey::generate().to_base64();
-    let output = run_binary(
+    let output = crate::run_binary(
         vec![
             ("CHAT_DATA_DIR", env.dir.display().to_string()),
             ("DATABASE_URL", env.target.url().to_owned()),
@@ -726,7 +710,7 @@ async fn the_command_reads_the_key_from_the_named_variable_and_prints_no_secret(
     }
 
     // Neither or both key flags is a usage error.
-    let both = run_binary(
+    let both = crate::run_binary(
         Vec::new(),
         [
             "import-original",

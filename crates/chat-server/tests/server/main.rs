@@ -1,13 +1,14 @@
 //! Start-up as an operator meets it: secrets, data directory, restarts;
 //! and the import of the original backend's database (`import`).
 
+mod admin;
 mod import;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use chat_crypto::FernetKey;
 use chat_domain::{MessageBody, RoomName, Username};
 use chat_server::{Environment, PreviousKey, Settings};
@@ -78,8 +79,8 @@ async fn stop_server(
     Ok(())
 }
 
-/// The `content` of every item `/api/chat/messages` returns to `token`.
-async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<String>> {
+/// Every item `/api/chat/messages?limit=100` returns to `token`.
+async fn history_items(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<Value>> {
     let response = http
         .get(format!("{base}/api/chat/messages?limit=100"))
         .bearer_auth(token)
@@ -87,13 +88,35 @@ async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Re
         .await?;
     let status = response.status();
     let body: Value = response.json().await?;
-    let Some(items) = body.as_array() else {
-        bail!("history answered {status}: {body}");
-    };
-    Ok(items
+    match body {
+        Value::Array(items) => Ok(items),
+        _ => bail!("history answered {status}: {body}"),
+    }
+}
+
+/// The `content` of every item `/api/chat/messages` returns to `token`.
+async fn history_contents(http: &reqwest::Client, base: &str, token: &str) -> Result<Vec<String>> {
+    Ok(history_items(http, base, token)
+        .await?
         .iter()
         .map(|item| item["content"].as_str().unwrap_or_default().to_owned())
         .collect())
+}
+
+/// Runs the real binary with `env` and `args`, and waits for it.
+async fn run_binary(
+    env: Vec<(&'static str, String)>,
+    args: Vec<String>,
+) -> Result<std::process::Output> {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .env_clear()
+            .envs(env)
+            .args(args)
+            .output()
+    })
+    .await?
+    .context("could not run chat-server")
 }
 
 /// The stored user `alice` and the `general` room.
@@ -649,6 +672,72 @@ async fn the_operator_makes_an_owner_of_a_room_nobody_owns() -> Result<()> {
                 .expect_err("refused");
         assert_eq!(error.to_string(), expected);
     }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_syncs_every_commit_by_default_and_ready_warns_when_told_not_to() -> Result<()> {
+    use chat_server::settings::SqliteSync;
+
+    assert_eq!(Settings::defaults().sqlite_synchronous, SqliteSync::Full);
+    let http = reqwest::Client::new();
+    for (mode, pragma, warned) in [(SqliteSync::Full, 2, false), (SqliteSync::Normal, 1, true)] {
+        let dir = temp_dir("durability");
+        let mut settings = settings(dir.clone());
+        settings.sqlite_synchronous = mode;
+        let store = chat_server::open_store(&settings).await?;
+        assert_eq!(
+            chat_storage::testing::sqlite_synchronous(&store).await?,
+            Some(pragma)
+        );
+        drop(store);
+        let (base, stop, task) = serve(&settings).await?;
+        let response = http.get(format!("{base}/ready")).send().await?;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = response.json().await?;
+        let warnings = body["warnings"].as_array().cloned().unwrap_or_default();
+        assert_eq!(!warnings.is_empty(), warned, "{body}");
+        if warned {
+            assert!(
+                warnings[0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("CHAT_SQLITE_SYNCHRONOUS=normal"),
+                "{body}"
+            );
+        }
+        stop_server(stop, task).await?;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_that_syncs_its_commits_gets_no_durability_warning() -> Result<()> {
+    let Some(database) = chat_storage::testing::TestDatabase::postgres().await else {
+        return Ok(());
+    };
+    let dir = temp_dir("durability-pg");
+    let mut settings = settings(dir.clone());
+    settings.database_url = Some(database.url().to_owned());
+    let store = chat_server::open_store(&settings).await?;
+    let fsync = chat_storage::testing::postgres_setting(&store, "fsync").await?;
+    let commit = chat_storage::testing::postgres_setting(&store, "synchronous_commit").await?;
+    let warnings = store.durability_warnings().await?;
+    // The test server may run without them; what is warned must match.
+    assert_eq!(
+        warnings.iter().any(|w| w.contains("fsync = off")),
+        fsync.as_deref() != Some("on")
+    );
+    assert_eq!(
+        warnings
+            .iter()
+            .any(|w| w.contains("synchronous_commit = off")),
+        commit.as_deref() == Some("off")
+    );
+    drop(store);
+    database.drop_database().await;
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

@@ -18,6 +18,7 @@ async fn store_at(url: String) -> Store {
         pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
         recent: chat_storage::RecentCache::default(),
+        sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     };
     Store::connect_with_timeout(config, TIMEOUT)
         .await
@@ -94,6 +95,7 @@ async fn unknown_url_schemes_are_rejected() {
         pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
         recent: chat_storage::RecentCache::default(),
+        sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     };
     match Store::connect(config).await {
         Err(StorageError::InvalidUrl(message)) => assert!(!message.contains("hunter2")),

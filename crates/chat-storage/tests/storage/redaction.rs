@@ -12,6 +12,8 @@ fn a_users_debug_output_hides_the_password_hash() {
         username: username("alice"),
         password_hash: "$2b$12$secret-hash".to_owned(),
         created_at: chrono::Utc::now(),
+        disabled_at: None,
+        deleted_at: None,
     };
     let debug = format!("{user:?}");
     assert!(debug.contains("alice"), "{debug}");
@@ -26,6 +28,7 @@ fn the_store_configs_debug_output_hides_the_url() {
         pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
         recent: chat_storage::RecentCache::default(),
+        sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     };
     let debug = format!("{config:?}");
     assert!(!debug.contains("hunter2"), "{debug}");

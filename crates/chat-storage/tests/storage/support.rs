@@ -300,6 +300,7 @@ async fn connect_sharded(
         pool_shards,
         keys,
         recent,
+        sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     })
     .await
     .expect("build the store")

@@ -13,6 +13,10 @@ use crate::state::AppState;
 /// response does not tell which user names exist.
 const BAD_LOGIN: &str = "Incorrect username or password";
 
+/// The answer to a sign-in with the right password to an account the
+/// operator disabled.
+const ACCOUNT_DISABLED: &str = "This account is disabled; ask the operator";
+
 /// Creates an account.
 #[utoipa::path(
     post,
@@ -71,6 +75,7 @@ pub(crate) async fn register(
     responses(
         (status = 200, description = "signed in: the seed's `access_token` and `token_type`, plus `refresh_token` and `expires_in`", body = TokenBody),
         (status = 401, description = "wrong name or password", body = ErrorBody),
+        (status = 403, description = "the account is disabled by the operator (said only with the right password)", body = ErrorBody),
         (status = 422, description = "the body is not the JSON of a name and a password", body = ErrorBody),
         (status = 429, description = "too many attempts from this address", body = ErrorBody),
         (status = 503, description = "the database cannot be reached", body = ErrorBody)
@@ -86,10 +91,12 @@ pub(crate) async fn login(
     let Credentials { username, password } = body.into_inner();
     // A malformed name cannot belong to anyone, but it still costs a bcrypt
     // verification so its answer takes as long as any other failure.
+    // A deleted account is as if it did not exist.
     let user = match Username::parse(username) {
         Ok(name) => state.store.user_by_name(&name).await?,
         Err(_) => None,
-    };
+    }
+    .filter(|user| user.deleted_at.is_none());
     let verified = state
         .hasher
         .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
@@ -99,6 +106,10 @@ pub(crate) async fn login(
         Some(user) if verified => user,
         _ => return Err(ApiError::Unauthorized(BAD_LOGIN.to_owned())),
     };
+    // Said only to whoever knows the password.
+    if user.disabled_at.is_some() {
+        return Err(ApiError::Forbidden(ACCOUNT_DISABLED.to_owned()));
+    }
     let session = new_session_id();
     let refresh_token = RefreshToken::generate();
     state

@@ -13,7 +13,9 @@ pub(crate) async fn health() -> HttpResponse {
     })
 }
 
-/// The server can do its work: the database answers.
+/// The server can do its work: the database answers. Database settings
+/// that break "acknowledged means durable" are listed in `warnings`,
+/// without making the server unready.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -26,15 +28,24 @@ pub(crate) async fn health() -> HttpResponse {
 #[get("/ready")]
 pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
-        Ok(()) => match state.fanout.status() {
-            FanoutStatus::Ok => HttpResponse::Ok().json(ReadyBody::ok()),
-            // This node still serves its own sockets; say so, but stay in
-            // the load balancer's rotation.
-            FanoutStatus::Degraded(reason) => {
-                tracing::warn!(%reason, "fan-out degraded");
-                HttpResponse::Ok().json(ReadyBody::broker_unavailable())
+        Ok(()) => {
+            let mut body = match state.fanout.status() {
+                FanoutStatus::Ok => ReadyBody::ok(),
+                // This node still serves its own sockets; say so, but stay
+                // in the load balancer's rotation.
+                FanoutStatus::Degraded(reason) => {
+                    tracing::warn!(%reason, "fan-out degraded");
+                    ReadyBody::broker_unavailable()
+                }
+            };
+            match state.store.durability_warnings().await {
+                Ok(warnings) => body.warnings = warnings,
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::Chain(&error), "could not read the database's durability settings");
+                }
             }
-        },
+            HttpResponse::Ok().json(body)
+        }
         Err(error) => {
             tracing::warn!(error = %crate::error::Chain(&error), "readiness check failed");
             HttpResponse::ServiceUnavailable().json(ReadyBody::database_unavailable())

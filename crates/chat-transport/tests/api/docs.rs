@@ -61,7 +61,10 @@ async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
     }
     // The token routes document every answer they give.
     for (path, statuses) in [
-        ("/api/auth/login", &["200", "401", "422", "429", "503"][..]),
+        (
+            "/api/auth/login",
+            &["200", "401", "403", "422", "429", "503"][..],
+        ),
         ("/api/auth/refresh", &["200", "401", "422", "503"][..]),
         ("/api/auth/logout", &["204", "400", "401", "503"][..]),
     ] {

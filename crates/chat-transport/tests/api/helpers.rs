@@ -123,6 +123,7 @@ impl TestApp {
             pool_shards: vec![4, 2, 2],
             keys,
             recent: chat_storage::RecentCache::default(),
+            sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
         })
         .await?;
         store.run_pending_migrations().await?;
