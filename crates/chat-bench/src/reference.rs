@@ -536,7 +536,7 @@ impl Connection {
                 })
                 .await
             }
-            ClientFrame::Typing { .. } => Ok(()),
+            ClientFrame::Typing { .. } | ClientFrame::Read { .. } => Ok(()),
             // The reference server has no roles to govern and keeps no
             // message to change.
             ClientFrame::Kick { room, .. }

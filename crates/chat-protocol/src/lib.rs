@@ -61,6 +61,7 @@ mod openapi_tests {
                 "message",
                 "edited",
                 "deleted",
+                "read",
                 "ack",
                 "error",
                 "member",

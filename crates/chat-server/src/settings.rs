@@ -560,6 +560,16 @@ pub struct Settings {
     )]
     pub max_connections_per_user: usize,
 
+    /// Rooms with more members than this send no read receipts (`read`
+    /// frames); the read positions are still kept and listed.
+    #[arg(
+        long,
+        env = "CHAT_READ_RECEIPTS_MAX_MEMBERS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub read_receipts_max_members: usize,
+
     /// Seconds between a node's re-checks, in the database, of its open
     /// sockets' sessions and rooms and of erased messages: how long an
     /// action of `chat-server admin` takes, at most, to reach a node that
@@ -648,6 +658,7 @@ impl Settings {
             }),
             trusted_proxies: self.trusted_proxies.clone(),
             max_connections_per_user: self.max_connections_per_user.max(1),
+            read_receipts_max_members: self.read_receipts_max_members,
             refresh_ttl: Duration::from_secs(
                 u64::from(self.refresh_ttl_days.max(1)) * 24 * 60 * 60,
             ),

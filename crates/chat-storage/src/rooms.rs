@@ -293,7 +293,8 @@ impl Store {
         }))
     }
 
-    /// Records that `user` has read `room` up to `seq`.
+    /// Records that `user` has read `room` up to `seq`; returns the new
+    /// position and the room's number of members when it moved.
     ///
     /// The position never moves backwards (a late, older acknowledgement
     /// changes nothing) and never past the room's newest message. Does
@@ -303,7 +304,7 @@ impl Store {
         room: RoomId,
         user: UserId,
         seq: Seq,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<(Seq, usize)>, StorageError> {
         // last_seq only grows, so reading it outside a transaction is safe:
         // at worst the position stops a little short.
         let last_seq = self
@@ -311,8 +312,8 @@ impl Store {
             .await?
             .ok_or_else(|| StorageError::NotFound(format!("room {room}")))?;
         let target = seq.get().min(last_seq);
-        with_conn!(self, |conn| {
-            diesel::update(
+        let moved = with_conn!(self, |conn| {
+            let moved = diesel::update(
                 room_members::table
                     .filter(room_members::room_id.eq(room.get()))
                     .filter(room_members::user_id.eq(user.get()))
@@ -321,8 +322,23 @@ impl Store {
             .set(room_members::last_read_seq.eq(target))
             .execute(conn)
             .await?;
+            if moved == 0 {
+                None
+            } else {
+                let members: i64 = room_members::table
+                    .filter(room_members::room_id.eq(room.get()))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                Some(members)
+            }
         });
-        Ok(())
+        Ok(moved.map(|members| {
+            (
+                Seq::new(target).unwrap_or(Seq::ZERO),
+                usize::try_from(members).unwrap_or(usize::MAX),
+            )
+        }))
     }
 
     /// The members of `room`, by ascending id.

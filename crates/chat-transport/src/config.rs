@@ -52,6 +52,9 @@ pub struct TransportConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// Most WebSocket connections one user may hold on this node.
     pub max_connections_per_user: usize,
+    /// Rooms with more members than this send no read receipts (`read`
+    /// frames), as large products do; positions are still kept.
+    pub read_receipts_max_members: usize,
     /// How long a refresh token stays usable, and so how long an auth
     /// session lasts without a refresh. Each refresh starts it again.
     /// (The access token's lifetime is the `TokenKeys`'.)
@@ -86,6 +89,7 @@ impl Default for TransportConfig {
             rate_limits: Some(RateLimits::default()),
             trusted_proxies: Vec::new(),
             max_connections_per_user: 20,
+            read_receipts_max_members: 100,
             refresh_ttl: Duration::from_secs(14 * 24 * 60 * 60),
             recheck_interval: Duration::from_secs(5),
         }

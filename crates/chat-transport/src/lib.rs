@@ -22,6 +22,7 @@ mod membership;
 mod openapi;
 pub mod operator;
 mod presence;
+mod receipts;
 mod recheck;
 mod redis_fanout;
 mod routes;

@@ -526,6 +526,8 @@ impl ChatState {
                     line.edited = true;
                 }
             }
+            // Read receipts are not shown yet.
+            ServerFrame::Read { .. } => {}
             ServerFrame::Deleted { room, target, .. } => {
                 if let Some(line) = self.line_mut(&room, target) {
                     line.content = None;

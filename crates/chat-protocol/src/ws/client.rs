@@ -53,6 +53,14 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
     },
+    /// Mark a room read up to `seq`: the room's other members' clients are
+    /// told (`read`), in rooms that are not too large.
+    Read {
+        /// The room.
+        room: String,
+        /// The newest seq read.
+        seq: i64,
+    },
     /// Become a member of a room and receive its messages.
     Join {
         /// The room to join.
@@ -136,9 +144,9 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The `type` of every client frame.
-    pub const TYPES: [&'static str; 13] = [
+    pub const TYPES: [&'static str; 14] = [
         "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
-        "topic", "edit", "delete",
+        "topic", "edit", "delete", "read",
     ];
 
     /// Parses one text frame, saying precisely what is wrong with a bad one.
@@ -163,6 +171,7 @@ impl ClientFrame {
             ClientFrame::Topic { .. } => "topic",
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
+            ClientFrame::Read { .. } => "read",
         }
     }
 }
@@ -207,9 +216,9 @@ pub enum Inbound {
 
 impl Inbound {
     /// The `type` of every frame a client may send.
-    pub const TYPES: [&'static str; 14] = [
+    pub const TYPES: [&'static str; 15] = [
         "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
-        "topic", "edit", "delete", "auth",
+        "topic", "edit", "delete", "read", "auth",
     ];
 
     /// Parses one text frame, as [`ClientFrame::parse`] does, also knowing
@@ -365,6 +374,10 @@ mod tests {
                 room: "lobby".to_owned(),
                 seq: 4,
                 client_id: None,
+            },
+            ClientFrame::Read {
+                room: "lobby".to_owned(),
+                seq: 5,
             },
         ]
     }

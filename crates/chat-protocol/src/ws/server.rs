@@ -92,6 +92,18 @@ pub enum ServerFrame {
         /// Who deleted it: its author, the room's owner or a moderator.
         by: String,
     },
+    /// A member read the room up to `seq` (a read receipt). Sent to the
+    /// room's other members' connections, except in rooms with more members
+    /// than the server's limit; not stored in the sequence and not
+    /// replayed. Seed clients never receive it.
+    Read {
+        /// The room.
+        room: String,
+        /// Who read.
+        username: String,
+        /// The newest seq they have read.
+        seq: i64,
+    },
     /// Sent to the sender only, once the message (or the edit or deletion)
     /// is committed.
     Ack {

@@ -341,7 +341,15 @@ pub(crate) async fn mark_read(
     let seq = Seq::new(body.seq).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let name = parse_room(&name)?;
     let found = access::find_for_route(&state, &name, user.id).await?;
-    state.store.mark_read(found.0.room.id, user.id, seq).await?;
+    crate::receipts::mark_read(
+        &state,
+        found.0.room.id,
+        name.as_str(),
+        user.id,
+        &user.username,
+        seq,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(body_for(&state, &name, user.id).await?))
 }
 

@@ -59,6 +59,7 @@ impl Session {
                 seq,
                 client_id,
             } => Box::pin(self.on_change(room, seq, None, client_id)).await,
+            ClientFrame::Read { room, seq } => Box::pin(self.on_read(room, seq)).await,
             ClientFrame::Join { room } => Box::pin(self.on_join(&room, None)).await,
             ClientFrame::Resume { room, last_seq } => match Seq::new(last_seq) {
                 Ok(seq) => Box::pin(self.on_join(&room, Some(seq))).await,
@@ -232,6 +233,44 @@ impl Session {
             reply_to,
         });
         self.submit(job, room, cid).await
+    }
+
+    /// Marks a room this connection receives read up to `seq`.
+    async fn on_read(&mut self, room: String, seq: i64) -> Result<(), Gone> {
+        let Ok(seq) = Seq::new(seq) else {
+            return self
+                .send_error(
+                    ErrorCode::InvalidFrame,
+                    "seq is not negative",
+                    None,
+                    Some(room),
+                )
+                .await;
+        };
+        let Some(name) = self.room_name(Some(room), None).await? else {
+            return Ok(());
+        };
+        let Some(key) = self.rooms.named(&name).cloned() else {
+            return self
+                .send_refusal(&Refusal::NotAMember, name.as_str(), None)
+                .await;
+        };
+        let marked = crate::receipts::mark_read(
+            &self.state,
+            key.id,
+            name.as_str(),
+            self.conn.user_id(),
+            self.conn.username(),
+            seq,
+        )
+        .await;
+        match marked {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.storage_error(&error, None, Some(name.as_str().to_owned()))
+                    .await
+            }
+        }
     }
 
     /// Hands a message or a change to the writer of its room.

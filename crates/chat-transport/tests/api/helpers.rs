@@ -66,6 +66,8 @@ macro_rules! backend_tests {
 pub(crate) struct Tweaks {
     pub(crate) cors_origins: Vec<String>,
     pub(crate) max_connections_per_user: Option<usize>,
+    /// Largest room that sends read receipts; 100 unless set.
+    pub(crate) read_receipts_max_members: Option<usize>,
     /// Rate limits; off unless a test turns them on.
     pub(crate) rate_limits: Option<chat_transport::RateLimits>,
     /// Redis URL and namespace, for a node of a cluster.
@@ -153,6 +155,9 @@ impl TestApp {
             max_connections_per_user: tweaks
                 .max_connections_per_user
                 .unwrap_or(defaults.max_connections_per_user),
+            read_receipts_max_members: tweaks
+                .read_receipts_max_members
+                .unwrap_or(defaults.read_receipts_max_members),
             redis_url: tweaks.redis.as_ref().map(|(url, _)| url.clone()),
             redis_namespace: tweaks
                 .redis

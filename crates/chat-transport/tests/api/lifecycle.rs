@@ -16,7 +16,89 @@ crate::backend_tests!(
     a_deleted_message_leaves_a_tombstone_and_cannot_be_changed,
     resume_replays_changes_in_order_and_seed_clients_see_messages_only,
     a_reply_names_a_message_of_the_same_room,
+    read_receipts_reach_the_other_members_and_the_member_list,
 );
+
+/// Rooms larger than the limit send no read receipts.
+#[tokio::test]
+async fn a_room_over_the_receipt_limit_sends_no_read_frames() -> Result<()> {
+    let app = TestApp::spawn_sqlite(crate::helpers::Tweaks {
+        read_receipts_max_members: Some(1),
+        ..Default::default()
+    })
+    .await?;
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sockets = room_with(&app, &alice, "lobby", &[&alice, &bob]).await?;
+    let seq = sockets[0].send_acked("lobby", "hi", "a1").await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    sockets[1]
+        .send(json!({"type": "read", "room": "lobby", "seq": seq}))
+        .await?;
+    sockets[0].expect_no("read").await?;
+    // The position is kept all the same.
+    let members: Vec<Value> = app
+        .get_authed("/api/rooms/lobby/members", &alice)
+        .await?
+        .json()
+        .await?;
+    let bobs = members.iter().find(|m| m["username"] == "bob").cloned();
+    assert_eq!(bobs.map(|m| m["last_read_seq"].clone()), Some(json!(seq)));
+    app.stop().await;
+    Ok(())
+}
+
+async fn read_receipts_reach_the_other_members_and_the_member_list(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let carol = app.user("carol").await?;
+    let mut sockets = room_with(app, &alice, "lobby", &[&alice, &bob]).await?;
+    let seq = sockets[0].send_acked("lobby", "hi", "a1").await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    sockets[1].recv_type("message").await?;
+
+    // By frame: Alice is told, Bob's own connection is not.
+    sockets[1]
+        .send(json!({"type": "read", "room": "lobby", "seq": seq}))
+        .await?;
+    let read = sockets[0].recv_type("read").await?;
+    assert_eq!(
+        read,
+        json!({"type": "read", "room": "lobby", "username": "bob", "seq": seq})
+    );
+    sockets[1].expect_no("read").await?;
+    // A position that does not move tells no one.
+    sockets[1]
+        .send(json!({"type": "read", "room": "lobby", "seq": seq - 1}))
+        .await?;
+    sockets[0].expect_no("read").await?;
+
+    // By route.
+    let marked = app
+        .post_authed("/api/rooms/lobby/read", &alice, &json!({"seq": seq}))
+        .await?;
+    assert_eq!(marked.status(), 200);
+    assert_eq!(sockets[1].recv_type("read").await?["username"], "alice");
+
+    let members: Vec<Value> = app
+        .get_authed("/api/rooms/lobby/members", &alice)
+        .await?
+        .json()
+        .await?;
+    for member in &members {
+        assert_eq!(member["last_read_seq"], seq, "{member}");
+    }
+    // Someone outside the room marks nothing.
+    let mut carol_socket = app.connect(&carol).await?;
+    carol_socket
+        .send(json!({"type": "read", "room": "lobby", "seq": seq}))
+        .await?;
+    assert_eq!(error_code(&mut carol_socket).await?, "not_a_member");
+    sockets[0].expect_no("read").await?;
+    Ok(())
+}
 
 /// A public room `name` created by `owner`, with a socket of each of
 /// `tokens` in it (extended protocol).
