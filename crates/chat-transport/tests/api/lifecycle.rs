@@ -17,7 +17,53 @@ crate::backend_tests!(
     resume_replays_changes_in_order_and_seed_clients_see_messages_only,
     a_reply_names_a_message_of_the_same_room,
     read_receipts_reach_the_other_members_and_the_member_list,
+    concurrent_edits_from_two_sockets_end_in_one_text_everyone_agrees_on,
 );
+
+async fn concurrent_edits_from_two_sockets_end_in_one_text_everyone_agrees_on(
+    app: &TestApp,
+) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut sockets = room_with(app, &alice, "lobby", &[&alice, &alice, &bob]).await?;
+    let seq = sockets[0].send_acked("lobby", "v0", "m1").await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    // Both of Alice's sockets edit at once, several times each.
+    for round in 0..5 {
+        for (index, socket) in sockets[..2].iter_mut().enumerate() {
+            socket
+                .send(json!({"type": "edit", "room": "lobby", "seq": seq, "content": format!("from {index}, round {round}")}))
+                .await?;
+        }
+    }
+    // Every socket sees the ten edits in the same order; the last one
+    // applied is the text every one of them ends with.
+    let mut finals = Vec::new();
+    for socket in &mut sockets {
+        let mut edits = Vec::new();
+        while edits.len() < 10 {
+            let frame = socket.recv_type("edited").await?;
+            edits.push((frame["seq"].as_i64(), frame["content"].clone()));
+        }
+        assert!(
+            edits.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "{edits:?}"
+        );
+        finals.push(edits);
+    }
+    assert!(finals.windows(2).all(|pair| pair[0] == pair[1]));
+    let last = finals[0].last().map(|(_, content)| content.clone());
+    let items = page(app, "lobby", &bob).await?;
+    assert_eq!(Some(at(&items, seq)["content"].clone()), last);
+    let edits: Value = app
+        .get_authed(&format!("/api/rooms/lobby/messages/{seq}/edits"), &bob)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(edits["versions"].as_array().map(Vec::len), Some(10));
+    Ok(())
+}
 
 /// Rooms larger than the limit send no read receipts.
 #[tokio::test]
