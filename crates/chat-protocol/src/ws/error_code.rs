@@ -52,11 +52,14 @@ pub enum ErrorCode {
     NotFound,
     /// The message was deleted; it can no longer be changed.
     Deleted,
+    /// A change to a message, a reply or a read mark named a seq that
+    /// cannot be one (below 1 for a message, negative for a read mark).
+    Invalid,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidFrame,
@@ -75,6 +78,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::NotFound,
         ErrorCode::Deleted,
+        ErrorCode::Invalid,
     ];
 
     /// The code as it appears on the wire.
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Deleted => "deleted",
+            ErrorCode::Invalid => "invalid",
         }
     }
 }
@@ -194,6 +199,7 @@ mod tests {
                 "internal",
                 "not_found",
                 "deleted",
+                "invalid",
             ]
         );
     }

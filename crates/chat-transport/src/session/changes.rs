@@ -57,7 +57,7 @@ impl Session {
             _ => {
                 return self
                     .send_error(
-                        ErrorCode::InvalidFrame,
+                        ErrorCode::Invalid,
                         "seq is the position of a message, 1 or more",
                         cid,
                         room_name,

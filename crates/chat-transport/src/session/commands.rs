@@ -239,12 +239,7 @@ impl Session {
     async fn on_read(&mut self, room: String, seq: i64) -> Result<(), Gone> {
         let Ok(seq) = Seq::new(seq) else {
             return self
-                .send_error(
-                    ErrorCode::InvalidFrame,
-                    "seq is not negative",
-                    None,
-                    Some(room),
-                )
+                .send_error(ErrorCode::Invalid, "seq is not negative", None, Some(room))
                 .await;
         };
         let Some(name) = self.room_name(Some(room), None).await? else {
@@ -330,7 +325,7 @@ impl Session {
         let cid = || client_id.map(str::to_owned);
         let Ok(target) = Seq::new(target) else {
             self.send_error(
-                ErrorCode::InvalidFrame,
+                ErrorCode::Invalid,
                 "reply_to is a seq, not negative",
                 cid(),
                 room_name(),

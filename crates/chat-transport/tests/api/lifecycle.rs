@@ -353,6 +353,10 @@ async fn only_authors_edit_and_only_they_or_moderators_delete_by_frame_and_by_ro
         .send(json!({"type": "edit", "room": "lobby", "seq": 999, "content": "x"}))
         .await?;
     assert_eq!(error_code(alice_socket).await?, "not_found");
+    alice_socket
+        .send(json!({"type": "delete", "room": "lobby", "seq": 0}))
+        .await?;
+    assert_eq!(error_code(alice_socket).await?, "invalid");
     assert_eq!(
         status(
             app,
