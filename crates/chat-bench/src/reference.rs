@@ -255,6 +255,7 @@ impl Hub {
                 deleted_at: None,
                 reply_to: None,
                 reply: None,
+                reactions: Vec::new(),
             });
         }
         Some(ServerFrame::Ack {
@@ -544,7 +545,9 @@ impl Connection {
             | ClientFrame::Mute { room, .. }
             | ClientFrame::Topic { room, .. }
             | ClientFrame::Edit { room, .. }
-            | ClientFrame::Delete { room, .. } => {
+            | ClientFrame::Delete { room, .. }
+            | ClientFrame::React { room, .. }
+            | ClientFrame::Unreact { room, .. } => {
                 self.refuse(ErrorCode::Forbidden, "not supported here", None, room)
                     .await
             }

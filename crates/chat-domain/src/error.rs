@@ -34,4 +34,8 @@ pub enum DomainError {
     TopicCharacters,
     #[error("reason must be at most {max} characters")]
     ReasonTooLong { max: usize },
+    #[error(
+        "a reaction is 1 to {max_graphemes} characters (emoji count as one) without spaces or control characters"
+    )]
+    EmojiInvalid { max_graphemes: usize },
 }

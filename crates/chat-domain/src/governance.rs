@@ -206,9 +206,20 @@ pub enum Refusal {
     /// recorded change).
     #[error("no message has that seq in this room")]
     MessageNotFound,
-    /// The message was deleted: it can be neither edited nor deleted again.
+    /// The message was deleted: it can be neither edited, deleted again
+    /// nor reacted to.
     #[error("the message was deleted")]
     MessageDeleted,
+    /// The caller has not reacted to the message with that reaction.
+    #[error("you have not reacted to that message with that")]
+    ReactionNotFound,
+    /// The message has as many kinds of reaction as it may have; an
+    /// existing kind can still be added to.
+    #[error("a message has at most {max} kinds of reaction")]
+    TooManyReactions {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// A change to a stored message.
@@ -218,11 +229,13 @@ pub enum MessageAction {
     Edit,
     /// Delete it, leaving a tombstone.
     Delete,
+    /// Add or remove one's own reaction.
+    React,
 }
 
 /// Decides whether someone may change a message: its author may edit and
 /// delete it; a room's owner and moderators may delete anyone's, but edit
-/// only their own. `role` is the actor's role in the room (`None` when not
+/// only their own; every member may react to any message. `role` is the actor's role in the room (`None` when not
 /// a member, or in a direct conversation, which has no roles).
 pub fn authorize_message(
     action: MessageAction,
@@ -231,6 +244,7 @@ pub fn authorize_message(
 ) -> Result<(), Refusal> {
     match action {
         _ if is_author => Ok(()),
+        MessageAction::React => Ok(()),
         MessageAction::Edit => Err(Refusal::Forbidden("only its author may edit a message")),
         MessageAction::Delete if matches!(role, Some(Role::Owner | Role::Moderator)) => Ok(()),
         MessageAction::Delete => Err(Refusal::Forbidden(
@@ -325,6 +339,9 @@ pub fn mute_holds(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     until.is_some_and(|until| until > now)
 }
 
+/// The most kinds of reaction one message may carry.
+pub const MAX_REACTION_KINDS: usize = 20;
+
 /// The longest a room topic may be, in characters.
 pub const MAX_TOPIC_CHARS: usize = 256;
 
@@ -382,6 +399,9 @@ mod tests {
                 authorize_message(MessageAction::Delete, role, false),
                 Ok(())
             );
+        }
+        for role in [None, Some(Role::Member), Some(Role::Owner)] {
+            assert_eq!(authorize_message(MessageAction::React, role, false), Ok(()));
         }
         for role in [None, Some(Role::Member)] {
             assert!(matches!(

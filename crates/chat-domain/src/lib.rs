@@ -18,11 +18,11 @@ mod password;
 
 pub use error::DomainError;
 pub use governance::{
-    Action, MAX_REASON_CHARS, MAX_TOPIC_CHARS, MemberChange, MessageAction, Refusal, Role,
-    Visibility, authorize, authorize_in, authorize_message, ban_holds, mute_holds, parse_reason,
-    parse_topic,
+    Action, MAX_REACTION_KINDS, MAX_REASON_CHARS, MAX_TOPIC_CHARS, MemberChange, MessageAction,
+    Refusal, Role, Visibility, authorize, authorize_in, authorize_message, ban_holds, mute_holds,
+    parse_reason, parse_topic,
 };
 pub use ids::{MessageId, RoomId, Seq, SessionId, UserId};
-pub use message::{ClientId, MessageBody};
+pub use message::{ClientId, Emoji, MessageBody};
 pub use names::{RoomKind, RoomName, Username};
 pub use password::Password;

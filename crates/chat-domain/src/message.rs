@@ -1,5 +1,7 @@
 use std::fmt;
 
+use unicode_segmentation::UnicodeSegmentation;
+
 use crate::DomainError;
 
 /// The text of a message: not blank, and at most a configurable number of
@@ -93,9 +95,104 @@ impl fmt::Display for ClientId {
     }
 }
 
+/// A reaction to a message: a short Unicode string, usually one emoji
+/// ("👍", "🇫🇷", "👩‍👩‍👧") but any short word will do ("+1", "ok").
+///
+/// At most [`Emoji::MAX_GRAPHEMES`] grapheme clusters (what a reader sees
+/// as one character: an emoji with its modifiers and joiners is one) and
+/// [`Emoji::MAX_BYTES`] bytes, with no white space or control characters
+/// and something visible. Two reactions are the same kind when their bytes
+/// are equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Emoji(String);
+
+impl Emoji {
+    /// Most grapheme clusters in a reaction.
+    pub const MAX_GRAPHEMES: usize = 4;
+    /// Most bytes in a reaction (a family emoji with skin tones is 41).
+    pub const MAX_BYTES: usize = 64;
+
+    /// Accepts a reaction under the rules above.
+    pub fn parse(value: impl Into<String>) -> Result<Emoji, DomainError> {
+        let value = value.into();
+        let invalid = DomainError::EmojiInvalid {
+            max_graphemes: Self::MAX_GRAPHEMES,
+        };
+        if value.is_empty()
+            || value.len() > Self::MAX_BYTES
+            || value.graphemes(true).count() > Self::MAX_GRAPHEMES
+            || value.chars().any(|c| c.is_whitespace() || c.is_control())
+            || value.chars().all(invisible)
+        {
+            return Err(invalid);
+        }
+        Ok(Emoji(value))
+    }
+
+    /// The reaction as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The reaction, by value.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Emoji {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Characters that show nothing by themselves: zero-width spaces and
+/// joiners, variation selectors, the byte order mark.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reactions_are_a_few_visible_characters() {
+        for emoji in ["👍", "🇫🇷", "👩‍👩‍👧‍👦", "👍🏽", "❤️", "+1", "ok", "🎉🎉🎉🎉"]
+        {
+            assert_eq!(
+                Emoji::parse(emoji).map(Emoji::into_string),
+                Ok(emoji.to_owned()),
+                "{emoji:?}"
+            );
+        }
+        for emoji in [
+            "",
+            " ",
+            "👍 ",
+            "a b",
+            "\n",
+            "\u{7}",
+            "\u{200D}",
+            "\u{FE0F}\u{200B}",
+            "🎉🎉🎉🎉🎉",
+            "hello",
+        ] {
+            assert_eq!(
+                Emoji::parse(emoji),
+                Err(DomainError::EmojiInvalid { max_graphemes: 4 }),
+                "{emoji:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reaction_may_not_be_longer_than_64_bytes() {
+        // Four grapheme clusters, each of many combining marks.
+        let heavy = "e\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}\u{301}".repeat(4);
+        assert!(heavy.len() > Emoji::MAX_BYTES);
+        assert!(Emoji::parse(heavy).is_err());
+    }
 
     #[test]
     fn blank_messages_are_rejected() {

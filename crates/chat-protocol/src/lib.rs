@@ -61,6 +61,7 @@ mod openapi_tests {
                 "message",
                 "edited",
                 "deleted",
+                "reaction",
                 "read",
                 "ack",
                 "error",

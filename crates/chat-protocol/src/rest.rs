@@ -679,13 +679,17 @@ pub struct RoomMessage {
     /// its text, or that it was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<ReplyExcerpt>,
+    /// The reactions to the message, in the order their kinds were first
+    /// added (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
 }
 
 /// What a change to an earlier message did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageChangeBody {
-    /// `edited` or `deleted`.
+    /// `edited`, `deleted`, `reacted` or `unreacted`.
     pub kind: MessageChangeKind,
     /// The seq of the message changed.
     pub target: i64,
@@ -700,6 +704,38 @@ pub enum MessageChangeKind {
     Edited,
     /// It was deleted.
     Deleted,
+    /// A reaction was added (the change's `content` is the reaction).
+    Reacted,
+    /// A reaction was taken back (the change's `content` is the reaction).
+    Unreacted,
+}
+
+/// One kind of reaction to a message, as a history page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReactionCount {
+    /// The reaction.
+    pub emoji: String,
+    /// How many members reacted so.
+    pub count: i64,
+    /// Whether the caller is among them.
+    pub me: bool,
+}
+
+/// What `PUT` and `DELETE` of a reaction answer: the message's reactions
+/// as they are now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReactionsBody {
+    /// The room.
+    pub room: String,
+    /// The message's seq.
+    pub seq: i64,
+    /// The seq at which the change was recorded; for a reaction the caller
+    /// had made already, the seq that added it.
+    pub change_seq: i64,
+    /// Its reactions, in the order their kinds were first added.
+    pub reactions: Vec<ReactionCount>,
 }
 
 /// The message a reply answers, as a history page shows it.
@@ -882,6 +918,7 @@ mod tests {
             deleted_at: None,
             reply_to: None,
             reply: None,
+            reactions: Vec::new(),
         }
     }
 

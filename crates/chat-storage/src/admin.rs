@@ -19,7 +19,8 @@ use diesel_async::RunQueryDsl;
 use crate::model::{Room, User};
 use crate::rows::{RoomRow, UserRow, now, role, utc};
 use crate::schema::{
-    auth_sessions, message_erasures, message_versions, messages, room_members, rooms, users,
+    auth_sessions, message_erasures, message_reactions, message_versions, messages, room_members,
+    rooms, users,
 };
 use crate::sessions::session_id;
 use crate::users::lower;
@@ -315,6 +316,22 @@ impl Store {
                         .filter(messages::seq.eq(message_versions::seq))
                         .filter(messages::user_id.eq(user.get())),
                 )),
+            )
+            .execute(conn)
+            .await?;
+            // So do the reactions to their messages (tombstones have none)
+            // and the reactions they made, kept readable to be counted.
+            diesel::delete(
+                message_reactions::table.filter(
+                    message_reactions::user_id
+                        .eq(user.get())
+                        .or(diesel::dsl::exists(
+                            messages::table
+                                .filter(messages::room_id.eq(message_reactions::room_id))
+                                .filter(messages::seq.eq(message_reactions::seq))
+                                .filter(messages::user_id.eq(user.get())),
+                        )),
+                ),
             )
             .execute(conn)
             .await?;

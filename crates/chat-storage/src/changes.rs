@@ -1,5 +1,6 @@
-//! Changes to stored messages: edits and deletions, each recorded in the
-//! room's sequence, and the texts a message had before.
+//! Changes to stored messages: edits, deletions and reactions, each
+//! recorded in the room's sequence, the texts a message had before, and
+//! the reactions it has now.
 //!
 //! A change is one transaction that locks the room's counter row, as a
 //! batch of messages and a membership change do, so changes, messages and
@@ -9,15 +10,17 @@
 //! room's next seq, so `resume` and history replay it.
 
 use chat_crypto::KeyId;
-use chat_domain::{MessageAction, Refusal, RoomId, RoomKind, Seq, UserId, authorize_message};
+use chat_domain::{
+    MAX_REACTION_KINDS, MessageAction, Refusal, RoomId, RoomKind, Seq, UserId, authorize_message,
+};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::model::{Changed, Message, MessageOp, NewChange, Version};
+use crate::model::{Changed, Message, MessageOp, NewChange, Reaction, Version};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, role, seq, utc};
-use crate::schema::{message_versions, messages, room_members, rooms, users};
+use crate::schema::{message_reactions, message_versions, messages, room_members, rooms, users};
 use crate::{StorageError, Store};
 
 /// What a change needs to know about the message it changes.
@@ -34,38 +37,55 @@ struct Target {
 }
 
 impl Store {
-    /// Edits or deletes the message at `change.target` of `change.room_id`
-    /// and records the change at the room's next seq.
+    /// Edits, deletes or reacts to the message at `change.target` of
+    /// `change.room_id` and records the change at the room's next seq.
     ///
     /// Its author may edit and delete it; the room's owner and moderators
-    /// may delete it too (see [`chat_domain::authorize_message`]). An edit
-    /// keeps the text it replaces (encrypted) for [`Store::versions`]; a
-    /// deletion erases the text, every earlier text and the text of every
-    /// edit of the message, leaving a tombstone.
+    /// may delete it too; every member may react to it (see
+    /// [`chat_domain::authorize_message`]). An edit keeps the text it
+    /// replaces (encrypted) for [`Store::versions`]; a deletion erases the
+    /// text, every earlier text, the text of every edit of the message and
+    /// its reactions, leaving a tombstone. A message carries at most
+    /// [`MAX_REACTION_KINDS`] kinds of reaction, one of each per member.
     ///
     /// A change whose (user, client id) is stored already is not made
-    /// again: the result is the stored one with `duplicate: true`.
+    /// again: the result is the stored one with `duplicate: true`. So is a
+    /// reaction the actor has made already: the result is the change that
+    /// added it.
     ///
     /// Fails with [`StorageError::Refused`] when the actor may not make the
-    /// change ([`Refusal::NotAMember`], [`Refusal::Muted`] for an edit,
-    /// [`Refusal::Forbidden`]), when there is no such message
+    /// change ([`Refusal::NotAMember`], [`Refusal::Muted`] for an edit or a
+    /// reaction, [`Refusal::Forbidden`]), when there is no such message
     /// ([`Refusal::MessageNotFound`]) or it is deleted
-    /// ([`Refusal::MessageDeleted`]); nothing is changed then. Fails with
-    /// [`StorageError::NotFound`] when the room does not exist.
+    /// ([`Refusal::MessageDeleted`]), when the message has as many kinds of
+    /// reaction as it may ([`Refusal::TooManyReactions`]), or when the
+    /// reaction to take back was not made ([`Refusal::ReactionNotFound`]);
+    /// nothing is changed then. Fails with [`StorageError::NotFound`] when
+    /// the room does not exist.
     pub async fn change_message(&self, change: NewChange) -> Result<Changed, StorageError> {
         let room = change.room_id.get();
         let target = change.target.get();
         let actor = change.user_id.get();
         let client_id = change.client_id.as_ref().map(|id| id.as_str());
         // Encryption needs no lock: done before the transaction.
+        // A reaction is sealed in the change like a text, and kept readable
+        // in `message_reactions` to be counted.
         let sealed = match &change.op {
             MessageOp::Edit { content } => Some(self.inner.keys.encrypt(content.as_str())),
+            MessageOp::React { emoji } | MessageOp::Unreact { emoji } => {
+                Some(self.inner.keys.encrypt(emoji.as_str()))
+            }
             MessageOp::Delete => None,
         };
-        let (kind, action) = match change.op {
+        let (kind, action) = match &change.op {
             MessageOp::Edit { .. } => ("edited", MessageAction::Edit),
             MessageOp::Delete => ("deleted", MessageAction::Delete),
+            MessageOp::React { .. } => ("reacted", MessageAction::React),
+            MessageOp::Unreact { .. } => ("unreacted", MessageAction::React),
         };
+        // Muted members may delete their messages and take back their
+        // reactions, but add nothing.
+        let adds = matches!(change.op, MessageOp::Edit { .. } | MessageOp::React { .. });
         let (body, key_id) = sealed.as_ref().map_or(("", ""), |sealed| {
             (sealed.token.as_str(), sealed.key_id.as_str())
         });
@@ -102,9 +122,7 @@ impl Store {
             let Some((actor_role, muted_until)) = standing else {
                 return Err(StorageError::Refused(Refusal::NotAMember));
             };
-            if action == MessageAction::Edit
-                && let Some(until) = muted_until.filter(|until| *until > at)
-            {
+            if adds && let Some(until) = muted_until.filter(|until| *until > at) {
                 return Err(StorageError::Refused(Refusal::Muted { until: utc(until) }));
             }
             let found: Option<Target> = messages::table
@@ -142,8 +160,60 @@ impl Store {
             let the_target = messages::table
                 .filter(messages::room_id.eq(room))
                 .filter(messages::seq.eq(target));
-            match action {
-                MessageAction::Edit => {
+            let reactions_of_target = message_reactions::table
+                .filter(message_reactions::room_id.eq(room))
+                .filter(message_reactions::seq.eq(target));
+            match &change.op {
+                MessageOp::React { emoji } => {
+                    let emoji = emoji.as_str();
+                    let made: Option<i64> = message_reactions::table
+                        .find((room, target, emoji, actor))
+                        .select(message_reactions::added_seq)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    if let Some(added) = made {
+                        let row: MessageRow = messages::table
+                            .inner_join(users::table)
+                            .filter(messages::room_id.eq(room))
+                            .filter(messages::seq.eq(added))
+                            .select(MESSAGE_COLUMNS)
+                            .first(conn)
+                            .await?;
+                        return Ok((row, true));
+                    }
+                    let kinds: Vec<String> = reactions_of_target
+                        .select(message_reactions::emoji)
+                        .distinct()
+                        .load(conn)
+                        .await?;
+                    if kinds.len() >= MAX_REACTION_KINDS && !kinds.iter().any(|k| k == emoji) {
+                        return Err(StorageError::Refused(Refusal::TooManyReactions {
+                            max: MAX_REACTION_KINDS,
+                        }));
+                    }
+                    diesel::insert_into(message_reactions::table)
+                        .values((
+                            message_reactions::room_id.eq(room),
+                            message_reactions::seq.eq(target),
+                            message_reactions::emoji.eq(emoji),
+                            message_reactions::user_id.eq(actor),
+                            message_reactions::added_seq.eq(next),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
+                MessageOp::Unreact { emoji } => {
+                    let emoji = emoji.as_str();
+                    let taken =
+                        diesel::delete(message_reactions::table.find((room, target, emoji, actor)))
+                            .execute(conn)
+                            .await?;
+                    if taken == 0 {
+                        return Err(StorageError::Refused(Refusal::ReactionNotFound));
+                    }
+                }
+                MessageOp::Edit { .. } => {
                     diesel::insert_into(message_versions::table)
                         .values((
                             message_versions::room_id.eq(room),
@@ -165,7 +235,8 @@ impl Store {
                         .execute(conn)
                         .await?;
                 }
-                MessageAction::Delete => {
+                MessageOp::Delete => {
+                    diesel::delete(reactions_of_target).execute(conn).await?;
                     diesel::delete(
                         message_versions::table
                             .filter(message_versions::room_id.eq(room))
@@ -228,6 +299,56 @@ impl Store {
             change: self.open(row)?,
             duplicate,
         })
+    }
+
+    /// The reactions to the messages at `seqs` of `room` as they are now,
+    /// for the member `viewer`: per message that has any (in ascending seq
+    /// order), each kind with its count, in the order the kinds were first
+    /// added.
+    pub async fn reactions(
+        &self,
+        room: RoomId,
+        seqs: &[Seq],
+        viewer: UserId,
+    ) -> Result<Vec<(Seq, Vec<Reaction>)>, StorageError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<i64> = seqs.iter().map(|seq| seq.get()).collect();
+        let (counted, mine) = with_conn!(self, |conn| {
+            let of_page = message_reactions::table
+                .filter(message_reactions::room_id.eq(room.get()))
+                .filter(message_reactions::seq.eq_any(&wanted));
+            let counted: Vec<(i64, String, i64, Option<i64>)> = of_page
+                .clone()
+                .group_by((message_reactions::seq, message_reactions::emoji))
+                .select((
+                    message_reactions::seq,
+                    message_reactions::emoji,
+                    diesel::dsl::count_star(),
+                    diesel::dsl::min(message_reactions::added_seq),
+                ))
+                .load(conn)
+                .await?;
+            let mine: Vec<(i64, String)> = of_page
+                .filter(message_reactions::user_id.eq(viewer.get()))
+                .select((message_reactions::seq, message_reactions::emoji))
+                .load(conn)
+                .await?;
+            (counted, mine)
+        });
+        let mut counted = counted;
+        counted.sort_unstable_by_key(|(seq, _, _, first)| (*seq, *first));
+        let mut out: Vec<(Seq, Vec<Reaction>)> = Vec::new();
+        for (at, emoji, count, _) in counted {
+            let me = mine.iter().any(|(s, e)| *s == at && *e == emoji);
+            let reaction = Reaction { emoji, count, me };
+            match out.last_mut() {
+                Some((last, reactions)) if last.get() == at => reactions.push(reaction),
+                _ => out.push((seq(at, "message_reactions.seq")?, vec![reaction])),
+            }
+        }
+        Ok(out)
     }
 
     /// The texts the message at `target` of `room` had before its edits,

@@ -71,8 +71,8 @@ pub use import::{
 pub use messages::MAX_PAGE;
 pub use model::{
     Actor, AppendResult, Appended, Ban, Changed, Cursor, Member, MemberEvent, Membership,
-    MembershipOp, Message, MessageChange, MessageOp, NewChange, NewMessage, Page, Refresh, Room,
-    RoomAccess, RoomReading, User, Version,
+    MembershipOp, Message, MessageChange, MessageOp, NewChange, NewMessage, Page, Reaction,
+    Refresh, Room, RoomAccess, RoomReading, User, Version,
 };
 pub use original::{OriginalDatabase, OriginalMessage, OriginalPosition, OriginalUser};
 pub use recent::RecentCache;

@@ -751,6 +751,8 @@ pub(crate) fn message_change(
     match change {
         "edited" => Ok(Some(MessageChange::Edited { target })),
         "deleted" => Ok(Some(MessageChange::Deleted { target })),
+        "reacted" => Ok(Some(MessageChange::Reacted { target })),
+        "unreacted" => Ok(Some(MessageChange::Unreacted { target })),
         other => Err(StorageError::Corrupt(format!(
             "unknown message change {other:?}"
         ))),

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use chat_domain::{
-    ClientId, MemberChange, MessageBody, MessageId, Role, RoomId, RoomKind, RoomName, Seq,
+    ClientId, Emoji, MemberChange, MessageBody, MessageId, Role, RoomId, RoomKind, RoomName, Seq,
     SessionId, UserId, Username, Visibility,
 };
 use chrono::{DateTime, Utc};
@@ -172,13 +172,22 @@ pub enum MessageChange {
     Edited { target: Seq },
     /// The message at `target` was deleted.
     Deleted { target: Seq },
+    /// The change's author reacted to the message at `target` with the
+    /// change's `content`.
+    Reacted { target: Seq },
+    /// The change's author took back their reaction (the change's
+    /// `content`) to the message at `target`.
+    Unreacted { target: Seq },
 }
 
 impl MessageChange {
     /// The seq of the message changed.
     pub fn target(self) -> Seq {
         match self {
-            MessageChange::Edited { target } | MessageChange::Deleted { target } => target,
+            MessageChange::Edited { target }
+            | MessageChange::Deleted { target }
+            | MessageChange::Reacted { target }
+            | MessageChange::Unreacted { target } => target,
         }
     }
 }
@@ -191,6 +200,10 @@ pub enum MessageOp {
     Edit { content: MessageBody },
     /// The author, or the room's owner or a moderator, deletes it.
     Delete,
+    /// A member reacts to it.
+    React { emoji: Emoji },
+    /// A member takes back their reaction.
+    Unreact { emoji: Emoji },
 }
 
 /// A change to a stored message, asked for by `user`.
@@ -214,6 +227,16 @@ pub struct Changed {
     pub change: Message,
     /// The same client id had already been used: nothing new was stored.
     pub duplicate: bool,
+}
+
+/// One kind of reaction to a message, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub emoji: String,
+    /// How many members reacted so.
+    pub count: i64,
+    /// Whether the member who asked is among them.
+    pub me: bool,
 }
 
 /// A text a message had before an edit replaced it.

@@ -60,6 +60,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    message_reactions (room_id, seq, emoji, user_id) {
+        room_id -> Int8,
+        seq -> Int8,
+        emoji -> Text,
+        user_id -> Int8,
+        added_seq -> Int8,
+    }
+}
+
+diesel::table! {
     message_versions (room_id, seq, replaced_by) {
         room_id -> Int8,
         seq -> Int8,
@@ -130,6 +140,7 @@ diesel::joinable!(auth_sessions -> users (user_id));
 diesel::joinable!(imported_messages -> messages (message_id));
 diesel::joinable!(imported_users -> users (user_id));
 diesel::joinable!(message_erasures -> rooms (room_id));
+diesel::joinable!(message_reactions -> users (user_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (session_id));
@@ -143,6 +154,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     imported_messages,
     imported_users,
     message_erasures,
+    message_reactions,
     message_versions,
     messages,
     refresh_tokens,

@@ -108,6 +108,8 @@ pub(crate) fn for_route(name: &RoomName, refusal: Refusal) -> ApiError {
         Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
         Refusal::MessageNotFound => ApiError::NotFound(describe(name.as_str(), &refusal)),
         Refusal::MessageDeleted => ApiError::Conflict(describe(name.as_str(), &refusal)),
+        Refusal::ReactionNotFound => ApiError::NotFound(describe(name.as_str(), &refusal)),
+        Refusal::TooManyReactions { .. } => ApiError::Conflict(describe(name.as_str(), &refusal)),
         other => ApiError::Forbidden(describe(name.as_str(), &other)),
     }
 }

@@ -88,6 +88,8 @@ impl From<chat_domain::Refusal> for ApiError {
             Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
             Refusal::MessageNotFound => ApiError::NotFound(refusal.to_string()),
             Refusal::MessageDeleted => ApiError::Conflict(refusal.to_string()),
+            Refusal::ReactionNotFound => ApiError::NotFound(refusal.to_string()),
+            Refusal::TooManyReactions { .. } => ApiError::Conflict(refusal.to_string()),
             other => ApiError::Forbidden(other.to_string()),
         }
     }

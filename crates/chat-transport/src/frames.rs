@@ -4,14 +4,13 @@
 use std::collections::HashMap;
 
 use bytestring::ByteString;
-use chat_domain::ClientId;
-use chat_domain::{Seq, UserId};
+use chat_domain::{ClientId, Seq, UserId};
 use chat_protocol::rest::{
     HistoryItem, MemberEventBody, MessageChangeBody, MessageChangeKind, REPLY_EXCERPT_CHARS,
-    ReplyExcerpt, RoomMessage,
+    ReactionCount, ReplyExcerpt, RoomMessage,
 };
 use chat_protocol::ws::{ErrorCode, ServerFrame};
-use chat_storage::{MemberEvent, Message, MessageChange};
+use chat_storage::{MemberEvent, Message, MessageChange, Reaction};
 
 /// What a client is shown for a stored message that cannot be decrypted
 /// (its key is no longer configured). The row is logged by the storage.
@@ -56,6 +55,17 @@ pub(crate) fn change(room: &str, stored: &Message) -> Option<ServerFrame> {
             target: target.get(),
             by: stored.username.as_str().to_owned(),
         },
+        MessageChange::Reacted { target } | MessageChange::Unreacted { target } => {
+            ServerFrame::Reaction {
+                room: room.to_owned(),
+                seq: stored.seq.get(),
+                target: target.get(),
+                // Erased when its author's messages are.
+                emoji: stored.content.clone().unwrap_or_default(),
+                username: stored.username.as_str().to_owned(),
+                added: matches!(stored.change, Some(MessageChange::Reacted { .. })),
+            }
+        }
     };
     Some(frame)
 }
@@ -155,24 +165,25 @@ pub(crate) fn history_item(message: Message) -> HistoryItem {
 }
 
 /// What a page of the rooms API shows beside its messages: the names of
-/// those who deleted some, and the messages its replies answer.
+/// those who deleted some, the messages its replies answer, and the
+/// reactions to its messages as the caller sees them.
 #[derive(Debug, Default)]
 pub(crate) struct PageContext {
     pub(crate) names: HashMap<UserId, String>,
     pub(crate) answered: HashMap<Seq, Message>,
+    pub(crate) reactions: HashMap<Seq, Vec<Reaction>>,
 }
 
 /// A stored message as the rooms API lists it.
 pub(crate) fn room_message(room: &str, message: Message, context: &PageContext) -> RoomMessage {
-    let change = message.change.map(|change| match change {
-        MessageChange::Edited { target } => MessageChangeBody {
-            kind: MessageChangeKind::Edited,
-            target: target.get(),
+    let change = message.change.map(|change| MessageChangeBody {
+        kind: match change {
+            MessageChange::Edited { .. } => MessageChangeKind::Edited,
+            MessageChange::Deleted { .. } => MessageChangeKind::Deleted,
+            MessageChange::Reacted { .. } => MessageChangeKind::Reacted,
+            MessageChange::Unreacted { .. } => MessageChangeKind::Unreacted,
         },
-        MessageChange::Deleted { target } => MessageChangeBody {
-            kind: MessageChangeKind::Deleted,
-            target: target.get(),
-        },
+        target: change.target().get(),
     });
     let content = match (&change, message.content) {
         // An edit whose message was deleted since: its text is erased.
@@ -215,5 +226,19 @@ pub(crate) fn room_message(room: &str, message: Message, context: &PageContext) 
         deleted_at: message.deleted_at,
         reply_to: message.reply_to.map(Seq::get),
         reply,
+        reactions: context
+            .reactions
+            .get(&message.seq)
+            .map(|reactions| reactions.iter().map(reaction_count).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// One kind of reaction as the rooms API lists it.
+pub(crate) fn reaction_count(reaction: &Reaction) -> ReactionCount {
+    ReactionCount {
+        emoji: reaction.emoji.clone(),
+        count: reaction.count,
+        me: reaction.me,
     }
 }

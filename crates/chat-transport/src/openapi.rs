@@ -35,6 +35,8 @@ use crate::session;
         routes::changes::edit,
         routes::changes::remove,
         routes::changes::edits,
+        routes::changes::react,
+        routes::changes::unreact,
         routes::rooms::mark_read,
         routes::rooms::open_direct,
         routes::members::list,
@@ -53,7 +55,7 @@ use crate::session;
         (name = "chat", description = "The seed-compatible chat: history of `general` and the WebSocket"),
         (name = "rooms", description = "Rooms, direct conversations and their history"),
         (name = "members", description = "A room's members, roles, bans and mutes"),
-        (name = "messages", description = "Changing stored messages: edits, deletions and earlier texts"),
+        (name = "messages", description = "Changing stored messages: edits, deletions, reactions and earlier texts"),
         (name = "users", description = "The signed-in user"),
         (name = "meta", description = "Service information and probes")
     )

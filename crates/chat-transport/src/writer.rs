@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use chat_domain::{ClientId, RoomId, RoomName};
-use chat_protocol::ws::ErrorCode;
+use chat_protocol::ws::{ErrorCode, ServerFrame};
 use chat_storage::{NewChange, NewMessage, StorageError, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -212,7 +212,13 @@ async fn commit_change(store: &Store, fanout: &dyn Fanout, change: NewChange, re
     let frame = match store.change_message(change).await {
         Ok(changed) => {
             // Acknowledged before it is published, as a message is.
-            let ack = frames::ack(room, &changed.change, changed.duplicate);
+            let mut ack = frames::ack(room, &changed.change, changed.duplicate);
+            // A reaction made already is acknowledged with the change that
+            // made it, under the id of the frame that asked again.
+            if let (ServerFrame::Ack { client_id, .. }, Some(asked)) = (&mut ack, &reply.client_id)
+            {
+                *client_id = Some(asked.as_str().to_owned());
+            }
             reply.sender.push(Outbound::Frame(frames::encode(&ack)));
             crate::changes::publish(fanout, room, &changed);
             return;

@@ -526,8 +526,8 @@ impl ChatState {
                     line.edited = true;
                 }
             }
-            // Read receipts are not shown yet.
-            ServerFrame::Read { .. } => {}
+            // Read receipts and reactions are not shown yet.
+            ServerFrame::Read { .. } | ServerFrame::Reaction { .. } => {}
             ServerFrame::Deleted { room, target, .. } => {
                 if let Some(line) = self.line_mut(&room, target) {
                     line.content = None;
@@ -815,6 +815,7 @@ mod tests {
                 deleted_at: None,
                 reply_to: None,
                 reply: None,
+                reactions: Vec::new(),
             })
             .collect()
     }

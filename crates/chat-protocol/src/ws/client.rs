@@ -53,6 +53,31 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
     },
+    /// React to a message (any member, any message); a reaction one has
+    /// already made is not made twice.
+    React {
+        /// The room.
+        room: String,
+        /// The message's seq.
+        seq: i64,
+        /// The reaction: an emoji or another short string.
+        emoji: String,
+        /// Makes a resend idempotent, as for messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Take back one's own reaction to a message.
+    Unreact {
+        /// The room.
+        room: String,
+        /// The message's seq.
+        seq: i64,
+        /// The reaction to take back.
+        emoji: String,
+        /// Makes a resend idempotent, as for messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
     /// Mark a room read up to `seq`: the room's other members' clients are
     /// told (`read`), in rooms that are not too large.
     Read {
@@ -144,9 +169,9 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The `type` of every client frame.
-    pub const TYPES: [&'static str; 14] = [
+    pub const TYPES: [&'static str; 16] = [
         "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
-        "topic", "edit", "delete", "read",
+        "topic", "edit", "delete", "react", "unreact", "read",
     ];
 
     /// Parses one text frame, saying precisely what is wrong with a bad one.
@@ -171,6 +196,8 @@ impl ClientFrame {
             ClientFrame::Topic { .. } => "topic",
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
+            ClientFrame::React { .. } => "react",
+            ClientFrame::Unreact { .. } => "unreact",
             ClientFrame::Read { .. } => "read",
         }
     }
@@ -216,9 +243,9 @@ pub enum Inbound {
 
 impl Inbound {
     /// The `type` of every frame a client may send.
-    pub const TYPES: [&'static str; 15] = [
+    pub const TYPES: [&'static str; 17] = [
         "message", "join", "leave", "resume", "typing", "who", "ping", "kick", "ban", "mute",
-        "topic", "edit", "delete", "read", "auth",
+        "topic", "edit", "delete", "react", "unreact", "read", "auth",
     ];
 
     /// Parses one text frame, as [`ClientFrame::parse`] does, also knowing
@@ -373,6 +400,18 @@ mod tests {
             ClientFrame::Delete {
                 room: "lobby".to_owned(),
                 seq: 4,
+                client_id: None,
+            },
+            ClientFrame::React {
+                room: "lobby".to_owned(),
+                seq: 4,
+                emoji: "👍".to_owned(),
+                client_id: Some("r-1".to_owned()),
+            },
+            ClientFrame::Unreact {
+                room: "lobby".to_owned(),
+                seq: 4,
+                emoji: "👍".to_owned(),
                 client_id: None,
             },
             ClientFrame::Read {

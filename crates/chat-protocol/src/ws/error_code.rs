@@ -48,12 +48,15 @@ pub enum ErrorCode {
     Unavailable,
     /// Something went wrong on the server.
     Internal,
-    /// No message has that seq in the room.
+    /// No message has that seq in the room (or, to take back a reaction,
+    /// the user has not made it).
     NotFound,
     /// The message was deleted; it can no longer be changed.
     Deleted,
     /// A change to a message, a reply or a read mark named a seq that
-    /// cannot be one (below 1 for a message, negative for a read mark).
+    /// cannot be one (below 1 for a message, negative for a read mark), a
+    /// reaction is not a short visible string, or the message has as many
+    /// kinds of reaction as it may.
     Invalid,
 }
 
@@ -131,6 +134,7 @@ impl From<&DomainError> for ErrorCode {
             | DomainError::TopicTooLong { .. }
             | DomainError::TopicCharacters
             | DomainError::ReasonTooLong { .. } => ErrorCode::InvalidFrame,
+            DomainError::EmojiInvalid { .. } => ErrorCode::Invalid,
             DomainError::SessionIdInvalid => ErrorCode::InvalidToken,
         }
     }
@@ -148,6 +152,8 @@ impl From<&chat_domain::Refusal> for ErrorCode {
             Refusal::Conflict(_) => ErrorCode::InvalidFrame,
             Refusal::MessageNotFound => ErrorCode::NotFound,
             Refusal::MessageDeleted => ErrorCode::Deleted,
+            Refusal::ReactionNotFound => ErrorCode::NotFound,
+            Refusal::TooManyReactions { .. } => ErrorCode::Invalid,
         }
     }
 }

@@ -92,6 +92,22 @@ pub enum ServerFrame {
         /// Who deleted it: its author, the room's owner or a moderator.
         by: String,
     },
+    /// A member added or took back a reaction to a message: recorded at its
+    /// own `seq` like an edit. Seed clients never receive it.
+    Reaction {
+        /// The room.
+        room: String,
+        /// The change's position in the room.
+        seq: i64,
+        /// The seq of the message reacted to.
+        target: i64,
+        /// The reaction.
+        emoji: String,
+        /// Who reacted.
+        username: String,
+        /// `true` when the reaction was added, `false` when taken back.
+        added: bool,
+    },
     /// A member read the room up to `seq` (a read receipt). Sent to the
     /// room's other members' connections, except in rooms with more members
     /// than the server's limit; not stored in the sequence and not
@@ -104,8 +120,9 @@ pub enum ServerFrame {
         /// The newest seq they have read.
         seq: i64,
     },
-    /// Sent to the sender only, once the message (or the edit or deletion)
-    /// is committed.
+    /// Sent to the sender only, once the message (or the edit, deletion or
+    /// reaction) is committed. A reaction the sender had made already is
+    /// acknowledged with `duplicate: true` and the seq that added it.
     Ack {
         /// The sender's `client_id`, if it gave one.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,11 @@
-//! Messages people change: replies, edits and deletions, each recorded in
-//! the room's sequence, on both backends through `conformance_suite!`.
+//! Messages people change: replies, edits, deletions and reactions, each
+//! recorded in the room's sequence, on both backends through
+//! `conformance_suite!`.
 
-use chat_domain::{ClientId, MessageBody, Refusal, RoomName, Seq, Visibility};
+use chat_domain::{ClientId, Emoji, MessageBody, Refusal, RoomName, Seq, Visibility};
 use chat_storage::{
-    Cursor, MembershipOp, Message, MessageChange, MessageOp, NewChange, StorageError, User,
+    Cursor, MembershipOp, Message, MessageChange, MessageOp, NewChange, Reaction, StorageError,
+    User,
 };
 
 use crate::support::{AppendOk, TestDb, actor, message};
@@ -14,7 +16,61 @@ conformance_suite!(
     a_moderator_deletes_anyones_message_and_its_texts_are_erased,
     a_change_resent_with_its_client_id_is_made_once,
     a_reply_is_stored_with_the_seq_it_answers,
+    reactions_are_counted_by_kind_once_per_member_and_recorded_in_the_sequence,
+    a_message_carries_at_most_twenty_kinds_and_loses_its_reactions_when_deleted,
 );
+
+fn react(room: &chat_storage::Room, target: Seq, user: &User, emoji: &str) -> NewChange {
+    NewChange {
+        op: MessageOp::React {
+            emoji: Emoji::parse(emoji).expect("valid reaction"),
+        },
+        ..edit(room, target, user, "unused")
+    }
+}
+
+fn unreact(room: &chat_storage::Room, target: Seq, user: &User, emoji: &str) -> NewChange {
+    NewChange {
+        op: MessageOp::Unreact {
+            emoji: Emoji::parse(emoji).expect("valid reaction"),
+        },
+        ..edit(room, target, user, "unused")
+    }
+}
+
+/// `by` mutes `who` in `room` for five minutes.
+async fn mute(db: &TestDb, room: &chat_storage::Room, by: &User, who: &User) {
+    let until = chrono::Utc::now() + chrono::Duration::minutes(5);
+    db.store
+        .change_membership(room.id, &actor(by), who.id, &MembershipOp::Mute { until })
+        .await
+        .expect("mute");
+}
+
+/// The reactions to the message at `target` as `viewer` sees them.
+async fn reactions_seen(
+    db: &TestDb,
+    room: &chat_storage::Room,
+    target: Seq,
+    viewer: &User,
+) -> Vec<(String, i64, bool)> {
+    let mut found = db
+        .store
+        .reactions(room.id, &[target], viewer.id)
+        .await
+        .expect("reactions");
+    assert!(found.len() <= 1, "{found:?}");
+    found
+        .pop()
+        .inspect(|(seq, _)| assert_eq!(*seq, target))
+        .map(|(_, reactions)| {
+            reactions
+                .into_iter()
+                .map(|Reaction { emoji, count, me }| (emoji, count, me))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn edit(room: &chat_storage::Room, target: Seq, user: &User, text: &str) -> NewChange {
     NewChange {
@@ -209,16 +265,7 @@ async fn only_the_author_edits_and_a_refused_change_changes_nothing(db: &TestDb)
         Refusal::MessageNotFound
     );
     // A muted author may not edit.
-    let until = chrono::Utc::now() + chrono::Duration::minutes(5);
-    db.store
-        .change_membership(
-            room.id,
-            &actor(&alice),
-            bob.id,
-            &MembershipOp::Mute { until },
-        )
-        .await
-        .expect("mute");
+    mute(db, &room, &alice, &bob).await;
     assert!(matches!(
         refusal(
             db.store
@@ -342,4 +389,173 @@ async fn a_reply_is_stored_with_the_seq_it_answers(db: &TestDb) {
         .message;
     assert_eq!(stored.reply_to, Some(question.seq));
     assert_eq!(at(db, &room, stored.seq).await.reply_to, Some(question.seq));
+}
+
+async fn reactions_are_counted_by_kind_once_per_member_and_recorded_in_the_sequence(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let carol = db.user("carol").await;
+    let room = room_with(db, &alice, &[&bob, &carol]).await;
+    let sent = send(db, &room, &alice, "lunch?").await;
+
+    let first = db
+        .store
+        .change_message(react(&room, sent.seq, &bob, "👍"))
+        .await
+        .expect("react");
+    assert!(!first.duplicate);
+    assert_eq!(first.change.seq.get(), sent.seq.get() + 1);
+    assert_eq!(
+        first.change.change,
+        Some(MessageChange::Reacted { target: sent.seq })
+    );
+    assert_eq!(first.change.content.as_deref(), Some("👍"));
+    assert_eq!(first.change.username, bob.username);
+    for emoji in ["👍", "🎉"] {
+        db.store
+            .change_message(react(&room, sent.seq, &carol, emoji))
+            .await
+            .expect("react");
+    }
+    assert_eq!(
+        reactions_seen(db, &room, sent.seq, &carol).await,
+        vec![("👍".to_owned(), 2, true), ("🎉".to_owned(), 1, true)]
+    );
+    assert_eq!(
+        reactions_seen(db, &room, sent.seq, &alice).await,
+        vec![("👍".to_owned(), 2, false), ("🎉".to_owned(), 1, false)]
+    );
+
+    // The same reaction again is the one already made: nothing new.
+    let again = db
+        .store
+        .change_message(react(&room, sent.seq, &bob, "👍"))
+        .await
+        .expect("react again");
+    assert!(again.duplicate);
+    assert_eq!(again.change.seq, first.change.seq);
+    let last = sent.seq.get() + 3;
+    assert_eq!(
+        db.store
+            .history(room.id, Cursor::Latest, 50)
+            .await
+            .expect("history")
+            .messages
+            .last()
+            .map(|m| m.seq.get()),
+        Some(last)
+    );
+
+    let taken = db
+        .store
+        .change_message(unreact(&room, sent.seq, &bob, "👍"))
+        .await
+        .expect("unreact");
+    assert_eq!(taken.change.seq.get(), last + 1);
+    assert_eq!(
+        taken.change.change,
+        Some(MessageChange::Unreacted { target: sent.seq })
+    );
+    assert_eq!(taken.change.content.as_deref(), Some("👍"));
+    assert_eq!(
+        reactions_seen(db, &room, sent.seq, &bob).await,
+        vec![("👍".to_owned(), 1, false), ("🎉".to_owned(), 1, false)]
+    );
+    // A reaction not made cannot be taken back; nothing is recorded.
+    assert_eq!(
+        refusal(
+            db.store
+                .change_message(unreact(&room, sent.seq, &bob, "👍"))
+                .await
+        ),
+        Refusal::ReactionNotFound
+    );
+    assert_eq!(
+        db.store
+            .history(room.id, Cursor::Latest, 50)
+            .await
+            .expect("history")
+            .messages
+            .last()
+            .map(|m| m.seq.get()),
+        Some(last + 1)
+    );
+    // A change is not a message one can react to.
+    assert_eq!(
+        refusal(
+            db.store
+                .change_message(react(&room, taken.change.seq, &bob, "👍"))
+                .await
+        ),
+        Refusal::MessageNotFound
+    );
+}
+
+async fn a_message_carries_at_most_twenty_kinds_and_loses_its_reactions_when_deleted(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let carol = db.user("carol").await;
+    let room = room_with(db, &alice, &[&bob]).await;
+    let sent = send(db, &room, &bob, "vote").await;
+    let kinds: Vec<String> = (0..20).map(|n| format!("k{n}")).collect();
+    for kind in &kinds {
+        db.store
+            .change_message(react(&room, sent.seq, &alice, kind))
+            .await
+            .expect("react");
+    }
+    assert!(matches!(
+        refusal(
+            db.store
+                .change_message(react(&room, sent.seq, &bob, "k20"))
+                .await
+        ),
+        Refusal::TooManyReactions { max: 20 }
+    ));
+    // A kind the message has already can still be added to.
+    db.store
+        .change_message(react(&room, sent.seq, &bob, "k0"))
+        .await
+        .expect("an existing kind");
+    // Someone who is not a member may not react.
+    assert_eq!(
+        refusal(
+            db.store
+                .change_message(react(&room, sent.seq, &carol, "k1"))
+                .await
+        ),
+        Refusal::NotAMember
+    );
+    // A muted member may take a reaction back but not add one.
+    mute(db, &room, &alice, &bob).await;
+    assert!(matches!(
+        refusal(
+            db.store
+                .change_message(react(&room, sent.seq, &bob, "k1"))
+                .await
+        ),
+        Refusal::Muted { .. }
+    ));
+    db.store
+        .change_message(unreact(&room, sent.seq, &bob, "k0"))
+        .await
+        .expect("a muted member takes a reaction back");
+    let seen = reactions_seen(db, &room, sent.seq, &alice).await;
+    assert_eq!(seen.len(), 20);
+    assert!(seen.iter().all(|(_, count, me)| *count == 1 && *me));
+
+    db.store
+        .change_message(delete(&room, sent.seq, &bob))
+        .await
+        .expect("the author deletes");
+    assert!(reactions_seen(db, &room, sent.seq, &alice).await.is_empty());
+    for change in [
+        react(&room, sent.seq, &alice, "k1"),
+        unreact(&room, sent.seq, &alice, "k1"),
+    ] {
+        assert_eq!(
+            refusal(db.store.change_message(change).await),
+            Refusal::MessageDeleted
+        );
+    }
 }

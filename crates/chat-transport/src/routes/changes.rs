@@ -1,12 +1,15 @@
-//! Changing stored messages over REST: edit, delete, and the texts a
-//! message had before. Each change goes through [`crate::changes`], as the
-//! `edit` and `delete` frames do, so it is recorded in the room's sequence
-//! and reaches every socket of the room on every node.
+//! Changing stored messages over REST: edit, delete, react, and the texts
+//! a message had before. Each change goes through [`crate::changes`], as
+//! the `edit`, `delete`, `react` and `unreact` frames do, so it is recorded
+//! in the room's sequence and reaches every socket of the room on every
+//! node.
 
-use actix_web::{HttpResponse, delete, get, patch, web};
-use chat_domain::{ClientId, MessageBody, RoomName, Seq};
-use chat_protocol::rest::{EditRequest, EditsBody, ErrorBody, RoomMessage, VersionBody};
-use chat_storage::{MessageOp, NewChange, User};
+use actix_web::{HttpResponse, delete, get, patch, put, web};
+use chat_domain::{ClientId, Emoji, MessageBody, RoomName, Seq};
+use chat_protocol::rest::{
+    EditRequest, EditsBody, ErrorBody, ReactionsBody, RoomMessage, VersionBody,
+};
+use chat_storage::{Changed, MessageOp, NewChange, User};
 
 use super::rooms::{change_error, page_context, parse_room};
 use crate::access::{self, Access};
@@ -38,7 +41,7 @@ async fn change(
     path: &(String, i64),
     op: MessageOp,
     client_id: Option<ClientId>,
-) -> Result<(RoomName, chat_storage::RoomKey, Seq), ApiError> {
+) -> Result<(RoomName, chat_storage::RoomKey, Seq, Changed), ApiError> {
     let (name, found, target) = room_and_seq(state, caller, path).await?;
     let key = found.key();
     let change = NewChange {
@@ -49,10 +52,10 @@ async fn change(
         op,
         client_id,
     };
-    crate::changes::apply(&state.store, state.fanout.as_ref(), name.as_str(), change)
+    let changed = crate::changes::apply(&state.store, state.fanout.as_ref(), name.as_str(), change)
         .await
         .map_err(|error| change_error(&name, error))?;
-    Ok((name, key, target))
+    Ok((name, key, target, changed))
 }
 
 /// Replaces the text of one of the caller's messages. The message keeps
@@ -91,14 +94,14 @@ pub(crate) async fn edit(
         .map(ClientId::parse)
         .transpose()
         .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
-    let (name, key, target) =
+    let (name, key, target, _) =
         change(&state, &user, &path, MessageOp::Edit { content }, client_id).await?;
     let message = state
         .store
         .message_at(key.id, target)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no message of '{name}' has that seq")))?;
-    let context = page_context(&state, key.id, std::slice::from_ref(&message)).await?;
+    let context = page_context(&state, key.id, std::slice::from_ref(&message), user.id).await?;
     Ok(HttpResponse::Ok().json(frames::room_message(name.as_str(), message, &context)))
 }
 
@@ -132,6 +135,100 @@ pub(crate) async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     change(&state, &user, &path, MessageOp::Delete, None).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Adds or takes back the caller's reaction, and answers the message's
+/// reactions as they are now.
+async fn reaction(
+    state: &AppState,
+    caller: &User,
+    path: (String, i64, String),
+    add: bool,
+) -> Result<HttpResponse, ApiError> {
+    let (room, seq, emoji) = path;
+    let emoji = Emoji::parse(emoji).map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+    let op = if add {
+        MessageOp::React { emoji }
+    } else {
+        MessageOp::Unreact { emoji }
+    };
+    let (name, key, target, changed) = change(state, caller, &(room, seq), op, None).await?;
+    let reactions = state
+        .store
+        .reactions(key.id, &[target], caller.id)
+        .await?
+        .pop()
+        .map(|(_, reactions)| reactions)
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(ReactionsBody {
+        room: name.as_str().to_owned(),
+        seq: target.get(),
+        change_seq: changed.change.seq.get(),
+        reactions: reactions.iter().map(frames::reaction_count).collect(),
+    }))
+}
+
+/// Reacts to a message of the room (any member may, once per kind). The
+/// reaction is recorded at the room's next seq and sent to the room as a
+/// `reaction` frame; a reaction the caller had made already changes
+/// nothing and is answered the same way. The reaction is the last path
+/// segment, percent-encoded (`%F0%9F%91%8D` for 👍).
+#[utoipa::path(
+    put,
+    path = "/api/rooms/{name}/messages/{seq}/reactions/{emoji}",
+    tag = "messages",
+    params(
+        ("name" = String, Path, description = "room name"),
+        ("seq" = i64, Path, description = "the message's seq"),
+        ("emoji" = String, Path, description = "the reaction: up to 4 characters (an emoji counts as one), percent-encoded"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the message's reactions now", body = ReactionsBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the caller is muted or not a member", body = ErrorBody),
+        (status = 404, description = "no such room or message", body = ErrorBody),
+        (status = 409, description = "the message was deleted, or has 20 kinds of reaction already", body = ErrorBody),
+        (status = 422, description = "not a valid reaction", body = ErrorBody)
+    )
+)]
+#[put("/api/rooms/{name}/messages/{seq}/reactions/{emoji}")]
+pub(crate) async fn react(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    path: web::Path<(String, i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    reaction(&state, &user, path.into_inner(), true).await
+}
+
+/// Takes back the caller's reaction to a message. Recorded at the room's
+/// next seq and sent to the room as a `reaction` frame with `added: false`.
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{name}/messages/{seq}/reactions/{emoji}",
+    tag = "messages",
+    params(
+        ("name" = String, Path, description = "room name"),
+        ("seq" = i64, Path, description = "the message's seq"),
+        ("emoji" = String, Path, description = "the reaction, percent-encoded"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the message's reactions now", body = ReactionsBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the caller is not a member", body = ErrorBody),
+        (status = 404, description = "no such room or message, or the caller has not reacted so", body = ErrorBody),
+        (status = 409, description = "the message was deleted", body = ErrorBody),
+        (status = 422, description = "not a valid reaction", body = ErrorBody)
+    )
+)]
+#[delete("/api/rooms/{name}/messages/{seq}/reactions/{emoji}")]
+pub(crate) async fn unreact(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    path: web::Path<(String, i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    reaction(&state, &user, path.into_inner(), false).await
 }
 
 /// The texts a message had before its edits, newest first, to the room's

@@ -42,6 +42,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(changes::edit)
         .service(changes::remove)
         .service(changes::edits)
+        .service(changes::react)
+        .service(changes::unreact)
         .service(rooms::mark_read)
         .service(rooms::open_direct);
 }

@@ -453,7 +453,7 @@ pub(crate) async fn messages(
         _ => state.store.history(room.id, cursor, limit).await?,
     };
     let room_name = room.name.as_str();
-    let context = page_context(&state, room.id, &page.messages).await?;
+    let context = page_context(&state, room.id, &page.messages, user.id).await?;
     Ok(HttpResponse::Ok().json(MessagePage {
         room: room_name.to_owned(),
         messages: page
@@ -471,8 +471,21 @@ pub(crate) async fn page_context(
     state: &AppState,
     room: RoomId,
     page: &[Message],
+    viewer: UserId,
 ) -> Result<PageContext, ApiError> {
     let mut context = PageContext::default();
+    // Changes and tombstones carry no reactions.
+    let reactable: Vec<Seq> = page
+        .iter()
+        .filter(|m| m.change.is_none() && m.event.is_none() && m.deleted_at.is_none())
+        .map(|m| m.seq)
+        .collect();
+    context.reactions = state
+        .store
+        .reactions(room, &reactable, viewer)
+        .await?
+        .into_iter()
+        .collect();
     let mut deleters: Vec<UserId> = page.iter().filter_map(|m| m.deleted_by).collect();
     deleters.sort_unstable();
     deleters.dedup();

@@ -7,6 +7,7 @@ use chat_domain::{ClientId, MessageBody, Refusal, RoomName, Seq, Username};
 use chat_protocol::ws::{AuthFrame, ClientFrame, ErrorCode, Inbound, ServerFrame};
 use chat_storage::{MembershipOp, NewMessage, RoomKey, StorageError};
 
+use super::changes::Asked;
 use super::connect::deadline_of;
 use super::{Gone, Session};
 use crate::access;
@@ -53,12 +54,24 @@ impl Session {
                 seq,
                 content,
                 client_id,
-            } => Box::pin(self.on_change(room, seq, Some(content), client_id)).await,
+            } => Box::pin(self.on_change(room, seq, Asked::Edit(content), client_id)).await,
             ClientFrame::Delete {
                 room,
                 seq,
                 client_id,
-            } => Box::pin(self.on_change(room, seq, None, client_id)).await,
+            } => Box::pin(self.on_change(room, seq, Asked::Delete, client_id)).await,
+            ClientFrame::React {
+                room,
+                seq,
+                emoji,
+                client_id,
+            } => Box::pin(self.on_change(room, seq, Asked::React(emoji), client_id)).await,
+            ClientFrame::Unreact {
+                room,
+                seq,
+                emoji,
+                client_id,
+            } => Box::pin(self.on_change(room, seq, Asked::Unreact(emoji), client_id)).await,
             ClientFrame::Read { room, seq } => Box::pin(self.on_read(room, seq)).await,
             ClientFrame::Join { room } => Box::pin(self.on_join(&room, None)).await,
             ClientFrame::Resume { room, last_seq } => match Seq::new(last_seq) {
