@@ -244,7 +244,7 @@ async fn a_resend_after_a_kick_is_answered_with_the_stored_original(app: &TestAp
     Ok(())
 }
 
-fn after_minutes(minutes: i64) -> String {
+pub(crate) fn after_minutes(minutes: i64) -> String {
     chat_protocol::timestamp::format(&(chrono::Utc::now() + chrono::Duration::minutes(minutes)))
 }
 

@@ -148,7 +148,12 @@ async fn read_receipts_reach_the_other_members_and_the_member_list(app: &TestApp
 
 /// A public room `name` created by `owner`, with a socket of each of
 /// `tokens` in it (extended protocol).
-async fn room_with(app: &TestApp, owner: &str, name: &str, tokens: &[&str]) -> Result<Vec<Client>> {
+pub(crate) async fn room_with(
+    app: &TestApp,
+    owner: &str,
+    name: &str,
+    tokens: &[&str],
+) -> Result<Vec<Client>> {
     let created = app
         .post_authed("/api/rooms", owner, &json!({"name": name}))
         .await?;
@@ -164,7 +169,7 @@ async fn room_with(app: &TestApp, owner: &str, name: &str, tokens: &[&str]) -> R
 }
 
 /// The room's newest page, read by `token`.
-async fn page(app: &TestApp, room: &str, token: &str) -> Result<Vec<Value>> {
+pub(crate) async fn page(app: &TestApp, room: &str, token: &str) -> Result<Vec<Value>> {
     let page: Value = app
         .get_authed(&format!("/api/rooms/{room}/messages?limit=100"), token)
         .await?
@@ -174,7 +179,7 @@ async fn page(app: &TestApp, room: &str, token: &str) -> Result<Vec<Value>> {
 }
 
 /// The item of a page at `seq`.
-fn at(page: &[Value], seq: i64) -> Value {
+pub(crate) fn at(page: &[Value], seq: i64) -> Value {
     page.iter()
         .find(|item| item["seq"] == seq)
         .cloned()
@@ -194,7 +199,7 @@ async fn edit_status(app: &TestApp, path: &str, token: &str, text: &str) -> Resu
 }
 
 /// The next `error` frame's code.
-async fn error_code(socket: &mut Client) -> Result<String> {
+pub(crate) async fn error_code(socket: &mut Client) -> Result<String> {
     Ok(socket.recv_type("error").await?["code"]
         .as_str()
         .unwrap_or_default()
