@@ -206,6 +206,34 @@ async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
         edited["seq"].as_i64().map(|seq| seq + 1)
     );
 
+    // A reaction by route on node A, and one by frame on node B.
+    let reacted = cluster
+        .a
+        .send_authed(
+            reqwest::Method::PUT,
+            &format!("/api/rooms/lobby/messages/{kept}/reactions/%F0%9F%91%8D"),
+            &alice,
+            None,
+        )
+        .await?;
+    assert_eq!(reacted.status(), 200);
+    let reaction = bob_on_b.recv_type("reaction").await?;
+    assert_eq!(
+        (reaction["target"].as_i64(), reaction["username"].as_str()),
+        (Some(kept), Some("alice"))
+    );
+    bob_on_b
+        .send(json!({"type": "react", "room": "lobby", "seq": kept, "emoji": "🎉"}))
+        .await?;
+    bob_on_b.recv_type("ack").await?;
+    loop {
+        let reaction = alice_on_a.recv_type("reaction").await?;
+        if reaction["username"] == "bob" {
+            assert_eq!(reaction["emoji"], "🎉");
+            break;
+        }
+    }
+
     // Node B's history shows the new state at once.
     let after = page(&cluster.b, bob.clone()).await?;
     let item = |seq: i64| after.iter().find(|item| item["seq"] == seq).cloned();
@@ -214,6 +242,12 @@ async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
         Some(json!("final"))
     );
     assert_eq!(item(gone).map(|i| i["deleted"].clone()), Some(json!(true)));
+    assert_eq!(
+        item(kept).map(|i| i["reactions"].clone()),
+        Some(
+            json!([{"emoji": "👍", "count": 1, "me": false}, {"emoji": "🎉", "count": 1, "me": true}])
+        )
+    );
 
     // Bob, not the author, is refused on node B by frame and by route.
     bob_on_b
@@ -230,7 +264,23 @@ async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
         )
         .await?;
     assert_eq!(refused.status(), 403);
-    assert_eq!(page(&cluster.a, alice.clone()).await?, after);
+    bob_on_b
+        .send(json!({"type": "delete", "room": "lobby", "seq": kept}))
+        .await?;
+    assert_eq!(bob_on_b.recv_type("error").await?["code"], "forbidden");
+    let refused = cluster
+        .b
+        .send_authed(
+            reqwest::Method::DELETE,
+            &format!("/api/rooms/lobby/messages/{kept}"),
+            &bob,
+            None,
+        )
+        .await?;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(page(&cluster.b, bob.clone()).await?, after);
+    assert_eq!(page(&cluster.a, bob.clone()).await?, after);
+    alice_on_a.expect_no("deleted").await?;
     Ok(())
 }
 
