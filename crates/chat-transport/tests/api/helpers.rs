@@ -514,10 +514,16 @@ impl Client {
         content: &str,
         client_id: &str,
     ) -> Result<Value> {
-        self.send(
+        self.acked(
             json!({"type": "message", "room": room, "content": content, "client_id": client_id}),
         )
-        .await?;
+        .await
+    }
+
+    /// Sends `frame`, which carries a `client_id`, and returns its ack.
+    pub(crate) async fn acked(&mut self, frame: Value) -> Result<Value> {
+        let client_id = frame["client_id"].clone();
+        self.send(frame).await?;
         loop {
             let frame = self.recv().await?;
             if frame["type"] == "ack" && frame["client_id"] == client_id {

@@ -18,7 +18,66 @@ crate::backend_tests!(
     a_reply_names_a_message_of_the_same_room,
     read_receipts_reach_the_other_members_and_the_member_list,
     concurrent_edits_from_two_sockets_end_in_one_text_everyone_agrees_on,
+    a_burst_of_messages_and_changes_replays_once_in_order_and_rebuilds_the_history,
 );
+
+/// A message as a client rebuilds it from frames, or as history shows it:
+/// its text (`None` once deleted) and who reacted with what.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Rebuilt {
+    content: Option<String>,
+    reactions: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// Applies the frames a client received, in order, to the messages it
+/// knows; returns the seqs of the frames, in the order they came.
+fn rebuild(frames: &[Value], messages: &mut std::collections::BTreeMap<i64, Rebuilt>) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    for frame in frames {
+        let target = frame["target"].as_i64().unwrap_or_default();
+        match frame["type"].as_str() {
+            Some("message") => {
+                let deleted = frame["deleted"] == true;
+                messages.insert(
+                    frame["seq"].as_i64().unwrap_or_default(),
+                    Rebuilt {
+                        content: (!deleted)
+                            .then(|| frame["content"].as_str().unwrap_or_default().to_owned()),
+                        ..Rebuilt::default()
+                    },
+                );
+            }
+            Some("edited") => {
+                if let Some(message) = messages.get_mut(&target).filter(|m| m.content.is_some()) {
+                    message.content = frame["content"].as_str().map(str::to_owned);
+                }
+            }
+            Some("deleted") => {
+                if let Some(message) = messages.get_mut(&target) {
+                    *message = Rebuilt::default();
+                }
+            }
+            Some("reaction") => {
+                if let Some(message) = messages.get_mut(&target).filter(|m| m.content.is_some()) {
+                    let emoji = frame["emoji"].as_str().unwrap_or_default().to_owned();
+                    let who = frame["username"].as_str().unwrap_or_default().to_owned();
+                    let users = message.reactions.entry(emoji.clone()).or_default();
+                    if frame["added"] == true {
+                        users.insert(who);
+                    } else {
+                        users.remove(&who);
+                        if users.is_empty() {
+                            message.reactions.remove(&emoji);
+                        }
+                    }
+                }
+            }
+            _ => continue,
+        }
+        seqs.push(frame["seq"].as_i64().unwrap_or_default());
+    }
+    seqs
+}
 
 async fn concurrent_edits_from_two_sockets_end_in_one_text_everyone_agrees_on(
     app: &TestApp,
@@ -584,5 +643,201 @@ async fn a_reply_names_a_message_of_the_same_room(app: &TestApp) -> Result<()> {
         at(&items, answer["seq"].as_i64().unwrap_or_default())["reply"],
         json!({"username": "alice", "excerpt": null, "deleted": true})
     );
+    Ok(())
+}
+
+async fn a_burst_of_messages_and_changes_replays_once_in_order_and_rebuilds_the_history(
+    app: &TestApp,
+) -> Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let names = ["alice", "bob", "carol"];
+    let mut tokens = Vec::new();
+    for name in names {
+        tokens.push(app.user(name).await?);
+    }
+    let dave = app.user("dave").await?;
+    let token_refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let mut sockets = room_with(app, &tokens[0], "lobby", &token_refs).await?;
+    // Dave watches live on one socket, and goes offline on another after
+    // noting where the room stood.
+    let mut live = app.connect(&dave).await?;
+    live.send(json!({"type": "join", "room": "lobby"})).await?;
+    let from = live.recv_type("joined").await?["last_seq"]
+        .as_i64()
+        .unwrap_or_default();
+
+    // 200 messages, 100 edits, 50 deletions and 200 reactions added or
+    // taken back, interleaved, from three sockets; each is acknowledged.
+    let emoji = ["👍", "🎉", "k"];
+    let mut authors: Vec<(i64, usize)> = Vec::new();
+    let mut deleted: BTreeSet<i64> = BTreeSet::new();
+    let mut reacted: BTreeSet<(i64, usize, usize)> = BTreeSet::new();
+    let mut acked: Vec<i64> = Vec::new();
+    let mut id = 0;
+    let mut next_id = || {
+        id += 1;
+        format!("c{id}")
+    };
+    for n in 0..200_usize {
+        let author = n % 3;
+        let ack = sockets[author]
+            .send_acked("lobby", &format!("m{n}"), &next_id())
+            .await?;
+        let seq = ack["seq"].as_i64().unwrap_or_default();
+        authors.push((seq, author));
+        acked.push(seq);
+        // Pick earlier messages that still stand, spread over the burst.
+        let standing: Vec<(i64, usize)> = authors
+            .iter()
+            .copied()
+            .filter(|(seq, _)| !deleted.contains(seq))
+            .collect();
+        let pick = |k: usize| standing[(n * 7 + k * 13) % standing.len()];
+        if n % 2 == 0 {
+            let (target, by) = pick(1);
+            let frame = json!({"type": "edit", "room": "lobby", "seq": target,
+                               "content": format!("m{n}, edited"), "client_id": next_id()});
+            acked.push(
+                sockets[by].acked(frame).await?["seq"]
+                    .as_i64()
+                    .unwrap_or_default(),
+            );
+        }
+        if n % 4 == 1 {
+            // The author or the owner (alice) deletes.
+            let (target, author) = pick(2);
+            let by = if n % 8 == 1 { author } else { 0 };
+            let frame =
+                json!({"type": "delete", "room": "lobby", "seq": target, "client_id": next_id()});
+            acked.push(
+                sockets[by].acked(frame).await?["seq"]
+                    .as_i64()
+                    .unwrap_or_default(),
+            );
+            deleted.insert(target);
+        }
+        let standing: Vec<(i64, usize)> = authors
+            .iter()
+            .copied()
+            .filter(|(seq, _)| !deleted.contains(seq))
+            .collect();
+        let (target, _) = standing[(n * 5) % standing.len()];
+        let (by, kind) = (n % 3, (n / 3) % 3);
+        let key = (target, by, kind);
+        let verb = if reacted.remove(&key) {
+            "unreact"
+        } else {
+            "react"
+        };
+        if verb == "react" {
+            reacted.insert(key);
+        }
+        let frame = json!({"type": verb, "room": "lobby", "seq": target,
+                           "emoji": emoji[kind], "client_id": next_id()});
+        let ack = sockets[by].acked(frame).await?;
+        assert_eq!(ack["duplicate"], false, "{ack}");
+        acked.push(ack["seq"].as_i64().unwrap_or_default());
+    }
+    // Each got the room's next seq: 550 events, no gap.
+    let last = from + 200 + 100 + 50 + 200;
+    assert_eq!(acked, ((from + 1)..=last).collect::<Vec<_>>());
+
+    // The live socket got every event once, in seq order.
+    let mut frames = Vec::new();
+    while frames.last().and_then(|f: &Value| f["seq"].as_i64()) != Some(last) {
+        let frame = live.recv().await?;
+        if frame["seq"].is_i64() && frame["type"] != "joined" {
+            frames.push(frame);
+        }
+    }
+    let mut seen_live = BTreeMap::new();
+    let seqs = rebuild(&frames, &mut seen_live);
+    assert_eq!(seqs, ((from + 1)..=last).collect::<Vec<_>>());
+
+    // A client offline since `from` resumes and gets every event once, in
+    // seq order, then `joined`.
+    let mut resumed = app.connect(&dave).await?;
+    resumed
+        .send(json!({"type": "resume", "room": "lobby", "last_seq": from}))
+        .await?;
+    let mut frames = Vec::new();
+    loop {
+        let frame = resumed.recv().await?;
+        if frame["type"] == "joined" {
+            break;
+        }
+        frames.push(frame);
+    }
+    let mut seen_resumed = BTreeMap::new();
+    let seqs = rebuild(&frames, &mut seen_resumed);
+    assert_eq!(seqs, ((from + 1)..=last).collect::<Vec<_>>());
+
+    // Both rebuild what a fresh history read shows.
+    let mut history: BTreeMap<i64, Rebuilt> = BTreeMap::new();
+    let mut counts: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut after = from;
+    loop {
+        let page: Value = app
+            .get_authed(
+                &format!("/api/rooms/lobby/messages?after={after}&limit=100"),
+                &dave,
+            )
+            .await?
+            .json()
+            .await?;
+        let items = page["messages"].as_array().cloned().unwrap_or_default();
+        let Some(newest) = items.last().and_then(|item| item["seq"].as_i64()) else {
+            break;
+        };
+        for item in items.iter().filter(|item| item["change"].is_null()) {
+            let seq = item["seq"].as_i64().unwrap_or_default();
+            history.insert(
+                seq,
+                Rebuilt {
+                    content: item["content"].as_str().map(str::to_owned),
+                    reactions: BTreeMap::new(),
+                },
+            );
+            for reaction in item["reactions"].as_array().into_iter().flatten() {
+                assert_eq!(reaction["me"], false, "dave never reacted");
+                counts.entry(seq).or_default().insert(
+                    reaction["emoji"].as_str().unwrap_or_default().to_owned(),
+                    reaction["count"].as_i64().unwrap_or_default(),
+                );
+            }
+        }
+        after = newest;
+    }
+    for seen in [&seen_live, &seen_resumed] {
+        let texts: BTreeMap<i64, Option<String>> = seen
+            .iter()
+            .map(|(seq, m)| (*seq, m.content.clone()))
+            .collect();
+        let expected: BTreeMap<i64, Option<String>> = history
+            .iter()
+            .map(|(seq, m)| (*seq, m.content.clone()))
+            .collect();
+        assert_eq!(texts, expected);
+        let seen_counts: BTreeMap<i64, BTreeMap<String, i64>> = seen
+            .iter()
+            .filter(|(_, m)| !m.reactions.is_empty())
+            .map(|(seq, m)| {
+                let kinds = m
+                    .reactions
+                    .iter()
+                    .map(|(emoji, users)| (emoji.clone(), users.len() as i64))
+                    .collect();
+                (*seq, kinds)
+            })
+            .collect();
+        assert_eq!(seen_counts, counts);
+    }
+    assert_eq!(seen_live, seen_resumed);
+    assert_eq!(
+        history.values().filter(|m| m.content.is_none()).count(),
+        deleted.len()
+    );
+    assert!(!counts.is_empty());
     Ok(())
 }
