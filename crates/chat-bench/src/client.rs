@@ -4,7 +4,10 @@
 //! A message's content carries its send time (`bench <sender> <counter>
 //! <unix_nanos>`), and its `client_id` does too (`<sender>.<counter>.<unix_nanos>`),
 //! so a receiver computes delivery latency and a sender computes ack latency
-//! without any shared state.
+//! without any shared state. A sender may mix in edits of its newest
+//! message (content as a message's, `client_id` `<sender>.<counter>.e.<unix_nanos>`)
+//! and reactions to it, added and taken back in turn
+//! (`<sender>.<counter>.r.<unix_nanos>`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -53,6 +56,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A small read buffer: thousands of sockets live in one bench process.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
+/// The reaction a mixed sender adds and takes back.
+const REACTION: &str = "👍";
+
 /// How long a send may stay blocked after the sending period ended, e.g.
 /// behind a server that stopped reading.
 const SEND_GRACE: Duration = Duration::from_secs(5);
@@ -61,8 +67,13 @@ const SEND_GRACE: Duration = Duration::from_secs(5);
 /// stragglers have arrived.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// Messages written to a socket.
+    /// Frames written to a socket that ask for a stored item: messages,
+    /// edits and reactions.
     pub(crate) sent: AtomicU64,
+    /// Of those, edits.
+    pub(crate) sent_edits: AtomicU64,
+    /// Of those, reactions added or taken back.
+    pub(crate) sent_reactions: AtomicU64,
     /// `ack` frames received.
     pub(crate) acks: AtomicU64,
     /// `error` frames received for a message (one with a `client_id`).
@@ -79,6 +90,8 @@ impl Shared {
     pub(crate) fn new(rooms: usize) -> Shared {
         Shared {
             sent: AtomicU64::new(0),
+            sent_edits: AtomicU64::new(0),
+            sent_reactions: AtomicU64::new(0),
             acks: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
@@ -196,6 +209,49 @@ fn client_id_nanos(client_id: &str) -> Option<u64> {
     client_id.rsplit('.').next()?.parse().ok()
 }
 
+/// What a sender's frame asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Message,
+    /// An edit of the sender's newest message.
+    Edit,
+    /// A reaction to the sender's newest message, added or taken back.
+    Reaction,
+}
+
+/// The kind a bench `client_id` names.
+fn client_id_kind(client_id: &str) -> Kind {
+    match client_id.split('.').nth(2) {
+        Some("e") => Kind::Edit,
+        Some("r") => Kind::Reaction,
+        _ => Kind::Message,
+    }
+}
+
+/// How much of a sender's traffic changes messages rather than sends them,
+/// in percent of its frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Mix {
+    pub(crate) edits: u8,
+    pub(crate) reactions: u8,
+}
+
+impl Mix {
+    /// The kind of a sender's frame number `counter`: the percentages are
+    /// spread evenly over every hundred frames.
+    pub(crate) fn kind(self, counter: u64) -> Kind {
+        // 37 is prime to 100: a hundred frames visit every slot once.
+        let slot = (counter * 37 % 100) as u8;
+        if slot < self.edits {
+            Kind::Edit
+        } else if slot < self.edits.saturating_add(self.reactions) {
+            Kind::Reaction
+        } else {
+            Kind::Message
+        }
+    }
+}
+
 /// What one client saw of one bench room.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracked {
@@ -286,6 +342,10 @@ pub(crate) struct ClientReport {
     pub(crate) latencies: Vec<u32>,
     /// Ack latencies of this client's own messages, microseconds.
     pub(crate) ack_latencies: Vec<u32>,
+    /// Ack latencies of its edits, microseconds.
+    pub(crate) edit_ack_latencies: Vec<u32>,
+    /// Ack latencies of its reactions, microseconds.
+    pub(crate) reaction_ack_latencies: Vec<u32>,
     /// `ack` frames received.
     pub(crate) acks: u64,
     /// `error` frames received.
@@ -308,6 +368,7 @@ pub(crate) struct Reader {
     names: Arc<[String]>,
     shared: Arc<Shared>,
     window: Option<Arc<Semaphore>>,
+    newest: Arc<AtomicI64>,
     stop: watch::Receiver<bool>,
     report: ClientReport,
 }
@@ -321,6 +382,7 @@ impl Reader {
         names: Arc<[String]>,
         shared: Arc<Shared>,
         window: Option<Arc<Semaphore>>,
+        newest: Arc<AtomicI64>,
     ) -> Reader {
         let stop = shared.stop.subscribe();
         let report = ClientReport {
@@ -335,6 +397,7 @@ impl Reader {
             names,
             shared,
             window,
+            newest,
             stop,
             report,
         }
@@ -387,9 +450,10 @@ impl Reader {
             }
         };
         match (seen.kind.as_ref(), seen.room, seen.seq) {
-            // A membership change (a client joining) takes its seq in the
-            // room like a message, and is delivered like one.
-            ("message" | "member", Some(room), Some(seq)) => {
+            // A membership change (a client joining) and a change to a
+            // message take their seq in the room like a message, and are
+            // delivered like one.
+            ("message" | "member" | "edited" | "deleted" | "reaction", Some(room), Some(seq)) => {
                 let names = &self.names;
                 let Some(tracked) = self
                     .report
@@ -409,8 +473,18 @@ impl Reader {
             ("ack", Some(room), Some(seq)) => {
                 self.report.acks += 1;
                 self.report.last_ack = Some(Instant::now());
-                if let Some(sent) = seen.client_id.as_deref().and_then(client_id_nanos) {
-                    self.report.ack_latencies.push(micros_since(sent));
+                if let Some(client_id) = seen.client_id.as_deref() {
+                    let latencies = match client_id_kind(client_id) {
+                        Kind::Message => {
+                            self.newest.fetch_max(seq, Ordering::Relaxed);
+                            &mut self.report.ack_latencies
+                        }
+                        Kind::Edit => &mut self.report.edit_ack_latencies,
+                        Kind::Reaction => &mut self.report.reaction_ack_latencies,
+                    };
+                    if let Some(sent) = client_id_nanos(client_id) {
+                        latencies.push(micros_since(sent));
+                    }
                 }
                 if let Some(index) = self.names.iter().position(|name| *name == room) {
                     self.shared.acked_seq[index].fetch_max(seq, Ordering::Relaxed);
@@ -470,6 +544,11 @@ pub(crate) struct SendPlan {
     pub(crate) window: Option<Arc<Semaphore>>,
     /// Extra text appended to each message.
     pub(crate) pad: String,
+    /// Edits and reactions mixed in.
+    pub(crate) mix: Mix,
+    /// The seq of the sender's newest acknowledged message (0 before the
+    /// first), which its reader keeps: what edits and reactions target.
+    pub(crate) newest: Arc<AtomicI64>,
 }
 
 /// What a sender did, and its socket back.
@@ -492,6 +571,7 @@ pub(crate) async fn send_loop(
 ) -> SenderReport {
     let mut sent = 0;
     let mut failed = None;
+    let mut reacted: Option<i64> = None;
     let mut ticker = plan.rate.map(|rate| {
         let period = Duration::from_secs_f64(1.0 / rate.max(1e-6));
         let mut ticker =
@@ -524,11 +604,53 @@ pub(crate) async fn send_loop(
             break;
         }
         let nanos = unix_nanos();
-        let frame = ClientFrame::Message {
-            content: content(sender, sent, nanos, &plan.pad),
-            room: Some(plan.room.clone()),
-            client_id: Some(format!("{sender}.{sent}.{nanos}")),
-            reply_to: None,
+        let newest = plan.newest.load(Ordering::Relaxed);
+        let kind = match plan.mix.kind(sent) {
+            // Nothing of its own to change yet.
+            _ if newest == 0 => Kind::Message,
+            kind => kind,
+        };
+        let room = plan.room.clone();
+        let frame = match kind {
+            Kind::Message => ClientFrame::Message {
+                content: content(sender, sent, nanos, &plan.pad),
+                room: Some(room),
+                client_id: Some(format!("{sender}.{sent}.{nanos}")),
+                reply_to: None,
+            },
+            Kind::Edit => {
+                shared.sent_edits.fetch_add(1, Ordering::Relaxed);
+                ClientFrame::Edit {
+                    room,
+                    seq: newest,
+                    content: content(sender, sent, nanos, &plan.pad),
+                    client_id: Some(format!("{sender}.{sent}.e.{nanos}")),
+                }
+            }
+            Kind::Reaction => {
+                shared.sent_reactions.fetch_add(1, Ordering::Relaxed);
+                let client_id = Some(format!("{sender}.{sent}.r.{nanos}"));
+                let emoji = REACTION.to_owned();
+                // Added, then taken back from the same message, in turn:
+                // each one is a change.
+                match reacted.take() {
+                    Some(seq) => ClientFrame::Unreact {
+                        room,
+                        seq,
+                        emoji,
+                        client_id,
+                    },
+                    None => {
+                        reacted = Some(newest);
+                        ClientFrame::React {
+                            room,
+                            seq: newest,
+                            emoji,
+                            client_id,
+                        }
+                    }
+                }
+            }
         };
         let message = match encode(&frame) {
             Ok(message) => message,
@@ -567,6 +689,31 @@ mod tests {
             client_id_nanos("3.41.1700000000123456789"),
             Some(1_700_000_000_123_456_789)
         );
+    }
+
+    #[test]
+    fn a_mix_spreads_its_percentages_over_every_hundred_frames() {
+        let mix = Mix {
+            edits: 10,
+            reactions: 25,
+        };
+        let kinds: Vec<Kind> = (0..100).map(|counter| mix.kind(counter)).collect();
+        let count = |kind: Kind| kinds.iter().filter(|k| **k == kind).count();
+        assert_eq!(
+            (
+                count(Kind::Edit),
+                count(Kind::Reaction),
+                count(Kind::Message)
+            ),
+            (10, 25, 65)
+        );
+        // Not in runs: no ten edits in a row.
+        assert!(kinds.windows(3).all(|w| w.contains(&Kind::Message)));
+        assert_eq!(Mix::default().kind(7), Kind::Message);
+        assert_eq!(client_id_kind("3.41.e.1700"), Kind::Edit);
+        assert_eq!(client_id_kind("3.41.r.1700"), Kind::Reaction);
+        assert_eq!(client_id_kind("3.41.1700"), Kind::Message);
+        assert_eq!(client_id_nanos("3.41.r.1700"), Some(1700));
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! rate or flat out. Every client checks that each message arrives exactly
 //! once and in seq order, and measures send-to-receive latency.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
 
 use crate::api::{Api, RunNames};
-use crate::client::SendPlan;
+use crate::client::{Mix, SendPlan};
 use crate::fleet::{self, ClientSpec, Fleet, Target};
 use crate::stats::{Report, Tally};
 use crate::system::CpuSample;
@@ -47,6 +48,38 @@ pub(crate) struct FanoutArgs {
     /// Extra characters appended to each message.
     #[arg(long, default_value_t = 0)]
     pub(crate) pad: usize,
+    #[command(flatten)]
+    pub(crate) mix: MixArgs,
+}
+
+/// Edits and reactions mixed into a scenario's messages.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MixArgs {
+    /// Percent of each sender's frames that edit its newest message.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) edits: u8,
+    /// Percent of each sender's frames that add or take back its reaction
+    /// to its newest message (in turn).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) reactions: u8,
+}
+
+impl MixArgs {
+    /// The mix, if the percentages add up to 100 at most.
+    pub(crate) fn mix(&self) -> anyhow::Result<Mix> {
+        if u16::from(self.edits) + u16::from(self.reactions) > 100 {
+            bail!("--edits and --reactions add up to more than 100 percent");
+        }
+        Ok(Mix {
+            edits: self.edits,
+            reactions: self.reactions,
+        })
+    }
+
+    /// The mix in words, for the summary.
+    pub(crate) fn describe(&self) -> String {
+        format!("{}% edits, {}% reactions", self.edits, self.reactions)
+    }
 }
 
 /// Splits `total` as evenly as possible over `parts`.
@@ -110,6 +143,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     let start = Instant::now();
     let until = start + sending_period(args.duration, args.messages);
     let per_sender_rate = (!flat_out).then(|| args.rate / args.senders as f64);
+    let mix = args.mix.mix()?;
     let plans = (0..args.senders)
         .map(|index| {
             let offset = per_sender_rate.map_or(Duration::ZERO, |rate| {
@@ -123,6 +157,8 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
                 until,
                 window: fleet.clients[index].window.clone(),
                 pad: pad(args.pad),
+                mix,
+                newest: Arc::clone(&fleet.clients[index].newest),
             };
             (index, plan)
         })
@@ -150,6 +186,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     report.add("users", users as u64);
     report.add("senders", args.senders as u64);
     report.add("mode", mode(&args));
+    report.add("mix", args.mix.describe());
     report.add("connect_s", connect_time.as_secs_f64());
     report.add("send_s", send_time.as_secs_f64());
     tally.add_rows(&mut report, start, sent);

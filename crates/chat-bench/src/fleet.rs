@@ -2,7 +2,7 @@
 //! their readers, and tearing it down again into reports.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -186,6 +186,8 @@ pub(crate) struct Client {
     pub(crate) sink: Option<Sink>,
     /// Flow-control credit for a flat-out sender.
     pub(crate) window: Option<Arc<Semaphore>>,
+    /// The seq of its newest acknowledged message, kept by its reader.
+    pub(crate) newest: Arc<AtomicI64>,
     reader: JoinHandle<ClientReport>,
     /// The rooms it joined (index, `last_seq` at the join).
     bases: Vec<(usize, i64)>,
@@ -381,10 +383,19 @@ async fn open_one(
     let (sink, stream) = ws.split();
     let window = spec.window.map(|size| Arc::new(Semaphore::new(size)));
     let bases: Vec<(usize, i64)> = spec.rooms.iter().copied().zip(last_seqs).collect();
-    let reader = Reader::new(stream, bases.clone(), names, shared, window.clone());
+    let newest = Arc::new(AtomicI64::new(0));
+    let reader = Reader::new(
+        stream,
+        bases.clone(),
+        names,
+        shared,
+        window.clone(),
+        Arc::clone(&newest),
+    );
     Ok(Client {
         sink: Some(sink),
         window,
+        newest,
         reader: tokio::spawn(reader.run()),
         bases,
     })

@@ -11,7 +11,7 @@ use chat_protocol::rest::MessagePage;
 use clap::Args;
 
 use crate::api::{Api, RunNames};
-use crate::client::SendPlan;
+use crate::client::{Mix, SendPlan};
 use crate::fanout::share;
 use crate::fleet::{self, ClientSpec, Fleet, Target};
 use crate::stats::{Percentiles, Report, Tally, per_second};
@@ -210,6 +210,8 @@ async fn seed(
                 until: start + Duration::from_secs(24 * 3_600),
                 window: fleet.clients[index].window.clone(),
                 pad: String::new(),
+                mix: Mix::default(),
+                newest: Arc::clone(&fleet.clients[index].newest),
             };
             (index, plan)
         })

@@ -2,6 +2,7 @@
 //! window of unacknowledged messages. The figure that matters is durable
 //! messages per second: acks, each of which means a committed message.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -9,7 +10,7 @@ use clap::Args;
 
 use crate::api::{Api, RunNames};
 use crate::client::SendPlan;
-use crate::fanout::pad;
+use crate::fanout::{MixArgs, pad};
 use crate::fleet::{self, ClientSpec, Fleet, Target};
 use crate::stats::{Report, Tally};
 use crate::system::CpuSample;
@@ -38,6 +39,8 @@ pub(crate) struct RoomsArgs {
     /// Extra characters appended to each message.
     #[arg(long, default_value_t = 0)]
     pub(crate) pad: usize,
+    #[command(flatten)]
+    pub(crate) mix: MixArgs,
     /// Give a room's clients one account (room index modulo the users),
     /// instead of spreading neighbouring clients over accounts. A membership
     /// reaches every socket of its user, so with spread accounts a socket
@@ -93,6 +96,7 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
     let cpu_before = CpuSample::now(args.target.pid);
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(args.duration.max(0.0));
+    let mix = args.mix.mix()?;
     let plans = (0..clients)
         .map(|index| {
             let plan = SendPlan {
@@ -103,6 +107,8 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
                 until,
                 window: fleet.clients[index].window.clone(),
                 pad: pad(args.pad),
+                mix,
+                newest: Arc::clone(&fleet.clients[index].newest),
             };
             (index, plan)
         })

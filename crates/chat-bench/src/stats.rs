@@ -74,8 +74,16 @@ pub(crate) struct Tally {
     pub(crate) first_error: Option<String>,
     /// Delivery latency.
     pub(crate) latency: Percentiles,
-    /// Ack latency.
+    /// Ack latency of messages.
     pub(crate) ack_latency: Percentiles,
+    /// Ack latency of edits.
+    pub(crate) edit_ack_latency: Percentiles,
+    /// Ack latency of reactions added or taken back.
+    pub(crate) reaction_ack_latency: Percentiles,
+    /// Edits sent.
+    pub(crate) edits_sent: u64,
+    /// Reactions sent (added or taken back).
+    pub(crate) reactions_sent: u64,
     /// When the last bench message arrived anywhere.
     pub(crate) last_delivery: Option<Instant>,
     /// When the last ack arrived anywhere.
@@ -101,6 +109,8 @@ impl Tally {
         let mut tally = Tally {
             acks: finished.shared.acks.load(Ordering::Relaxed),
             refusals: finished.shared.refusals.load(Ordering::Relaxed),
+            edits_sent: finished.shared.sent_edits.load(Ordering::Relaxed),
+            reactions_sent: finished.shared.sent_reactions.load(Ordering::Relaxed),
             stored: bases
                 .iter()
                 .zip(&finals)
@@ -110,6 +120,8 @@ impl Tally {
         };
         let mut latencies = Vec::new();
         let mut ack_latencies = Vec::new();
+        let mut edit_ack_latencies = Vec::new();
+        let mut reaction_ack_latencies = Vec::new();
         for report in finished.reports {
             for tracked in &report.rooms {
                 let owed = (finals[tracked.room] - tracked.base).max(0).unsigned_abs();
@@ -131,9 +143,13 @@ impl Tally {
             tally.last_ack = tally.last_ack.max(report.last_ack);
             latencies.extend(report.latencies);
             ack_latencies.extend(report.ack_latencies);
+            edit_ack_latencies.extend(report.edit_ack_latencies);
+            reaction_ack_latencies.extend(report.reaction_ack_latencies);
         }
         tally.latency = Percentiles::of_micros(latencies);
         tally.ack_latency = Percentiles::of_micros(ack_latencies);
+        tally.edit_ack_latency = Percentiles::of_micros(edit_ack_latencies);
+        tally.reaction_ack_latency = Percentiles::of_micros(reaction_ack_latencies);
         tally
     }
 
@@ -197,6 +213,14 @@ impl Tally {
         report.add("delivery_window_s", delivery_window.as_secs_f64());
         report.latency("latency", &self.latency);
         report.latency("ack_latency", &self.ack_latency);
+        if self.edits_sent + self.reactions_sent > 0 {
+            // Of the frames sent, these changed messages; every ack above
+            // counts a committed item, whatever its kind.
+            report.add("edits_sent", self.edits_sent);
+            report.add("reactions_sent", self.reactions_sent);
+            report.latency("edit_ack_latency", &self.edit_ack_latency);
+            report.latency("reaction_ack_latency", &self.reaction_ack_latency);
+        }
         report.add("duplicates", self.duplicates);
         report.add("out_of_order", self.out_of_order);
         report.add("missing", self.missing);

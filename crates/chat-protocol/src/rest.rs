@@ -166,6 +166,12 @@ pub struct HistoryItem {
 pub struct ErrorBody {
     /// What went wrong, in words meant for the user.
     pub detail: String,
+    /// A stable code to match on, the same as an `error` frame's, when the
+    /// request was refused by a room's rules or carried a value the rules
+    /// reject (`forbidden`, `not_found`, `deleted`, `invalid`...); absent
+    /// for other errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ws::ErrorCode>,
 }
 
 impl ErrorBody {
@@ -173,6 +179,7 @@ impl ErrorBody {
     pub fn new(detail: impl Into<String>) -> ErrorBody {
         ErrorBody {
             detail: detail.into(),
+            code: None,
         }
     }
 }

@@ -101,17 +101,16 @@ pub(crate) async fn find_for_route(
         .map_err(|refusal| for_route(name, refusal))
 }
 
-/// A refusal as a REST error about room `name`.
+/// A refusal as a REST error about room `name`: its status and code as
+/// the refusal says, in words that name the room (a room the caller may
+/// not see is worded as one that does not exist).
 pub(crate) fn for_route(name: &RoomName, refusal: Refusal) -> ApiError {
-    match refusal {
-        Refusal::RoomNotFound => ApiError::NotFound(format!("room '{name}' not found")),
-        Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
-        Refusal::MessageNotFound => ApiError::NotFound(describe(name.as_str(), &refusal)),
-        Refusal::MessageDeleted => ApiError::Conflict(describe(name.as_str(), &refusal)),
-        Refusal::ReactionNotFound => ApiError::NotFound(describe(name.as_str(), &refusal)),
-        Refusal::TooManyReactions { .. } => ApiError::Conflict(describe(name.as_str(), &refusal)),
-        other => ApiError::Forbidden(describe(name.as_str(), &other)),
-    }
+    let detail = match &refusal {
+        Refusal::RoomNotFound => format!("room '{name}' not found"),
+        Refusal::Conflict(why) => (*why).to_owned(),
+        other => describe(name.as_str(), other),
+    };
+    ApiError::Refused { refusal, detail }
 }
 
 /// Words for a refusal in an `error` frame about room `name`.

@@ -2,7 +2,9 @@ use std::fmt;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
+use chat_domain::{DomainError, Refusal};
 use chat_protocol::rest::ErrorBody;
+use chat_protocol::ws::ErrorCode;
 use chat_storage::StorageError;
 
 /// The one error type of the HTTP routes. Each variant is an answer a client
@@ -31,6 +33,24 @@ pub enum ApiError {
     /// 422: the body or query does not validate.
     #[error("{0}")]
     Unprocessable(String),
+    /// 422 with the `code` of the rule a value broke, as an `error` frame
+    /// would carry it.
+    #[error("{detail}")]
+    Invalid {
+        /// The stable code.
+        code: ErrorCode,
+        /// What is wrong, for people.
+        detail: String,
+    },
+    /// Refused by a room's rules: 403, 404 or 409 as the refusal says, with
+    /// its stable code.
+    #[error("{detail}")]
+    Refused {
+        /// What the rules said.
+        refusal: Refusal,
+        /// The refusal in words, naming the room when the route knows it.
+        detail: String,
+    },
     /// 429 with `Retry-After`: too many requests from this client.
     #[error("{detail}")]
     TooManyRequests {
@@ -58,6 +78,37 @@ impl ApiError {
         ApiError::Unauthorized("Could not validate credentials".to_owned())
     }
 
+    /// A 422 for a value the domain's rules reject, with its code.
+    pub fn invalid(error: DomainError) -> ApiError {
+        ApiError::Invalid {
+            code: ErrorCode::from(&error),
+            detail: error.to_string(),
+        }
+    }
+
+    /// A 422 with the code `invalid`.
+    pub fn invalid_value(detail: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            code: ErrorCode::Invalid,
+            detail: detail.into(),
+        }
+    }
+
+    /// The stable code the error's body carries, if it has one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ApiError::Invalid { code, .. } => Some(*code),
+            // Over the socket a state conflict is an invalid frame; a
+            // REST answer says it with 409 alone.
+            ApiError::Refused {
+                refusal: Refusal::Conflict(_),
+                ..
+            } => None,
+            ApiError::Refused { refusal, .. } => Some(ErrorCode::from(refusal)),
+            _ => None,
+        }
+    }
+
     /// A 422 for a query string that does not parse.
     pub fn invalid_query(error: actix_web::error::QueryPayloadError) -> ApiError {
         ApiError::Unprocessable(format!("invalid query: {error}"))
@@ -81,17 +132,9 @@ impl From<chat_domain::Refusal> for ApiError {
     /// it, and when a ban or a mute ends, through
     /// [`crate::access::for_route`]; a room the caller may not see is 404
     /// with the same words as a room that does not exist.
-    fn from(refusal: chat_domain::Refusal) -> Self {
-        use chat_domain::Refusal;
-        match refusal {
-            Refusal::RoomNotFound => ApiError::NotFound("room not found".to_owned()),
-            Refusal::Conflict(why) => ApiError::Conflict(why.to_owned()),
-            Refusal::MessageNotFound => ApiError::NotFound(refusal.to_string()),
-            Refusal::MessageDeleted => ApiError::Conflict(refusal.to_string()),
-            Refusal::ReactionNotFound => ApiError::NotFound(refusal.to_string()),
-            Refusal::TooManyReactions { .. } => ApiError::Conflict(refusal.to_string()),
-            other => ApiError::Forbidden(other.to_string()),
-        }
+    fn from(refusal: Refusal) -> Self {
+        let detail = refusal.to_string();
+        ApiError::Refused { refusal, detail }
     }
 }
 
@@ -130,7 +173,21 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::Invalid { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Refused { refusal, .. } => match refusal {
+                Refusal::RoomNotFound | Refusal::MessageNotFound | Refusal::ReactionNotFound => {
+                    StatusCode::NOT_FOUND
+                }
+                Refusal::Conflict(_)
+                | Refusal::MessageDeleted
+                | Refusal::TooManyReactions { .. } => StatusCode::CONFLICT,
+                Refusal::NotAMember
+                | Refusal::Banned { .. }
+                | Refusal::Muted { .. }
+                | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            },
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,6 +217,7 @@ impl ResponseError for ApiError {
         }
         response.json(ErrorBody {
             detail: self.to_string(),
+            code: self.code(),
         })
     }
 }

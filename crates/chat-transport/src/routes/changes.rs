@@ -30,7 +30,7 @@ async fn room_and_seq(
     let seq = Seq::new(path.1)
         .ok()
         .filter(|seq| seq.get() > 0)
-        .ok_or_else(|| ApiError::Unprocessable("seq is 1 or more".to_owned()))?;
+        .ok_or_else(|| ApiError::invalid_value("seq is the position of a message, 1 or more"))?;
     Ok((name, found, seq))
 }
 
@@ -89,11 +89,11 @@ pub(crate) async fn edit(
 ) -> Result<HttpResponse, ApiError> {
     let EditRequest { content, client_id } = body.into_inner();
     let content = MessageBody::parse_with_limit(content, state.config.max_message_chars)
-        .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+        .map_err(ApiError::invalid)?;
     let client_id = client_id
         .map(ClientId::parse)
         .transpose()
-        .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+        .map_err(ApiError::invalid)?;
     let (name, key, target, _) =
         change(&state, &user, &path, MessageOp::Edit { content }, client_id).await?;
     let message = state
@@ -146,7 +146,7 @@ async fn reaction(
     add: bool,
 ) -> Result<HttpResponse, ApiError> {
     let (room, seq, emoji) = path;
-    let emoji = Emoji::parse(emoji).map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+    let emoji = Emoji::parse(emoji).map_err(ApiError::invalid)?;
     let op = if add {
         MessageOp::React { emoji }
     } else {

@@ -36,8 +36,7 @@ async fn room_and_user(
 ) -> Result<(RoomName, Access, UserId), ApiError> {
     let name = parse_room(&path.0)?;
     let found = access::find_for_route(state, &name, caller).await?;
-    let username =
-        Username::parse(path.1.as_str()).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let username = Username::parse(path.1.as_str()).map_err(ApiError::invalid)?;
     let user = state
         .store
         .user_by_name(&username)
@@ -261,7 +260,7 @@ pub(crate) async fn ban(
         .as_deref()
         .map(parse_reason)
         .transpose()
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?
+        .map_err(ApiError::invalid)?
         .flatten();
     let op = MembershipOp::Ban {
         reason,

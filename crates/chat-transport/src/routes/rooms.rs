@@ -63,7 +63,7 @@ async fn detail_for(state: &AppState, found: &Access) -> Result<RoomDetail, ApiE
 }
 
 pub(crate) fn parse_room(name: &str) -> Result<RoomName, ApiError> {
-    RoomName::parse(name).map_err(|e| ApiError::Unprocessable(e.to_string()))
+    RoomName::parse(name).map_err(ApiError::invalid)
 }
 
 /// The caller as the author of a membership change.
@@ -134,13 +134,13 @@ pub(crate) async fn create(
     CurrentUser(user): CurrentUser,
     body: web::Json<CreateRoomRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = RoomName::public(&body.name).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let name = RoomName::public(&body.name).map_err(ApiError::invalid)?;
     let topic = body
         .topic
         .as_deref()
         .map(parse_topic)
         .transpose()
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?
+        .map_err(ApiError::invalid)?
         .flatten();
     let visibility = body.visibility.map_or(Visibility::Public, Into::into);
     state
@@ -205,7 +205,7 @@ pub(crate) async fn update(
         .as_deref()
         .map(parse_topic)
         .transpose()
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        .map_err(ApiError::invalid)?;
     let visibility = body.visibility.map(Visibility::from);
     let found = access::find_for_route(&state, &name, user.id).await?;
     membership::update_room(&state, &found, &user.username, topic, visibility)
@@ -338,7 +338,7 @@ pub(crate) async fn mark_read(
     name: web::Path<String>,
     body: web::Json<MarkReadRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let seq = Seq::new(body.seq).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let seq = Seq::new(body.seq).map_err(|error| ApiError::invalid_value(error.to_string()))?;
     let name = parse_room(&name)?;
     let found = access::find_for_route(&state, &name, user.id).await?;
     crate::receipts::mark_read(
@@ -530,8 +530,7 @@ pub(crate) async fn open_direct(
     CurrentUser(user): CurrentUser,
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let other_name = Username::parse(username.into_inner())
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let other_name = Username::parse(username.into_inner()).map_err(ApiError::invalid)?;
     if other_name.same_user(&user.username) {
         return Err(ApiError::Unprocessable(
             "a direct conversation is between two different users".to_owned(),

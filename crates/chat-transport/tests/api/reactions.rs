@@ -33,6 +33,14 @@ async fn reactions(app: &TestApp, seq: i64, token: &str) -> Result<Value> {
     })
 }
 
+/// The status and `code` of a refused request.
+async fn refused(app: &TestApp, method: Method, path: &str, token: &str) -> Result<(u16, String)> {
+    let response = app.send_authed(method, path, token, None).await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await?;
+    Ok((status, body["code"].as_str().unwrap_or_default().to_owned()))
+}
+
 fn react(seq: i64, emoji: &str) -> Value {
     json!({"type": "react", "room": "lobby", "seq": seq, "emoji": emoji})
 }
@@ -140,15 +148,8 @@ async fn a_reaction_reaches_the_room_once_and_history_counts_it_for_each_caller(
     );
     let before = page(app, "lobby", &bob).await?;
     assert_eq!(
-        status(
-            app,
-            Method::DELETE,
-            &reactions_path(seq, THUMBS_UP),
-            &bob,
-            None
-        )
-        .await?,
-        404
+        refused(app, Method::DELETE, &reactions_path(seq, THUMBS_UP), &bob).await?,
+        (404, "not_found".to_owned())
     );
     sockets[1]
         .send(json!({"type": "unreact", "room": "lobby", "seq": seq, "emoji": "👍"}))
@@ -165,8 +166,8 @@ async fn a_reaction_reaches_the_room_once_and_history_counts_it_for_each_caller(
         assert_eq!(error_code(&mut sockets[1]).await?, "invalid", "{emoji:?}");
     }
     assert_eq!(
-        status(app, Method::PUT, &reactions_path(seq, "a%20b"), &bob, None).await?,
-        422
+        refused(app, Method::PUT, &reactions_path(seq, "a%20b"), &bob).await?,
+        (422, "invalid".to_owned())
     );
     assert_eq!(page(app, "lobby", &bob).await?, before, "nothing changed");
     sockets[0].expect_no("reaction").await?;
@@ -188,38 +189,17 @@ async fn only_members_react_never_to_deleted_messages_nor_past_twenty_kinds(
     carol_socket.send(react(seq, "👍")).await?;
     assert_eq!(error_code(&mut carol_socket).await?, "not_a_member");
     assert_eq!(
-        status(
-            app,
-            Method::PUT,
-            &reactions_path(seq, THUMBS_UP),
-            &carol,
-            None
-        )
-        .await?,
-        403
+        refused(app, Method::PUT, &reactions_path(seq, THUMBS_UP), &carol).await?,
+        (403, "not_a_member".to_owned())
     );
     // No such message, or not a message (seq 1 is the owner's join).
     assert_eq!(
-        status(
-            app,
-            Method::PUT,
-            &reactions_path(999, THUMBS_UP),
-            &alice,
-            None
-        )
-        .await?,
-        404
+        refused(app, Method::PUT, &reactions_path(999, THUMBS_UP), &alice).await?,
+        (404, "not_found".to_owned())
     );
     assert_eq!(
-        status(
-            app,
-            Method::PUT,
-            &reactions_path(1, THUMBS_UP),
-            &alice,
-            None
-        )
-        .await?,
-        404
+        refused(app, Method::PUT, &reactions_path(1, THUMBS_UP), &alice).await?,
+        (404, "not_found".to_owned())
     );
     sockets[0].send(react(999, "👍")).await?;
     assert_eq!(error_code(&mut sockets[0]).await?, "not_found");
@@ -239,15 +219,8 @@ async fn only_members_react_never_to_deleted_messages_nor_past_twenty_kinds(
     sockets[1].send(react(seq, "👍")).await?;
     assert_eq!(error_code(&mut sockets[1]).await?, "muted");
     assert_eq!(
-        status(
-            app,
-            Method::PUT,
-            &reactions_path(seq, THUMBS_UP),
-            &bob,
-            None
-        )
-        .await?,
-        403
+        refused(app, Method::PUT, &reactions_path(seq, THUMBS_UP), &bob).await?,
+        (403, "muted".to_owned())
     );
     assert_eq!(
         page(app, "lobby", &alice).await?,
@@ -276,8 +249,8 @@ async fn only_members_react_never_to_deleted_messages_nor_past_twenty_kinds(
     }
     let full = page(app, "lobby", &alice).await?;
     assert_eq!(
-        status(app, Method::PUT, &reactions_path(seq, "k20"), &alice, None).await?,
-        409
+        refused(app, Method::PUT, &reactions_path(seq, "k20"), &alice).await?,
+        (409, "invalid".to_owned())
     );
     sockets[0].send(react(seq, "k21")).await?;
     assert_eq!(error_code(&mut sockets[0]).await?, "invalid");
@@ -302,19 +275,12 @@ async fn only_members_react_never_to_deleted_messages_nor_past_twenty_kinds(
     assert_eq!(reactions(app, seq, &alice).await?, json!([]));
     let deleted = page(app, "lobby", &alice).await?;
     assert_eq!(
-        status(app, Method::PUT, &reactions_path(seq, "k0"), &alice, None).await?,
-        409
+        refused(app, Method::PUT, &reactions_path(seq, "k0"), &alice).await?,
+        (409, "deleted".to_owned())
     );
     assert_eq!(
-        status(
-            app,
-            Method::DELETE,
-            &reactions_path(seq, "k0"),
-            &alice,
-            None
-        )
-        .await?,
-        409
+        refused(app, Method::DELETE, &reactions_path(seq, "k0"), &alice).await?,
+        (409, "deleted".to_owned())
     );
     sockets[0].send(react(seq, "k0")).await?;
     assert_eq!(error_code(&mut sockets[0]).await?, "deleted");
