@@ -332,6 +332,19 @@ pub struct Settings {
     #[arg(long, env = "REDIS_NAMESPACE", default_value = "chat", global = true)]
     pub redis_namespace: String,
 
+    /// Most events waiting to be published to Redis for the other nodes.
+    /// Beyond it, and whenever Redis is unreachable, events are dropped
+    /// (counted in chat_frames_dropped_total) and the other nodes read what
+    /// they carried from the database once Redis is back.
+    #[arg(
+        long,
+        env = "CHAT_REDIS_BACKLOG",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        global = true
+    )]
+    pub redis_backlog: u32,
+
     /// Browser origins allowed to call the API, comma-separated.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
     pub cors_origins: Vec<String>,
@@ -647,6 +660,7 @@ impl Settings {
                 .map(|url| url.trim().to_owned())
                 .filter(|url| !url.is_empty()),
             redis_namespace: self.redis_namespace.clone(),
+            redis_backlog: self.redis_backlog as usize,
             rate_limits: (self.rate_limit == Switch::On).then(|| RateLimits {
                 register: Rate::per_minute(self.rate_limit_register_per_minute),
                 login: Rate::per_minute(self.rate_limit_login_per_minute),

@@ -46,6 +46,10 @@ pub struct TransportConfig {
     /// Prefix of every Redis key and channel, so several deployments can
     /// share one Redis.
     pub redis_namespace: String,
+    /// Most events waiting to be published to Redis; beyond it, and
+    /// whenever Redis is unreachable, they are dropped (and counted), and
+    /// the other nodes catch up from the database.
+    pub redis_backlog: usize,
     /// Rate limits; `None` turns them all off (load tests from one address).
     pub rate_limits: Option<RateLimits>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
@@ -86,6 +90,7 @@ impl Default for TransportConfig {
             history_max_limit: 200,
             redis_url: None,
             redis_namespace: "chat".to_owned(),
+            redis_backlog: 4096,
             rate_limits: Some(RateLimits::default()),
             trusted_proxies: Vec::new(),
             max_connections_per_user: 20,

@@ -72,6 +72,7 @@ impl ChatService {
             Some(url) => Arc::new(RedisFanout::start(
                 url,
                 &config.redis_namespace,
+                config.redis_backlog,
                 hub.clone(),
                 services.store.clone(),
                 shutdown.child_token(),
@@ -99,6 +100,8 @@ impl ChatService {
         fanout: Arc<dyn Fanout>,
         shutdown: CancellationToken,
     ) -> Result<ChatService, BuildError> {
+        // Before anything is counted.
+        crate::metrics::install();
         let general = services
             .store
             .room_by_name(&RoomName::general())
@@ -150,6 +153,7 @@ impl ChatService {
         });
         let state = AppState {
             limiters,
+            gauges: Arc::new(crate::metrics::Gauges::new()),
             store: services.store,
             hasher: services.hasher,
             tokens: services.tokens,

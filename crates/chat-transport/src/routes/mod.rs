@@ -6,6 +6,7 @@ pub(crate) mod changes;
 pub(crate) mod chat;
 pub(crate) mod health;
 pub(crate) mod members;
+pub(crate) mod metrics;
 pub(crate) mod rooms;
 pub(crate) mod root;
 pub(crate) mod users;
@@ -17,6 +18,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(root::root)
         .service(health::health)
         .service(health::ready)
+        .service(metrics::metrics)
         .service(auth::register)
         .service(auth::login)
         .service(auth::refresh)

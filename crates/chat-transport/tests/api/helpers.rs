@@ -72,6 +72,8 @@ pub(crate) struct Tweaks {
     pub(crate) rate_limits: Option<chat_transport::RateLimits>,
     /// Redis URL and namespace, for a node of a cluster.
     pub(crate) redis: Option<(String, String)>,
+    /// Most events waiting to be published to Redis; 4,096 unless set.
+    pub(crate) redis_backlog: Option<usize>,
     pub(crate) outbound_queue: Option<usize>,
     pub(crate) max_frame_bytes: Option<usize>,
     pub(crate) max_message_chars: Option<usize>,
@@ -82,6 +84,28 @@ pub(crate) struct Tweaks {
     pub(crate) legacy_tokens: bool,
     /// How often the server pings, and how long a silent socket lives.
     pub(crate) heartbeat: Option<(Duration, Duration)>,
+}
+
+/// The sum of the samples of metric `name` in the Prometheus text
+/// `exposition` that carry every one of `labels` (each `key="value"`); 0
+/// when there are none.
+pub(crate) fn sample(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_set) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|label| label_set.split(',').any(|have| have == *label));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// A running server and what a test needs to talk to it.
@@ -163,6 +187,7 @@ impl TestApp {
                 .redis
                 .as_ref()
                 .map_or(defaults.redis_namespace.clone(), |(_, ns)| ns.clone()),
+            redis_backlog: tweaks.redis_backlog.unwrap_or(defaults.redis_backlog),
             ..defaults
         };
         let services = Services {
@@ -217,6 +242,21 @@ impl TestApp {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
+    }
+
+    /// `/metrics`, which must answer 200 in Prometheus's text format.
+    pub(crate) async fn metrics(&self) -> Result<String> {
+        let response = self.http.get(self.url("/metrics")).send().await?;
+        if response.status() != 200 {
+            bail!("/metrics answered {}", response.status());
+        }
+        Ok(response.text().await?)
+    }
+
+    /// The sum of the samples of metric `name` that carry every one of
+    /// `labels` (each `key="value"`), as `/metrics` says now.
+    pub(crate) async fn metric(&self, name: &str, labels: &[&str]) -> Result<f64> {
+        Ok(sample(&self.metrics().await?, name, labels))
     }
 
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Result<reqwest::Response> {
