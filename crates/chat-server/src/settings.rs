@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chat_transport::{Rate, RateLimits, TransportConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// The chat server.
 #[derive(Debug, Parser)]
@@ -596,6 +596,22 @@ pub struct Settings {
     )]
     pub recheck_secs: u64,
 
+    /// A secret that `GET /metrics` requires as its bearer token
+    /// (`Authorization: Bearer <token>`); absent: anyone who reaches the
+    /// listener may read the metrics.
+    #[arg(
+        long,
+        env = "CHAT_METRICS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub metrics_token: Option<SecretString>,
+
+    /// Serve `GET /metrics` on a listener of its own at this address
+    /// (e.g. 127.0.0.1:9100), and not on CHAT_BIND.
+    #[arg(long, env = "CHAT_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+
     /// Log filter, e.g. `info` or `chat_transport=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -677,6 +693,15 @@ impl Settings {
                 u64::from(self.refresh_ttl_days.max(1)) * 24 * 60 * 60,
             ),
             recheck_interval: Duration::from_secs(self.recheck_secs.max(1)),
+            metrics_token: self
+                .metrics_token
+                .clone()
+                .filter(|token| !token.expose_secret().trim().is_empty()),
+            metrics_bind: self
+                .metrics_bind
+                .as_ref()
+                .map(|bind| bind.trim().to_owned())
+                .filter(|bind| !bind.is_empty()),
             ..defaults
         }
     }

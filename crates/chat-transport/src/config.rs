@@ -1,6 +1,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::limits::RateLimits;
 
 /// Everything the transport needs to know about its deployment. The server
@@ -69,6 +71,12 @@ pub struct TransportConfig {
     /// Redis, how long an operator's `chat-server admin` action may take to
     /// close a socket.
     pub recheck_interval: Duration,
+    /// When set, `GET /metrics` answers only requests that carry it as a
+    /// bearer token (`Authorization: Bearer <token>`).
+    pub metrics_token: Option<SecretString>,
+    /// When set, `GET /metrics` is served on a listener of its own at this
+    /// address (port 0 picks a free port), and not on `bind`.
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for TransportConfig {
@@ -97,6 +105,8 @@ impl Default for TransportConfig {
             read_receipts_max_members: 100,
             refresh_ttl: Duration::from_secs(14 * 24 * 60 * 60),
             recheck_interval: Duration::from_secs(5),
+            metrics_token: None,
+            metrics_bind: None,
         }
     }
 }

@@ -18,7 +18,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(root::root)
         .service(health::health)
         .service(health::ready)
-        .service(metrics::metrics)
         .service(auth::register)
         .service(auth::login)
         .service(auth::refresh)

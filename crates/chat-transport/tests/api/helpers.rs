@@ -84,6 +84,10 @@ pub(crate) struct Tweaks {
     pub(crate) legacy_tokens: bool,
     /// How often the server pings, and how long a silent socket lives.
     pub(crate) heartbeat: Option<(Duration, Duration)>,
+    /// The bearer token `/metrics` requires (`CHAT_METRICS_TOKEN`).
+    pub(crate) metrics_token: Option<String>,
+    /// Serve `/metrics` on a listener of its own (`CHAT_METRICS_BIND`).
+    pub(crate) metrics_listener: bool,
 }
 
 /// The sum of the samples of metric `name` in the Prometheus text
@@ -111,6 +115,8 @@ pub(crate) fn sample(exposition: &str, name: &str, labels: &[&str]) -> f64 {
 /// A running server and what a test needs to talk to it.
 pub(crate) struct TestApp {
     pub(crate) address: String,
+    /// Where `/metrics` listens, when it has a listener of its own.
+    pub(crate) metrics_address: Option<String>,
     pub(crate) http: reqwest::Client,
     pub(crate) store: Store,
     pub(crate) tokens: TokenKeys,
@@ -188,6 +194,8 @@ impl TestApp {
                 .as_ref()
                 .map_or(defaults.redis_namespace.clone(), |(_, ns)| ns.clone()),
             redis_backlog: tweaks.redis_backlog.unwrap_or(defaults.redis_backlog),
+            metrics_token: tweaks.metrics_token.clone().map(SecretString::from),
+            metrics_bind: tweaks.metrics_listener.then(|| "127.0.0.1:0".to_owned()),
             ..defaults
         };
         let services = Services {
@@ -197,6 +205,7 @@ impl TestApp {
         };
         let app = Application::build(config, services).await?;
         let address = format!("127.0.0.1:{}", app.port());
+        let metrics_address = app.metrics_address().map(|address| address.to_string());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async {
@@ -208,6 +217,7 @@ impl TestApp {
         });
         Ok(TestApp {
             address,
+            metrics_address,
             http: reqwest::Client::new(),
             store,
             tokens,
@@ -244,9 +254,15 @@ impl TestApp {
         format!("http://{}{}", self.address, path)
     }
 
+    /// Where `/metrics` is served: on its own listener, if it has one.
+    pub(crate) fn metrics_url(&self) -> String {
+        let address = self.metrics_address.as_ref().unwrap_or(&self.address);
+        format!("http://{address}/metrics")
+    }
+
     /// `/metrics`, which must answer 200 in Prometheus's text format.
     pub(crate) async fn metrics(&self) -> Result<String> {
-        let response = self.http.get(self.url("/metrics")).send().await?;
+        let response = self.http.get(self.metrics_url()).send().await?;
         if response.status() != 200 {
             bail!("/metrics answered {}", response.status());
         }
