@@ -349,8 +349,7 @@ impl Session {
         // queue then ends the session instead of leaving it hanging.
         tokio::select! {
             sent = self.socket.text(frame) => {
-                crate::metrics::frame_delivered();
-                sent.map_err(|_| Gone)
+                sent.map(|()| crate::metrics::frame_delivered()).map_err(|_| Gone)
             }
             why = self.conn.evicted() => {
                 self.evicted = Some(why);
