@@ -129,12 +129,22 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
              and cannot be revoked by signing out; turn it off once the cut-over is done"
         );
     }
+    let transport = settings.transport();
+    if settings.environment == Environment::Production
+        && transport.metrics_token.is_none()
+        && transport.metrics_bind.is_none()
+    {
+        tracing::warn!(
+            "GET /metrics answers anyone who reaches CHAT_BIND: set CHAT_METRICS_TOKEN, \
+             or CHAT_METRICS_BIND to an address only Prometheus reaches"
+        );
+    }
     let services = Services {
         store,
         hasher,
         tokens,
     };
-    Application::build(settings.transport(), services)
+    Application::build(transport, services)
         .await
         .context("could not start the server")
 }

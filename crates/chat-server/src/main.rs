@@ -85,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
             );
             let app = chat_server::build(&settings).await?;
             tracing::info!(address = %app.address(), "listening on http://{}", app.address());
+            if let Some(metrics) = app.metrics_address() {
+                tracing::info!(address = %metrics, "metrics on http://{metrics}/metrics");
+            }
             app.run_until_stopped(chat_server::shutdown_signal())
                 .await?;
             tracing::info!("stopped");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chat_transport::{Rate, RateLimits, TransportConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// The chat server.
 #[derive(Debug, Parser)]
@@ -332,6 +332,19 @@ pub struct Settings {
     #[arg(long, env = "REDIS_NAMESPACE", default_value = "chat", global = true)]
     pub redis_namespace: String,
 
+    /// Most events waiting to be published to Redis for the other nodes.
+    /// Beyond it, and whenever Redis is unreachable, events are dropped
+    /// (counted in chat_frames_dropped_total) and the other nodes read what
+    /// they carried from the database once Redis is back.
+    #[arg(
+        long,
+        env = "CHAT_REDIS_BACKLOG",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        global = true
+    )]
+    pub redis_backlog: u32,
+
     /// Browser origins allowed to call the API, comma-separated.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', global = true)]
     pub cors_origins: Vec<String>,
@@ -583,6 +596,22 @@ pub struct Settings {
     )]
     pub recheck_secs: u64,
 
+    /// A secret that `GET /metrics` requires as its bearer token
+    /// (`Authorization: Bearer <token>`); absent: anyone who reaches the
+    /// listener may read the metrics.
+    #[arg(
+        long,
+        env = "CHAT_METRICS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub metrics_token: Option<SecretString>,
+
+    /// Serve `GET /metrics` on a listener of its own at this address
+    /// (e.g. 127.0.0.1:9100), and not on CHAT_BIND.
+    #[arg(long, env = "CHAT_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+
     /// Log filter, e.g. `info` or `chat_transport=debug,info`.
     #[arg(long, env = "CHAT_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -647,6 +676,7 @@ impl Settings {
                 .map(|url| url.trim().to_owned())
                 .filter(|url| !url.is_empty()),
             redis_namespace: self.redis_namespace.clone(),
+            redis_backlog: self.redis_backlog as usize,
             rate_limits: (self.rate_limit == Switch::On).then(|| RateLimits {
                 register: Rate::per_minute(self.rate_limit_register_per_minute),
                 login: Rate::per_minute(self.rate_limit_login_per_minute),
@@ -663,6 +693,15 @@ impl Settings {
                 u64::from(self.refresh_ttl_days.max(1)) * 24 * 60 * 60,
             ),
             recheck_interval: Duration::from_secs(self.recheck_secs.max(1)),
+            metrics_token: self
+                .metrics_token
+                .clone()
+                .filter(|token| !token.expose_secret().trim().is_empty()),
+            metrics_bind: self
+                .metrics_bind
+                .as_ref()
+                .map(|bind| bind.trim().to_owned())
+                .filter(|bind| !bind.is_empty()),
             ..defaults
         }
     }

@@ -78,4 +78,4 @@ pub use original::{OriginalDatabase, OriginalMessage, OriginalPosition, Original
 pub use recent::RecentCache;
 pub use rooms::RoomKey;
 pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};
-pub use store::{DEFAULT_TIMEOUT, SqliteSynchronous, Store};
+pub use store::{DEFAULT_TIMEOUT, PoolShard, SqliteSynchronous, Store};

@@ -47,6 +47,11 @@ impl PgPools {
         }
     }
 
+    /// Every shard, in order.
+    pub(crate) fn shards(&self) -> &[PgPool] {
+        &self.shards
+    }
+
     /// The calling thread's shard.
     pub(crate) fn local(&self) -> &PgPool {
         if self.shards.len() == 1 {

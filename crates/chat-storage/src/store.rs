@@ -110,6 +110,19 @@ fn sqlite_setup(synchronous: SqliteSynchronous) -> String {
     format!("{SQLITE_PRAGMAS} {}", synchronous.pragma())
 }
 
+/// How one shard of the connection pool is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolShard {
+    /// Connections checked out now.
+    pub in_use: usize,
+    /// Connections open and waiting to be used.
+    pub idle: usize,
+    /// The most connections the shard holds.
+    pub max: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
 /// One pool per backend; which one is decided by the URL at run time.
 pub(crate) enum Pools {
     Postgres(PgPools),
@@ -468,6 +481,24 @@ impl Store {
             drop(opened);
         }
         Ok(())
+    }
+
+    /// How each shard of the connection pool is used now, in shard order
+    /// (one entry for SQLite and for an unsharded pool), for metrics.
+    pub fn pool_status(&self) -> Vec<PoolShard> {
+        let statuses: Vec<deadpool::Status> = match &self.inner.pools {
+            Pools::Postgres(pools) => pools.shards().iter().map(|pool| pool.status()).collect(),
+            Pools::Sqlite { pool, .. } => vec![pool.status()],
+        };
+        statuses
+            .into_iter()
+            .map(|status| PoolShard {
+                in_use: status.size.saturating_sub(status.available),
+                idle: status.available,
+                max: status.max_size,
+                waiting: status.waiting,
+            })
+            .collect()
     }
 
     /// Checks that the database answers (`SELECT 1`), for readiness probes.

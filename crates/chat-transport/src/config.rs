@@ -1,6 +1,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::limits::RateLimits;
 
 /// Everything the transport needs to know about its deployment. The server
@@ -46,6 +48,10 @@ pub struct TransportConfig {
     /// Prefix of every Redis key and channel, so several deployments can
     /// share one Redis.
     pub redis_namespace: String,
+    /// Most events waiting to be published to Redis; beyond it, and
+    /// whenever Redis is unreachable, they are dropped (and counted), and
+    /// the other nodes catch up from the database.
+    pub redis_backlog: usize,
     /// Rate limits; `None` turns them all off (load tests from one address).
     pub rate_limits: Option<RateLimits>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
@@ -65,6 +71,12 @@ pub struct TransportConfig {
     /// Redis, how long an operator's `chat-server admin` action may take to
     /// close a socket.
     pub recheck_interval: Duration,
+    /// When set, `GET /metrics` answers only requests that carry it as a
+    /// bearer token (`Authorization: Bearer <token>`).
+    pub metrics_token: Option<SecretString>,
+    /// When set, `GET /metrics` is served on a listener of its own at this
+    /// address (port 0 picks a free port), and not on `bind`.
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for TransportConfig {
@@ -86,12 +98,15 @@ impl Default for TransportConfig {
             history_max_limit: 200,
             redis_url: None,
             redis_namespace: "chat".to_owned(),
+            redis_backlog: 4096,
             rate_limits: Some(RateLimits::default()),
             trusted_proxies: Vec::new(),
             max_connections_per_user: 20,
             read_receipts_max_members: 100,
             refresh_ttl: Duration::from_secs(14 * 24 * 60 * 60),
             recheck_interval: Duration::from_secs(5),
+            metrics_token: None,
+            metrics_bind: None,
         }
     }
 }

@@ -39,6 +39,20 @@ pub enum FanoutStatus {
     Degraded(String),
 }
 
+/// Where a broker-backed fan-out's link to the other nodes stands, for
+/// `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerLink {
+    /// Whether this node can publish to the broker.
+    pub publishing: bool,
+    /// Whether this node hears the other nodes through the broker.
+    pub subscribed: bool,
+    /// Events waiting to be published.
+    pub backlog: usize,
+    /// The most events that may wait; more are dropped.
+    pub backlog_capacity: usize,
+}
+
 /// Publishes room events to every subscribed connection, wherever it is,
 /// and answers who is online across all nodes.
 pub trait Fanout: Send + Sync + Debug + 'static {
@@ -66,6 +80,11 @@ pub trait Fanout: Send + Sync + Debug + 'static {
 
     /// Whether events currently reach every node.
     fn status(&self) -> FanoutStatus;
+
+    /// The link to the other nodes, for a fan-out through a broker.
+    fn broker(&self) -> Option<BrokerLink> {
+        None
+    }
 }
 
 /// Fan-out within one process: events go straight to the local hub.

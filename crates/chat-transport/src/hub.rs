@@ -218,6 +218,7 @@ impl Connection {
         let mut items = self.outbox.items();
         if items.len() >= self.outbox.capacity {
             drop(items);
+            crate::metrics::frames_dropped(crate::metrics::Dropped::SlowConsumer, 1);
             self.evict(Eviction::TooSlow);
             return false;
         }
@@ -230,9 +231,12 @@ impl Connection {
     /// Tells the connection's task to close it. The first reason given is
     /// the one the client sees.
     pub fn evict(&self, why: Eviction) {
-        let _ = self
-            .evicted
-            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+        let first =
+            self.evicted
+                .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+        if first.is_ok() {
+            crate::metrics::evicted(why);
+        }
         self.evict.notify_one();
     }
 
@@ -615,6 +619,13 @@ impl Hub {
             .values()
             .map(|(c, _)| Arc::clone(c))
             .collect()
+    }
+
+    /// How many connections there are on this node, and how many users
+    /// they belong to.
+    pub fn counts(&self) -> (usize, usize) {
+        let registry = self.lock();
+        (registry.connections.len(), registry.by_user.len())
     }
 
     /// The rooms with at least one subscriber on this node.

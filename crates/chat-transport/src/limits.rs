@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
 
+use crate::metrics::Limit;
+
 /// How many requests a bucket allows: `burst` at once, refilled at `rate`
 /// per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,6 +97,8 @@ impl Bucket {
 #[derive(Debug)]
 pub(crate) struct AddressLimiter {
     rate: Rate,
+    /// Which limit it is, for the count of its refusals.
+    limit: Limit,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
@@ -102,9 +106,10 @@ pub(crate) struct AddressLimiter {
 const MAX_TRACKED: usize = 100_000;
 
 impl AddressLimiter {
-    pub(crate) fn new(rate: Rate) -> AddressLimiter {
+    pub(crate) fn new(rate: Rate, limit: Limit) -> AddressLimiter {
         AddressLimiter {
             rate,
+            limit,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -121,10 +126,14 @@ impl AddressLimiter {
             let rate = self.rate;
             buckets.retain(|_, bucket| !bucket.is_full(rate, now));
         }
-        buckets
+        let admitted = buckets
             .entry(address)
             .or_insert_with(|| Bucket::full(self.rate))
-            .take(self.rate, now)
+            .take(self.rate, now);
+        if admitted.is_err() {
+            crate::metrics::rate_limited(self.limit);
+        }
+        admitted
     }
 }
 
@@ -178,7 +187,7 @@ mod tests {
 
     #[test]
     fn addresses_have_separate_buckets() {
-        let limiter = AddressLimiter::new(Rate::per_minute(1));
+        let limiter = AddressLimiter::new(Rate::per_minute(1), Limit::Login);
         let a: IpAddr = "10.0.0.1".parse().expect("valid");
         let b: IpAddr = "10.0.0.2".parse().expect("valid");
         assert!(limiter.check(a).is_ok());

@@ -18,6 +18,7 @@ use crate::session;
         routes::root::root,
         routes::health::health,
         routes::health::ready,
+        routes::metrics::metrics,
         routes::auth::register,
         routes::auth::login,
         routes::auth::refresh,

@@ -14,6 +14,13 @@
 //! subscribers is told its current head, so a room that went quiet meanwhile
 //! catches up too.
 //!
+//! What waits to be published is bounded ([`PublishBacklog`]): while Redis
+//! is unreachable a node drops what it cannot publish, counts it, and
+//! reconnects with backoff; once it is back, it first tells every other node
+//! to catch up from the database (a `resync` event, which they treat as a
+//! re-established subscription), so a long outage costs neither memory nor
+//! a burst of stale frames.
+//!
 //! The end of an auth session (a sign-out, a reused refresh token) travels
 //! on the same channel, so every node closes that session's sockets. A node
 //! whose subscription broke checks the sessions of its sockets in the
@@ -39,12 +46,13 @@ use chat_storage::{RoomKey, Store};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{Notify, mpsc};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::fanout::{Fanout, FanoutStatus, RoomEvent};
+use crate::fanout::{BrokerLink, Fanout, FanoutStatus, RoomEvent};
 use crate::hub::{Audience, Hub, ItemKind, MemberItem, Notice, Outbound};
+use crate::publish_backlog::PublishBacklog;
 
 /// How often a node refreshes its presence.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -52,6 +60,13 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 pub const NODE_TTL: Duration = Duration::from_secs(15);
 /// Longest wait for Redis on any one call.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The first wait before connecting again after a failure; it doubles up
+/// to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to reach Redis.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Most events published in one round trip.
+const PUBLISH_BATCH: usize = 256;
 
 /// Why the broker could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +86,11 @@ struct Inner {
     node: String,
     hub: Hub,
     client: redis::Client,
-    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    /// What waits for the publisher.
+    backlog: PublishBacklog,
     subscribed: AtomicBool,
-    publishing: AtomicBool,
+    /// The connection presence is read and written on.
+    presence: SharedConnection,
     presence_dirty: Notify,
 }
 
@@ -108,28 +125,29 @@ impl RedisFanout {
     /// Connects to Redis at `url` and starts the publishing, subscribing
     /// and presence tasks on the current Tokio runtime. They stop when
     /// `stop` is cancelled. A Redis that is down is not an error: the node
-    /// serves its own sockets and keeps trying.
+    /// serves its own sockets and keeps trying. At most `backlog` events
+    /// wait to be published; see [`PublishBacklog`].
     pub fn start(
         url: &str,
         namespace: &str,
+        backlog: usize,
         hub: Hub,
         store: Store,
         stop: CancellationToken,
     ) -> Result<RedisFanout, BrokerError> {
         let client = redis::Client::open(url).map_err(BrokerError)?;
-        let (outgoing, queue) = mpsc::unbounded_channel();
         let node = format!("{:016x}", rand_node_id());
         let inner = Arc::new(Inner {
             namespace: namespace.to_owned(),
             node,
             hub,
             client,
-            outgoing,
+            backlog: PublishBacklog::new(backlog),
             subscribed: AtomicBool::new(false),
-            publishing: AtomicBool::new(true),
+            presence: SharedConnection::default(),
             presence_dirty: Notify::new(),
         });
-        tokio::spawn(publish_loop(Arc::clone(&inner), queue, stop.clone()));
+        tokio::spawn(publish_loop(Arc::clone(&inner), stop.clone()));
         tokio::spawn(subscribe_loop(Arc::clone(&inner), store, stop.clone()));
         tokio::spawn(presence_loop(Arc::clone(&inner), stop));
         tracing::info!(node = %inner.node, "fan-out through Redis");
@@ -155,23 +173,22 @@ impl Fanout for RedisFanout {
     fn publish(&self, event: RoomEvent) {
         let payload = encode(&self.inner.node, &event);
         event.deliver_to(&self.inner.hub);
-        // The publisher task owns the connection; if it is gone the node
-        // is shutting down and local delivery is all that matters.
-        let _ = self.inner.outgoing.send(payload);
+        // Dropped (and counted) when it cannot be published soon: the
+        // other nodes then catch up from the database.
+        self.inner.backlog.push(payload);
     }
 
     fn membership(&self, notice: Notice) {
         let payload = encode_notice(&self.inner.node, &notice);
         self.inner.hub.apply(&notice);
-        let _ = self.inner.outgoing.send(payload);
+        self.inner.backlog.push(payload);
     }
 
     fn end_session(&self, user: UserId, session: SessionId) {
         self.inner.hub.end_session(user, session);
-        let _ = self
-            .inner
-            .outgoing
-            .send(encode_session_end(&self.inner.node, user, session));
+        self.inner
+            .backlog
+            .push(encode_session_end(&self.inner.node, user, session));
     }
 
     fn online(&self, room: RoomId) -> BoxFuture<'_, Vec<String>> {
@@ -201,7 +218,7 @@ impl Fanout for RedisFanout {
 
     fn status(&self) -> FanoutStatus {
         let subscribed = self.inner.subscribed.load(Ordering::Relaxed);
-        let publishing = self.inner.publishing.load(Ordering::Relaxed);
+        let publishing = self.inner.backlog.is_linked();
         if subscribed && publishing {
             FanoutStatus::Ok
         } else {
@@ -209,6 +226,15 @@ impl Fanout for RedisFanout {
                 "Redis is unreachable; serving this node's sockets only".to_owned(),
             )
         }
+    }
+
+    fn broker(&self) -> Option<BrokerLink> {
+        Some(BrokerLink {
+            publishing: self.inner.backlog.is_linked(),
+            subscribed: self.inner.subscribed.load(Ordering::Relaxed),
+            backlog: self.inner.backlog.len(),
+            backlog_capacity: self.inner.backlog.capacity(),
+        })
     }
 }
 
@@ -258,6 +284,15 @@ const SESSION_ENDED: &str = "session";
 /// The second field of a membership notice.
 const MEMBERSHIP: &str = "membership";
 
+/// The second field of a node's request that every other node catch up
+/// from the database, after it could not publish everything.
+const RESYNC: &str = "resync";
+
+/// `node \t resync \n`.
+fn encode_resync(node: &str) -> Vec<u8> {
+    format!("{node}\t{RESYNC}\n").into_bytes()
+}
+
 /// `node \t membership \t added \t user \t room \t from \t kind \t name \n`
 /// or `node \t membership \t deleted \t room \n`.
 fn encode_notice(node: &str, notice: &Notice) -> Vec<u8> {
@@ -306,6 +341,9 @@ enum Event {
     SessionEnded { user: UserId, session: SessionId },
     /// A membership change to apply to this node's sockets.
     Membership(Notice),
+    /// The sender dropped events it could not publish: read from the
+    /// database whatever they carried.
+    Resync,
 }
 
 /// The sending node and the event, or `None` for a payload that is not ours.
@@ -329,6 +367,12 @@ fn decode(payload: &[u8]) -> Option<(String, Event)> {
             return None;
         }
         return Some((node, Event::Membership(decode_notice(fields)?)));
+    }
+    if room == RESYNC {
+        if fields.next().is_some() || !frame.is_empty() {
+            return None;
+        }
+        return Some((node, Event::Resync));
     }
     let room = RoomId(room.parse().ok()?);
     let seq = match fields.next()? {
@@ -438,50 +482,87 @@ impl Payloads {
     }
 }
 
-async fn connection(inner: &Inner) -> redis::RedisResult<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
+/// Opens a connection to Redis, within [`REDIS_TIMEOUT`].
+async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
-        .set_response_timeout(Some(REDIS_TIMEOUT))
-        .set_number_of_retries(1);
-    inner
-        .client
-        .get_connection_manager_with_config(config)
+        .set_response_timeout(Some(REDIS_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
         .await
 }
 
-async fn publish_loop(
-    inner: Arc<Inner>,
-    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
-    stop: CancellationToken,
-) {
-    let mut redis: Option<ConnectionManager> = None;
+/// Waits `backoff` (or until `stop`), and returns the next wait. `false`
+/// when stopped.
+async fn back_off(backoff: &mut Duration, stop: &CancellationToken) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(RETRY_MAX);
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        () = stop.cancelled() => false,
+    }
+}
+
+/// Publishes what waits in the backlog, a batch per round trip, in order.
+/// Without a connection it tries again with backoff, while the backlog
+/// drops what comes; once connected again it first asks the other nodes to
+/// catch up if anything was dropped.
+async fn publish_loop(inner: Arc<Inner>, stop: CancellationToken) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut backoff = RETRY_FIRST;
+    let mut warned = false;
     loop {
-        let payload = tokio::select! {
-            payload = queue.recv() => payload,
-            () = stop.cancelled() => None,
+        let connected = tokio::select! {
+            connected = connect(&inner.client) => connected,
+            () = stop.cancelled() => return,
         };
-        let Some(payload) = payload else { return };
-        if redis.is_none() {
-            redis = connection(&inner).await.ok();
-        }
-        let sent = match redis.as_mut() {
-            Some(conn) => conn
-                .publish::<_, _, i64>(inner.channel(), payload)
-                .await
-                .is_ok(),
-            None => false,
-        };
-        if sent != inner.publishing.swap(sent, Ordering::Relaxed) {
-            if sent {
-                tracing::info!("publishing to Redis again");
-            } else {
-                tracing::warn!(
-                    "cannot publish to Redis; other nodes will catch up from the database"
-                );
+        let mut conn = match connected {
+            Ok(conn) => conn,
+            Err(error) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(%error, "cannot publish to Redis; other nodes will catch up from the database");
+                }
+                if !back_off(&mut backoff, &stop).await {
+                    return;
+                }
+                continue;
             }
+        };
+        if inner.backlog.link_up() {
+            let resync: redis::RedisResult<i64> = conn
+                .publish(inner.channel(), encode_resync(&inner.node))
+                .await;
+            if let Err(error) = resync {
+                inner.backlog.link_down(0);
+                tracing::debug!(%error, "could not ask the other nodes to catch up");
+                if !back_off(&mut backoff, &stop).await {
+                    return;
+                }
+                continue;
+            }
+            inner.backlog.caught_up();
         }
-        if !sent {
-            redis = None;
+        if std::mem::take(&mut warned) {
+            tracing::info!("publishing to Redis again");
+        }
+        backoff = RETRY_FIRST;
+        loop {
+            tokio::select! {
+                () = inner.backlog.take(PUBLISH_BATCH, &mut batch) => {}
+                () = stop.cancelled() => return,
+            }
+            let count = batch.len();
+            let mut pipe = redis::pipe();
+            for payload in batch.drain(..) {
+                pipe.publish(inner.channel(), payload).ignore();
+            }
+            if let Err(error) = pipe.query_async::<()>(&mut conn).await {
+                inner.backlog.link_down(count);
+                warned = true;
+                tracing::warn!(%error, "lost the connection Redis publishes on; other nodes will catch up from the database");
+                break;
+            }
         }
     }
 }
@@ -528,6 +609,7 @@ async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken
                         Some((_, Event::Membership(notice))) => {
                             inner.hub.apply(&notice);
                         }
+                        Some((_, Event::Resync)) => catch_up(&inner, &store).await,
                         None => tracing::warn!("ignored a malformed event from Redis"),
                     }
                 }
@@ -578,38 +660,108 @@ async fn catch_up_rooms(inner: &Inner, store: &Store) {
     }
 }
 
+/// One connection to Redis shared by every presence read and write,
+/// opened on first use and again after a failure, but not more often than
+/// every [`RETRY_FIRST`], so that a Redis that is down costs a presence
+/// change no wait.
+#[derive(Debug, Default)]
+struct SharedConnection {
+    state: std::sync::Mutex<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    conn: Option<MultiplexedConnection>,
+    /// No new attempt before this, after a failed one.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl SharedConnection {
+    fn state(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection, opened if there is none.
+    async fn get(&self, client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+        {
+            let state = self.state();
+            if let Some(conn) = &state.conn {
+                return Ok(conn.clone());
+            }
+            if state
+                .retry_at
+                .is_some_and(|at| tokio::time::Instant::now() < at)
+            {
+                return Err(redis::RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::NotConnected,
+                )));
+            }
+        }
+        let connected = connect(client).await;
+        let mut state = self.state();
+        match &connected {
+            Ok(conn) => {
+                state.conn = Some(conn.clone());
+                state.retry_at = None;
+            }
+            Err(_) => state.retry_at = Some(tokio::time::Instant::now() + RETRY_FIRST),
+        }
+        connected
+    }
+
+    /// The connection failed: the next use opens another.
+    fn failed(&self) {
+        self.state().conn = None;
+    }
+
+    /// Runs `op` on the connection; a failure closes it.
+    async fn with<T, F>(&self, client: &redis::Client, op: F) -> redis::RedisResult<T>
+    where
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
+    {
+        let mut conn = self.get(client).await?;
+        let result = op(&mut conn).await;
+        if result.is_err() {
+            self.failed();
+        }
+        result
+    }
+}
+
 /// Writes who is online on this node, per room, every heartbeat or when
 /// presence changed; removes the node's entry on shutdown.
 async fn presence_loop(inner: Arc<Inner>, stop: CancellationToken) {
-    let mut redis: Option<ConnectionManager> = None;
     loop {
-        if redis.is_none() {
-            redis = connection(&inner).await.ok();
-        }
-        if let Some(conn) = redis.as_mut()
-            && write_presence(&inner, conn).await.is_err()
-        {
-            redis = None;
-        }
+        let _ = inner
+            .presence
+            .with(&inner.client, async |conn| {
+                write_presence(&inner, conn).await
+            })
+            .await;
         tokio::select! {
             () = tokio::time::sleep(HEARTBEAT) => {}
             () = inner.presence_dirty.notified() => {}
             () = stop.cancelled() => {
-                if let Some(conn) = redis.as_mut() {
-                    let key = inner.presence_key(&inner.node);
-                    let _: redis::RedisResult<()> = redis::pipe()
-                        .del(&key)
-                        .zrem(inner.nodes(), &inner.node)
-                        .query_async(conn)
-                        .await;
-                }
+                let key = inner.presence_key(&inner.node);
+                let _ = inner
+                    .presence
+                    .with(&inner.client, async |conn| {
+                        redis::pipe()
+                            .del(&key)
+                            .zrem(inner.nodes(), &inner.node)
+                            .query_async::<()>(conn)
+                            .await
+                    })
+                    .await;
                 return;
             }
         }
     }
 }
 
-async fn write_presence(inner: &Inner, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+async fn write_presence(inner: &Inner, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
     let key = inner.presence_key(&inner.node);
     let mut pipe = redis::pipe();
     pipe.atomic().del(&key);
@@ -624,24 +776,29 @@ async fn write_presence(inner: &Inner, conn: &mut ConnectionManager) -> redis::R
     pipe.query_async(conn).await
 }
 
-/// The users online in `room` on the other live nodes.
+/// The users online in `room` on the other live nodes: the live nodes,
+/// then each one's list for the room, in one round trip each.
 async fn remote_online(inner: &Inner, room: RoomId) -> redis::RedisResult<Vec<String>> {
-    let mut conn = tokio::time::timeout(
-        REDIS_TIMEOUT,
-        inner.client.get_multiplexed_async_connection(),
-    )
-    .await
-    .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
-    let since = unix_now() - NODE_TTL.as_secs() as i64;
-    let nodes: Vec<String> = conn.zrangebyscore(inner.nodes(), since, "+inf").await?;
-    let mut names = Vec::new();
-    for node in nodes.into_iter().filter(|node| *node != inner.node) {
-        let list: Option<String> = conn.hget(inner.presence_key(&node), room.get()).await?;
-        if let Some(list) = list {
-            names.extend(list.lines().map(str::to_owned));
-        }
-    }
-    Ok(names)
+    inner
+        .presence
+        .with(&inner.client, async |conn| {
+            let since = unix_now() - NODE_TTL.as_secs() as i64;
+            let nodes: Vec<String> = conn.zrangebyscore(inner.nodes(), since, "+inf").await?;
+            let mut pipe = redis::pipe();
+            for node in nodes.iter().filter(|node| **node != inner.node) {
+                pipe.hget(inner.presence_key(node), room.get());
+            }
+            if pipe.is_empty() {
+                return Ok(Vec::new());
+            }
+            let lists: Vec<Option<String>> = pipe.query_async(conn).await?;
+            Ok(lists
+                .iter()
+                .flatten()
+                .flat_map(|list| list.lines().map(str::to_owned))
+                .collect())
+        })
+        .await
 }
 
 #[cfg(test)]
@@ -725,6 +882,13 @@ mod tests {
     }
 
     #[test]
+    fn a_request_to_catch_up_survives_the_trip_through_redis() {
+        let (node, decoded) = decode(&encode_resync("n5")).expect("decodes");
+        assert_eq!(node, "n5");
+        assert!(matches!(decoded, Event::Resync), "{decoded:?}");
+    }
+
+    #[test]
     fn malformed_payloads_are_rejected() {
         for payload in [
             &b""[..],
@@ -737,6 +901,8 @@ mod tests {
             b"n\t1\t-\te\tx5\n{}",
             b"n\tmembership\tadded\t1\t2\n",
             b"n\tmembership\tdeleted\tx\n",
+            b"n\tresync\t1\n",
+            b"n\tresync\n{}",
         ] {
             assert!(decode(payload).is_none(), "{payload:?}");
         }

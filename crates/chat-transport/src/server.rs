@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::hub::Hub;
 use crate::limits::AddressLimiter;
+use crate::metrics::Limit;
 use crate::openapi::ApiDoc;
 use crate::redis_fanout::RedisFanout;
 use crate::routes;
@@ -72,6 +73,7 @@ impl ChatService {
             Some(url) => Arc::new(RedisFanout::start(
                 url,
                 &config.redis_namespace,
+                config.redis_backlog,
                 hub.clone(),
                 services.store.clone(),
                 shutdown.child_token(),
@@ -99,6 +101,8 @@ impl ChatService {
         fanout: Arc<dyn Fanout>,
         shutdown: CancellationToken,
     ) -> Result<ChatService, BuildError> {
+        // Before anything is counted.
+        crate::metrics::install();
         let general = services
             .store
             .room_by_name(&RoomName::general())
@@ -144,12 +148,13 @@ impl ChatService {
         );
         let limiters = config.rate_limits.map(|limits| {
             Arc::new(Limiters {
-                register: AddressLimiter::new(limits.register),
-                login: AddressLimiter::new(limits.login),
+                register: AddressLimiter::new(limits.register, Limit::Register),
+                login: AddressLimiter::new(limits.login, Limit::Login),
             })
         });
         let state = AppState {
             limiters,
+            gauges: Arc::new(crate::metrics::Gauges::new()),
             store: services.store,
             hasher: services.hasher,
             tokens: services.tokens,
@@ -167,9 +172,13 @@ impl ChatService {
     }
 
     /// Mounts every route: REST, the WebSocket, OpenAPI JSON, Swagger UI at
-    /// `/docs` and ReDoc at `/redoc`.
+    /// `/docs` and ReDoc at `/redoc`, and `/metrics` unless it has a
+    /// listener of its own (`TransportConfig::metrics_bind`).
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         let limit = self.state.config.max_body_bytes;
+        if self.state.config.metrics_bind.is_none() {
+            cfg.service(routes::metrics::metrics);
+        }
         cfg.app_data(web::Data::new(self.state.clone()))
             .app_data(
                 web::JsonConfig::default()
@@ -185,6 +194,12 @@ impl ChatService {
                 SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()),
             )
             .service(Redoc::with_url("/redoc", ApiDoc::openapi()));
+    }
+
+    /// Mounts `/metrics` alone, for a listener of its own.
+    pub fn configure_metrics(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.state.clone()))
+            .service(routes::metrics::metrics);
     }
 
     /// Starts an orderly shutdown: sockets are closed with 1001 and the
@@ -248,10 +263,13 @@ fn cors(origins: &[String]) -> Cors {
         .max_age(3600)
 }
 
-/// The whole server: the chat service on its own listener.
+/// The whole server: the chat service on its own listener, and `/metrics`
+/// on another when so configured.
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    /// The metrics listener's address and server, when it has its own.
+    metrics: Option<(SocketAddr, Server)>,
     service: ChatService,
 }
 
@@ -288,6 +306,7 @@ impl Application {
             App::new()
                 .wrap(cors(&origins))
                 .wrap(middleware::from_fn(log_request))
+                .wrap(middleware::from_fn(crate::metrics::observe_http))
                 .configure(|cfg| app_service.configure(cfg))
                 .default_service(web::to(not_found))
         })
@@ -297,9 +316,14 @@ impl Application {
         .listen(listener)
         .map_err(bind_error)?
         .run();
+        let metrics = match &config.metrics_bind {
+            Some(bind) => Some(metrics_server(&service, bind)?),
+            None => None,
+        };
         Ok(Application {
             address,
             server,
+            metrics,
             service,
         })
     }
@@ -314,6 +338,11 @@ impl Application {
         self.address
     }
 
+    /// The address `/metrics` listens on, when it has a listener of its own.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(address, _)| *address)
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, closes every
     /// socket with 1001, stores what is queued and finishes in-flight
     /// requests within the grace period.
@@ -324,8 +353,20 @@ impl Application {
         let handle = self.server.handle();
         let grace = self.service.config().shutdown_grace;
         let mut server = std::pin::pin!(self.server);
+        let (metrics_handle, metrics) = match self.metrics {
+            Some((_, metrics)) => (Some(metrics.handle()), Some(metrics)),
+            None => (None, None),
+        };
+        let has_metrics = metrics.is_some();
+        let mut metrics = std::pin::pin!(async move {
+            match metrics {
+                Some(metrics) => metrics.await,
+                None => Ok(()),
+            }
+        });
         tokio::select! {
             result = &mut server => return result,
+            result = &mut metrics, if has_metrics => return result,
             () = shutdown => {}
         }
         tracing::info!("shutting down");
@@ -333,9 +374,36 @@ impl Application {
         // being polled to carry it out, while the sessions close and the
         // writer drains.
         drop(handle.stop(true));
-        let (result, ()) = tokio::join!(server, self.service.shutdown(grace));
-        result
+        if let Some(metrics_handle) = metrics_handle {
+            drop(metrics_handle.stop(true));
+        }
+        let (result, (), metrics_result) =
+            tokio::join!(server, self.service.shutdown(grace), metrics);
+        result.and(metrics_result)
     }
+}
+
+/// `/metrics` alone on a listener of its own at `bind`, with one worker.
+fn metrics_server(service: &ChatService, bind: &str) -> Result<(SocketAddr, Server), BuildError> {
+    let bind_error = |source| BuildError::Bind {
+        address: bind.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(bind).map_err(bind_error)?;
+    let address = listener.local_addr().map_err(bind_error)?;
+    let service = service.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(|cfg| service.configure_metrics(cfg))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)
+    .map_err(bind_error)?
+    .run();
+    Ok((address, server))
 }
 
 /// Logs each request by method, path and status. The query string is left

@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Per-address limits on sign-up and sign-in, when limits are on.
     pub(crate) limiters: Option<Arc<Limiters>>,
+    /// This service's gauges, read when `/metrics` is scraped.
+    pub(crate) gauges: Arc<crate::metrics::Gauges>,
 }
 
 /// The per-address rate limiters.

@@ -87,6 +87,14 @@ impl WriterHandle {
         permit.send(request);
         Ok(())
     }
+
+    /// How many requests wait for the writers now, and how many may.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        self.lanes.iter().fold((0, 0), |(queued, most), lane| {
+            let capacity = lane.max_capacity();
+            (queued + capacity - lane.capacity(), most + capacity)
+        })
+    }
 }
 
 /// How the writers batch.
@@ -250,7 +258,10 @@ async fn commit_messages(
     messages: Vec<NewMessage>,
     replies: Vec<Reply>,
 ) {
-    match store.append_messages(messages).await {
+    let (started, batch) = (std::time::Instant::now(), messages.len());
+    let appended = store.append_messages(messages).await;
+    crate::metrics::commit(batch, started.elapsed());
+    match appended {
         Ok(appended) => {
             for (reply, stored) in replies.into_iter().zip(appended) {
                 let room = reply.room.as_str();
@@ -273,6 +284,7 @@ async fn commit_messages(
                     // The original was broadcast when it was first stored.
                     continue;
                 }
+                crate::metrics::message_committed();
                 fanout.publish(RoomEvent {
                     room: stored.message.room_id,
                     seq: Some(stored.message.seq),

@@ -87,7 +87,18 @@ pub(crate) async fn login(
     state: web::Data<AppState>,
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admit(&req, |limits| &limits.login)?;
+    let result = sign_in(&req, &state, body).await;
+    crate::metrics::sign_in(&result);
+    result
+}
+
+/// Signs in, or says why not.
+async fn sign_in(
+    req: &HttpRequest,
+    state: &AppState,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    state.admit(req, |limits| &limits.login)?;
     let Credentials { username, password } = body.into_inner();
     // A malformed name cannot belong to anyone, but it still costs a bcrypt
     // verification so its answer takes as long as any other failure.
@@ -118,10 +129,10 @@ pub(crate) async fn login(
             user.id,
             session,
             &refresh_token.digest(),
-            refresh_expiry(&state)?,
+            refresh_expiry(state)?,
         )
         .await?;
-    let body = token_body(&state, &user.username, session, &refresh_token)?;
+    let body = token_body(state, &user.username, session, &refresh_token)?;
     tracing::info!(user = %user.username, %session, "user signed in");
     Ok(HttpResponse::Ok().json(body))
 }

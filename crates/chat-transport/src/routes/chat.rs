@@ -30,6 +30,7 @@ pub(crate) async fn history(
     CurrentUser(user): CurrentUser,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let _timer = crate::metrics::history_timer("/api/chat/messages");
     // A user banned from `general` may not read it here either.
     let general = RoomName::general();
     crate::access::find_for_route(&state, &general, user.id)

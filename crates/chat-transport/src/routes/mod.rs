@@ -6,6 +6,7 @@ pub(crate) mod changes;
 pub(crate) mod chat;
 pub(crate) mod health;
 pub(crate) mod members;
+pub(crate) mod metrics;
 pub(crate) mod rooms;
 pub(crate) mod root;
 pub(crate) mod users;

@@ -376,6 +376,7 @@ pub(crate) async fn messages(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let _timer = crate::metrics::history_timer("/api/rooms/{name}/messages");
     // A room this node knows already: the session check reads the room's
     // newest seq in the same query, so a newest page held in memory costs
     // one round trip. The room is only looked for in memory before the

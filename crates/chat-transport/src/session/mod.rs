@@ -229,6 +229,7 @@ impl Session {
                 Admission::Admitted
             }
             Err(_) => {
+                crate::metrics::rate_limited(crate::metrics::Limit::WsFrames);
                 self.strikes += 1;
                 if self.strikes >= limits.ws_strikes {
                     Admission::Abusive
@@ -347,7 +348,9 @@ impl Session {
         // A client that stops reading blocks this write; the overflow of its
         // queue then ends the session instead of leaving it hanging.
         tokio::select! {
-            sent = self.socket.text(frame) => sent.map_err(|_| Gone),
+            sent = self.socket.text(frame) => {
+                sent.map(|()| crate::metrics::frame_delivered()).map_err(|_| Gone)
+            }
             why = self.conn.evicted() => {
                 self.evicted = Some(why);
                 Err(Gone)

@@ -6,7 +6,7 @@ use chat_crypto::{FernetKey, KeyRing};
 use chat_storage::testing::{TestDatabase, unique_name};
 use serde_json::json;
 
-use crate::helpers::{TestApp, Tweaks};
+use crate::helpers::{TestApp, Tweaks, sample};
 use crate::tokens::{close_of, me_status, still_open};
 
 /// The Redis the cluster tests use, from `CHAT_TEST_REDIS_URL`. Skipped
@@ -40,15 +40,17 @@ impl Cluster {
             database.drop_database().await;
             return Ok(None);
         };
-        Cluster::spawn_on(database, redis).await.map(Some)
+        Cluster::spawn_on(database, redis, Tweaks::default())
+            .await
+            .map(Some)
     }
 
-    /// Two nodes on the Redis at `redis`.
-    async fn spawn_on(database: TestDatabase, redis: String) -> Result<Cluster> {
+    /// Two nodes on the Redis at `redis`, configured with `tweaks`.
+    async fn spawn_on(database: TestDatabase, redis: String, tweaks: Tweaks) -> Result<Cluster> {
         let keys = KeyRing::new(FernetKey::generate(), Vec::new());
         let tweaks = Tweaks {
             redis: Some((redis.clone(), unique_name())),
-            ..Tweaks::default()
+            ..tweaks
         };
         let a = TestApp::spawn_node(database.url(), keys.clone(), tweaks.clone()).await?;
         let b = TestApp::spawn_node(database.url(), keys, tweaks).await?;
@@ -72,7 +74,13 @@ impl Cluster {
 }
 
 async fn wait_until_ready(node: &TestApp) -> Result<()> {
-    for _ in 0..100 {
+    wait_for_status(node, "ok").await
+}
+
+/// Waits (up to 15 s, longer than the nodes' longest wait between two
+/// attempts to reach Redis) until `/ready` says `status`.
+async fn wait_for_status(node: &TestApp, status: &str) -> Result<()> {
+    for _ in 0..300 {
         let body: serde_json::Value = node
             .http
             .get(node.url("/ready"))
@@ -80,12 +88,12 @@ async fn wait_until_ready(node: &TestApp) -> Result<()> {
             .await?
             .json()
             .await?;
-        if body["status"] == "ok" {
+        if body["status"] == status {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    anyhow::bail!("the node never became ready")
+    anyhow::bail!("the node's readiness never became {status:?}")
 }
 
 macro_rules! cluster_tests {
@@ -557,10 +565,11 @@ async fn a_client_id_resent_to_the_other_node_is_not_stored_twice(cluster: &Clus
 }
 
 /// A Redis server of a test's own, on a free port, for a test that cuts
-/// its connections: cutting those of the machine's shared Redis would cut
-/// every other test's nodes too. Stopped when dropped.
+/// its connections or stops it: doing that to the machine's shared Redis
+/// would cut every other test's nodes too. Stopped when dropped.
 struct OwnRedis {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
+    port: u16,
     url: String,
 }
 
@@ -569,96 +578,272 @@ impl OwnRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()?;
-        let own = OwnRedis {
-            child,
+        let mut own = OwnRedis {
+            child: None,
+            port,
             url: format!("redis://127.0.0.1:{port}"),
         };
+        own.restart().await?;
+        Ok(own)
+    }
+
+    /// Starts the server (again) on its port, empty.
+    async fn restart(&mut self) -> Result<()> {
+        let port = self.port;
+        self.child = Some(
+            std::process::Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()?,
+        );
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Ok(own);
+                return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         anyhow::bail!("redis-server did not start on port {port}")
     }
+
+    /// Kills the server, as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Drop for OwnRedis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
-/// Runs `a_lost_broker_connection_loses_and_doubles_nothing` on two nodes
-/// sharing a Redis of their own.
-async fn on_own_redis(database: TestDatabase) -> Result<()> {
+/// Runs `test` on two nodes (configured with `tweaks`) sharing a Redis of
+/// their own.
+async fn on_own_redis<F>(database: TestDatabase, tweaks: Tweaks, test: F) -> Result<()>
+where
+    F: AsyncFnOnce(&Cluster, &mut OwnRedis) -> Result<()>,
+{
     if redis_url().is_none() {
         database.drop_database().await;
         return Ok(());
     }
-    let redis = OwnRedis::start().await?;
-    let cluster = Cluster::spawn_on(database, redis.url.clone()).await?;
-    let result = a_lost_broker_connection_loses_and_doubles_nothing(&cluster).await;
+    let mut redis = OwnRedis::start().await?;
+    let cluster = Cluster::spawn_on(database, redis.url.clone(), tweaks).await?;
+    let result = test(&cluster, &mut redis).await;
     cluster.stop().await;
     result
 }
 
-mod own_redis {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_a_lost_broker_connection_loses_and_doubles_nothing() -> anyhow::Result<()> {
-        super::on_own_redis(chat_storage::testing::TestDatabase::sqlite()).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_a_lost_broker_connection_loses_and_doubles_nothing() -> anyhow::Result<()> {
-        let Some(database) = chat_storage::testing::TestDatabase::postgres().await else {
-            return Ok(());
-        };
-        super::on_own_redis(database).await
-    }
-}
-
-async fn a_lost_broker_connection_loses_and_doubles_nothing(cluster: &Cluster) -> Result<()> {
-    let alice = cluster.a.user("alice").await?;
-    let bob = cluster.a.user("bob").await?;
-    let mut writer = cluster.a.connect(&alice).await?;
-    let mut reader = cluster.b.connect(&bob).await?;
-    writer.send_acked("general", "before", "w0").await?;
-    assert_eq!(reader.recv_type("message").await?["seq"], 1);
-
-    // Cut every subscriber's connection, as a Redis restart would, and keep
-    // writing while the nodes reconnect.
-    let client = redis::Client::open(cluster.redis.as_str())?;
+/// Closes every connection of `kind` (`normal`, `pubsub`) that the Redis at
+/// `url` holds, but the one that asks.
+async fn kill_clients(url: &str, kind: &str) -> Result<()> {
+    let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let _: redis::Value = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
-        .arg("pubsub")
+        .arg(kind)
         .query_async(&mut conn)
         .await?;
+    Ok(())
+}
+
+/// Alice's socket on node A and Bob's on node B, once a first message
+/// (seq 1) from Alice has reached Bob.
+async fn writer_and_remote_reader(
+    cluster: &Cluster,
+) -> Result<(crate::helpers::Client, crate::helpers::Client)> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let mut writer = cluster.a.connect(&alice).await?;
+    let mut reader = cluster.b.connect(&bob).await?;
+    writer.send_acked("general", "before", "w1").await?;
+    assert_eq!(reader.recv_type("message").await?["seq"], 1);
+    Ok((writer, reader))
+}
+
+/// The backlog of the outage tests: far fewer events than they send.
+const SMALL_BACKLOG: usize = 8;
+
+macro_rules! own_redis_tests {
+    ($($name:ident),* $(,)?) => {
+        mod own_redis {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() -> anyhow::Result<()> {
+                        let database = chat_storage::testing::TestDatabase::sqlite();
+                        super::super::on_own_redis(database, super::super::outage_tweaks(), super::super::$name).await
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() -> anyhow::Result<()> {
+                        let Some(database) = chat_storage::testing::TestDatabase::postgres().await else {
+                            return Ok(());
+                        };
+                        super::super::on_own_redis(database, super::super::outage_tweaks(), super::super::$name).await
+                    }
+                )*
+            }
+        }
+    };
+}
+
+own_redis_tests!(
+    a_lost_broker_connection_loses_and_doubles_nothing,
+    a_broker_outage_keeps_local_sockets_served_bounds_the_backlog_and_the_other_node_repairs_the_gap,
+    events_a_node_could_not_publish_reach_the_other_node_from_the_database,
+);
+
+fn outage_tweaks() -> Tweaks {
+    Tweaks {
+        redis_backlog: Some(SMALL_BACKLOG),
+        ..Tweaks::default()
+    }
+}
+
+/// Sends `m{i}` for each `i` from `writer`, each acknowledged, and checks
+/// that `local` (on the writer's node) receives each at once, in order.
+async fn send_and_see_locally(
+    writer: &mut crate::helpers::Client,
+    local: &mut crate::helpers::Client,
+    numbers: std::ops::RangeInclusive<i64>,
+) -> Result<()> {
+    for i in numbers {
+        let ack = writer
+            .send_acked("general", &format!("m{i}"), &format!("w{i}"))
+            .await?;
+        assert_eq!(ack["seq"], i);
+        assert_eq!(local.recv_type("message").await?["seq"], i);
+    }
+    Ok(())
+}
+
+/// Receives `message` frames until `count` have come; returns their seqs.
+async fn seqs_received(client: &mut crate::helpers::Client, count: usize) -> Result<Vec<i64>> {
+    let mut seqs = Vec::with_capacity(count);
+    while seqs.len() < count {
+        seqs.push(
+            client.recv_type("message").await?["seq"]
+                .as_i64()
+                .unwrap_or(-1),
+        );
+    }
+    Ok(seqs)
+}
+
+async fn a_broker_outage_keeps_local_sockets_served_bounds_the_backlog_and_the_other_node_repairs_the_gap(
+    cluster: &Cluster,
+    redis: &mut OwnRedis,
+) -> Result<()> {
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    let carol = cluster.a.user("carol").await?;
+    let mut writer = cluster.a.connect(&alice).await?;
+    let mut local = cluster.a.connect(&carol).await?;
+    let mut remote = cluster.b.connect(&bob).await?;
+    send_and_see_locally(&mut writer, &mut local, 1..=1).await?;
+    assert_eq!(remote.recv_type("message").await?["seq"], 1);
+
+    redis.kill();
+    for node in [&cluster.a, &cluster.b] {
+        wait_for_status(node, "degraded").await?;
+    }
+    let dropped_before = cluster.a.metric("chat_frames_dropped_total", &[]).await?;
+    // Five times the backlog, every one acknowledged and delivered on the
+    // node that stored it.
+    let outage = 2..=(1 + 5 * SMALL_BACKLOG as i64);
+    send_and_see_locally(&mut writer, &mut local, outage.clone()).await?;
+    let metrics = cluster.a.metrics().await?;
+    let dropped = sample(&metrics, "chat_frames_dropped_total", &[]) - dropped_before;
+    assert!(
+        dropped >= outage.clone().count() as f64,
+        "only {dropped} events were counted as dropped"
+    );
+    let backlog = sample(&metrics, "chat_redis_publish_backlog", &[]);
+    assert!(
+        backlog <= SMALL_BACKLOG as f64,
+        "{backlog} events wait for Redis"
+    );
+    assert_eq!(
+        sample(&metrics, "chat_redis_link_up", &["direction=\"publish\""]),
+        0.0
+    );
+    assert_eq!(
+        sample(&metrics, "chat_redis_publish_backlog_capacity", &[]),
+        SMALL_BACKLOG as f64
+    );
+
+    redis.restart().await?;
+    for node in [&cluster.a, &cluster.b] {
+        wait_until_ready(node).await?;
+    }
+    // The other node read what it missed from the database, in order,
+    // once; then live delivery goes on.
+    let last = *outage.end();
+    assert_eq!(
+        seqs_received(&mut remote, outage.clone().count()).await?,
+        outage.collect::<Vec<i64>>()
+    );
+    send_and_see_locally(&mut writer, &mut local, last + 1..=last + 1).await?;
+    assert_eq!(remote.recv_type("message").await?["seq"], last + 1);
+    remote.expect_no("message").await?;
+    local.expect_no("message").await?;
+    let metrics = cluster.a.metrics().await?;
+    assert_eq!(
+        sample(&metrics, "chat_redis_link_up", &["direction=\"publish\""]),
+        1.0
+    );
+    Ok(())
+}
+
+async fn events_a_node_could_not_publish_reach_the_other_node_from_the_database(
+    cluster: &Cluster,
+    redis: &mut OwnRedis,
+) -> Result<()> {
+    let (mut writer, mut remote) = writer_and_remote_reader(cluster).await?;
+    // Cut the connections nodes publish on, but not their subscriptions:
+    // the next message cannot be published, and nothing else will tell
+    // the other node about it.
+    kill_clients(&redis.url, "normal").await?;
+    writer.send_acked("general", "unpublished", "w2").await?;
+    // Its publisher reconnects and asks the other nodes to catch up.
+    let caught_up = remote.recv_type("message").await?;
+    assert_eq!(
+        (caught_up["seq"].as_i64(), caught_up["content"].as_str()),
+        (Some(2), Some("unpublished"))
+    );
+    remote.expect_no("message").await?;
+    Ok(())
+}
+
+async fn a_lost_broker_connection_loses_and_doubles_nothing(
+    cluster: &Cluster,
+    _: &mut OwnRedis,
+) -> Result<()> {
+    let (mut writer, mut reader) = writer_and_remote_reader(cluster).await?;
+    // Cut every subscriber's connection, as a Redis restart would, and keep
+    // writing while the nodes reconnect.
+    kill_clients(&cluster.redis, "pubsub").await?;
     for i in 2..=30 {
         writer
             .send_acked("general", &format!("m{i}"), &format!("w{i}"))
             .await?;
     }
-    let mut seqs = Vec::new();
-    while seqs.len() < 29 {
-        seqs.push(
-            reader.recv_type("message").await?["seq"]
-                .as_i64()
-                .unwrap_or(-1),
-        );
-    }
-    assert_eq!(seqs, (2..=30).collect::<Vec<i64>>());
+    assert_eq!(
+        seqs_received(&mut reader, 29).await?,
+        (2..=30).collect::<Vec<i64>>()
+    );
     reader.expect_no("message").await?;
     Ok(())
 }

@@ -72,6 +72,8 @@ pub(crate) struct Tweaks {
     pub(crate) rate_limits: Option<chat_transport::RateLimits>,
     /// Redis URL and namespace, for a node of a cluster.
     pub(crate) redis: Option<(String, String)>,
+    /// Most events waiting to be published to Redis; 4,096 unless set.
+    pub(crate) redis_backlog: Option<usize>,
     pub(crate) outbound_queue: Option<usize>,
     pub(crate) max_frame_bytes: Option<usize>,
     pub(crate) max_message_chars: Option<usize>,
@@ -82,11 +84,39 @@ pub(crate) struct Tweaks {
     pub(crate) legacy_tokens: bool,
     /// How often the server pings, and how long a silent socket lives.
     pub(crate) heartbeat: Option<(Duration, Duration)>,
+    /// The bearer token `/metrics` requires (`CHAT_METRICS_TOKEN`).
+    pub(crate) metrics_token: Option<String>,
+    /// Serve `/metrics` on a listener of its own (`CHAT_METRICS_BIND`).
+    pub(crate) metrics_listener: bool,
+}
+
+/// The sum of the samples of metric `name` in the Prometheus text
+/// `exposition` that carry every one of `labels` (each `key="value"`); 0
+/// when there are none.
+pub(crate) fn sample(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_set) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|label| label_set.split(',').any(|have| have == *label));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// A running server and what a test needs to talk to it.
 pub(crate) struct TestApp {
     pub(crate) address: String,
+    /// Where `/metrics` listens, when it has a listener of its own.
+    pub(crate) metrics_address: Option<String>,
     pub(crate) http: reqwest::Client,
     pub(crate) store: Store,
     pub(crate) tokens: TokenKeys,
@@ -163,6 +193,9 @@ impl TestApp {
                 .redis
                 .as_ref()
                 .map_or(defaults.redis_namespace.clone(), |(_, ns)| ns.clone()),
+            redis_backlog: tweaks.redis_backlog.unwrap_or(defaults.redis_backlog),
+            metrics_token: tweaks.metrics_token.clone().map(SecretString::from),
+            metrics_bind: tweaks.metrics_listener.then(|| "127.0.0.1:0".to_owned()),
             ..defaults
         };
         let services = Services {
@@ -172,6 +205,7 @@ impl TestApp {
         };
         let app = Application::build(config, services).await?;
         let address = format!("127.0.0.1:{}", app.port());
+        let metrics_address = app.metrics_address().map(|address| address.to_string());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async {
@@ -183,6 +217,7 @@ impl TestApp {
         });
         Ok(TestApp {
             address,
+            metrics_address,
             http: reqwest::Client::new(),
             store,
             tokens,
@@ -217,6 +252,27 @@ impl TestApp {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
+    }
+
+    /// Where `/metrics` is served: on its own listener, if it has one.
+    pub(crate) fn metrics_url(&self) -> String {
+        let address = self.metrics_address.as_ref().unwrap_or(&self.address);
+        format!("http://{address}/metrics")
+    }
+
+    /// `/metrics`, which must answer 200 in Prometheus's text format.
+    pub(crate) async fn metrics(&self) -> Result<String> {
+        let response = self.http.get(self.metrics_url()).send().await?;
+        if response.status() != 200 {
+            bail!("/metrics answered {}", response.status());
+        }
+        Ok(response.text().await?)
+    }
+
+    /// The sum of the samples of metric `name` that carry every one of
+    /// `labels` (each `key="value"`), as `/metrics` says now.
+    pub(crate) async fn metric(&self, name: &str, labels: &[&str]) -> Result<f64> {
+        Ok(sample(&self.metrics().await?, name, labels))
     }
 
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Result<reqwest::Response> {

@@ -11,6 +11,7 @@ mod faults;
 mod governance;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod reactions;
 mod rooms;
 mod tokens;
