@@ -176,6 +176,19 @@ pub(crate) struct Room {
     /// How far each member has read, once the members are loaded; `None`
     /// before. Kept current by `read` frames and membership changes.
     read_positions: Option<BTreeMap<String, i64>>,
+    /// Reactions to messages not held yet, by the message's seq: a live
+    /// reaction may overtake the replay of its message after a reconnect,
+    /// and is not sent again with it.
+    early_reactions: BTreeMap<i64, Vec<EarlyReaction>>,
+}
+
+/// A `reaction` frame kept until its message arrives.
+#[derive(Debug, Clone)]
+struct EarlyReaction {
+    seq: i64,
+    emoji: String,
+    username: String,
+    added: bool,
 }
 
 impl Room {
@@ -194,6 +207,7 @@ impl Room {
             read_mark: 0,
             unread_shown_since: None,
             read_positions: None,
+            early_reactions: BTreeMap::new(),
         }
     }
 
@@ -332,12 +346,16 @@ impl Room {
 
     /// Stores a message or a change unless its seq is already there; says
     /// whether it was new.
-    fn insert(&mut self, line: Line) -> bool {
+    fn insert(&mut self, mut line: Line) -> bool {
         if self.lines.contains_key(&line.seq) {
             return false;
         }
         if line.event.is_none() {
             self.typing.remove(&line.username);
+        }
+        for early in self.early_reactions.remove(&line.seq).unwrap_or_default() {
+            line.reactions
+                .apply(early.seq, &early.emoji, &early.username, early.added);
         }
         self.held.insert(line.seq);
         self.lines.insert(line.seq, line);
@@ -971,6 +989,17 @@ impl ChatState {
             } => {
                 if let Some(line) = self.change(&room, seq, target) {
                     line.reactions.apply(seq, &emoji, &username, added);
+                } else if let Some(entry) = self.rooms.get_mut(&room) {
+                    entry
+                        .early_reactions
+                        .entry(target)
+                        .or_default()
+                        .push(EarlyReaction {
+                            seq,
+                            emoji,
+                            username,
+                            added,
+                        });
                 }
             }
             ServerFrame::Read {
@@ -2071,6 +2100,18 @@ mod tests {
         state.apply(reaction(5, 1, "🎉", "alice", false), now);
         assert_eq!(tallies(&state, 1), [("👍".to_owned(), 2, false)]);
         assert_eq!(state.general_resume_seq(), 5);
+    }
+
+    #[test]
+    fn a_reaction_that_overtakes_the_replay_of_its_message_is_kept_for_it() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(reaction(9, 4, "👍", "carol", true), now);
+        state.apply(
+            message("general", 4, "bob", "sent while you were away"),
+            now,
+        );
+        assert_eq!(tallies(&state, 4), [("👍".to_owned(), 1, false)]);
     }
 
     #[test]
