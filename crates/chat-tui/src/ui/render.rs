@@ -232,7 +232,7 @@ fn append_line(text: &mut StyledString, state: &ChatState, room: &Room, line: &L
                 )
             ),
             Quote::Deleted => "deleted message".to_owned(),
-            Quote::Unknown(seq) => format!("#{seq}"),
+            Quote::Unknown(seq) => format!("message #{seq}, not loaded"),
         };
         text.append_styled(format!("{INDENT}↪ {quote}\n"), Effect::Dim);
     }
