@@ -46,6 +46,17 @@ pub(crate) enum Command {
     Mute { user: String, minutes: u32 },
     /// `/op <user>`: make a member a moderator of the room on screen.
     Op(String),
+    /// `/edit <seq> <text>`: replace the text of one's message.
+    Edit { seq: i64, text: String },
+    /// `/delete <seq>`: delete a message.
+    Delete(i64),
+    /// `/reply <seq> <text>`: send a message that answers another.
+    Reply { seq: i64, text: String },
+    /// `/react <seq> <emoji>`: react to a message, or take the reaction
+    /// back if one has already made it.
+    React { seq: i64, emoji: String },
+    /// `/unreact <seq> <emoji>`: take back one's reaction to a message.
+    Unreact { seq: i64, emoji: String },
 }
 
 /// Why a line is not a valid command. The text is shown to the user as is.
@@ -82,10 +93,16 @@ pub(crate) const HELP: &[&str] = &[
     "/ban <user> [reason]   remove someone for good (owner, mods)",
     "/mute <user> <minutes> stop someone posting for a while (owner, mods)",
     "/op <user>             make a member a moderator (owner)",
+    "/reply <seq> <text>    answer message #seq, quoting it",
+    "/edit <seq> <text>     replace the text of your message #seq",
+    "/delete <seq>          delete #seq (yours; anyone's: owner, mods)",
+    "/react <seq> <emoji>   react to #seq; again takes the reaction back",
+    "/unreact <seq> <emoji> take back your reaction to #seq",
     "/history               load older messages (also Page Up at the top)",
     "/help                  this list",
     "/quit                  leave the client (also /exit, /q, Ctrl-C)",
     "Tab / Ctrl-N / Ctrl-P: move between rooms; //text sends '/text'",
+    "Up on an empty line edits your last message; Enter saves, Esc cancels",
 ];
 
 /// The longest mute `/mute` accepts: a year, in minutes.
@@ -171,6 +188,19 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
                 minutes: mute_minutes(minutes)?,
             }
         }
+        "edit" => arguments
+            .seq_and("edit", "<seq> <text>")
+            .map(|(seq, text)| Command::Edit { seq, text })?,
+        "reply" => arguments
+            .seq_and("reply", "<seq> <text>")
+            .map(|(seq, text)| Command::Reply { seq, text })?,
+        "react" => arguments
+            .seq_and("react", "<seq> <emoji>")
+            .map(|(seq, emoji)| Command::React { seq, emoji })?,
+        "unreact" => arguments
+            .seq_and("unreact", "<seq> <emoji>")
+            .map(|(seq, emoji)| Command::Unreact { seq, emoji })?,
+        "delete" => Command::Delete(message_seq("delete", arguments.one("delete", "<seq>")?)?),
         _ => return Err(CommandError::Unknown(name)),
     };
     Ok(Some(command))
@@ -237,6 +267,31 @@ impl<'a> Arguments<'a> {
             .unwrap_or((self.text, ""));
         let rest = rest.trim();
         Ok((first, (!rest.is_empty()).then_some(rest)))
+    }
+}
+
+impl Arguments<'_> {
+    /// A message's seq, then the rest of the line, which must be there.
+    fn seq_and(
+        &self,
+        command: &'static str,
+        argument: &'static str,
+    ) -> Result<(i64, String), CommandError> {
+        let (seq, rest) = self.first(command, argument)?;
+        let seq = message_seq(command, seq)?;
+        let rest = rest.ok_or(CommandError::MissingArgument { command, argument })?;
+        Ok((seq, rest.to_owned()))
+    }
+}
+
+/// A message's seq as typed: `12` or `#12`, as the screen shows it.
+fn message_seq(command: &str, text: &str) -> Result<i64, CommandError> {
+    let digits = text.strip_prefix('#').unwrap_or(text);
+    match digits.parse::<i64>() {
+        Ok(seq) if seq >= 1 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(seq),
+        _ => Err(CommandError::Invalid(format!(
+            "/{command} takes the number of a message, as shown before its author (#12), not {text:?}"
+        ))),
     }
 }
 
@@ -456,6 +511,72 @@ mod tests {
     }
 
     #[test]
+    fn edit_and_reply_take_a_seq_and_keep_the_rest_of_the_line() {
+        assert_eq!(
+            parsed("/edit 12 hello,  world"),
+            Command::Edit {
+                seq: 12,
+                text: "hello,  world".to_owned()
+            }
+        );
+        assert_eq!(
+            parsed("/reply #3 tea, please"),
+            Command::Reply {
+                seq: 3,
+                text: "tea, please".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn a_change_without_its_text_explains_its_usage() {
+        for (line, usage) in [
+            ("/edit 12", "usage: /edit <seq> <text>"),
+            ("/edit", "usage: /edit <seq> <text>"),
+            ("/reply 4   ", "usage: /reply <seq> <text>"),
+            ("/react 4", "usage: /react <seq> <emoji>"),
+            ("/unreact 4", "usage: /unreact <seq> <emoji>"),
+            ("/delete", "usage: /delete <seq>"),
+        ] {
+            assert_eq!(parse(line).expect_err(line).to_string(), usage, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_seq_that_is_not_a_positive_number_is_refused_with_an_example() {
+        for line in [
+            "/edit twelve hello",
+            "/delete 0",
+            "/delete -3",
+            "/react +5 👍",
+            "/reply 1.5 hi",
+        ] {
+            let error = parse(line).expect_err(line).to_string();
+            assert!(error.contains("the number of a message"), "{line}: {error}");
+        }
+        assert_eq!(parsed("/delete #7"), Command::Delete(7));
+        assert!(parse("/delete 7 8").is_err());
+    }
+
+    #[test]
+    fn react_and_unreact_take_a_seq_and_a_reaction() {
+        assert_eq!(
+            parsed("/react 5 👍"),
+            Command::React {
+                seq: 5,
+                emoji: "👍".to_owned()
+            }
+        );
+        assert_eq!(
+            parsed("/unreact #5 🎉"),
+            Command::Unreact {
+                seq: 5,
+                emoji: "🎉".to_owned()
+            }
+        );
+    }
+
+    #[test]
     fn the_help_fits_beside_the_other_panels() {
         // The messages panel of a 120-column terminal holds 76 columns,
         // three of them taken by the `-- ` of a notice.
@@ -468,7 +589,8 @@ mod tests {
     fn every_command_is_in_the_help() {
         for command in [
             "/join", "/create", "/leave", "/rooms", "/dm", "/who", "/members", "/topic", "/invite",
-            "/kick", "/ban", "/mute", "/op", "/history", "/help", "/quit",
+            "/kick", "/ban", "/mute", "/op", "/history", "/help", "/quit", "/edit", "/delete",
+            "/reply", "/react", "/unreact",
         ] {
             assert!(
                 HELP.iter().any(|line| line.starts_with(command)),

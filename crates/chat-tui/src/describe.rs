@@ -1,5 +1,6 @@
 //! Membership changes and removals in words, as the timeline shows them:
-//! "bob was kicked by alice (spam)", "erin is now a moderator".
+//! "bob was kicked by alice (spam)", "erin is now a moderator"; and the
+//! start of a message a reply quotes.
 
 use chat_protocol::rest::{MemberChangeBody, MemberEventBody, RoleBody};
 use chat_protocol::ws::LeftReason;
@@ -99,6 +100,23 @@ pub(crate) fn role(role: RoleBody) -> &'static str {
     role_name(role)
 }
 
+/// The start of a text on one line: white space runs (new lines included)
+/// become one space, and a text longer than `max` characters is cut after
+/// a word where it can be, with an ellipsis.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let line = words.join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut: String = line.chars().take(max).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > 0 => &cut[..space],
+        _ => cut.as_str(),
+    };
+    format!("{cut}…")
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -138,6 +156,16 @@ mod tests {
             member_event("carol", &event(MemberChangeBody::Added)),
             "carol was added by alice"
         );
+    }
+
+    #[test]
+    fn an_excerpt_is_one_line_cut_after_a_word() {
+        assert_eq!(excerpt("tea or\ncoffee?", 40), "tea or coffee?");
+        assert_eq!(
+            excerpt("first words of a rather long message", 16),
+            "first words of…"
+        );
+        assert_eq!(excerpt("unbreakablewordhere", 5), "unbre…");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod backoff;
 mod command;
 mod describe;
 mod net;
+mod reactions;
 mod state;
 #[cfg(test)]
 mod test_server;

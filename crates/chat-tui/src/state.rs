@@ -1,6 +1,8 @@
 //! Everything the client knows, as a plain struct with no terminal and no
-//! network: the rooms, their messages by seq, the sends still waiting for
-//! an ack, unread counts, who is online and typing, the connection status.
+//! network: the rooms, their messages by seq (with edits, deletions,
+//! replies and reactions), the sends still waiting for an ack, unread
+//! counts and read positions, who is online and typing, the message being
+//! edited, the connection status.
 //!
 //! The UI applies server frames and user actions to it and draws what it
 //! holds; the WebSocket thread never touches it. That keeps every rule
@@ -11,20 +13,34 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chat_domain::{DomainError, MessageBody, RoomName};
-use chat_protocol::rest::{MemberChangeBody, MemberEventBody, RoomBody, RoomKindBody, RoomMessage};
+use chat_domain::{DomainError, Emoji, MessageBody, RoomName};
+use chat_protocol::rest::{
+    MemberBody, MemberChangeBody, MemberEventBody, ReplyExcerpt, RoomBody, RoomKindBody,
+    RoomMessage,
+};
 use chat_protocol::ws::{ClientFrame, ErrorCode, LeftReason, ServerFrame};
 use chrono::{DateTime, Utc};
+use thiserror::Error;
 
 use crate::describe;
+use crate::reactions::Reactions;
 
 /// How long "x is typing" stays up after the last typing frame.
 pub(crate) const TYPING_SHOWN_FOR: Duration = Duration::from_secs(5);
 
+/// How long something new stays on screen before the room is marked read:
+/// a burst of messages costs one `read` frame, not one each.
+pub(crate) const READ_MARK_AFTER: Duration = Duration::from_secs(1);
+
+/// The most members a room may have for "seen by" to show under its last
+/// message. Well under the server's default limit for read receipts (100),
+/// so the positions stay current; a larger room would make a long line.
+pub(crate) const SEEN_BY_MAX_MEMBERS: usize = 10;
+
 /// A stored item of a room's sequence, as the server numbered it: a
 /// message, or a membership change (which has a seq like a message, so
 /// that resuming after it finds no gap).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Line {
     pub(crate) seq: i64,
     /// The sender of a message; the member concerned by a change.
@@ -39,15 +55,24 @@ pub(crate) struct Line {
     pub(crate) edited: bool,
     /// The message was deleted: a tombstone.
     pub(crate) deleted: bool,
+    /// The seq of the message this one answers.
+    pub(crate) reply_to: Option<i64>,
+    /// The message answered, as the history page that brought this one
+    /// described it (a live reply has none: the original is looked up).
+    pub(crate) reply: Option<ReplyExcerpt>,
+    pub(crate) reactions: Reactions,
 }
 
 impl Line {
     /// A history item as a line; `None` for a change to an earlier message,
-    /// which the page already shows in its current state.
-    fn from_history(message: RoomMessage) -> Option<Line> {
+    /// which the page already shows in its current state. The page's
+    /// reaction counts reflect every change up to `horizon`.
+    fn from_history(message: RoomMessage, horizon: i64) -> Option<Line> {
         if message.change.is_some() {
             return None;
         }
+        let mut reactions = Reactions::default();
+        reactions.set_counted(message.reactions, horizon);
         Some(Line {
             seq: message.seq,
             username: message.username,
@@ -56,7 +81,16 @@ impl Line {
             event: message.event,
             edited: message.edited_at.is_some(),
             deleted: message.deleted,
+            reply_to: message.reply_to,
+            reply: message.reply,
+            reactions,
         })
+    }
+
+    /// Whether this is a message (not a membership change) that is still
+    /// there (not deleted).
+    fn is_live_message(&self) -> bool {
+        self.event.is_none() && !self.deleted
     }
 
     /// The membership change in words, for a change.
@@ -65,6 +99,20 @@ impl Line {
             .as_ref()
             .map(|event| describe::member_event(&self.username, event))
     }
+}
+
+/// What a reply shows of the message it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quote<'a> {
+    /// Its author and text (`None` when it cannot be decrypted).
+    Message {
+        username: &'a str,
+        text: Option<&'a str>,
+    },
+    /// It was deleted.
+    Deleted,
+    /// Neither it nor a description of it is loaded: only its seq.
+    Unknown(i64),
 }
 
 /// A notice for people (joins, errors, command output), shown after the
@@ -83,6 +131,8 @@ pub(crate) struct Pending {
     pub(crate) client_id: String,
     pub(crate) room: String,
     pub(crate) content: String,
+    /// The seq of the message it answers.
+    pub(crate) reply_to: Option<i64>,
     pub(crate) sent_at: DateTime<Utc>,
     /// Why the last attempt did not go through, when the server said it
     /// should be tried again later; it is re-sent on the next connection.
@@ -95,7 +145,7 @@ impl Pending {
             content: self.content.clone(),
             room: Some(self.room.clone()),
             client_id: Some(self.client_id.clone()),
-            reply_to: None,
+            reply_to: self.reply_to,
         }
     }
 }
@@ -114,6 +164,31 @@ pub(crate) struct Room {
     typing: BTreeMap<String, Instant>,
     /// Whether the server has messages older than the oldest loaded one.
     pub(crate) has_older: bool,
+    /// Every seq held: the lines' and those of the changes to earlier
+    /// messages (edits, deletions, reactions), which are items of the
+    /// sequence too, so that resuming after one finds no gap.
+    held: BTreeSet<i64>,
+    /// The newest seq this user has read, as the server knows it.
+    read_mark: i64,
+    /// Since when the room on screen has shown something newer than
+    /// `read_mark`.
+    unread_shown_since: Option<Instant>,
+    /// How far each member has read, once the members are loaded; `None`
+    /// before. Kept current by `read` frames and membership changes.
+    read_positions: Option<BTreeMap<String, i64>>,
+    /// Reactions to messages not held yet, by the message's seq: a live
+    /// reaction may overtake the replay of its message after a reconnect,
+    /// and is not sent again with it.
+    early_reactions: BTreeMap<i64, Vec<EarlyReaction>>,
+}
+
+/// A `reaction` frame kept until its message arrives.
+#[derive(Debug, Clone)]
+struct EarlyReaction {
+    seq: i64,
+    emoji: String,
+    username: String,
+    added: bool,
 }
 
 impl Room {
@@ -128,18 +203,23 @@ impl Room {
             topic: None,
             typing: BTreeMap::new(),
             has_older: false,
+            held: BTreeSet::new(),
+            read_mark: 0,
+            unread_shown_since: None,
+            read_positions: None,
+            early_reactions: BTreeMap::new(),
         }
     }
 
     fn newest_seq(&self) -> i64 {
-        self.lines.keys().next_back().copied().unwrap_or(0)
+        self.held.last().copied().unwrap_or(0)
     }
 
     /// The seq to resume from: the end of the unbroken run of messages
     /// that starts at the oldest one loaded. A live message that arrived
     /// ahead of a gap (while a resume was on its way) does not hide the gap.
     pub(crate) fn resume_seq(&self) -> i64 {
-        let mut seqs = self.lines.keys().copied();
+        let mut seqs = self.held.iter().copied();
         let Some(mut end) = seqs.next() else {
             return 0;
         };
@@ -154,7 +234,105 @@ impl Room {
 
     /// The oldest seq loaded, the cursor for loading older history.
     pub(crate) fn oldest_seq(&self) -> Option<i64> {
-        self.lines.keys().next().copied()
+        self.held.first().copied()
+    }
+
+    /// What `line` answers, if it is a reply: the original as this client
+    /// holds it (so an edit or a deletion since shows), else as the history
+    /// page described it.
+    pub(crate) fn quote<'a>(&'a self, line: &'a Line) -> Option<Quote<'a>> {
+        let seq = line.reply_to?;
+        let quote = match (self.lines.get(&seq), &line.reply) {
+            (Some(original), _) if original.event.is_none() => {
+                if original.deleted {
+                    Quote::Deleted
+                } else {
+                    Quote::Message {
+                        username: &original.username,
+                        text: original.content.as_deref(),
+                    }
+                }
+            }
+            (_, Some(reply)) if reply.deleted => Quote::Deleted,
+            (_, Some(reply)) => Quote::Message {
+                username: &reply.username,
+                text: reply.excerpt.as_deref(),
+            },
+            _ => Quote::Unknown(seq),
+        };
+        Some(quote)
+    }
+
+    /// Whether the members' read positions are known and the room is small
+    /// enough for "seen by".
+    pub(crate) fn shows_seen_by(&self) -> bool {
+        self.read_positions
+            .as_ref()
+            .is_some_and(|positions| positions.len() <= SEEN_BY_MAX_MEMBERS)
+    }
+
+    /// The newest message (not a membership change) and who, besides its
+    /// author and `me`, has read it: shown in small rooms as "seen by".
+    pub(crate) fn seen_by(&self, me: &str) -> Option<(i64, Vec<&str>)> {
+        if !self.shows_seen_by() {
+            return None;
+        }
+        let positions = self.read_positions.as_ref()?;
+        let last = self
+            .lines
+            .values()
+            .rev()
+            .find(|line| line.event.is_none())?;
+        let readers: Vec<&str> = positions
+            .iter()
+            .filter(|(name, seq)| {
+                **seq >= last.seq
+                    && !name.eq_ignore_ascii_case(me)
+                    && !name.eq_ignore_ascii_case(&last.username)
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        (!readers.is_empty()).then_some((last.seq, readers))
+    }
+
+    /// A member read up to `seq`; positions never move back.
+    fn read_up_to(&mut self, username: &str, seq: i64) {
+        if let Some(positions) = &mut self.read_positions {
+            let position = positions.entry(username.to_owned()).or_insert(0);
+            *position = (*position).max(seq);
+        }
+    }
+
+    /// Keeps the members list's read positions in step with a membership
+    /// change: a newcomer has read nothing, someone removed is forgotten.
+    fn track_member(&mut self, username: &str, change: MemberChangeBody) {
+        let Some(positions) = &mut self.read_positions else {
+            return;
+        };
+        match change {
+            MemberChangeBody::Joined | MemberChangeBody::Added => {
+                positions.entry(username.to_owned()).or_insert(0);
+            }
+            MemberChangeBody::Left | MemberChangeBody::Kicked | MemberChangeBody::Banned => {
+                positions.retain(|name, _| !name.eq_ignore_ascii_case(username));
+            }
+            _ => {}
+        }
+    }
+
+    /// How many messages of others come after `read_mark`, when the lines
+    /// held reach back that far.
+    fn unread_held(&self, me: &str) -> Option<u64> {
+        let reaches_back = !self.has_older
+            || self
+                .oldest_seq()
+                .is_some_and(|oldest| oldest <= self.read_mark + 1);
+        reaches_back.then(|| {
+            self.lines
+                .range(self.read_mark + 1..)
+                .filter(|(_, line)| line.event.is_none() && !line.username.eq_ignore_ascii_case(me))
+                .count() as u64
+        })
     }
 
     fn notice(&mut self, text: impl Into<String>, is_error: bool) {
@@ -168,13 +346,18 @@ impl Room {
 
     /// Stores a message or a change unless its seq is already there; says
     /// whether it was new.
-    fn insert(&mut self, line: Line) -> bool {
+    fn insert(&mut self, mut line: Line) -> bool {
         if self.lines.contains_key(&line.seq) {
             return false;
         }
         if line.event.is_none() {
             self.typing.remove(&line.username);
         }
+        for early in self.early_reactions.remove(&line.seq).unwrap_or_default() {
+            line.reactions
+                .apply(early.seq, &early.emoji, &early.username, early.added);
+        }
+        self.held.insert(line.seq);
         self.lines.insert(line.seq, line);
         true
     }
@@ -218,6 +401,29 @@ impl ClientIds {
     }
 }
 
+/// The message being edited from the input line (Up on an empty line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Editing {
+    pub(crate) room: String,
+    pub(crate) seq: i64,
+}
+
+/// Why a change to a message is refused before it is sent. The text is
+/// shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum ChangeError {
+    #[error("{0}")]
+    Invalid(#[from] DomainError),
+    #[error("#{0} is not your message: only its author may edit it")]
+    NotMine(i64),
+    #[error("#{0} was deleted")]
+    Deleted(i64),
+    #[error("#{0} is not a message")]
+    NotAMessage(i64),
+    #[error("you have no message to edit in this room")]
+    NothingToEdit,
+}
+
 /// Everything the client knows about the logged-in session.
 #[derive(Debug, Clone)]
 pub(crate) struct ChatState {
@@ -230,6 +436,7 @@ pub(crate) struct ChatState {
     /// Rooms whose next `who` answer was asked for with `/who`, and is
     /// therefore printed.
     who_requested: BTreeSet<String>,
+    editing: Option<Editing>,
 }
 
 impl ChatState {
@@ -246,6 +453,7 @@ impl ChatState {
             connection: Connection::Connecting,
             client_ids: ClientIds::new(),
             who_requested: BTreeSet::new(),
+            editing: None,
         }
     }
 
@@ -310,12 +518,57 @@ impl ChatState {
             .or_insert_with(|| Room::new(name, kind));
     }
 
-    /// Adds the rooms of the REST room list that the user is a member of.
+    /// Adds the rooms of the REST room list that the user is a member of,
+    /// with how far the user has read each and the server's unread count
+    /// (see [`ChatState::count_unread`]).
     pub(crate) fn add_member_rooms(&mut self, rooms: &[RoomBody]) {
         for room in rooms.iter().filter(|room| room.member) {
             self.add_room(&room.name, room.kind);
             self.set_topic(&room.name, room.topic.clone());
+            if let Some(entry) = self.rooms.get_mut(&room.name) {
+                entry.read_mark = entry.read_mark.max(room.last_read_seq);
+                entry.unread = u64::try_from(room.unread).unwrap_or(0);
+            }
         }
+    }
+
+    /// Counts the unread messages of every room but the one on screen from
+    /// the history loaded, where it reaches back to the user's read mark:
+    /// the server's count includes membership changes and changes to
+    /// messages, which the client does not count. Where the history does
+    /// not reach that far, the server's count stays.
+    pub(crate) fn count_unread(&mut self) {
+        for room in self.rooms.values_mut() {
+            if room.name == self.active {
+                room.unread = 0;
+            } else if let Some(unread) = room.unread_held(&self.me) {
+                room.unread = unread;
+            }
+        }
+    }
+
+    /// Keeps the members of a room with how far each has read, for "seen
+    /// by".
+    pub(crate) fn set_members(&mut self, room: &str, members: &[MemberBody]) {
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let known = entry.read_positions.take().unwrap_or_default();
+        let positions = members
+            .iter()
+            .map(|member| {
+                let seen = known.get(&member.username).copied().unwrap_or(0);
+                (member.username.clone(), member.last_read_seq.max(seen))
+            })
+            .collect();
+        entry.read_positions = Some(positions);
+    }
+
+    /// Whether the members of a room have been loaded.
+    pub(crate) fn has_members(&self, room: &str) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|room| room.read_positions.is_some())
     }
 
     /// Keeps a room's topic (from the server's room list or details).
@@ -348,14 +601,21 @@ impl ChatState {
         }
     }
 
-    /// Shows a room and clears its unread count. Says whether the room is
-    /// known.
+    /// Shows a room and clears its unread count; an edit under way in
+    /// another room is dropped. Says whether the room is known.
     pub(crate) fn switch_to(&mut self, name: &str) -> bool {
         let Some(room) = self.rooms.get_mut(name) else {
             return false;
         };
         room.unread = 0;
         self.active = name.to_owned();
+        if self
+            .editing
+            .as_ref()
+            .is_some_and(|editing| editing.room != name)
+        {
+            self.editing = None;
+        }
         true
     }
 
@@ -371,9 +631,14 @@ impl ChatState {
         self.switch_to(&name);
     }
 
-    /// Adds a page of history. Messages already there are kept; history
-    /// never counts as unread. `older_exists` is the page's `has_more`
-    /// when it was read backwards (newest page or `before`).
+    /// Adds a page of history. Messages already there are kept, with
+    /// the page's reaction counts; history never counts as unread.
+    /// `older_exists` is the page's `has_more` when it was read backwards
+    /// (newest page or `before`).
+    ///
+    /// The page was read after every frame this client holds had been
+    /// sent and reflects at least its own items, so its reaction counts
+    /// stand for every change up to the newer of the two.
     pub(crate) fn apply_history(
         &mut self,
         room: &str,
@@ -385,12 +650,22 @@ impl ChatState {
             .rooms
             .entry(room.to_owned())
             .or_insert_with(|| Room::new(room, kind));
+        let page_newest = messages.iter().map(|message| message.seq).max();
+        let horizon = page_newest.unwrap_or(0).max(entry.newest_seq());
         for message in messages {
             if let Some(client_id) = &message.client_id {
                 self.pending.retain(|p| &p.client_id != client_id);
             }
-            if let Some(line) = Line::from_history(message) {
-                entry.insert(line);
+            let seq = message.seq;
+            let Some(line) = Line::from_history(message, horizon) else {
+                entry.held.insert(seq);
+                continue;
+            };
+            match entry.lines.get_mut(&seq) {
+                Some(held) => held.reactions = line.reactions,
+                None => {
+                    entry.insert(line);
+                }
             }
         }
         entry.has_older = older_exists;
@@ -420,17 +695,179 @@ impl ChatState {
     /// the server will, gives it a fresh `client_id`, and keeps it pending
     /// until its ack. The frame returned is what to send.
     pub(crate) fn compose(&mut self, content: &str) -> Result<ClientFrame, DomainError> {
+        self.queue(content, None)
+    }
+
+    /// Prepares an answer to message `seq` of the room on screen, like
+    /// [`ChatState::compose`].
+    pub(crate) fn compose_reply(
+        &mut self,
+        seq: i64,
+        content: &str,
+    ) -> Result<ClientFrame, ChangeError> {
+        if let Some(line) = self.active_line(seq)
+            && line.event.is_some()
+        {
+            return Err(ChangeError::NotAMessage(seq));
+        }
+        Ok(self.queue(content, Some(seq))?)
+    }
+
+    fn queue(&mut self, content: &str, reply_to: Option<i64>) -> Result<ClientFrame, DomainError> {
         let body = MessageBody::parse(content)?;
         let pending = Pending {
             client_id: self.client_ids.next(),
             room: self.active.clone(),
             content: body.into_string(),
+            reply_to,
             sent_at: Utc::now(),
             retry_reason: None,
         };
         let frame = pending.frame();
         self.pending.push(pending);
         Ok(frame)
+    }
+
+    /// The line at `seq` of the room on screen, if this client holds it.
+    fn active_line(&self, seq: i64) -> Option<&Line> {
+        self.active_room()?.lines.get(&seq)
+    }
+
+    /// Checks that message `seq` of the room on screen may be changed, as
+    /// far as this client knows it: a message held must be a message and
+    /// not deleted; one not held is left to the server to judge.
+    fn changeable(&self, seq: i64) -> Result<Option<&Line>, ChangeError> {
+        match self.active_line(seq) {
+            Some(line) if line.event.is_some() => Err(ChangeError::NotAMessage(seq)),
+            Some(line) if line.deleted => Err(ChangeError::Deleted(seq)),
+            line => Ok(line),
+        }
+    }
+
+    /// The frame that replaces the text of message `seq` of the room on
+    /// screen, which must be this user's.
+    pub(crate) fn edit(&mut self, seq: i64, content: &str) -> Result<ClientFrame, ChangeError> {
+        let body = MessageBody::parse(content)?;
+        if let Some(line) = self.changeable(seq)?
+            && !line.username.eq_ignore_ascii_case(&self.me)
+        {
+            return Err(ChangeError::NotMine(seq));
+        }
+        if self
+            .editing
+            .as_ref()
+            .is_some_and(|editing| editing.room == self.active && editing.seq == seq)
+        {
+            self.editing = None;
+        }
+        Ok(ClientFrame::Edit {
+            room: self.active.clone(),
+            seq,
+            content: body.into_string(),
+            client_id: Some(self.client_ids.next()),
+        })
+    }
+
+    /// The frame that deletes message `seq` of the room on screen (the
+    /// server decides whether this user may).
+    pub(crate) fn delete(&mut self, seq: i64) -> Result<ClientFrame, ChangeError> {
+        self.changeable(seq)?;
+        Ok(ClientFrame::Delete {
+            room: self.active.clone(),
+            seq,
+            client_id: Some(self.client_ids.next()),
+        })
+    }
+
+    /// The frame that adds `emoji` to message `seq` of the room on screen,
+    /// or takes it back when this user has already reacted so (`toggle`),
+    /// or takes it back in any case (`!add`).
+    pub(crate) fn react(
+        &mut self,
+        seq: i64,
+        emoji: &str,
+        add: bool,
+    ) -> Result<ClientFrame, ChangeError> {
+        let emoji = Emoji::parse(emoji)?.into_string();
+        let mine = self
+            .changeable(seq)?
+            .is_some_and(|line| line.reactions.is_mine(&emoji, &self.me));
+        let room = self.active.clone();
+        let client_id = Some(self.client_ids.next());
+        Ok(if add && !mine {
+            ClientFrame::React {
+                room,
+                seq,
+                emoji,
+                client_id,
+            }
+        } else {
+            ClientFrame::Unreact {
+                room,
+                seq,
+                emoji,
+                client_id,
+            }
+        })
+    }
+
+    /// Starts editing this user's newest message of the room on screen that
+    /// is still there; returns its text, for the input line.
+    pub(crate) fn begin_edit_last(&mut self) -> Result<String, ChangeError> {
+        let last = self.active_room().and_then(|room| {
+            room.lines.values().rev().find(|line| {
+                line.is_live_message()
+                    && line.content.is_some()
+                    && line.username.eq_ignore_ascii_case(&self.me)
+            })
+        });
+        let Some(line) = last else {
+            return Err(ChangeError::NothingToEdit);
+        };
+        let text = line.content.clone().unwrap_or_default();
+        self.editing = Some(Editing {
+            room: self.active.clone(),
+            seq: line.seq,
+        });
+        Ok(text)
+    }
+
+    /// The edit under way in the room on screen, if any.
+    pub(crate) fn editing(&self) -> Option<&Editing> {
+        self.editing
+            .as_ref()
+            .filter(|editing| editing.room == self.active)
+    }
+
+    /// Drops the edit under way; says whether there was one.
+    pub(crate) fn cancel_edit(&mut self) -> bool {
+        self.editing.take().is_some()
+    }
+
+    /// The room on screen, once it has shown something newer than the
+    /// user's read mark for [`READ_MARK_AFTER`], is marked read up to its
+    /// newest seq: the frame to send. Nothing while disconnected (the
+    /// frame would be lost); the mark is sent once the connection is back.
+    pub(crate) fn read_mark_due(&mut self, now: Instant) -> Option<ClientFrame> {
+        if self.connection != Connection::Connected {
+            return None;
+        }
+        let room = self.rooms.get_mut(&self.active)?;
+        let newest = room.newest_seq();
+        if newest <= room.read_mark {
+            room.unread_shown_since = None;
+            return None;
+        }
+        let since = *room.unread_shown_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < READ_MARK_AFTER {
+            return None;
+        }
+        room.read_mark = newest;
+        room.unread_shown_since = None;
+        Some(ClientFrame::Read {
+            room: room.name.clone(),
+            seq: newest,
+        })
     }
 
     /// Asks that the next `who` answer for the room on screen be printed.
@@ -498,6 +935,7 @@ impl ChatState {
                 room,
                 seq,
                 client_id,
+                reply_to,
                 edited_at,
                 deleted,
                 ..
@@ -507,31 +945,70 @@ impl ChatState {
                     username,
                     content: (!deleted).then_some(content),
                     timestamp,
-                    event: None,
                     edited: edited_at.is_some(),
                     deleted,
+                    reply_to,
+                    ..Line::default()
                 };
                 self.store(&room, line, client_id.as_deref());
             }
             ServerFrame::Edited {
                 room,
+                seq,
                 target,
                 content,
                 ..
             } => {
-                if let Some(line) = self.line_mut(&room, target)
+                if let Some(line) = self.change(&room, seq, target)
                     && !line.deleted
                 {
                     line.content = Some(content);
                     line.edited = true;
                 }
             }
-            // Read receipts and reactions are not shown yet.
-            ServerFrame::Read { .. } | ServerFrame::Reaction { .. } => {}
-            ServerFrame::Deleted { room, target, .. } => {
-                if let Some(line) = self.line_mut(&room, target) {
+            ServerFrame::Deleted {
+                room, seq, target, ..
+            } => {
+                if let Some(line) = self.change(&room, seq, target) {
                     line.content = None;
                     line.deleted = true;
+                    line.reactions.clear(seq);
+                }
+                let editing = Editing { room, seq: target };
+                if self.editing.as_ref() == Some(&editing) {
+                    self.editing = None;
+                }
+            }
+            ServerFrame::Reaction {
+                room,
+                seq,
+                target,
+                emoji,
+                username,
+                added,
+            } => {
+                if let Some(line) = self.change(&room, seq, target) {
+                    line.reactions.apply(seq, &emoji, &username, added);
+                } else if let Some(entry) = self.rooms.get_mut(&room) {
+                    entry
+                        .early_reactions
+                        .entry(target)
+                        .or_default()
+                        .push(EarlyReaction {
+                            seq,
+                            emoji,
+                            username,
+                            added,
+                        });
+                }
+            }
+            ServerFrame::Read {
+                room,
+                username,
+                seq,
+            } => {
+                if let Some(entry) = self.rooms.get_mut(&room) {
+                    entry.read_up_to(&username, seq);
                 }
             }
             ServerFrame::Ack {
@@ -552,9 +1029,8 @@ impl ChatState {
                     username: self.me.clone(),
                     content: Some(pending.content),
                     timestamp,
-                    event: None,
-                    edited: false,
-                    deleted: false,
+                    reply_to: pending.reply_to,
+                    ..Line::default()
                 };
                 self.store(&room, line, None);
             }
@@ -634,13 +1110,13 @@ impl ChatState {
             } => {
                 // A room this client has left (or was never told of with
                 // `joined`) is not brought back by a late change in it.
-                if !self.rooms.contains_key(&room) {
+                let Some(entry) = self.rooms.get_mut(&room) else {
                     return;
-                }
+                };
+                entry.track_member(&username, change);
                 let line = Line {
                     seq,
                     username,
-                    content: None,
                     timestamp,
                     event: Some(MemberEventBody {
                         change,
@@ -649,8 +1125,7 @@ impl ChatState {
                         until,
                         reason,
                     }),
-                    edited: false,
-                    deleted: false,
+                    ..Line::default()
                 };
                 self.store(&room, line, None);
             }
@@ -666,9 +1141,12 @@ impl ChatState {
         }
     }
 
-    /// The line at `seq` of `room`, if this client holds it.
-    fn line_mut(&mut self, room: &str, seq: i64) -> Option<&mut Line> {
-        self.rooms.get_mut(room)?.lines.get_mut(&seq)
+    /// Records the change at `seq` of `room` and returns the line it
+    /// changes (at `target`), if this client holds it.
+    fn change(&mut self, room: &str, seq: i64, target: i64) -> Option<&mut Line> {
+        let entry = self.rooms.get_mut(room)?;
+        entry.held.insert(seq);
+        entry.lines.get_mut(&target)
     }
 
     fn store(&mut self, room: &str, line: Line, client_id: Option<&str>) {
@@ -1499,5 +1977,519 @@ mod tests {
         assert!(den.has_older);
         assert_eq!(den.resume_seq(), 8);
         assert_eq!(den.oldest_seq(), Some(8));
+    }
+
+    fn reaction(seq: i64, target: i64, emoji: &str, username: &str, added: bool) -> ServerFrame {
+        ServerFrame::Reaction {
+            room: "general".to_owned(),
+            seq,
+            target,
+            emoji: emoji.to_owned(),
+            username: username.to_owned(),
+            added,
+        }
+    }
+
+    fn tallies(state: &ChatState, seq: i64) -> Vec<(String, i64, bool)> {
+        state.room("general").expect("general").lines[&seq]
+            .reactions
+            .tallies(state.me())
+            .into_iter()
+            .map(|tally| (tally.emoji, tally.count, tally.mine))
+            .collect()
+    }
+
+    fn mine(state: &mut ChatState, seq: i64, content: &str) {
+        state.apply(message("general", seq, "alice", content), Instant::now());
+    }
+
+    fn connected(me: &str) -> ChatState {
+        let mut state = ChatState::new(me);
+        state.on_connected();
+        state
+    }
+
+    #[test]
+    fn an_edit_replaces_the_text_and_its_seq_leaves_no_gap_to_resume_from() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(message("general", 1, "bob", "helo"), now);
+        state.apply(
+            ServerFrame::Edited {
+                room: "general".to_owned(),
+                seq: 2,
+                target: 1,
+                content: "hello".to_owned(),
+                edited_at: at(3),
+                username: "bob".to_owned(),
+            },
+            now,
+        );
+        state.apply(message("general", 3, "bob", "again"), now);
+        let line = &state.room("general").expect("general").lines[&1];
+        assert_eq!(line.content.as_deref(), Some("hello"));
+        assert!(line.edited);
+        assert_eq!(state.general_resume_seq(), 3);
+    }
+
+    #[test]
+    fn changes_in_a_history_page_count_as_held_for_resuming() {
+        let mut state = ChatState::new("alice");
+        let mut page = history("general", &[1, 2, 3]);
+        page[1].change = Some(chat_protocol::rest::MessageChangeBody {
+            kind: chat_protocol::rest::MessageChangeKind::Reacted,
+            target: 1,
+        });
+        state.apply_history("general", page, false);
+        assert_eq!(seqs(&state, "general"), [1, 3]);
+        assert_eq!(state.general_resume_seq(), 3);
+    }
+
+    #[test]
+    fn a_deleted_message_becomes_a_tombstone_and_loses_its_reactions() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(message("general", 1, "bob", "oops"), now);
+        state.apply(reaction(2, 1, "👍", "carol", true), now);
+        state.apply(
+            ServerFrame::Deleted {
+                room: "general".to_owned(),
+                seq: 3,
+                target: 1,
+                by: "bob".to_owned(),
+            },
+            now,
+        );
+        // The reaction replayed after a reconnect does not come back.
+        state.apply(reaction(2, 1, "👍", "carol", true), now);
+        let line = &state.room("general").expect("general").lines[&1];
+        assert!(line.deleted);
+        assert_eq!(line.content, None);
+        assert_eq!(tallies(&state, 1), []);
+    }
+
+    #[test]
+    fn reactions_from_frames_and_an_overlapping_history_page_count_each_person_once() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(message("general", 1, "bob", "ship it"), now);
+        state.apply(reaction(2, 1, "👍", "carol", true), now);
+        state.apply(reaction(3, 1, "🎉", "alice", true), now);
+        // A page read now counts carol's and alice's reactions already.
+        let mut page = history("general", &[1]);
+        page[0].reactions = vec![
+            chat_protocol::rest::ReactionCount {
+                emoji: "👍".to_owned(),
+                count: 1,
+                me: false,
+            },
+            chat_protocol::rest::ReactionCount {
+                emoji: "🎉".to_owned(),
+                count: 1,
+                me: true,
+            },
+        ];
+        state.apply_history("general", page, false);
+        // Replayed after a reconnect, and one new reaction.
+        state.apply(reaction(2, 1, "👍", "carol", true), now);
+        state.apply(reaction(4, 1, "👍", "dave", true), now);
+        assert_eq!(
+            tallies(&state, 1),
+            [("👍".to_owned(), 2, false), ("🎉".to_owned(), 1, true)]
+        );
+        state.apply(reaction(5, 1, "🎉", "alice", false), now);
+        assert_eq!(tallies(&state, 1), [("👍".to_owned(), 2, false)]);
+        assert_eq!(state.general_resume_seq(), 5);
+    }
+
+    #[test]
+    fn a_reaction_that_overtakes_the_replay_of_its_message_is_kept_for_it() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(reaction(9, 4, "👍", "carol", true), now);
+        state.apply(
+            message("general", 4, "bob", "sent while you were away"),
+            now,
+        );
+        assert_eq!(tallies(&state, 4), [("👍".to_owned(), 1, false)]);
+    }
+
+    #[test]
+    fn react_adds_a_reaction_or_takes_back_one_already_made() {
+        let mut state = ChatState::new("alice");
+        state.apply(message("general", 1, "bob", "lunch?"), Instant::now());
+        let frame = state.react(1, "👍", true).expect("valid");
+        assert!(
+            matches!(&frame, ClientFrame::React { room, seq: 1, emoji, .. } if room == "general" && emoji == "👍"),
+            "{frame:?}"
+        );
+        state.apply(reaction(2, 1, "👍", "alice", true), Instant::now());
+        let frame = state.react(1, "👍", true).expect("valid");
+        assert!(
+            matches!(&frame, ClientFrame::Unreact { seq: 1, .. }),
+            "{frame:?}"
+        );
+        assert!(matches!(
+            state.react(1, "🎉", false),
+            Ok(ClientFrame::Unreact { .. })
+        ));
+        assert!(matches!(
+            state.react(1, "two words", true),
+            Err(ChangeError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_reply_quotes_the_original_as_held_else_as_the_page_described_it() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        let mut page = history("general", &[5]);
+        page[0].reply_to = Some(2);
+        page[0].reply = Some(ReplyExcerpt {
+            username: "carol".to_owned(),
+            excerpt: Some("tea or coffee?".to_owned()),
+            deleted: false,
+        });
+        state.apply_history("general", page, true);
+        let quote_of = |state: &ChatState, seq: i64| {
+            let room = state.room("general").expect("general");
+            room.quote(&room.lines[&seq])
+                .map(|quote| format!("{quote:?}"))
+        };
+        assert_eq!(
+            quote_of(&state, 5).as_deref(),
+            Some(r#"Message { username: "carol", text: Some("tea or coffee?") }"#)
+        );
+
+        // Held locally: the original's current text, then its deletion.
+        state.apply(message("general", 6, "bob", "first words"), now);
+        let mut reply_frame = message("general", 7, "carol", "answer");
+        if let ServerFrame::Message { reply_to, .. } = &mut reply_frame {
+            *reply_to = Some(6);
+        }
+        state.apply(reply_frame, now);
+        assert_eq!(
+            quote_of(&state, 7).as_deref(),
+            Some(r#"Message { username: "bob", text: Some("first words") }"#)
+        );
+        state.apply(
+            ServerFrame::Deleted {
+                room: "general".to_owned(),
+                seq: 8,
+                target: 6,
+                by: "bob".to_owned(),
+            },
+            now,
+        );
+        assert_eq!(quote_of(&state, 7).as_deref(), Some("Deleted"));
+        assert_eq!(quote_of(&state, 6), None, "not a reply");
+    }
+
+    #[test]
+    fn a_reply_is_sent_with_what_it_answers_and_keeps_it_through_resend_and_ack() {
+        let mut state = ChatState::new("alice");
+        state.apply(message("general", 3, "bob", "tea?"), Instant::now());
+        let frame = state.compose_reply(3, "yes please").expect("valid");
+        assert!(
+            matches!(
+                &frame,
+                ClientFrame::Message {
+                    reply_to: Some(3),
+                    ..
+                }
+            ),
+            "{frame:?}"
+        );
+        let resent = state.on_connected();
+        assert!(
+            resent.iter().any(|frame| matches!(
+                frame,
+                ClientFrame::Message {
+                    reply_to: Some(3),
+                    ..
+                }
+            )),
+            "{resent:?}"
+        );
+        state.apply(
+            ack(&sent_client_id(&frame), "general", 4, false),
+            Instant::now(),
+        );
+        let line = &state.room("general").expect("general").lines[&4];
+        assert_eq!(line.reply_to, Some(3));
+        assert!(matches!(
+            state.compose_reply(3, "  "),
+            Err(ChangeError::Invalid(DomainError::MessageBlank))
+        ));
+    }
+
+    #[test]
+    fn up_arrow_edits_my_newest_message_that_is_still_there() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        mine(&mut state, 1, "first");
+        mine(&mut state, 2, "second");
+        state.apply(message("general", 3, "bob", "not mine"), now);
+        state.apply(
+            ServerFrame::Deleted {
+                room: "general".to_owned(),
+                seq: 4,
+                target: 2,
+                by: "alice".to_owned(),
+            },
+            now,
+        );
+        assert_eq!(state.begin_edit_last(), Ok("first".to_owned()));
+        assert_eq!(
+            state.editing(),
+            Some(&Editing {
+                room: "general".to_owned(),
+                seq: 1
+            })
+        );
+        let frame = state.edit(1, "first, fixed").expect("valid");
+        assert!(
+            matches!(&frame, ClientFrame::Edit { seq: 1, content, .. } if content == "first, fixed"),
+            "{frame:?}"
+        );
+        assert_eq!(state.editing(), None, "sending the edit ends edit mode");
+    }
+
+    #[test]
+    fn up_arrow_without_a_message_of_mine_says_so() {
+        let mut state = ChatState::new("alice");
+        state.apply(message("general", 1, "bob", "hi"), Instant::now());
+        assert_eq!(state.begin_edit_last(), Err(ChangeError::NothingToEdit));
+        assert_eq!(state.editing(), None);
+    }
+
+    #[test]
+    fn an_edit_is_dropped_by_esc_by_another_room_or_by_the_messages_deletion() {
+        let mut state = ChatState::new("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        mine(&mut state, 1, "hello");
+        state.begin_edit_last().expect("a message");
+        assert!(state.cancel_edit());
+        assert!(!state.cancel_edit());
+
+        state.begin_edit_last().expect("a message");
+        state.switch_to("lobby");
+        state.switch_to("general");
+        assert_eq!(state.editing(), None);
+
+        state.begin_edit_last().expect("a message");
+        state.apply(
+            ServerFrame::Deleted {
+                room: "general".to_owned(),
+                seq: 2,
+                target: 1,
+                by: "bob".to_owned(),
+            },
+            Instant::now(),
+        );
+        assert_eq!(state.editing(), None);
+    }
+
+    #[test]
+    fn changes_the_server_would_refuse_are_refused_before_they_are_sent() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        state.apply(message("general", 1, "bob", "his"), now);
+        state.apply(member("general", 2, "carol", MemberChangeBody::Joined), now);
+        mine(&mut state, 3, "gone");
+        state.apply(
+            ServerFrame::Deleted {
+                room: "general".to_owned(),
+                seq: 4,
+                target: 3,
+                by: "alice".to_owned(),
+            },
+            now,
+        );
+        assert_eq!(state.edit(1, "mine now"), Err(ChangeError::NotMine(1)));
+        assert_eq!(state.edit(2, "x"), Err(ChangeError::NotAMessage(2)));
+        assert_eq!(state.delete(3), Err(ChangeError::Deleted(3)));
+        assert_eq!(state.react(3, "👍", true), Err(ChangeError::Deleted(3)));
+        assert_eq!(
+            state.edit(1, " "),
+            Err(ChangeError::Invalid(DomainError::MessageBlank))
+        );
+        assert_eq!(
+            state.compose_reply(2, "hi"),
+            Err(ChangeError::NotAMessage(2))
+        );
+        // A message this client does not hold is for the server to judge;
+        // a moderator may delete anyone's.
+        assert!(state.edit(40, "older").is_ok());
+        assert!(matches!(
+            state.delete(1),
+            Ok(ClientFrame::Delete { seq: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn the_room_on_screen_is_marked_read_once_after_a_burst_not_per_message() {
+        let mut state = connected("alice");
+        let start = Instant::now();
+        for seq in 1..=3 {
+            state.apply(message("general", seq, "bob", "x"), start);
+            assert_eq!(state.read_mark_due(start), None, "not at once");
+        }
+        assert_eq!(
+            state.read_mark_due(start + READ_MARK_AFTER),
+            Some(ClientFrame::Read {
+                room: "general".to_owned(),
+                seq: 3
+            })
+        );
+        assert_eq!(state.read_mark_due(start + READ_MARK_AFTER * 5), None);
+        // A reaction counts as unread on the server, so it is marked too.
+        state.apply(reaction(4, 1, "👍", "bob", true), start);
+        let later = start + READ_MARK_AFTER * 6;
+        assert_eq!(state.read_mark_due(later), None);
+        assert_eq!(
+            state.read_mark_due(later + READ_MARK_AFTER),
+            Some(ClientFrame::Read {
+                room: "general".to_owned(),
+                seq: 4
+            })
+        );
+    }
+
+    #[test]
+    fn a_room_is_marked_read_when_shown_and_not_while_elsewhere_or_offline() {
+        let mut state = connected("alice");
+        state.add_room("lobby", RoomKindBody::Public);
+        let start = Instant::now();
+        state.apply(message("lobby", 1, "bob", "psst"), start);
+        assert_eq!(state.read_mark_due(start), None);
+        assert_eq!(state.read_mark_due(start + READ_MARK_AFTER * 2), None);
+
+        state.switch_to("lobby");
+        state.on_disconnected("gone".to_owned(), Duration::from_secs(1), 1);
+        let later = start + READ_MARK_AFTER * 3;
+        assert_eq!(state.read_mark_due(later), None);
+        assert_eq!(state.read_mark_due(later + READ_MARK_AFTER), None);
+
+        state.on_connected();
+        let back = later + READ_MARK_AFTER * 2;
+        state.read_mark_due(back);
+        assert_eq!(
+            state.read_mark_due(back + READ_MARK_AFTER),
+            Some(ClientFrame::Read {
+                room: "lobby".to_owned(),
+                seq: 1
+            })
+        );
+    }
+
+    fn room_body(name: &str, last_seq: i64, last_read_seq: i64) -> RoomBody {
+        RoomBody {
+            name: name.to_owned(),
+            kind: RoomKindBody::Public,
+            last_seq,
+            last_read_seq,
+            unread: last_seq - last_read_seq,
+            member: true,
+            visibility: chat_protocol::rest::VisibilityBody::Public,
+            topic: None,
+            role: None,
+        }
+    }
+
+    #[test]
+    fn unread_counts_start_from_the_read_marks_the_server_kept() {
+        let mut state = ChatState::new("alice");
+        state.add_member_rooms(&[
+            room_body("general", 3, 1),
+            room_body("lobby", 4, 1),
+            room_body("attic", 200, 10),
+        ]);
+        // lobby: 2 and 4 are bob's messages, 3 a membership change.
+        let mut page = history("lobby", &[1, 2, 3, 4]);
+        page[2].event = Some(MemberEventBody {
+            change: MemberChangeBody::Joined,
+            by: Some("carol".to_owned()),
+            role: None,
+            until: None,
+            reason: None,
+        });
+        state.apply_history("lobby", page, false);
+        // attic: the page does not reach back to the read mark.
+        state.apply_history("attic", history("attic", &[151, 200]), true);
+        state.count_unread();
+        assert_eq!(state.room("lobby").expect("lobby").unread, 2);
+        assert_eq!(state.room("attic").expect("attic").unread, 190);
+        assert_eq!(state.room("general").expect("general").unread, 0);
+        // The room on screen was read up to 1 and holds nothing newer.
+        state.on_connected();
+        assert_eq!(state.read_mark_due(Instant::now()), None);
+    }
+
+    fn members(names_and_reads: &[(&str, i64)]) -> Vec<MemberBody> {
+        names_and_reads
+            .iter()
+            .map(|(username, last_read_seq)| MemberBody {
+                username: (*username).to_owned(),
+                role: chat_protocol::rest::RoleBody::Member,
+                joined_at: at(0),
+                muted_until: None,
+                last_read_seq: *last_read_seq,
+            })
+            .collect()
+    }
+
+    fn read(username: &str, seq: i64) -> ServerFrame {
+        ServerFrame::Read {
+            room: "general".to_owned(),
+            username: username.to_owned(),
+            seq,
+        }
+    }
+
+    fn seen_by(state: &ChatState) -> Option<(i64, Vec<String>)> {
+        state
+            .room("general")
+            .expect("general")
+            .seen_by(state.me())
+            .map(|(seq, names)| (seq, names.into_iter().map(str::to_owned).collect()))
+    }
+
+    #[test]
+    fn seen_by_names_who_read_the_last_message_but_me_and_its_author() {
+        let mut state = ChatState::new("alice");
+        let now = Instant::now();
+        mine(&mut state, 1, "anyone?");
+        state.apply(message("general", 2, "bob", "me"), now);
+        assert_eq!(seen_by(&state), None, "members not loaded yet");
+        state.set_members(
+            "general",
+            &members(&[("alice", 2), ("bob", 2), ("carol", 1), ("dave", 0)]),
+        );
+        assert_eq!(seen_by(&state), None, "only its author read it");
+        state.apply(read("carol", 2), now);
+        state.apply(read("dave", 5), now);
+        state.apply(read("carol", 1), now);
+        assert_eq!(
+            seen_by(&state),
+            Some((2, vec!["carol".to_owned(), "dave".to_owned()]))
+        );
+        // Someone who left is no longer listed.
+        state.apply(member("general", 3, "dave", MemberChangeBody::Left), now);
+        assert_eq!(seen_by(&state), Some((2, vec!["carol".to_owned()])));
+    }
+
+    #[test]
+    fn seen_by_is_not_shown_in_a_room_with_many_members() {
+        let mut state = ChatState::new("alice");
+        state.apply(message("general", 1, "bob", "hello all"), Instant::now());
+        let names: Vec<String> = (0..=SEEN_BY_MAX_MEMBERS)
+            .map(|n| format!("user{n}"))
+            .collect();
+        let many: Vec<(&str, i64)> = names.iter().map(|name| (name.as_str(), 1)).collect();
+        state.set_members("general", &members(&many));
+        assert_eq!(seen_by(&state), None);
+        state.set_members("general", &members(&many[..SEEN_BY_MAX_MEMBERS]));
+        assert!(seen_by(&state).is_some());
     }
 }

@@ -7,7 +7,7 @@ use chat_protocol::rest::{MessagePage, RoleBody, RoomBody, VisibilityBody};
 use chat_protocol::ws::ClientFrame;
 use chrono::Utc;
 use cursive::Cursive;
-use cursive::event::{Event, Key};
+use cursive::event::{Event, EventResult, Key};
 use cursive::traits::{Nameable, Resizable, Scrollable};
 use cursive::view::ScrollStrategy;
 use cursive::views::{EditView, LinearLayout, OnEventView, Panel, SelectView, TextView};
@@ -16,7 +16,7 @@ use super::{Session, back_to_login, background, current_generation, render, sess
 use crate::command::{self, Command, HELP};
 use crate::describe;
 use crate::net::NetEvent;
-use crate::state::Connection;
+use crate::state::{ChangeError, ChatState, Connection, SEEN_BY_MAX_MEMBERS};
 
 /// Typing frames go out at most this often while the user types.
 const TYPING_EVERY: Duration = Duration::from_secs(3);
@@ -27,11 +27,9 @@ pub(super) fn show(siv: &mut Cursive) {
     let rooms = SelectView::<String>::new()
         .on_submit(|siv, name: &String| {
             let name = name.clone();
-            if let Some(session) = session_mut(siv) {
+            show_room(siv, |session| {
                 session.state.switch_to(&name);
-            }
-            render::all(siv);
-            render::stick_to_bottom(siv);
+            });
             if let Ok(result) = siv.focus_name(render::INPUT) {
                 result.process(siv);
             }
@@ -47,7 +45,15 @@ pub(super) fn show(siv: &mut Cursive) {
     let input = EditView::new()
         .on_edit(|siv, text, _| on_edit(siv, text))
         .on_submit(submit_line)
-        .with_name(render::INPUT)
+        .with_name(render::INPUT);
+    // Up on an empty line edits the user's last message; Esc drops the
+    // edit. Elsewhere Up and Esc keep their usual meaning.
+    let input = OnEventView::new(input)
+        .on_pre_event_inner(Key::Up, |input, _| {
+            let empty = input.get_mut().get_content().is_empty();
+            empty.then(|| EventResult::with_cb(begin_edit))
+        })
+        .on_pre_event_inner(Key::Esc, |_, _| Some(EventResult::with_cb(cancel_edit)))
         .full_width();
     let body = LinearLayout::horizontal()
         .child(Panel::new(rooms).title("Rooms").fixed_width(24))
@@ -78,11 +84,104 @@ pub(super) fn show(siv: &mut Cursive) {
 }
 
 fn cycle(siv: &mut Cursive, step: isize) {
-    if let Some(session) = session_mut(siv) {
-        session.state.cycle(step);
+    show_room(siv, |session| session.state.cycle(step));
+}
+
+/// Shows another room (`switch` changes the room on screen): an edit under
+/// way is dropped with the text of the input line, the room's members are
+/// loaded for "seen by", and the room will be marked read.
+fn show_room(siv: &mut Cursive, switch: impl FnOnce(&mut Session)) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let was_editing = session.state.editing().is_some();
+    switch(session);
+    if was_editing && session.state.editing().is_none() {
+        set_input(siv, String::new());
     }
+    load_members(siv);
+    mark_read(siv);
     render::all(siv);
     render::stick_to_bottom(siv);
+}
+
+fn set_input(siv: &mut Cursive, text: String) {
+    siv.call_on_name(render::INPUT, |view: &mut EditView| {
+        // Setting the text is not typing: the edit callback is not run.
+        let _ = view.set_content(text);
+    });
+}
+
+/// Asks the server once per session, for a room small enough to show "seen
+/// by", how far its members have read.
+pub(super) fn load_members(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let room = session.state.active().to_owned();
+    if session.state.has_members(&room) || !session.members_asked.insert(room.clone()) {
+        return;
+    }
+    background(
+        siv,
+        {
+            let room = room.clone();
+            move |api| {
+                let detail = api.room(&room)?;
+                if usize::try_from(detail.member_count).unwrap_or(usize::MAX) > SEEN_BY_MAX_MEMBERS
+                {
+                    return Ok(None);
+                }
+                api.members(&room).map(Some)
+            }
+        },
+        move |siv, members| {
+            if let (Some(session), Some(members)) = (session_mut(siv), members) {
+                session.state.set_members(&room, &members);
+            }
+        },
+    );
+}
+
+/// Marks the room on screen read when it is due (see
+/// [`ChatState::read_mark_due`]).
+fn mark_read(siv: &mut Cursive) {
+    if let Some(session) = session_mut(siv)
+        && let Some(frame) = session.state.read_mark_due(Instant::now())
+    {
+        session.net.send(frame);
+    }
+}
+
+/// Runs once a second: marks the room on screen read when due, and redraws
+/// the typing line so "x is typing" goes away on its own.
+pub(super) fn tick(siv: &mut Cursive) {
+    mark_read(siv);
+    render::typing_line(siv);
+}
+
+/// Up on an empty input line: the user's last message of the room on
+/// screen goes into it, to be edited.
+fn begin_edit(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    match session.state.begin_edit_last() {
+        Ok(text) => set_input(siv, text),
+        Err(error) => session.state.error(None, error.to_string()),
+    }
+    render::all(siv);
+}
+
+/// Esc: drops the edit under way and its text.
+fn cancel_edit(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    if session.state.cancel_edit() {
+        set_input(siv, String::new());
+        render::all(siv);
+    }
 }
 
 /// Page Up scrolls the messages; at the top it loads older history.
@@ -121,6 +220,7 @@ pub(super) fn on_net_event(siv: &mut Cursive, generation: u64, event: NetEvent) 
         }
     }
     session.general.set(session.state.general_resume_seq());
+    mark_read(siv);
     render::all(siv);
 }
 
@@ -131,6 +231,10 @@ fn on_edit(siv: &mut Cursive, text: &str) {
     let Some(session) = session_mut(siv) else {
         return;
     };
+    // Editing an old message is not typing a new one.
+    if session.state.editing().is_some() {
+        return;
+    }
     let due = session
         .last_typing_sent
         .is_none_or(|at| at.elapsed() >= TYPING_EVERY);
@@ -144,7 +248,17 @@ fn on_edit(siv: &mut Cursive, text: &str) {
 
 fn submit_line(siv: &mut Cursive, text: &str) {
     let text = text.to_owned();
-    siv.call_on_name(render::INPUT, |view: &mut EditView| view.set_content(""));
+    let editing = session_mut(siv).and_then(|session| session.state.editing().cloned());
+    if let Some(editing) = editing {
+        // The whole line is the new text; it stays on the line if the edit
+        // cannot be sent.
+        if change_message(siv, |state| state.edit(editing.seq, &text)) {
+            set_input(siv, String::new());
+        }
+        render::all(siv);
+        return;
+    }
+    set_input(siv, String::new());
     match command::parse(&text) {
         Ok(None) => {}
         Ok(Some(command)) => run(siv, command),
@@ -159,7 +273,20 @@ fn submit_line(siv: &mut Cursive, text: &str) {
 
 fn run(siv: &mut Cursive, command: Command) {
     match command {
-        Command::Say(text) => say(siv, &text),
+        Command::Say(text) => say(siv, |state| Ok(state.compose(&text)?)),
+        Command::Reply { seq, text } => say(siv, |state| state.compose_reply(seq, &text)),
+        Command::Edit { seq, text } => {
+            change_message(siv, |state| state.edit(seq, &text));
+        }
+        Command::Delete(seq) => {
+            change_message(siv, |state| state.delete(seq));
+        }
+        Command::React { seq, emoji } => {
+            change_message(siv, |state| state.react(seq, &emoji, true));
+        }
+        Command::Unreact { seq, emoji } => {
+            change_message(siv, |state| state.react(seq, &emoji, false));
+        }
         Command::Quit => super::quit(siv),
         Command::Help => {
             if let Some(session) = session_mut(siv) {
@@ -210,25 +337,48 @@ fn run(siv: &mut Cursive, command: Command) {
 /// Sends a frame about the room on screen. The answer comes on the socket:
 /// the change itself in the room, or an error naming the room.
 fn send_to_room(siv: &mut Cursive, frame: impl FnOnce(String) -> ClientFrame) {
+    change_message(siv, |state| Ok(frame(state.active().to_owned())));
+}
+
+/// Sends the frame `build` makes from the state, now: a change to a room
+/// or one of its messages, which is not kept for a resend. Says whether it
+/// went; why not is shown in the room on screen.
+fn change_message(
+    siv: &mut Cursive,
+    build: impl FnOnce(&mut ChatState) -> Result<ClientFrame, ChangeError>,
+) -> bool {
     let Some(session) = session_mut(siv) else {
-        return;
+        return false;
     };
     if session.state.connection() != &Connection::Connected {
         // A frame sent now would be lost with the connection.
         session
             .state
             .error(None, "not connected; try again once the connection is back");
-        return;
+        return false;
     }
-    let room = session.state.active().to_owned();
-    session.net.send(frame(room));
+    match build(&mut session.state) {
+        Ok(frame) => {
+            session.net.send(frame);
+            true
+        }
+        Err(error) => {
+            session.state.error(None, error.to_string());
+            false
+        }
+    }
 }
 
-fn say(siv: &mut Cursive, text: &str) {
+/// Sends a message (`compose` makes it pending in the state, so it is sent
+/// again after a reconnect until the server acknowledges it).
+fn say(
+    siv: &mut Cursive,
+    compose: impl FnOnce(&mut ChatState) -> Result<ClientFrame, ChangeError>,
+) {
     let Some(session) = session_mut(siv) else {
         return;
     };
-    match session.state.compose(text) {
+    match compose(&mut session.state) {
         Ok(frame) => {
             session.net.send(frame);
             session.last_typing_sent = None;
@@ -258,8 +408,11 @@ fn show_entered(siv: &mut Cursive, body: &RoomBody, page: MessagePage, created: 
     session
         .state
         .apply_history(&body.name, page.messages, page.has_more);
-    enter(session, &body.name, body.kind);
     session.state.set_topic(&body.name, body.topic.clone());
+    show_room(siv, |session| enter(session, &body.name, body.kind));
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
     if created {
         let text = match body.visibility {
             VisibilityBody::Private => format!(
@@ -277,8 +430,10 @@ fn join(siv: &mut Cursive, room: String) {
     let Some(session) = session_mut(siv) else {
         return;
     };
-    if session.state.switch_to(&room) {
-        render::stick_to_bottom(siv);
+    if session.state.room(&room).is_some() {
+        show_room(siv, |session| {
+            session.state.switch_to(&room);
+        });
         return;
     }
     background(

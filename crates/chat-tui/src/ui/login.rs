@@ -1,6 +1,7 @@
 //! The login screen: username, password, Login and Register, and errors
 //! shown in place.
 
+use std::collections::BTreeSet;
 use std::thread;
 
 use chat_protocol::rest::{Credentials, MessagePage, RoomBody};
@@ -145,6 +146,7 @@ fn start_session(siv: &mut Cursive, username: &str, start: Start) {
     for page in start.pages {
         state.apply_history(&page.room, page.messages, page.has_more);
     }
+    state.count_unread();
     let general = GeneralPosition::default();
     general.set(state.general_resume_seq());
     let net = net::spawn(
@@ -164,7 +166,9 @@ fn start_session(siv: &mut Cursive, username: &str, start: Start) {
         general,
         generation,
         last_typing_sent: None,
+        members_asked: BTreeSet::new(),
     });
     chat::show(siv);
+    chat::load_members(siv);
     render::all(siv);
 }

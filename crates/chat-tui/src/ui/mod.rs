@@ -6,6 +6,7 @@ mod chat;
 mod login;
 mod render;
 
+use std::collections::BTreeSet;
 use std::thread;
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub(crate) struct Session {
     general: GeneralPosition,
     generation: u64,
     last_typing_sent: Option<std::time::Instant>,
+    /// Rooms whose members were asked for (for "seen by"), once each.
+    members_asked: BTreeSet<String>,
 }
 
 /// Sets up the client on `siv`: the theme, the key bindings and the login
@@ -63,14 +66,13 @@ fn quit(siv: &mut Cursive) {
     siv.quit();
 }
 
-/// Redraws the typing line once a second, so "x is typing" goes away on
-/// its own. The thread ends when the UI is gone.
+/// Runs [`chat::tick`] once a second. The thread ends when the UI is gone.
 fn spawn_ticker(siv: &Cursive) {
     let sink = siv.cb_sink().clone();
     thread::spawn(move || {
         loop {
             thread::sleep(Duration::from_secs(1));
-            if sink.send(Box::new(render::typing_line)).is_err() {
+            if sink.send(Box::new(chat::tick)).is_err() {
                 return;
             }
         }

@@ -10,8 +10,8 @@ use cursive::view::{ScrollStrategy, View};
 use cursive::views::{NamedView, Panel, ScrollView, SelectView, TextView};
 
 use super::session_mut;
-use crate::describe::clock;
-use crate::state::{ChatState, Connection, Line, Notice, Pending};
+use crate::describe::{self, clock};
+use crate::state::{ChatState, Connection, Line, Notice, Pending, Quote, Room};
 
 pub(super) const STATUS: &str = "status";
 pub(super) const ROOMS: &str = "rooms";
@@ -185,9 +185,18 @@ fn message_text(state: &ChatState) -> StyledString {
             .map(|(index, notice)| (notice.after_seq, 1, index, Entry::Notice(notice))),
     );
     entries.sort_by_key(|(seq, kind, index, _)| (*seq, *kind, *index));
+    let seen_by = room.seen_by(state.me());
     for (_, _, _, entry) in entries {
         match entry {
-            Entry::Line(line) => append_line(&mut text, state, line),
+            Entry::Line(line) => {
+                append_line(&mut text, state, room, line);
+                if let Some((_, names)) = seen_by.as_ref().filter(|(seq, _)| *seq == line.seq) {
+                    text.append_styled(
+                        format!("{INDENT}seen by {}\n", names.join(", ")),
+                        Effect::Dim,
+                    );
+                }
+            }
             Entry::Notice(notice) => append_notice(&mut text, notice),
         }
     }
@@ -197,7 +206,14 @@ fn message_text(state: &ChatState) -> StyledString {
     text
 }
 
-fn append_line(text: &mut StyledString, state: &ChatState, line: &Line) {
+/// What goes before the lines drawn under a message (its reply quote, its
+/// reactions, "seen by"): as wide as a time of today.
+const INDENT: &str = "      ";
+
+/// The most characters of the message answered that a reply quotes.
+const QUOTE_CHARS: usize = 40;
+
+fn append_line(text: &mut StyledString, state: &ChatState, room: &Room, line: &Line) {
     // A membership change is drawn dimmed, like a notice.
     if let Some(event) = line.event_text() {
         text.append_styled(
@@ -206,8 +222,26 @@ fn append_line(text: &mut StyledString, state: &ChatState, line: &Line) {
         );
         return;
     }
+    if let Some(quote) = room.quote(line) {
+        let quote = match quote {
+            Quote::Message { username, text } => format!(
+                "{username}: {}",
+                text.map_or_else(
+                    || "…".to_owned(),
+                    |text| describe::excerpt(text, QUOTE_CHARS)
+                )
+            ),
+            Quote::Deleted => "deleted message".to_owned(),
+            Quote::Unknown(seq) => format!("message #{seq}, not loaded"),
+        };
+        text.append_styled(format!("{INDENT}↪ {quote}\n"), Effect::Dim);
+    }
     let mine = line.username.eq_ignore_ascii_case(state.me());
-    text.append_styled(format!("{} ", clock(&line.timestamp)), Effect::Dim);
+    // The seq names the message in /reply, /edit, /delete and /react.
+    text.append_styled(
+        format!("{} #{} ", clock(&line.timestamp), line.seq),
+        Effect::Dim,
+    );
     if mine {
         text.append_styled(
             format!("{} (me)", line.username),
@@ -226,6 +260,25 @@ fn append_line(text: &mut StyledString, state: &ChatState, line: &Line) {
         text.append_styled(" (edited)", Effect::Dim);
     }
     text.append_plain("\n");
+    let tallies = line.reactions.tallies(state.me());
+    if !tallies.is_empty() && !line.deleted {
+        text.append_plain(INDENT);
+        for (index, tally) in tallies.iter().enumerate() {
+            if index > 0 {
+                text.append_plain("  ");
+            }
+            // Brackets mark the reactions this user made.
+            if tally.mine {
+                text.append_styled(
+                    format!("[{} {}]", tally.emoji, tally.count),
+                    Color::Dark(BaseColor::Cyan),
+                );
+            } else {
+                text.append_plain(format!("{} {}", tally.emoji, tally.count));
+            }
+        }
+        text.append_plain("\n");
+    }
 }
 
 fn append_notice(text: &mut StyledString, notice: &Notice) {
@@ -261,7 +314,15 @@ fn online_text(state: &ChatState) -> String {
     })
 }
 
+/// The line over the input: the edit under way, then who is typing.
 fn typing_text(state: &ChatState, now: Instant) -> StyledString {
+    let mut line = StyledString::new();
+    if let Some(editing) = state.editing() {
+        line.append_styled(
+            format!(" editing #{} (Enter saves, Esc cancels) ", editing.seq),
+            Style::from(Color::Dark(BaseColor::Yellow)).combine(Effect::Bold),
+        );
+    }
     let names = state.typing_in(state.active(), now);
     let text = match names.as_slice() {
         [] => String::new(),
@@ -269,5 +330,6 @@ fn typing_text(state: &ChatState, now: Instant) -> StyledString {
         [first, second] => format!(" {first} and {second} are typing…"),
         [first, rest @ ..] => format!(" {first} and {} others are typing…", rest.len()),
     };
-    StyledString::styled(text, Effect::Italic)
+    line.append_styled(text, Effect::Italic);
+    line
 }

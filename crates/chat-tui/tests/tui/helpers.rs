@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use chat_protocol::rest::{CreateRoomRequest, Credentials, HistoryItem, TokenBody};
+use chat_protocol::rest::{CreateRoomRequest, Credentials, HistoryItem, RoomBody, TokenBody};
 use chat_protocol::ws::{ClientFrame, ServerFrame};
 use cursive::backends::puppet;
 use cursive::backends::puppet::observed::{ObservedPieceInterface, ObservedScreen};
@@ -184,6 +184,16 @@ pub(crate) fn general_history(server: &str, token: &str) -> Result<Vec<HistoryIt
         .read_json()?)
 }
 
+/// The rooms as the user of `token` sees them, with their read marks.
+pub(crate) fn rooms(server: &str, token: &str) -> Result<Vec<RoomBody>> {
+    Ok(agent()
+        .get(format!("{server}/api/rooms"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()?
+        .body_mut()
+        .read_json()?)
+}
+
 /// Another person, on a plain WebSocket.
 pub(crate) struct Peer {
     socket: WebSocket<TcpStream>,
@@ -226,6 +236,62 @@ impl Peer {
             }
         }
         bail!("no matching frame within {WAIT:?}")
+    }
+
+    /// Reads frames until the message with this text arrives; its seq.
+    pub(crate) fn wait_for_message(&mut self, text: &str) -> Result<i64> {
+        match self.wait_for(
+            |frame| matches!(frame, ServerFrame::Message { content, .. } if content == text),
+        )? {
+            ServerFrame::Message { seq, .. } => Ok(seq),
+            other => bail!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Sends a message to `room` and returns its seq once it is stored.
+    pub(crate) fn say(&mut self, room: &str, text: &str) -> Result<i64> {
+        self.send(&ClientFrame::Message {
+            content: text.to_owned(),
+            room: Some(room.to_owned()),
+            client_id: None,
+            reply_to: None,
+        })?;
+        self.wait_for_message(text)
+    }
+}
+
+/// The cast of most tests: a server, the client logged in as one user, and
+/// another user on a plain WebSocket. Dropped in that order of fields: the
+/// client, the other user, the server, then its data.
+pub(crate) struct Scene {
+    pub(crate) terminal: Terminal,
+    pub(crate) peer: Peer,
+    /// The token of the client's user, for REST calls made as them.
+    pub(crate) token: String,
+    pub(crate) peer_token: String,
+    pub(crate) server: TestServer,
+    _data: TempDir,
+}
+
+impl Scene {
+    /// Registers `me` and `other`, connects `other`, and logs the client
+    /// in as `me`.
+    pub(crate) fn start(me: &str, other: &str) -> Result<Scene> {
+        let data = TempDir::new()?;
+        let server = TestServer::start("127.0.0.1:0", &data)?;
+        let token = register_and_login(&server.url(), me)?;
+        let peer_token = register_and_login(&server.url(), other)?;
+        let peer = Peer::connect(server.address, &peer_token)?;
+        let mut terminal = Terminal::start(&server.url());
+        terminal.log_in(me, PASSWORD)?;
+        Ok(Scene {
+            terminal,
+            peer,
+            token,
+            peer_token,
+            server,
+            _data: data,
+        })
     }
 }
 
@@ -281,7 +347,7 @@ impl Terminal {
         self.event(Event::Key(key));
     }
 
-    fn event(&mut self, event: Event) {
+    pub(crate) fn event(&mut self, event: Event) {
         let _ = self.input.send(Some(event));
         self.runner.step();
     }
@@ -309,6 +375,26 @@ impl Terminal {
                 bail!("the screen never showed {what}; it shows:\n{}", self.text());
             }
         }
+    }
+
+    /// Runs the UI until `done` says so, asking it every 50 ms: for what
+    /// the client does in the background, seen from outside (the server).
+    pub(crate) fn run_until(
+        &mut self,
+        what: &str,
+        mut done: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        while !done()? {
+            if Instant::now() >= deadline {
+                bail!("{what} did not happen within {WAIT:?}");
+            }
+            let step_until = Instant::now() + Duration::from_millis(50);
+            while Instant::now() < step_until {
+                self.runner.step();
+            }
+        }
+        Ok(())
     }
 
     /// Runs the UI until the screen shows `text`.

@@ -2,6 +2,7 @@
 //! against the real server started in-process on port 0 with a temporary
 //! SQLite database. A second user talks to it over a plain WebSocket.
 
+mod changes;
 mod governance;
 mod helpers;
 mod session;
