@@ -12,7 +12,6 @@ use chat_domain::RoomName;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
-use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::TransportConfig;
@@ -192,8 +191,7 @@ impl ChatService {
             .service(web::redirect("/docs", "/docs/"))
             .service(
                 SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()),
-            )
-            .service(Redoc::with_url("/redoc", ApiDoc::openapi()));
+            );
     }
 
     /// Mounts `/metrics` alone, for a listener of its own.

@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod changes;
 pub(crate) mod chat;
+pub(crate) mod docs;
 pub(crate) mod health;
 pub(crate) mod members;
 pub(crate) mod metrics;
@@ -16,6 +17,8 @@ use actix_web::web;
 /// Mounts every REST route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(root::root)
+        .service(docs::redoc)
+        .service(docs::redoc_js)
         .service(health::health)
         .service(health::ready)
         .service(auth::register)

@@ -73,6 +73,24 @@ impl Cluster {
     }
 }
 
+/// Creates the public room `lobby` on node A, owned by `owner`.
+async fn lobby(cluster: &Cluster, owner: &str) -> Result<()> {
+    let created = cluster
+        .a
+        .post_authed("/api/rooms", owner, &json!({"name": "lobby"}))
+        .await?;
+    anyhow::ensure!(created.status() == 201, "create: {}", created.status());
+    Ok(())
+}
+
+/// A socket of `token` on `node` that joined `room`.
+async fn joined(node: &TestApp, token: &str, room: &str) -> Result<crate::helpers::Client> {
+    let mut socket = node.connect(token).await?;
+    socket.send(json!({"type": "join", "room": room})).await?;
+    socket.recv_type("joined").await?;
+    Ok(socket)
+}
+
 async fn wait_until_ready(node: &TestApp) -> Result<()> {
     wait_for_status(node, "ok").await
 }
@@ -145,21 +163,9 @@ async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
 ) -> Result<()> {
     let alice = cluster.a.user("alice").await?;
     let bob = cluster.a.user("bob").await?;
-    let created = cluster
-        .a
-        .post_authed("/api/rooms", &alice, &json!({"name": "lobby"}))
-        .await?;
-    assert_eq!(created.status(), 201);
-    let mut bob_on_b = cluster.b.connect(&bob).await?;
-    bob_on_b
-        .send(json!({"type": "join", "room": "lobby"}))
-        .await?;
-    bob_on_b.recv_type("joined").await?;
-    let mut alice_on_a = cluster.a.connect(&alice).await?;
-    alice_on_a
-        .send(json!({"type": "join", "room": "lobby"}))
-        .await?;
-    alice_on_a.recv_type("joined").await?;
+    lobby(cluster, &alice).await?;
+    let mut bob_on_b = joined(&cluster.b, &bob, "lobby").await?;
+    let mut alice_on_a = joined(&cluster.a, &alice, "lobby").await?;
     let kept = alice_on_a.send_acked("lobby", "draft", "a1").await?["seq"]
         .as_i64()
         .unwrap_or_default();
@@ -296,21 +302,9 @@ async fn a_forbidden_kick_on_the_other_node_changes_nothing(cluster: &Cluster) -
     let alice = cluster.a.user("alice").await?;
     let bob = cluster.a.user("bob").await?;
     let carol = cluster.a.user("carol").await?;
-    let created = cluster
-        .a
-        .post_authed("/api/rooms", &alice, &json!({"name": "lobby"}))
-        .await?;
-    assert_eq!(created.status(), 201);
-    let mut bob_on_b = cluster.b.connect(&bob).await?;
-    bob_on_b
-        .send(json!({"type": "join", "room": "lobby"}))
-        .await?;
-    bob_on_b.recv_type("joined").await?;
-    let mut carol_on_a = cluster.a.connect(&carol).await?;
-    carol_on_a
-        .send(json!({"type": "join", "room": "lobby"}))
-        .await?;
-    carol_on_a.recv_type("joined").await?;
+    lobby(cluster, &alice).await?;
+    let mut bob_on_b = joined(&cluster.b, &bob, "lobby").await?;
+    let mut carol_on_a = joined(&cluster.a, &carol, "lobby").await?;
 
     // Bob, a plain member, tries on node B, by frame and by route.
     bob_on_b
@@ -343,11 +337,7 @@ async fn a_forbidden_kick_on_the_other_node_changes_nothing(cluster: &Cluster) -
 async fn a_ban_on_one_node_removes_the_users_socket_on_the_other(cluster: &Cluster) -> Result<()> {
     let alice = cluster.a.user("alice").await?;
     let bob = cluster.a.user("bob").await?;
-    let created = cluster
-        .a
-        .post_authed("/api/rooms", &alice, &json!({"name": "lobby"}))
-        .await?;
-    assert_eq!(created.status(), 201);
+    lobby(cluster, &alice).await?;
     let mut on_b = cluster.b.connect(&bob).await?;
     on_b.send(json!({"type": "join", "room": "lobby"})).await?;
     on_b.recv_type("joined").await?;

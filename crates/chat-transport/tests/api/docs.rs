@@ -101,9 +101,39 @@ async fn swagger_ui_and_redoc_are_served_without_downloads(app: &TestApp) -> Res
         .send()
         .await?;
     assert!(redirect.status().is_redirection());
+    // ReDoc's page loads only what the server itself serves.
     let redoc = app.http.get(app.url("/redoc")).send().await?;
     assert_eq!(redoc.status(), 200);
-    assert!(redoc.text().await?.to_lowercase().contains("redoc"));
+    let policy = redoc
+        .headers()
+        .get("content-security-policy")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(!policy.contains("http"), "{policy}");
+    let page = redoc.text().await?;
+    assert!(page.contains("<redoc"), "{page}");
+    for external in ["http://", "https://", "\"//"] {
+        assert!(!page.contains(external), "{page}");
+    }
+    let mut assets = Vec::new();
+    for attribute in ["src=\"", "href=\"", "spec-url=\""] {
+        for (at, _) in page.match_indices(attribute) {
+            let rest = &page[at + attribute.len()..];
+            assets.push(rest[..rest.find('"').unwrap_or(0)].to_owned());
+        }
+    }
+    assert_eq!(
+        assets,
+        ["/redoc/redoc.standalone.js", "/api-docs/openapi.json"],
+        "every asset is the server's own"
+    );
+    for asset in assets {
+        let response = app.http.get(app.url(&asset)).send().await?;
+        assert_eq!(response.status(), 200, "{asset}");
+        assert!(response.bytes().await?.len() > 1_000, "{asset}");
+    }
     Ok(())
 }
 
