@@ -320,7 +320,27 @@ impl Store {
             .execute(conn)
             .await?;
             // So do the reactions to their messages (tombstones have none)
-            // and the reactions they made, kept readable to be counted.
+            // and the reactions they made, kept readable to be counted;
+            // the messages they reacted to count one fewer each.
+            let reacted: Vec<(i64, i64)> = message_reactions::table
+                .filter(message_reactions::user_id.eq(user.get()))
+                .select((message_reactions::room_id, message_reactions::seq))
+                .load(conn)
+                .await?;
+            for (room, seq) in &reacted {
+                diesel::update(
+                    messages::table
+                        .filter(messages::room_id.eq(*room))
+                        .filter(messages::seq.eq(*seq)),
+                )
+                .set(messages::reactions.eq(messages::reactions - 1))
+                .execute(conn)
+                .await?;
+            }
+            diesel::update(theirs)
+                .set(messages::reactions.eq(0))
+                .execute(conn)
+                .await?;
             diesel::delete(
                 message_reactions::table.filter(
                     message_reactions::user_id

@@ -202,6 +202,10 @@ impl Store {
                         ))
                         .execute(conn)
                         .await?;
+                    diesel::update(the_target)
+                        .set(messages::reactions.eq(messages::reactions + 1))
+                        .execute(conn)
+                        .await?;
                 }
                 MessageOp::Unreact { emoji } => {
                     let emoji = emoji.as_str();
@@ -212,6 +216,10 @@ impl Store {
                     if taken == 0 {
                         return Err(StorageError::Refused(Refusal::ReactionNotFound));
                     }
+                    diesel::update(the_target)
+                        .set(messages::reactions.eq(messages::reactions - 1))
+                        .execute(conn)
+                        .await?;
                 }
                 MessageOp::Edit { .. } => {
                     diesel::insert_into(message_versions::table)
@@ -250,6 +258,7 @@ impl Store {
                             messages::key_id.eq(""),
                             messages::deleted_at.eq(at),
                             messages::deleted_by.eq(actor),
+                            messages::reactions.eq(0),
                         ))
                         .execute(conn)
                         .await?;

@@ -16,7 +16,7 @@ use crate::schema::messages;
 
 /// The columns of a stored message without its author's name, in the order
 /// both statements select them.
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 15] = [
     messages::id::NAME,
     messages::room_id::NAME,
     messages::seq::NAME,
@@ -31,6 +31,7 @@ const COLUMNS: [&str; 14] = [
     messages::deleted_by::NAME,
     messages::change::NAME,
     messages::target_seq::NAME,
+    messages::reactions::NAME,
 ];
 
 /// The messages stored under any of `pairs` (user id, client id).
@@ -87,6 +88,7 @@ impl Query for StoredByClientId<'_> {
         Nullable<BigInt>,
         Nullable<Text>,
         Nullable<BigInt>,
+        BigInt,
     );
 }
 

@@ -342,6 +342,7 @@ impl Store {
             deleted_by: None,
             reply_to: None,
             change: None,
+            reactions: 0,
             event: Some(MemberEvent {
                 change: planned.change,
                 by,

@@ -157,6 +157,7 @@ struct StoredRow {
     deleted_by: Option<i64>,
     change: Option<String>,
     target_seq: Option<i64>,
+    reactions: i64,
 }
 
 /// What the write transaction hands back.
@@ -497,6 +498,7 @@ impl Store {
                             reply_to: message.reply_to,
                             change: None,
                             event: None,
+                            reactions: 0,
                         },
                         duplicate: false,
                     }
@@ -521,6 +523,7 @@ impl Store {
                         deleted_by: row.deleted_by,
                         change: row.change,
                         target_seq: row.target_seq,
+                        reactions: row.reactions,
                     })?,
                     duplicate: true,
                 },
@@ -730,6 +733,7 @@ impl Store {
                 .transpose()?,
             change: message_change(row.change.as_deref(), row.target_seq)?,
             event,
+            reactions: row.reactions,
         })
     }
 }

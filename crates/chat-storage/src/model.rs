@@ -297,6 +297,9 @@ pub struct Message {
     /// was; its `user_id` and `username` are the member it concerns and
     /// `content` is `None`. `None` for a message.
     pub event: Option<MemberEvent>,
+    /// How many reactions it has now, every kind and member together
+    /// ([`crate::Store::reactions`] tells which).
+    pub reactions: i64,
 }
 
 /// The outcome of storing one [`NewMessage`].

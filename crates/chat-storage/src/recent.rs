@@ -285,6 +285,7 @@ mod tests {
             reply_to: None,
             change: None,
             event: None,
+            reactions: 0,
         }
     }
 

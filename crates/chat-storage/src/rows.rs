@@ -141,6 +141,7 @@ pub(crate) struct MessageRow {
     pub(crate) deleted_by: Option<i64>,
     pub(crate) change: Option<String>,
     pub(crate) target_seq: Option<i64>,
+    pub(crate) reactions: i64,
 }
 
 /// The columns of a [`MessageRow`], for `.select(..)` on `messages` joined
@@ -164,6 +165,7 @@ pub(crate) type MessageColumns = (
     messages::deleted_by,
     messages::change,
     messages::target_seq,
+    messages::reactions,
 );
 
 pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
@@ -185,6 +187,7 @@ pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
     messages::deleted_by,
     messages::change,
     messages::target_seq,
+    messages::reactions,
 );
 
 /// A message to insert, by [`crate::insert_messages::InsertMessages`].

@@ -56,6 +56,7 @@ diesel::table! {
         deleted_by -> Nullable<Int8>,
         change -> Nullable<Text>,
         target_seq -> Nullable<Int8>,
+        reactions -> Int8,
     }
 }
 

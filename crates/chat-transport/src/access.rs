@@ -6,8 +6,8 @@
 //! not exist, so its existence does not leak. A public room is visible to
 //! everyone; a user banned from it may see it but not read, join or post.
 
-use chat_domain::{Refusal, Role, RoomKind, RoomName, UserId, Visibility};
-use chat_storage::{RoomAccess, RoomKey};
+use chat_domain::{Refusal, Role, RoomKind, RoomName, UserId, Username, Visibility};
+use chat_storage::{RoomAccess, RoomKey, StorageError, User};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -63,6 +63,20 @@ impl Access {
     pub(crate) fn key(&self) -> RoomKey {
         RoomKey::from(&self.0.room)
     }
+}
+
+/// The user named `name`, as other users may name them: an account the
+/// operator deleted is gone (its row only keeps the name reserved), so
+/// nobody opens a conversation with it, adds it to a room or governs it.
+pub(crate) async fn user_named(
+    state: &AppState,
+    name: &Username,
+) -> Result<Option<User>, StorageError> {
+    Ok(state
+        .store
+        .user_by_name(name)
+        .await?
+        .filter(|user| user.deleted_at.is_none()))
 }
 
 /// The room `name` as `user` may see it, or [`Refusal::RoomNotFound`] when

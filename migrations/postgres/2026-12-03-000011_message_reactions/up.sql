@@ -14,3 +14,8 @@ CREATE TABLE message_reactions (
     PRIMARY KEY (room_id, seq, emoji, user_id),
     FOREIGN KEY (room_id, seq) REFERENCES messages (room_id, seq) ON DELETE CASCADE
 );
+
+-- How many reactions each message has now (every kind, every member), kept
+-- by the transaction of each reaction: a history page reads the reactions
+-- of only the messages that have some.
+ALTER TABLE messages ADD COLUMN reactions BIGINT NOT NULL DEFAULT 0;

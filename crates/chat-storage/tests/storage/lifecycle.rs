@@ -425,6 +425,7 @@ async fn reactions_are_counted_by_kind_once_per_member_and_recorded_in_the_seque
         reactions_seen(db, &room, sent.seq, &alice).await,
         vec![("👍".to_owned(), 2, false), ("🎉".to_owned(), 1, false)]
     );
+    assert_eq!(at(db, &room, sent.seq).await.reactions, 3);
 
     // The same reaction again is the one already made: nothing new.
     let again = db
@@ -461,6 +462,7 @@ async fn reactions_are_counted_by_kind_once_per_member_and_recorded_in_the_seque
         reactions_seen(db, &room, sent.seq, &bob).await,
         vec![("👍".to_owned(), 1, false), ("🎉".to_owned(), 1, false)]
     );
+    assert_eq!(at(db, &room, sent.seq).await.reactions, 2);
     // A reaction not made cannot be taken back; nothing is recorded.
     assert_eq!(
         refusal(
@@ -549,6 +551,7 @@ async fn a_message_carries_at_most_twenty_kinds_and_loses_its_reactions_when_del
         .await
         .expect("the author deletes");
     assert!(reactions_seen(db, &room, sent.seq, &alice).await.is_empty());
+    assert_eq!(at(db, &room, sent.seq).await.reactions, 0);
     for change in [
         react(&room, sent.seq, &alice, "k1"),
         unreact(&room, sent.seq, &alice, "k1"),

@@ -37,9 +37,7 @@ async fn room_and_user(
     let name = parse_room(&path.0)?;
     let found = access::find_for_route(state, &name, caller).await?;
     let username = Username::parse(path.1.as_str()).map_err(ApiError::invalid)?;
-    let user = state
-        .store
-        .user_by_name(&username)
+    let user = access::user_named(state, &username)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user '{username}' not found")))?;
     Ok((name, found, user.id))

@@ -475,10 +475,11 @@ pub(crate) async fn page_context(
     viewer: UserId,
 ) -> Result<PageContext, ApiError> {
     let mut context = PageContext::default();
-    // Changes and tombstones carry no reactions.
+    // Only messages that have reactions are looked up: most pages have
+    // none, and cost no query for them.
     let reactable: Vec<Seq> = page
         .iter()
-        .filter(|m| m.change.is_none() && m.event.is_none() && m.deleted_at.is_none())
+        .filter(|m| m.reactions > 0)
         .map(|m| m.seq)
         .collect();
     context.reactions = state
@@ -537,9 +538,7 @@ pub(crate) async fn open_direct(
             "a direct conversation is between two different users".to_owned(),
         ));
     }
-    let other = state
-        .store
-        .user_by_name(&other_name)
+    let other = access::user_named(&state, &other_name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user '{other_name}' not found")))?;
     let room = membership::open_direct(&state, &user, &other).await?;

@@ -180,7 +180,7 @@ impl Session {
         room: &RoomName,
     ) -> Result<Option<chat_domain::UserId>, Gone> {
         let found = match Username::parse(username.as_str()) {
-            Ok(name) => self.state.store.user_by_name(&name).await,
+            Ok(name) => crate::access::user_named(&self.state, &name).await,
             Err(_) => Ok(None),
         };
         match found {

@@ -23,7 +23,63 @@ crate::backend_tests!(
     a_bad_body_is_refused_and_changes_nothing,
     a_member_who_rejoined_keeps_the_room_when_resuming_from_before_the_kick,
     a_resend_after_a_kick_is_answered_with_the_stored_original,
+    a_deleted_account_can_be_neither_messaged_added_nor_governed,
 );
+
+async fn a_deleted_account_can_be_neither_messaged_added_nor_governed(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    app.user("bob").await?;
+    room(app, &alice, "lobby", "public").await?;
+    let bob = app
+        .store
+        .user_by_name(&chat_domain::Username::parse("bob")?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("bob exists"))?;
+    // What `chat-server admin user delete bob` does to the account.
+    app.store.delete_user(bob.id, false).await?;
+
+    let rooms_before: Value = app.get_authed("/api/rooms", &alice).await?.json().await?;
+    assert_eq!(
+        status(app, Method::POST, "/api/dm/bob", &alice, None).await?,
+        404
+    );
+    assert_eq!(
+        status(
+            app,
+            Method::PUT,
+            "/api/rooms/lobby/members/bob",
+            &alice,
+            None
+        )
+        .await?,
+        404
+    );
+    assert_eq!(
+        status(
+            app,
+            Method::PUT,
+            "/api/rooms/lobby/bans/bob",
+            &alice,
+            Some(json!({}))
+        )
+        .await?,
+        404
+    );
+    let mut socket = app.connect(&alice).await?;
+    socket
+        .send(json!({"type": "ban", "room": "lobby", "username": "bob"}))
+        .await?;
+    assert_eq!(socket.recv_type("error").await?["code"], "invalid_frame");
+    let rooms_after: Value = app.get_authed("/api/rooms", &alice).await?.json().await?;
+    assert_eq!(rooms_after, rooms_before, "nothing changed");
+    let members: Vec<Value> = app
+        .get_authed("/api/rooms/lobby/members", &alice)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(members.len(), 1);
+    Ok(())
+}
 
 async fn general_stays_public_and_undeletable_whoever_owns_it(app: &TestApp) -> Result<()> {
     let alice = app.user("alice").await?;
