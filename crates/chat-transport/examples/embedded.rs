@@ -21,7 +21,7 @@
 //! curl http://127.0.0.1:8080/health
 //! ```
 //!
-//! `PORT` picks another port. The database is a SQLite file in a fresh
+//! `PORT` picks another port, `RUST_LOG` filters the logs. The database is a SQLite file in a fresh
 //! directory under the system's temporary directory, removed on exit.
 
 use std::net::TcpListener;
