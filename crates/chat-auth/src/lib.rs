@@ -19,6 +19,40 @@
 //! transport's job, and whether a session is still open is the database's
 //! to say. It never logs secrets; [`redact`] shortens a token for the
 //! callers that want to log one.
+//!
+//! # Using it
+//!
+//! A sign-up hashes the password; a sign-in verifies it against the stored
+//! hash, opens a session and issues a token for it; every request verifies
+//! its token:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use chat_auth::{PasswordHasher, TokenKeys, new_session_id};
+//! use chat_domain::{Password, Username};
+//! use secrecy::SecretString;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // The lowest cost keeps this example quick; the server's default is
+//!     // `PasswordHasher::DEFAULT_COST`.
+//!     let hasher = PasswordHasher::new(PasswordHasher::MIN_COST)?;
+//!     let hash = hasher.hash(&Password::parse("correct horse")?).await?;
+//!     assert!(hasher.verify("correct horse", Some(&hash)).await?);
+//!     assert!(!hasher.verify("wrong horse", Some(&hash)).await?);
+//!
+//!     // In production the secret comes from configuration (`SECRET_KEY`).
+//!     let secret = SecretString::from("a secret of at least thirty-two bytes".to_owned());
+//!     let keys = TokenKeys::new(&secret, Duration::from_secs(30 * 60))?;
+//!     let session = new_session_id();
+//!     let issued = keys.issue(&Username::parse("alice")?, session)?;
+//!     let claims = keys.verify(&issued.token)?;
+//!     assert_eq!(claims.sub, "alice");
+//!     assert_eq!(claims.sid, Some(session));
+//!     Ok(())
+//! }
+//! ```
 
 mod error;
 mod password;

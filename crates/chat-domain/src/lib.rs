@@ -8,6 +8,33 @@
 //! This crate must not know about I/O, serialization formats, HTTP or the
 //! database: it is shared by the server, the storage layer and the terminal
 //! client alike.
+//!
+//! # Using it
+//!
+//! Parse what a user typed at the edge, then pass the typed value on:
+//!
+//! ```
+//! use chat_domain::{DomainError, MessageBody, RoomKind, RoomName, Username};
+//!
+//! let alice = Username::parse("Alice")?;
+//! let bob = Username::parse("bob")?;
+//! // Names keep the case their owner chose; uniqueness ignores it.
+//! assert!(alice.same_user(&Username::parse("alice")?));
+//!
+//! // A direct conversation has one name, whichever member asks.
+//! let direct = RoomName::direct(&bob, &alice)?;
+//! assert_eq!(direct.as_str(), "dm:alice:bob");
+//! assert_eq!(direct.kind(), RoomKind::Direct);
+//!
+//! let body = MessageBody::parse("hello, bob")?;
+//! assert_eq!(body.as_str(), "hello, bob");
+//!
+//! // A refusal says what is wrong, in words meant for the user.
+//! let refused = Username::parse("al").unwrap_err();
+//! assert!(matches!(refused, DomainError::UsernameLength { min: 3, max: 50 }));
+//! println!("{refused}");
+//! # Ok::<(), DomainError>(())
+//! ```
 
 mod error;
 mod governance;

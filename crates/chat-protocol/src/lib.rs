@@ -13,6 +13,30 @@
 //! and numbers, and the server parses them into domain types. OpenAPI schema
 //! derives (`utoipa`) are behind the `openapi` feature, which only the server
 //! enables.
+//!
+//! # Using it
+//!
+//! A client writes [`ws::ClientFrame`]s and reads [`ws::ServerFrame`]s;
+//! the server does the opposite, with [`ws::ClientFrame::parse`] naming
+//! precisely what is wrong with a bad frame:
+//!
+//! ```
+//! use chat_protocol::ws::{ClientFrame, FrameError, ServerFrame};
+//!
+//! // A seed client's frame: only `content`, so the room is `general`.
+//! let frame = ClientFrame::parse(r#"{"type":"message","content":"hi"}"#)?;
+//! assert!(matches!(frame, ClientFrame::Message { ref room, .. } if room.is_none()));
+//!
+//! let refused = ClientFrame::parse(r#"{"type":"edit","room":"general"}"#).unwrap_err();
+//! assert!(matches!(refused, FrameError::Invalid { kind: "edit", .. }));
+//!
+//! // Server frames are serialized once and sent as text.
+//! assert_eq!(ServerFrame::Pong.to_json(), r#"{"type":"pong"}"#);
+//! # Ok::<(), FrameError>(())
+//! ```
+//!
+//! The REST bodies in [`rest`] are plain serde structs, read and written
+//! with `serde_json` or any HTTP client's JSON support.
 
 pub mod rest;
 pub mod timestamp;

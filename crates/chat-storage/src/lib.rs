@@ -32,6 +32,54 @@
 //!
 //! HTTP, WebSockets, serde wire types and configuration formats. Storage rows
 //! convert to wire types in `chat-protocol` and above, never here.
+//!
+//! # Using it
+//!
+//! Connect with a [`StoreConfig`], apply the embedded migrations, then call
+//! the store's methods; it is cheap to clone and safe to share:
+//!
+//! ```no_run
+//! use chat_crypto::{FernetKey, KeyRing};
+//! use chat_domain::{MessageBody, RoomName, Username};
+//! use chat_storage::{Cursor, NewMessage, RecentCache, SqliteSynchronous, Store, StoreConfig};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::connect(StoreConfig {
+//!     url: "sqlite://data/chat.db".to_owned(),
+//!     pool_size: 8,
+//!     pool_shards: Vec::new(),
+//!     // In production the key comes from configuration, and stays.
+//!     keys: KeyRing::new(FernetKey::generate(), Vec::new()),
+//!     recent: RecentCache::default(),
+//!     sqlite_synchronous: SqliteSynchronous::default(),
+//! })
+//! .await?;
+//! store.run_pending_migrations().await?;
+//!
+//! // The hash comes from `chat_auth::PasswordHasher`.
+//! let alice = store
+//!     .create_user(&Username::parse("alice")?, "$2b$12$...")
+//!     .await?;
+//! let general = store
+//!     .room_by_name(&RoomName::general())
+//!     .await?
+//!     .ok_or("not migrated")?;
+//! let stored = store
+//!     .append_messages(vec![NewMessage {
+//!         room_id: general.id,
+//!         user_id: alice.id,
+//!         username: alice.username.clone(),
+//!         body: MessageBody::parse("hello")?,
+//!         client_id: None,
+//!         reply_to: None,
+//!     }])
+//!     .await?;
+//! assert_eq!(stored.len(), 1);
+//! let page = store.history(general.id, Cursor::Latest, 50).await?;
+//! assert_eq!(page.messages.last().and_then(|m| m.content.as_deref()), Some("hello"));
+//! # Ok(())
+//! # }
+//! ```
 
 #[macro_use]
 mod store;

@@ -222,7 +222,7 @@ impl Store {
     /// repeat of it within the batch gets the same refusal: the insert
     /// itself checks, after the rooms' counters are locked, so it sees every
     /// membership change committed before the batch (see
-    /// [`crate::insert_messages`]).
+    /// `insert_messages.rs`).
     ///
     /// Fails with [`StorageError::NotFound`] when a room does not exist; then
     /// nothing of the batch is stored.

@@ -130,7 +130,7 @@ impl From<StorageError> for ApiError {
 impl From<chat_domain::Refusal> for ApiError {
     /// A refusal by the room's rules. Routes that know the room's name say
     /// it, and when a ban or a mute ends, through
-    /// [`crate::access::for_route`]; a room the caller may not see is 404
+    /// `access::for_route`; a room the caller may not see is 404
     /// with the same words as a room that does not exist.
     fn from(refusal: Refusal) -> Self {
         let detail = refusal.to_string();

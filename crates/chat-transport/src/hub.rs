@@ -209,7 +209,7 @@ impl Connection {
     }
 
     /// Queues a frame without waiting. A full queue means the client reads
-    /// too slowly: it is told to go ([`Eviction::TooSlow`]) and the frame is
+    /// too slowly: it is told to go (`Eviction::TooSlow`) and the frame is
     /// dropped, so one slow reader never holds up anyone else.
     pub fn push(&self, item: Outbound) -> bool {
         if self.outbox.closed.load(Ordering::Acquire) {

@@ -8,6 +8,38 @@
 //!
 //! This is the only crate that knows HTTP. It must not know SQL (that is
 //! the storage's) nor how settings are read (that is the binary's).
+//!
+//! # Using it
+//!
+//! Build the [`Services`] (a migrated [`chat_storage::Store`], a
+//! [`chat_auth::PasswordHasher`], [`chat_auth::TokenKeys`]) and a
+//! [`TransportConfig`] from your own configuration, then either mount the
+//! chat beside your routes or let [`Application`] serve it alone:
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use chat_transport::{ChatService, Services, TransportConfig};
+//!
+//! # async fn example(services: Services) -> Result<(), Box<dyn std::error::Error>> {
+//! let chat = ChatService::new(TransportConfig::default(), services).await?;
+//! let mounted = chat.clone();
+//! HttpServer::new(move || {
+//!     App::new()
+//!         .route("/hello", web::get().to(|| async { "hello" }))
+//!         .configure(|cfg| mounted.configure(cfg))
+//! })
+//! .bind("127.0.0.1:8080")?
+//! .run()
+//! .await?;
+//! // Close the chat's sockets and store what is queued.
+//! chat.shutdown(std::time::Duration::from_secs(10)).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/embedded.rs` is the whole program: the store on SQLite, the
+//! keys, the host's tracing, and a shutdown that stops both together
+//! (`cargo run -p chat-transport --example embedded`).
 
 mod access;
 mod auth;

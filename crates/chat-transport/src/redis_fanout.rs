@@ -126,7 +126,7 @@ impl RedisFanout {
     /// and presence tasks on the current Tokio runtime. They stop when
     /// `stop` is cancelled. A Redis that is down is not an error: the node
     /// serves its own sockets and keeps trying. At most `backlog` events
-    /// wait to be published; see [`PublishBacklog`].
+    /// wait to be published; see `PublishBacklog` (`publish_backlog.rs`).
     pub fn start(
         url: &str,
         namespace: &str,

@@ -7,6 +7,7 @@ mod helpers;
 mod cluster;
 mod contract;
 mod docs;
+mod embedding;
 mod faults;
 mod governance;
 mod lifecycle;
