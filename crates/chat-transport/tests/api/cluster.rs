@@ -263,31 +263,34 @@ async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
         )
     );
 
-    // Bob, not the author, is refused on node B by frame and by route.
-    bob_on_b
-        .send(json!({"type": "edit", "room": "lobby", "seq": kept, "content": "bob's"}))
+    // Refused on node B by frame and by route: Bob, not the author, may
+    // neither edit nor delete Alice's message; Carol, not a member, may not
+    // react to it.
+    let path = format!("/api/rooms/lobby/messages/{kept}");
+    let edit = json!({"type": "edit", "room": "lobby", "seq": kept, "content": "bob's"});
+    let delete = json!({"type": "delete", "room": "lobby", "seq": kept});
+    let body = json!({"content": "bob's"});
+    for (frame, method, body) in [
+        (edit, reqwest::Method::PATCH, Some(&body)),
+        (delete, reqwest::Method::DELETE, None),
+    ] {
+        bob_on_b.send(frame).await?;
+        assert_eq!(bob_on_b.recv_type("error").await?["code"], "forbidden");
+        let refused = cluster.b.send_authed(method, &path, &bob, body).await?;
+        assert_eq!(refused.status(), 403);
+    }
+    let carol = cluster.a.user("carol").await?;
+    let mut carol_on_b = cluster.b.connect(&carol).await?;
+    carol_on_b
+        .send(json!({"type": "react", "room": "lobby", "seq": kept, "emoji": "👍"}))
         .await?;
-    assert_eq!(bob_on_b.recv_type("error").await?["code"], "forbidden");
+    assert_eq!(carol_on_b.recv_type("error").await?["code"], "not_a_member");
     let refused = cluster
         .b
         .send_authed(
-            reqwest::Method::PATCH,
-            &format!("/api/rooms/lobby/messages/{kept}"),
-            &bob,
-            Some(&json!({"content": "bob's"})),
-        )
-        .await?;
-    assert_eq!(refused.status(), 403);
-    bob_on_b
-        .send(json!({"type": "delete", "room": "lobby", "seq": kept}))
-        .await?;
-    assert_eq!(bob_on_b.recv_type("error").await?["code"], "forbidden");
-    let refused = cluster
-        .b
-        .send_authed(
-            reqwest::Method::DELETE,
-            &format!("/api/rooms/lobby/messages/{kept}"),
-            &bob,
+            reqwest::Method::PUT,
+            &format!("{path}/reactions/%F0%9F%91%8D"),
+            &carol,
             None,
         )
         .await?;
@@ -295,6 +298,7 @@ async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
     assert_eq!(page(&cluster.b, bob.clone()).await?, after);
     assert_eq!(page(&cluster.a, bob.clone()).await?, after);
     alice_on_a.expect_no("deleted").await?;
+    alice_on_a.expect_no("reaction").await?;
     Ok(())
 }
 
