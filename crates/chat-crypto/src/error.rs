@@ -13,6 +13,15 @@ pub enum CryptoError {
         /// What is wrong with the text given.
         reason: String,
     },
+    /// The search key text is not 32 bytes of url-safe base64.
+    #[error(
+        "invalid search key: {reason}; give 32 bytes of url-safe base64, \
+         for example from `chat-server gen-key`"
+    )]
+    InvalidSearchKey {
+        /// What is wrong with the text given.
+        reason: String,
+    },
     /// No key of the ring opens the token: it was sealed with a key the ring
     /// does not hold, it was altered, or it is not a Fernet token at all.
     #[error(

@@ -45,7 +45,9 @@
 mod error;
 mod key;
 mod ring;
+mod search;
 
 pub use error::CryptoError;
 pub use key::{FernetKey, KeyId};
 pub use ring::{KeyRing, Sealed};
+pub use search::{SearchKey, SearchKeys};

@@ -38,4 +38,12 @@ pub enum DomainError {
         "a reaction is 1 to {max_graphemes} characters (emoji count as one) without spaces or control characters"
     )]
     EmojiInvalid { max_graphemes: usize },
+    #[error("a search needs at least one word")]
+    SearchEmpty,
+    #[error("a search is at most {max} characters")]
+    SearchTooLong { max: usize },
+    #[error("a search has at most {max} words")]
+    SearchTooManyWords { max: usize },
+    #[error("a word ending in '*' needs at least {min} letters before it")]
+    SearchPrefixTooShort { min: usize },
 }

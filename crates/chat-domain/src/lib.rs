@@ -42,6 +42,7 @@ mod ids;
 mod message;
 mod names;
 mod password;
+pub mod search;
 
 pub use error::DomainError;
 pub use governance::{
