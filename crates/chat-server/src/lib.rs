@@ -2,13 +2,15 @@
 //! migrations, then [`chat_transport::Application`]; the maintenance
 //! command that re-encrypts stored messages after a key rotation
 //! ([`rotate_keys`]); and the one that brings over the original Python
-//! backend's database ([`import_original`]).
+//! backend's database ([`import_original`]); and the one that builds the
+//! search index for messages stored before it ([`reindex`]).
 //!
 //! It holds no chat logic; everything it does is wiring, so it stays thin
 //! and every part it wires is tested where it lives.
 
 pub mod admin;
 pub mod import;
+pub mod reindex;
 pub mod rotation;
 pub mod secrets;
 pub mod settings;
@@ -22,10 +24,11 @@ use chat_storage::{RecentCache, SqliteSynchronous, Store, StoreConfig};
 use chat_transport::{Application, Services};
 
 pub use import::{ImportOptions, ImportProgress, ImportReport, ProgressPrinter, import_original};
+pub use reindex::{ReindexReport, reindex};
 pub use rotation::{PreviousKey, RotationReport, rotate_keys};
 pub use settings::{
-    AdminArgs, AdminCommand, Cli, Command, Environment, RoomAdmin, SessionsAdmin, Settings,
-    UserAdmin,
+    AdminArgs, AdminCommand, Cli, Command, Environment, ReindexArgs, RoomAdmin, SessionsAdmin,
+    Settings, UserAdmin,
 };
 
 /// The database URL in force: the setting, or a SQLite file in the data
@@ -49,6 +52,7 @@ async fn open_store_with(settings: &Settings, keys: KeyRing) -> anyhow::Result<S
         pool_size: settings.db_pool_size,
         pool_shards: settings.pool_shards(),
         keys,
+        search: secrets::search_keys(settings)?,
         recent: RecentCache {
             per_room: settings.history_cache_messages,
             max_bytes: settings.history_cache_mb.saturating_mul(1024 * 1024),
@@ -105,6 +109,21 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
             "could not read the database's durability settings"
         ),
     }
+    match store
+        .search_index_state(store.search_keys().current())
+        .await
+    {
+        Ok(chat_storage::SearchIndexState::Complete) => {}
+        Ok(state) => tracing::warn!(
+            ?state,
+            "search finds only the messages indexed so far; run `chat-server reindex` to index \
+             the older ones"
+        ),
+        Err(error) => tracing::warn!(
+            error = %format!("{:#}", anyhow::Error::new(error)),
+            "could not read the state of the search index"
+        ),
+    }
     let hasher =
         PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;
     let ttl = Duration::from_secs(u64::from(settings.token_ttl_minutes.max(1)) * 60);
@@ -156,9 +175,10 @@ pub fn print_new_keys() -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let written = writeln!(
         out,
-        "ENCRYPTION_KEY={}\nSECRET_KEY={}",
+        "ENCRYPTION_KEY={}\nSECRET_KEY={}\nSEARCH_KEY={}",
         chat_crypto::FernetKey::generate().to_base64(),
-        secrets::generate_jwt_secret()
+        secrets::generate_jwt_secret(),
+        chat_crypto::SearchKey::generate().to_base64()
     );
     match written {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

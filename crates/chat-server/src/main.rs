@@ -44,6 +44,21 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             print!("{report}");
         }
+        Command::Reindex(args) => {
+            let url = chat_server::database_url(&settings);
+            tracing::info!(database = %chat_server::redacted_url(&url), "building the search index");
+            let report = chat_server::reindex(&settings, &args, |progress| {
+                println!(
+                    "indexed {} messages; through message id {} of {}{}",
+                    progress.indexed,
+                    progress.next_message_id.saturating_sub(1),
+                    progress.newest_message_id,
+                    if progress.finished { " (done)" } else { "" }
+                );
+            })
+            .await?;
+            print!("{report}");
+        }
         Command::Admin(args) => {
             let format = if args.json {
                 chat_server::admin::Format::Json

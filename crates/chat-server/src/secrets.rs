@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use chat_crypto::{FernetKey, KeyRing};
+use chat_crypto::{FernetKey, KeyRing, SearchKey, SearchKeys};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -16,6 +16,7 @@ use crate::settings::{Environment, Settings};
 
 const SECRET_KEY_FILE: &str = "secret_key";
 const ENCRYPTION_KEY_FILE: &str = "encryption_key";
+const SEARCH_KEY_FILE: &str = "search_key";
 
 /// A fresh JWT secret: 48 random bytes, url-safe base64.
 pub fn generate_jwt_secret() -> String {
@@ -62,6 +63,37 @@ pub fn key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
         }
     };
     Ok(KeyRing::new(primary, previous_keys(settings)?))
+}
+
+/// The keys of the search index: SEARCH_KEY (generated into the data
+/// directory in development) and SEARCH_KEY_NEXT.
+pub fn search_keys(settings: &Settings) -> anyhow::Result<SearchKeys> {
+    let current = match &settings.search_key {
+        Some(key) => SearchKey::parse(key.expose_secret()).context("SEARCH_KEY is not valid")?,
+        None if settings.environment == Environment::Production => {
+            bail!(
+                "SEARCH_KEY is required when CHAT_ENV=production (generate one with `chat-server gen-key`)"
+            );
+        }
+        None => {
+            let text = load_or_create(&settings.data_dir, SEARCH_KEY_FILE, || {
+                SearchKey::generate().to_base64()
+            })?;
+            SearchKey::parse(&text).with_context(|| {
+                format!(
+                    "{} holds an invalid key",
+                    settings.data_dir.join(SEARCH_KEY_FILE).display()
+                )
+            })?
+        }
+    };
+    let next = settings
+        .search_key_next
+        .as_ref()
+        .filter(|key| !key.expose_secret().trim().is_empty())
+        .map(|key| SearchKey::parse(key.expose_secret()).context("SEARCH_KEY_NEXT is not valid"))
+        .transpose()?;
+    Ok(SearchKeys::new(current, next))
 }
 
 /// The keys of `ENCRYPTION_KEYS_PREVIOUS`, in the order given: entry 1

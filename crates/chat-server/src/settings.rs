@@ -26,7 +26,7 @@ pub enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
-    /// Print a fresh Fernet key and JWT secret, for `.env`.
+    /// Print a fresh Fernet key, JWT secret and search key, for `.env`.
     GenKey,
     /// Re-encrypt every stored message with ENCRYPTION_KEY, in batches,
     /// while the server keeps running; then report which keys of
@@ -47,11 +47,37 @@ pub enum Command {
     /// their times and authors. Run it before the server is opened to
     /// users. Safe to stop and run again: nothing is imported twice.
     ImportOriginal(ImportArgs),
+    /// Build the search index for messages stored before it was written
+    /// live (an existing database), under SEARCH_KEY_NEXT when it is set
+    /// (a key change) and SEARCH_KEY otherwise, while the server serves.
+    /// Safe to stop and run again: it continues where it stopped. With
+    /// `--drop-old`, then deletes the index entries of every other key.
+    Reindex(ReindexArgs),
     /// Act on accounts, sessions and rooms as the operator, against
     /// DATABASE_URL, while the nodes run: each action reaches every node
     /// at once through Redis when REDIS_URL is set, and within
     /// CHAT_RECHECK_SECS otherwise.
     Admin(AdminArgs),
+}
+
+/// `chat-server reindex ...`.
+#[derive(Debug, Clone, Args)]
+pub struct ReindexArgs {
+    /// Messages indexed per transaction.
+    #[arg(
+        long,
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(1..=chat_storage::MAX_REINDEX_BATCH as i64)
+    )]
+    pub batch_size: u32,
+    /// Start again from the oldest message instead of where the last run
+    /// stopped (after a change of the word rules, say).
+    #[arg(long)]
+    pub restart: bool,
+    /// When the index is built, delete the entries of every key other than
+    /// SEARCH_KEY and SEARCH_KEY_NEXT (after a key change).
+    #[arg(long)]
+    pub drop_old: bool,
 }
 
 /// `chat-server admin [--json] ...`.
@@ -321,6 +347,19 @@ pub struct Settings {
         global = true
     )]
     pub encryption_keys_previous: Option<SecretString>,
+
+    /// Key of the search index (32 bytes of url-safe base64, from
+    /// `chat-server gen-key`), distinct from ENCRYPTION_KEY: words are
+    /// indexed as keyed hashes under it. Required in production; generated
+    /// into the data directory in development.
+    #[arg(long, env = "SEARCH_KEY", hide_env_values = true, global = true)]
+    pub search_key: Option<SecretString>,
+
+    /// The search key being moved to: while set, every message is indexed
+    /// under it too, and `chat-server reindex` builds its index for older
+    /// messages; searches still use SEARCH_KEY until it takes its place.
+    #[arg(long, env = "SEARCH_KEY_NEXT", hide_env_values = true, global = true)]
+    pub search_key_next: Option<SecretString>,
 
     /// Redis for running several nodes behind a load balancer
     /// (redis://host:6379). Absent: a single node, fan-out in process.

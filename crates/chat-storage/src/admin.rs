@@ -20,7 +20,7 @@ use crate::model::{Room, User};
 use crate::rows::{RoomRow, UserRow, now, role, utc};
 use crate::schema::{
     auth_sessions, message_erasures, message_reactions, message_versions, messages, room_members,
-    rooms, users,
+    rooms, search_terms, users,
 };
 use crate::sessions::session_id;
 use crate::users::lower;
@@ -297,6 +297,19 @@ impl Store {
                 .distinct()
                 .load(conn)
                 .await?;
+            // Their texts leave the search index (which is keyed by term,
+            // so this reads it once).
+            diesel::delete(
+                search_terms::table.filter(
+                    search_terms::message_id.eq_any(
+                        messages::table
+                            .filter(messages::user_id.eq(user.get()))
+                            .select(messages::id),
+                    ),
+                ),
+            )
+            .execute(conn)
+            .await?;
             let erased = diesel::update(theirs)
                 .set((
                     messages::body.eq(&empty.token),

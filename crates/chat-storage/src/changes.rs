@@ -21,11 +21,13 @@ use crate::model::{Changed, Message, MessageOp, NewChange, Reaction, Version};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, role, seq, utc};
 use crate::schema::{message_reactions, message_versions, messages, room_members, rooms, users};
+use crate::search::{IndexEntry, delete_index_entries, entries_of, insert_index_entries};
 use crate::{StorageError, Store};
 
 /// What a change needs to know about the message it changes.
 #[derive(Queryable)]
 struct Target {
+    id: i64,
     user_id: i64,
     body: String,
     key_id: String,
@@ -89,6 +91,11 @@ impl Store {
         let (body, key_id) = sealed.as_ref().map_or(("", ""), |sealed| {
             (sealed.token.as_str(), sealed.key_id.as_str())
         });
+        // The index entries of the new text, hashed before the lock.
+        let new_entries = match &change.op {
+            MessageOp::Edit { content } => entries_of(&self.inner.search, content.as_str()),
+            _ => Vec::new(),
+        };
         let at = now();
         let written = write_transaction!(self, |conn| {
             let Some((_, last_seq)) = conn.lock_room_counters(&[room]).await?.into_iter().next()
@@ -129,6 +136,7 @@ impl Store {
                 .filter(messages::room_id.eq(room))
                 .filter(messages::seq.eq(target))
                 .select((
+                    messages::id,
                     messages::user_id,
                     messages::body,
                     messages::key_id,
@@ -222,6 +230,20 @@ impl Store {
                         .await?;
                 }
                 MessageOp::Edit { .. } => {
+                    // Found by its new text only, from this commit on.
+                    if let Some(old) = self.decrypt_body(&found.body, found.key_id.clone()) {
+                        delete_index_entries!(conn, room, found.id, entries_of(&self.inner.search, &old));
+                    }
+                    let index: Vec<IndexEntry> = new_entries
+                        .iter()
+                        .map(|&(generation, term)| IndexEntry {
+                            generation,
+                            term,
+                            room_id: room,
+                            message_id: found.id,
+                        })
+                        .collect();
+                    insert_index_entries!(conn, index, true);
                     diesel::insert_into(message_versions::table)
                         .values((
                             message_versions::room_id.eq(room),
@@ -244,6 +266,9 @@ impl Store {
                         .await?;
                 }
                 MessageOp::Delete => {
+                    if let Some(text) = self.decrypt_body(&found.body, found.key_id.clone()) {
+                        delete_index_entries!(conn, room, found.id, entries_of(&self.inner.search, &text));
+                    }
                     diesel::delete(reactions_of_target).execute(conn).await?;
                     diesel::delete(
                         message_versions::table

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use chat_crypto::KeyRing;
+use chat_crypto::{KeyRing, SearchKeys};
 
 use crate::{RecentCache, SqliteSynchronous, StorageError};
 
@@ -25,6 +25,10 @@ pub struct StoreConfig {
     pub pool_shards: Vec<usize>,
     /// Encrypts new message bodies and decrypts stored ones.
     pub keys: KeyRing,
+    /// The keys of the search index: the one searches use, and the next
+    /// one while the key is being changed. Every message is indexed under
+    /// each.
+    pub search: SearchKeys,
     /// How many of each room's newest messages are kept in memory for
     /// newest-page reads; see [`RecentCache`].
     pub recent: RecentCache,
@@ -44,6 +48,7 @@ impl fmt::Debug for StoreConfig {
             .field("pool_size", &self.pool_size)
             .field("pool_shards", &self.pool_shards)
             .field("keys", &format_args!("<key ring>"))
+            .field("search", &self.search)
             .field("recent", &self.recent)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()

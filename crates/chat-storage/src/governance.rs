@@ -22,7 +22,7 @@ use crate::model::{
 };
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{RoomRow, now, role, seq, username, utc};
-use crate::schema::{messages, room_bans, room_members, rooms, users};
+use crate::schema::{messages, room_bans, room_members, rooms, search_terms, users};
 use crate::{StorageError, Store};
 
 /// The stored body of a membership change: who made it and why, encrypted
@@ -561,6 +561,13 @@ impl Store {
         });
         if let Some(name) = &deleted {
             self.forget_room(name);
+            // Its messages went with it (cascade); their index entries
+            // are not keyed by room first, so this reads the index once.
+            with_conn!(self, |conn| {
+                diesel::delete(search_terms::table.filter(search_terms::room_id.eq(room.get())))
+                    .execute(conn)
+                    .await?
+            });
         }
         Ok(deleted.is_some())
     }

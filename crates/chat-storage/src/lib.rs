@@ -39,7 +39,7 @@
 //! the store's methods; it is cheap to clone and safe to share:
 //!
 //! ```no_run
-//! use chat_crypto::{FernetKey, KeyRing};
+//! use chat_crypto::{FernetKey, KeyRing, SearchKey, SearchKeys};
 //! use chat_domain::{MessageBody, RoomName, Username};
 //! use chat_storage::{Cursor, NewMessage, RecentCache, SqliteSynchronous, Store, StoreConfig};
 //!
@@ -50,6 +50,7 @@
 //!     pool_shards: Vec::new(),
 //!     // In production the key comes from configuration, and stays.
 //!     keys: KeyRing::new(FernetKey::generate(), Vec::new()),
+//!     search: SearchKeys::new(SearchKey::generate(), None),
 //!     recent: RecentCache::default(),
 //!     sqlite_synchronous: SqliteSynchronous::default(),
 //! })
@@ -102,6 +103,7 @@ mod rooms;
 mod rotation;
 mod rows;
 mod schema;
+mod search;
 mod sessions;
 mod shards;
 mod standing;
@@ -126,4 +128,7 @@ pub use original::{OriginalDatabase, OriginalMessage, OriginalPosition, Original
 pub use recent::RecentCache;
 pub use rooms::RoomKey;
 pub use rotation::{MAX_REENCRYPT_BATCH, ReencryptProgress};
+pub use search::{
+    MAX_REINDEX_BATCH, MAX_SEARCH_PAGE, ReindexProgress, SearchHit, SearchIndexState, SearchPage,
+};
 pub use store::{DEFAULT_TIMEOUT, PoolShard, SqliteSynchronous, Store};

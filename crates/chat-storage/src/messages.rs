@@ -18,6 +18,7 @@ use crate::rows::{
     utc,
 };
 use crate::schema::{messages, room_bans, users};
+use crate::search::{IndexEntry, insert_index_entries};
 use crate::standing::StandingOf;
 use crate::{StorageError, Store};
 
@@ -299,6 +300,13 @@ impl Store {
             pairs.dedup();
         }
 
+        // The index entries of every text, hashed before the locks are
+        // taken; only those of the messages stored are written.
+        let entries: Vec<Vec<(i32, i64)>> = batch
+            .iter()
+            .map(|message| crate::search::entries_of(&self.inner.search, message.body.as_str()))
+            .collect();
+
         write_transaction!(self, |conn| {
             // Chunks in ascending order keep the locks in id order.
             let mut counters: BTreeMap<i64, i64> = BTreeMap::new();
@@ -437,6 +445,23 @@ impl Store {
                 settled.push(Outcome::Refused(refusal));
             }
             let outcomes = settled;
+
+            // The index, in the same transaction: a message is findable
+            // once it is acknowledged, and never without being stored.
+            let mut index = Vec::new();
+            for ((message, outcome), entries) in batch.iter().zip(&outcomes).zip(&entries) {
+                if let Outcome::Inserted { seq } = outcome {
+                    let room = message.room_id.get();
+                    let message_id = inserted_id(&ids, room, *seq)?;
+                    index.extend(entries.iter().map(|&(generation, term)| IndexEntry {
+                        generation,
+                        term,
+                        room_id: room,
+                        message_id,
+                    }));
+                }
+            }
+            insert_index_entries!(conn, index, false);
 
             if let Origin::Imported(provenance) = origin {
                 let records = import_records(batch, &outcomes, &ids, provenance)?;

@@ -127,6 +127,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    search_reindex (generation) {
+        generation -> Int4,
+        next_message_id -> Int8,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    search_terms (generation, term, room_id, message_id) {
+        generation -> Int4,
+        term -> Int8,
+        room_id -> Int8,
+        message_id -> Int8,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         username -> Text,
@@ -162,5 +180,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     room_bans,
     room_members,
     rooms,
+    search_reindex,
+    search_terms,
     users,
 );

@@ -137,6 +137,7 @@ pub(crate) enum Pools {
 pub(crate) struct Inner {
     pub(crate) pools: Pools,
     pub(crate) keys: KeyRing,
+    pub(crate) search: chat_crypto::SearchKeys,
     pub(crate) room_keys: crate::rooms::RoomKeys,
     pub(crate) recent: crate::recent::RecentMessages,
 }
@@ -445,6 +446,7 @@ impl Store {
             inner: Arc::new(Inner {
                 pools,
                 keys: config.keys,
+                search: config.search,
                 room_keys: crate::rooms::RoomKeys::default(),
                 recent: crate::recent::RecentMessages::new(config.recent),
             }),

@@ -31,7 +31,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use chat_auth::{PasswordHasher, TokenKeys};
-use chat_crypto::{FernetKey, KeyRing};
+use chat_crypto::{FernetKey, KeyRing, SearchKey, SearchKeys};
 use chat_storage::{RecentCache, SqliteSynchronous, Store, StoreConfig};
 use chat_transport::{ChatService, Services, TransportConfig};
 use secrecy::SecretString;
@@ -115,6 +115,9 @@ async fn chat_service(database_url: &str) -> anyhow::Result<ChatService> {
         pool_size: 8,
         pool_shards: Vec::new(),
         keys,
+        // The search index's key; like the JWT secret, a real service
+        // keeps it in its configuration (`SearchKey::parse`).
+        search: SearchKeys::new(SearchKey::generate(), None),
         recent: RecentCache::default(),
         sqlite_synchronous: SqliteSynchronous::default(),
     })

@@ -55,8 +55,9 @@ pub enum ErrorCode {
     Deleted,
     /// A change to a message, a reply or a read mark named a seq that
     /// cannot be one (below 1 for a message, negative for a read mark), a
-    /// reaction is not a short visible string, or the message has as many
-    /// kinds of reaction as it may.
+    /// reaction is not a short visible string, the message has as many
+    /// kinds of reaction as it may, or a search is empty, too long or has
+    /// a prefix too short.
     Invalid,
 }
 
@@ -134,7 +135,11 @@ impl From<&DomainError> for ErrorCode {
             | DomainError::TopicTooLong { .. }
             | DomainError::TopicCharacters
             | DomainError::ReasonTooLong { .. } => ErrorCode::InvalidFrame,
-            DomainError::EmojiInvalid { .. } => ErrorCode::Invalid,
+            DomainError::EmojiInvalid { .. }
+            | DomainError::SearchEmpty
+            | DomainError::SearchTooLong { .. }
+            | DomainError::SearchTooManyWords { .. }
+            | DomainError::SearchPrefixTooShort { .. } => ErrorCode::Invalid,
             DomainError::SessionIdInvalid => ErrorCode::InvalidToken,
         }
     }

@@ -12,6 +12,7 @@ mod outage;
 mod planner;
 mod redaction;
 mod rotation;
+mod search;
 mod sessions;
 mod shards;
 mod support;

@@ -30,6 +30,16 @@ pub(crate) struct TestDb {
     database: TestDatabase,
 }
 
+/// The search key of every test store: stores on one database share it,
+/// as the nodes of a deployment do.
+pub(crate) fn search_keys() -> chat_crypto::SearchKeys {
+    chat_crypto::SearchKeys::new(
+        chat_crypto::SearchKey::parse("c2VhcmNoLWtleS1vZi10aGUtc3RvcmFnZS10ZXN0cyE=")
+            .expect("a valid search key"),
+        None,
+    )
+}
+
 /// A ring of just `key`.
 pub(crate) fn ring_of(key: &FernetKey) -> KeyRing {
     KeyRing::new(key.clone(), Vec::new())
@@ -72,6 +82,28 @@ impl TestDb {
     /// Another store on the same database, with another key ring.
     pub(crate) async fn store_with(&self, keys: KeyRing) -> Store {
         connect(&self.url, 2, keys).await
+    }
+
+    /// Another store on the same database, with other search keys.
+    pub(crate) async fn store_searching(&self, search: chat_crypto::SearchKeys) -> Store {
+        Store::connect(StoreConfig {
+            url: self.url.clone(),
+            pool_size: 2,
+            pool_shards: Vec::new(),
+            keys: self.keys.clone(),
+            search,
+            recent: RecentCache::default(),
+            sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
+        })
+        .await
+        .expect("build the store")
+    }
+
+    /// The path of the SQLite database file, on that backend.
+    pub(crate) fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.url
+            .strip_prefix("sqlite://")
+            .map(std::path::PathBuf::from)
     }
 
     /// Another store on the same database whose pool is split into shards
@@ -148,6 +180,22 @@ impl TestDb {
         }
         .expect("overwrite message");
         assert_eq!(updated, 1, "message {id:?} does not exist");
+    }
+
+    /// Every row of `table`, its `columns` (comma-separated) written as
+    /// text, one line per row, read with plain SQL past the store.
+    pub(crate) async fn dump_table(&self, table: &str, columns: &str) -> String {
+        let line = match self.backend {
+            Backend::Postgres => format!("concat_ws(',', {columns})"),
+            Backend::Sqlite => columns.split(',').map(str::trim).collect::<Vec<_>>().join(" || ',' || "),
+        };
+        let query = diesel::sql_query(format!("SELECT {line} AS line FROM {table}"));
+        let rows: Vec<Line> = match self.backend {
+            Backend::Postgres => query.load(&mut self.raw_pg().await).await,
+            Backend::Sqlite => query.load(&mut self.raw_sqlite().await).await,
+        }
+        .expect("dump table");
+        rows.into_iter().map(|row| row.line + "\n").collect()
     }
 
     /// How many rows `table` holds, counted with plain SQL past the store.
@@ -233,13 +281,22 @@ impl TestDb {
         rows.into_iter().map(|row| row.pid).collect()
     }
 
-    /// PostgreSQL only: runs `sql` with plain SQL past the store, as an
-    /// operator would.
+    /// Runs `sql` with plain SQL past the store, as an operator would.
     pub(crate) async fn execute_raw(&self, sql: &str) {
-        assert_eq!(self.backend, Backend::Postgres);
-        diesel_async::SimpleAsyncConnection::batch_execute(&mut self.raw_pg().await, sql)
-            .await
-            .expect("run raw SQL");
+        match self.backend {
+            Backend::Postgres => {
+                diesel_async::SimpleAsyncConnection::batch_execute(&mut self.raw_pg().await, sql)
+                    .await
+            }
+            Backend::Sqlite => {
+                diesel_async::SimpleAsyncConnection::batch_execute(
+                    &mut self.raw_sqlite().await,
+                    sql,
+                )
+                .await
+            }
+        }
+        .expect("run raw SQL");
     }
 
     async fn raw_pg(&self) -> AsyncPgConnection {
@@ -274,6 +331,12 @@ pub(crate) struct RawMessage {
 }
 
 #[derive(QueryableByName)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+#[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
@@ -299,6 +362,7 @@ async fn connect_sharded(
         pool_size,
         pool_shards,
         keys,
+        search: search_keys(),
         recent,
         sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     })

@@ -21,6 +21,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The JWT secret every test server uses, so tests can mint tokens.
 pub(crate) const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 
+/// The search key of every test node: the nodes of a deployment share it.
+pub(crate) fn search_keys() -> chat_crypto::SearchKeys {
+    chat_crypto::SearchKeys::new(
+        chat_crypto::SearchKey::parse("c2VhcmNoLWtleS1vZi10aGUtc3RvcmFnZS10ZXN0cyE=")
+            .expect("a valid search key"),
+        None,
+    )
+}
+
 /// How long a test waits for a frame it expects.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
@@ -154,6 +163,7 @@ impl TestApp {
             // one of the test's), then one per worker (PostgreSQL only).
             pool_shards: vec![4, 2, 2],
             keys,
+            search: search_keys(),
             recent: chat_storage::RecentCache::default(),
             sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
         })

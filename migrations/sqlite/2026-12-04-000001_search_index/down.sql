@@ -1,0 +1,2 @@
+DROP TABLE search_reindex;
+DROP TABLE search_terms;
