@@ -88,8 +88,8 @@ impl SearchKey {
     }
 
     fn from_bytes(bytes: [u8; Self::LEN]) -> SearchKey {
-        let mac = <HmacSha256 as Mac>::new_from_slice(&bytes)
-            .expect("HMAC accepts a key of any length");
+        let mac =
+            <HmacSha256 as Mac>::new_from_slice(&bytes).expect("HMAC accepts a key of any length");
         let mut generation_mac = mac.clone();
         generation_mac.update(b"chat-search-generation:");
         generation_mac.update(&NORMALISER_VERSION.to_be_bytes());
@@ -178,7 +178,10 @@ mod tests {
         // HMAC-SHA256(bytes 0..32, "w\0hello")[..8] as a signed big-endian
         // integer, as Python's hmac module computes it.
         let key = SearchKey::parse(KEY).expect("valid");
-        assert_eq!(key.hash(&Term::Word("hello".into())), -6_100_011_514_229_397_825);
+        assert_eq!(
+            key.hash(&Term::Word("hello".into())),
+            -6_100_011_514_229_397_825
+        );
     }
 
     #[test]

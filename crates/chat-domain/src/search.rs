@@ -329,13 +329,20 @@ mod tests {
             Err(DomainError::SearchPrefixTooShort { min: 3 })
         );
         assert!(SearchQuery::parse("mé*").is_err());
-        assert_eq!(query("Méé*").terms()[0].index_term(), Term::Prefix("mee".into()));
+        assert_eq!(
+            query("Méé*").terms()[0].index_term(),
+            Term::Prefix("mee".into())
+        );
     }
 
     #[test]
     fn empty_long_and_crowded_queries_are_refused() {
         for text in ["", "   ", "!!! ?", "*"] {
-            assert_eq!(SearchQuery::parse(text), Err(DomainError::SearchEmpty), "{text:?}");
+            assert_eq!(
+                SearchQuery::parse(text),
+                Err(DomainError::SearchEmpty),
+                "{text:?}"
+            );
         }
         assert!(matches!(
             SearchQuery::parse(&"a ".repeat(200)),

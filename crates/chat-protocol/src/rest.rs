@@ -800,6 +800,70 @@ pub struct EditsBody {
     pub versions: Vec<VersionBody>,
 }
 
+/// The query of `GET /api/search`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct SearchParams {
+    /// The words to find, separated by spaces; every one must be in a
+    /// message for it to be found. Case and accents do not matter; a word
+    /// ending in `*` matches any word it begins (3 characters or more
+    /// before the `*`). At most 8 words, 256 characters.
+    pub q: String,
+    /// Search this room only; every room the caller is a member of
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// The `next` of the previous page: only older messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// Results per page: 20 unless given, at most 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// Where a matching word is in a result's `content`: characters (Unicode
+/// scalar values, as Python's `str` counts them) `start` to `end`, `end`
+/// excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HighlightBody {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// One message a search found, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchResult {
+    /// The room it is in.
+    pub room: String,
+    /// Its seq in the room: `GET /api/rooms/{room}/messages?before=seq+1`
+    /// shows it in its context.
+    pub seq: i64,
+    /// Its author.
+    pub username: String,
+    /// When it was sent.
+    #[serde(with = "crate::timestamp")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: DateTime<Utc>,
+    /// Its text now (an edited message is found by its current text).
+    pub content: String,
+    /// Where the words searched for are in `content`, in order.
+    pub highlights: Vec<HighlightBody>,
+}
+
+/// The answer to `GET /api/search`: results newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchBody {
+    pub results: Vec<SearchResult>,
+    /// Pass as `before` for the next page; `null` when there is nothing
+    /// older to find. A page may hold fewer than `limit` results and still
+    /// have a next one.
+    pub next: Option<i64>,
+}
+
 /// One page of a room's messages, in ascending `seq` order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -232,7 +232,12 @@ impl Store {
                 MessageOp::Edit { .. } => {
                     // Found by its new text only, from this commit on.
                     if let Some(old) = self.decrypt_body(&found.body, found.key_id.clone()) {
-                        delete_index_entries!(conn, room, found.id, entries_of(&self.inner.search, &old));
+                        delete_index_entries!(
+                            conn,
+                            room,
+                            found.id,
+                            entries_of(&self.inner.search, &old)
+                        );
                     }
                     let index: Vec<IndexEntry> = new_entries
                         .iter()
@@ -267,7 +272,12 @@ impl Store {
                 }
                 MessageOp::Delete => {
                     if let Some(text) = self.decrypt_body(&found.body, found.key_id.clone()) {
-                        delete_index_entries!(conn, room, found.id, entries_of(&self.inner.search, &text));
+                        delete_index_entries!(
+                            conn,
+                            room,
+                            found.id,
+                            entries_of(&self.inner.search, &text)
+                        );
                     }
                     diesel::delete(reactions_of_target).execute(conn).await?;
                     diesel::delete(

@@ -434,7 +434,8 @@ impl Store {
                         highlights,
                     });
                     if hits.len() == limit {
-                        let next = (more || candidates.last() != Some(id)).then_some(MessageId(*id));
+                        let next =
+                            (more || candidates.last() != Some(id)).then_some(MessageId(*id));
                         return Ok(SearchPage { hits, next });
                     }
                 }
@@ -537,98 +538,99 @@ impl Store {
         let generation = key.generation();
         let at = now();
         let keys = SearchKeys::new(key.clone(), None);
-        let progress = write_transaction!(self, |conn| {
-            let stored: Option<i64> = search_reindex::table
-                .find(generation)
-                .select(search_reindex::next_message_id)
-                .first(conn)
-                .await
-                .optional()?;
-            let from = match stored {
-                Some(next) if !restart => next,
-                _ => {
-                    diesel::delete(search_reindex::table.find(generation))
-                        .execute(conn)
-                        .await?;
-                    diesel::insert_into(search_reindex::table)
-                        .values((
-                            search_reindex::generation.eq(generation),
-                            search_reindex::next_message_id.eq(0),
-                            search_reindex::started_at.eq(at),
-                        ))
-                        .execute(conn)
-                        .await?;
-                    0
-                }
-            };
-            let newest: Option<i64> = messages::table
-                .select(diesel::dsl::max(messages::id))
-                .first(conn)
-                .await?;
-            let newest = newest.unwrap_or(0);
-            let walked: Vec<(i64, i64)> = messages::table
-                .filter(messages::id.ge(from))
-                .order(messages::id)
-                .select((messages::id, messages::room_id))
-                .limit(i64::try_from(batch).unwrap_or(i64::MAX))
-                .load(conn)
-                .await?;
-            // The rooms are locked before their texts are read, so no
-            // edit or deletion of them can slip between the read and the
-            // insert.
-            let rooms: BTreeSet<i64> = walked.iter().map(|(_, room)| *room).collect();
-            let rooms: Vec<i64> = rooms.into_iter().collect();
-            for chunk in rooms.chunks(ROOMS_PER_STATEMENT) {
-                conn.lock_room_counters(chunk).await?;
-            }
-            let ids: Vec<i64> = walked.iter().map(|(id, _)| *id).collect();
-            let texts: Vec<(i64, i64, String, String)> = messages::table
-                .filter(messages::id.eq_any(&ids))
-                .filter(messages::deleted_at.is_null())
-                .filter(messages::event.is_null())
-                .filter(messages::change.is_null())
-                .select((
-                    messages::id,
-                    messages::room_id,
-                    messages::body,
-                    messages::key_id,
-                ))
-                .load(conn)
-                .await?;
-            let mut entries = Vec::new();
-            let mut indexed = 0;
-            for (id, room, body, key_id) in texts {
-                let Some(text) = self.decrypt_body(&body, key_id) else {
-                    continue;
-                };
-                indexed += 1;
-                entries.extend(entries_of(&keys, &text).into_iter().map(|(generation, term)| {
-                    IndexEntry {
-                        generation,
-                        term,
-                        room_id: room,
-                        message_id: id,
+        let progress =
+            write_transaction!(self, |conn| {
+                let stored: Option<i64> = search_reindex::table
+                    .find(generation)
+                    .select(search_reindex::next_message_id)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let from = match stored {
+                    Some(next) if !restart => next,
+                    _ => {
+                        diesel::delete(search_reindex::table.find(generation))
+                            .execute(conn)
+                            .await?;
+                        diesel::insert_into(search_reindex::table)
+                            .values((
+                                search_reindex::generation.eq(generation),
+                                search_reindex::next_message_id.eq(0),
+                                search_reindex::started_at.eq(at),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        0
                     }
-                }));
-            }
-            insert_index_entries!(conn, entries, true);
-            let finished = walked.len() < batch;
-            let next = walked.last().map_or(from, |(id, _)| id + 1);
-            diesel::update(search_reindex::table.find(generation))
-                .set((
-                    search_reindex::next_message_id.eq(next),
-                    search_reindex::finished_at.eq(finished.then_some(at)),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(ReindexProgress {
-                generation,
-                indexed,
-                next_message_id: next,
-                newest_message_id: newest,
-                finished,
-            })
-        })?;
+                };
+                let newest: Option<i64> = messages::table
+                    .select(diesel::dsl::max(messages::id))
+                    .first(conn)
+                    .await?;
+                let newest = newest.unwrap_or(0);
+                let walked: Vec<(i64, i64)> = messages::table
+                    .filter(messages::id.ge(from))
+                    .order(messages::id)
+                    .select((messages::id, messages::room_id))
+                    .limit(i64::try_from(batch).unwrap_or(i64::MAX))
+                    .load(conn)
+                    .await?;
+                // The rooms are locked before their texts are read, so no
+                // edit or deletion of them can slip between the read and the
+                // insert.
+                let rooms: BTreeSet<i64> = walked.iter().map(|(_, room)| *room).collect();
+                let rooms: Vec<i64> = rooms.into_iter().collect();
+                for chunk in rooms.chunks(ROOMS_PER_STATEMENT) {
+                    conn.lock_room_counters(chunk).await?;
+                }
+                let ids: Vec<i64> = walked.iter().map(|(id, _)| *id).collect();
+                let texts: Vec<(i64, i64, String, String)> = messages::table
+                    .filter(messages::id.eq_any(&ids))
+                    .filter(messages::deleted_at.is_null())
+                    .filter(messages::event.is_null())
+                    .filter(messages::change.is_null())
+                    .select((
+                        messages::id,
+                        messages::room_id,
+                        messages::body,
+                        messages::key_id,
+                    ))
+                    .load(conn)
+                    .await?;
+                let mut entries = Vec::new();
+                let mut indexed = 0;
+                for (id, room, body, key_id) in texts {
+                    let Some(text) = self.decrypt_body(&body, key_id) else {
+                        continue;
+                    };
+                    indexed += 1;
+                    entries.extend(entries_of(&keys, &text).into_iter().map(
+                        |(generation, term)| IndexEntry {
+                            generation,
+                            term,
+                            room_id: room,
+                            message_id: id,
+                        },
+                    ));
+                }
+                insert_index_entries!(conn, entries, true);
+                let finished = walked.len() < batch;
+                let next = walked.last().map_or(from, |(id, _)| id + 1);
+                diesel::update(search_reindex::table.find(generation))
+                    .set((
+                        search_reindex::next_message_id.eq(next),
+                        search_reindex::finished_at.eq(finished.then_some(at)),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(ReindexProgress {
+                    generation,
+                    indexed,
+                    next_message_id: next,
+                    newest_message_id: newest,
+                    finished,
+                })
+            })?;
         Ok(progress)
     }
 

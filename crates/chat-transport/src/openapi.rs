@@ -38,6 +38,7 @@ use crate::session;
         routes::changes::edits,
         routes::changes::react,
         routes::changes::unreact,
+        routes::search::search,
         routes::rooms::mark_read,
         routes::rooms::open_direct,
         routes::members::list,
@@ -56,7 +57,7 @@ use crate::session;
         (name = "chat", description = "The seed-compatible chat: history of `general` and the WebSocket"),
         (name = "rooms", description = "Rooms, direct conversations and their history"),
         (name = "members", description = "A room's members, roles, bans and mutes"),
-        (name = "messages", description = "Changing stored messages: edits, deletions, reactions and earlier texts"),
+        (name = "messages", description = "Changing stored messages: edits, deletions, reactions and earlier texts; searching them"),
         (name = "users", description = "The signed-in user"),
         (name = "meta", description = "Service information and probes")
     )

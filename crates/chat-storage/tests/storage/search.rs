@@ -313,7 +313,11 @@ async fn a_rebuilt_index_answers_as_the_live_one_under_the_same_key_or_a_new_one
     let key = search_keys().current().clone();
     let mut steps = 0;
     loop {
-        let progress = db.store.reindex_step(&key, 2, false).await.expect("reindex");
+        let progress = db
+            .store
+            .reindex_step(&key, 2, false)
+            .await
+            .expect("reindex");
         steps += 1;
         if progress.finished {
             break;
@@ -342,7 +346,9 @@ async fn a_rebuilt_index_answers_as_the_live_one_under_the_same_key_or_a_new_one
     while !progress.finished {
         progress = moving.reindex_step(&next, 500, false).await.expect("step");
     }
-    let moved = db.store_searching(SearchKeys::new(next.clone(), None)).await;
+    let moved = db
+        .store_searching(SearchKeys::new(next.clone(), None))
+        .await;
     for (query, expected) in &live {
         assert_eq!(&found(&moved, &rooms, query).await, expected, "{query}");
     }
@@ -377,10 +383,7 @@ async fn the_index_stores_no_word_readably(db: &TestDb) {
 
     // Every column of every entry, as text.
     let dumped = db
-        .dump_table(
-            "search_terms",
-            "generation, term, room_id, message_id",
-        )
+        .dump_table("search_terms", "generation, term, room_id, message_id")
         .await;
     assert!(!dumped.is_empty());
     for word in words {

@@ -187,7 +187,11 @@ impl TestDb {
     pub(crate) async fn dump_table(&self, table: &str, columns: &str) -> String {
         let line = match self.backend {
             Backend::Postgres => format!("concat_ws(',', {columns})"),
-            Backend::Sqlite => columns.split(',').map(str::trim).collect::<Vec<_>>().join(" || ',' || "),
+            Backend::Sqlite => columns
+                .split(',')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" || ',' || "),
         };
         let query = diesel::sql_query(format!("SELECT {line} AS line FROM {table}"));
         let rows: Vec<Line> = match self.backend {

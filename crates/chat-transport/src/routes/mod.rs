@@ -10,6 +10,7 @@ pub(crate) mod members;
 pub(crate) mod metrics;
 pub(crate) mod rooms;
 pub(crate) mod root;
+pub(crate) mod search;
 pub(crate) mod users;
 
 use actix_web::web;
@@ -46,6 +47,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(changes::edit)
         .service(changes::remove)
         .service(changes::edits)
+        .service(search::search)
         .service(changes::react)
         .service(changes::unreact)
         .service(rooms::mark_read)

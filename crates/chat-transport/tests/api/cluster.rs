@@ -156,7 +156,57 @@ cluster_tests!(
     a_member_added_on_one_node_is_subscribed_on_the_other,
     a_forbidden_kick_on_the_other_node_changes_nothing,
     changes_on_one_node_reach_the_other_and_its_history_at_once,
+    search_on_either_node_finds_what_is_sent_on_the_other_and_a_ban_on_one_hides_it_on_both,
 );
+
+async fn search_on_either_node_finds_what_is_sent_on_the_other_and_a_ban_on_one_hides_it_on_both(
+    cluster: &Cluster,
+) -> Result<()> {
+    use crate::search::found;
+    let alice = cluster.a.user("alice").await?;
+    let bob = cluster.a.user("bob").await?;
+    lobby(cluster, &alice).await?;
+    let mut alice_on_a = joined(&cluster.a, &alice, "lobby").await?;
+    let _bob_on_b = joined(&cluster.b, &bob, "lobby").await?;
+    let seq = alice_on_a
+        .send_acked("lobby", "the harbour at dawn", "m1")
+        .await?["seq"]
+        .as_i64()
+        .unwrap_or_default();
+    assert_eq!(
+        found(&cluster.b, &bob, "harbour").await?,
+        ["the harbour at dawn"]
+    );
+    // Edited on A: B finds the new text only.
+    let edited = cluster
+        .a
+        .send_authed(
+            reqwest::Method::PATCH,
+            &format!("/api/rooms/lobby/messages/{seq}"),
+            &alice,
+            Some(&json!({"content": "the lighthouse at dawn"})),
+        )
+        .await?;
+    assert_eq!(edited.status(), 200);
+    assert!(found(&cluster.b, &bob, "harbour").await?.is_empty());
+    assert_eq!(found(&cluster.b, &bob, "lighthouse").await?.len(), 1);
+    // Banned on A: nothing on either node.
+    let banned = cluster
+        .a
+        .send_authed(
+            reqwest::Method::PUT,
+            "/api/rooms/lobby/bans/bob",
+            &alice,
+            Some(&json!({})),
+        )
+        .await?;
+    assert_eq!(banned.status(), 204);
+    for node in [&cluster.a, &cluster.b] {
+        assert!(found(node, &bob, "lighthouse").await?.is_empty());
+    }
+    assert_eq!(found(&cluster.b, &alice, "dawn").await?.len(), 1);
+    Ok(())
+}
 
 async fn changes_on_one_node_reach_the_other_and_its_history_at_once(
     cluster: &Cluster,

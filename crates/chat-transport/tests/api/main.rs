@@ -15,5 +15,6 @@ mod limits;
 mod metrics;
 mod reactions;
 mod rooms;
+mod search;
 mod tokens;
 mod websocket;
