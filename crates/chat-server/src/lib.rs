@@ -109,20 +109,19 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
             "could not read the database's durability settings"
         ),
     }
-    match store
-        .search_index_state(store.search_keys().current())
-        .await
-    {
-        Ok(chat_storage::SearchIndexState::Complete) => {}
-        Ok(state) => tracing::warn!(
-            ?state,
-            "search finds only the messages indexed so far; run `chat-server reindex` to index \
-             the older ones"
-        ),
-        Err(error) => tracing::warn!(
-            error = %format!("{:#}", anyhow::Error::new(error)),
-            "could not read the state of the search index"
-        ),
+    if let Some(keys) = store.search_keys() {
+        match store.search_index_state(keys.current()).await {
+            Ok(chat_storage::SearchIndexState::Complete) => {}
+            Ok(state) => tracing::warn!(
+                ?state,
+                "search finds only the messages indexed so far; run `chat-server reindex` to \
+                 index the older ones"
+            ),
+            Err(error) => tracing::warn!(
+                error = %format!("{:#}", anyhow::Error::new(error)),
+                "could not read the state of the search index"
+            ),
+        }
     }
     let hasher =
         PasswordHasher::new(settings.bcrypt_cost).context("CHAT_BCRYPT_COST is not valid")?;

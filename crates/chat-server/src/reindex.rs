@@ -64,7 +64,9 @@ pub async fn reindex(
     mut on_step: impl FnMut(&ReindexProgress),
 ) -> anyhow::Result<ReindexReport> {
     let store = open_store(settings).await?;
-    let keys = store.search_keys().clone();
+    let keys = store.search_keys().cloned().ok_or_else(|| {
+        anyhow::anyhow!("search is off (CHAT_SEARCH=off): there is no index to build")
+    })?;
     let (key, next_key) = match keys.next() {
         Some(next) => (next.clone(), true),
         None => (keys.current().clone(), false),

@@ -66,8 +66,12 @@ pub fn key_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
 }
 
 /// The keys of the search index: SEARCH_KEY (generated into the data
-/// directory in development) and SEARCH_KEY_NEXT.
-pub fn search_keys(settings: &Settings) -> anyhow::Result<SearchKeys> {
+/// directory in development) and SEARCH_KEY_NEXT; none when CHAT_SEARCH
+/// is off.
+pub fn search_keys(settings: &Settings) -> anyhow::Result<Option<SearchKeys>> {
+    if settings.search == crate::settings::Switch::Off {
+        return Ok(None);
+    }
     let current = match &settings.search_key {
         Some(key) => SearchKey::parse(key.expose_secret()).context("SEARCH_KEY is not valid")?,
         None if settings.environment == Environment::Production => {
@@ -93,7 +97,7 @@ pub fn search_keys(settings: &Settings) -> anyhow::Result<SearchKeys> {
         .filter(|key| !key.expose_secret().trim().is_empty())
         .map(|key| SearchKey::parse(key.expose_secret()).context("SEARCH_KEY_NEXT is not valid"))
         .transpose()?;
-    Ok(SearchKeys::new(current, next))
+    Ok(Some(SearchKeys::new(current, next)))
 }
 
 /// The keys of `ENCRYPTION_KEYS_PREVIOUS`, in the order given: entry 1

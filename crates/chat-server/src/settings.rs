@@ -361,6 +361,17 @@ pub struct Settings {
     #[arg(long, env = "SEARCH_KEY_NEXT", hide_env_values = true, global = true)]
     pub search_key_next: Option<SecretString>,
 
+    /// `on` or `off`: message search. Off, nothing is indexed (no search
+    /// key is needed) and `GET /api/search` answers 404.
+    #[arg(
+        long,
+        env = "CHAT_SEARCH",
+        value_enum,
+        default_value = "on",
+        global = true
+    )]
+    pub search: Switch,
+
     /// Redis for running several nodes behind a load balancer
     /// (redis://host:6379). Absent: a single node, fan-out in process.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]

@@ -93,7 +93,7 @@ impl Store {
         });
         // The index entries of the new text, hashed before the lock.
         let new_entries = match &change.op {
-            MessageOp::Edit { content } => entries_of(&self.inner.search, content.as_str()),
+            MessageOp::Edit { content } => entries_of(self.inner.search.as_ref(), content.as_str()),
             _ => Vec::new(),
         };
         let at = now();
@@ -231,12 +231,14 @@ impl Store {
                 }
                 MessageOp::Edit { .. } => {
                     // Found by its new text only, from this commit on.
-                    if let Some(old) = self.decrypt_body(&found.body, found.key_id.clone()) {
+                    if self.inner.search.is_some()
+                        && let Some(old) = self.decrypt_body(&found.body, found.key_id.clone())
+                    {
                         delete_index_entries!(
                             conn,
                             room,
                             found.id,
-                            entries_of(&self.inner.search, &old)
+                            entries_of(self.inner.search.as_ref(), &old)
                         );
                     }
                     let index: Vec<IndexEntry> = new_entries
@@ -271,12 +273,14 @@ impl Store {
                         .await?;
                 }
                 MessageOp::Delete => {
-                    if let Some(text) = self.decrypt_body(&found.body, found.key_id.clone()) {
+                    if self.inner.search.is_some()
+                        && let Some(text) = self.decrypt_body(&found.body, found.key_id.clone())
+                    {
                         delete_index_entries!(
                             conn,
                             room,
                             found.id,
-                            entries_of(&self.inner.search, &text)
+                            entries_of(self.inner.search.as_ref(), &text)
                         );
                     }
                     diesel::delete(reactions_of_target).execute(conn).await?;

@@ -27,8 +27,8 @@ pub struct StoreConfig {
     pub keys: KeyRing,
     /// The keys of the search index: the one searches use, and the next
     /// one while the key is being changed. Every message is indexed under
-    /// each.
-    pub search: SearchKeys,
+    /// each. `None`: search is off, nothing is indexed.
+    pub search: Option<SearchKeys>,
     /// How many of each room's newest messages are kept in memory for
     /// newest-page reads; see [`RecentCache`].
     pub recent: RecentCache,

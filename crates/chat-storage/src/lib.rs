@@ -50,7 +50,7 @@
 //!     pool_shards: Vec::new(),
 //!     // In production the key comes from configuration, and stays.
 //!     keys: KeyRing::new(FernetKey::generate(), Vec::new()),
-//!     search: SearchKeys::new(SearchKey::generate(), None),
+//!     search: Some(SearchKeys::new(SearchKey::generate(), None)),
 //!     recent: RecentCache::default(),
 //!     sqlite_synchronous: SqliteSynchronous::default(),
 //! })

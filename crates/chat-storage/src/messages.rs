@@ -304,7 +304,9 @@ impl Store {
         // taken; only those of the messages stored are written.
         let entries: Vec<Vec<(i32, i64)>> = batch
             .iter()
-            .map(|message| crate::search::entries_of(&self.inner.search, message.body.as_str()))
+            .map(|message| {
+                crate::search::entries_of(self.inner.search.as_ref(), message.body.as_str())
+            })
             .collect();
 
         write_transaction!(self, |conn| {

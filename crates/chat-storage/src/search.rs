@@ -110,8 +110,12 @@ pub struct ReindexProgress {
     pub finished: bool,
 }
 
-/// The index entries of a message's text, under every key written.
-pub(crate) fn entries_of(keys: &SearchKeys, text: &str) -> Vec<(i32, i64)> {
+/// The index entries of a message's text, under every key written; none
+/// when search is off.
+pub(crate) fn entries_of(keys: Option<&SearchKeys>, text: &str) -> Vec<(i32, i64)> {
+    let Some(keys) = keys else {
+        return Vec::new();
+    };
     let terms = index_terms(text);
     let mut entries = Vec::with_capacity(terms.len() * 2);
     for key in keys.writing() {
@@ -334,9 +338,10 @@ fn candidates_sql(
 }
 
 impl Store {
-    /// The keys the index is written and searched with.
-    pub fn search_keys(&self) -> &SearchKeys {
-        &self.inner.search
+    /// The keys the index is written and searched with; `None` when
+    /// search is off (nothing is indexed, nothing found).
+    pub fn search_keys(&self) -> Option<&SearchKeys> {
+        self.inner.search.as_ref()
     }
 
     /// Finds the messages of `rooms` whose text contains every term of
@@ -347,6 +352,7 @@ impl Store {
     /// A page may hold fewer than `limit` results and still have a next
     /// one, when the index proposed many messages the text does not match
     /// (a long prefix, say): each page reads a bounded number of them.
+    /// With search off, nothing is found.
     /// Deleted messages, membership events and changes are never found;
     /// an edited message is found by its current text only.
     pub async fn search(
@@ -361,10 +367,13 @@ impl Store {
             hits: Vec::new(),
             next: None,
         };
+        let Some(keys) = &self.inner.search else {
+            return Ok(empty);
+        };
         if rooms.is_empty() {
             return Ok(empty);
         }
-        let key = self.inner.search.current();
+        let key = keys.current();
         let generation = key.generation();
         let mut terms: Vec<i64> = query
             .terms()
@@ -538,99 +547,98 @@ impl Store {
         let generation = key.generation();
         let at = now();
         let keys = SearchKeys::new(key.clone(), None);
-        let progress =
-            write_transaction!(self, |conn| {
-                let stored: Option<i64> = search_reindex::table
-                    .find(generation)
-                    .select(search_reindex::next_message_id)
-                    .first(conn)
-                    .await
-                    .optional()?;
-                let from = match stored {
-                    Some(next) if !restart => next,
-                    _ => {
-                        diesel::delete(search_reindex::table.find(generation))
-                            .execute(conn)
-                            .await?;
-                        diesel::insert_into(search_reindex::table)
-                            .values((
-                                search_reindex::generation.eq(generation),
-                                search_reindex::next_message_id.eq(0),
-                                search_reindex::started_at.eq(at),
-                            ))
-                            .execute(conn)
-                            .await?;
-                        0
-                    }
+        let progress = write_transaction!(self, |conn| {
+            let stored: Option<i64> = search_reindex::table
+                .find(generation)
+                .select(search_reindex::next_message_id)
+                .first(conn)
+                .await
+                .optional()?;
+            let from = match stored {
+                Some(next) if !restart => next,
+                _ => {
+                    diesel::delete(search_reindex::table.find(generation))
+                        .execute(conn)
+                        .await?;
+                    diesel::insert_into(search_reindex::table)
+                        .values((
+                            search_reindex::generation.eq(generation),
+                            search_reindex::next_message_id.eq(0),
+                            search_reindex::started_at.eq(at),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    0
+                }
+            };
+            let newest: Option<i64> = messages::table
+                .select(diesel::dsl::max(messages::id))
+                .first(conn)
+                .await?;
+            let newest = newest.unwrap_or(0);
+            let walked: Vec<(i64, i64)> = messages::table
+                .filter(messages::id.ge(from))
+                .order(messages::id)
+                .select((messages::id, messages::room_id))
+                .limit(i64::try_from(batch).unwrap_or(i64::MAX))
+                .load(conn)
+                .await?;
+            // The rooms are locked before their texts are read, so no
+            // edit or deletion of them can slip between the read and the
+            // insert.
+            let rooms: BTreeSet<i64> = walked.iter().map(|(_, room)| *room).collect();
+            let rooms: Vec<i64> = rooms.into_iter().collect();
+            for chunk in rooms.chunks(ROOMS_PER_STATEMENT) {
+                conn.lock_room_counters(chunk).await?;
+            }
+            let ids: Vec<i64> = walked.iter().map(|(id, _)| *id).collect();
+            let texts: Vec<(i64, i64, String, String)> = messages::table
+                .filter(messages::id.eq_any(&ids))
+                .filter(messages::deleted_at.is_null())
+                .filter(messages::event.is_null())
+                .filter(messages::change.is_null())
+                .select((
+                    messages::id,
+                    messages::room_id,
+                    messages::body,
+                    messages::key_id,
+                ))
+                .load(conn)
+                .await?;
+            let mut entries = Vec::new();
+            let mut indexed = 0;
+            for (id, room, body, key_id) in texts {
+                let Some(text) = self.decrypt_body(&body, key_id) else {
+                    continue;
                 };
-                let newest: Option<i64> = messages::table
-                    .select(diesel::dsl::max(messages::id))
-                    .first(conn)
-                    .await?;
-                let newest = newest.unwrap_or(0);
-                let walked: Vec<(i64, i64)> = messages::table
-                    .filter(messages::id.ge(from))
-                    .order(messages::id)
-                    .select((messages::id, messages::room_id))
-                    .limit(i64::try_from(batch).unwrap_or(i64::MAX))
-                    .load(conn)
-                    .await?;
-                // The rooms are locked before their texts are read, so no
-                // edit or deletion of them can slip between the read and the
-                // insert.
-                let rooms: BTreeSet<i64> = walked.iter().map(|(_, room)| *room).collect();
-                let rooms: Vec<i64> = rooms.into_iter().collect();
-                for chunk in rooms.chunks(ROOMS_PER_STATEMENT) {
-                    conn.lock_room_counters(chunk).await?;
-                }
-                let ids: Vec<i64> = walked.iter().map(|(id, _)| *id).collect();
-                let texts: Vec<(i64, i64, String, String)> = messages::table
-                    .filter(messages::id.eq_any(&ids))
-                    .filter(messages::deleted_at.is_null())
-                    .filter(messages::event.is_null())
-                    .filter(messages::change.is_null())
-                    .select((
-                        messages::id,
-                        messages::room_id,
-                        messages::body,
-                        messages::key_id,
-                    ))
-                    .load(conn)
-                    .await?;
-                let mut entries = Vec::new();
-                let mut indexed = 0;
-                for (id, room, body, key_id) in texts {
-                    let Some(text) = self.decrypt_body(&body, key_id) else {
-                        continue;
-                    };
-                    indexed += 1;
-                    entries.extend(entries_of(&keys, &text).into_iter().map(
-                        |(generation, term)| IndexEntry {
-                            generation,
-                            term,
-                            room_id: room,
-                            message_id: id,
-                        },
-                    ));
-                }
-                insert_index_entries!(conn, entries, true);
-                let finished = walked.len() < batch;
-                let next = walked.last().map_or(from, |(id, _)| id + 1);
-                diesel::update(search_reindex::table.find(generation))
-                    .set((
-                        search_reindex::next_message_id.eq(next),
-                        search_reindex::finished_at.eq(finished.then_some(at)),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok(ReindexProgress {
-                    generation,
-                    indexed,
-                    next_message_id: next,
-                    newest_message_id: newest,
-                    finished,
-                })
-            })?;
+                indexed += 1;
+                entries.extend(entries_of(Some(&keys), &text).into_iter().map(
+                    |(generation, term)| IndexEntry {
+                        generation,
+                        term,
+                        room_id: room,
+                        message_id: id,
+                    },
+                ));
+            }
+            insert_index_entries!(conn, entries, true);
+            let finished = walked.len() < batch;
+            let next = walked.last().map_or(from, |(id, _)| id + 1);
+            diesel::update(search_reindex::table.find(generation))
+                .set((
+                    search_reindex::next_message_id.eq(next),
+                    search_reindex::finished_at.eq(finished.then_some(at)),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(ReindexProgress {
+                generation,
+                indexed,
+                next_message_id: next,
+                newest_message_id: newest,
+                finished,
+            })
+        })?;
         Ok(progress)
     }
 

@@ -137,7 +137,7 @@ pub(crate) enum Pools {
 pub(crate) struct Inner {
     pub(crate) pools: Pools,
     pub(crate) keys: KeyRing,
-    pub(crate) search: chat_crypto::SearchKeys,
+    pub(crate) search: Option<chat_crypto::SearchKeys>,
     pub(crate) room_keys: crate::rooms::RoomKeys,
     pub(crate) recent: crate::recent::RecentMessages,
 }

@@ -117,7 +117,7 @@ async fn chat_service(database_url: &str) -> anyhow::Result<ChatService> {
         keys,
         // The search index's key; like the JWT secret, a real service
         // keeps it in its configuration (`SearchKey::parse`).
-        search: SearchKeys::new(SearchKey::generate(), None),
+        search: Some(SearchKeys::new(SearchKey::generate(), None)),
         recent: RecentCache::default(),
         sqlite_synchronous: SqliteSynchronous::default(),
     })

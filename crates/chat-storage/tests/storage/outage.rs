@@ -17,7 +17,7 @@ async fn store_at(url: String) -> Store {
         pool_size: 2,
         pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
-        search: crate::support::search_keys(),
+        search: Some(crate::support::search_keys()),
         recent: chat_storage::RecentCache::default(),
         sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     };
@@ -95,7 +95,7 @@ async fn unknown_url_schemes_are_rejected() {
         pool_size: 1,
         pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
-        search: crate::support::search_keys(),
+        search: Some(crate::support::search_keys()),
         recent: chat_storage::RecentCache::default(),
         sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     };

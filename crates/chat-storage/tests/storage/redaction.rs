@@ -27,7 +27,7 @@ fn the_store_configs_debug_output_hides_the_url() {
         pool_size: 4,
         pool_shards: Vec::new(),
         keys: ring_of(&chat_crypto::FernetKey::generate()),
-        search: crate::support::search_keys(),
+        search: Some(crate::support::search_keys()),
         recent: chat_storage::RecentCache::default(),
         sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     };

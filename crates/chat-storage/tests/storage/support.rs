@@ -91,7 +91,7 @@ impl TestDb {
             pool_size: 2,
             pool_shards: Vec::new(),
             keys: self.keys.clone(),
-            search,
+            search: Some(search),
             recent: RecentCache::default(),
             sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
         })
@@ -366,7 +366,7 @@ async fn connect_sharded(
         pool_size,
         pool_shards,
         keys,
-        search: search_keys(),
+        search: Some(search_keys()),
         recent,
         sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
     })

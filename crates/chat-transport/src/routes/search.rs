@@ -34,7 +34,7 @@ const DEFAULT_LIMIT: i64 = 20;
         (status = 200, body = SearchBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "the caller is not a member of `room`, or is banned from it", body = ErrorBody),
-        (status = 404, description = "no such `room`, or a private one the caller is not in", body = ErrorBody),
+        (status = 404, description = "no such `room`, or a private one the caller is not in; or search is turned off", body = ErrorBody),
         (status = 422, description = "an empty or too long query, a prefix under 3 characters, a bad cursor or limit", body = ErrorBody)
     )
 )]
@@ -46,6 +46,11 @@ pub(crate) async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let params = web::Query::<SearchParams>::from_query(req.query_string())
         .map_err(ApiError::invalid_query)?;
+    if state.store.search_keys().is_none() {
+        return Err(ApiError::NotFound(
+            "search is turned off on this server".to_owned(),
+        ));
+    }
     let query = SearchQuery::parse(&params.q).map_err(ApiError::invalid)?;
     let max = i64::try_from(chat_storage::MAX_SEARCH_PAGE).unwrap_or(i64::MAX);
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);

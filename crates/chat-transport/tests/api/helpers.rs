@@ -97,6 +97,8 @@ pub(crate) struct Tweaks {
     pub(crate) metrics_token: Option<String>,
     /// Serve `/metrics` on a listener of its own (`CHAT_METRICS_BIND`).
     pub(crate) metrics_listener: bool,
+    /// Search off (`CHAT_SEARCH=off`): nothing indexed.
+    pub(crate) search_off: bool,
 }
 
 /// The sum of the samples of metric `name` in the Prometheus text
@@ -163,7 +165,7 @@ impl TestApp {
             // one of the test's), then one per worker (PostgreSQL only).
             pool_shards: vec![4, 2, 2],
             keys,
-            search: search_keys(),
+            search: (!tweaks.search_off).then(search_keys),
             recent: chat_storage::RecentCache::default(),
             sqlite_synchronous: chat_storage::SqliteSynchronous::default(),
         })

@@ -257,3 +257,27 @@ async fn a_member_who_left_or_was_banned_finds_nothing_and_changes_are_found_as_
     assert_eq!((code, body["code"].as_str()), (403, Some("banned")));
     Ok(())
 }
+
+/// A server with search off.
+mod off {
+    use anyhow::Result;
+
+    use crate::helpers::TestApp;
+
+    crate::backend_tests!(
+        tweaks = crate::helpers::Tweaks { search_off: true, ..Default::default() };
+        with_search_off_messages_flow_and_search_answers_not_found,
+    );
+
+    async fn with_search_off_messages_flow_and_search_answers_not_found(
+        app: &TestApp,
+    ) -> Result<()> {
+        let alice = app.user("alice").await?;
+        let mut socket = app.connect(&alice).await?;
+        socket.send_acked("general", "the budget", "m1").await?;
+        let (status, body) = super::search(app, &alice, "q=budget").await?;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["detail"], "search is turned off on this server");
+        Ok(())
+    }
+}
