@@ -543,7 +543,7 @@ pub(crate) struct SendPlan {
     /// Unacknowledged messages allowed; the reader returns credit.
     pub(crate) window: Option<Arc<Semaphore>>,
     /// Extra text appended to each message.
-    pub(crate) pad: String,
+    pub(crate) pad: crate::words::Pad,
     /// Edits and reactions mixed in.
     pub(crate) mix: Mix,
     /// The seq of the sender's newest acknowledged message (0 before the
@@ -613,7 +613,7 @@ pub(crate) async fn send_loop(
         let room = plan.room.clone();
         let frame = match kind {
             Kind::Message => ClientFrame::Message {
-                content: content(sender, sent, nanos, &plan.pad),
+                content: content(sender, sent, nanos, &plan.pad.text(sender, sent)),
                 room: Some(room),
                 client_id: Some(format!("{sender}.{sent}.{nanos}")),
                 reply_to: None,
@@ -623,7 +623,7 @@ pub(crate) async fn send_loop(
                 ClientFrame::Edit {
                     room,
                     seq: newest,
-                    content: content(sender, sent, nanos, &plan.pad),
+                    content: content(sender, sent, nanos, &plan.pad.text(sender, sent)),
                     client_id: Some(format!("{sender}.{sent}.e.{nanos}")),
                 }
             }

@@ -13,6 +13,7 @@ use crate::client::{Mix, SendPlan};
 use crate::fleet::{self, ClientSpec, Fleet, Target};
 use crate::stats::{Report, Tally};
 use crate::system::CpuSample;
+use crate::words::Pad;
 
 /// Options of the `fanout` scenario.
 #[derive(Debug, Clone, Args)]
@@ -208,11 +209,11 @@ fn mode(args: &FanoutArgs) -> String {
 }
 
 /// The padding appended to every message: a space and `length - 1` x's.
-pub(crate) fn pad(length: usize) -> String {
+pub(crate) fn pad(length: usize) -> Pad {
     if length == 0 {
-        String::new()
+        Pad::None
     } else {
-        format!(" {}", "x".repeat(length - 1))
+        Pad::Fixed(format!(" {}", "x".repeat(length - 1)))
     }
 }
 

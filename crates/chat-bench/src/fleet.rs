@@ -422,3 +422,111 @@ pub(crate) struct Finished {
     /// The run's bench rooms.
     pub(crate) names: Arc<[String]>,
 }
+
+/// What [`seed`] sends: `messages` in all, shared out evenly over the
+/// senders, each `(account, room)` a socket of its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Seeding {
+    pub(crate) rooms: Vec<String>,
+    /// Each sender's account (an index into the tokens) and room (an index
+    /// into `rooms`).
+    pub(crate) senders: Vec<(usize, usize)>,
+    pub(crate) messages: u64,
+    /// Unacknowledged messages per socket.
+    pub(crate) window: usize,
+    pub(crate) pad: crate::words::Pad,
+    pub(crate) connect_concurrency: usize,
+}
+
+/// Fills rooms with messages over WebSockets, flat out, printing progress;
+/// adds `seeded`, `seed_msgs_per_s` and any problem to `report`.
+///
+/// Each socket receives every message of its room, so sockets per room x
+/// window must stay well below the server's per-connection queue (1,024
+/// frames by default) or the server drops the seeders as too slow.
+pub(crate) async fn seed(
+    api: &Api,
+    tokens: &[String],
+    seeding: Seeding,
+    report: &mut crate::stats::Report,
+) -> anyhow::Result<()> {
+    use crate::stats::{Tally, per_second};
+    let connections = seeding.senders.len().max(1);
+    eprintln!(
+        "  seeding {} messages over {connections} sockets in {} rooms",
+        seeding.messages,
+        seeding.rooms.len()
+    );
+    let specs = seeding
+        .senders
+        .iter()
+        .map(|&(account, room)| ClientSpec {
+            account,
+            rooms: vec![room],
+            window: Some(seeding.window.max(1)),
+        })
+        .collect();
+    let mut fleet = Fleet::open(
+        api,
+        &[],
+        tokens,
+        specs,
+        seeding.rooms.clone(),
+        seeding.connect_concurrency,
+    )
+    .await?;
+    fleet.require_all()?;
+    let start = Instant::now();
+    let progress = tokio::spawn({
+        let shared = Arc::clone(&fleet.shared);
+        let total = seeding.messages;
+        async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let acks = shared.acks.load(Ordering::Relaxed);
+                eprintln!(
+                    "  seeded {acks}/{total} ({:.0}/s)",
+                    per_second(acks, start.elapsed())
+                );
+            }
+        }
+    });
+    let plans = seeding
+        .senders
+        .iter()
+        .enumerate()
+        .map(|(index, &(_, room))| {
+            let plan = SendPlan {
+                room: seeding.rooms[room].clone(),
+                rate: None,
+                offset: Duration::ZERO,
+                limit: Some(crate::fanout::share(seeding.messages, connections, index)),
+                until: start + Duration::from_secs(24 * 3_600),
+                window: fleet.clients[index].window.clone(),
+                pad: seeding.pad.clone(),
+                mix: crate::client::Mix::default(),
+                newest: Arc::clone(&fleet.clients[index].newest),
+            };
+            (index, plan)
+        })
+        .collect();
+    let (sent, failures) = fleet.send(plans).await;
+    fleet.drain(Instant::now() + Duration::from_secs(60)).await;
+    progress.abort();
+    let tally = Tally::of(fleet.finish().await);
+    let ack_window = tally.last_ack.map_or(Duration::ZERO, |at| at - start);
+    eprintln!(
+        "  seeded {} messages in {:.1} s",
+        tally.acks,
+        ack_window.as_secs_f64()
+    );
+    report.add("seeded", tally.acks);
+    report.add("seed_msgs_per_s", per_second(tally.acks, ack_window));
+    for problem in tally.problems(sent) {
+        report.problem(format!("seeding: {problem}"));
+    }
+    report.failures("seed senders stopped early", &failures);
+    Ok(())
+}

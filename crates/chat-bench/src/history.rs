@@ -2,8 +2,6 @@
 //! at a fixed concurrency; requests per second and latency. The room can
 //! first be filled with K messages over WebSockets.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -11,11 +9,10 @@ use chat_protocol::rest::MessagePage;
 use clap::Args;
 
 use crate::api::{Api, RunNames};
-use crate::client::{Mix, SendPlan};
-use crate::fanout::share;
-use crate::fleet::{self, ClientSpec, Fleet, Target};
-use crate::stats::{Percentiles, Report, Tally, per_second};
+use crate::fleet::{self, Target};
+use crate::stats::{Percentiles, Report, per_second};
 use crate::system::CpuSample;
+use crate::words::Pad;
 
 /// Options of the `history` scenario.
 #[derive(Debug, Clone, Args)]
@@ -162,75 +159,13 @@ async fn seed(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let connections = args.seed_connections.max(1);
-    eprintln!(
-        "  seeding {} messages over {connections} sockets",
-        args.seed_messages
-    );
-    let specs = (0..connections)
-        .map(|_| ClientSpec {
-            account: 0,
-            rooms: vec![0],
-            window: Some(args.seed_window.max(1)),
-        })
-        .collect();
-    let mut fleet = Fleet::open(
-        api,
-        &[],
-        tokens,
-        specs,
-        vec![room.to_owned()],
-        args.target.connect_concurrency,
-    )
-    .await?;
-    fleet.require_all()?;
-    let start = Instant::now();
-    let progress = tokio::spawn({
-        let shared = Arc::clone(&fleet.shared);
-        let total = args.seed_messages;
-        async move {
-            let mut ticker = tokio::time::interval(Duration::from_secs(5));
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let acks = shared.acks.load(Ordering::Relaxed);
-                eprintln!(
-                    "  seeded {acks}/{total} ({:.0}/s)",
-                    per_second(acks, start.elapsed())
-                );
-            }
-        }
-    });
-    let plans = (0..connections)
-        .map(|index| {
-            let plan = SendPlan {
-                room: room.to_owned(),
-                rate: None,
-                offset: Duration::ZERO,
-                limit: Some(share(args.seed_messages, connections, index)),
-                until: start + Duration::from_secs(24 * 3_600),
-                window: fleet.clients[index].window.clone(),
-                pad: String::new(),
-                mix: Mix::default(),
-                newest: Arc::clone(&fleet.clients[index].newest),
-            };
-            (index, plan)
-        })
-        .collect();
-    let (sent, failures) = fleet.send(plans).await;
-    fleet.drain(Instant::now() + Duration::from_secs(60)).await;
-    progress.abort();
-    let tally = Tally::of(fleet.finish().await);
-    let ack_window = tally.last_ack.map_or(Duration::ZERO, |at| at - start);
-    eprintln!(
-        "  seeded {} messages in {:.1} s",
-        tally.acks,
-        ack_window.as_secs_f64()
-    );
-    report.add("seeded", tally.acks);
-    report.add("seed_msgs_per_s", per_second(tally.acks, ack_window));
-    for problem in tally.problems(sent) {
-        report.problem(format!("seeding: {problem}"));
-    }
-    report.failures("seed senders stopped early", &failures);
-    Ok(())
+    let seeding = fleet::Seeding {
+        rooms: vec![room.to_owned()],
+        senders: (0..connections).map(|_| (0, 0)).collect(),
+        messages: args.seed_messages,
+        window: args.seed_window,
+        pad: Pad::None,
+        connect_concurrency: args.target.connect_concurrency,
+    };
+    fleet::seed(api, tokens, seeding, report).await
 }

@@ -22,8 +22,10 @@ mod idle;
 mod login;
 mod reference;
 mod rooms;
+mod search;
 mod stats;
 mod system;
+mod words;
 
 use std::process::ExitCode;
 
@@ -56,6 +58,8 @@ enum Command {
     Idle(idle::IdleArgs),
     /// Newest-page history requests at a concurrency: requests/s, latency.
     History(history::HistoryArgs),
+    /// Rooms filled with Zipf text, then searches of four kinds: latency.
+    Search(search::SearchArgs),
     /// WebSocket round trips, idle and during parallel logins.
     Login(login::LoginArgs),
     /// Run the bare reference server (no auth, no database, no crypto).
@@ -113,6 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::History(args) => {
                 let json = args.target.json;
                 (history::run(args).await?, json)
+            }
+            Command::Search(args) => {
+                let json = args.target.json;
+                (search::run(args).await?, json)
             }
             Command::Login(args) => {
                 let json = args.target.json;

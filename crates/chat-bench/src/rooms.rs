@@ -14,6 +14,10 @@ use crate::fanout::{MixArgs, pad};
 use crate::fleet::{self, ClientSpec, Fleet, Target};
 use crate::stats::{Report, Tally};
 use crate::system::CpuSample;
+use crate::words::{Pad, Vocabulary};
+
+/// Words in the vocabulary of `--words`.
+pub(crate) const VOCABULARY_WORDS: usize = 20_000;
 
 /// Options of the `rooms` scenario.
 #[derive(Debug, Clone, Args)]
@@ -39,6 +43,11 @@ pub(crate) struct RoomsArgs {
     /// Extra characters appended to each message.
     #[arg(long, default_value_t = 0)]
     pub(crate) pad: usize,
+    /// Instead of `--pad`, about this many words per message, drawn from a
+    /// 20,000-word vocabulary with Zipf frequencies (text for the search
+    /// index to work on).
+    #[arg(long, default_value_t = 0, conflicts_with = "pad")]
+    pub(crate) words: usize,
     #[command(flatten)]
     pub(crate) mix: MixArgs,
     /// Give a room's clients one account (room index modulo the users),
@@ -97,6 +106,7 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(args.duration.max(0.0));
     let mix = args.mix.mix()?;
+    let vocabulary = Arc::new(Vocabulary::zipf(VOCABULARY_WORDS, 1.0));
     let plans = (0..clients)
         .map(|index| {
             let plan = SendPlan {
@@ -106,7 +116,14 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
                 limit: None,
                 until,
                 window: fleet.clients[index].window.clone(),
-                pad: pad(args.pad),
+                pad: if args.words > 0 {
+                    Pad::Words {
+                        vocabulary: Arc::clone(&vocabulary),
+                        mean: args.words,
+                    }
+                } else {
+                    pad(args.pad)
+                },
                 mix,
                 newest: Arc::clone(&fleet.clients[index].newest),
             };
@@ -134,6 +151,7 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
     report.add("clients", clients as u64);
     report.add("users", users as u64);
     report.add("window", args.window as u64);
+    report.add("words_per_message", args.words as u64);
     report.add("connect_s", connect_time.as_secs_f64());
     report.add("send_s", send_time.as_secs_f64());
     tally.add_rows(&mut report, start, sent);
