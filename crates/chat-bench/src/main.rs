@@ -16,6 +16,7 @@
 mod api;
 mod client;
 mod fanout;
+mod faults;
 mod fleet;
 mod history;
 mod idle;
@@ -58,6 +59,10 @@ enum Command {
     History(history::HistoryArgs),
     /// WebSocket round trips, idle and during parallel logins.
     Login(login::LoginArgs),
+    /// Two nodes on a PostgreSQL cluster and a Redis of the run's own,
+    /// clients on both under steady load, one fault per row: what was
+    /// sent, acked, delivered, lost, doubled, and the time to recover.
+    Faults(faults::FaultsArgs),
     /// Run the bare reference server (no auth, no database, no crypto).
     Reference(reference::ReferenceArgs),
 }
@@ -96,6 +101,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         runtime.worker_threads(threads.max(1));
     }
     let runtime = runtime.enable_all().build()?;
+    let command = match command {
+        Command::Faults(args) => return runtime.block_on(faults::run(args)),
+        command => command,
+    };
     let (report, json): (Report, bool) = runtime.block_on(async move {
         anyhow::Ok(match command {
             Command::Fanout(args) => {
@@ -118,7 +127,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 let json = args.target.json;
                 (login::run(args).await?, json)
             }
-            Command::Reference(_) => anyhow::bail!("the reference server is not a scenario"),
+            Command::Reference(_) | Command::Faults(_) => {
+                anyhow::bail!("not a single-server scenario")
+            }
         })
     })?;
     if json {
