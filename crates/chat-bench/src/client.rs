@@ -807,6 +807,21 @@ mod tests {
     }
 
     #[test]
+    fn the_contiguous_seq_stops_at_the_first_gap_until_it_is_filled() {
+        let mut tracked = Tracked::new(0, 40);
+        for seq in [41, 42, 44, 45] {
+            tracked.record(seq);
+        }
+        assert_eq!(tracked.contiguous, 42);
+        assert_eq!(tracked.last, 45);
+        // A replay fills the gap: everything up to the newest is there.
+        tracked.record(43);
+        assert_eq!(tracked.contiguous, 45);
+        tracked.record(43);
+        assert_eq!((tracked.contiguous, tracked.duplicates), (45, 1));
+    }
+
+    #[test]
     fn duplicates_gaps_and_reordering_are_told_apart() {
         let mut tracked = Tracked::new(0, 0);
         for seq in [1, 2, 2, 5, 4, 0] {

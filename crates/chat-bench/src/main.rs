@@ -152,6 +152,30 @@ mod tests {
     }
 
     #[test]
+    fn the_fault_matrix_of_the_ci_parses() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "faults",
+            "--server-bin",
+            "target/debug/chat-server",
+            "--steady",
+            "3",
+            "--only",
+            "redis-kill,node-kill",
+        ])
+        .expect("parses");
+        let Command::Faults(args) = cli.command else {
+            panic!("not faults");
+        };
+        assert_eq!(args.steady, 3.0);
+        assert_eq!(args.redis_outage, 10.0);
+        assert_eq!(
+            args.only,
+            [faults::Fault::RedisKill, faults::Fault::NodeKill]
+        );
+    }
+
+    #[test]
     fn the_ci_scenario_parses() {
         let cli = Cli::try_parse_from([
             "chat-bench",
