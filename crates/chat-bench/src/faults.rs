@@ -272,7 +272,12 @@ pub(crate) async fn run(args: FaultsArgs) -> anyhow::Result<bool> {
         lab.postgres.port,
         dir.display()
     );
-    let result = matrix(&args, &mut lab, &names, &faults).await;
+    // On Ctrl-C, stop here so that the lab is taken down (processes, the
+    // cluster, the namespace) rather than left behind.
+    let result = tokio::select! {
+        result = matrix(&args, &mut lab, &names, &faults) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     if result.as_ref().is_ok_and(|rows| !rows.iter().all(Row::ok)) {
         eprint!("{}", lab.log_tails(20));
     }
