@@ -105,6 +105,11 @@ impl Shared {
         self.stop.send_replace(true);
     }
 
+    /// Whether the run has been told to stop.
+    pub(crate) fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
     /// Messages that got an answer, an `ack` or an `error`.
     pub(crate) fn answered(&self) -> u64 {
         self.acks.load(Ordering::Relaxed) + self.refusals.load(Ordering::Relaxed)
@@ -119,7 +124,30 @@ pub(crate) async fn connect(url: &str, rooms: &[String]) -> anyhow::Result<(Ws, 
         .context("timed out opening the socket and joining")?
 }
 
-async fn connect_and_join(url: &str, rooms: &[String]) -> anyhow::Result<(Ws, Vec<i64>)> {
+/// Opens a socket again after the previous one ended, waits for the
+/// greeting and sends `resume` for each room (name, the last seq the client
+/// has). The replay that follows is left on the socket for the client's
+/// reader, which checks it like any delivery.
+pub(crate) async fn reconnect(url: &str, rooms: &[(String, i64)]) -> anyhow::Result<Ws> {
+    timeout(CONNECT_TIMEOUT, async {
+        let mut ws = greeted(url).await?;
+        for (room, last_seq) in rooms {
+            let frame = ClientFrame::Resume {
+                room: room.clone(),
+                last_seq: *last_seq,
+            };
+            ws.send(encode(&frame)?)
+                .await
+                .context("could not send resume")?;
+        }
+        anyhow::Ok(ws)
+    })
+    .await
+    .context("timed out opening the socket again")?
+}
+
+/// Opens a socket and waits for the server's greeting.
+async fn greeted(url: &str) -> anyhow::Result<Ws> {
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0);
@@ -128,9 +156,13 @@ async fn connect_and_join(url: &str, rooms: &[String]) -> anyhow::Result<(Ws, Ve
         .context("WebSocket handshake failed")?;
     loop {
         if let ServerFrame::System { .. } = next_frame(&mut ws).await? {
-            break;
+            return Ok(ws);
         }
     }
+}
+
+async fn connect_and_join(url: &str, rooms: &[String]) -> anyhow::Result<(Ws, Vec<i64>)> {
+    let mut ws = greeted(url).await?;
     for room in rooms {
         ws.send(encode(&ClientFrame::Join { room: room.clone() })?)
             .await
@@ -262,6 +294,8 @@ pub(crate) struct Tracked {
     pub(crate) base: i64,
     /// The highest seq received.
     pub(crate) last: i64,
+    /// The highest seq received with every seq before it (after `base`).
+    pub(crate) contiguous: i64,
     /// One bit per seq after `base`: received or not.
     seen: Vec<u64>,
     /// `message` frames received.
@@ -284,6 +318,7 @@ impl Tracked {
             room,
             base,
             last: base,
+            contiguous: base,
             seen: Vec::new(),
             deliveries: 0,
             duplicates: 0,
@@ -312,6 +347,19 @@ impl Tracked {
             self.out_of_order += 1;
         }
         self.last = self.last.max(seq);
+        while self.contiguous < self.last && self.has(self.contiguous + 1) {
+            self.contiguous += 1;
+        }
+    }
+
+    /// Whether `seq` (after `base`) has been received.
+    fn has(&self, seq: i64) -> bool {
+        let offset = seq - self.base - 1;
+        offset >= 0
+            && self
+                .seen
+                .get((offset / 64) as usize)
+                .is_some_and(|word| word & (1 << (offset % 64)) != 0)
     }
 
     /// How many seqs in `base + 1 ..= final_seq` never arrived.
@@ -371,6 +419,7 @@ pub(crate) struct Reader {
     newest: Arc<AtomicI64>,
     stop: watch::Receiver<bool>,
     report: ClientReport,
+    progress: Option<Arc<AtomicI64>>,
 }
 
 impl Reader {
@@ -384,7 +433,6 @@ impl Reader {
         window: Option<Arc<Semaphore>>,
         newest: Arc<AtomicI64>,
     ) -> Reader {
-        let stop = shared.stop.subscribe();
         let report = ClientReport {
             rooms: rooms
                 .into_iter()
@@ -392,6 +440,21 @@ impl Reader {
                 .collect(),
             ..ClientReport::default()
         };
+        Reader::resumed(stream, report, names, shared, window, newest)
+    }
+
+    /// A reader of a socket opened again, which carries on with the report
+    /// of the client's previous socket: what was received before counts,
+    /// so a replay of it is a duplicate.
+    pub(crate) fn resumed(
+        stream: SplitStream<Ws>,
+        report: ClientReport,
+        names: Arc<[String]>,
+        shared: Arc<Shared>,
+        window: Option<Arc<Semaphore>>,
+        newest: Arc<AtomicI64>,
+    ) -> Reader {
+        let stop = shared.stop.subscribe();
         Reader {
             stream,
             names,
@@ -400,7 +463,18 @@ impl Reader {
             newest,
             stop,
             report,
+            progress: None,
         }
+    }
+
+    /// Keeps `progress` at the [`Tracked::contiguous`] seq of the first
+    /// room, for a driver that waits for clients to catch up.
+    pub(crate) fn with_progress(mut self, progress: Arc<AtomicI64>) -> Reader {
+        if let Some(tracked) = self.report.rooms.first() {
+            progress.store(tracked.contiguous, Ordering::Relaxed);
+        }
+        self.progress = Some(progress);
+        self
     }
 
     /// Runs until the run stops or the socket ends.
@@ -464,6 +538,9 @@ impl Reader {
                     return;
                 };
                 tracked.record(seq);
+                if let (Some(progress), Some(first)) = (&self.progress, self.report.rooms.first()) {
+                    progress.store(first.contiguous, Ordering::Relaxed);
+                }
                 if let Some(sent) = seen.content.as_deref().and_then(content_nanos) {
                     self.report.latencies.push(micros_since(sent));
                 }
@@ -727,6 +804,21 @@ mod tests {
         assert_eq!(tracked.out_of_order, 0);
         assert_eq!(tracked.missing(200), 0);
         assert_eq!(tracked.missing(202), 2);
+    }
+
+    #[test]
+    fn the_contiguous_seq_stops_at_the_first_gap_until_it_is_filled() {
+        let mut tracked = Tracked::new(0, 40);
+        for seq in [41, 42, 44, 45] {
+            tracked.record(seq);
+        }
+        assert_eq!(tracked.contiguous, 42);
+        assert_eq!(tracked.last, 45);
+        // A replay fills the gap: everything up to the newest is there.
+        tracked.record(43);
+        assert_eq!(tracked.contiguous, 45);
+        tracked.record(43);
+        assert_eq!((tracked.contiguous, tracked.duplicates), (45, 1));
     }
 
     #[test]

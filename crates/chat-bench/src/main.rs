@@ -16,6 +16,7 @@
 mod api;
 mod client;
 mod fanout;
+mod faults;
 mod fleet;
 mod history;
 mod idle;
@@ -62,6 +63,10 @@ enum Command {
     Search(search::SearchArgs),
     /// WebSocket round trips, idle and during parallel logins.
     Login(login::LoginArgs),
+    /// Two nodes on a PostgreSQL cluster and a Redis of the run's own,
+    /// clients on both under steady load, one fault per row: what was
+    /// sent, acked, delivered, lost, doubled, and the time to recover.
+    Faults(faults::FaultsArgs),
     /// Run the bare reference server (no auth, no database, no crypto).
     Reference(reference::ReferenceArgs),
 }
@@ -100,6 +105,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         runtime.worker_threads(threads.max(1));
     }
     let runtime = runtime.enable_all().build()?;
+    let command = match command {
+        Command::Faults(args) => return runtime.block_on(faults::run(args)),
+        command => command,
+    };
     let (report, json): (Report, bool) = runtime.block_on(async move {
         anyhow::Ok(match command {
             Command::Fanout(args) => {
@@ -126,7 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 let json = args.target.json;
                 (login::run(args).await?, json)
             }
-            Command::Reference(_) => anyhow::bail!("the reference server is not a scenario"),
+            Command::Reference(_) | Command::Faults(_) => {
+                anyhow::bail!("not a single-server scenario")
+            }
         })
     })?;
     if json {
@@ -146,6 +157,30 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_fault_matrix_of_the_ci_parses() {
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "faults",
+            "--server-bin",
+            "target/debug/chat-server",
+            "--steady",
+            "3",
+            "--only",
+            "redis-kill,node-kill",
+        ])
+        .expect("parses");
+        let Command::Faults(args) = cli.command else {
+            panic!("not faults");
+        };
+        assert_eq!(args.steady, 3.0);
+        assert_eq!(args.redis_outage, 10.0);
+        assert_eq!(
+            args.only,
+            [faults::Fault::RedisKill, faults::Fault::NodeKill]
+        );
     }
 
     #[test]
