@@ -497,7 +497,7 @@ impl<'a> Phase<'a> {
         let (pad, rate) = if self.fault == Fault::SlowConsumer {
             (pad(args.slow_pad), args.slow_rate)
         } else {
-            (String::new(), args.rate)
+            (crate::words::Pad::None, args.rate)
         };
         self.apis[0]
             .create_room(&self.tokens[0], &self.room)

@@ -670,7 +670,7 @@ fn wait_listening(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
     bail!("{what} did not listen on {addr}")
 }
 
-/// `SECRET_KEY` and `ENCRYPTION_KEY` shared by both nodes, from
+/// `SECRET_KEY`, `ENCRYPTION_KEY` and `SEARCH_KEY` shared by both nodes, from
 /// `chat-server gen-key`.
 fn generate_secrets(server_bin: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let output = Command::new(server_bin)
