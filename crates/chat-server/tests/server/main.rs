@@ -42,6 +42,8 @@ fn settings(data_dir: PathBuf) -> Settings {
     settings.secret_key_previous = None;
     settings.encryption_key = None;
     settings.encryption_keys_previous = None;
+    settings.search_key = None;
+    settings.search_key_next = None;
     settings.environment = Environment::Development;
     settings.bcrypt_cost = 10;
     settings.workers = Some(1);
@@ -739,5 +741,118 @@ async fn a_postgresql_that_syncs_its_commits_gets_no_durability_warning() -> Res
     drop(store);
     database.drop_database().await;
     let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// The texts `GET /api/search?q=...` finds for the holder of `token`.
+async fn searched(http: &reqwest::Client, base: &str, token: &str, q: &str) -> Result<Vec<String>> {
+    let body: Value = http
+        .get(format!("{base}/api/search"))
+        .query(&[("q", q), ("limit", "100")])
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(body["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|result| result["content"].as_str().map(str::to_owned))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_key_changes_with_reindex_and_nothing_goes_unfound() -> Result<()> {
+    let dir = temp_dir("search-key");
+    let old_key = chat_crypto::SearchKey::generate();
+    let new_key = chat_crypto::SearchKey::generate();
+    let http = reqwest::Client::new();
+
+    // Messages indexed under the old key as they are stored.
+    let mut before = settings(dir.clone());
+    before.search_key = Some(SecretString::from(old_key.to_base64()));
+    let (base, stop, task) = serve(&before).await?;
+    let registered = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": "alice", "password": "correct-horse"}))
+        .send()
+        .await?;
+    assert_eq!(registered.status(), 201);
+    let store = chat_server::open_store(&before).await?;
+    let (alice, general) = alice_and_general(&store).await?;
+    let written: Vec<String> = (1..=7).map(|n| format!("harbour report {n}")).collect();
+    let batch = written
+        .iter()
+        .map(|text| {
+            Ok(NewMessage {
+                room_id: general.id,
+                user_id: alice.id,
+                username: alice.username.clone(),
+                body: MessageBody::parse(text.as_str())?,
+                client_id: None,
+                reply_to: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    store.append_messages(batch).await?;
+    drop(store);
+    let token = login(&http, &base).await?;
+    let mut newest_first = written.clone();
+    newest_first.reverse();
+    assert_eq!(
+        searched(&http, &base, &token, "harbour").await?,
+        newest_first
+    );
+    stop_server(stop, task).await?;
+
+    // The new key beside it: `reindex` builds its index while searches
+    // still use the old one.
+    let mut during = before.clone();
+    during.search_key_next = Some(SecretString::from(new_key.to_base64()));
+    let (base, stop, task) = serve(&during).await?;
+    let args = chat_server::ReindexArgs {
+        batch_size: 3,
+        restart: false,
+        drop_old: false,
+    };
+    let mut steps = Vec::new();
+    let report =
+        chat_server::reindex(&during, &args, |progress| steps.push(progress.indexed)).await?;
+    assert!(report.next_key);
+    assert_eq!(report.generation, new_key.generation());
+    assert_eq!(report.indexed, steps.iter().sum::<u64>());
+    assert!(report.indexed >= 7, "{report:?}");
+    assert!(steps.len() >= 3, "{steps:?}");
+    assert!(report.to_string().contains("SEARCH_KEY_NEXT"), "{report}");
+    assert_eq!(
+        searched(&http, &base, &token, "harbour").await?,
+        newest_first
+    );
+    stop_server(stop, task).await?;
+
+    // The new key alone: everything is found, and the old entries go.
+    let mut after = before.clone();
+    after.search_key = Some(SecretString::from(new_key.to_base64()));
+    let (base, stop, task) = serve(&after).await?;
+    assert_eq!(
+        searched(&http, &base, &token, "report").await?,
+        newest_first
+    );
+    let dropping = chat_server::ReindexArgs {
+        drop_old: true,
+        ..args
+    };
+    let report = chat_server::reindex(&after, &dropping, |_| {}).await?;
+    assert!(!report.next_key);
+    assert!(report.dropped > 0, "{report:?}");
+    assert_eq!(
+        searched(&http, &base, &token, "harbour").await?,
+        newest_first
+    );
+    stop_server(stop, task).await?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
