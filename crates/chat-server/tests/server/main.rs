@@ -221,12 +221,22 @@ async fn production_refuses_to_start_without_secrets() -> Result<()> {
     ));
     let error = start_up_error(&settings).await;
     assert!(
+        error.as_deref().is_some_and(|e| e.contains("SEARCH_KEY")),
+        "{error:?}"
+    );
+
+    settings.search_key = Some(SecretString::from(
+        chat_crypto::SearchKey::generate().to_base64(),
+    ));
+    let error = start_up_error(&settings).await;
+    assert!(
         error.as_deref().is_some_and(|e| e.contains("SECRET_KEY")),
         "{error:?}"
     );
     // Nothing was generated behind the operator's back.
     assert!(!dir.join("secret_key").exists());
     assert!(!dir.join("encryption_key").exists());
+    assert!(!dir.join("search_key").exists());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
