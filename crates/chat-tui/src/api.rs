@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use chat_protocol::rest::{
     CreateRoomRequest, Credentials, ErrorBody, MemberBody, MemberRequest, MessagePage,
-    RefreshRequest, RoleBody, RoomBody, RoomDetail, TokenBody, UserBody, VisibilityBody,
+    RefreshRequest, RoleBody, RoomBody, RoomDetail, SearchBody, SearchParams, TokenBody, UserBody,
+    VisibilityBody,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -366,6 +367,29 @@ impl Api {
                 .query("limit", PAGE_SIZE.to_string());
             if let Some(before) = before {
                 request = request.query("before", before.to_string());
+            }
+            read(&url, request.call(), &[200])
+        })
+    }
+
+    /// A page of search results over the user's rooms (or one of them),
+    /// newest first.
+    pub(crate) fn search(&self, params: &SearchParams) -> Result<SearchBody, ApiError> {
+        let url = self.url("/api/search");
+        self.authed(|bearer| {
+            let mut request = self
+                .agent
+                .get(&url)
+                .header("Authorization", bearer)
+                .query("q", &params.q);
+            if let Some(room) = &params.room {
+                request = request.query("room", room);
+            }
+            if let Some(before) = params.before {
+                request = request.query("before", before.to_string());
+            }
+            if let Some(limit) = params.limit {
+                request = request.query("limit", limit.to_string());
             }
             read(&url, request.call(), &[200])
         })
