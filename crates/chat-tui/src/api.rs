@@ -595,4 +595,29 @@ mod tests {
         api.set_access_token("expired-or-damaged");
         assert!(matches!(api.rooms(), Err(ApiError::Unauthorized(_))));
     }
+
+    #[test]
+    fn a_search_the_server_refuses_comes_back_in_its_words() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        let search = |q: &str, room: Option<&str>| {
+            api.search(&SearchParams {
+                q: q.to_owned(),
+                room: room.map(str::to_owned),
+                ..SearchParams::default()
+            })
+        };
+        let nothing = search("nothing", None).expect("a search");
+        assert!(nothing.results.is_empty() && nothing.next.is_none());
+
+        let error = search("ab*", None).expect_err("a prefix too short");
+        assert!(
+            matches!(&error, ApiError::Rejected { status: 422, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains('3'), "{error}");
+
+        let error = search("tea", Some("nowhere")).expect_err("no such room");
+        assert!(error.is_not_found(), "{error:?}");
+    }
 }
