@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use chat_protocol::rest::{
     CreateRoomRequest, Credentials, ErrorBody, MemberBody, MemberRequest, MessagePage,
-    RefreshRequest, RoleBody, RoomBody, RoomDetail, TokenBody, UserBody, VisibilityBody,
+    RefreshRequest, RoleBody, RoomBody, RoomDetail, SearchBody, SearchParams, TokenBody, UserBody,
+    VisibilityBody,
 };
 use serde_json::Value;
 use thiserror::Error;
@@ -370,6 +371,29 @@ impl Api {
             read(&url, request.call(), &[200])
         })
     }
+
+    /// A page of search results over the user's rooms (or one of them),
+    /// newest first.
+    pub(crate) fn search(&self, params: &SearchParams) -> Result<SearchBody, ApiError> {
+        let url = self.url("/api/search");
+        self.authed(|bearer| {
+            let mut request = self
+                .agent
+                .get(&url)
+                .header("Authorization", bearer)
+                .query("q", &params.q);
+            if let Some(room) = &params.room {
+                request = request.query("room", room);
+            }
+            if let Some(before) = params.before {
+                request = request.query("before", before.to_string());
+            }
+            if let Some(limit) = params.limit {
+                request = request.query("limit", limit.to_string());
+            }
+            read(&url, request.call(), &[200])
+        })
+    }
 }
 
 #[cfg(test)]
@@ -570,5 +594,30 @@ mod tests {
         }
         api.set_access_token("expired-or-damaged");
         assert!(matches!(api.rooms(), Err(ApiError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn a_search_the_server_refuses_comes_back_in_its_words() {
+        let server = TestServer::start();
+        let api = server.signed_in("alice");
+        let search = |q: &str, room: Option<&str>| {
+            api.search(&SearchParams {
+                q: q.to_owned(),
+                room: room.map(str::to_owned),
+                ..SearchParams::default()
+            })
+        };
+        let nothing = search("nothing", None).expect("a search");
+        assert!(nothing.results.is_empty() && nothing.next.is_none());
+
+        let error = search("ab*", None).expect_err("a prefix too short");
+        assert!(
+            matches!(&error, ApiError::Rejected { status: 422, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains('3'), "{error}");
+
+        let error = search("tea", Some("nowhere")).expect_err("no such room");
+        assert!(error.is_not_found(), "{error:?}");
     }
 }

@@ -1,5 +1,6 @@
 //! What the user typed on the input line: a message, or a `/command`.
 
+use chat_domain::search::SearchQuery;
 use chat_domain::{DomainError, RoomName, Username};
 use thiserror::Error;
 
@@ -57,6 +58,13 @@ pub(crate) enum Command {
     React { seq: i64, emoji: String },
     /// `/unreact <seq> <emoji>`: take back one's reaction to a message.
     Unreact { seq: i64, emoji: String },
+    /// `/search [-r] <words>`: find messages with every word, in the room
+    /// on screen with `-r`, else in every room of the user's.
+    Search { words: String, this_room: bool },
+    /// `/search more`: the next (older) page of the last search.
+    SearchMore,
+    /// `/goto <n>`: show result `n` of the last search in its room.
+    Goto(usize),
 }
 
 /// Why a line is not a valid command. The text is shown to the user as is.
@@ -99,6 +107,9 @@ pub(crate) const HELP: &[&str] = &[
     "/react <seq> <emoji>   react to #seq; again takes the reaction back",
     "/unreact <seq> <emoji> take back your reaction to #seq",
     "/history               load older messages (also Page Up at the top)",
+    "/search [-r] <words>   find messages with every word (-r: this room)",
+    "/search more           the next page of results, older ones",
+    "/goto <n>              show search result n in its room",
     "/help                  this list",
     "/quit                  leave the client (also /exit, /q, Ctrl-C)",
     "Tab / Ctrl-N / Ctrl-P: move between rooms; //text sends '/text'",
@@ -201,6 +212,8 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             .seq_and("unreact", "<seq> <emoji>")
             .map(|(seq, emoji)| Command::Unreact { seq, emoji })?,
         "delete" => Command::Delete(message_seq("delete", arguments.one("delete", "<seq>")?)?),
+        "search" => search(arguments.text)?,
+        "goto" => Command::Goto(result_number(arguments.one("goto", "<n>")?)?),
         _ => return Err(CommandError::Unknown(name)),
     };
     Ok(Some(command))
@@ -291,6 +304,50 @@ fn message_seq(command: &str, text: &str) -> Result<i64, CommandError> {
         Ok(seq) if seq >= 1 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(seq),
         _ => Err(CommandError::Invalid(format!(
             "/{command} takes the number of a message, as shown before its author (#12), not {text:?}"
+        ))),
+    }
+}
+
+/// The usage of `/search`.
+const SEARCH_USAGE: &str = "[-r] <words> (or /search more)";
+
+/// `/search` with its arguments: `more`, or words after an optional `-r`
+/// (this room only) and an optional `--` (so `/search -- more` looks for
+/// the word "more"). The words are checked as the server will check them.
+fn search(text: &str) -> Result<Command, CommandError> {
+    let missing = CommandError::MissingArgument {
+        command: "search",
+        argument: SEARCH_USAGE,
+    };
+    if text == "more" {
+        return Ok(Command::SearchMore);
+    }
+    let (this_room, words) = match text.strip_prefix("-r") {
+        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+            (true, rest.trim_start())
+        }
+        _ => (false, text),
+    };
+    let words = match words.strip_prefix("--") {
+        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => rest.trim_start(),
+        _ => words,
+    };
+    if words.is_empty() {
+        return Err(missing);
+    }
+    SearchQuery::parse(words).map_err(invalid)?;
+    Ok(Command::Search {
+        words: words.to_owned(),
+        this_room,
+    })
+}
+
+/// A search result's number, as the list shows it: `3`.
+fn result_number(text: &str) -> Result<usize, CommandError> {
+    match text.parse::<usize>() {
+        Ok(number) if number >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(number),
+        _ => Err(CommandError::Invalid(format!(
+            "/goto takes the number of a search result, as shown before it (3), not {text:?}"
         ))),
     }
 }
@@ -590,12 +647,102 @@ mod tests {
         for command in [
             "/join", "/create", "/leave", "/rooms", "/dm", "/who", "/members", "/topic", "/invite",
             "/kick", "/ban", "/mute", "/op", "/history", "/help", "/quit", "/edit", "/delete",
-            "/reply", "/react", "/unreact",
+            "/reply", "/react", "/unreact", "/search", "/goto",
         ] {
             assert!(
                 HELP.iter().any(|line| line.starts_with(command)),
                 "{command} is missing from the help"
             );
         }
+    }
+
+    #[test]
+    fn search_keeps_the_words_as_typed_for_every_room_or_this_one() {
+        assert_eq!(
+            parsed("/search  Café  lai*"),
+            Command::Search {
+                words: "Café  lai*".to_owned(),
+                this_room: false
+            }
+        );
+        assert_eq!(
+            parsed("/search -r release plan"),
+            Command::Search {
+                words: "release plan".to_owned(),
+                this_room: true
+            }
+        );
+        // A word that merely starts with -r is a word.
+        assert_eq!(
+            parsed("/search -rust"),
+            Command::Search {
+                words: "-rust".to_owned(),
+                this_room: false
+            }
+        );
+    }
+
+    #[test]
+    fn search_more_is_the_next_page_and_a_double_dash_searches_for_the_word() {
+        assert_eq!(parsed("/search more"), Command::SearchMore);
+        assert_eq!(
+            parsed("/search -- more"),
+            Command::Search {
+                words: "more".to_owned(),
+                this_room: false
+            }
+        );
+        assert_eq!(
+            parsed("/search -r -- more"),
+            Command::Search {
+                words: "more".to_owned(),
+                this_room: true
+            }
+        );
+        assert_eq!(
+            parsed("/search more tea"),
+            Command::Search {
+                words: "more tea".to_owned(),
+                this_room: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_search_the_server_would_refuse_is_refused_with_the_reason() {
+        for line in ["/search", "/search -r", "/search -r --", "/search   "] {
+            assert_eq!(
+                parse(line).expect_err(line).to_string(),
+                "usage: /search [-r] <words> (or /search more)",
+                "{line}"
+            );
+        }
+        let prefix = parse("/search ca*")
+            .expect_err("prefix too short")
+            .to_string();
+        assert!(prefix.contains("at least 3"), "{prefix}");
+        let many = parse("/search a b c d e f g h i")
+            .expect_err("nine words")
+            .to_string();
+        assert!(many.contains("at most 8 words"), "{many}");
+        let empty = parse("/search ?! ...").expect_err("no word").to_string();
+        assert!(!empty.is_empty());
+    }
+
+    #[test]
+    fn goto_takes_a_positive_result_number() {
+        assert_eq!(parsed("/goto 3"), Command::Goto(3));
+        assert_eq!(
+            parse("/goto").expect_err("no number").to_string(),
+            "usage: /goto <n>"
+        );
+        for line in ["/goto 0", "/goto -1", "/goto #3", "/goto three", "/goto +2"] {
+            let error = parse(line).expect_err(line).to_string();
+            assert!(
+                error.contains("number of a search result"),
+                "{line}: {error}"
+            );
+        }
+        assert!(parse("/goto 1 2").is_err());
     }
 }

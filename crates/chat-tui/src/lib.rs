@@ -20,6 +20,7 @@ mod command;
 mod describe;
 mod net;
 mod reactions;
+mod search;
 mod state;
 #[cfg(test)]
 mod test_server;

@@ -15,15 +15,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_domain::{DomainError, Emoji, MessageBody, RoomName};
 use chat_protocol::rest::{
-    MemberBody, MemberChangeBody, MemberEventBody, ReplyExcerpt, RoomBody, RoomKindBody,
-    RoomMessage,
+    MemberBody, MemberChangeBody, MemberEventBody, MessagePage, ReplyExcerpt, RoomBody,
+    RoomKindBody, RoomMessage, SearchBody, SearchParams,
 };
 use chat_protocol::ws::{ClientFrame, ErrorCode, LeftReason, ServerFrame};
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use crate::describe;
+use crate::describe::{self, clock};
 use crate::reactions::Reactions;
+use crate::search::{self, Search, SearchError};
 
 /// How long "x is typing" stays up after the last typing frame.
 pub(crate) const TYPING_SHOWN_FOR: Duration = Duration::from_secs(5);
@@ -232,6 +233,13 @@ impl Room {
         end
     }
 
+    /// Whether `seq` belongs to the run of history held for resuming; a
+    /// page shown around a search result far back is not (see
+    /// [`ChatState::show_found`]), and the screen marks the gap after it.
+    pub(crate) fn holds(&self, seq: i64) -> bool {
+        self.held.contains(&seq)
+    }
+
     /// The oldest seq loaded, the cursor for loading older history.
     pub(crate) fn oldest_seq(&self) -> Option<i64> {
         self.held.first().copied()
@@ -437,6 +445,12 @@ pub(crate) struct ChatState {
     /// therefore printed.
     who_requested: BTreeSet<String>,
     editing: Option<Editing>,
+    /// The last search and its results loaded so far.
+    search: Option<Search>,
+    /// How many searches were started, which numbers the next one.
+    searches: u64,
+    /// The message `/goto` showed: its room and seq, marked on screen.
+    found: Option<(String, i64)>,
 }
 
 impl ChatState {
@@ -454,6 +468,9 @@ impl ChatState {
             client_ids: ClientIds::new(),
             who_requested: BTreeSet::new(),
             editing: None,
+            search: None,
+            searches: 0,
+            found: None,
         }
     }
 
@@ -662,13 +679,148 @@ impl ChatState {
                 continue;
             };
             match entry.lines.get_mut(&seq) {
-                Some(held) => held.reactions = line.reactions,
+                Some(held) => {
+                    held.reactions = line.reactions;
+                    // A line shown around a search result becomes part of
+                    // the run once a page of history reaches it.
+                    entry.held.insert(seq);
+                }
                 None => {
                     entry.insert(line);
                 }
             }
         }
         entry.has_older = older_exists;
+    }
+
+    /// Starts a search for `words`, in the room on screen when `this_room`,
+    /// else in every room of the user's; the results of an earlier one are
+    /// forgotten. Returns the search's id and the query of its first page.
+    pub(crate) fn start_search(&mut self, words: &str, this_room: bool) -> (u64, SearchParams) {
+        self.searches += 1;
+        let room = this_room.then(|| self.active.clone());
+        let search = Search::new(self.searches, words, room);
+        let params = search.first_page();
+        self.search = Some(search);
+        (self.searches, params)
+    }
+
+    /// The query of the next page of the last search (`/search more`).
+    pub(crate) fn search_more(&mut self) -> Result<(u64, SearchParams), SearchError> {
+        let search = self.search.as_mut().ok_or(SearchError::NoSearch)?;
+        let params = search.next_page()?;
+        Ok((search.id(), params))
+    }
+
+    /// Lists a page of results of search `id` in the room on screen, each
+    /// numbered for `/goto`; a page of a search since replaced is dropped.
+    pub(crate) fn apply_search_page(&mut self, id: u64, page: SearchBody) {
+        let Some(search) = self.search.as_mut().filter(|search| search.id() == id) else {
+            return;
+        };
+        let first = search.add_page(page);
+        let search = search.clone();
+        let words = search.words();
+        let found = &search.results()[first - 1..];
+        let place = match search.room() {
+            Some(room) => format!("in {}", self.display_name(room)),
+            None => "in your rooms".to_owned(),
+        };
+        if first == 1 {
+            if found.is_empty() && !search.has_more() {
+                self.notice(None, format!("no messages found for \"{words}\" {place}"));
+                return;
+            }
+            self.notice(
+                None,
+                format!("messages with \"{words}\" {place}, newest first:"),
+            );
+        }
+        for (offset, result) in found.iter().enumerate() {
+            let room = self.display_name(&result.room);
+            let line =
+                search::result_line(first + offset, &room, &clock(&result.created_at), result);
+            self.notice(None, line);
+        }
+        let count = search.results().len();
+        let end = if search.has_more() {
+            "/search more for older ones"
+        } else {
+            "no older ones"
+        };
+        let goto = match count {
+            0 => String::new(),
+            1 => "/goto 1 shows it in its room; ".to_owned(),
+            _ => format!("/goto <1-{count}> shows one in its room; "),
+        };
+        self.notice(None, format!("{goto}{end}"));
+    }
+
+    /// A page of search `id` could not be loaded: says why. A search whose
+    /// first page failed is forgotten; otherwise `/search more` tries again.
+    pub(crate) fn search_failed(&mut self, id: u64, reason: &str) {
+        let Some(search) = self.search.as_mut().filter(|search| search.id() == id) else {
+            return;
+        };
+        if search.results().is_empty() {
+            self.search = None;
+        } else {
+            search.page_failed();
+        }
+        self.error(None, format!("search failed: {reason}"));
+    }
+
+    /// The room and seq of result `number` of the last search (`/goto`).
+    pub(crate) fn search_result(&self, number: usize) -> Result<(String, i64), SearchError> {
+        let search = self.search.as_ref().ok_or(SearchError::NoSearch)?;
+        let found = search.result(number)?;
+        Ok((found.room.clone(), found.seq))
+    }
+
+    /// Shows message `seq` of `room` in its context: `page` is the history
+    /// page that ends with it (`before = seq + 1`). The room comes on
+    /// screen with the message marked.
+    ///
+    /// A page that reaches the history held (or extends it) joins it. A
+    /// page further back is shown but kept out of the run held for
+    /// resuming: the seqs between are not loaded, and resuming from the
+    /// end of that page would have the server replay all of them.
+    pub(crate) fn show_found(&mut self, room: &str, seq: i64, page: MessagePage) {
+        let kind = kind_of(room);
+        let entry = self
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| Room::new(room, kind));
+        let page_oldest = page.messages.iter().map(|message| message.seq).min();
+        let page_newest = page.messages.iter().map(|message| message.seq).max();
+        match (page_newest, entry.oldest_seq()) {
+            (Some(newest), Some(oldest)) if newest.saturating_add(1) < oldest => {
+                let horizon = entry.newest_seq();
+                for message in page.messages {
+                    if let Some(line) = Line::from_history(message, horizon) {
+                        entry.lines.entry(line.seq).or_insert(line);
+                    }
+                }
+            }
+            (_, oldest) => {
+                // Whether older history exists beyond the page is the
+                // page's to say only if it reaches further back than what
+                // was held.
+                let older_exists = match (page_oldest, oldest) {
+                    (Some(page_oldest), Some(oldest)) if page_oldest >= oldest => entry.has_older,
+                    (None, _) => entry.has_older,
+                    _ => page.has_more,
+                };
+                self.apply_history(room, page.messages, older_exists);
+            }
+        }
+        self.found = Some((room.to_owned(), seq));
+        self.switch_to(room);
+    }
+
+    /// The message `/goto` showed last, as its room and seq.
+    pub(crate) fn found(&self) -> Option<(&str, i64)> {
+        self.found.as_ref().map(|(room, seq)| (room.as_str(), *seq))
     }
 
     /// Adds a notice to a room (the room on screen if it is unknown).
@@ -1239,7 +1391,8 @@ impl ChatState {
     }
 }
 
-fn kind_of(room: &str) -> RoomKindBody {
+/// A room's kind, from its name: `dm:` names a direct conversation.
+pub(crate) fn kind_of(room: &str) -> RoomKindBody {
     if room.starts_with("dm:") {
         RoomKindBody::Direct
     } else {
@@ -1249,6 +1402,7 @@ fn kind_of(room: &str) -> RoomKindBody {
 
 #[cfg(test)]
 mod tests {
+    use chat_protocol::rest::{HighlightBody, SearchResult};
     use chrono::TimeZone;
 
     use super::*;
@@ -2491,5 +2645,233 @@ mod tests {
         assert_eq!(seen_by(&state), None);
         state.set_members("general", &members(&many[..SEEN_BY_MAX_MEMBERS]));
         assert!(seen_by(&state).is_some());
+    }
+
+    fn found(room: &str, seq: i64, content: &str, highlights: &[(usize, usize)]) -> SearchResult {
+        SearchResult {
+            room: room.to_owned(),
+            seq,
+            username: "bob".to_owned(),
+            created_at: at(0),
+            content: content.to_owned(),
+            highlights: highlights
+                .iter()
+                .map(|&(start, end)| HighlightBody { start, end })
+                .collect(),
+        }
+    }
+
+    fn context(room: &str, seqs: &[i64], has_more: bool) -> MessagePage {
+        MessagePage {
+            room: room.to_owned(),
+            messages: history(room, seqs),
+            has_more,
+        }
+    }
+
+    #[test]
+    fn search_results_are_listed_numbered_with_the_words_found_in_brackets() {
+        let mut state = ChatState::new("alice");
+        state.add_room("dm:alice:bob", RoomKindBody::Direct);
+        let (id, params) = state.start_search("cafe", false);
+        assert_eq!(params.q, "cafe");
+        assert_eq!(params.room, None);
+        state.apply_search_page(
+            id,
+            SearchBody {
+                results: vec![
+                    found("general", 12, "Café at noon?", &[(0, 4)]),
+                    found("dm:alice:bob", 3, "the café was shut", &[(4, 8)]),
+                ],
+                next: Some(3),
+            },
+        );
+        let time = clock(&at(0));
+        let texts: Vec<String> = notice_texts(&state, "general")
+            .into_iter()
+            .map(|(text, is_error)| {
+                assert!(!is_error, "{text}");
+                text
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "messages with \"cafe\" in your rooms, newest first:".to_owned(),
+                format!("1. general {time} #12 bob: [Café] at noon?"),
+                format!("2. @bob {time} #3 bob: the [café] was shut"),
+                "/goto <1-2> shows one in its room; /search more for older ones".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn search_more_numbers_on_and_says_when_there_is_nothing_older() {
+        let mut state = ChatState::new("alice");
+        state.add_room("den", RoomKindBody::Public);
+        state.switch_to("den");
+        assert_eq!(state.search_more(), Err(SearchError::NoSearch));
+        let (id, params) = state.start_search("tea", true);
+        assert_eq!(params.room.as_deref(), Some("den"));
+        state.apply_search_page(
+            id,
+            SearchBody {
+                results: vec![found("den", 9, "tea", &[(0, 3)])],
+                next: Some(9),
+            },
+        );
+        let (more_id, more) = state.search_more().expect("a next page");
+        assert_eq!(
+            (more_id, more.before, more.room.as_deref()),
+            (id, Some(9), Some("den"))
+        );
+        state.apply_search_page(
+            id,
+            SearchBody {
+                results: vec![found("den", 4, "more tea", &[(5, 8)])],
+                next: None,
+            },
+        );
+        let texts = notice_texts(&state, "den");
+        let last = &texts[texts.len() - 2..];
+        assert_eq!(
+            last[0].0,
+            format!("2. den {} #4 bob: more [tea]", clock(&at(0)))
+        );
+        assert_eq!(
+            last[1].0,
+            "/goto <1-2> shows one in its room; no older ones"
+        );
+        assert_eq!(
+            state.search_more(),
+            Err(SearchError::NoMore("tea".to_owned()))
+        );
+        assert_eq!(state.search_result(2), Ok(("den".to_owned(), 4)));
+    }
+
+    #[test]
+    fn a_search_without_results_says_so_and_a_late_page_of_an_old_search_is_dropped() {
+        let mut state = ChatState::new("alice");
+        let (old, _) = state.start_search("tea", false);
+        let (new, _) = state.start_search("coffee", true);
+        state.apply_search_page(
+            old,
+            SearchBody {
+                results: vec![found("general", 1, "tea", &[(0, 3)])],
+                next: None,
+            },
+        );
+        assert!(notice_texts(&state, "general").is_empty());
+        assert!(state.search_result(1).is_err());
+        state.apply_search_page(
+            new,
+            SearchBody {
+                results: Vec::new(),
+                next: None,
+            },
+        );
+        assert_eq!(
+            notice_texts(&state, "general"),
+            [(
+                "no messages found for \"coffee\" in general".to_owned(),
+                false
+            )]
+        );
+    }
+
+    #[test]
+    fn a_refused_search_shows_the_servers_reason_and_is_forgotten() {
+        let mut state = ChatState::new("alice");
+        let (id, _) = state.start_search("tea", false);
+        state.search_failed(id, "a search needs at least one word");
+        assert_eq!(
+            notice_texts(&state, "general"),
+            [(
+                "search failed: a search needs at least one word".to_owned(),
+                true
+            )]
+        );
+        assert_eq!(state.search_more(), Err(SearchError::NoSearch));
+
+        // A later page that fails can be asked for again.
+        let (id, _) = state.start_search("tea", false);
+        state.apply_search_page(
+            id,
+            SearchBody {
+                results: vec![found("general", 5, "tea", &[(0, 3)])],
+                next: Some(5),
+            },
+        );
+        assert!(state.search_more().is_ok());
+        state.search_failed(id, "the server answered 500");
+        assert_eq!(
+            state.search_more().map(|(_, params)| params.before),
+            Ok(Some(5))
+        );
+    }
+
+    #[test]
+    fn goto_a_result_shows_its_room_with_the_message_marked_in_its_context() {
+        let mut state = ChatState::new("alice");
+        state.add_room("den", RoomKindBody::Public);
+        state.apply_history("den", history("den", &[1, 2, 3, 4, 5, 6]), false);
+        let (id, _) = state.start_search("m4", false);
+        state.apply_search_page(
+            id,
+            SearchBody {
+                results: vec![found("den", 4, "m4", &[(0, 2)])],
+                next: None,
+            },
+        );
+        assert_eq!(
+            state.search_result(2),
+            Err(SearchError::NoSuchResult {
+                number: 2,
+                count: 1
+            })
+        );
+        let (room, seq) = state.search_result(1).expect("result 1");
+        state.show_found(&room, seq, context(&room, &[1, 2, 3, 4], false));
+        assert_eq!(state.active(), "den");
+        assert_eq!(state.found(), Some(("den", 4)));
+        assert_eq!(seqs(&state, "den"), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(state.room("den").map(Room::resume_seq), Some(6));
+    }
+
+    #[test]
+    fn a_result_far_back_is_shown_without_making_a_gap_to_resume_from() {
+        let mut state = ChatState::new("alice");
+        state.apply_history("general", history("general", &[100, 101, 102]), true);
+        state.show_found("general", 20, context("general", &[18, 19, 20], true));
+        assert_eq!(seqs(&state, "general"), [18, 19, 20, 100, 101, 102]);
+        let general = state.room("general").expect("general");
+        // Resuming still starts after the newest page, not after #20: the
+        // 79 messages between are not replayed on the next connection.
+        assert_eq!(general.resume_seq(), 102);
+        assert_eq!(general.oldest_seq(), Some(100));
+        assert!(general.has_older);
+        assert!(!general.holds(20) && general.holds(100));
+
+        // History loaded back to them takes them into the run.
+        state.apply_history(
+            "general",
+            history("general", &(20..100).collect::<Vec<_>>()),
+            true,
+        );
+        let general = state.room("general").expect("general");
+        assert!(general.holds(20));
+        assert_eq!(general.oldest_seq(), Some(20));
+        assert_eq!(general.resume_seq(), 102);
+    }
+
+    #[test]
+    fn a_result_page_that_reaches_further_back_extends_the_history() {
+        let mut state = ChatState::new("alice");
+        state.apply_history("general", history("general", &[5, 6, 7]), true);
+        state.show_found("general", 5, context("general", &[3, 4, 5], false));
+        let general = state.room("general").expect("general");
+        assert_eq!(general.oldest_seq(), Some(3));
+        assert!(!general.has_older, "the page said there is nothing older");
+        assert_eq!(general.resume_seq(), 7);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use chat_protocol::rest::{MessagePage, RoleBody, RoomBody, VisibilityBody};
+use chat_protocol::rest::{MessagePage, RoleBody, RoomBody, SearchParams, VisibilityBody};
 use chat_protocol::ws::ClientFrame;
 use chrono::Utc;
 use cursive::Cursive;
@@ -13,10 +13,11 @@ use cursive::view::ScrollStrategy;
 use cursive::views::{EditView, LinearLayout, OnEventView, Panel, SelectView, TextView};
 
 use super::{Session, back_to_login, background, current_generation, render, session_mut};
+use crate::api::ApiError;
 use crate::command::{self, Command, HELP};
 use crate::describe;
 use crate::net::NetEvent;
-use crate::state::{ChangeError, ChatState, Connection, SEEN_BY_MAX_MEMBERS};
+use crate::state::{ChangeError, ChatState, Connection, SEEN_BY_MAX_MEMBERS, kind_of};
 
 /// Typing frames go out at most this often while the user types.
 const TYPING_EVERY: Duration = Duration::from_secs(3);
@@ -306,6 +307,21 @@ fn run(siv: &mut Cursive, command: Command) {
             }
         }
         Command::History => load_history(siv),
+        Command::Search { words, this_room } => {
+            if let Some(session) = session_mut(siv) {
+                let (id, params) = session.state.start_search(&words, this_room);
+                search(siv, id, params);
+            }
+        }
+        Command::SearchMore => {
+            if let Some(session) = session_mut(siv) {
+                match session.state.search_more() {
+                    Ok((id, params)) => search(siv, id, params),
+                    Err(error) => session.state.error(None, error.to_string()),
+                }
+            }
+        }
+        Command::Goto(number) => goto(siv, number),
         Command::Create { room, private } => create(siv, room, private),
         Command::Topic(None) => show_topic(siv),
         Command::Topic(Some(topic)) => send_to_room(siv, |room| ClientFrame::Topic { room, topic }),
@@ -638,6 +654,62 @@ fn load_history(siv: &mut Cursive) {
             session
                 .state
                 .notice(Some(&room), format!("loaded {count} older messages"));
+        },
+    );
+}
+
+/// Asks the server for a page of search `id` and lists it in the room on
+/// screen; a refusal is shown in the server's words.
+fn search(siv: &mut Cursive, id: u64, params: SearchParams) {
+    background(
+        siv,
+        move |api| match api.search(&params) {
+            // An expired session goes back to the login screen as usual.
+            Err(error @ ApiError::Unauthorized(_)) => Err(error),
+            other => Ok(other),
+        },
+        move |siv, answer| {
+            let Some(session) = session_mut(siv) else {
+                return;
+            };
+            match answer {
+                Ok(page) => session.state.apply_search_page(id, page),
+                Err(error) => session.state.search_failed(id, &error.to_string()),
+            }
+            render::stick_to_bottom(siv);
+        },
+    );
+}
+
+/// Shows result `number` of the last search in its room: the page of
+/// history that ends with it, the message marked and scrolled to.
+fn goto(siv: &mut Cursive, number: usize) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let (room, seq) = match session.state.search_result(number) {
+        Ok(found) => found,
+        Err(error) => {
+            session.state.error(None, error.to_string());
+            return;
+        }
+    };
+    background(
+        siv,
+        {
+            let room = room.clone();
+            move |api| api.messages(&room, Some(seq.saturating_add(1)))
+        },
+        move |siv, page| {
+            let known = session_mut(siv).is_some_and(|session| session.state.room(&room).is_some());
+            show_room(siv, |session| {
+                session.state.show_found(&room, seq, page);
+                if !known {
+                    // A room this client did not hold yet: receive it live.
+                    enter(session, &room, kind_of(&room));
+                }
+            });
+            render::scroll_to_found_after_layout(siv);
         },
     );
 }

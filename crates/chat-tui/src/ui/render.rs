@@ -5,6 +5,7 @@ use std::time::Instant;
 use cursive::Cursive;
 use cursive::event::Event;
 use cursive::style::{BaseColor, Color, Effect, Style};
+use cursive::utils::lines::spans::LinesIterator;
 use cursive::utils::markup::StyledString;
 use cursive::view::{ScrollStrategy, View};
 use cursive::views::{NamedView, Panel, ScrollView, SelectView, TextView};
@@ -38,7 +39,7 @@ pub(super) fn all(siv: &mut Cursive) {
         .rooms()
         .iter()
         .position(|room| room.name == state.active());
-    let messages = message_text(state);
+    let (messages, _) = message_text(state);
     let title = messages_title(state);
     let online = online_text(state);
     let typing = typing_text(state, Instant::now());
@@ -73,6 +74,29 @@ pub(super) fn all(siv: &mut Cursive) {
 pub(super) fn stick_to_bottom(siv: &mut Cursive) {
     siv.call_on_name(SCROLL, |view: &mut MessagesScroll| {
         let _ = view.set_scroll_strategy(ScrollStrategy::StickToBottom);
+    });
+}
+
+/// Scrolls the messages so the one `/goto` showed is near the top, once
+/// the view has been laid out with them (on the next step of the UI: how
+/// many rows come before it depends on the width they wrap to).
+pub(super) fn scroll_to_found_after_layout(siv: &mut Cursive) {
+    let _ = siv.cb_sink().send(Box::new(scroll_to_found));
+}
+
+fn scroll_to_found(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let (_, Some(before)) = message_text(&session.state) else {
+        return;
+    };
+    siv.call_on_name(SCROLL, |view: &mut MessagesScroll| {
+        let width = view.inner_size().x.max(1);
+        let rows = LinesIterator::new(&before, width).count();
+        // Two rows of what came before stay in view above it.
+        let _ = view.set_scroll_strategy(ScrollStrategy::KeepRow);
+        let _ = view.set_offset((0, rows.saturating_sub(2)));
     });
 }
 
@@ -161,11 +185,18 @@ enum Entry<'a> {
     Notice(&'a Notice),
 }
 
-fn message_text(state: &ChatState) -> StyledString {
+/// The messages of the room on screen; and, when it holds the message
+/// `/goto` showed, the text drawn before that message (to scroll to it).
+fn message_text(state: &ChatState) -> (StyledString, Option<StyledString>) {
     let mut text = StyledString::new();
     let Some(room) = state.active_room() else {
-        return text;
+        return (text, None);
     };
+    let found = state
+        .found()
+        .filter(|(found_room, _)| *found_room == room.name)
+        .map(|(_, seq)| seq);
+    let mut before_found = None;
     if room.has_older {
         text.append_styled(
             "(older messages: /history or Page Up at the top)\n",
@@ -186,10 +217,24 @@ fn message_text(state: &ChatState) -> StyledString {
     );
     entries.sort_by_key(|(seq, kind, index, _)| (*seq, *kind, *index));
     let seen_by = room.seen_by(state.me());
+    // The last line drawn, and whether it is part of the history held.
+    let mut previous: Option<(i64, bool)> = None;
     for (_, _, _, entry) in entries {
         match entry {
             Entry::Line(line) => {
-                append_line(&mut text, state, room, line);
+                if let Some((seq, false)) = previous
+                    && line.seq > seq.saturating_add(1)
+                {
+                    text.append_styled(
+                        "(messages not loaded here: /history or Page Up at the top)\n",
+                        Effect::Dim,
+                    );
+                }
+                previous = Some((line.seq, room.holds(line.seq)));
+                if found == Some(line.seq) {
+                    before_found = Some(text.clone());
+                }
+                append_line(&mut text, state, room, line, found == Some(line.seq));
                 if let Some((_, names)) = seen_by.as_ref().filter(|(seq, _)| *seq == line.seq) {
                     text.append_styled(
                         format!("{INDENT}seen by {}\n", names.join(", ")),
@@ -203,7 +248,7 @@ fn message_text(state: &ChatState) -> StyledString {
     for pending in state.pending_in(state.active()) {
         append_pending(&mut text, state, pending);
     }
-    text
+    (text, before_found)
 }
 
 /// What goes before the lines drawn under a message (its reply quote, its
@@ -213,7 +258,8 @@ const INDENT: &str = "      ";
 /// The most characters of the message answered that a reply quotes.
 const QUOTE_CHARS: usize = 40;
 
-fn append_line(text: &mut StyledString, state: &ChatState, room: &Room, line: &Line) {
+/// Draws a line of the room; `found` marks the message `/goto` showed.
+fn append_line(text: &mut StyledString, state: &ChatState, room: &Room, line: &Line, found: bool) {
     // A membership change is drawn dimmed, like a notice.
     if let Some(event) = line.event_text() {
         text.append_styled(
@@ -237,6 +283,12 @@ fn append_line(text: &mut StyledString, state: &ChatState, room: &Room, line: &L
         text.append_styled(format!("{INDENT}↪ {quote}\n"), Effect::Dim);
     }
     let mine = line.username.eq_ignore_ascii_case(state.me());
+    if found {
+        text.append_styled(
+            "▶ ",
+            Style::from(Color::Dark(BaseColor::Yellow)).combine(Effect::Bold),
+        );
+    }
     // The seq names the message in /reply, /edit, /delete and /react.
     text.append_styled(
         format!("{} #{} ", clock(&line.timestamp), line.seq),

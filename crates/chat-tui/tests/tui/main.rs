@@ -5,4 +5,5 @@
 mod changes;
 mod governance;
 mod helpers;
+mod search;
 mod session;
