@@ -3,7 +3,7 @@
 //! command that re-encrypts stored messages after a key rotation
 //! ([`rotate_keys`]); and the one that brings over the original Python
 //! backend's database ([`import_original`]); and the one that builds the
-//! search index for messages stored before it ([`reindex`]).
+//! search index for messages stored before it ([`reindex()`]).
 //!
 //! It holds no chat logic; everything it does is wiring, so it stays thin
 //! and every part it wires is tested where it lives.
