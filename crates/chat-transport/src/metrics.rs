@@ -335,6 +335,11 @@ pub(crate) fn sign_in<T>(result: &Result<T, crate::error::ApiError>) {
     counter!(SIGN_INS, "outcome" => outcome).increment(1);
 }
 
+/// A sign-in whose body could not be read as a name and a password.
+pub(crate) fn sign_in_unreadable() {
+    counter!(SIGN_INS, "outcome" => "invalid").increment(1);
+}
+
 /// Times a history request from its start to the end of its handler, when
 /// it is dropped.
 #[derive(Debug)]

@@ -85,11 +85,20 @@ pub(crate) async fn register(
 pub(crate) async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<Credentials>,
-) -> Result<HttpResponse, ApiError> {
+    body: Result<web::Json<Credentials>, actix_web::Error>,
+) -> Result<HttpResponse, actix_web::Error> {
+    // A body that is not the JSON of a name and a password is refused by
+    // the extractor, as everywhere (422, or 413); it is counted here too.
+    let body = match body {
+        Ok(body) => body,
+        Err(error) => {
+            crate::metrics::sign_in_unreadable();
+            return Err(error);
+        }
+    };
     let result = sign_in(&req, &state, body).await;
     crate::metrics::sign_in(&result);
-    result
+    Ok(result?)
 }
 
 /// Signs in, or says why not.

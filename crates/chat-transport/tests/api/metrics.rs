@@ -130,6 +130,10 @@ async fn counters_and_histograms_move_when_a_message_is_sent_and_history_is_read
         )
         .await?;
     assert_eq!(refused.status(), 401);
+    let unreadable = app
+        .post_json("/api/auth/login", &json!({"username": "alice"}))
+        .await?;
+    assert_eq!(unreadable.status(), 422);
 
     let after = app.metrics().await?;
     let moved =
@@ -146,6 +150,7 @@ async fn counters_and_histograms_move_when_a_message_is_sent_and_history_is_read
         ) >= 1.0
     );
     assert!(moved("chat_sign_ins_total", &["outcome=\"refused\""]) >= 1.0);
+    assert!(moved("chat_sign_ins_total", &["outcome=\"invalid\""]) >= 1.0);
     assert!(
         sample(&after, "chat_sign_ins_total", &["outcome=\"ok\""]) >= 2.0,
         "alice and bob signed in"
