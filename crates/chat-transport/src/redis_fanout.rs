@@ -67,6 +67,13 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Most events published in one round trip.
 const PUBLISH_BATCH: usize = 256;
+/// How often the subscriber sends itself a probe through Redis.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long the subscription may stay silent, probes included, before it
+/// is taken for dead and opened again. A connection whose network path was
+/// cut without a reset stays open, silently, until TCP gives up, which can
+/// take many minutes; meanwhile no other node's event would arrive.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Why the broker could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +117,27 @@ impl Inner {
     fn presence_key(&self, node: &str) -> String {
         format!("{}:presence:{node}", self.namespace)
     }
+
+    /// The channel only this node listens to, for its own probes.
+    fn probe_channel(&self) -> String {
+        format!("{}:probe:{}", self.namespace, self.node)
+    }
+}
+
+/// Publishes a probe on this node's probe channel, in the background: the
+/// subscriber hears it if Redis and the path both ways still work.
+fn send_probe(inner: &Arc<Inner>) {
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        let channel = inner.probe_channel();
+        let _ = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            inner.presence.with(&inner.client, async |conn| {
+                conn.publish::<_, _, ()>(&channel, "").await
+            }),
+        )
+        .await;
+    });
 }
 
 /// The channel every node of `namespace` publishes on and listens to.
@@ -577,6 +605,7 @@ async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken
                     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
                 })??;
             pubsub.subscribe(inner.channel()).await?;
+            pubsub.subscribe(inner.probe_channel()).await?;
             redis::RedisResult::Ok(pubsub)
         };
         let pubsub = tokio::select! {
@@ -592,12 +621,31 @@ async fn subscribe_loop(inner: Arc<Inner>, store: Store, stop: CancellationToken
                 // in the database: tell every local room its head.
                 catch_up(&inner, &store).await;
                 let mut messages = pubsub.into_on_message();
+                let probe_channel = inner.probe_channel();
+                let mut heard = tokio::time::Instant::now();
+                let mut probe = tokio::time::interval(PROBE_EVERY);
+                probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     let message = tokio::select! {
                         message = messages.next() => message,
+                        _ = probe.tick() => {
+                            if heard.elapsed() > PROBE_TIMEOUT {
+                                tracing::warn!(
+                                    silent_secs = heard.elapsed().as_secs(),
+                                    "the Redis subscription went silent, probes included"
+                                );
+                                break;
+                            }
+                            send_probe(&inner);
+                            continue;
+                        }
                         () = stop.cancelled() => return,
                     };
                     let Some(message) = message else { break };
+                    heard = tokio::time::Instant::now();
+                    if message.get_channel_name() == probe_channel {
+                        continue;
+                    }
                     match decode(message.get_payload_bytes()) {
                         Some((node, _)) if node == inner.node => {}
                         Some((_, Event::Room(event))) => {

@@ -744,6 +744,7 @@ macro_rules! own_redis_tests {
 }
 
 own_redis_tests!(
+    a_broker_that_goes_silent_is_noticed_and_nothing_is_missed,
     a_lost_broker_connection_loses_and_doubles_nothing,
     a_broker_outage_keeps_local_sockets_served_bounds_the_backlog_and_the_other_node_repairs_the_gap,
     events_a_node_could_not_publish_reach_the_other_node_from_the_database,
@@ -868,6 +869,36 @@ async fn events_a_node_could_not_publish_reach_the_other_node_from_the_database(
         (Some(2), Some("unpublished"))
     );
     remote.expect_no("message").await?;
+    Ok(())
+}
+
+async fn a_broker_that_goes_silent_is_noticed_and_nothing_is_missed(
+    cluster: &Cluster,
+    _: &mut OwnRedis,
+) -> Result<()> {
+    let (mut writer, mut reader) = writer_and_remote_reader(cluster).await?;
+    // Redis stops answering every client for 10 s without closing any
+    // connection, as a network path that drops packets would look.
+    let client = redis::Client::open(cluster.redis.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(10_000)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await?;
+    writer.send_acked("general", "during", "w2").await?;
+    // Node B notices its subscription went silent and says so.
+    wait_for_status(&cluster.b, "degraded").await?;
+    // Once Redis answers again, B subscribes again and reads what it
+    // missed: the message reaches Bob once.
+    wait_for_status(&cluster.b, "ok").await?;
+    let message = reader.recv_type("message").await?;
+    assert_eq!(
+        (message["seq"].as_i64(), message["content"].as_str()),
+        (Some(2), Some("during"))
+    );
+    reader.expect_no("message").await?;
     Ok(())
 }
 
