@@ -9,7 +9,6 @@
 //! history page shows it as it is now; the change itself is a row at the
 //! room's next seq, so `resume` and history replay it.
 
-use chat_crypto::KeyId;
 use chat_domain::{
     MAX_REACTION_KINDS, MessageAction, Refusal, RoomId, RoomKind, Seq, UserId, authorize_message,
 };
@@ -432,11 +431,7 @@ impl Store {
         });
         rows.into_iter()
             .map(|(replaced_by, body, key_id, written_at)| {
-                let content = self
-                    .inner
-                    .keys
-                    .decrypt_with_hint(&body, Some(&KeyId::new(key_id)))
-                    .ok();
+                let content = self.decrypt_body(&body, key_id);
                 Ok(Version {
                     content,
                     written_at: utc(written_at),

@@ -8,7 +8,6 @@
 //! before it checks its authors, no message can slip in between a removal
 //! and its record.
 
-use chat_crypto::KeyId;
 use chat_domain::{
     Action, MemberChange, Refusal, Role, RoomId, RoomKind, UserId, Username, Visibility,
     authorize_in,
@@ -492,10 +491,7 @@ impl Store {
             .map(|(name, banned_by, reason, key_id, created_at, until)| {
                 let banned_by = banned_by.and_then(|id| authors.get(&id).cloned());
                 let reason = self
-                    .inner
-                    .keys
-                    .decrypt_with_hint(&reason, Some(&KeyId::new(key_id)))
-                    .ok()
+                    .decrypt_body(&reason, key_id)
                     .filter(|text| !text.is_empty());
                 Ok(Ban {
                     username: username(name)?,

@@ -18,6 +18,7 @@ conformance_suite!(
     a_rebuilt_index_answers_as_the_live_one_under_the_same_key_or_a_new_one,
     the_index_stores_no_word_readably,
     an_empty_database_has_a_complete_index_and_a_filled_one_needs_reindex,
+    an_erased_account_and_a_deleted_room_leave_no_index_entries,
 );
 
 /// The texts `query` finds in `rooms`, newest first, all pages.
@@ -433,5 +434,54 @@ async fn an_empty_database_has_a_complete_index_and_a_filled_one_needs_reindex(d
         SearchIndexState::Partial {
             next_message_id: step.next_message_id
         }
+    );
+}
+
+/// The message ids the index holds entries for.
+async fn indexed_messages(db: &TestDb) -> std::collections::BTreeSet<i64> {
+    db.dump_table("search_terms", "message_id")
+        .await
+        .lines()
+        .map(|line| line.trim().parse().expect("a message id"))
+        .collect()
+}
+
+async fn an_erased_account_and_a_deleted_room_leave_no_index_entries(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let general = db.general().await;
+    let workshop = workshop(db, &bob).await;
+    let send = async |room: &Room, user: &User, text: &str| {
+        db.store
+            .append_ok(vec![message(room.id, user, text, None)])
+            .await
+            .expect("append")[0]
+            .message
+            .id
+            .get()
+    };
+    let alices = send(&general, &alice, "alice writes about tulips").await;
+    let bobs = send(&general, &bob, "bob writes about tulips too").await;
+    let in_workshop = send(&workshop, &bob, "tulips in the workshop").await;
+    assert_eq!(
+        indexed_messages(db).await,
+        [alices, bobs, in_workshop].into_iter().collect()
+    );
+
+    db.store
+        .delete_user(alice.id, true)
+        .await
+        .expect("erase the account");
+    assert!(
+        db.store
+            .delete_room(workshop.id)
+            .await
+            .expect("delete room")
+    );
+
+    assert_eq!(indexed_messages(db).await, [bobs].into_iter().collect());
+    assert_eq!(
+        found(&db.store, &[general.id], "tulips").await,
+        ["bob writes about tulips too"]
     );
 }
