@@ -46,4 +46,6 @@ pub enum DomainError {
     SearchTooManyWords { max: usize },
     #[error("a word ending in '*' needs at least {min} letters before it")]
     SearchPrefixTooShort { min: usize },
+    #[error("device_id must be 1 to {max} ASCII letters, digits, '-', '_' or '.'")]
+    DeviceIdInvalid { max: usize },
 }

@@ -220,6 +220,10 @@ pub enum Refusal {
         /// The limit.
         max: usize,
     },
+    /// The room is end-to-end encrypted: the server takes MLS ciphertext
+    /// there, never plaintext it could read.
+    #[error("this room is end-to-end encrypted: plaintext is not accepted")]
+    EncryptionRequired,
 }
 
 /// A change to a stored message.

@@ -36,6 +36,7 @@
 //! # Ok::<(), DomainError>(())
 //! ```
 
+pub mod e2e;
 mod error;
 mod governance;
 mod ids;

@@ -351,6 +351,11 @@ pub struct RoomBody {
     /// This user's role, when they are a member.
     #[serde(default)]
     pub role: Option<RoleBody>,
+    /// End-to-end encrypted (MLS): messages are ciphertext the server
+    /// cannot read, and plaintext `message` frames are refused with
+    /// `encryption_required`. Set at creation, never changed.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// One room in full: the answer to `GET /api/rooms/{name}` and
@@ -374,6 +379,9 @@ pub struct RoomDetail {
     pub member_count: i64,
     /// The `seq` of the room's newest event.
     pub last_seq: i64,
+    /// End-to-end encrypted (MLS); set at creation, never changed.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// Whether a room is listed: `"public"` or `"private"`.
@@ -522,6 +530,23 @@ pub struct CreateRoomRequest {
     /// An optional topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// `true` for an end-to-end encrypted room (MLS): the server relays and
+    /// stores ciphertext only, refuses plaintext, and cannot search it.
+    /// Fixed for the room's life. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+}
+
+/// The optional body of `POST /api/dm/{username}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OpenDirectRequest {
+    /// `true` for an end-to-end encrypted conversation, `false` for a
+    /// plaintext one; absent takes the conversation as it is (a new one is
+    /// plaintext). A pair has one conversation, so asking for the other
+    /// kind than the existing one is 409.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
 }
 
 /// The body of `PATCH /api/rooms/{name}`: what to change.

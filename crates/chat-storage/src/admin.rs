@@ -19,8 +19,8 @@ use diesel_async::RunQueryDsl;
 use crate::model::{Room, User};
 use crate::rows::{RoomRow, UserRow, now, role, utc};
 use crate::schema::{
-    auth_sessions, message_erasures, message_reactions, message_versions, messages, room_members,
-    rooms, search_terms, users,
+    auth_sessions, message_erasures, message_reactions, message_versions, messages, mls_devices,
+    mls_key_packages, room_members, rooms, search_terms, users,
 };
 use crate::sessions::session_id;
 use crate::users::lower;
@@ -284,6 +284,19 @@ impl Store {
                 .await?;
             let ended = end_sessions!(conn, user, at);
             diesel::delete(auth_sessions::table.filter(auth_sessions::user_id.eq(user.get())))
+                .execute(conn)
+                .await?;
+            // Their devices go with their published KeyPackages, so nobody
+            // adds a deleted account to an encrypted room.
+            let devices = mls_devices::table
+                .filter(mls_devices::user_id.eq(user.get()))
+                .select(mls_devices::id);
+            diesel::delete(
+                mls_key_packages::table.filter(mls_key_packages::device.eq_any(devices)),
+            )
+            .execute(conn)
+            .await?;
+            diesel::delete(mls_devices::table.filter(mls_devices::user_id.eq(user.get())))
                 .execute(conn)
                 .await?;
             if !erase_messages {

@@ -61,8 +61,9 @@ impl Store {
     /// ([`Refusal::MessageDeleted`]), when the message has as many kinds of
     /// reaction as it may ([`Refusal::TooManyReactions`]), or when the
     /// reaction to take back was not made ([`Refusal::ReactionNotFound`]);
-    /// nothing is changed then. Fails with [`StorageError::NotFound`] when
-    /// the room does not exist.
+    /// nothing is changed then. An edit in an end-to-end encrypted room is
+    /// refused ([`Refusal::EncryptionRequired`]). Fails with
+    /// [`StorageError::NotFound`] when the room does not exist.
     pub async fn change_message(&self, change: NewChange) -> Result<Changed, StorageError> {
         let room = change.room_id.get();
         let target = change.target.get();
@@ -114,11 +115,15 @@ impl Store {
                     return Ok((stored, true));
                 }
             }
-            let kind_of_room: String = rooms::table
+            let (kind_of_room, encrypted): (String, bool) = rooms::table
                 .find(room)
-                .select(rooms::kind)
+                .select((rooms::kind, rooms::encrypted))
                 .first(conn)
                 .await?;
+            // An edit would put readable text where only ciphertext goes.
+            if encrypted && matches!(change.op, MessageOp::Edit { .. }) {
+                return Err(StorageError::Refused(Refusal::EncryptionRequired));
+            }
             let standing: Option<(String, Option<NaiveDateTime>)> = room_members::table
                 .find((room, actor))
                 .select((room_members::role, room_members::muted_until))

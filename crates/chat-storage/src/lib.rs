@@ -95,6 +95,7 @@ mod governance;
 mod import;
 mod insert_messages;
 mod messages;
+mod mls;
 mod model;
 mod original;
 mod recent;
@@ -119,6 +120,7 @@ pub use import::{
     ImportMessage, ImportState, ImportUser, ImportedUser, LastImported, MAX_IMPORT_BATCH,
 };
 pub use messages::MAX_PAGE;
+pub use mls::{ClaimedKeyPackage, Device, KeyPackageStock, NewKeyPackage};
 pub use model::{
     Actor, AppendResult, Appended, Ban, Changed, Cursor, Member, MemberEvent, Membership,
     MembershipOp, Message, MessageChange, MessageOp, NewChange, NewMessage, Page, Reaction,

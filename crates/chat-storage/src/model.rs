@@ -53,6 +53,10 @@ pub struct Room {
     /// conversations are private.
     pub visibility: Visibility,
     pub topic: Option<String>,
+    /// End-to-end encrypted (MLS): set at creation, never changed. Its
+    /// messages are ciphertext the server cannot read; plaintext is
+    /// refused, and search skips it.
+    pub encrypted: bool,
 }
 
 /// A room a user belongs to, with that user's reading position.

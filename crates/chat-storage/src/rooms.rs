@@ -18,6 +18,8 @@ pub struct RoomKey {
     pub id: RoomId,
     pub name: RoomName,
     pub kind: RoomKind,
+    /// End-to-end encrypted: plaintext is refused.
+    pub encrypted: bool,
 }
 
 impl From<&Room> for RoomKey {
@@ -26,6 +28,7 @@ impl From<&Room> for RoomKey {
             id: room.id,
             name: room.name.clone(),
             kind: room.kind,
+            encrypted: room.encrypted,
         }
     }
 }
@@ -101,8 +104,9 @@ impl Store {
         self.inner.room_keys.remove(name);
     }
 
-    /// Creates a room of `visibility` with an optional topic; its creator
-    /// becomes its first member and its owner.
+    /// Creates a room of `visibility` with an optional topic, end-to-end
+    /// encrypted or not (for good); its creator becomes its first member and
+    /// its owner.
     ///
     /// Fails with [`StorageError::Conflict`] when the name is taken and with
     /// [`StorageError::NotFound`] when the creator does not exist.
@@ -112,6 +116,7 @@ impl Store {
         created_by: UserId,
         visibility: Visibility,
         topic: Option<&str>,
+        encrypted: bool,
     ) -> Result<Room, StorageError> {
         if name.kind() != RoomKind::Public {
             return Err(StorageError::Conflict(
@@ -128,6 +133,7 @@ impl Store {
                     rooms::created_at.eq(created_at),
                     rooms::visibility.eq(visibility.as_str()),
                     rooms::topic.eq(topic),
+                    rooms::encrypted.eq(encrypted),
                 ))
                 .returning(RoomRow::as_returning())
                 .get_result(conn)
@@ -188,9 +194,20 @@ impl Store {
     }
 
     /// The direct conversation between `a` and `b`, created on first use
-    /// with both as members. Either user gets the same room, and concurrent
-    /// calls agree on one room: the insert does nothing when the name exists.
-    pub async fn open_direct(&self, a: &User, b: &User) -> Result<Room, StorageError> {
+    /// with both as members, end-to-end encrypted when `encrypted`. Either
+    /// user gets the same room, and concurrent calls agree on one room: the
+    /// insert does nothing when the name exists.
+    ///
+    /// There is one conversation per pair, so asking for an encrypted one
+    /// when a plaintext one exists (or the reverse) fails with
+    /// [`StorageError::Conflict`] and changes nothing; `None` takes the
+    /// conversation as it is (plaintext when new).
+    pub async fn open_direct(
+        &self,
+        a: &User,
+        b: &User,
+        encrypted: Option<bool>,
+    ) -> Result<Room, StorageError> {
         let name = RoomName::direct(&a.username, &b.username)
             .map_err(|error| StorageError::Conflict(error.to_string()))?;
         let created_at = now();
@@ -202,6 +219,7 @@ impl Store {
                     rooms::created_by.eq(a.id.get()),
                     rooms::created_at.eq(created_at),
                     rooms::visibility.eq(Visibility::Private.as_str()),
+                    rooms::encrypted.eq(encrypted.unwrap_or(false)),
                 ))
                 .on_conflict(rooms::name)
                 .do_nothing()
@@ -212,6 +230,16 @@ impl Store {
                 .select(RoomRow::as_select())
                 .first(conn)
                 .await?;
+            if encrypted.is_some_and(|wanted| wanted != row.encrypted) {
+                return Err(StorageError::Conflict(
+                    if row.encrypted {
+                        "this conversation exists and is end-to-end encrypted"
+                    } else {
+                        "this conversation exists and is not end-to-end encrypted"
+                    }
+                    .to_owned(),
+                ));
+            }
             for user in [a.id, b.id] {
                 diesel::insert_into(room_members::table)
                     .values((

@@ -88,6 +88,7 @@ pub(crate) struct RoomRow {
     pub(crate) last_seq: i64,
     pub(crate) visibility: String,
     pub(crate) topic: Option<String>,
+    pub(crate) encrypted: bool,
 }
 
 impl TryFrom<RoomRow> for Room {
@@ -116,6 +117,7 @@ impl TryFrom<RoomRow> for Room {
             last_seq: seq(row.last_seq, "rooms.last_seq")?,
             visibility: visibility(&row.visibility)?,
             topic: row.topic,
+            encrypted: row.encrypted,
         })
     }
 }

@@ -103,6 +103,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    mls_devices (id) {
+        id -> Int8,
+        user_id -> Int8,
+        device_id -> Text,
+        credential -> Binary,
+        signature_key -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    mls_key_packages (id) {
+        id -> Int8,
+        device -> Int8,
+        key_package -> Binary,
+        last_resort -> Bool,
+        not_after -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     room_members (room_id, user_id) {
         room_id -> Int8,
         user_id -> Int8,
@@ -123,6 +145,7 @@ diesel::table! {
         last_seq -> Int8,
         visibility -> Text,
         topic -> Nullable<Text>,
+        encrypted -> Bool,
     }
 }
 
@@ -161,6 +184,8 @@ diesel::joinable!(imported_users -> users (user_id));
 diesel::joinable!(message_erasures -> rooms (room_id));
 diesel::joinable!(message_reactions -> users (user_id));
 diesel::joinable!(messages -> rooms (room_id));
+diesel::joinable!(mls_devices -> users (user_id));
+diesel::joinable!(mls_key_packages -> mls_devices (device));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (session_id));
 diesel::joinable!(room_bans -> rooms (room_id));
@@ -176,6 +201,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_reactions,
     message_versions,
     messages,
+    mls_devices,
+    mls_key_packages,
     refresh_tokens,
     room_bans,
     room_members,

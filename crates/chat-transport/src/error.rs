@@ -182,7 +182,8 @@ impl ResponseError for ApiError {
                 }
                 Refusal::Conflict(_)
                 | Refusal::MessageDeleted
-                | Refusal::TooManyReactions { .. } => StatusCode::CONFLICT,
+                | Refusal::TooManyReactions { .. }
+                | Refusal::EncryptionRequired => StatusCode::CONFLICT,
                 Refusal::NotAMember
                 | Refusal::Banned { .. }
                 | Refusal::Muted { .. }

@@ -746,6 +746,7 @@ mod tests {
             id: RoomId(4),
             name: chat_domain::RoomName::parse("lobby").expect("valid"),
             kind: chat_domain::RoomKind::Public,
+            encrypted: false,
         };
         let (seed, mut seed_rx) = hub.connect(UserId(1), name("alice"), None, 8);
         let (extended, mut extended_rx) = hub.connect(UserId(1), name("alice"), None, 8);

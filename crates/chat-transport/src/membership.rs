@@ -83,14 +83,16 @@ fn publish(fanout: &dyn Fanout, room: &RoomKey, event: &Message) {
     });
 }
 
-/// Opens (or returns) the direct conversation of `a` and `b`; both users'
+/// Opens (or returns) the direct conversation of `a` and `b` (see
+/// [`chat_storage::Store::open_direct`] for `encrypted`); both users'
 /// open sockets, on every node, receive it from now on.
 pub(crate) async fn open_direct(
     state: &AppState,
     a: &User,
     b: &User,
+    encrypted: Option<bool>,
 ) -> Result<Room, StorageError> {
-    let room = state.store.open_direct(a, b).await?;
+    let room = state.store.open_direct(a, b, encrypted).await?;
     for user in [a.id, b.id] {
         state.fanout.membership(Notice::Added {
             user,

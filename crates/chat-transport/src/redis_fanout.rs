@@ -322,16 +322,19 @@ fn encode_resync(node: &str) -> Vec<u8> {
 }
 
 /// `node \t membership \t added \t user \t room \t from \t kind \t name \n`
-/// or `node \t membership \t deleted \t room \n`.
+/// (with `\t e2e` before the line feed for an end-to-end encrypted room, so
+/// a plaintext room's notice reads as before to any node) or
+/// `node \t membership \t deleted \t room \n`.
 fn encode_notice(node: &str, notice: &Notice) -> Vec<u8> {
     match notice {
         Notice::Added { user, room, from } => format!(
-            "{node}\t{MEMBERSHIP}\tadded\t{}\t{}\t{}\t{}\t{}\n",
+            "{node}\t{MEMBERSHIP}\tadded\t{}\t{}\t{}\t{}\t{}{}\n",
             user.get(),
             room.id.get(),
             from.get(),
             room.kind.as_str(),
-            room.name
+            room.name,
+            if room.encrypted { "\te2e" } else { "" }
         ),
         Notice::Deleted { room } => format!("{node}\t{MEMBERSHIP}\tdeleted\t{}\n", room.get()),
     }
@@ -346,9 +349,19 @@ fn decode_notice<'a>(mut fields: impl Iterator<Item = &'a str>) -> Option<Notice
             let from = Seq::new(fields.next()?.parse().ok()?).ok()?;
             let kind = RoomKind::from_str_opt(fields.next()?)?;
             let name = RoomName::parse(fields.next()?).ok()?;
+            let encrypted = match fields.next() {
+                None => false,
+                Some("e2e") => true,
+                Some(_) => return None,
+            };
             Notice::Added {
                 user,
-                room: RoomKey { id, name, kind },
+                room: RoomKey {
+                    id,
+                    name,
+                    kind,
+                    encrypted,
+                },
                 from,
             }
         }
@@ -893,17 +906,18 @@ mod tests {
 
     #[test]
     fn membership_notices_survive_the_trip_through_redis() {
-        let added = Notice::Added {
+        let added = |encrypted| Notice::Added {
             user: UserId(4),
             room: RoomKey {
                 id: RoomId(9),
                 name: RoomName::parse("dm:alice:bob").expect("valid"),
                 kind: RoomKind::Direct,
+                encrypted,
             },
             from: Seq::new(17).expect("valid"),
         };
         let deleted = Notice::Deleted { room: RoomId(9) };
-        for notice in [added, deleted] {
+        for notice in [added(false), added(true), deleted] {
             let (node, decoded) = decode(&encode_notice("n4", &notice)).expect("decodes");
             assert_eq!(node, "n4");
             let Event::Membership(decoded) = decoded else {

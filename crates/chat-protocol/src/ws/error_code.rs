@@ -59,11 +59,14 @@ pub enum ErrorCode {
     /// kinds of reaction as it may, or a search is empty, too long or has
     /// a prefix too short.
     Invalid,
+    /// The room is end-to-end encrypted: a plaintext message or edit is
+    /// refused there (clients send MLS ciphertext).
+    EncryptionRequired,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidFrame,
@@ -83,6 +86,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::Deleted,
         ErrorCode::Invalid,
+        ErrorCode::EncryptionRequired,
     ];
 
     /// The code as it appears on the wire.
@@ -107,6 +111,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Deleted => "deleted",
             ErrorCode::Invalid => "invalid",
+            ErrorCode::EncryptionRequired => "encryption_required",
         }
     }
 }
@@ -139,7 +144,8 @@ impl From<&DomainError> for ErrorCode {
             | DomainError::SearchEmpty
             | DomainError::SearchTooLong { .. }
             | DomainError::SearchTooManyWords { .. }
-            | DomainError::SearchPrefixTooShort { .. } => ErrorCode::Invalid,
+            | DomainError::SearchPrefixTooShort { .. }
+            | DomainError::DeviceIdInvalid { .. } => ErrorCode::Invalid,
             DomainError::SessionIdInvalid => ErrorCode::InvalidToken,
         }
     }
@@ -159,6 +165,7 @@ impl From<&chat_domain::Refusal> for ErrorCode {
             Refusal::MessageDeleted => ErrorCode::Deleted,
             Refusal::ReactionNotFound => ErrorCode::NotFound,
             Refusal::TooManyReactions { .. } => ErrorCode::Invalid,
+            Refusal::EncryptionRequired => ErrorCode::EncryptionRequired,
         }
     }
 }

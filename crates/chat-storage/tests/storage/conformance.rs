@@ -89,6 +89,7 @@ async fn a_batch_refuses_non_members_banned_and_muted_authors_and_stores_the_res
             alice.id,
             Visibility::Public,
             None,
+            false,
         )
         .await
         .expect("create");
@@ -222,6 +223,7 @@ async fn a_refused_membership_change_writes_nothing(db: &TestDb) {
             alice.id,
             Visibility::Public,
             None,
+            false,
         )
         .await
         .expect("create");
@@ -331,6 +333,7 @@ async fn a_private_room_is_listed_for_its_members_only_and_a_ban_reason_is_encry
             alice.id,
             Visibility::Private,
             Some("plans"),
+            false,
         )
         .await
         .expect("create");
@@ -505,7 +508,7 @@ async fn room_names_are_unique(db: &TestDb) {
     let lobby = RoomName::public("Lobby").expect("name");
     let room = db
         .store
-        .create_room(&lobby, alice.id, Visibility::Public, None)
+        .create_room(&lobby, alice.id, Visibility::Public, None, false)
         .await
         .expect("create");
     assert_eq!(room.name.as_str(), "lobby");
@@ -516,12 +519,18 @@ async fn room_names_are_unique(db: &TestDb) {
 
     let again = db
         .store
-        .create_room(&lobby, alice.id, Visibility::Public, None)
+        .create_room(&lobby, alice.id, Visibility::Public, None, false)
         .await;
     assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
     let general = db
         .store
-        .create_room(&RoomName::general(), alice.id, Visibility::Public, None)
+        .create_room(
+            &RoomName::general(),
+            alice.id,
+            Visibility::Public,
+            None,
+            false,
+        )
         .await;
     assert!(
         matches!(general, Err(StorageError::Conflict(_))),
@@ -540,7 +549,7 @@ async fn a_room_key_is_found_once_the_room_exists_and_then_kept(db: &TestDb) {
     assert_eq!(db.store.room_key(&name).await.expect("q"), None);
     let room = db
         .store
-        .create_room(&name, alice.id, Visibility::Public, None)
+        .create_room(&name, alice.id, Visibility::Public, None, false)
         .await
         .expect("create");
     let key = db.store.room_key(&name).await.expect("q").expect("found");
@@ -567,11 +576,14 @@ async fn public_rooms_are_listed_by_name_without_direct_rooms(db: &TestDb) {
     for name in ["zebra", "aardvark", "middle"] {
         let name = RoomName::public(name).expect("name");
         db.store
-            .create_room(&name, alice.id, Visibility::Public, None)
+            .create_room(&name, alice.id, Visibility::Public, None, false)
             .await
             .expect("create");
     }
-    db.store.open_direct(&alice, &bob).await.expect("direct");
+    db.store
+        .open_direct(&alice, &bob, None)
+        .await
+        .expect("direct");
     let names: Vec<String> = db
         .store
         .public_rooms()
@@ -588,10 +600,18 @@ async fn a_direct_room_is_the_same_whichever_user_opens_it(db: &TestDb) {
     let bob = db.user("bob").await;
     let carol = db.user("carol").await;
 
-    let opened = db.store.open_direct(&alice, &bob).await.expect("open");
+    let opened = db
+        .store
+        .open_direct(&alice, &bob, None)
+        .await
+        .expect("open");
     assert_eq!(opened.name.as_str(), "dm:alice:bob");
     assert_eq!(opened.kind, RoomKind::Direct);
-    let reopened = db.store.open_direct(&bob, &alice).await.expect("open");
+    let reopened = db
+        .store
+        .open_direct(&bob, &alice, None)
+        .await
+        .expect("open");
     assert_eq!(reopened, opened);
     assert_eq!(
         db.store.members(opened.id).await.expect("members"),
@@ -600,8 +620,8 @@ async fn a_direct_room_is_the_same_whichever_user_opens_it(db: &TestDb) {
 
     // Both sides racing to open it still agree on one room.
     let (one, two) = tokio::join!(
-        db.store.open_direct(&alice, &carol),
-        db.store.open_direct(&carol, &alice)
+        db.store.open_direct(&alice, &carol, None),
+        db.store.open_direct(&carol, &alice, None)
     );
     let (one, two) = (one.expect("open"), two.expect("open"));
     assert_eq!(one.id, two.id);
@@ -611,7 +631,7 @@ async fn a_direct_room_is_the_same_whichever_user_opens_it(db: &TestDb) {
     );
     assert!(!db.store.is_member(one.id, bob.id).await.expect("query"));
 
-    let alone = db.store.open_direct(&alice, &alice).await;
+    let alone = db.store.open_direct(&alice, &alice, None).await;
     assert!(alone.is_err(), "{alone:?}");
 }
 
@@ -625,6 +645,7 @@ async fn joining_and_leaving_are_idempotent(db: &TestDb) {
             alice.id,
             Visibility::Public,
             None,
+            false,
         )
         .await
         .expect("create");
@@ -865,7 +886,7 @@ async fn a_resend_among_new_messages_of_several_rooms_leaves_no_gap(db: &TestDb)
     let lobby_name = RoomName::public("lobby").expect("name");
     let lobby = db
         .store
-        .create_room(&lobby_name, alice.id, Visibility::Public, None)
+        .create_room(&lobby_name, alice.id, Visibility::Public, None, false)
         .await
         .expect("create");
     let first = db
@@ -996,6 +1017,7 @@ async fn a_client_id_raced_into_two_rooms_is_stored_once(db: &TestDb) {
             alice.id,
             Visibility::Public,
             None,
+            false,
         )
         .await
         .expect("create");
@@ -1037,6 +1059,7 @@ async fn a_batch_spanning_several_rooms_numbers_each_room_on_its_own(db: &TestDb
             alice.id,
             Visibility::Public,
             None,
+            false,
         )
         .await
         .expect("create");
@@ -1091,7 +1114,7 @@ async fn concurrent_batches_over_shared_rooms_neither_deadlock_nor_leave_gaps(db
         let name = RoomName::public(&format!("shared-{index}")).expect("name");
         rooms.push(
             db.store
-                .create_room(&name, owner.id, Visibility::Public, None)
+                .create_room(&name, owner.id, Visibility::Public, None, false)
                 .await
                 .expect("create"),
         );

@@ -101,6 +101,7 @@ async fn room_with(db: &TestDb, owner: &User, members: &[&User]) -> chat_storage
             owner.id,
             Visibility::Public,
             None,
+            false,
         )
         .await
         .expect("create");

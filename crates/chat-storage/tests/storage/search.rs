@@ -59,6 +59,7 @@ async fn workshop(db: &TestDb, owner: &User) -> Room {
             owner.id,
             Visibility::Public,
             None,
+            false,
         )
         .await
         .expect("create room")

@@ -9,8 +9,8 @@ use chat_domain::{
     parse_topic,
 };
 use chat_protocol::rest::{
-    CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, PageQuery, RoomBody, RoomDetail,
-    UpdateRoomRequest,
+    CreateRoomRequest, ErrorBody, MarkReadRequest, MessagePage, OpenDirectRequest, PageQuery,
+    RoomBody, RoomDetail, UpdateRoomRequest,
 };
 use chat_storage::{Actor, Cursor, Membership, MembershipOp, Message, Room, StorageError, User};
 
@@ -37,6 +37,7 @@ fn room_body(room: &Room, membership: Option<&Membership>) -> RoomBody {
         visibility: room.visibility.into(),
         topic: room.topic.clone(),
         role: membership.map(|m| m.role.into()),
+        encrypted: room.encrypted,
     }
 }
 
@@ -59,6 +60,7 @@ async fn detail_for(state: &AppState, found: &Access) -> Result<RoomDetail, ApiE
         role: found.role().map(Into::into),
         member_count,
         last_seq: room.last_seq.get(),
+        encrypted: room.encrypted,
     })
 }
 
@@ -145,7 +147,7 @@ pub(crate) async fn create(
     let visibility = body.visibility.map_or(Visibility::Public, Into::into);
     state
         .store
-        .create_room(&name, user.id, visibility, topic.as_deref())
+        .create_room(&name, user.id, visibility, topic.as_deref(), body.encrypted)
         .await?;
     Ok(HttpResponse::Created().json(body_for(&state, &name, user.id).await?))
 }
@@ -511,18 +513,21 @@ pub(crate) async fn page_context(
     Ok(context)
 }
 
-/// Opens (or returns) the direct conversation with another user. Both
-/// users' open sockets, on every node, receive it at once.
+/// Opens (or returns) the direct conversation with another user, end-to-end
+/// encrypted when the optional body says `"encrypted": true`. Both users'
+/// open sockets, on every node, receive it at once.
 #[utoipa::path(
     post,
     path = "/api/dm/{username}",
     tag = "rooms",
     params(("username" = String, Path, description = "the other user")),
+    request_body(content = Option<OpenDirectRequest>, description = "optional; without it the conversation is taken as it is"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = RoomBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no such user", body = ErrorBody),
+        (status = 409, description = "the conversation exists and is not of the kind asked for (encrypted or plaintext)", body = ErrorBody),
         (status = 422, body = ErrorBody)
     )
 )]
@@ -531,7 +536,15 @@ pub(crate) async fn open_direct(
     state: web::Data<AppState>,
     CurrentUser(user): CurrentUser,
     username: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // The seed's clients send no body; a body, when there is one, is JSON.
+    let request: OpenDirectRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        OpenDirectRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|error| ApiError::Unprocessable(format!("invalid body: {error}")))?
+    };
     let other_name = Username::parse(username.into_inner()).map_err(ApiError::invalid)?;
     if other_name.same_user(&user.username) {
         return Err(ApiError::Unprocessable(
@@ -541,6 +554,6 @@ pub(crate) async fn open_direct(
     let other = access::user_named(&state, &other_name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user '{other_name}' not found")))?;
-    let room = membership::open_direct(&state, &user, &other).await?;
+    let room = membership::open_direct(&state, &user, &other, request.encrypted).await?;
     Ok(HttpResponse::Ok().json(body_for(&state, &room.name, user.id).await?))
 }

@@ -4,7 +4,9 @@
 //! rooms the caller is a member of now (public rooms joined, private rooms,
 //! direct conversations), or the one room named, which the caller must be
 //! a member of. A room left, or one the caller was kicked or banned from,
-//! is not among them. The index and the matching live in the store.
+//! is not among them; nor is an end-to-end encrypted room, whose text the
+//! server cannot read (naming one finds nothing). The index and the
+//! matching live in the store.
 
 use std::collections::HashMap;
 
@@ -74,13 +76,19 @@ pub(crate) async fn search(
             found
                 .member()
                 .map_err(|refusal| access::for_route(&name, refusal))?;
-            HashMap::from([(found.key().id, name.as_str().to_owned())])
+            // The server cannot read an encrypted room: nothing to find.
+            if found.0.room.encrypted {
+                HashMap::new()
+            } else {
+                HashMap::from([(found.key().id, name.as_str().to_owned())])
+            }
         }
         None => state
             .store
             .rooms_for(user.id)
             .await?
             .into_iter()
+            .filter(|membership| !membership.room.encrypted)
             .map(|membership| (membership.room.id, membership.room.name.as_str().to_owned()))
             .collect(),
     };

@@ -228,6 +228,13 @@ impl Session {
         let Some(room) = self.room_to_write(room, cid.as_deref()).await? else {
             return Ok(());
         };
+        // Whether a room is encrypted is fixed when it is created, so what
+        // the connection knows of it still holds.
+        if room.encrypted {
+            return self
+                .send_refusal(&Refusal::EncryptionRequired, room.name.as_str(), cid)
+                .await;
+        }
         let reply_to = match reply_to {
             None => None,
             Some(target) => match Box::pin(self.answered(&room, target, cid.as_deref())).await? {

@@ -94,6 +94,7 @@ mod tests {
             id: RoomId(id),
             name: RoomName::parse(name).expect("a valid name"),
             kind: RoomKind::Public,
+            encrypted: false,
         }
     }
 

@@ -1,0 +1,471 @@
+//! The directory of end-to-end encryption: users' devices and the MLS
+//! KeyPackages they publish so that others can add them to a group.
+//!
+//! Everything here is public material (credentials, signature public keys,
+//! KeyPackages), checked by the caller before it is stored; this module
+//! keeps it and hands it out. A claim takes an ordinary package for good,
+//! so no package is handed out twice, even to claims running at once on
+//! several servers: on PostgreSQL the claim deletes the oldest package no
+//! other claim has locked (`FOR UPDATE SKIP LOCKED`); SQLite has one
+//! writer at a time. When a device has no ordinary package left, the claim
+//! hands out its last-resort package, which stays.
+
+use chat_domain::UserId;
+use chat_domain::e2e::{DeviceId, MAX_DEVICES_PER_USER, MAX_KEY_PACKAGES_PER_DEVICE};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Bool, Timestamp};
+use diesel_async::RunQueryDsl;
+
+use crate::rows::{now, utc};
+use crate::schema::{mls_devices, mls_key_packages, users};
+use crate::store::Pools;
+use crate::{StorageError, Store};
+
+/// Locks the row of user `$id` for the transaction (PostgreSQL; SQLite's
+/// write transaction holds the whole database) and returns its id, or
+/// `None` when there is no such user.
+macro_rules! lock_user {
+    ($conn:expr, $postgres:expr, $id:expr) => {{
+        let sql = if $postgres {
+            "SELECT id FROM users WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT id FROM users WHERE id = $1"
+        };
+        let found: Option<UserRowId> = diesel::sql_query(sql)
+            .bind::<BigInt, _>($id)
+            .get_result(&mut *$conn)
+            .await
+            .optional()?;
+        found.map(|row| row.id)
+    }};
+}
+
+/// The row id of a user's device, or [`StorageError::NotFound`].
+macro_rules! device_row_id {
+    ($conn:expr, $user:expr, $device_id:expr) => {{
+        let id: Option<i64> = mls_devices::table
+            .filter(mls_devices::user_id.eq($user.get()))
+            .filter(mls_devices::device_id.eq($device_id.as_str()))
+            .select(mls_devices::id)
+            .first(&mut *$conn)
+            .await
+            .optional()?;
+        id.ok_or_else(|| StorageError::NotFound(format!("device '{}'", $device_id)))
+    }};
+}
+
+/// How many unexpired packages device `$device` has at `$at`.
+macro_rules! stock_of {
+    ($conn:expr, $device:expr, $at:expr) => {{
+        let counts: Vec<(bool, i64)> = mls_key_packages::table
+            .filter(mls_key_packages::device.eq($device))
+            .filter(mls_key_packages::not_after.gt($at))
+            .group_by(mls_key_packages::last_resort)
+            .select((mls_key_packages::last_resort, diesel::dsl::count_star()))
+            .load(&mut *$conn)
+            .await?;
+        let mut stock = KeyPackageStock {
+            available: 0,
+            last_resort: false,
+        };
+        for (last_resort, count) in counts {
+            if last_resort {
+                stock.last_resort = count > 0;
+            } else {
+                stock.available = usize::try_from(count).unwrap_or(0);
+            }
+        }
+        stock
+    }};
+}
+
+/// A user's id, as [`lock_user!`] reads it.
+#[derive(QueryableByName)]
+struct UserRowId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+    /// The TLS encoding of its MLS credential.
+    pub credential: Vec<u8>,
+    /// Its signature public key.
+    pub signature_key: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A KeyPackage to store, checked by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKeyPackage {
+    /// The TLS encoding of the KeyPackage.
+    pub bytes: Vec<u8>,
+    /// The end of its lifetime.
+    pub not_after: DateTime<Utc>,
+}
+
+/// How many packages a device has waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPackageStock {
+    /// Unexpired ordinary packages.
+    pub available: usize,
+    /// Whether an unexpired last-resort package is stored.
+    pub last_resort: bool,
+}
+
+/// A package handed out by a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedKeyPackage {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+    pub key_package: Vec<u8>,
+    /// The device's last-resort package (it had no ordinary one left).
+    pub last_resort: bool,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = mls_devices)]
+struct DeviceRow {
+    id: i64,
+    user_id: i64,
+    device_id: String,
+    credential: Vec<u8>,
+    signature_key: Vec<u8>,
+    created_at: NaiveDateTime,
+}
+
+impl TryFrom<DeviceRow> for Device {
+    type Error = StorageError;
+
+    fn try_from(row: DeviceRow) -> Result<Device, StorageError> {
+        let device_id = DeviceId::parse(row.device_id)
+            .map_err(|error| StorageError::Corrupt(format!("device {}: {error}", row.id)))?;
+        Ok(Device {
+            user_id: UserId(row.user_id),
+            device_id,
+            credential: row.credential,
+            signature_key: row.signature_key,
+            created_at: utc(row.created_at),
+        })
+    }
+}
+
+/// A package taken by a claim.
+#[derive(QueryableByName)]
+struct Taken {
+    #[diesel(sql_type = Binary)]
+    key_package: Vec<u8>,
+    #[diesel(sql_type = Bool)]
+    last_resort: bool,
+}
+
+/// Deletes and returns the oldest unexpired ordinary package of a device
+/// (`$1`, at `$2`), skipping packages another claim holds on PostgreSQL.
+fn take_one_sql(postgres: bool) -> String {
+    format!(
+        "DELETE FROM mls_key_packages WHERE id = (\
+         SELECT id FROM mls_key_packages \
+         WHERE device = $1 AND NOT last_resort AND not_after > $2 \
+         ORDER BY id LIMIT 1{}) \
+         RETURNING key_package, last_resort",
+        if postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    )
+}
+
+impl Store {
+    /// Registers `device_id` for `user` with its credential and signature
+    /// key, or returns it unchanged when it is registered with that key
+    /// already. Registering it again with another key replaces the key and
+    /// drops the packages made with the old one (a reinstalled client).
+    ///
+    /// Fails with [`StorageError::Conflict`] when the user has
+    /// [`MAX_DEVICES_PER_USER`] devices, and with [`StorageError::NotFound`]
+    /// when there is no such user.
+    pub async fn register_device(
+        &self,
+        user: UserId,
+        device_id: &DeviceId,
+        credential: &[u8],
+        signature_key: &[u8],
+    ) -> Result<Device, StorageError> {
+        let at = now();
+        let postgres = matches!(self.inner.pools, Pools::Postgres(_));
+        let row = write_transaction!(self, |conn| {
+            // The user's row is the lock that orders registrations of one
+            // user, so the device limit holds under concurrent requests.
+            let locked: Option<i64> = lock_user!(conn, postgres, user.get());
+            if locked.is_none() {
+                return Err(StorageError::NotFound(format!("user {user}")));
+            }
+            let existing: Option<DeviceRow> = mls_devices::table
+                .filter(mls_devices::user_id.eq(user.get()))
+                .filter(mls_devices::device_id.eq(device_id.as_str()))
+                .select(DeviceRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            match existing {
+                Some(row) if row.signature_key == signature_key && row.credential == credential => {
+                    Ok(row)
+                }
+                Some(row) => {
+                    diesel::delete(
+                        mls_key_packages::table.filter(mls_key_packages::device.eq(row.id)),
+                    )
+                    .execute(conn)
+                    .await?;
+                    let row: DeviceRow = diesel::update(mls_devices::table.find(row.id))
+                        .set((
+                            mls_devices::credential.eq(credential),
+                            mls_devices::signature_key.eq(signature_key),
+                            mls_devices::created_at.eq(at),
+                        ))
+                        .returning(DeviceRow::as_returning())
+                        .get_result(conn)
+                        .await?;
+                    Ok(row)
+                }
+                None => {
+                    let devices: i64 = mls_devices::table
+                        .filter(mls_devices::user_id.eq(user.get()))
+                        .count()
+                        .get_result(conn)
+                        .await?;
+                    if usize::try_from(devices).unwrap_or(usize::MAX) >= MAX_DEVICES_PER_USER {
+                        return Err(StorageError::Conflict(format!(
+                            "a user has at most {MAX_DEVICES_PER_USER} devices; remove one first"
+                        )));
+                    }
+                    let row: DeviceRow = diesel::insert_into(mls_devices::table)
+                        .values((
+                            mls_devices::user_id.eq(user.get()),
+                            mls_devices::device_id.eq(device_id.as_str()),
+                            mls_devices::credential.eq(credential),
+                            mls_devices::signature_key.eq(signature_key),
+                            mls_devices::created_at.eq(at),
+                        ))
+                        .returning(DeviceRow::as_returning())
+                        .get_result(conn)
+                        .await?;
+                    Ok(row)
+                }
+            }
+        })?;
+        Device::try_from(row)
+    }
+
+    /// The devices of `user`, oldest first.
+    pub async fn devices_of(&self, user: UserId) -> Result<Vec<Device>, StorageError> {
+        let rows: Vec<DeviceRow> = with_conn!(self, |conn| {
+            mls_devices::table
+                .filter(mls_devices::user_id.eq(user.get()))
+                .order(mls_devices::id)
+                .select(DeviceRow::as_select())
+                .load(conn)
+                .await?
+        });
+        rows.into_iter().map(Device::try_from).collect()
+    }
+
+    /// The device `device_id` of `user`, if registered.
+    pub async fn device(
+        &self,
+        user: UserId,
+        device_id: &DeviceId,
+    ) -> Result<Option<Device>, StorageError> {
+        let row: Option<DeviceRow> = with_conn!(self, |conn| {
+            mls_devices::table
+                .filter(mls_devices::user_id.eq(user.get()))
+                .filter(mls_devices::device_id.eq(device_id.as_str()))
+                .select(DeviceRow::as_select())
+                .first(conn)
+                .await
+                .optional()?
+        });
+        row.map(Device::try_from).transpose()
+    }
+
+    /// Removes a device and every package it published; returns whether
+    /// it was registered.
+    pub async fn remove_device(
+        &self,
+        user: UserId,
+        device_id: &DeviceId,
+    ) -> Result<bool, StorageError> {
+        let removed = write_transaction!(self, |conn| {
+            let id: Option<i64> = mls_devices::table
+                .filter(mls_devices::user_id.eq(user.get()))
+                .filter(mls_devices::device_id.eq(device_id.as_str()))
+                .select(mls_devices::id)
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(id) = id else {
+                return Ok(false);
+            };
+            diesel::delete(mls_key_packages::table.filter(mls_key_packages::device.eq(id)))
+                .execute(conn)
+                .await?;
+            diesel::delete(mls_devices::table.find(id))
+                .execute(conn)
+                .await?;
+            Ok(true)
+        })?;
+        Ok(removed)
+    }
+
+    /// Stores `packages` for a device, and `last_resort` as its
+    /// last-resort package in place of the one before. Expired packages of
+    /// the device go at the same time.
+    ///
+    /// Fails with [`StorageError::NotFound`] when the device is not
+    /// registered, and with [`StorageError::Conflict`], storing nothing,
+    /// when the device would hold more than
+    /// [`MAX_KEY_PACKAGES_PER_DEVICE`] ordinary packages.
+    pub async fn add_key_packages(
+        &self,
+        user: UserId,
+        device_id: &DeviceId,
+        packages: &[NewKeyPackage],
+        last_resort: Option<&NewKeyPackage>,
+    ) -> Result<KeyPackageStock, StorageError> {
+        let at = now();
+        let stock = write_transaction!(self, |conn| {
+            let device = device_row_id!(conn, user, device_id)?;
+            diesel::delete(
+                mls_key_packages::table
+                    .filter(mls_key_packages::device.eq(device))
+                    .filter(mls_key_packages::not_after.le(at)),
+            )
+            .execute(conn)
+            .await?;
+            for package in packages {
+                diesel::insert_into(mls_key_packages::table)
+                    .values((
+                        mls_key_packages::device.eq(device),
+                        mls_key_packages::key_package.eq(&package.bytes),
+                        mls_key_packages::last_resort.eq(false),
+                        mls_key_packages::not_after.eq(package.not_after.naive_utc()),
+                        mls_key_packages::created_at.eq(at),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            if let Some(package) = last_resort {
+                diesel::delete(
+                    mls_key_packages::table
+                        .filter(mls_key_packages::device.eq(device))
+                        .filter(mls_key_packages::last_resort.eq(true)),
+                )
+                .execute(conn)
+                .await?;
+                diesel::insert_into(mls_key_packages::table)
+                    .values((
+                        mls_key_packages::device.eq(device),
+                        mls_key_packages::key_package.eq(&package.bytes),
+                        mls_key_packages::last_resort.eq(true),
+                        mls_key_packages::not_after.eq(package.not_after.naive_utc()),
+                        mls_key_packages::created_at.eq(at),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            let stock = stock_of!(conn, device, at);
+            if stock.available > MAX_KEY_PACKAGES_PER_DEVICE {
+                return Err(StorageError::Conflict(format!(
+                    "a device holds at most {MAX_KEY_PACKAGES_PER_DEVICE} unclaimed KeyPackages \
+                     ({} with this upload)",
+                    stock.available
+                )));
+            }
+            Ok(stock)
+        })?;
+        Ok(stock)
+    }
+
+    /// How many packages the device has waiting.
+    pub async fn key_package_stock(
+        &self,
+        user: UserId,
+        device_id: &DeviceId,
+    ) -> Result<KeyPackageStock, StorageError> {
+        let at = now();
+        let stock = with_conn!(self, |conn| {
+            let device = device_row_id!(conn, user, device_id)?;
+            stock_of!(conn, device, at)
+        });
+        Ok(stock)
+    }
+
+    /// One package for every device of each of `users`: an ordinary one,
+    /// taken for good, or the last-resort one when none is left. A device
+    /// with neither (never uploaded, or everything expired) is left out.
+    pub async fn claim_key_packages(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<ClaimedKeyPackage>, StorageError> {
+        let at = now();
+        let postgres = matches!(self.inner.pools, Pools::Postgres(_));
+        let sql = take_one_sql(postgres);
+        let ids: Vec<i64> = users.iter().map(|user| user.get()).collect();
+        let claimed = write_transaction!(self, |conn| {
+            let devices: Vec<(i64, i64, String)> = mls_devices::table
+                .inner_join(users::table)
+                .filter(mls_devices::user_id.eq_any(&ids))
+                .filter(users::deleted_at.is_null())
+                .order((mls_devices::user_id, mls_devices::id))
+                .select((
+                    mls_devices::id,
+                    mls_devices::user_id,
+                    mls_devices::device_id,
+                ))
+                .load(conn)
+                .await?;
+            let mut claimed = Vec::with_capacity(devices.len());
+            for (device, user_id, device_id) in devices {
+                let taken: Option<Taken> = diesel::sql_query(sql.as_str())
+                    .bind::<BigInt, _>(device)
+                    .bind::<Timestamp, _>(at)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                let taken = match taken {
+                    Some(taken) => Some(taken),
+                    None => mls_key_packages::table
+                        .filter(mls_key_packages::device.eq(device))
+                        .filter(mls_key_packages::last_resort.eq(true))
+                        .filter(mls_key_packages::not_after.gt(at))
+                        .select((mls_key_packages::key_package, mls_key_packages::last_resort))
+                        .first::<(Vec<u8>, bool)>(conn)
+                        .await
+                        .optional()?
+                        .map(|(key_package, last_resort)| Taken {
+                            key_package,
+                            last_resort,
+                        }),
+                };
+                let Some(taken) = taken else {
+                    continue;
+                };
+                let device_id = DeviceId::parse(device_id)
+                    .map_err(|error| StorageError::Corrupt(format!("device {device}: {error}")))?;
+                claimed.push(ClaimedKeyPackage {
+                    user_id: UserId(user_id),
+                    device_id,
+                    key_package: taken.key_package,
+                    last_resort: taken.last_resort,
+                });
+            }
+            Ok(claimed)
+        })?;
+        Ok(claimed)
+    }
+}

@@ -1,0 +1,40 @@
+-- End-to-end encrypted rooms (MLS, RFC 9420): the flag on a room, and the
+-- directory of devices and their KeyPackages that lets one member's client
+-- add another user's devices to a group.
+--
+-- The server stores and hands out public MLS objects only: credentials,
+-- signature public keys and KeyPackages. Private keys never leave the
+-- clients.
+
+-- Set when the room is created and never changed: its messages are MLS
+-- ciphertext the server cannot read, and plaintext is refused.
+ALTER TABLE rooms ADD COLUMN encrypted BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- A device: one installation of a client holding a user's MLS keys.
+-- `credential` is the TLS encoding of its MLS credential (a basic credential
+-- naming the user); `signature_key` its signature public key.
+CREATE TABLE mls_devices (
+    id BIGSERIAL PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    device_id TEXT NOT NULL,
+    credential BYTEA NOT NULL,
+    signature_key BYTEA NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    UNIQUE (user_id, device_id)
+);
+
+-- KeyPackages waiting to be claimed, oldest first. A claim takes (deletes)
+-- one ordinary package of a device; when none is left it hands out the
+-- device's last-resort package, which stays. `not_after` is the end of the
+-- package's lifetime: an expired package is never handed out.
+CREATE TABLE mls_key_packages (
+    id BIGSERIAL PRIMARY KEY,
+    device BIGINT NOT NULL REFERENCES mls_devices (id) ON DELETE CASCADE,
+    key_package BYTEA NOT NULL,
+    last_resort BOOLEAN NOT NULL,
+    not_after TIMESTAMP NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX mls_key_packages_claim ON mls_key_packages (device, last_resort, id);
+CREATE UNIQUE INDEX mls_key_packages_one_last_resort ON mls_key_packages (device)
+    WHERE last_resort;
