@@ -59,11 +59,15 @@ pub enum ErrorCode {
     /// kinds of reaction as it may, or a search is empty, too long or has
     /// a prefix too short.
     Invalid,
+    /// An MLS commit was built on an epoch the room's group has already
+    /// left: another commit was accepted first. Process that one and build
+    /// the change again on the new epoch.
+    StaleEpoch,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidFrame,
@@ -83,6 +87,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::Deleted,
         ErrorCode::Invalid,
+        ErrorCode::StaleEpoch,
     ];
 
     /// The code as it appears on the wire.
@@ -107,6 +112,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Deleted => "deleted",
             ErrorCode::Invalid => "invalid",
+            ErrorCode::StaleEpoch => "stale_epoch",
         }
     }
 }
@@ -211,6 +217,7 @@ mod tests {
                 "not_found",
                 "deleted",
                 "invalid",
+                "stale_epoch",
             ]
         );
     }
