@@ -264,7 +264,7 @@ impl Device {
     }
 
     fn key_package(&mut self, last_resort: bool) -> Result<Vec<u8>, E2eError> {
-        let mut builder = KeyPackage::builder();
+        let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
         if last_resort {
             builder = builder.mark_as_last_resort();
         }
@@ -307,6 +307,7 @@ impl Device {
             .with_wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .max_past_epochs(PAST_EPOCHS_KEPT)
+            .with_capabilities(capabilities())
             .build(&self.provider, &self.signer, self.credential.clone())
             .map_err(|error| match error {
                 NewGroupError::GroupAlreadyExists => E2eError::RoomExists(room.clone()),
@@ -789,6 +790,17 @@ impl Device {
             .get(room)
             .ok_or_else(|| E2eError::UnknownRoom(room.clone()))
     }
+}
+
+/// What every leaf of this crate's devices supports: the one ciphersuite,
+/// and the last-resort extension. A KeyPackage carrying an extension its
+/// own leaf does not list is invalid (RFC 9420, section 10.1), so without
+/// it a last-resort KeyPackage would be refused by everyone.
+fn capabilities() -> Capabilities {
+    Capabilities::builder()
+        .ciphersuites(vec![CIPHERSUITE])
+        .extensions(vec![ExtensionType::LastResort])
+        .build()
 }
 
 /// Reads an MLS message from the network.
