@@ -698,6 +698,20 @@ impl Device {
         passphrase: &str,
         params: KdfParams,
     ) -> Result<(), E2eError> {
+        // The snapshot and its encoding hold private keys; both are wiped
+        // from memory when dropped.
+        let plaintext = self.snapshot()?.encode();
+        let file = state_file::seal(
+            &plaintext,
+            passphrase.as_bytes(),
+            params,
+            self.provider.rand(),
+        )?;
+        state_file::write_atomically(path, &file)
+    }
+
+    /// Everything [`Device::save_with`] writes, before it is encrypted.
+    fn snapshot(&self) -> Result<Snapshot, E2eError> {
         let storage = {
             let values =
                 self.provider.storage().values.read().map_err(|_| {
@@ -711,7 +725,7 @@ impl Device {
             entries.sort();
             entries
         };
-        let snapshot = Snapshot {
+        Ok(Snapshot {
             username: self.username.as_str().to_owned(),
             signature_key: self.signature_key().to_vec(),
             rooms: self
@@ -724,18 +738,7 @@ impl Device {
                 })
                 .collect(),
             storage,
-        };
-        let plaintext = snapshot.encode();
-        // The snapshot holds private keys in its storage entries; they are
-        // now in `plaintext`, which is wiped when dropped.
-        drop(snapshot);
-        let file = state_file::seal(
-            &plaintext,
-            passphrase.as_bytes(),
-            params,
-            self.provider.rand(),
-        )?;
-        state_file::write_atomically(path, &file)
+        })
     }
 
     /// Loads a device saved with [`Device::save`].
@@ -746,8 +749,8 @@ impl Device {
     pub fn load(path: &Path, passphrase: &str) -> Result<Device, E2eError> {
         let file = std::fs::read(path)?;
         let plaintext = state_file::open(&file, passphrase.as_bytes())?;
-        let snapshot = Snapshot::decode(&plaintext)?;
-        let username = Username::parse(snapshot.username)
+        let mut snapshot = Snapshot::decode(&plaintext)?;
+        let username = Username::parse(std::mem::take(&mut snapshot.username))
             .map_err(|_| E2eError::DamagedState("the saved username is not valid"))?;
 
         let provider = OpenMlsRustCrypto::default();
@@ -756,7 +759,7 @@ impl Device {
                 provider.storage().values.write().map_err(|_| {
                     E2eError::Internal("the MLS storage lock is poisoned".to_owned())
                 })?;
-            values.extend(snapshot.storage);
+            values.extend(std::mem::take(&mut snapshot.storage));
         }
         let signer = SignatureKeyPair::read(
             provider.storage(),
@@ -765,7 +768,7 @@ impl Device {
         )
         .ok_or(E2eError::DamagedState("the signature key is missing"))?;
         let mut device = Device::assemble(username, provider, signer);
-        for saved in snapshot.rooms {
+        for saved in std::mem::take(&mut snapshot.rooms) {
             let room = RoomName::parse(&saved.room)
                 .map_err(|_| E2eError::DamagedState("a saved room name is not valid"))?;
             let group = MlsGroup::load(
@@ -875,5 +878,50 @@ fn welcome_error<E: fmt::Display>(error: WelcomeError<E>) -> E2eError {
     match error {
         WelcomeError::NoMatchingKeyPackage => E2eError::NoMatchingKeyPackage,
         other => E2eError::rejected(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+    }
+
+    #[test]
+    fn the_saved_file_does_not_hold_the_private_signature_key() {
+        let mut device =
+            Device::new(Username::parse("alice").expect("a valid name")).expect("a device");
+        let room = RoomName::public("keys").expect("a valid room");
+        device.create_group(&room).expect("created");
+
+        // The private key as raw bytes and in the form the MLS storage
+        // keeps it (serde JSON, a list of numbers).
+        let serialized = serde_json::to_value(&device.signer).expect("the key pair serializes");
+        let private: Vec<u8> =
+            serde_json::from_value(serialized["private"].clone()).expect("the private key's bytes");
+        assert_eq!(private.len(), 32);
+        let as_stored = serde_json::to_string(&private).expect("a JSON list");
+
+        // The saved state holds the key (so the check below can fail)...
+        let plaintext = device.snapshot().expect("a snapshot").encode();
+        assert!(contains(&plaintext, as_stored.as_bytes()));
+
+        // ...and the file holds it in neither form.
+        let path =
+            std::env::temp_dir().join(format!("chat-e2e-private-{}.state", std::process::id()));
+        let cheap = KdfParams {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
+        device.save_with(&path, "pass", cheap).expect("saved");
+        let file = std::fs::read(&path).expect("read");
+        std::fs::remove_file(&path).expect("removed");
+        assert!(!contains(&file, &private));
+        assert!(!contains(&file, as_stored.as_bytes()));
     }
 }

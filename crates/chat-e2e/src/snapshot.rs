@@ -18,7 +18,7 @@
 //! read only after the file authenticated, so a failure here means a bug
 //! or a file from an incompatible version, reported as damage.
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{Change, E2eError};
 
@@ -40,6 +40,16 @@ pub(crate) struct Snapshot {
     pub(crate) signature_key: Vec<u8>,
     pub(crate) rooms: Vec<SavedRoom>,
     pub(crate) storage: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // The storage entries hold private keys.
+        for (key, value) in &mut self.storage {
+            key.zeroize();
+            value.zeroize();
+        }
+    }
 }
 
 impl Snapshot {
