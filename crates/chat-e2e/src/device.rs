@@ -402,9 +402,7 @@ impl Device {
                     .map(|bytes| validate_key_package(provider, bytes))
                     .collect::<Result<Vec<_>, _>>()?;
                 if key_packages.is_empty() {
-                    return Err(E2eError::InvalidKeyPackage(
-                        "no KeyPackage given".to_owned(),
-                    ));
+                    return Err(E2eError::NothingToCommit);
                 }
                 let (commit, welcome, group_info) = state
                     .group
@@ -413,6 +411,9 @@ impl Device {
                 (commit, Some(welcome), group_info)
             }
             Change::Remove(users) => {
+                if users.is_empty() {
+                    return Err(E2eError::NothingToCommit);
+                }
                 let mut leaves = Vec::new();
                 for user in users {
                     let found: Vec<LeafNodeIndex> = state
@@ -503,7 +504,11 @@ impl Device {
 
     /// Joins a room's group from a Welcome (as listed by
     /// `GET /api/mls/welcomes`). Whatever group this device had for the
-    /// room before is replaced.
+    /// room before is replaced. A Welcome into a group whose id was derived
+    /// from another room's name ([`Device::group_id_of`]) is refused.
+    ///
+    /// An ordinary KeyPackage's private keys are erased by its first
+    /// Welcome; a last-resort one's are kept.
     pub fn join(&mut self, room: &RoomName, welcome: &[u8]) -> Result<Joined, E2eError> {
         let welcome = match parse_message(welcome)?.extract() {
             MlsMessageBodyIn::Welcome(welcome) => welcome,
@@ -519,6 +524,23 @@ impl Device {
             .replace_old_group()
             .build()
             .map_err(welcome_error)?;
+        // A group id derived from a room's name must be this room's: the
+        // server cannot pass one room's Welcome off as another's.
+        let group_id = staged.group_context().group_id().as_slice();
+        if group_id.starts_with(GROUP_ID_PREFIX) && group_id != Device::group_id_of(room) {
+            return Err(E2eError::Rejected(
+                "the Welcome is for another room's group".to_owned(),
+            ));
+        }
+        if self
+            .rooms
+            .iter()
+            .any(|(other, state)| other != room && state.group.group_id().as_slice() == group_id)
+        {
+            return Err(E2eError::Rejected(
+                "the Welcome is for the group of another room of this device".to_owned(),
+            ));
+        }
         let sender = staged.welcome_sender().map_err(E2eError::internal)?;
         let by = username_of(sender.credential())?;
         let group = staged.into_group(&self.provider).map_err(welcome_error)?;
@@ -598,6 +620,13 @@ impl Device {
         let message = parse_message(message)?
             .try_into_protocol_message()
             .map_err(|_| E2eError::Malformed("expected a group message".to_owned()))?;
+        // Only members commit and propose: a join from outside (an external
+        // commit) would add a device that no member's commit names.
+        if message.is_external() {
+            return Err(E2eError::Rejected(
+                "messages from outside the group are not accepted".to_owned(),
+            ));
+        }
         if message.group_id() != state.group.group_id() {
             return Err(E2eError::Rejected(
                 "the message belongs to another group".to_owned(),

@@ -77,6 +77,11 @@ pub enum E2eError {
     #[error("the Welcome is for none of this device's KeyPackages")]
     NoMatchingKeyPackage,
 
+    /// A change names nothing to do: an addition without KeyPackages, a
+    /// removal without users.
+    #[error("the change names no KeyPackage or user")]
+    NothingToCommit,
+
     /// A removal named a user with no device in the group (other than this
     /// one).
     #[error("{0} has no device in the encrypted group")]

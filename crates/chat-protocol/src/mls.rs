@@ -155,9 +155,10 @@ pub struct CommitUpload {
     /// `null` when it adds none.
     #[serde(default)]
     pub welcome: Option<String>,
-    /// The group's GroupInfo after the commit (with its ratchet tree),
-    /// standard base64, kept beside the Welcome; `null` when the commit
-    /// adds nobody.
+    /// The group's GroupInfo after the commit, with its ratchet tree,
+    /// standard base64: it lets the server follow the group's membership
+    /// without any secret, and is kept beside the Welcome; `null` when the
+    /// client sends none.
     #[serde(default)]
     pub group_info: Option<String>,
 }

@@ -347,3 +347,43 @@ fn garbage_from_the_network_is_an_error_and_changes_nothing() {
     assert!(members[1].device.process(&relay.room, &flipped).is_err());
     assert_eq!(members[1].read(&relay), texts(&[("alice", "intact")]));
 }
+
+#[test]
+fn a_welcome_passed_off_as_another_rooms_is_refused() {
+    let mut alice = device("alice");
+    let mut bob = device("bob");
+    let secret = crate::support::room("secret");
+    alice.create_group(&secret).expect("created");
+    let key_packages = bob.key_packages(2).expect("key packages");
+    let commit = alice
+        .add_members(&secret, &key_packages[..1])
+        .expect("added");
+    let refused = bob.join(
+        &crate::support::room("lobby"),
+        commit.welcome.as_ref().expect("a Welcome"),
+    );
+    assert!(
+        matches!(refused, Err(E2eError::Rejected(_))),
+        "got {refused:?}"
+    );
+    assert_eq!(bob.rooms().count(), 0);
+}
+
+#[test]
+fn a_change_that_names_nothing_is_refused_before_any_commit() {
+    let (relay, mut members) = room_with(device("alice"), vec![device("bob")], "empty");
+    assert!(matches!(
+        members[0].device.add_members(&relay.room, &[]),
+        Err(E2eError::NothingToCommit)
+    ));
+    assert!(matches!(
+        members[0].device.remove_members(&relay.room, &[]),
+        Err(E2eError::NothingToCommit)
+    ));
+    assert!(
+        !members[0]
+            .device
+            .has_pending_commit(&relay.room)
+            .expect("a room")
+    );
+}
