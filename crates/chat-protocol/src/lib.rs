@@ -36,8 +36,10 @@
 //! ```
 //!
 //! The REST bodies in [`rest`] are plain serde structs, read and written
-//! with `serde_json` or any HTTP client's JSON support.
+//! with `serde_json` or any HTTP client's JSON support; those of end-to-end
+//! encrypted rooms (MLS) are in [`mls`].
 
+pub mod mls;
 pub mod rest;
 pub mod timestamp;
 pub mod ws;

@@ -62,11 +62,15 @@ pub enum ErrorCode {
     /// The room is end-to-end encrypted: a plaintext message or edit is
     /// refused there (clients send MLS ciphertext).
     EncryptionRequired,
+    /// An MLS commit was built on an epoch the room's group has already
+    /// left: another commit was accepted first. Process that one and build
+    /// the change again on the new epoch.
+    StaleEpoch,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidFrame,
@@ -87,6 +91,7 @@ impl ErrorCode {
         ErrorCode::Deleted,
         ErrorCode::Invalid,
         ErrorCode::EncryptionRequired,
+        ErrorCode::StaleEpoch,
     ];
 
     /// The code as it appears on the wire.
@@ -112,6 +117,7 @@ impl ErrorCode {
             ErrorCode::Deleted => "deleted",
             ErrorCode::Invalid => "invalid",
             ErrorCode::EncryptionRequired => "encryption_required",
+            ErrorCode::StaleEpoch => "stale_epoch",
         }
     }
 }
@@ -218,6 +224,8 @@ mod tests {
                 "not_found",
                 "deleted",
                 "invalid",
+                "encryption_required",
+                "stale_epoch",
             ]
         );
     }
