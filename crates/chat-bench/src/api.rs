@@ -119,6 +119,7 @@ impl Api {
                 name: name.to_owned(),
                 visibility: None,
                 topic: None,
+                encrypted: false,
             })
             .send()
             .await

@@ -361,6 +361,7 @@ async fn create_room(hub: web::Data<Hub>, body: web::Json<CreateRoomRequest>) ->
         visibility: VisibilityBody::Public,
         topic: None,
         role: None,
+        encrypted: false,
     })
 }
 

@@ -1160,10 +1160,11 @@ mod tests {
             visibility: VisibilityBody::Private,
             topic: Some("plans".to_owned()),
             role: Some(RoleBody::Owner),
+            encrypted: true,
         };
         assert_golden(
             &room,
-            r#"{"name":"lobby","kind":"public","last_seq":42,"last_read_seq":40,"unread":2,"member":true,"visibility":"private","topic":"plans","role":"owner"}"#,
+            r#"{"name":"lobby","kind":"public","last_seq":42,"last_read_seq":40,"unread":2,"member":true,"visibility":"private","topic":"plans","role":"owner","encrypted":true}"#,
         );
         // What a server of the previous release sends still reads.
         let older: RoomBody = serde_json::from_str(
@@ -1172,6 +1173,7 @@ mod tests {
         .expect("reads");
         assert_eq!(older.visibility, VisibilityBody::Public);
         assert_eq!((older.topic, older.role), (None, None));
+        assert!(!older.encrypted);
     }
 
     #[test]
@@ -1181,6 +1183,7 @@ mod tests {
                 name: "lobby".to_owned(),
                 visibility: None,
                 topic: None,
+                encrypted: false,
             },
             r#"{"name":"lobby"}"#,
         );
@@ -1189,8 +1192,9 @@ mod tests {
                 name: "lobby".to_owned(),
                 visibility: Some(VisibilityBody::Private),
                 topic: Some("plans".to_owned()),
+                encrypted: true,
             },
-            r#"{"name":"lobby","visibility":"private","topic":"plans"}"#,
+            r#"{"name":"lobby","visibility":"private","topic":"plans","encrypted":true}"#,
         );
     }
 

@@ -52,6 +52,7 @@ mod hub;
 mod limits;
 mod membership;
 mod metrics;
+mod mls;
 mod openapi;
 pub mod operator;
 mod presence;

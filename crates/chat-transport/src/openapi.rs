@@ -49,6 +49,11 @@ use crate::session;
         routes::members::unban,
         routes::members::mute,
         routes::members::unmute,
+        routes::mls::register_device,
+        routes::mls::devices,
+        routes::mls::remove_device,
+        routes::mls::upload_key_packages,
+        routes::mls::claim_key_packages,
         session::upgrade,
     ),
     modifiers(&BearerAuth),
@@ -59,6 +64,7 @@ use crate::session;
         (name = "members", description = "A room's members, roles, bans and mutes"),
         (name = "messages", description = "Changing stored messages: edits, deletions, reactions and earlier texts; searching them"),
         (name = "users", description = "The signed-in user"),
+        (name = "encryption", description = "End-to-end encrypted rooms (MLS, RFC 9420): devices and their KeyPackages. The server stores public MLS objects only and never decrypts"),
         (name = "meta", description = "Service information and probes")
     )
 )]

@@ -317,6 +317,7 @@ impl Api {
                     name: room.to_owned(),
                     visibility,
                     topic: None,
+                    encrypted: false,
                 });
             read(&url, response, &[201, 200])
         })

@@ -2079,6 +2079,7 @@ mod tests {
             visibility: chat_protocol::rest::VisibilityBody::Public,
             topic: Some("welcome".to_owned()),
             role: None,
+            encrypted: false,
         }]);
         assert_eq!(
             state.room("lobby").expect("lobby").topic.as_deref(),
@@ -2548,6 +2549,7 @@ mod tests {
             visibility: chat_protocol::rest::VisibilityBody::Public,
             topic: None,
             role: None,
+            encrypted: false,
         }
     }
 

@@ -6,6 +6,7 @@
 // and `sessions` use too.
 #[macro_use]
 mod conformance;
+mod encryption;
 mod import;
 mod lifecycle;
 mod outage;

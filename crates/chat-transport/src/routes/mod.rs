@@ -8,6 +8,7 @@ pub(crate) mod docs;
 pub(crate) mod health;
 pub(crate) mod members;
 pub(crate) mod metrics;
+pub(crate) mod mls;
 pub(crate) mod rooms;
 pub(crate) mod root;
 pub(crate) mod search;
@@ -28,6 +29,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(auth::logout)
         .service(chat::history)
         .service(users::me)
+        .service(mls::register_device)
+        .service(mls::devices)
+        .service(mls::remove_device)
+        .service(mls::upload_key_packages)
+        .service(mls::claim_key_packages)
         .service(rooms::list)
         .service(rooms::create)
         .service(rooms::show)

@@ -379,6 +379,23 @@ impl TestApp {
             .await?)
     }
 
+    /// POSTs `body` as it is, labelled JSON, as the holder of `token`.
+    pub(crate) async fn http_post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await?)
+    }
+
     /// Sends `method` to `path` as the holder of `token`, with a JSON body
     /// when given.
     pub(crate) async fn send_authed(

@@ -8,6 +8,7 @@ mod cluster;
 mod contract;
 mod docs;
 mod embedding;
+mod encryption;
 mod faults;
 mod governance;
 mod lifecycle;

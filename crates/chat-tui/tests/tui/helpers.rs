@@ -159,6 +159,7 @@ pub(crate) fn create_room(server: &str, token: &str, name: &str) -> Result<()> {
             name: name.to_owned(),
             visibility: None,
             topic: None,
+            encrypted: false,
         })?;
     Ok(())
 }

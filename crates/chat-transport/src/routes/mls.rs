@@ -1,0 +1,293 @@
+//! The directory of end-to-end encryption: devices and their MLS
+//! KeyPackages (`/api/mls/...`).
+//!
+//! A client registers each of its devices, keeps a stock of KeyPackages
+//! uploaded, and claims other users' packages to add them to an encrypted
+//! room. Every object is checked here ([`crate::mls`]) before it is
+//! stored; the store hands out each ordinary package once.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use chat_domain::Username;
+use chat_domain::e2e::{
+    DeviceId, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MLS_OBJECT_BYTES, MAX_USERS_PER_CLAIM,
+};
+use chat_protocol::mls::{
+    ClaimedKeyPackage, ClaimedKeyPackages, DeviceBody, DeviceRegistration, DevicesBody,
+    KeyPackageClaim, KeyPackageStock, KeyPackageUpload, decode,
+};
+use chat_protocol::rest::ErrorBody;
+use chat_storage::{Device, NewKeyPackage, User};
+
+use crate::access;
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::mls::{check_device, check_key_package, device_id_of, fingerprint};
+use crate::state::AppState;
+
+fn device_body(device: &Device, username: &Username) -> DeviceBody {
+    DeviceBody {
+        device_id: device.device_id.as_str().to_owned(),
+        username: username.as_str().to_owned(),
+        fingerprint: fingerprint(&device.signature_key),
+        created_at: device.created_at,
+    }
+}
+
+/// A base64 field holding at most [`MAX_MLS_OBJECT_BYTES`].
+fn binary(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    let bytes = decode(text)
+        .map_err(|_| ApiError::invalid_value(format!("{field} is not standard base64")))?;
+    if bytes.len() > MAX_MLS_OBJECT_BYTES {
+        return Err(ApiError::invalid_value(format!(
+            "{field} is longer than {MAX_MLS_OBJECT_BYTES} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+fn device_id(text: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(text).map_err(ApiError::invalid)
+}
+
+/// The caller's registered device `id`, or 404.
+async fn own_device(state: &AppState, user: &User, id: &DeviceId) -> Result<Device, ApiError> {
+    state
+        .store
+        .device(user.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("device '{id}' is not registered")))
+}
+
+/// Registers one of the caller's devices: its MLS credential (a basic
+/// credential naming the caller) and its Ed25519 signature key. The
+/// device id is derived from the key (the first 16 bytes of its SHA-256
+/// digest, in hex). Registering the same device again changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/mls/devices",
+    tag = "encryption",
+    request_body = DeviceRegistration,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = DeviceBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "the caller has as many devices as allowed", body = ErrorBody),
+        (status = 422, description = "not base64, not an Ed25519 key, a credential that does not name the caller, or a device id that is not the key's", body = ErrorBody)
+    )
+)]
+#[post("/api/mls/devices")]
+pub(crate) async fn register_device(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    body: web::Json<DeviceRegistration>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&body.device_id)?;
+    let credential = binary("credential", &body.credential)?;
+    let signature_key = binary("signature_key", &body.signature_key)?;
+    check_device(&user.username, &credential, &signature_key).map_err(ApiError::invalid_value)?;
+    if id.as_str() != device_id_of(&signature_key) {
+        return Err(ApiError::invalid_value(
+            "device_id is the first 16 bytes of the SHA-256 digest of signature_key, in hex",
+        ));
+    }
+    let device = state
+        .store
+        .register_device(user.id, &id, &credential, &signature_key)
+        .await?;
+    Ok(HttpResponse::Created().json(device_body(&device, &user.username)))
+}
+
+/// The devices of a user, with their fingerprints: what a client adds to
+/// an encrypted room, and what people compare to verify each other.
+#[utoipa::path(
+    get,
+    path = "/api/mls/devices/{username}",
+    tag = "encryption",
+    params(("username" = String, Path, description = "whose devices")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DevicesBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[get("/api/mls/devices/{username}")]
+pub(crate) async fn devices(
+    state: web::Data<AppState>,
+    CurrentUser(_user): CurrentUser,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = Username::parse(username.into_inner()).map_err(ApiError::invalid)?;
+    let owner = access::user_named(&state, &name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user '{name}' not found")))?;
+    let devices = state.store.devices_of(owner.id).await?;
+    Ok(HttpResponse::Ok().json(DevicesBody {
+        devices: devices
+            .iter()
+            .map(|device| device_body(device, &owner.username))
+            .collect(),
+    }))
+}
+
+/// Removes one of the caller's devices (a lost or retired one) with every
+/// KeyPackage it published: nobody can add it to a room any more.
+#[utoipa::path(
+    delete,
+    path = "/api/mls/devices/{device_id}",
+    tag = "encryption",
+    params(("device_id" = String, Path, description = "the caller's device")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "the caller has no such device", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[delete("/api/mls/devices/{device_id}")]
+pub(crate) async fn remove_device(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&id)?;
+    if !state.store.remove_device(user.id, &id).await? {
+        return Err(ApiError::NotFound(format!(
+            "device '{id}' is not registered"
+        )));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Adds KeyPackages to one of the caller's devices, and optionally
+/// replaces its last-resort package. Each is checked: an MLS message
+/// holding a KeyPackage with valid signatures, a lifetime that holds now,
+/// the encrypted rooms' ciphersuite, and the device's credential and key
+/// (and the last-resort extension on the last-resort one only). One bad
+/// package refuses the whole upload.
+#[utoipa::path(
+    post,
+    path = "/api/mls/key-packages",
+    tag = "encryption",
+    request_body = KeyPackageUpload,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = KeyPackageStock),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "the caller has no such device", body = ErrorBody),
+        (status = 409, description = "the device would hold more unclaimed KeyPackages than allowed", body = ErrorBody),
+        (status = 422, description = "a KeyPackage failed a check; `detail` says which and why", body = ErrorBody)
+    )
+)]
+#[post("/api/mls/key-packages")]
+pub(crate) async fn upload_key_packages(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    body: web::Json<KeyPackageUpload>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&body.device_id)?;
+    if body.key_packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+        return Err(ApiError::invalid_value(format!(
+            "an upload holds at most {MAX_KEY_PACKAGES_PER_UPLOAD} KeyPackages"
+        )));
+    }
+    if body.key_packages.is_empty() && body.last_resort.is_none() {
+        return Err(ApiError::invalid_value(
+            "nothing to upload: give key_packages, last_resort or both",
+        ));
+    }
+    let device = own_device(&state, &user, &id).await?;
+    let check = |field: String, text: &str, last_resort: bool| {
+        let bytes = binary(&field, text)?;
+        let checked = check_key_package(&bytes, &user.username, &device.signature_key)
+            .map_err(|why| ApiError::invalid_value(format!("{field}: {why}")))?;
+        if checked.last_resort != last_resort {
+            return Err(ApiError::invalid_value(if last_resort {
+                format!("{field} lacks the last-resort extension")
+            } else {
+                format!("{field} is a last-resort KeyPackage; send it as last_resort")
+            }));
+        }
+        Ok(NewKeyPackage {
+            bytes,
+            not_after: checked.not_after,
+        })
+    };
+    let packages = body
+        .key_packages
+        .iter()
+        .enumerate()
+        .map(|(index, text)| check(format!("key_packages[{index}]"), text, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    let last_resort = body
+        .last_resort
+        .as_deref()
+        .map(|text| check("last_resort".to_owned(), text, true))
+        .transpose()?;
+    let stock = state
+        .store
+        .add_key_packages(user.id, &id, &packages, last_resort.as_ref())
+        .await?;
+    Ok(HttpResponse::Ok().json(KeyPackageStock {
+        device_id: id.as_str().to_owned(),
+        available: i64::try_from(stock.available).unwrap_or(i64::MAX),
+        last_resort: stock.last_resort,
+    }))
+}
+
+/// Claims one KeyPackage of every device of each user named, to add them
+/// to an encrypted room. An ordinary package is handed out once, even to
+/// claims made at the same moment on several servers; a device with none
+/// left gives its last-resort package; a device with neither is left out.
+#[utoipa::path(
+    post,
+    path = "/api/mls/key-packages/claim",
+    tag = "encryption",
+    request_body = KeyPackageClaim,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ClaimedKeyPackages),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "a user named does not exist", body = ErrorBody),
+        (status = 422, description = "no user or too many users named", body = ErrorBody)
+    )
+)]
+#[post("/api/mls/key-packages/claim")]
+pub(crate) async fn claim_key_packages(
+    state: web::Data<AppState>,
+    CurrentUser(_user): CurrentUser,
+    body: web::Json<KeyPackageClaim>,
+) -> Result<HttpResponse, ApiError> {
+    if body.users.is_empty() || body.users.len() > MAX_USERS_PER_CLAIM {
+        return Err(ApiError::invalid_value(format!(
+            "a claim names 1 to {MAX_USERS_PER_CLAIM} users"
+        )));
+    }
+    let mut owners: Vec<User> = Vec::with_capacity(body.users.len());
+    for name in &body.users {
+        let name = Username::parse(name.as_str()).map_err(ApiError::invalid)?;
+        let owner = access::user_named(&state, &name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("user '{name}' not found")))?;
+        if !owners.iter().any(|known| known.id == owner.id) {
+            owners.push(owner);
+        }
+    }
+    let ids: Vec<_> = owners.iter().map(|owner| owner.id).collect();
+    let claimed = state.store.claim_key_packages(&ids).await?;
+    let key_packages = claimed
+        .into_iter()
+        .filter_map(|package| {
+            let owner = owners.iter().find(|owner| owner.id == package.user_id)?;
+            Some(ClaimedKeyPackage {
+                username: owner.username.as_str().to_owned(),
+                device_id: package.device_id.as_str().to_owned(),
+                key_package: chat_protocol::mls::encode(&package.key_package),
+                last_resort: package.last_resort,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ClaimedKeyPackages { key_packages }))
+}

@@ -1,0 +1,450 @@
+//! End-to-end encrypted rooms: the flag on rooms and direct conversations,
+//! plaintext refused there, search skipping them, and the directory of
+//! devices and KeyPackages, driven by the real client library (`chat-e2e`)
+//! over HTTP and WebSockets. Every refusal is checked to change nothing.
+
+use std::collections::HashSet;
+
+use anyhow::{Result, ensure};
+use chat_domain::Username;
+use chat_e2e::Device;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+crate::backend_tests!(
+    an_encrypted_room_refuses_plaintext_and_search_skips_it,
+    an_encrypted_conversation_is_asked_for_once_and_never_changes_kind,
+    devices_register_with_their_own_key_and_credential_only,
+    key_packages_are_checked_and_each_is_handed_out_once,
+    concurrent_claims_never_share_a_key_package,
+);
+
+fn device(name: &str) -> Result<Device> {
+    Ok(Device::new(Username::parse(name)?)?)
+}
+
+async fn json_of(response: reqwest::Response) -> Result<(u16, Value)> {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// Registers `device` for the holder of `token`.
+async fn register(app: &TestApp, token: &str, device: &Device) -> Result<(u16, Value)> {
+    let body = serde_json::to_value(device.registration()?)?;
+    json_of(app.post_authed("/api/mls/devices", token, &body).await?).await
+}
+
+/// Uploads `count` packages (and a last-resort one) of `device`.
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    device: &mut Device,
+    count: usize,
+) -> Result<(u16, Value)> {
+    let body = serde_json::to_value(device.key_package_upload(count)?)?;
+    json_of(
+        app.post_authed("/api/mls/key-packages", token, &body)
+            .await?,
+    )
+    .await
+}
+
+async fn claim(app: &TestApp, token: &str, users: &[&str]) -> Result<(u16, Value)> {
+    json_of(
+        app.post_authed(
+            "/api/mls/key-packages/claim",
+            token,
+            &json!({ "users": users }),
+        )
+        .await?,
+    )
+    .await
+}
+
+/// The packages a claim handed out.
+fn packages(body: &Value) -> Vec<Value> {
+    body["key_packages"].as_array().cloned().unwrap_or_default()
+}
+
+async fn an_encrypted_room_refuses_plaintext_and_search_skips_it(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let (status, created) = json_of(
+        app.post_authed(
+            "/api/rooms",
+            &alice,
+            &json!({"name": "vault", "encrypted": true}),
+        )
+        .await?,
+    )
+    .await?;
+    ensure!(status == 201, "create: {status} {created}");
+    ensure!(created["encrypted"] == true, "{created}");
+    let (status, shown) = json_of(app.get_authed("/api/rooms/vault", &alice).await?).await?;
+    ensure!(
+        status == 200 && shown["encrypted"] == true,
+        "{status} {shown}"
+    );
+    let (_, listed) = json_of(app.get_authed("/api/rooms", &alice).await?).await?;
+    let flags: Vec<(String, bool)> = listed
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|room| {
+            (
+                room["name"].as_str().unwrap_or_default().to_owned(),
+                room["encrypted"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    ensure!(
+        flags.contains(&("vault".to_owned(), true))
+            && flags.contains(&("general".to_owned(), false)),
+        "{flags:?}"
+    );
+
+    let mut socket = app.connect(&alice).await?;
+    socket
+        .send(json!({"type": "join", "room": "vault"}))
+        .await?;
+    socket.recv_type("joined").await?;
+    socket
+        .send(json!({"type": "message", "room": "vault", "content": "budget plans", "client_id": "p1"}))
+        .await?;
+    let refused = socket.recv_type("error").await?;
+    ensure!(refused["code"] == "encryption_required", "{refused}");
+    ensure!(
+        refused["client_id"] == "p1" && refused["room"] == "vault",
+        "{refused}"
+    );
+    // Nothing was stored: the room is still empty.
+    let (_, page) = json_of(app.get_authed("/api/rooms/vault/messages", &alice).await?).await?;
+    ensure!(
+        page["messages"].as_array().is_some_and(Vec::is_empty),
+        "{page}"
+    );
+    let (_, shown) = json_of(app.get_authed("/api/rooms/vault", &alice).await?).await?;
+    ensure!(shown["last_seq"] == 0, "{shown}");
+
+    // The same words in a plaintext room are found; the encrypted room is
+    // never searched, even when named.
+    socket.send_acked("general", "budget plans", "g1").await?;
+    let (status, found) = json_of(app.get_authed("/api/search?q=budget", &alice).await?).await?;
+    ensure!(status == 200, "{status} {found}");
+    let rooms: Vec<&str> = found["results"]
+        .as_array()
+        .map(|results| results.iter().filter_map(|r| r["room"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(rooms == ["general"], "{found}");
+    let (status, found) = json_of(
+        app.get_authed("/api/search?q=budget&room=vault", &alice)
+            .await?,
+    )
+    .await?;
+    ensure!(
+        status == 200 && found["results"].as_array().is_some_and(Vec::is_empty),
+        "{status} {found}"
+    );
+    Ok(())
+}
+
+async fn an_encrypted_conversation_is_asked_for_once_and_never_changes_kind(
+    app: &TestApp,
+) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    app.user("carol").await?;
+    let open = |token: String, with: &'static str, body: Option<Value>| {
+        let path = format!("/api/dm/{with}");
+        async move {
+            json_of(
+                app.send_authed(Method::POST, &path, &token, body.as_ref())
+                    .await?,
+            )
+            .await
+        }
+    };
+    let (status, opened) = open(alice.clone(), "bob", Some(json!({"encrypted": true}))).await?;
+    ensure!(
+        status == 200 && opened["encrypted"] == true,
+        "{status} {opened}"
+    );
+    // Either side, with no body or an empty one, gets it as it is.
+    let (status, again) = open(bob.clone(), "alice", None).await?;
+    ensure!(
+        status == 200 && again["encrypted"] == true,
+        "{status} {again}"
+    );
+    let (status, again) = open(bob.clone(), "alice", Some(json!({}))).await?;
+    ensure!(
+        status == 200 && again["encrypted"] == true,
+        "{status} {again}"
+    );
+    // Asking for the other kind is refused and changes nothing.
+    let (status, refused) = open(bob.clone(), "alice", Some(json!({"encrypted": false}))).await?;
+    ensure!(status == 409, "{status} {refused}");
+    let (_, still) = json_of(app.get_authed("/api/rooms/dm:alice:bob", &alice).await?).await?;
+    ensure!(still["encrypted"] == true, "{still}");
+
+    // A plaintext conversation (the seed's way: no body) stays plaintext.
+    let (status, plain) = open(alice.clone(), "carol", None).await?;
+    ensure!(
+        status == 200 && plain["encrypted"] == false,
+        "{status} {plain}"
+    );
+    let (status, refused) = open(alice.clone(), "carol", Some(json!({"encrypted": true}))).await?;
+    ensure!(status == 409, "{status} {refused}");
+    let (status, refused) = json_of(
+        app.http_post_raw("/api/dm/carol", &alice, "{not json")
+            .await?,
+    )
+    .await?;
+    ensure!(status == 422, "{status} {refused}");
+
+    // Plaintext is refused in the encrypted conversation, on a socket that
+    // learnt of it when it was opened.
+    let mut socket = app.connect(&bob).await?;
+    socket
+        .send(
+            json!({"type": "message", "room": "dm:alice:bob", "content": "hi", "client_id": "d1"}),
+        )
+        .await?;
+    let refused = socket.recv_type("error").await?;
+    ensure!(refused["code"] == "encryption_required", "{refused}");
+    let (_, shown) = json_of(app.get_authed("/api/rooms/dm:alice:bob", &bob).await?).await?;
+    ensure!(shown["last_seq"] == 0, "{shown}");
+    Ok(())
+}
+
+async fn devices_register_with_their_own_key_and_credential_only(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let laptop = device("alice")?;
+    let (status, registered) = register(app, &alice, &laptop).await?;
+    ensure!(status == 201, "{status} {registered}");
+    ensure!(
+        registered["device_id"] == laptop.device_id(),
+        "{registered}"
+    );
+    ensure!(
+        registered["fingerprint"] == laptop.fingerprint().to_string(),
+        "the server's fingerprint is the one the client shows: {registered}"
+    );
+    // Registering it again changes nothing.
+    let (status, again) = register(app, &alice, &laptop).await?;
+    ensure!(status == 201 && again == registered, "{status} {again}");
+
+    // Bob may not register a device whose credential names Alice, nor an
+    // id that is not his key's, nor something that is not a key.
+    let (status, refused) = register(app, &bob, &device("alice")?).await?;
+    ensure!(
+        status == 422 && refused["code"] == "invalid",
+        "{status} {refused}"
+    );
+    let phone = device("bob")?;
+    let mut body = serde_json::to_value(phone.registration()?)?;
+    body["device_id"] = json!(laptop.device_id());
+    let (status, refused) =
+        json_of(app.post_authed("/api/mls/devices", &bob, &body).await?).await?;
+    ensure!(status == 422, "{status} {refused}");
+    let mut body = serde_json::to_value(phone.registration()?)?;
+    body["signature_key"] = json!("AAAA");
+    let (status, refused) =
+        json_of(app.post_authed("/api/mls/devices", &bob, &body).await?).await?;
+    ensure!(status == 422, "{status} {refused}");
+    let (_, listed) = json_of(app.get_authed("/api/mls/devices/bob", &alice).await?).await?;
+    ensure!(
+        listed["devices"].as_array().is_some_and(Vec::is_empty),
+        "nothing was registered for bob: {listed}"
+    );
+    let (_, listed) = json_of(app.get_authed("/api/mls/devices/alice", &bob).await?).await?;
+    ensure!(listed["devices"] == json!([registered]), "{listed}");
+    let (status, _) = json_of(app.get_authed("/api/mls/devices/nobody", &bob).await?).await?;
+    ensure!(status == 404);
+
+    // Only its owner removes a device.
+    let path = format!("/api/mls/devices/{}", laptop.device_id());
+    let (status, _) = json_of(app.send_authed(Method::DELETE, &path, &bob, None).await?).await?;
+    ensure!(status == 404, "bob has no such device: {status}");
+    let (_, listed) = json_of(app.get_authed("/api/mls/devices/alice", &bob).await?).await?;
+    ensure!(
+        listed["devices"].as_array().map(Vec::len) == Some(1),
+        "{listed}"
+    );
+    let (status, _) = json_of(app.send_authed(Method::DELETE, &path, &alice, None).await?).await?;
+    ensure!(status == 204, "{status}");
+    let (_, listed) = json_of(app.get_authed("/api/mls/devices/alice", &bob).await?).await?;
+    ensure!(
+        listed["devices"].as_array().is_some_and(Vec::is_empty),
+        "{listed}"
+    );
+    Ok(())
+}
+
+async fn key_packages_are_checked_and_each_is_handed_out_once(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let carol = app.user("carol").await?;
+    let mut phone = device("bob")?;
+    let (status, _) = register(app, &bob, &phone).await?;
+    ensure!(status == 201);
+    let (status, stock) = upload(app, &bob, &mut phone, 3).await?;
+    ensure!(status == 200, "{status} {stock}");
+    ensure!(
+        stock == json!({"device_id": phone.device_id(), "available": 3, "last_resort": true}),
+        "{stock}"
+    );
+
+    // Refused uploads store nothing: a package of another device, a
+    // last-resort package among ordinary ones, garbage, an unknown device,
+    // another user's device.
+    let mut other = device("bob")?;
+    let mut body = serde_json::to_value(other.key_package_upload(1)?)?;
+    body["device_id"] = json!(phone.device_id());
+    let (status, refused) = json_of(
+        app.post_authed("/api/mls/key-packages", &bob, &body)
+            .await?,
+    )
+    .await?;
+    ensure!(
+        status == 422 && refused["code"] == "invalid",
+        "{status} {refused}"
+    );
+    let mut body = serde_json::to_value(phone.key_package_upload(1)?)?;
+    body["key_packages"] = json!([body["last_resort"].clone()]);
+    body["last_resort"] = Value::Null;
+    let (status, refused) = json_of(
+        app.post_authed("/api/mls/key-packages", &bob, &body)
+            .await?,
+    )
+    .await?;
+    ensure!(status == 422, "{status} {refused}");
+    let (status, refused) = json_of(
+        app.post_authed(
+            "/api/mls/key-packages",
+            &bob,
+            &json!({"device_id": phone.device_id(), "key_packages": ["not base64!"]}),
+        )
+        .await?,
+    )
+    .await?;
+    ensure!(status == 422, "{status} {refused}");
+    let (status, refused) = json_of(
+        app.post_authed(
+            "/api/mls/key-packages",
+            &bob,
+            &json!({"device_id": phone.device_id(), "key_packages": ["AAEC"]}),
+        )
+        .await?,
+    )
+    .await?;
+    ensure!(status == 422, "{status} {refused}");
+    let (status, _) = upload(app, &bob, &mut other, 1).await?;
+    ensure!(status == 404, "an unregistered device: {status}");
+    let mut body = serde_json::to_value(phone.key_package_upload(1)?)?;
+    body["device_id"] = json!(phone.device_id());
+    let (status, _) = json_of(
+        app.post_authed("/api/mls/key-packages", &carol, &body)
+            .await?,
+    )
+    .await?;
+    ensure!(status == 404, "carol has no such device: {status}");
+
+    // Three ordinary packages, each once, then the last-resort one as
+    // often as asked.
+    let mut seen = HashSet::new();
+    for round in 0..3 {
+        let (status, claimed) = claim(app, &alice, &["bob"]).await?;
+        ensure!(status == 200, "{status} {claimed}");
+        let handed = packages(&claimed);
+        ensure!(handed.len() == 1, "{claimed}");
+        ensure!(
+            handed[0]["last_resort"] == false,
+            "round {round}: {claimed}"
+        );
+        ensure!(handed[0]["username"] == "bob" && handed[0]["device_id"] == phone.device_id());
+        ensure!(
+            seen.insert(
+                handed[0]["key_package"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            ),
+            "a package was handed out twice"
+        );
+    }
+    let mut last_resorts = HashSet::new();
+    for _ in 0..2 {
+        let (_, claimed) = claim(app, &carol, &["bob", "alice"]).await?;
+        let handed = packages(&claimed);
+        ensure!(
+            handed.len() == 1 && handed[0]["last_resort"] == true,
+            "{claimed}"
+        );
+        last_resorts.insert(
+            handed[0]["key_package"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    ensure!(
+        last_resorts.len() == 1,
+        "the same last-resort package each time"
+    );
+
+    // A claimed package is one the client can use: Alice adds Bob with it.
+    let (_, claimed) = claim(app, &alice, &["bob"]).await?;
+    let package = chat_protocol::mls::decode(
+        packages(&claimed)[0]["key_package"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    let mut laptop = device("alice")?;
+    let vault = chat_domain::RoomName::public("vault")?;
+    laptop.create_group(&vault)?;
+    let commit = laptop.add_members(&vault, &[package])?;
+    ensure!(commit.welcome.is_some(), "adding bob makes a Welcome");
+
+    // Bad claims are refused.
+    let (status, _) = claim(app, &alice, &[]).await?;
+    ensure!(status == 422);
+    let (status, _) = claim(app, &alice, &["nobody"]).await?;
+    ensure!(status == 404);
+    Ok(())
+}
+
+async fn concurrent_claims_never_share_a_key_package(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let mut phone = device("bob")?;
+    register(app, &bob, &phone).await?;
+    let (status, stock) = upload(app, &bob, &mut phone, 12).await?;
+    ensure!(status == 200 && stock["available"] == 12, "{stock}");
+    let claims: Vec<_> = (0..12).map(|_| claim(app, &alice, &["bob"])).collect();
+    let answers = futures_util::future::join_all(claims).await;
+    let mut handed = HashSet::new();
+    for answer in answers {
+        let (status, claimed) = answer?;
+        ensure!(status == 200, "{status} {claimed}");
+        for package in packages(&claimed) {
+            ensure!(package["last_resort"] == false, "{claimed}");
+            ensure!(
+                handed.insert(
+                    package["key_package"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                ),
+                "a package was handed out twice"
+            );
+        }
+    }
+    ensure!(handed.len() == 12, "{} packages", handed.len());
+    let (_, claimed) = claim(app, &alice, &["bob"]).await?;
+    ensure!(packages(&claimed)[0]["last_resort"] == true, "{claimed}");
+    Ok(())
+}
