@@ -45,7 +45,8 @@ pub struct DeviceRegistration {
     /// the SHA-256 digest of its signature public key.
     pub device_id: String,
     /// The device's MLS credential (a TLS-serialized basic credential
-    /// whose identity is the username), standard base64.
+    /// whose identity is the username in UTF-8, in the case the user
+    /// registered it; compare names case-insensitively), standard base64.
     pub credential: String,
     /// The device's Ed25519 signature public key, standard base64.
     pub signature_key: String,

@@ -208,3 +208,35 @@ fn a_device_offline_for_several_epochs_catches_up_in_order() {
         4
     );
 }
+
+#[test]
+fn a_message_sent_while_a_commit_was_in_flight_is_still_read_after_it() {
+    let (mut relay, mut members) = room_with(
+        device("alice"),
+        vec![device("bob"), device("carol")],
+        "inflight",
+    );
+    // Alice encrypts at epoch 1; before her message reaches the server,
+    // Bob's update is accepted, so the message is numbered after it.
+    let message = members[0]
+        .device
+        .encrypt(&relay.room, b"sent at epoch 1")
+        .expect("encrypted");
+    let update = members[1]
+        .device
+        .self_update(&relay.room)
+        .expect("an update");
+    accept(&mut members[1], &mut relay, &update);
+    relay.post(message);
+
+    let outcomes = members[2].catch_up(&relay);
+    assert!(matches!(
+        &outcomes[0],
+        Ok(Incoming::Commit { epoch: 2, .. })
+    ));
+    assert!(
+        matches!(&outcomes[1], Ok(Incoming::Message { plaintext, .. }) if plaintext == b"sent at epoch 1"),
+        "got {:?}",
+        outcomes[1]
+    );
+}

@@ -387,3 +387,80 @@ fn a_change_that_names_nothing_is_refused_before_any_commit() {
             .expect("a room")
     );
 }
+
+#[test]
+fn a_device_joining_from_outside_with_an_external_commit_is_refused() {
+    use openmls::prelude::{
+        BasicCredential, CredentialWithKey, MlsGroup, MlsGroupJoinConfig,
+        PURE_PLAINTEXT_WIRE_FORMAT_POLICY,
+    };
+    use openmls_basic_credential::SignatureKeyPair;
+
+    let (relay, mut members) = room_with(device("alice"), vec![device("bob")], "outside");
+    // Any member's commit carries the group's GroupInfo; the server keeps
+    // it, so an outsider (or the server) could try to join with it.
+    let commit = members[0]
+        .device
+        .self_update(&relay.room)
+        .expect("an update");
+    members[0]
+        .device
+        .merge_pending_commit(&relay.room)
+        .expect("merged");
+    members[1]
+        .device
+        .process(&relay.room, &commit.commit)
+        .expect("processed");
+    let group_info =
+        match MlsMessageIn::tls_deserialize_exact(commit.group_info.as_ref().expect("a GroupInfo"))
+            .expect("an MLS message")
+            .extract()
+        {
+            MlsMessageBodyIn::GroupInfo(group_info) => group_info,
+            other => panic!("expected a GroupInfo, got {other:?}"),
+        };
+
+    let outsider = OpenMlsRustCrypto::default();
+    let signer =
+        SignatureKeyPair::new(chat_e2e::CIPHERSUITE.signature_algorithm()).expect("a key pair");
+    let (_, bundle) = MlsGroup::external_commit_builder()
+        .with_config(
+            MlsGroupJoinConfig::builder()
+                .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+                .build(),
+        )
+        .build_group(
+            &outsider,
+            group_info,
+            CredentialWithKey {
+                credential: BasicCredential::new(b"eve".to_vec()).into(),
+                signature_key: signer.public().into(),
+            },
+        )
+        .expect("an external commit is possible in MLS")
+        .load_psks(outsider.storage())
+        .expect("no PSKs")
+        .build(outsider.rand(), outsider.crypto(), &signer, |_| true)
+        .expect("built")
+        .finalize(&outsider)
+        .expect("finalized");
+    let external = bundle.into_commit().to_bytes().expect("serialized");
+
+    let epoch = members[1].device.epoch(&relay.room).expect("an epoch");
+    assert!(matches!(
+        members[1].device.process(&relay.room, &external),
+        Err(E2eError::Rejected(_))
+    ));
+    assert_eq!(
+        members[1].device.epoch(&relay.room).expect("an epoch"),
+        epoch
+    );
+    assert_eq!(
+        members[1]
+            .device
+            .members(&relay.room)
+            .expect("members")
+            .len(),
+        2
+    );
+}
