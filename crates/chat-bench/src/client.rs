@@ -690,6 +690,7 @@ pub(crate) async fn send_loop(
         let room = plan.room.clone();
         let frame = match kind {
             Kind::Message => ClientFrame::Message {
+                mls: None,
                 content: content(sender, sent, nanos, &plan.pad.text(sender, sent)),
                 room: Some(room),
                 client_id: Some(format!("{sender}.{sent}.{nanos}")),

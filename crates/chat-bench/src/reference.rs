@@ -207,6 +207,7 @@ impl Hub {
         let timestamp = Utc::now();
         let frame = ByteString::from(
             ServerFrame::Message {
+                mls: None,
                 username: user.name.clone(),
                 content: content.clone(),
                 timestamp,
@@ -239,6 +240,7 @@ impl Hub {
                 room.recent.pop_front();
             }
             room.recent.push_back(RoomMessage {
+                mls: None,
                 id,
                 room: name.to_owned(),
                 seq,

@@ -46,6 +46,42 @@ impl fmt::Display for DeviceId {
     }
 }
 
+/// What an MLS message stored in an encrypted room is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MlsKind {
+    /// A member's message: MLS ciphertext only the group's members read.
+    Application,
+    /// A change to the group (members added or removed, keys updated): an
+    /// MLS public message, which moves the group to its next epoch.
+    Commit,
+}
+
+impl MlsKind {
+    /// The kind as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MlsKind::Application => "application",
+            MlsKind::Commit => "commit",
+        }
+    }
+
+    /// The kind named `value`, if it is one.
+    pub fn from_str_opt(value: &str) -> Option<MlsKind> {
+        match value {
+            "application" => Some(MlsKind::Application),
+            "commit" => Some(MlsKind::Commit),
+            _ => None,
+        }
+    }
+}
+
+/// Most characters of the base64 text of one MLS application message: the
+/// ciphertext of the longest plaintext allowed (`max_message_chars`
+/// characters of up to 4 bytes), with room for MLS framing and padding.
+pub fn max_mls_message_chars(max_message_chars: usize) -> usize {
+    (max_message_chars * 4 + 1024).div_ceil(3) * 4
+}
+
 /// Most devices one user may register.
 pub const MAX_DEVICES_PER_USER: usize = 16;
 

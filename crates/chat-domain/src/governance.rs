@@ -224,6 +224,13 @@ pub enum Refusal {
     /// there, never plaintext it could read.
     #[error("this room is end-to-end encrypted: plaintext is not accepted")]
     EncryptionRequired,
+    /// An MLS commit was built on an epoch the room's group has left:
+    /// another commit was accepted first.
+    #[error("the group is at epoch {current}; process the commits since and commit again")]
+    StaleEpoch {
+        /// The epoch the next commit must build on.
+        current: u64,
+    },
 }
 
 /// A change to a stored message.

@@ -26,6 +26,19 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// What the `content` of a message in an end-to-end encrypted room holds:
+/// the base64 of an MLS message of one of these kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MlsKindBody {
+    /// A member's message: MLS ciphertext (a private message).
+    Application,
+    /// A change to the group: an MLS public message holding a commit,
+    /// uploaded with `POST /api/rooms/{room}/mls/commits`.
+    Commit,
+}
+
 /// Writes binary MLS data as the standard base64 these bodies carry.
 pub fn encode(bytes: impl AsRef<[u8]>) -> String {
     STANDARD.encode(bytes)

@@ -715,6 +715,11 @@ pub struct RoomMessage {
     /// added (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
+    /// In an end-to-end encrypted room: `content` is the base64 of an MLS
+    /// message, an `application` message (ciphertext) or a `commit` (a
+    /// change to the group). Absent for plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mls: Option<crate::mls::MlsKindBody>,
 }
 
 /// What a change to an earlier message did.

@@ -16,7 +16,7 @@ use crate::schema::messages;
 
 /// The columns of a stored message without its author's name, in the order
 /// both statements select them.
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 16] = [
     messages::id::NAME,
     messages::room_id::NAME,
     messages::seq::NAME,
@@ -32,6 +32,7 @@ const COLUMNS: [&str; 15] = [
     messages::change::NAME,
     messages::target_seq::NAME,
     messages::reactions::NAME,
+    messages::mls::NAME,
 ];
 
 /// The messages stored under any of `pairs` (user id, client id).
@@ -89,6 +90,7 @@ impl Query for StoredByClientId<'_> {
         Nullable<Text>,
         Nullable<BigInt>,
         BigInt,
+        Nullable<Text>,
     );
 }
 

@@ -342,6 +342,7 @@ impl Store {
             reply_to: None,
             change: None,
             reactions: 0,
+            mls: None,
             event: Some(MemberEvent {
                 change: planned.change,
                 by,

@@ -354,6 +354,7 @@ impl Store {
                 body: message.body,
                 client_id: None,
                 reply_to: None,
+                mls: false,
             })
             .collect();
         let sealed: Vec<Sealed> = messages

@@ -22,8 +22,8 @@
 //!   WITH ORDINALITY`, probing `room_members`' primary key once per row
 //!   (a lateral sub-select with `LIMIT 1`, so no generic plan can turn it
 //!   into a scan). The text is the same whatever the number of rows, so it
-//!   is prepared once per connection, and a batch of 1,000 messages is 9
-//!   bind parameters rather than 9,000.
+//!   is prepared once per connection, and a batch of 1,000 messages is 10
+//!   bind parameters rather than 10,000.
 //! - SQLite, which has no arrays, gets one `VALUES` tuple per row, its
 //!   position first, in a common table expression.
 //!
@@ -43,7 +43,7 @@ use crate::schema::{messages, room_members};
 type SqlTypeOf<C> = <C as Expression>::SqlType;
 
 /// The inserted columns, in statement order.
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     messages::room_id::NAME,
     messages::seq::NAME,
     messages::user_id::NAME,
@@ -52,11 +52,12 @@ const COLUMNS: [&str; 8] = [
     messages::client_id::NAME,
     messages::created_at::NAME,
     messages::reply_to::NAME,
+    messages::mls::NAME,
 ];
 
 /// The input relation's columns: a row's position, then its values with
 /// `base` (the room's last seq) in place of `seq`.
-const INPUT: [&str; 9] = [
+const INPUT: [&str; 10] = [
     "ord",
     messages::room_id::NAME,
     "base",
@@ -66,6 +67,7 @@ const INPUT: [&str; 9] = [
     messages::client_id::NAME,
     messages::created_at::NAME,
     messages::reply_to::NAME,
+    messages::mls::NAME,
 ];
 
 /// `INSERT INTO messages (room_id, seq, user_id, body, key_id, client_id,
@@ -87,6 +89,7 @@ pub(crate) struct InsertMessages<'a> {
     client_ids: Vec<Option<&'a str>>,
     created_ats: Vec<NaiveDateTime>,
     reply_tos: Vec<Option<i64>>,
+    mls: Vec<Option<&'a str>>,
 }
 
 impl<'a> InsertMessages<'a> {
@@ -102,6 +105,7 @@ impl<'a> InsertMessages<'a> {
             client_ids: rows.iter().map(|row| row.client_id).collect(),
             created_ats: rows.iter().map(|row| row.created_at).collect(),
             reply_tos: rows.iter().map(|row| row.reply_to).collect(),
+            mls: rows.iter().map(|row| row.mls).collect(),
         }
     }
 
@@ -223,6 +227,8 @@ impl QueryFragment<Pg> for InsertMessages<'_> {
         out.push_bind_param::<Array<SqlTypeOf<messages::created_at>>, _>(&self.created_ats)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<SqlTypeOf<messages::reply_to>>, _>(&self.reply_tos)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlTypeOf<messages::mls>>, _>(&self.mls)?;
         // The position comes last from `WITH ORDINALITY`; the alias lists
         // the columns in unnest's order.
         out.push_sql(") WITH ORDINALITY AS v(");
@@ -274,6 +280,8 @@ impl QueryFragment<Sqlite> for InsertMessages<'_> {
             out.push_bind_param::<SqlTypeOf<messages::created_at>, _>(&row.created_at)?;
             out.push_sql(", ");
             out.push_bind_param::<SqlTypeOf<messages::reply_to>, _>(&row.reply_to)?;
+            out.push_sql(", ");
+            out.push_bind_param::<SqlTypeOf<messages::mls>, _>(&row.mls)?;
             out.push_sql(")");
         }
         out.push_sql(") ");

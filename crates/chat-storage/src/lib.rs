@@ -73,6 +73,7 @@
 //!         body: MessageBody::parse("hello")?,
 //!         client_id: None,
 //!         reply_to: None,
+//!         mls: false,
 //!     }])
 //!     .await?;
 //! assert_eq!(stored.len(), 1);
@@ -120,7 +121,9 @@ pub use import::{
     ImportMessage, ImportState, ImportUser, ImportedUser, LastImported, MAX_IMPORT_BATCH,
 };
 pub use messages::MAX_PAGE;
-pub use mls::{ClaimedKeyPackage, Device, KeyPackageStock, NewKeyPackage};
+pub use mls::{
+    ClaimedKeyPackage, Device, KeyPackageStock, MlsGroup, NewCommit, NewKeyPackage, PendingWelcome,
+};
 pub use model::{
     Actor, AppendResult, Appended, Ban, Changed, Cursor, Member, MemberEvent, Membership,
     MembershipOp, Message, MessageChange, MessageOp, NewChange, NewMessage, Page, Reaction,

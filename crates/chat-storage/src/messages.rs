@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chat_crypto::{KeyId, Sealed};
+use chat_domain::e2e::MlsKind;
 use chat_domain::{MessageId, Refusal, RoomId, Seq, UserId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -159,6 +160,7 @@ struct StoredRow {
     change: Option<String>,
     target_seq: Option<i64>,
     reactions: i64,
+    mls: Option<String>,
 }
 
 /// What the write transaction hands back.
@@ -305,6 +307,10 @@ impl Store {
         let entries: Vec<Vec<(i32, i64)>> = batch
             .iter()
             .map(|message| {
+                // Ciphertext has no words to find.
+                if message.mls {
+                    return Vec::new();
+                }
                 crate::search::entries_of(self.inner.search.as_ref(), message.body.as_str())
             })
             .collect();
@@ -358,6 +364,7 @@ impl Store {
                     key_id: sealed.key_id.as_str(),
                     client_id,
                     reply_to: message.reply_to.map(Seq::get),
+                    mls: message.mls.then_some(MlsKind::Application.as_str()),
                     created_at: match origin {
                         Origin::Live => created_at,
                         Origin::Imported(provenance) => provenance
@@ -526,6 +533,7 @@ impl Store {
                             change: None,
                             event: None,
                             reactions: 0,
+                            mls: message.mls.then_some(MlsKind::Application),
                         },
                         duplicate: false,
                     }
@@ -551,6 +559,7 @@ impl Store {
                         change: row.change,
                         target_seq: row.target_seq,
                         reactions: row.reactions,
+                        mls: row.mls,
                     })?,
                     duplicate: true,
                 },
@@ -761,6 +770,15 @@ impl Store {
             change: message_change(row.change.as_deref(), row.target_seq)?,
             event,
             reactions: row.reactions,
+            mls: row
+                .mls
+                .as_deref()
+                .map(|kind| {
+                    MlsKind::from_str_opt(kind).ok_or_else(|| {
+                        StorageError::Corrupt(format!("message {} has mls {kind:?}", row.id))
+                    })
+                })
+                .transpose()?,
         })
     }
 }

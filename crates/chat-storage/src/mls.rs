@@ -10,15 +10,20 @@
 //! writer at a time. When a device has no ordinary package left, the claim
 //! hands out its last-resort package, which stays.
 
-use chat_domain::UserId;
-use chat_domain::e2e::{DeviceId, MAX_DEVICES_PER_USER, MAX_KEY_PACKAGES_PER_DEVICE};
+use chat_domain::e2e::{DeviceId, MAX_DEVICES_PER_USER, MAX_KEY_PACKAGES_PER_DEVICE, MlsKind};
+use chat_domain::{MessageBody, Refusal, RoomId, RoomName, UserId};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Timestamp};
 use diesel_async::RunQueryDsl;
 
-use crate::rows::{now, utc};
-use crate::schema::{mls_devices, mls_key_packages, users};
+use crate::model::Message;
+use crate::room_counters::{LockRoomCounters, SetRoomCounters};
+use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, utc};
+use crate::schema::{
+    messages, mls_devices, mls_groups, mls_key_packages, mls_package_refs, mls_welcomes,
+    room_members, rooms, users,
+};
 use crate::store::Pools;
 use crate::{StorageError, Store};
 
@@ -104,6 +109,8 @@ pub struct Device {
 pub struct NewKeyPackage {
     /// The TLS encoding of the KeyPackage.
     pub bytes: Vec<u8>,
+    /// Its reference (RFC 9420, section 5.2), by which a Welcome names it.
+    pub reference: Vec<u8>,
     /// The end of its lifetime.
     pub not_after: DateTime<Utc>,
 }
@@ -347,6 +354,16 @@ impl Store {
             )
             .execute(conn)
             .await?;
+            for package in packages.iter().chain(last_resort) {
+                diesel::insert_into(mls_package_refs::table)
+                    .values((
+                        mls_package_refs::ref_.eq(&package.reference),
+                        mls_package_refs::device.eq(device),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
             for package in packages {
                 diesel::insert_into(mls_key_packages::table)
                     .values((
@@ -467,5 +484,253 @@ impl Store {
             Ok(claimed)
         })?;
         Ok(claimed)
+    }
+}
+
+/// A commit to store in an encrypted room's sequence, checked by the
+/// caller against the room's membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCommit {
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    /// The epoch the commit builds on: it is stored only if the group is
+    /// there now.
+    pub epoch: u64,
+    /// The MLS group's id: a room has one group for good.
+    pub group_id: Vec<u8>,
+    /// The commit (an MLS public message), as base64 text.
+    pub commit: MessageBody,
+    /// The GroupInfo after the commit.
+    pub group_info: Vec<u8>,
+    /// The Welcome for the devices the commit adds, and the references of
+    /// the KeyPackages it was made for.
+    pub welcome: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+}
+
+/// Where an encrypted room's group stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlsGroup {
+    pub group_id: Vec<u8>,
+    /// The epoch the next commit must build on.
+    pub epoch: u64,
+    /// The GroupInfo of the last commit accepted.
+    pub group_info: Vec<u8>,
+}
+
+/// A Welcome waiting for a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWelcome {
+    pub id: i64,
+    pub room: RoomName,
+    pub welcome: Vec<u8>,
+    pub group_info: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn epoch_of(value: i64) -> Result<u64, StorageError> {
+    u64::try_from(value).map_err(|_| StorageError::Corrupt(format!("negative epoch {value}")))
+}
+
+impl Store {
+    /// Where the group of `room` stands, or `None` before its first commit
+    /// (the creator's group is at epoch 0 then).
+    pub async fn mls_group(&self, room: RoomId) -> Result<Option<MlsGroup>, StorageError> {
+        let row: Option<(Vec<u8>, i64, Vec<u8>)> = with_conn!(self, |conn| {
+            mls_groups::table
+                .find(room.get())
+                .select((mls_groups::group_id, mls_groups::epoch, mls_groups::group_info))
+                .first(conn)
+                .await
+                .optional()?
+        });
+        row.map(|(group_id, epoch, group_info)| {
+            Ok(MlsGroup {
+                group_id,
+                epoch: epoch_of(epoch)?,
+                group_info,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores a commit at the next seq of its room, if the group is at the
+    /// commit's epoch (compare-and-swap under the room's lock, in the
+    /// transaction that numbers it), moves the group to the next epoch,
+    /// and keeps the Welcome for each device it adds. Returns the stored
+    /// commit as a message.
+    ///
+    /// Refused, changing nothing, with [`Refusal::StaleEpoch`] when another
+    /// commit was accepted on that epoch first, [`Refusal::NotAMember`]
+    /// when the author is not a member, and [`Refusal::Conflict`] when the
+    /// room's group has another id or the room is not encrypted.
+    pub async fn append_commit(&self, commit: NewCommit) -> Result<Message, StorageError> {
+        let room = commit.room_id.get();
+        let actor = commit.user_id.get();
+        let sealed = self.inner.keys.encrypt(commit.commit.as_str());
+        let at = now();
+        let epoch = i64::try_from(commit.epoch)
+            .map_err(|_| StorageError::Refused(Refusal::StaleEpoch { current: 0 }))?;
+        let row = write_transaction!(self, |conn| {
+            let Some((_, last_seq)) = conn.lock_room_counters(&[room]).await?.into_iter().next()
+            else {
+                return Err(StorageError::NotFound(format!("room {room}")));
+            };
+            let encrypted: bool = rooms::table
+                .find(room)
+                .select(rooms::encrypted)
+                .first(conn)
+                .await?;
+            if !encrypted {
+                return Err(StorageError::Refused(Refusal::Conflict(
+                    "the room is not end-to-end encrypted",
+                )));
+            }
+            let member: Option<i64> = room_members::table
+                .find((room, actor))
+                .select(room_members::user_id)
+                .first(conn)
+                .await
+                .optional()?;
+            if member.is_none() {
+                return Err(StorageError::Refused(Refusal::NotAMember));
+            }
+            let group: Option<(Vec<u8>, i64)> = mls_groups::table
+                .find(room)
+                .select((mls_groups::group_id, mls_groups::epoch))
+                .first(conn)
+                .await
+                .optional()?;
+            let current = group.as_ref().map_or(0, |(_, epoch)| *epoch);
+            if let Some((group_id, _)) = &group
+                && *group_id != commit.group_id
+            {
+                return Err(StorageError::Refused(Refusal::Conflict(
+                    "the commit is for another group than the room's",
+                )));
+            }
+            if current != epoch {
+                return Err(StorageError::Refused(Refusal::StaleEpoch {
+                    current: epoch_of(current)?,
+                }));
+            }
+            let next = last_seq + 1;
+            diesel::insert_into(messages::table)
+                .values((
+                    messages::room_id.eq(room),
+                    messages::seq.eq(next),
+                    messages::user_id.eq(actor),
+                    messages::body.eq(&sealed.token),
+                    messages::key_id.eq(sealed.key_id.as_str()),
+                    messages::created_at.eq(at),
+                    messages::mls.eq(MlsKind::Commit.as_str()),
+                ))
+                .execute(conn)
+                .await?;
+            SetRoomCounters::new(&[(room, next)]).execute(conn).await?;
+            diesel::delete(mls_groups::table.find(room))
+                .execute(conn)
+                .await?;
+            diesel::insert_into(mls_groups::table)
+                .values((
+                    mls_groups::room_id.eq(room),
+                    mls_groups::group_id.eq(&commit.group_id),
+                    mls_groups::epoch.eq(epoch + 1),
+                    mls_groups::group_info.eq(&commit.group_info),
+                    mls_groups::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .await?;
+            if let Some((welcome, refs)) = &commit.welcome {
+                let mut devices: Vec<i64> = mls_package_refs::table
+                    .filter(mls_package_refs::ref_.eq_any(refs))
+                    .select(mls_package_refs::device)
+                    .load(conn)
+                    .await?;
+                devices.sort_unstable();
+                devices.dedup();
+                for device in devices {
+                    diesel::insert_into(mls_welcomes::table)
+                        .values((
+                            mls_welcomes::device.eq(device),
+                            mls_welcomes::room_id.eq(room),
+                            mls_welcomes::welcome.eq(welcome),
+                            mls_welcomes::group_info.eq(Some(&commit.group_info)),
+                            mls_welcomes::created_at.eq(at),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            let row: MessageRow = messages::table
+                .inner_join(users::table)
+                .filter(messages::room_id.eq(room))
+                .filter(messages::seq.eq(next))
+                .select(MESSAGE_COLUMNS)
+                .first(conn)
+                .await?;
+            Ok(row)
+        })?;
+        // The room's newest page in memory no longer holds.
+        self.inner.recent.forget(room);
+        self.open(row)
+    }
+
+    /// The Welcomes waiting for a device of `user`, oldest first.
+    pub async fn welcomes_for(
+        &self,
+        user: UserId,
+        device_id: &DeviceId,
+    ) -> Result<Vec<PendingWelcome>, StorageError> {
+        type Row = (i64, String, Vec<u8>, Option<Vec<u8>>, NaiveDateTime);
+        let rows: Vec<Row> = with_conn!(self, |conn| {
+            let device = device_row_id!(conn, user, device_id)?;
+            mls_welcomes::table
+                .inner_join(rooms::table)
+                .filter(mls_welcomes::device.eq(device))
+                .order(mls_welcomes::id)
+                .select((
+                    mls_welcomes::id,
+                    rooms::name,
+                    mls_welcomes::welcome,
+                    mls_welcomes::group_info,
+                    mls_welcomes::created_at,
+                ))
+                .load(conn)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(id, room, welcome, group_info, created_at)| {
+                Ok(PendingWelcome {
+                    id,
+                    room: RoomName::parse(&room).map_err(|error| {
+                        StorageError::Corrupt(format!("welcome {id}: {error}"))
+                    })?,
+                    welcome,
+                    group_info,
+                    created_at: utc(created_at),
+                })
+            })
+            .collect()
+    }
+
+    /// Drops a Welcome a device of `user` has processed; returns whether
+    /// there was one.
+    pub async fn acknowledge_welcome(
+        &self,
+        user: UserId,
+        device_id: &DeviceId,
+        id: i64,
+    ) -> Result<bool, StorageError> {
+        let deleted = with_conn!(self, |conn| {
+            let device = device_row_id!(conn, user, device_id)?;
+            diesel::delete(
+                mls_welcomes::table
+                    .filter(mls_welcomes::id.eq(id))
+                    .filter(mls_welcomes::device.eq(device)),
+            )
+            .execute(conn)
+            .await?
+        });
+        Ok(deleted > 0)
     }
 }

@@ -268,6 +268,10 @@ pub struct NewMessage {
     /// The seq of the message of the same room this one answers; the
     /// caller has checked that it is a message of the room.
     pub reply_to: Option<Seq>,
+    /// The body is the base64 of an MLS application message (ciphertext
+    /// of an end-to-end encrypted room, checked by the caller): stored as
+    /// it is, and never indexed for search.
+    pub mls: bool,
 }
 
 /// A stored message, decrypted.
@@ -304,6 +308,9 @@ pub struct Message {
     /// How many reactions it has now, every kind and member together
     /// ([`crate::Store::reactions`] tells which).
     pub reactions: i64,
+    /// In an end-to-end encrypted room, what MLS message `content` holds
+    /// (its base64); `None` for plaintext.
+    pub mls: Option<chat_domain::e2e::MlsKind>,
 }
 
 /// The outcome of storing one [`NewMessage`].

@@ -286,6 +286,7 @@ mod tests {
             change: None,
             event: None,
             reactions: 0,
+            mls: None,
         }
     }
 

@@ -144,6 +144,7 @@ pub(crate) struct MessageRow {
     pub(crate) change: Option<String>,
     pub(crate) target_seq: Option<i64>,
     pub(crate) reactions: i64,
+    pub(crate) mls: Option<String>,
 }
 
 /// The columns of a [`MessageRow`], for `.select(..)` on `messages` joined
@@ -168,6 +169,7 @@ pub(crate) type MessageColumns = (
     messages::change,
     messages::target_seq,
     messages::reactions,
+    messages::mls,
 );
 
 pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
@@ -190,6 +192,7 @@ pub(crate) const MESSAGE_COLUMNS: MessageColumns = (
     messages::change,
     messages::target_seq,
     messages::reactions,
+    messages::mls,
 );
 
 /// A message to insert, by [`crate::insert_messages::InsertMessages`].
@@ -204,4 +207,5 @@ pub(crate) struct NewMessageRow<'a> {
     pub(crate) client_id: Option<&'a str>,
     pub(crate) created_at: NaiveDateTime,
     pub(crate) reply_to: Option<i64>,
+    pub(crate) mls: Option<&'a str>,
 }

@@ -57,6 +57,7 @@ diesel::table! {
         change -> Nullable<Text>,
         target_seq -> Nullable<Int8>,
         reactions -> Int8,
+        mls -> Nullable<Text>,
     }
 }
 
@@ -125,6 +126,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    mls_groups (room_id) {
+        room_id -> Int8,
+        group_id -> Binary,
+        epoch -> Int8,
+        group_info -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    mls_package_refs (ref_) {
+        #[sql_name = "ref"]
+        ref_ -> Binary,
+        device -> Int8,
+    }
+}
+
+diesel::table! {
+    mls_welcomes (id) {
+        id -> Int8,
+        device -> Int8,
+        room_id -> Int8,
+        welcome -> Binary,
+        group_info -> Nullable<Binary>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     room_members (room_id, user_id) {
         room_id -> Int8,
         user_id -> Int8,
@@ -186,6 +216,9 @@ diesel::joinable!(message_reactions -> users (user_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(mls_devices -> users (user_id));
 diesel::joinable!(mls_key_packages -> mls_devices (device));
+diesel::joinable!(mls_welcomes -> mls_devices (device));
+diesel::joinable!(mls_welcomes -> rooms (room_id));
+diesel::joinable!(mls_groups -> rooms (room_id));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(refresh_tokens -> auth_sessions (session_id));
 diesel::joinable!(room_bans -> rooms (room_id));
@@ -202,7 +235,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_versions,
     messages,
     mls_devices,
+    mls_groups,
     mls_key_packages,
+    mls_package_refs,
+    mls_welcomes,
     refresh_tokens,
     room_bans,
     room_members,

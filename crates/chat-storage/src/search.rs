@@ -631,6 +631,7 @@ impl Store {
                 .filter(messages::deleted_at.is_null())
                 .filter(messages::event.is_null())
                 .filter(messages::change.is_null())
+                .filter(messages::mls.is_null())
                 .select((
                     messages::id,
                     messages::room_id,

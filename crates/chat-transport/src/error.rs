@@ -183,7 +183,8 @@ impl ResponseError for ApiError {
                 Refusal::Conflict(_)
                 | Refusal::MessageDeleted
                 | Refusal::TooManyReactions { .. }
-                | Refusal::EncryptionRequired => StatusCode::CONFLICT,
+                | Refusal::EncryptionRequired
+                | Refusal::StaleEpoch { .. } => StatusCode::CONFLICT,
                 Refusal::NotAMember
                 | Refusal::Banned { .. }
                 | Refusal::Muted { .. }

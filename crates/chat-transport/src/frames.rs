@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use bytestring::ByteString;
 use chat_domain::{ClientId, Seq, UserId};
+use chat_domain::e2e::MlsKind;
+use chat_protocol::mls::MlsKindBody;
 use chat_protocol::rest::{
     HistoryItem, MemberEventBody, MessageChangeBody, MessageChangeKind, REPLY_EXCERPT_CHARS,
     ReactionCount, ReplyExcerpt, RoomMessage,
@@ -19,6 +21,7 @@ pub(crate) const UNREADABLE: &str = "[this message could not be decrypted]";
 /// The `message` frame for a stored message.
 pub(crate) fn message(room: &str, message: &Message) -> ServerFrame {
     ServerFrame::Message {
+        mls: message.mls.map(mls_kind),
         username: message.username.as_str().to_owned(),
         content: match &message.content {
             Some(content) => content.clone(),
@@ -148,6 +151,14 @@ pub(crate) fn system(message: String) -> ServerFrame {
     }
 }
 
+/// The wire name of what an MLS message is.
+pub(crate) fn mls_kind(kind: MlsKind) -> MlsKindBody {
+    match kind {
+        MlsKind::Application => MlsKindBody::Application,
+        MlsKind::Commit => MlsKindBody::Commit,
+    }
+}
+
 /// Serializes a frame once, into shareable bytes.
 pub(crate) fn encode(frame: &ServerFrame) -> ByteString {
     ByteString::from(frame.to_json())
@@ -208,6 +219,7 @@ pub(crate) fn room_message(room: &str, message: Message, context: &PageContext) 
             deleted: answered.deleted_at.is_some(),
         });
     RoomMessage {
+        mls: message.mls.map(mls_kind),
         id: message.id.get(),
         room: room.to_owned(),
         seq: message.seq.get(),

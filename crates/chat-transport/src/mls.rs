@@ -10,8 +10,8 @@ use chat_domain::Username;
 use chrono::{DateTime, Utc};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, Credential, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider,
-    ProtocolVersion,
+    BasicCredential, Ciphersuite, ContentType, Credential, MlsMessageBodyIn, MlsMessageIn,
+    OpenMlsProvider, ProposalStore, ProtocolMessage, ProtocolVersion, PublicGroup, WireFormat,
 };
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use sha2::{Digest, Sha256};
@@ -25,12 +25,25 @@ pub(crate) const CIPHERSUITE: Ciphersuite =
 const SIGNATURE_KEY_LEN: usize = 32;
 
 /// A KeyPackage that passed every check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CheckedKeyPackage {
     /// The end of its lifetime.
     pub(crate) not_after: DateTime<Utc>,
     /// It carries the last-resort extension.
     pub(crate) last_resort: bool,
+    /// Its reference (RFC 9420, section 5.2), by which Welcomes name it.
+    pub(crate) reference: Vec<u8>,
+}
+
+/// What a commit and the GroupInfo sent with it say, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckedCommit {
+    /// The group's id.
+    pub(crate) group_id: Vec<u8>,
+    /// Who the group's members are after the commit, one entry per device.
+    pub(crate) members: Vec<Username>,
+    /// The references of the KeyPackages the Welcome was made for.
+    pub(crate) welcomed: Vec<Vec<u8>>,
 }
 
 /// The id of the device with `signature_key`: the first 16 bytes of the
@@ -127,9 +140,142 @@ pub(crate) fn check_key_package(
         .ok()
         .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0))
         .ok_or_else(|| "the KeyPackage has no usable lifetime".to_owned())?;
+    let reference = key_package
+        .hash_ref(provider.crypto())
+        .map_err(|error| format!("the KeyPackage's reference cannot be computed: {error}"))?;
     Ok(CheckedKeyPackage {
         not_after,
         last_resort: key_package.last_resort(),
+        reference: reference.as_slice().to_vec(),
+    })
+}
+
+/// A group as its GroupInfo shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupView {
+    pub(crate) group_id: Vec<u8>,
+    pub(crate) epoch: u64,
+    /// The user of each member device.
+    pub(crate) members: Vec<Username>,
+}
+
+/// Reads a GroupInfo with its ratchet tree, checked by openmls (the
+/// signature against the signer's leaf, the tree's hashes and leaves).
+pub(crate) fn group_of(group_info: &[u8]) -> Result<GroupView, String> {
+    let MlsMessageBodyIn::GroupInfo(info) = MlsMessageIn::tls_deserialize_exact(group_info)
+        .map_err(|error| format!("group_info is not an MLS message: {error}"))?
+        .extract()
+    else {
+        return Err("group_info does not hold a GroupInfo".to_owned());
+    };
+    let tree = info
+        .extensions()
+        .ratchet_tree()
+        .map(|extension| extension.ratchet_tree().clone())
+        .ok_or_else(|| "group_info lacks its ratchet tree".to_owned())?;
+    let provider = OpenMlsRustCrypto::default();
+    let (group, _) = PublicGroup::from_external(
+        provider.crypto(),
+        provider.storage(),
+        tree,
+        info,
+        ProposalStore::default(),
+    )
+    .map_err(|error| format!("group_info is not valid: {error}"))?;
+    if group.group_context().ciphersuite() != CIPHERSUITE {
+        return Err(format!("encrypted rooms use {CIPHERSUITE:?}"));
+    }
+    let members = group
+        .members()
+        .map(|member| {
+            let basic = BasicCredential::try_from(member.credential.clone())
+                .map_err(|_| "a member's credential is not a basic credential".to_owned())?;
+            std::str::from_utf8(basic.identity())
+                .ok()
+                .and_then(|name| Username::parse(name).ok())
+                .ok_or_else(|| "a member's credential names no user".to_owned())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(GroupView {
+        group_id: group.group_id().as_slice().to_vec(),
+        epoch: group.group_context().epoch().as_u64(),
+        members,
+    })
+}
+
+/// Reads an MLS message as a protocol (handshake or application) message.
+fn protocol_message(bytes: &[u8]) -> Result<ProtocolMessage, String> {
+    MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|error| format!("not an MLS message: {error}"))?
+        .try_into_protocol_message()
+        .map_err(|_| "the MLS message is neither a public nor a private message".to_owned())
+}
+
+/// Checks that `bytes` is an MLS application message: a private message
+/// (ciphertext), which is all an encrypted room takes from a member's
+/// `message` frame.
+pub(crate) fn check_application(bytes: &[u8]) -> Result<(), String> {
+    let message = protocol_message(bytes)?;
+    if message.wire_format() != WireFormat::PrivateMessage {
+        return Err("an encrypted room takes MLS private messages (ciphertext) only".to_owned());
+    }
+    Ok(())
+}
+
+/// Checks a commit built on `epoch`, the GroupInfo of the group after it
+/// and the Welcome for the devices it adds: the commit is a public message
+/// of that epoch holding a commit; the GroupInfo, with its ratchet tree,
+/// is valid for the next epoch of the same group (signature, tree and
+/// leaves checked by openmls); the Welcome names the KeyPackages it is for.
+pub(crate) fn check_commit(
+    commit: &[u8],
+    epoch: u64,
+    group_info: &[u8],
+    welcome: Option<&[u8]>,
+) -> Result<CheckedCommit, String> {
+    let message = protocol_message(commit)?;
+    if message.wire_format() != WireFormat::PublicMessage
+        || message.content_type() != ContentType::Commit
+    {
+        return Err("commit is not an MLS public message holding a commit".to_owned());
+    }
+    if message.epoch().as_u64() != epoch {
+        return Err(format!(
+            "the commit is built on epoch {}, not the epoch given ({epoch})",
+            message.epoch().as_u64()
+        ));
+    }
+    let group_id = message.group_id().as_slice().to_vec();
+
+    let group = group_of(group_info)?;
+    if group.group_id != group_id {
+        return Err("group_info is of another group than the commit".to_owned());
+    }
+    if group.epoch != epoch + 1 {
+        return Err("group_info is not of the epoch the commit leads to".to_owned());
+    }
+    let members = group.members;
+
+    let welcomed = match welcome {
+        None => Vec::new(),
+        Some(welcome) => {
+            let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(welcome)
+                .map_err(|error| format!("welcome is not an MLS message: {error}"))?
+                .extract()
+            else {
+                return Err("welcome does not hold a Welcome".to_owned());
+            };
+            welcome
+                .secrets()
+                .iter()
+                .map(|secrets| secrets.new_member().as_slice().to_vec())
+                .collect()
+        }
+    };
+    Ok(CheckedCommit {
+        group_id,
+        members,
+        welcomed,
     })
 }
 

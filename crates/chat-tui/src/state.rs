@@ -143,6 +143,7 @@ pub(crate) struct Pending {
 impl Pending {
     fn frame(&self) -> ClientFrame {
         ClientFrame::Message {
+            mls: None,
             content: self.content.clone(),
             room: Some(self.room.clone()),
             client_id: Some(self.client_id.clone()),

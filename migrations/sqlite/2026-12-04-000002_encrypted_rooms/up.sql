@@ -24,3 +24,29 @@ CREATE TABLE mls_key_packages (
 CREATE INDEX mls_key_packages_claim ON mls_key_packages (device, last_resort, id);
 CREATE UNIQUE INDEX mls_key_packages_one_last_resort ON mls_key_packages (device)
     WHERE last_resort;
+
+CREATE TABLE mls_package_refs (
+    ref BLOB PRIMARY KEY NOT NULL,
+    device BIGINT NOT NULL REFERENCES mls_devices (id) ON DELETE CASCADE
+);
+
+CREATE TABLE mls_groups (
+    room_id BIGINT PRIMARY KEY NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    group_id BLOB NOT NULL,
+    epoch BIGINT NOT NULL,
+    group_info BLOB NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE mls_welcomes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device BIGINT NOT NULL REFERENCES mls_devices (id) ON DELETE CASCADE,
+    room_id BIGINT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    welcome BLOB NOT NULL,
+    group_info BLOB,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX mls_welcomes_by_device ON mls_welcomes (device, id);
+
+ALTER TABLE messages ADD COLUMN mls TEXT
+    CHECK (mls IS NULL OR mls IN ('application', 'commit'));

@@ -29,6 +29,11 @@ pub enum ClientFrame {
         /// The seq of the message of the same room this one answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<i64>,
+        /// `"application"` in an end-to-end encrypted room: `content` is
+        /// the base64 of an MLS application message (ciphertext). Without
+        /// it, such a room refuses the message (`encryption_required`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mls: Option<crate::mls::MlsKindBody>,
     },
     /// Replace the text of one's own message.
     Edit {

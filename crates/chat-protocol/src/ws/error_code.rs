@@ -172,6 +172,7 @@ impl From<&chat_domain::Refusal> for ErrorCode {
             Refusal::ReactionNotFound => ErrorCode::NotFound,
             Refusal::TooManyReactions { .. } => ErrorCode::Invalid,
             Refusal::EncryptionRequired => ErrorCode::EncryptionRequired,
+            Refusal::StaleEpoch { .. } => ErrorCode::StaleEpoch,
         }
     }
 }

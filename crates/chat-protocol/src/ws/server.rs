@@ -59,6 +59,10 @@ pub enum ServerFrame {
         /// Seed clients never receive tombstones.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         deleted: bool,
+        /// In an end-to-end encrypted room: `content` is the base64 of an
+        /// MLS `application` message or `commit`. Absent for plaintext.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mls: Option<crate::mls::MlsKindBody>,
     },
     /// A message's text was edited: recorded at its own `seq` in the room,
     /// sent to the room's members and replayed by `resume` and history in

@@ -510,6 +510,7 @@ async fn a_general_holding_messages_of_this_server_is_refused_unless_appended(
             body: MessageBody::parse("written here before the import")?,
             client_id: None,
             reply_to: None,
+            mls: false,
         }])
         .await?;
 

@@ -173,6 +173,7 @@ async fn a_restarted_server_reads_the_history_it_wrote_with_generated_keys() -> 
             body: MessageBody::parse("written before the restart")?,
             client_id: None,
             reply_to: None,
+            mls: false,
         }])
         .await?;
     drop(store);
@@ -459,6 +460,7 @@ async fn after_rotate_key_a_server_with_only_the_new_keys_reads_all_history() ->
             body: MessageBody::parse(text.as_str())?,
             client_id: None,
             reply_to: None,
+            mls: false,
         });
     }
     store.append_messages(batch).await?;
@@ -804,6 +806,7 @@ async fn the_search_key_changes_with_reindex_and_nothing_goes_unfound() -> Resul
                 body: MessageBody::parse(text.as_str())?,
                 client_id: None,
                 reply_to: None,
+                mls: false,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -24,6 +24,7 @@ fn id(text: &str) -> DeviceId {
 fn package(bytes: &[u8], days: i64) -> NewKeyPackage {
     NewKeyPackage {
         bytes: bytes.to_vec(),
+        reference: [b"ref:", bytes].concat(),
         not_after: Utc::now() + Duration::days(days),
     }
 }

@@ -392,6 +392,7 @@ pub(crate) fn message(
         body: MessageBody::parse(text).expect("valid body"),
         client_id: client_id.map(|id| ClientId::parse(id).expect("valid client id")),
         reply_to: None,
+        mls: false,
     }
 }
 

@@ -5,23 +5,33 @@
 //! uploaded, and claims other users' packages to add them to an encrypted
 //! room. Every object is checked here ([`crate::mls`]) before it is
 //! stored; the store hands out each ordinary package once.
+//!
+//! The group of an encrypted room changes through commits, which go into
+//! the room's sequence like messages (`POST /api/rooms/{room}/mls/commits`,
+//! compare-and-swap on the epoch), and the Welcomes they make wait for the
+//! devices they add (`/api/mls/welcomes`).
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use chat_domain::Username;
+use chat_domain::{MessageBody, Refusal, Role, Username};
 use chat_domain::e2e::{
     DeviceId, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MLS_OBJECT_BYTES, MAX_USERS_PER_CLAIM,
 };
 use chat_protocol::mls::{
-    ClaimedKeyPackage, ClaimedKeyPackages, DeviceBody, DeviceRegistration, DevicesBody,
-    KeyPackageClaim, KeyPackageStock, KeyPackageUpload, decode,
+    ClaimedKeyPackage, ClaimedKeyPackages, CommitAccepted, CommitUpload, DeviceBody,
+    DeviceRegistration, DevicesBody, KeyPackageClaim, KeyPackageStock, KeyPackageUpload,
+    WelcomeBody, WelcomesBody, WelcomesQuery, decode, encode,
 };
 use chat_protocol::rest::ErrorBody;
-use chat_storage::{Device, NewKeyPackage, User};
+use chat_storage::{Device, NewCommit, NewKeyPackage, User};
 
+use super::rooms::parse_room;
 use crate::access;
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::mls::{check_device, check_key_package, device_id_of, fingerprint};
+use crate::fanout::RoomEvent;
+use crate::frames;
+use crate::hub::{Audience, ItemKind};
+use crate::mls::{check_commit, check_device, check_key_package, device_id_of, fingerprint};
 use crate::state::AppState;
 
 fn device_body(device: &Device, username: &Username) -> DeviceBody {
@@ -212,6 +222,7 @@ pub(crate) async fn upload_key_packages(
         }
         Ok(NewKeyPackage {
             bytes,
+            reference: checked.reference,
             not_after: checked.not_after,
         })
     };
@@ -284,10 +295,224 @@ pub(crate) async fn claim_key_packages(
             Some(ClaimedKeyPackage {
                 username: owner.username.as_str().to_owned(),
                 device_id: package.device_id.as_str().to_owned(),
-                key_package: chat_protocol::mls::encode(&package.key_package),
+                key_package: encode(&package.key_package),
                 last_resort: package.last_resort,
             })
         })
         .collect();
     Ok(HttpResponse::Ok().json(ClaimedKeyPackages { key_packages }))
+}
+
+/// Most bytes of a commit, a GroupInfo (it carries the whole ratchet tree)
+/// or a Welcome.
+const MAX_GROUP_OBJECT_BYTES: usize = 1024 * 1024;
+
+/// A base64 field of a commit upload.
+fn group_binary(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    let bytes = decode(text)
+        .map_err(|_| ApiError::invalid_value(format!("{field} is not standard base64")))?;
+    if bytes.len() > MAX_GROUP_OBJECT_BYTES {
+        return Err(ApiError::invalid_value(format!(
+            "{field} is longer than {MAX_GROUP_OBJECT_BYTES} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Takes a commit of an encrypted room's group into the room's sequence,
+/// if it builds on the group's current epoch: the commit (an MLS public
+/// message), the GroupInfo of the group after it (required) and the
+/// Welcome for the devices it adds.
+///
+/// The server checks what it can without reading anything: the commit and
+/// the GroupInfo (signatures, ratchet tree, the next epoch of the same
+/// group); that every device in the group after the commit belongs to a
+/// member of the room; and that a member who is removed while still in
+/// the room is removed by themselves or by a moderator. A commit on an
+/// epoch the group has left is 409 `stale_epoch`: process the commits
+/// since (they are in the room's sequence) and commit again.
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/mls/commits",
+    tag = "encryption",
+    params(("room" = String, Path, description = "an encrypted room")),
+    request_body = CommitUpload,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = CommitAccepted),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "not a member, banned, or removing a member without being a moderator", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`stale_epoch`: another commit was accepted on that epoch first; or the room is not encrypted, or its group has another id", body = ErrorBody),
+        (status = 422, description = "a commit, GroupInfo or Welcome that fails a check, or a group with users who are not members", body = ErrorBody)
+    )
+)]
+#[post("/api/rooms/{room}/mls/commits")]
+pub(crate) async fn commit(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    room: web::Path<String>,
+    body: web::Json<CommitUpload>,
+) -> Result<HttpResponse, ApiError> {
+    let name = parse_room(&room)?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    found
+        .member()
+        .map_err(|refusal| access::for_route(&name, refusal))?;
+    if !found.0.room.encrypted {
+        return Err(access::for_route(
+            &name,
+            Refusal::Conflict("the room is not end-to-end encrypted"),
+        ));
+    }
+    let room = found.key();
+    let commit = group_binary("commit", &body.commit)?;
+    let group_info = body
+        .group_info
+        .as_deref()
+        .map(|text| group_binary("group_info", text))
+        .transpose()?
+        .ok_or_else(|| ApiError::invalid_value("group_info is required with a commit"))?;
+    let welcome = body
+        .welcome
+        .as_deref()
+        .map(|text| group_binary("welcome", text))
+        .transpose()?;
+    let checked = check_commit(&commit, body.epoch, &group_info, welcome.as_deref())
+        .map_err(ApiError::invalid_value)?;
+
+    // The group follows the room: nobody outside it is in the group.
+    let members: Vec<Username> = state
+        .store
+        .room_members(room.id)
+        .await?
+        .into_iter()
+        .map(|member| member.username)
+        .collect();
+    let in_room = |name: &Username| members.iter().any(|member| member.same_user(name));
+    if let Some(stranger) = checked.members.iter().find(|name| !in_room(name)) {
+        return Err(ApiError::invalid_value(format!(
+            "'{stranger}' is not a member of '{name}': add them to the room first"
+        )));
+    }
+    // Removing someone who is still in the room is a moderator's act.
+    if let Some(previous) = state.store.mls_group(room.id).await? {
+        let before = crate::mls::group_of(&previous.group_info).map_err(|why| {
+            ApiError::internal(std::io::Error::other(format!("stored GroupInfo: {why}")))
+        })?;
+        let moderator = found.role().is_some_and(|role| role >= Role::Moderator);
+        let removed = before
+            .members
+            .iter()
+            .find(|gone| !checked.members.iter().any(|kept| kept.same_user(gone)));
+        if let Some(gone) = removed
+            && in_room(gone)
+            && !gone.same_user(&user.username)
+            && !moderator
+        {
+            return Err(access::for_route(
+                &name,
+                Refusal::Forbidden("only a moderator removes a member who is still in the room"),
+            ));
+        }
+    }
+
+    let epoch = body.epoch;
+    let stored = state
+        .store
+        .append_commit(NewCommit {
+            room_id: room.id,
+            user_id: user.id,
+            epoch,
+            group_id: checked.group_id,
+            commit: MessageBody::parse_with_limit(body.commit.clone(), usize::MAX)
+                .map_err(ApiError::invalid)?,
+            group_info,
+            welcome: welcome.map(|welcome| (welcome, checked.welcomed)),
+        })
+        .await?;
+    state.fanout.publish(RoomEvent {
+        room: room.id,
+        seq: Some(stored.seq),
+        frame: frames::encode(&frames::message(name.as_str(), &stored)),
+        audience: Audience::Everyone,
+        kind: ItemKind::Message,
+    });
+    Ok(HttpResponse::Created().json(CommitAccepted {
+        seq: stored.seq.get(),
+        epoch: epoch + 1,
+    }))
+}
+
+/// The Welcomes waiting for one of the caller's devices, oldest first:
+/// each joins the group of an encrypted room the device was added to.
+/// They stay until acknowledged with `DELETE /api/mls/welcomes/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/mls/welcomes",
+    tag = "encryption",
+    params(WelcomesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = WelcomesBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "the caller has no such device", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[get("/api/mls/welcomes")]
+pub(crate) async fn welcomes(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: web::Query<WelcomesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&query.device_id)?;
+    own_device(&state, &user, &id).await?;
+    let waiting = state.store.welcomes_for(user.id, &id).await?;
+    Ok(HttpResponse::Ok().json(WelcomesBody {
+        welcomes: waiting
+            .into_iter()
+            .map(|welcome| WelcomeBody {
+                id: welcome.id,
+                room: welcome.room.as_str().to_owned(),
+                welcome: encode(&welcome.welcome),
+                group_info: welcome.group_info.as_ref().map(encode),
+                created_at: welcome.created_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Acknowledges a Welcome one of the caller's devices has processed: it is
+/// dropped.
+#[utoipa::path(
+    delete,
+    path = "/api/mls/welcomes/{id}",
+    tag = "encryption",
+    params(("id" = i64, Path, description = "the Welcome"), WelcomesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "dropped"),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such Welcome for that device of the caller", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[delete("/api/mls/welcomes/{id}")]
+pub(crate) async fn acknowledge_welcome(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    welcome: web::Path<i64>,
+    query: web::Query<WelcomesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = device_id(&query.device_id)?;
+    own_device(&state, &user, &id).await?;
+    if !state
+        .store
+        .acknowledge_welcome(user.id, &id, welcome.into_inner())
+        .await?
+    {
+        return Err(ApiError::NotFound("no such Welcome for that device".to_owned()));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }

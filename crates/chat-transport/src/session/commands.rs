@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use chat_domain::e2e::max_mls_message_chars;
 use chat_domain::{ClientId, MessageBody, Refusal, RoomName, Seq, Username};
+use chat_protocol::mls::MlsKindBody;
 use chat_protocol::ws::{AuthFrame, ClientFrame, ErrorCode, Inbound, ServerFrame};
 use chat_storage::{MembershipOp, NewMessage, RoomKey, StorageError};
 
@@ -48,7 +50,8 @@ impl Session {
                 room,
                 client_id,
                 reply_to,
-            } => self.on_message(content, room, client_id, reply_to).await,
+                mls,
+            } => self.on_message(content, room, client_id, reply_to, mls).await,
             ClientFrame::Edit {
                 room,
                 seq,
@@ -206,9 +209,29 @@ impl Session {
         room: Option<String>,
         client_id: Option<String>,
         reply_to: Option<i64>,
+        mls: Option<MlsKindBody>,
     ) -> Result<(), Gone> {
-        let body = match MessageBody::parse_with_limit(content, self.state.config.max_message_chars)
-        {
+        let mls = match mls {
+            None => false,
+            Some(MlsKindBody::Application) => true,
+            Some(MlsKindBody::Commit) => {
+                return self
+                    .send_error(
+                        ErrorCode::InvalidFrame,
+                        "commits are uploaded with POST /api/rooms/{room}/mls/commits",
+                        client_id,
+                        room,
+                    )
+                    .await;
+            }
+        };
+        // Ciphertext is longer than the text it hides.
+        let limit = if mls {
+            max_mls_message_chars(self.state.config.max_message_chars)
+        } else {
+            self.state.config.max_message_chars
+        };
+        let body = match MessageBody::parse_with_limit(content, limit) {
             Ok(body) => body,
             Err(error) => {
                 return self
@@ -230,10 +253,24 @@ impl Session {
         };
         // Whether a room is encrypted is fixed when it is created, so what
         // the connection knows of it still holds.
-        if room.encrypted {
+        if room.encrypted && !mls {
             return self
                 .send_refusal(&Refusal::EncryptionRequired, room.name.as_str(), cid)
                 .await;
+        }
+        if mls {
+            let checked = if room.encrypted {
+                chat_protocol::mls::decode(body.as_str())
+                    .map_err(|_| "content is not standard base64".to_owned())
+                    .and_then(|bytes| crate::mls::check_application(&bytes))
+            } else {
+                Err("MLS messages go to end-to-end encrypted rooms only".to_owned())
+            };
+            if let Err(why) = checked {
+                return self
+                    .send_error(ErrorCode::InvalidFrame, why, cid, Some(room.name.as_str().to_owned()))
+                    .await;
+            }
         }
         let reply_to = match reply_to {
             None => None,
@@ -251,6 +288,7 @@ impl Session {
             body,
             client_id,
             reply_to,
+            mls,
         });
         self.submit(job, room, cid).await
     }
