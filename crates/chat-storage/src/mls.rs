@@ -538,7 +538,11 @@ impl Store {
         let row: Option<(Vec<u8>, i64, Vec<u8>)> = with_conn!(self, |conn| {
             mls_groups::table
                 .find(room.get())
-                .select((mls_groups::group_id, mls_groups::epoch, mls_groups::group_info))
+                .select((
+                    mls_groups::group_id,
+                    mls_groups::epoch,
+                    mls_groups::group_info,
+                ))
                 .first(conn)
                 .await
                 .optional()?
@@ -702,9 +706,8 @@ impl Store {
             .map(|(id, room, welcome, group_info, created_at)| {
                 Ok(PendingWelcome {
                     id,
-                    room: RoomName::parse(&room).map_err(|error| {
-                        StorageError::Corrupt(format!("welcome {id}: {error}"))
-                    })?,
+                    room: RoomName::parse(&room)
+                        .map_err(|error| StorageError::Corrupt(format!("welcome {id}: {error}")))?,
                     welcome,
                     group_info,
                     created_at: utc(created_at),

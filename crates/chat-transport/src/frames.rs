@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use bytestring::ByteString;
-use chat_domain::{ClientId, Seq, UserId};
 use chat_domain::e2e::MlsKind;
+use chat_domain::{ClientId, Seq, UserId};
 use chat_protocol::mls::MlsKindBody;
 use chat_protocol::rest::{
     HistoryItem, MemberEventBody, MessageChangeBody, MessageChangeKind, REPLY_EXCERPT_CHARS,

@@ -12,10 +12,10 @@
 //! devices they add (`/api/mls/welcomes`).
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use chat_domain::{MessageBody, Refusal, Role, Username};
 use chat_domain::e2e::{
     DeviceId, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MLS_OBJECT_BYTES, MAX_USERS_PER_CLAIM,
 };
+use chat_domain::{MessageBody, Refusal, Role, Username};
 use chat_protocol::mls::{
     ClaimedKeyPackage, ClaimedKeyPackages, CommitAccepted, CommitUpload, DeviceBody,
     DeviceRegistration, DevicesBody, KeyPackageClaim, KeyPackageStock, KeyPackageUpload,
@@ -425,7 +425,7 @@ pub(crate) async fn commit(
             user_id: user.id,
             epoch,
             group_id: checked.group_id,
-            commit: MessageBody::parse_with_limit(body.commit.clone(), usize::MAX)
+            commit: MessageBody::parse_with_limit(body.commit.clone(), 2 * MAX_GROUP_OBJECT_BYTES)
                 .map_err(ApiError::invalid)?,
             group_info,
             welcome: welcome.map(|welcome| (welcome, checked.welcomed)),
@@ -512,7 +512,9 @@ pub(crate) async fn acknowledge_welcome(
         .acknowledge_welcome(user.id, &id, welcome.into_inner())
         .await?
     {
-        return Err(ApiError::NotFound("no such Welcome for that device".to_owned()));
+        return Err(ApiError::NotFound(
+            "no such Welcome for that device".to_owned(),
+        ));
     }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -51,7 +51,10 @@ impl Session {
                 client_id,
                 reply_to,
                 mls,
-            } => self.on_message(content, room, client_id, reply_to, mls).await,
+            } => {
+                self.on_message(content, room, client_id, reply_to, mls)
+                    .await
+            }
             ClientFrame::Edit {
                 room,
                 seq,
@@ -268,7 +271,12 @@ impl Session {
             };
             if let Err(why) = checked {
                 return self
-                    .send_error(ErrorCode::InvalidFrame, why, cid, Some(room.name.as_str().to_owned()))
+                    .send_error(
+                        ErrorCode::InvalidFrame,
+                        why,
+                        cid,
+                        Some(room.name.as_str().to_owned()),
+                    )
                     .await;
             }
         }

@@ -19,6 +19,7 @@ crate::backend_tests!(
     devices_register_with_their_own_key_and_credential_only,
     key_packages_are_checked_and_each_is_handed_out_once,
     concurrent_claims_never_share_a_key_package,
+    an_encrypted_room_carries_only_ciphertext_between_real_clients,
 );
 
 fn device(name: &str) -> Result<Device> {
@@ -446,5 +447,324 @@ async fn concurrent_claims_never_share_a_key_package(app: &TestApp) -> Result<()
     ensure!(handed.len() == 12, "{} packages", handed.len());
     let (_, claimed) = claim(app, &alice, &["bob"]).await?;
     ensure!(packages(&claimed)[0]["last_resort"] == true, "{claimed}");
+    Ok(())
+}
+
+/// Registers a device of `name` (signed in with `token`) with a stock of
+/// KeyPackages.
+async fn enrolled(app: &TestApp, token: &str, name: &str) -> Result<Device> {
+    let mut device = device(name)?;
+    let (status, body) = register(app, token, &device).await?;
+    ensure!(status == 201, "{status} {body}");
+    let (status, body) = upload(app, token, &mut device, 4).await?;
+    ensure!(status == 200, "{status} {body}");
+    Ok(device)
+}
+
+/// Uploads `commit` to `room` as the holder of `token`.
+async fn post_commit(
+    app: &TestApp,
+    token: &str,
+    room: &str,
+    commit: &chat_e2e::OutgoingCommit,
+) -> Result<(u16, Value)> {
+    let body = serde_json::to_value(commit.to_upload())?;
+    json_of(
+        app.post_authed(&format!("/api/rooms/{room}/mls/commits"), token, &body)
+            .await?,
+    )
+    .await
+}
+
+/// The next MLS message of `room` someone other than `me` sent, from
+/// `socket`, as its kind and bytes; every frame read is kept in `seen`.
+async fn next_mls(
+    socket: &mut crate::helpers::Client,
+    me: &str,
+    seen: &mut Vec<String>,
+) -> Result<(String, Vec<u8>)> {
+    loop {
+        let frame = socket.recv().await?;
+        seen.push(frame.to_string());
+        if frame["type"] != "message" || frame["username"] == me {
+            continue;
+        }
+        let kind = frame["mls"].as_str().unwrap_or("none").to_owned();
+        let bytes = chat_protocol::mls::decode(frame["content"].as_str().unwrap_or_default())?;
+        return Ok((kind, bytes));
+    }
+}
+
+/// Joins `device` to the group of every Welcome waiting for it, and
+/// acknowledges them.
+async fn take_welcomes(app: &TestApp, token: &str, device: &mut Device) -> Result<usize> {
+    let path = format!("/api/mls/welcomes?device_id={}", device.device_id());
+    let (status, body) = json_of(app.get_authed(&path, token).await?).await?;
+    ensure!(status == 200, "{status} {body}");
+    let welcomes = body["welcomes"].as_array().cloned().unwrap_or_default();
+    for welcome in &welcomes {
+        let room = chat_domain::RoomName::parse(welcome["room"].as_str().unwrap_or_default())?;
+        let bytes = chat_protocol::mls::decode(welcome["welcome"].as_str().unwrap_or_default())?;
+        device.join(&room, &bytes)?;
+        let ack = format!(
+            "/api/mls/welcomes/{}?device_id={}",
+            welcome["id"],
+            device.device_id()
+        );
+        let (status, _) =
+            json_of(app.send_authed(Method::DELETE, &ack, token, None).await?).await?;
+        ensure!(status == 204, "ack: {status}");
+    }
+    Ok(welcomes.len())
+}
+
+async fn claimed(app: &TestApp, token: &str, user: &str) -> Result<Vec<Vec<u8>>> {
+    let (status, body) = claim(app, token, &[user]).await?;
+    ensure!(status == 200, "{status} {body}");
+    packages(&body)
+        .iter()
+        .map(|package| {
+            Ok(chat_protocol::mls::decode(
+                package["key_package"].as_str().unwrap_or_default(),
+            )?)
+        })
+        .collect()
+}
+
+async fn an_encrypted_room_carries_only_ciphertext_between_real_clients(
+    app: &TestApp,
+) -> Result<()> {
+    let alice_token = app.user("alice").await?;
+    let bob_token = app.user("bob").await?;
+    let carol_token = app.user("carol").await?;
+    let mut alice = enrolled(app, &alice_token, "alice").await?;
+    let mut bob = enrolled(app, &bob_token, "bob").await?;
+    let mut carol = enrolled(app, &carol_token, "carol").await?;
+    let vault = chat_domain::RoomName::public("vault")?;
+    let (status, body) = json_of(
+        app.post_authed(
+            "/api/rooms",
+            &alice_token,
+            &json!({"name": "vault", "visibility": "private", "encrypted": true}),
+        )
+        .await?,
+    )
+    .await?;
+    ensure!(status == 201, "{status} {body}");
+    let put_member = |name: &'static str| {
+        let token = alice_token.clone();
+        async move {
+            let path = format!("/api/rooms/vault/members/{name}");
+            let response = app
+                .send_authed(Method::PUT, &path, &token, Some(&json!({})))
+                .await?;
+            ensure!(
+                response.status().is_success(),
+                "add {name}: {}",
+                response.status()
+            );
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    put_member("bob").await?;
+
+    // Alice makes the group and adds Bob's device with a claimed package.
+    alice.create_group(&vault)?;
+    let add_bob = alice.add_members(&vault, &claimed(app, &alice_token, "bob").await?)?;
+    let (status, accepted) = post_commit(app, &alice_token, "vault", &add_bob).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 1,
+        "{status} {accepted}"
+    );
+    alice.merge_pending_commit(&vault)?;
+    ensure!(take_welcomes(app, &bob_token, &mut bob).await? == 1);
+    ensure!(
+        take_welcomes(app, &bob_token, &mut bob).await? == 0,
+        "acknowledged"
+    );
+    ensure!(bob.epoch(&vault)? == 1);
+
+    let mut alice_socket = app.connect(&alice_token).await?;
+    let mut bob_socket = app.connect(&bob_token).await?;
+    for socket in [&mut alice_socket, &mut bob_socket] {
+        socket
+            .send(json!({"type": "join", "room": "vault"}))
+            .await?;
+        socket.recv_type("joined").await?;
+    }
+    let mut seen = Vec::new();
+    let secrets = [
+        "meet at the north gate",
+        "bring the blue folder",
+        "after carol left",
+    ];
+
+    // Messages both ways, as ciphertext.
+    let sealed = chat_protocol::mls::encode(alice.encrypt(&vault, secrets[0].as_bytes())?);
+    let ack = alice_socket
+        .acked(json!({"type": "message", "room": "vault", "content": sealed, "mls": "application", "client_id": "a1"}))
+        .await?;
+    seen.push(ack.to_string());
+    let (kind, bytes) = next_mls(&mut bob_socket, "bob", &mut seen).await?;
+    ensure!(kind == "application");
+    match bob.process(&vault, &bytes)? {
+        chat_e2e::Incoming::Message { sender, plaintext } => {
+            ensure!(sender.as_str() == "alice" && plaintext == secrets[0].as_bytes());
+        }
+        other => anyhow::bail!("expected a message, got {other:?}"),
+    }
+    let sealed = chat_protocol::mls::encode(bob.encrypt(&vault, secrets[1].as_bytes())?);
+    bob_socket
+        .acked(json!({"type": "message", "room": "vault", "content": sealed, "mls": "application", "client_id": "b1"}))
+        .await?;
+    let (_, bytes) = next_mls(&mut alice_socket, "alice", &mut seen).await?;
+    ensure!(
+        matches!(alice.process(&vault, &bytes)?, chat_e2e::Incoming::Message { plaintext, .. } if plaintext == secrets[1].as_bytes())
+    );
+    // A frame claiming to be MLS but holding anything else is refused.
+    alice_socket
+        .send(json!({"type": "message", "room": "vault", "content": chat_protocol::mls::encode(b"plain words"), "mls": "application", "client_id": "a2"}))
+        .await?;
+    let refused = alice_socket.recv_type("error").await?;
+    ensure!(refused["code"] == "invalid_frame", "{refused}");
+
+    // Two commits on one epoch: the first wins, the other is stale, and
+    // its author processes the winner and commits again.
+    let from_alice = alice.self_update(&vault)?;
+    let from_bob = bob.self_update(&vault)?;
+    let (status, _) = post_commit(app, &alice_token, "vault", &from_alice).await?;
+    ensure!(status == 201);
+    alice.merge_pending_commit(&vault)?;
+    let (status, stale) = post_commit(app, &bob_token, "vault", &from_bob).await?;
+    ensure!(
+        status == 409 && stale["code"] == "stale_epoch",
+        "{status} {stale}"
+    );
+    bob.clear_pending_commit(&vault)?;
+    let (kind, bytes) = next_mls(&mut bob_socket, "bob", &mut seen).await?;
+    ensure!(kind == "commit");
+    ensure!(matches!(
+        bob.process(&vault, &bytes)?,
+        chat_e2e::Incoming::Commit { epoch: 2, .. }
+    ));
+    let again = bob.self_update(&vault)?;
+    let (status, accepted) = post_commit(app, &bob_token, "vault", &again).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 3,
+        "{status} {accepted}"
+    );
+    bob.merge_pending_commit(&vault)?;
+    let (_, bytes) = next_mls(&mut alice_socket, "alice", &mut seen).await?;
+    ensure!(matches!(
+        alice.process(&vault, &bytes)?,
+        chat_e2e::Incoming::Commit { epoch: 3, .. }
+    ));
+
+    // Nobody outside the room joins the group.
+    let add_carol = alice.add_members(&vault, &claimed(app, &alice_token, "carol").await?)?;
+    let (status, refused) = post_commit(app, &alice_token, "vault", &add_carol).await?;
+    ensure!(status == 422, "{status} {refused}");
+    alice.clear_pending_commit(&vault)?;
+    ensure!(take_welcomes(app, &carol_token, &mut carol).await? == 0);
+    put_member("carol").await?;
+    let add_carol = alice.add_members(&vault, &claimed(app, &alice_token, "carol").await?)?;
+    let (status, _) = post_commit(app, &alice_token, "vault", &add_carol).await?;
+    ensure!(status == 201);
+    alice.merge_pending_commit(&vault)?;
+    ensure!(take_welcomes(app, &carol_token, &mut carol).await? == 1);
+    let (_, bytes) = next_mls(&mut bob_socket, "bob", &mut seen).await?;
+    ensure!(matches!(
+        bob.process(&vault, &bytes)?,
+        chat_e2e::Incoming::Commit { epoch: 4, .. }
+    ));
+
+    // Bob is no moderator: he may not remove Carol while she is in the room.
+    let carol_name = Username::parse("carol")?;
+    let removal = bob.remove_members(&vault, std::slice::from_ref(&carol_name))?;
+    let (status, refused) = post_commit(app, &bob_token, "vault", &removal).await?;
+    ensure!(
+        status == 403 && refused["code"] == "forbidden",
+        "{status} {refused}"
+    );
+    bob.clear_pending_commit(&vault)?;
+
+    // Carol is kicked, and Alice's client removes her from the group: she
+    // cannot read what is sent afterwards.
+    let response = app
+        .send_authed(
+            Method::DELETE,
+            "/api/rooms/vault/members/carol",
+            &alice_token,
+            None,
+        )
+        .await?;
+    ensure!(
+        response.status().is_success(),
+        "kick: {}",
+        response.status()
+    );
+    let removal = alice.remove_members(&vault, std::slice::from_ref(&carol_name))?;
+    let (status, _) = post_commit(app, &alice_token, "vault", &removal).await?;
+    ensure!(status == 201);
+    alice.merge_pending_commit(&vault)?;
+    let (_, bytes) = next_mls(&mut bob_socket, "bob", &mut seen).await?;
+    ensure!(matches!(
+        bob.process(&vault, &bytes)?,
+        chat_e2e::Incoming::Commit { epoch: 5, .. }
+    ));
+    let sealed = chat_protocol::mls::encode(alice.encrypt(&vault, secrets[2].as_bytes())?);
+    alice_socket
+        .acked(json!({"type": "message", "room": "vault", "content": sealed, "mls": "application", "client_id": "a3"}))
+        .await?;
+    let (_, bytes) = next_mls(&mut bob_socket, "bob", &mut seen).await?;
+    ensure!(
+        matches!(bob.process(&vault, &bytes)?, chat_e2e::Incoming::Message { plaintext, .. } if plaintext == secrets[2].as_bytes())
+    );
+    let read_by_carol = carol.process(&vault, &bytes);
+    ensure!(
+        !matches!(read_by_carol, Ok(chat_e2e::Incoming::Message { .. })),
+        "a removed member read a later message: {read_by_carol:?}"
+    );
+
+    // Nothing the server sent or stored holds a plaintext: frames as
+    // received, and the room's history as the server decrypts it.
+    let room = app.store.room_by_name(&vault).await?.expect("the room");
+    let stored = app.store.latest(room.id, 100).await?;
+    ensure!(stored.len() >= 8, "{} rows", stored.len());
+    let (_, history) = json_of(
+        app.get_authed("/api/rooms/vault/messages", &bob_token)
+            .await?,
+    )
+    .await?;
+    for secret in secrets {
+        ensure!(
+            !seen.iter().any(|frame| frame.contains(secret)),
+            "a frame holds {secret:?}"
+        );
+        ensure!(
+            !stored.iter().any(|message| message
+                .content
+                .as_deref()
+                .is_some_and(|text| text.contains(secret))),
+            "a stored row holds {secret:?}"
+        );
+        ensure!(
+            !history.to_string().contains(secret),
+            "history holds {secret:?}"
+        );
+    }
+    let kinds: Vec<&str> = history["messages"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["mls"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(
+        kinds.contains(&"commit") && kinds.contains(&"application"),
+        "history lists MLS messages by kind: {kinds:?}"
+    );
     Ok(())
 }
