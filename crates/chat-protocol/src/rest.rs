@@ -1003,6 +1003,7 @@ mod tests {
 
     fn room_message(content: Option<&str>, client_id: Option<&str>) -> RoomMessage {
         RoomMessage {
+            mls: None,
             id: 8,
             room: "lobby".to_owned(),
             seq: 2,

@@ -134,7 +134,7 @@ enum Outcome {
     /// Stored now, at this seq of its room.
     Inserted { seq: i64 },
     /// The same (user, client id) was already stored: this is that row.
-    Existing(StoredRow),
+    Existing(Box<StoredRow>),
     /// Repeats the (user, client id) of an earlier input of the same batch.
     SameAs(usize),
     /// Its author may not post in its room now.
@@ -345,7 +345,7 @@ impl Store {
                 if let Some(client_id) = client_id {
                     if let Some(row) = stored.remove(&(user, client_id.to_owned())) {
                         first_in_batch.insert((user, client_id), index);
-                        outcomes.push(Some(Outcome::Existing(row)));
+                        outcomes.push(Some(Outcome::Existing(Box::new(row))));
                         continue;
                     }
                     if let Some(&first) = first_in_batch.get(&(user, client_id)) {
@@ -442,7 +442,7 @@ impl Store {
                 if let Some(client_id) = &message.client_id
                     && let Some(row) = stored.remove(&(user, client_id.as_str().to_owned()))
                 {
-                    settled.push(Outcome::Existing(row));
+                    settled.push(Outcome::Existing(Box::new(row)));
                     continue;
                 }
                 let refusal = reasons
@@ -538,31 +538,34 @@ impl Store {
                         duplicate: false,
                     }
                 }
-                Outcome::Existing(row) => Appended {
-                    message: self.open(MessageRow {
-                        id: row.id,
-                        room_id: row.room_id,
-                        seq: row.seq,
-                        user_id: row.user_id,
-                        username: message.username.as_str().to_owned(),
-                        body: row.body,
-                        key_id: row.key_id,
-                        client_id: row.client_id,
-                        created_at: row.created_at,
-                        edited_at: row.edited_at,
-                        deleted_at: row.deleted_at,
-                        event: None,
-                        event_role: None,
-                        event_until: None,
-                        reply_to: row.reply_to,
-                        deleted_by: row.deleted_by,
-                        change: row.change,
-                        target_seq: row.target_seq,
-                        reactions: row.reactions,
-                        mls: row.mls,
-                    })?,
-                    duplicate: true,
-                },
+                Outcome::Existing(row) => {
+                    let row = *row;
+                    Appended {
+                        message: self.open(MessageRow {
+                            id: row.id,
+                            room_id: row.room_id,
+                            seq: row.seq,
+                            user_id: row.user_id,
+                            username: message.username.as_str().to_owned(),
+                            body: row.body,
+                            key_id: row.key_id,
+                            client_id: row.client_id,
+                            created_at: row.created_at,
+                            edited_at: row.edited_at,
+                            deleted_at: row.deleted_at,
+                            event: None,
+                            event_role: None,
+                            event_until: None,
+                            reply_to: row.reply_to,
+                            deleted_by: row.deleted_by,
+                            change: row.change,
+                            target_seq: row.target_seq,
+                            reactions: row.reactions,
+                            mls: row.mls,
+                        })?,
+                        duplicate: true,
+                    }
+                }
                 // A repeat gets its original's answer, refusal included.
                 Outcome::SameAs(first) => match results.get(first) {
                     Some(Ok(original)) => Appended {

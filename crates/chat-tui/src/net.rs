@@ -433,6 +433,7 @@ mod tests {
         wait_for(&sent, |event| *event == NetEvent::Connected);
         for (i, content) in ["one", "two", "three"].into_iter().enumerate() {
             sender.send(ClientFrame::Message {
+                mls: None,
                 content: content.to_owned(),
                 room: None,
                 client_id: Some(format!("c{i}")),

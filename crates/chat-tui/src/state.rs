@@ -1416,6 +1416,7 @@ mod tests {
 
     fn message(room: &str, seq: i64, username: &str, content: &str) -> ServerFrame {
         ServerFrame::Message {
+            mls: None,
             username: username.to_owned(),
             content: content.to_owned(),
             timestamp: at(seq as u32 % 60),
@@ -1432,6 +1433,7 @@ mod tests {
     fn history(room: &str, seqs: &[i64]) -> Vec<RoomMessage> {
         seqs.iter()
             .map(|&seq| RoomMessage {
+                mls: None,
                 id: seq + 100,
                 room: room.to_owned(),
                 seq,
@@ -1537,6 +1539,7 @@ mod tests {
         };
         state.apply(
             ServerFrame::Message {
+                mls: None,
                 username,
                 content,
                 timestamp,
@@ -1594,6 +1597,7 @@ mod tests {
                     last_seq: 0
                 },
                 ClientFrame::Message {
+                    mls: None,
                     content: "are you there?".to_owned(),
                     room: Some("lobby".to_owned()),
                     client_id: Some(client_id),

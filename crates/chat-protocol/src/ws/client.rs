@@ -346,12 +346,14 @@ mod tests {
     fn samples() -> Vec<ClientFrame> {
         vec![
             ClientFrame::Message {
+                mls: None,
                 content: "hello".to_owned(),
                 room: Some("lobby".to_owned()),
                 client_id: Some("c-1".to_owned()),
                 reply_to: None,
             },
             ClientFrame::Message {
+                mls: None,
                 content: "hi".to_owned(),
                 room: None,
                 client_id: None,
@@ -498,12 +500,27 @@ mod tests {
         assert_eq!(
             ClientFrame::parse(r#"{"type": "message", "content": "Hello, world!"}"#),
             Ok(ClientFrame::Message {
+                mls: None,
                 content: "Hello, world!".to_owned(),
                 room: None,
                 client_id: None,
                 reply_to: None,
             })
         );
+    }
+
+    #[test]
+    fn an_mls_message_frame_says_what_its_content_is() {
+        let frame = ClientFrame::Message {
+            mls: Some(crate::mls::MlsKindBody::Application),
+            content: "AAE=".to_owned(),
+            room: Some("vault".to_owned()),
+            client_id: Some("c1".to_owned()),
+            reply_to: None,
+        };
+        let json = r#"{"type":"message","content":"AAE=","room":"vault","client_id":"c1","mls":"application"}"#;
+        assert_eq!(to_json(&frame), json);
+        assert_eq!(ClientFrame::parse(json), Ok(frame));
     }
 
     #[test]
@@ -519,6 +536,7 @@ mod tests {
         assert_eq!(
             ClientFrame::parse(r#"{"type":"message","content":"hi","mood":"happy","n":[1]}"#),
             Ok(ClientFrame::Message {
+                mls: None,
                 content: "hi".to_owned(),
                 room: None,
                 client_id: None,

@@ -411,6 +411,7 @@ mod tests {
             ),
             (
                 ServerFrame::Message {
+                    mls: None,
                     username: "alice".to_owned(),
                     content: "Hello, world!".to_owned(),
                     timestamp: at(),
@@ -426,6 +427,7 @@ mod tests {
             ),
             (
                 ServerFrame::Message {
+                    mls: None,
                     username: "alice".to_owned(),
                     content: "hi".to_owned(),
                     timestamp: at(),

@@ -726,6 +726,37 @@ async fn an_encrypted_room_carries_only_ciphertext_between_real_clients(
         "a removed member read a later message: {read_by_carol:?}"
     );
 
+    // Bob goes offline across two epochs and a message, then resumes from
+    // the last seq he saw and catches up in order.
+    let (_, shown) = json_of(app.get_authed("/api/rooms/vault", &bob_token).await?).await?;
+    let seen_seq = shown["last_seq"].as_i64().unwrap_or_default();
+    bob_socket.close().await?;
+    for _ in 0..2 {
+        let update = alice.self_update(&vault)?;
+        let (status, _) = post_commit(app, &alice_token, "vault", &update).await?;
+        ensure!(status == 201);
+        alice.merge_pending_commit(&vault)?;
+    }
+    let sealed = chat_protocol::mls::encode(alice.encrypt(&vault, secrets[1].as_bytes())?);
+    alice_socket
+        .acked(json!({"type": "message", "room": "vault", "content": sealed, "mls": "application", "client_id": "a4"}))
+        .await?;
+    let mut bob_socket = app.connect(&bob_token).await?;
+    bob_socket
+        .send(json!({"type": "resume", "room": "vault", "last_seq": seen_seq}))
+        .await?;
+    for expected_epoch in [6, 7] {
+        let (kind, bytes) = next_mls(&mut bob_socket, "bob", &mut seen).await?;
+        ensure!(kind == "commit", "{kind}");
+        ensure!(
+            matches!(bob.process(&vault, &bytes)?, chat_e2e::Incoming::Commit { epoch, .. } if epoch == expected_epoch)
+        );
+    }
+    let (_, bytes) = next_mls(&mut bob_socket, "bob", &mut seen).await?;
+    ensure!(
+        matches!(bob.process(&vault, &bytes)?, chat_e2e::Incoming::Message { plaintext, .. } if plaintext == secrets[1].as_bytes())
+    );
+
     // Nothing the server sent or stored holds a plaintext: frames as
     // received, and the room's history as the server decrypts it.
     let room = app.store.room_by_name(&vault).await?.expect("the room");

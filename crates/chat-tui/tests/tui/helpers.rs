@@ -252,6 +252,7 @@ impl Peer {
     /// Sends a message to `room` and returns its seq once it is stored.
     pub(crate) fn say(&mut self, room: &str, text: &str) -> Result<i64> {
         self.send(&ClientFrame::Message {
+            mls: None,
             content: text.to_owned(),
             room: Some(room.to_owned()),
             client_id: None,

@@ -41,6 +41,7 @@ fn a_message_typed_in_the_client_is_shown_stored_and_seen_live_by_another_user()
 
     // And the other way round: bob's message appears live on alice's screen.
     bob.send(&ClientFrame::Message {
+        mls: None,
         content: "hi alice, bob here".to_owned(),
         room: None,
         client_id: None,
@@ -104,6 +105,7 @@ fn after_a_server_restart_the_client_resumes_without_losing_or_doubling_a_line()
     // Said while erin was away.
     let mut frank = Peer::connect(server.address, &frank_token)?;
     frank.send(&ClientFrame::Message {
+        mls: None,
         content: "said while erin was away".to_owned(),
         room: None,
         client_id: None,
