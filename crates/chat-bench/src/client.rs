@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use chat_protocol::mls::MlsKindBody;
 use chat_protocol::ws::{ClientFrame, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -541,7 +542,15 @@ impl Reader {
                 if let (Some(progress), Some(first)) = (&self.progress, self.report.rooms.first()) {
                     progress.store(first.contiguous, Ordering::Relaxed);
                 }
-                if let Some(sent) = seen.content.as_deref().and_then(content_nanos) {
+                // Ciphertext hides the time in the text; the client id
+                // carries it too.
+                let sent = seen.content.as_deref().and_then(content_nanos).or_else(|| {
+                    (seen.kind == "message")
+                        .then_some(seen.client_id.as_deref())
+                        .flatten()
+                        .and_then(client_id_nanos)
+                });
+                if let Some(sent) = sent {
                     self.report.latencies.push(micros_since(sent));
                 }
                 self.report.last_delivery = Some(Instant::now());
@@ -626,6 +635,8 @@ pub(crate) struct SendPlan {
     /// The seq of the sender's newest acknowledged message (0 before the
     /// first), which its reader keeps: what edits and reactions target.
     pub(crate) newest: Arc<AtomicI64>,
+    /// Encrypts each message for an end-to-end encrypted room.
+    pub(crate) seal: Option<crate::e2e::Sealer>,
 }
 
 /// What a sender did, and its socket back.
@@ -689,13 +700,28 @@ pub(crate) async fn send_loop(
         };
         let room = plan.room.clone();
         let frame = match kind {
-            Kind::Message => ClientFrame::Message {
-                mls: None,
-                content: content(sender, sent, nanos, &plan.pad.text(sender, sent)),
-                room: Some(room),
-                client_id: Some(format!("{sender}.{sent}.{nanos}")),
-                reply_to: None,
-            },
+            Kind::Message => {
+                let text = content(sender, sent, nanos, &plan.pad.text(sender, sent));
+                // In an encrypted room the text goes as MLS ciphertext;
+                // readers time it by its client id.
+                let (content, mls) = match &plan.seal {
+                    None => (text, None),
+                    Some(sealer) => match sealer.seal(&text) {
+                        Ok(sealed) => (sealed, Some(MlsKindBody::Application)),
+                        Err(error) => {
+                            failed = Some(format!("could not encrypt: {error:#}"));
+                            break;
+                        }
+                    },
+                };
+                ClientFrame::Message {
+                    mls,
+                    content,
+                    room: Some(room),
+                    client_id: Some(format!("{sender}.{sent}.{nanos}")),
+                    reply_to: None,
+                }
+            }
             Kind::Edit => {
                 shared.sent_edits.fetch_add(1, Ordering::Relaxed);
                 ClientFrame::Edit {

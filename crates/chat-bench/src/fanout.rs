@@ -49,6 +49,11 @@ pub(crate) struct FanoutArgs {
     /// Extra characters appended to each message.
     #[arg(long, default_value_t = 0)]
     pub(crate) pad: usize,
+    /// An end-to-end encrypted room: every account gets an MLS device in
+    /// the room's group, and the senders encrypt each message (`chat-e2e`);
+    /// readers do not decrypt, so the figures are the server's.
+    #[arg(long)]
+    pub(crate) encrypted: bool,
     #[command(flatten)]
     pub(crate) mix: MixArgs,
 }
@@ -118,9 +123,16 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
         args.senders,
         mode(&args)
     );
+    if args.encrypted && (args.mix.edits > 0 || args.mix.reactions > 0) {
+        bail!("--encrypted takes messages only: edits are refused in encrypted rooms");
+    }
     let tokens = fleet::accounts(&api, &names, users, args.target.setup_concurrency).await?;
     let room = names.room("fanout");
-    api.create_room(&tokens[0], &room).await?;
+    if args.encrypted {
+        crate::e2e::create_room(&api, &tokens[0], &room).await?;
+    } else {
+        api.create_room(&tokens[0], &room).await?;
+    }
     let flat_out = args.rate == 0.0;
     let specs = (0..args.clients)
         .map(|index| ClientSpec {
@@ -139,6 +151,16 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     )
     .await?;
     fleet.require_all()?;
+    // Every account is a member now: the group can take them all.
+    let sealing = if args.encrypted {
+        eprintln!("  making the MLS group of {users} devices...");
+        let started = Instant::now();
+        let made = crate::e2e::group(&api, &names, &tokens, &room, args.senders.min(users)).await?;
+        eprintln!("  group made in {:.1} s", started.elapsed().as_secs_f64());
+        Some(made)
+    } else {
+        None
+    };
 
     let cpu_before = CpuSample::now(args.target.pid);
     let start = Instant::now();
@@ -160,6 +182,9 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
                 pad: pad(args.pad),
                 mix,
                 newest: Arc::clone(&fleet.clients[index].newest),
+                seal: sealing
+                    .as_ref()
+                    .map(|(sealers, _, _)| sealers[index % sealers.len()].clone()),
             };
             (index, plan)
         })
@@ -188,6 +213,11 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<Report> {
     report.add("senders", args.senders as u64);
     report.add("mode", mode(&args));
     report.add("mix", args.mix.describe());
+    report.add("encrypted", args.encrypted);
+    if let Some((_, encrypt, decrypt)) = &sealing {
+        report.add("client_encrypt_us", encrypt.as_secs_f64() * 1e6);
+        report.add("client_decrypt_us", decrypt.as_secs_f64() * 1e6);
+    }
     report.add("connect_s", connect_time.as_secs_f64());
     report.add("send_s", send_time.as_secs_f64());
     tally.add_rows(&mut report, start, sent);

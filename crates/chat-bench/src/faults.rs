@@ -524,6 +524,7 @@ impl<'a> Phase<'a> {
                 pad: pad.clone(),
                 mix: client::Mix::default(),
                 newest: Arc::new(AtomicI64::new(0)),
+                seal: None,
             });
             self.open(index, home, plan, None).await?;
         }

@@ -508,6 +508,7 @@ pub(crate) async fn seed(
                 pad: seeding.pad.clone(),
                 mix: crate::client::Mix::default(),
                 newest: Arc::clone(&fleet.clients[index].newest),
+                seal: None,
             };
             (index, plan)
         })

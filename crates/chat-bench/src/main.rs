@@ -15,6 +15,7 @@
 
 mod api;
 mod client;
+mod e2e;
 mod fanout;
 mod faults;
 mod fleet;
@@ -57,6 +58,9 @@ enum Command {
     Rooms(rooms::RoomsArgs),
     /// N authenticated idle sockets: server memory per connection.
     Idle(idle::IdleArgs),
+    /// KeyPackages claimed one user at a time, at a concurrency, until all
+    /// are taken: claims/s, latency, none handed out twice.
+    Claims(e2e::ClaimsArgs),
     /// Newest-page history requests at a concurrency: requests/s, latency.
     History(history::HistoryArgs),
     /// Rooms filled with Zipf text, then searches of four kinds: latency.
@@ -126,6 +130,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::History(args) => {
                 let json = args.target.json;
                 (history::run(args).await?, json)
+            }
+            Command::Claims(args) => {
+                let json = args.target.json;
+                (e2e::claims(args).await?, json)
             }
             Command::Search(args) => {
                 let json = args.target.json;

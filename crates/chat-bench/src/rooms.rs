@@ -126,6 +126,7 @@ pub(crate) async fn run(args: RoomsArgs) -> anyhow::Result<Report> {
                 },
                 mix,
                 newest: Arc::clone(&fleet.clients[index].newest),
+                seal: None,
             };
             (index, plan)
         })
