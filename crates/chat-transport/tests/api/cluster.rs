@@ -157,7 +157,122 @@ cluster_tests!(
     a_forbidden_kick_on_the_other_node_changes_nothing,
     changes_on_one_node_reach_the_other_and_its_history_at_once,
     search_on_either_node_finds_what_is_sent_on_the_other_and_a_ban_on_one_hides_it_on_both,
+    an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other,
 );
+
+/// Alice opens an encrypted conversation on node A while Bob is connected
+/// to node B: B learns of it through Redis as encrypted, refuses Bob's
+/// plaintext there, and relays Alice's ciphertext to him marked as MLS;
+/// Bob's device on B reads it after joining from the Welcome.
+async fn an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other(
+    cluster: &Cluster,
+) -> Result<()> {
+    use chat_e2e::{Device, Incoming};
+    use chat_protocol::mls::{decode, encode};
+
+    let alice_token = cluster.a.user("alice").await?;
+    let bob_token = cluster.a.user("bob").await?;
+    let mut alice = Device::new(chat_domain::Username::parse("alice")?)?;
+    let mut bob = Device::new(chat_domain::Username::parse("bob")?)?;
+    for (node, token, device) in [
+        (&cluster.a, &alice_token, &mut alice),
+        (&cluster.b, &bob_token, &mut bob),
+    ] {
+        let registered = node
+            .post_authed(
+                "/api/mls/devices",
+                token,
+                &serde_json::to_value(device.registration()?)?,
+            )
+            .await?;
+        assert_eq!(registered.status(), 201);
+        let uploaded = node
+            .post_authed(
+                "/api/mls/key-packages",
+                token,
+                &serde_json::to_value(device.key_package_upload(2)?)?,
+            )
+            .await?;
+        assert_eq!(uploaded.status(), 200);
+    }
+    let mut on_b = cluster.b.connect(&bob_token).await?;
+    on_b.send(json!({"type": "ping"})).await?;
+    on_b.recv_type("pong").await?;
+
+    let opened = cluster
+        .a
+        .post_authed("/api/dm/bob", &alice_token, &json!({"encrypted": true}))
+        .await?;
+    assert_eq!(opened.status(), 200);
+    let room = "dm:alice:bob";
+    assert_eq!(on_b.recv_type("joined").await?["room"], room);
+    on_b.send(json!({"type": "message", "room": room, "content": "hi", "client_id": "b1"}))
+        .await?;
+    let refused = on_b.recv_type("error").await?;
+    assert_eq!(refused["code"], "encryption_required", "{refused}");
+
+    let dm = chat_domain::RoomName::parse(room)?;
+    alice.create_group(&dm)?;
+    let claimed: serde_json::Value = cluster
+        .a
+        .post_authed(
+            "/api/mls/key-packages/claim",
+            &alice_token,
+            &json!({"users": ["bob"]}),
+        )
+        .await?
+        .json()
+        .await?;
+    let package = decode(
+        claimed["key_packages"][0]["key_package"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    let commit = alice.add_members(&dm, &[package])?;
+    let accepted = cluster
+        .a
+        .post_authed(
+            &format!("/api/rooms/{room}/mls/commits"),
+            &alice_token,
+            &serde_json::to_value(commit.to_upload())?,
+        )
+        .await?;
+    assert_eq!(accepted.status(), 201);
+    alice.merge_pending_commit(&dm)?;
+    let relayed = on_b.recv_type("message").await?;
+    assert_eq!(relayed["mls"], "commit", "{relayed}");
+    let waiting: serde_json::Value = cluster
+        .b
+        .get_authed(
+            &format!("/api/mls/welcomes?device_id={}", bob.device_id()),
+            &bob_token,
+        )
+        .await?
+        .json()
+        .await?;
+    bob.join(
+        &dm,
+        &decode(
+            waiting["welcomes"][0]["welcome"]
+                .as_str()
+                .unwrap_or_default(),
+        )?,
+    )?;
+
+    let mut on_a = cluster.a.connect(&alice_token).await?;
+    let sealed = encode(alice.encrypt(&dm, b"across the nodes")?);
+    on_a.acked(json!({"type": "message", "room": room, "content": sealed, "mls": "application", "client_id": "a1"}))
+        .await?;
+    let relayed = on_b.recv_type("message").await?;
+    assert_eq!(relayed["mls"], "application", "{relayed}");
+    assert!(!relayed.to_string().contains("across the nodes"));
+    let bytes = decode(relayed["content"].as_str().unwrap_or_default())?;
+    match bob.process(&dm, &bytes)? {
+        Incoming::Message { plaintext, .. } => assert_eq!(plaintext, b"across the nodes"),
+        other => panic!("expected a message, got {other:?}"),
+    }
+    Ok(())
+}
 
 async fn search_on_either_node_finds_what_is_sent_on_the_other_and_a_ban_on_one_hides_it_on_both(
     cluster: &Cluster,
