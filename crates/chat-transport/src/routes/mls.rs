@@ -34,6 +34,32 @@ use crate::hub::{Audience, ItemKind};
 use crate::mls::{check_commit, check_device, check_key_package, device_id_of, fingerprint};
 use crate::state::AppState;
 
+/// The most bytes of the JSON body of a KeyPackage upload or a commit: a
+/// hundred KeyPackages, or a commit with the GroupInfo of a large group
+/// (its ratchet tree holds every member's keys) and a Welcome for many new
+/// members. Other routes keep the server's general limit.
+pub(crate) const MAX_MLS_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The routes whose bodies may be larger than the general limit allows,
+/// each with a JSON limit of its own.
+pub(crate) fn large_bodies(cfg: &mut web::ServiceConfig) {
+    let json = || {
+        web::JsonConfig::default()
+            .limit(MAX_MLS_BODY_BYTES)
+            .error_handler(crate::server::json_error)
+    };
+    cfg.service(
+        web::resource("/api/mls/key-packages")
+            .app_data(json())
+            .route(web::post().to(upload_key_packages)),
+    )
+    .service(
+        web::resource("/api/rooms/{room}/mls/commits")
+            .app_data(json())
+            .route(web::post().to(commit)),
+    );
+}
+
 fn device_body(device: &Device, username: &Username) -> DeviceBody {
     DeviceBody {
         device_id: device.device_id.as_str().to_owned(),
@@ -191,7 +217,6 @@ pub(crate) async fn remove_device(
         (status = 422, description = "a KeyPackage failed a check; `detail` says which and why", body = ErrorBody)
     )
 )]
-#[post("/api/mls/key-packages")]
 pub(crate) async fn upload_key_packages(
     state: web::Data<AppState>,
     CurrentUser(user): CurrentUser,
@@ -347,7 +372,6 @@ fn group_binary(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         (status = 422, description = "a commit, GroupInfo or Welcome that fails a check, or a group with users who are not members", body = ErrorBody)
     )
 )]
-#[post("/api/rooms/{room}/mls/commits")]
 pub(crate) async fn commit(
     state: web::Data<AppState>,
     CurrentUser(user): CurrentUser,
