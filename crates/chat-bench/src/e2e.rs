@@ -219,11 +219,10 @@ pub(crate) async fn create_room(api: &Api, token: &str, name: &str) -> anyhow::R
 /// Options of the `claims` scenario.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ClaimsArgs {
+    /// (`--users`, 20 unless given: the users whose devices publish
+    /// KeyPackages.)
     #[command(flatten)]
     pub(crate) target: Target,
-    /// Users whose devices publish KeyPackages.
-    #[arg(long, default_value_t = 20)]
-    pub(crate) users: usize,
     /// KeyPackages each of them uploads.
     #[arg(long, default_value_t = 200)]
     pub(crate) packages: usize,
@@ -236,22 +235,22 @@ pub(crate) struct ClaimsArgs {
 /// every ordinary package is taken: claims/s and latency, and a check that
 /// no package was handed out twice.
 pub(crate) async fn claims(args: ClaimsArgs) -> anyhow::Result<Report> {
+    let users = args.target.users.unwrap_or(20);
     ensure!(
-        args.users > 0 && args.packages > 0,
+        users > 0 && args.packages > 0,
         "need --users and --packages"
     );
     let api = Api::new(&args.target.server)?;
     let names = RunNames::new();
     eprintln!(
         "claims: {} users x {} KeyPackages, {} claims at once",
-        args.users, args.packages, args.concurrency
+        users, args.packages, args.concurrency
     );
-    let tokens =
-        fleet::accounts(&api, &names, args.users + 1, args.target.setup_concurrency).await?;
+    let tokens = fleet::accounts(&api, &names, users + 1, args.target.setup_concurrency).await?;
     for (index, token) in tokens.iter().enumerate().skip(1) {
         enroll(&api, token, &names.user(index), args.packages).await?;
     }
-    let total = args.users * args.packages;
+    let total = users * args.packages;
     let claimer = tokens[0].clone();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
@@ -260,7 +259,7 @@ pub(crate) async fn claims(args: ClaimsArgs) -> anyhow::Result<Report> {
         let api = api.clone();
         let claimer = claimer.clone();
         let next = Arc::clone(&next);
-        let names: Vec<String> = (1..=args.users).map(|index| names.user(index)).collect();
+        let names: Vec<String> = (1..=users).map(|index| names.user(index)).collect();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut handed = Vec::new();
@@ -299,7 +298,7 @@ pub(crate) async fn claims(args: ClaimsArgs) -> anyhow::Result<Report> {
     handed.dedup();
     let mut report = Report::new("claims");
     report.add("server", args.target.server.as_str());
-    report.add("users", args.users as u64);
+    report.add("users", users as u64);
     report.add("packages_per_user", args.packages as u64);
     report.add("concurrency", args.concurrency as u64);
     report.add("claims", latencies.len() as u64);
