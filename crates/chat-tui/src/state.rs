@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_domain::{DomainError, Emoji, MessageBody, RoomName};
+use chat_protocol::mls::MlsKindBody;
 use chat_protocol::rest::{
     MemberBody, MemberChangeBody, MemberEventBody, MessagePage, ReplyExcerpt, RoomBody,
     RoomKindBody, RoomMessage, SearchBody, SearchParams,
@@ -25,6 +26,7 @@ use thiserror::Error;
 use crate::describe::{self, clock};
 use crate::reactions::Reactions;
 use crate::search::{self, Search, SearchError};
+use crate::secure::Reading;
 
 /// How long "x is typing" stays up after the last typing frame.
 pub(crate) const TYPING_SHOWN_FOR: Duration = Duration::from_secs(5);
@@ -62,6 +64,11 @@ pub(crate) struct Line {
     /// described it (a live reply has none: the original is looked up).
     pub(crate) reply: Option<ReplyExcerpt>,
     pub(crate) reactions: Reactions,
+    /// Set for an item of an end-to-end encrypted room: what its MLS
+    /// content is. The server's `content` (ciphertext) is never kept.
+    pub(crate) mls: Option<MlsKindBody>,
+    /// For a commit: the change to the room's group, in words.
+    pub(crate) group_change: Option<String>,
 }
 
 impl Line {
@@ -74,10 +81,12 @@ impl Line {
         }
         let mut reactions = Reactions::default();
         reactions.set_counted(message.reactions, horizon);
+        // Ciphertext is never shown: the client reveals what it reads.
+        let content = message.content.filter(|_| message.mls.is_none());
         Some(Line {
             seq: message.seq,
             username: message.username,
-            content: message.content,
+            content,
             timestamp: message.created_at,
             event: message.event,
             edited: message.edited_at.is_some(),
@@ -85,13 +94,20 @@ impl Line {
             reply_to: message.reply_to,
             reply: message.reply,
             reactions,
+            mls: message.mls,
+            group_change: None,
         })
+    }
+
+    /// Whether this is a commit of an encrypted room's group.
+    pub(crate) fn is_commit(&self) -> bool {
+        self.mls == Some(MlsKindBody::Commit)
     }
 
     /// Whether this is a message (not a membership change) that is still
     /// there (not deleted).
     fn is_live_message(&self) -> bool {
-        self.event.is_none() && !self.deleted
+        self.event.is_none() && !self.is_commit() && !self.deleted
     }
 
     /// The membership change in words, for a change.
@@ -134,6 +150,9 @@ pub(crate) struct Pending {
     pub(crate) content: String,
     /// The seq of the message it answers.
     pub(crate) reply_to: Option<i64>,
+    /// In an encrypted room: the message as sent, MLS ciphertext in
+    /// base64. A resend sends the same bytes.
+    pub(crate) sealed: Option<String>,
     pub(crate) sent_at: DateTime<Utc>,
     /// Why the last attempt did not go through, when the server said it
     /// should be tried again later; it is re-sent on the next connection.
@@ -142,6 +161,15 @@ pub(crate) struct Pending {
 
 impl Pending {
     fn frame(&self) -> ClientFrame {
+        if let Some(sealed) = &self.sealed {
+            return ClientFrame::Message {
+                mls: Some(MlsKindBody::Application),
+                content: sealed.clone(),
+                room: Some(self.room.clone()),
+                client_id: Some(self.client_id.clone()),
+                reply_to: self.reply_to,
+            };
+        }
         ClientFrame::Message {
             mls: None,
             content: self.content.clone(),
@@ -163,6 +191,9 @@ pub(crate) struct Room {
     pub(crate) online: BTreeSet<String>,
     /// The room's topic, as the room list or the last `topic` frame said.
     pub(crate) topic: Option<String>,
+    /// End-to-end encrypted: messages go out as MLS ciphertext and cannot
+    /// be edited.
+    pub(crate) encrypted: bool,
     typing: BTreeMap<String, Instant>,
     /// Whether the server has messages older than the oldest loaded one.
     pub(crate) has_older: bool,
@@ -203,6 +234,7 @@ impl Room {
             unread: 0,
             online: BTreeSet::new(),
             topic: None,
+            encrypted: false,
             typing: BTreeMap::new(),
             has_older: false,
             held: BTreeSet::new(),
@@ -362,6 +394,9 @@ impl Room {
         if line.event.is_none() {
             self.typing.remove(&line.username);
         }
+        if line.mls.is_some() {
+            self.encrypted = true;
+        }
         for early in self.early_reactions.remove(&line.seq).unwrap_or_default() {
             line.reactions
                 .apply(early.seq, &early.emoji, &early.username, early.added);
@@ -431,6 +466,10 @@ pub(crate) enum ChangeError {
     NotAMessage(i64),
     #[error("you have no message to edit in this room")]
     NothingToEdit,
+    #[error("messages of an end-to-end encrypted room cannot be edited")]
+    Encrypted,
+    #[error("{0}")]
+    Sealing(String),
 }
 
 /// Everything the client knows about the logged-in session.
@@ -536,6 +575,34 @@ impl ChatState {
             .or_insert_with(|| Room::new(name, kind));
     }
 
+    /// Marks a room end-to-end encrypted (the flag never goes back).
+    pub(crate) fn set_encrypted(&mut self, room: &str, encrypted: bool) {
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.encrypted |= encrypted;
+        }
+    }
+
+    /// Whether a room is end-to-end encrypted, as far as this client knows.
+    pub(crate) fn is_encrypted(&self, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|room| room.encrypted)
+    }
+
+    /// Shows what the MLS item `seq` of `room` reads as: a message's text
+    /// (or the placeholder of one that cannot be read), a commit's change.
+    pub(crate) fn reveal(&mut self, room: &str, seq: i64, reading: Reading) {
+        let Some(line) = self.rooms.get_mut(room).and_then(|r| r.lines.get_mut(&seq)) else {
+            return;
+        };
+        if line.mls.is_none() || line.deleted {
+            return;
+        }
+        match reading {
+            Reading::Text(text) => line.content = Some(text),
+            Reading::Change(change) => line.group_change = Some(change),
+            Reading::Unreadable => line.content = None,
+        }
+    }
+
     /// Adds the rooms of the REST room list that the user is a member of,
     /// with how far the user has read each and the server's unread count
     /// (see [`ChatState::count_unread`]).
@@ -543,6 +610,7 @@ impl ChatState {
         for room in rooms.iter().filter(|room| room.member) {
             self.add_room(&room.name, room.kind);
             self.set_topic(&room.name, room.topic.clone());
+            self.set_encrypted(&room.name, room.encrypted);
             if let Some(entry) = self.rooms.get_mut(&room.name) {
                 entry.read_mark = entry.read_mark.max(room.last_read_seq);
                 entry.unread = u64::try_from(room.unread).unwrap_or(0);
@@ -866,6 +934,38 @@ impl ChatState {
         Ok(self.queue(content, Some(seq))?)
     }
 
+    /// Prepares a message (an answer to `reply_to` if given) for the
+    /// encrypted room on screen, like [`ChatState::compose`]: `seal`
+    /// encrypts the checked text of the message `client_id`.
+    pub(crate) fn compose_sealed(
+        &mut self,
+        content: &str,
+        reply_to: Option<i64>,
+        seal: impl FnOnce(&str, &str, &str) -> Result<String, String>,
+    ) -> Result<ClientFrame, ChangeError> {
+        if let Some(seq) = reply_to
+            && let Some(line) = self.active_line(seq)
+            && (line.event.is_some() || line.is_commit())
+        {
+            return Err(ChangeError::NotAMessage(seq));
+        }
+        let body = MessageBody::parse(content)?.into_string();
+        let client_id = self.client_ids.next();
+        let sealed = seal(&self.active, &client_id, &body).map_err(ChangeError::Sealing)?;
+        let pending = Pending {
+            client_id,
+            room: self.active.clone(),
+            content: body,
+            reply_to,
+            sealed: Some(sealed),
+            sent_at: Utc::now(),
+            retry_reason: None,
+        };
+        let frame = pending.frame();
+        self.pending.push(pending);
+        Ok(frame)
+    }
+
     fn queue(&mut self, content: &str, reply_to: Option<i64>) -> Result<ClientFrame, DomainError> {
         let body = MessageBody::parse(content)?;
         let pending = Pending {
@@ -873,6 +973,7 @@ impl ChatState {
             room: self.active.clone(),
             content: body.into_string(),
             reply_to,
+            sealed: None,
             sent_at: Utc::now(),
             retry_reason: None,
         };
@@ -891,7 +992,9 @@ impl ChatState {
     /// not deleted; one not held is left to the server to judge.
     fn changeable(&self, seq: i64) -> Result<Option<&Line>, ChangeError> {
         match self.active_line(seq) {
-            Some(line) if line.event.is_some() => Err(ChangeError::NotAMessage(seq)),
+            Some(line) if line.event.is_some() || line.is_commit() => {
+                Err(ChangeError::NotAMessage(seq))
+            }
             Some(line) if line.deleted => Err(ChangeError::Deleted(seq)),
             line => Ok(line),
         }
@@ -900,6 +1003,9 @@ impl ChatState {
     /// The frame that replaces the text of message `seq` of the room on
     /// screen, which must be this user's.
     pub(crate) fn edit(&mut self, seq: i64, content: &str) -> Result<ClientFrame, ChangeError> {
+        if self.is_encrypted(&self.active) {
+            return Err(ChangeError::Encrypted);
+        }
         let body = MessageBody::parse(content)?;
         if let Some(line) = self.changeable(seq)?
             && !line.username.eq_ignore_ascii_case(&self.me)
@@ -967,6 +1073,9 @@ impl ChatState {
     /// Starts editing this user's newest message of the room on screen that
     /// is still there; returns its text, for the input line.
     pub(crate) fn begin_edit_last(&mut self) -> Result<String, ChangeError> {
+        if self.is_encrypted(&self.active) {
+            return Err(ChangeError::Encrypted);
+        }
         let last = self.active_room().and_then(|room| {
             room.lines.values().rev().find(|line| {
                 line.is_live_message()
@@ -1091,12 +1200,16 @@ impl ChatState {
                 reply_to,
                 edited_at,
                 deleted,
+                mls,
                 ..
             } => {
                 let line = Line {
                     seq,
                     username,
-                    content: (!deleted).then_some(content),
+                    // Ciphertext is never shown: the client reveals what
+                    // it reads.
+                    content: (!deleted && mls.is_none()).then_some(content),
+                    mls,
                     timestamp,
                     edited: edited_at.is_some(),
                     deleted,
@@ -1313,7 +1426,7 @@ impl ChatState {
             .entry(room.to_owned())
             .or_insert_with(|| Room::new(room, kind_of(room)));
         // Membership changes are shown, but only messages count as unread.
-        let message = line.event.is_none();
+        let message = line.event.is_none() && !line.is_commit();
         if entry.insert(line) && message && !mine && !on_screen {
             entry.unread += 1;
         }
