@@ -351,7 +351,11 @@ impl Api {
 
     /// Opens the direct conversation with `username`: end-to-end encrypted
     /// when `encrypted`, else as it is (a new one is plaintext).
-    pub(crate) fn open_direct(&self, username: &str, encrypted: bool) -> Result<RoomBody, ApiError> {
+    pub(crate) fn open_direct(
+        &self,
+        username: &str,
+        encrypted: bool,
+    ) -> Result<RoomBody, ApiError> {
         let path = format!("/api/dm/{username}");
         if !encrypted {
             return self.post_empty(&path, &[200, 201]);

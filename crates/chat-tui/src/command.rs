@@ -490,7 +490,10 @@ mod tests {
             parse("/dm -e").expect_err("no user").to_string(),
             "usage: /dm [-e] <user>"
         );
-        assert!(parse("/dm -eve").is_err(), "-eve is not a flag nor a username");
+        assert!(
+            parse("/dm -eve").is_err(),
+            "-eve is not a flag nor a username"
+        );
         assert_eq!(
             parsed("/create -e vault"),
             Command::Create {

@@ -74,7 +74,10 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("server", &self.server)
             .field("state_dir", &self.state_dir)
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "<redacted>"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
             .field("kdf", &self.kdf)
             .finish()
     }

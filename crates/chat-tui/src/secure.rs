@@ -46,7 +46,13 @@ pub(crate) fn state_path(dir: &Path, server: &str, username: &str) -> PathBuf {
         .trim_end_matches('/');
     let host: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join(format!("{}@{host}.mls", username.to_ascii_lowercase()))
 }
@@ -139,9 +145,8 @@ impl Secure {
             }
             (device, false)
         } else {
-            let name = Username::parse(username).map_err(|error| {
-                failed(E2eError::Malformed(format!("not a username: {error}")))
-            })?;
+            let name = Username::parse(username)
+                .map_err(|error| failed(E2eError::Malformed(format!("not a username: {error}"))))?;
             (Device::new(name).map_err(failed)?, true)
         };
         let mut secure = Secure {
@@ -177,7 +182,8 @@ impl Secure {
 
     /// Writes the device state to its file now.
     pub(crate) fn save(&mut self) -> Result<(), E2eError> {
-        self.device.save_with(&self.path, &self.passphrase, self.kdf)?;
+        self.device
+            .save_with(&self.path, &self.passphrase, self.kdf)?;
         self.dirty = false;
         Ok(())
     }
@@ -210,12 +216,7 @@ impl Secure {
     /// Reads the MLS item `seq` of `room`, sent by `username`, as the
     /// server relayed it. Items are read in seq order; one already read in
     /// this session gives the same reading again.
-    pub(crate) fn read(
-        &mut self,
-        room: &str,
-        item: &Item<'_>,
-        after: &mut AfterCommit,
-    ) -> Reading {
+    pub(crate) fn read(&mut self, room: &str, item: &Item<'_>, after: &mut AfterCommit) -> Reading {
         let key = (room.to_owned(), item.seq);
         if let Some(reading) = self.readings.get(&key) {
             return reading.clone();
@@ -279,7 +280,11 @@ impl Secure {
     }
 
     /// Makes a commit with `change` on the group's current epoch.
-    pub(crate) fn commit(&mut self, room: &str, change: Change) -> Result<OutgoingCommit, E2eError> {
+    pub(crate) fn commit(
+        &mut self,
+        room: &str,
+        change: Change,
+    ) -> Result<OutgoingCommit, E2eError> {
         let room = room_name(room)?;
         self.dirty = true;
         self.device.commit(&room, change)
@@ -347,7 +352,9 @@ impl Secure {
                 if member.username.same_user(me) {
                     mine.insert(member.signature_key);
                 } else if member.username.same_user(&other_name)
-                    && !theirs.iter().any(|t| t.signature_key == member.signature_key)
+                    && !theirs
+                        .iter()
+                        .any(|t| t.signature_key == member.signature_key)
                 {
                     theirs.push(member);
                 }
@@ -395,7 +402,15 @@ pub(crate) fn describe_change(by: &str, change: &MembershipChange) -> String {
     if parts.is_empty() {
         format!("{by} updated their keys in the encrypted group")
     } else {
-        format!("{by} {} {} the encrypted group", parts.join(" and "), if change.added.is_empty() { "from" } else { "to" })
+        format!(
+            "{by} {} {} the encrypted group",
+            parts.join(" and "),
+            if change.added.is_empty() {
+                "from"
+            } else {
+                "to"
+            }
+        )
     }
 }
 
@@ -425,7 +440,10 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        std::env::temp_dir().join(format!("chat-tui-secure-{name}-{}-{nanos}", std::process::id()))
+        std::env::temp_dir().join(format!(
+            "chat-tui-secure-{name}-{}-{nanos}",
+            std::process::id()
+        ))
     }
 
     #[test]

@@ -517,9 +517,7 @@ fn join(siv: &mut Cursive, room: String) {
         move |api| {
             let (body, created) = match api.join(&room) {
                 Ok(body) => (body, false),
-                Err(error) if error.is_not_found() => {
-                    (api.create_room(&room, None, false)?, true)
-                }
+                Err(error) if error.is_not_found() => (api.create_room(&room, None, false)?, true),
                 Err(error) => return Err(error),
             };
             let page = api.messages(&body.name, None)?;

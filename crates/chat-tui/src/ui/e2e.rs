@@ -65,7 +65,10 @@ pub(super) fn enrol(
 /// server holds fewer than [`KEY_PACKAGES_LOW`].
 fn top_up_now(api: &Api, secure: &mut Secure) -> Result<(), ApiError> {
     let protocol = |error: E2eError| ApiError::Protocol(error.to_string());
-    let probe = secure.device_mut().key_package_upload(0).map_err(protocol)?;
+    let probe = secure
+        .device_mut()
+        .key_package_upload(0)
+        .map_err(protocol)?;
     let stock = api.upload_key_packages(&probe)?;
     if stock.available < KEY_PACKAGES_LOW {
         let upload = secure
@@ -118,9 +121,10 @@ pub(super) fn save(siv: &mut Cursive) {
     };
     if let Err(error) = secure.save_if_dirty() {
         let path = secure.path().display().to_string();
-        session
-            .state
-            .error(None, format!("cannot save the device state to {path}: {error}"));
+        session.state.error(
+            None,
+            format!("cannot save the device state to {path}: {error}"),
+        );
     }
 }
 
@@ -328,7 +332,9 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
                     FollowUp::None
                 };
             }
-            let in_group = secure.members(&room).contains(&username.to_ascii_lowercase());
+            let in_group = secure
+                .members(&room)
+                .contains(&username.to_ascii_lowercase());
             match change {
                 MemberChangeBody::Added if by_me && !about_me && !in_group => {
                     FollowUp::Commit(room, Plan::Add(username))
@@ -390,7 +396,11 @@ pub(super) fn fetch_welcomes(siv: &mut Cursive) {
             let welcomes = match welcomes {
                 Ok(welcomes) => welcomes,
                 Err(error) => {
-                    error_line(siv, None, format!("cannot list this device's Welcomes: {error}"));
+                    error_line(
+                        siv,
+                        None,
+                        format!("cannot list this device's Welcomes: {error}"),
+                    );
                     finish(siv);
                     return;
                 }
@@ -472,7 +482,11 @@ pub(super) fn create_group(siv: &mut Cursive, room: &str) -> bool {
             true
         }
         Err(error) => {
-            error_line(siv, Some(room), format!("cannot create the encrypted group: {error}"));
+            error_line(
+                siv,
+                Some(room),
+                format!("cannot create the encrypted group: {error}"),
+            );
             false
         }
     }
@@ -529,7 +543,11 @@ fn commit_change(siv: &mut Cursive, room: String, change: Change, attempt: u32) 
         // Already done by someone else's commit, or nothing left to do.
         Err(E2eError::NotAMember(_) | E2eError::NothingToCommit) => return,
         Err(error) => {
-            error_line(siv, Some(&room), format!("cannot change the encrypted group: {error}"));
+            error_line(
+                siv,
+                Some(&room),
+                format!("cannot change the encrypted group: {error}"),
+            );
             return;
         }
     };
@@ -582,9 +600,10 @@ fn stale(siv: &mut Cursive, room: String, attempt: u32) {
     let change = match secure.clear_pending(&room) {
         Ok(change) => change,
         Err(error) => {
-            session
-                .state
-                .error(Some(&room), format!("cannot drop the refused commit: {error}"));
+            session.state.error(
+                Some(&room),
+                format!("cannot drop the refused commit: {error}"),
+            );
             return;
         }
     };
@@ -663,12 +682,19 @@ pub(super) fn verify(siv: &mut Cursive, user: String) {
             let state = &mut session.state;
             state.notice(
                 None,
-                format!("{LOCK} devices of {user} on the server ({}):", devices.len()),
+                format!(
+                    "{LOCK} devices of {user} on the server ({}):",
+                    devices.len()
+                ),
             );
             for device in &devices {
                 state.notice(
                     None,
-                    format!("  {}  (since {})", device.fingerprint, device.created_at.date_naive()),
+                    format!(
+                        "  {}  (since {})",
+                        device.fingerprint,
+                        device.created_at.date_naive()
+                    ),
                 );
             }
             state.notice(

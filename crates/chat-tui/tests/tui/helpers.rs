@@ -319,6 +319,31 @@ impl Terminal {
     pub(crate) fn start(server: &str) -> Terminal {
         let mut siv = Cursive::new();
         chat_tui::install(&mut siv, server);
+        Terminal::run(siv)
+    }
+
+    /// Starts the client with its device state in `state_dir`, opened with
+    /// `passphrase` (as `CHAT_E2E_PASSPHRASE` gives it), at a cheap key
+    /// derivation cost.
+    pub(crate) fn start_with_device(
+        server: &str,
+        state_dir: &TempDir,
+        passphrase: &str,
+    ) -> Terminal {
+        let mut siv = Cursive::new();
+        let mut options = chat_tui::Options::new(server);
+        options.state_dir = state_dir.0.clone();
+        options.passphrase = Some(passphrase.to_owned());
+        options.kdf = chat_tui::KdfParams {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
+        chat_tui::install_with(&mut siv, options);
+        Terminal::run(siv)
+    }
+
+    fn run(siv: Cursive) -> Terminal {
         let backend = puppet::Backend::init(Some(Vec2::new(120, 32)));
         let input = backend.input();
         let frames = backend.stream();
@@ -329,6 +354,32 @@ impl Terminal {
             input,
             frames,
             screen: None,
+        }
+    }
+
+    /// Lets the client handle what has arrived, and keeps its last screen.
+    pub(crate) fn step(&mut self) {
+        self.runner.step();
+        while let Ok(screen) = self.frames.try_recv() {
+            self.screen = Some(screen);
+        }
+    }
+
+    /// Runs this client and `other` until this one's screen shows `text`.
+    pub(crate) fn wait_for_beside(&mut self, other: &mut Terminal, text: &str) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            other.step();
+            self.step();
+            if self.text().contains(text) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the screen never showed {text:?}; it shows:\n{}",
+                    self.text()
+                );
+            }
         }
     }
 
