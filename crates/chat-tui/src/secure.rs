@@ -106,7 +106,7 @@ impl std::fmt::Debug for Secure {
 /// Why the device could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum OpenError {
-    #[error("the device passphrase does not open {0}")]
+    #[error("wrong device passphrase for {0}")]
     WrongPassphrase(PathBuf),
     #[error("{path} holds the device of {owner}, not {user}")]
     OtherUser {

@@ -395,6 +395,19 @@ fn say_in_room(siv: &mut Cursive, text: String, reply_to: Option<i64>) {
                 .seal(room, client_id, text)
                 .map_err(|error| format!("cannot encrypt the message: {error}"))
         });
+    // The keys that sealed it are used up: the state is saved before the
+    // message leaves, so a restart never seals with them again.
+    if sealed.is_ok()
+        && let Err(error) = secure.save()
+    {
+        session.state.error(
+            None,
+            format!(
+                "cannot save the device state to {}: {error}",
+                secure.path().display()
+            ),
+        );
+    }
     match sealed {
         Ok(frame) => {
             session.net.send(frame);

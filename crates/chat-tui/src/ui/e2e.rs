@@ -301,6 +301,17 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
                 None => FollowUp::None,
             }
         }
+        ServerFrame::Left { room, .. } => {
+            // Out of the room, this device keeps no keys of its group.
+            if let Some(secure) = session.secure.as_mut()
+                && secure.has_group(room)
+                && let Ok(name) = chat_domain::RoomName::parse(room)
+            {
+                let _ = secure.device_mut().forget_room(&name);
+            }
+            session.state.apply(frame, now);
+            FollowUp::None
+        }
         ServerFrame::Joined { .. } => {
             session.state.apply(frame, now);
             if session.secure.is_some() {

@@ -88,3 +88,96 @@ fn an_encrypted_conversation_reads_in_clear_on_both_screens_and_as_ciphertext_on
     }
     Ok(())
 }
+
+#[test]
+fn a_member_invited_to_an_encrypted_room_reads_it_until_kicked_out_of_its_group() -> Result<()> {
+    let data = TempDir::new()?;
+    let devices = TempDir::new()?;
+    let server = TestServer::start("127.0.0.1:0", &data)?;
+    register_and_login(&server.url(), "carol")?;
+    register_and_login(&server.url(), "dave")?;
+
+    let mut carol = Terminal::start_with_device(&server.url(), &devices, "carol's passphrase");
+    carol.log_in("carol", PASSWORD)?;
+    let mut dave = Terminal::start_with_device(&server.url(), &devices, "dave's passphrase");
+    dave.log_in("dave", PASSWORD)?;
+
+    carol.submit("/create -e vault");
+    carol.wait_for_beside(
+        &mut dave,
+        "you created the end-to-end encrypted private room vault",
+    )?;
+    ensure!(carol.text().contains("vault 🔒"), "{}", carol.text());
+    carol.submit("/invite dave");
+    carol.wait_for_beside(&mut dave, "carol added dave to the encrypted group")?;
+    dave.wait_for_beside(&mut carol, "vault 🔒")?;
+    dave.submit("/join vault");
+    dave.wait_for_beside(
+        &mut carol,
+        "you joined the encrypted group (added by carol)",
+    )?;
+
+    carol.submit("the code is 4711");
+    dave.wait_for_beside(&mut carol, "carol: the code is 4711")?;
+
+    // Editing is not offered in an encrypted room.
+    carol.submit("/edit 1 changed");
+    carol.wait_for_beside(&mut dave, "cannot be edited")?;
+
+    carol.submit("/kick dave");
+    carol.wait_for_beside(&mut dave, "carol removed dave from the encrypted group")?;
+    dave.wait_for_beside(&mut carol, "You were kicked from vault by carol")?;
+    carol.submit("dave is gone");
+    // The server takes it from the group as it now is: the message is
+    // stored (acknowledged), not left sending.
+    carol.wait_until_beside(
+        &mut dave,
+        "the message after the removal, stored",
+        |screen| screen.contains("carol (me): dave is gone") && !screen.contains("[sending…]"),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn a_restarted_client_opens_its_device_with_its_passphrase_and_reads_what_follows() -> Result<()> {
+    let data = TempDir::new()?;
+    let devices = TempDir::new()?;
+    let server = TestServer::start("127.0.0.1:0", &data)?;
+    register_and_login(&server.url(), "erin")?;
+    register_and_login(&server.url(), "frank")?;
+
+    let mut erin = Terminal::start_with_device(&server.url(), &devices, "erin's passphrase");
+    erin.log_in("erin", PASSWORD)?;
+    let mut frank = Terminal::start_with_device(&server.url(), &devices, "frank's passphrase");
+    frank.log_in("frank", PASSWORD)?;
+    erin.submit("/dm -e frank");
+    erin.wait_for_beside(&mut frank, "erin added frank to the encrypted group")?;
+    frank.wait_for_beside(&mut erin, "@erin 🔒")?;
+    frank.submit("/dm erin");
+    frank.wait_for_beside(&mut erin, "you joined the encrypted group (added by erin)")?;
+    erin.submit("before the restart");
+    frank.wait_for_beside(&mut erin, "erin: before the restart")?;
+    frank.submit("/quit");
+    drop(frank);
+
+    // A wrong passphrase does not open the device.
+    let mut wrong = Terminal::start_with_device(&server.url(), &devices, "not frank's");
+    wrong.wait_for("Username")?;
+    wrong.log_in_without_waiting("frank", PASSWORD);
+    wrong.wait_for("wrong device passphrase")?;
+    drop(wrong);
+
+    let mut frank = Terminal::start_with_device(&server.url(), &devices, "frank's passphrase");
+    frank.log_in("frank", PASSWORD)?;
+    frank.submit("/dm erin");
+    // What was read before the restart is not kept; never shown as base64.
+    frank.wait_for_beside(
+        &mut erin,
+        "[encrypted message: cannot be read on this device]",
+    )?;
+    erin.submit("after the restart");
+    frank.wait_for_beside(&mut erin, "erin: after the restart")?;
+    frank.submit("still here");
+    erin.wait_for_beside(&mut frank, "frank: still here")?;
+    Ok(())
+}

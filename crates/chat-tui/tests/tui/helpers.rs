@@ -367,18 +367,25 @@ impl Terminal {
 
     /// Runs this client and `other` until this one's screen shows `text`.
     pub(crate) fn wait_for_beside(&mut self, other: &mut Terminal, text: &str) -> Result<()> {
+        self.wait_until_beside(other, &format!("{text:?}"), |screen| screen.contains(text))
+    }
+
+    /// Runs this client and `other` until this one's screen passes `test`.
+    pub(crate) fn wait_until_beside(
+        &mut self,
+        other: &mut Terminal,
+        what: &str,
+        test: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         let deadline = Instant::now() + WAIT;
         loop {
             other.step();
             self.step();
-            if self.text().contains(text) {
+            if test(&self.text()) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "the screen never showed {text:?}; it shows:\n{}",
-                    self.text()
-                );
+                bail!("the screen never showed {what}; it shows:\n{}", self.text());
             }
         }
     }
