@@ -421,6 +421,9 @@ pub(super) fn fetch_welcomes(siv: &mut Cursive) {
                 let Some(session) = session_mut(siv) else {
                     return;
                 };
+                if !session.welcomes_taken.insert(welcome.id) {
+                    continue;
+                }
                 let Some(secure) = session.secure.as_mut() else {
                     return;
                 };

@@ -254,6 +254,7 @@ fn start_session(siv: &mut Cursive, username: &str, start: Start) {
         secure,
         waiting: Default::default(),
         welcomes: WelcomeFetch::Idle,
+        welcomes_taken: BTreeSet::new(),
         fresh_groups: BTreeSet::new(),
     });
     e2e::save(siv);

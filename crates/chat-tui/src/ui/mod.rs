@@ -56,6 +56,9 @@ pub(crate) struct Session {
     /// A fetch of this device's Welcomes is under way; `again` when
     /// another was asked for meanwhile.
     welcomes: WelcomeFetch,
+    /// The Welcomes this session has used (or failed to use): a fetch
+    /// that overtakes the acknowledgement of one lists it again.
+    welcomes_taken: BTreeSet<i64>,
     /// Rooms whose group this device created and the server has not yet
     /// accepted a commit of: a stale first commit there means another
     /// member's client set the group up first.

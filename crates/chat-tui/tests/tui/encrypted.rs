@@ -181,3 +181,55 @@ fn a_restarted_client_opens_its_device_with_its_passphrase_and_reads_what_follow
     erin.wait_for_beside(&mut frank, "frank: still here")?;
     Ok(())
 }
+
+#[test]
+fn when_a_member_leaves_the_remaining_clients_race_to_remove_them_and_agree() -> Result<()> {
+    let data = TempDir::new()?;
+    let devices = TempDir::new()?;
+    let server = TestServer::start("127.0.0.1:0", &data)?;
+    for name in ["gina", "hank", "ivan"] {
+        register_and_login(&server.url(), name)?;
+    }
+    let mut gina = Terminal::start_with_device(&server.url(), &devices, "gina's passphrase");
+    gina.log_in("gina", PASSWORD)?;
+    let mut hank = Terminal::start_with_device(&server.url(), &devices, "hank's passphrase");
+    hank.log_in("hank", PASSWORD)?;
+    let mut ivan = Terminal::start_with_device(&server.url(), &devices, "ivan's passphrase");
+    ivan.log_in("ivan", PASSWORD)?;
+
+    gina.submit("/create -e plans");
+    gina.wait_for_beside(&mut hank, "you created the end-to-end encrypted")?;
+    gina.submit("/invite hank");
+    gina.wait_for_beside(&mut hank, "gina added hank to the encrypted group")?;
+    gina.submit("/invite ivan");
+    gina.wait_for_beside(&mut ivan, "gina added ivan to the encrypted group")?;
+    for (terminal, name) in [(&mut hank, "hank"), (&mut ivan, "ivan")] {
+        terminal.wait_for_beside(&mut gina, "plans 🔒")?;
+        terminal.submit("/join plans");
+        terminal.wait_for_beside(&mut gina, "you joined the encrypted group (added by gina)")?;
+        let _ = name;
+    }
+    hank.wait_for_beside(&mut gina, "gina added ivan to the encrypted group")?;
+
+    ivan.submit("/leave");
+    ivan.wait_for_beside(&mut gina, "You left plans")?;
+    // Gina's and Hank's clients both commit Ivan's removal; one commit is
+    // accepted, the other is stale and finds the work done.
+    let removed = |screen: &str| {
+        screen.contains("removed ivan from the encrypted group") && !screen.contains("!!")
+    };
+    gina.wait_until_beside(&mut hank, "ivan's removal, once", removed)?;
+    hank.wait_until_beside(&mut gina, "ivan's removal, once", removed)?;
+
+    gina.submit("without ivan");
+    hank.wait_for_beside(&mut gina, "gina: without ivan")?;
+    hank.submit("agreed");
+    gina.wait_for_beside(&mut hank, "hank: agreed")?;
+    for screen in [gina.text(), hank.text()] {
+        ensure!(
+            screen.matches("removed ivan").count() == 1 && !screen.contains("!!"),
+            "{screen}"
+        );
+    }
+    Ok(())
+}
