@@ -2994,4 +2994,160 @@ mod tests {
         assert!(!general.has_older, "the page said there is nothing older");
         assert_eq!(general.resume_seq(), 7);
     }
+
+    fn sealed(room: &str, seq: i64, username: &str, kind: MlsKindBody) -> ServerFrame {
+        match message(room, seq, username, "AAECAw==") {
+            ServerFrame::Message {
+                username,
+                content,
+                timestamp,
+                id,
+                room,
+                seq,
+                ..
+            } => ServerFrame::Message {
+                mls: Some(kind),
+                username,
+                content,
+                timestamp,
+                id,
+                room,
+                seq,
+                client_id: None,
+                reply_to: None,
+                edited_at: None,
+                deleted: false,
+            },
+            other => other,
+        }
+    }
+
+    const VAULT: &str = "dm:alice:bob";
+
+    fn in_vault() -> ChatState {
+        let mut state = connected("alice");
+        state.add_room(VAULT, RoomKindBody::Direct);
+        state.set_encrypted(VAULT, true);
+        state.switch_to(VAULT);
+        state
+    }
+
+    #[test]
+    fn ciphertext_is_never_shown_and_what_the_device_reads_replaces_it() {
+        let mut state = in_vault();
+        let now = Instant::now();
+        state.apply(sealed(VAULT, 1, "bob", MlsKindBody::Application), now);
+        state.apply(sealed(VAULT, 2, "bob", MlsKindBody::Application), now);
+        let line =
+            |state: &ChatState, seq| state.room(VAULT).and_then(|r| r.lines.get(&seq)).cloned();
+        assert_eq!(line(&state, 1).and_then(|l| l.content), None);
+        state.reveal(VAULT, 1, Reading::Text("hello".to_owned()));
+        state.reveal(VAULT, 2, Reading::Unreadable);
+        assert_eq!(
+            line(&state, 1).and_then(|l| l.content).as_deref(),
+            Some("hello")
+        );
+        assert_eq!(line(&state, 2).and_then(|l| l.content), None);
+        // A history page of the same room keeps its ciphertext out too.
+        let mut item = history(VAULT, &[3]).remove(0);
+        item.mls = Some(MlsKindBody::Application);
+        item.content = Some("AAECAw==".to_owned());
+        state.apply_history(VAULT, vec![item], false);
+        assert_eq!(line(&state, 3).and_then(|l| l.content), None);
+    }
+
+    #[test]
+    fn a_commit_is_a_change_of_the_group_not_an_unread_message_nor_something_to_answer() {
+        let mut state = in_vault();
+        state.switch_to("general");
+        state.apply(sealed(VAULT, 1, "bob", MlsKindBody::Commit), Instant::now());
+        state.reveal(
+            VAULT,
+            1,
+            Reading::Change("bob added alice to the encrypted group".to_owned()),
+        );
+        let room = state.room(VAULT).cloned();
+        let line = room.as_ref().and_then(|room| room.lines.get(&1));
+        assert!(line.is_some_and(Line::is_commit));
+        assert_eq!(
+            line.and_then(|line| line.group_change.as_deref()),
+            Some("bob added alice to the encrypted group")
+        );
+        assert_eq!(room.map(|room| room.unread), Some(0));
+        state.switch_to(VAULT);
+        assert_eq!(state.delete(1), Err(ChangeError::NotAMessage(1)));
+    }
+
+    #[test]
+    fn an_item_seen_as_mls_marks_its_room_encrypted() {
+        let mut state = connected("alice");
+        state.add_room("vault", RoomKindBody::Public);
+        assert!(!state.is_encrypted("vault"));
+        state.apply(
+            sealed("vault", 1, "bob", MlsKindBody::Application),
+            Instant::now(),
+        );
+        assert!(state.is_encrypted("vault"));
+    }
+
+    #[test]
+    fn a_message_in_an_encrypted_room_goes_out_sealed_and_is_resent_with_the_same_bytes() {
+        let mut state = in_vault();
+        let frame = state.compose_sealed("meet at noon", None, |room, client_id, text| {
+            assert_eq!((room, text), (VAULT, "meet at noon"));
+            Ok(format!("sealed:{client_id}"))
+        });
+        let Ok(ClientFrame::Message {
+            mls,
+            content,
+            client_id,
+            ..
+        }) = frame
+        else {
+            panic!("a message frame, got {frame:?}");
+        };
+        assert_eq!(mls, Some(MlsKindBody::Application));
+        assert_eq!(
+            Some(content.clone()),
+            client_id.map(|id| format!("sealed:{id}"))
+        );
+        // The pending line shows the text; a reconnect resends the sealed bytes.
+        assert_eq!(
+            state
+                .pending_in(VAULT)
+                .map(|p| p.content.clone())
+                .collect::<Vec<_>>(),
+            ["meet at noon"]
+        );
+        let resent: Vec<String> = state
+            .on_connected()
+            .into_iter()
+            .filter_map(|frame| match frame {
+                ClientFrame::Message { content, .. } => Some(content),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resent, [content]);
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_sealed_is_not_queued_and_says_why() {
+        let mut state = in_vault();
+        let refused = state.compose_sealed("hello", None, |_, _, _| Err("no group".to_owned()));
+        assert_eq!(refused, Err(ChangeError::Sealing("no group".to_owned())));
+        assert_eq!(state.pending_in(VAULT).count(), 0);
+        assert!(matches!(
+            state.compose_sealed(" ", None, |_, _, _| Ok(String::new())),
+            Err(ChangeError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn messages_of_an_encrypted_room_cannot_be_edited() {
+        let mut state = in_vault();
+        // My message, as the ack of a sealed send stores it: in clear.
+        state.apply(message(VAULT, 1, "alice", "hi"), Instant::now());
+        assert_eq!(state.edit(1, "changed"), Err(ChangeError::Encrypted));
+        assert_eq!(state.begin_edit_last(), Err(ChangeError::Encrypted));
+    }
 }

@@ -415,3 +415,78 @@ fn typing_text(state: &ChatState, now: Instant) -> StyledString {
     line.append_styled(text, Effect::Italic);
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use chat_protocol::mls::MlsKindBody;
+    use chat_protocol::rest::RoomKindBody;
+    use chat_protocol::ws::ServerFrame;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::secure::Reading;
+
+    fn sealed(seq: i64, kind: MlsKindBody) -> ServerFrame {
+        ServerFrame::Message {
+            mls: Some(kind),
+            username: "bob".to_owned(),
+            content: "c2VjcmV0IGJ5dGVz".to_owned(),
+            timestamp: Utc::now(),
+            id: seq,
+            room: "dm:alice:bob".to_owned(),
+            seq,
+            client_id: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn an_encrypted_room_carries_the_lock_in_the_list_and_the_title() {
+        let mut state = ChatState::new("alice");
+        state.add_room("dm:alice:bob", RoomKindBody::Direct);
+        state.add_room("lobby", RoomKindBody::Public);
+        state.set_encrypted("dm:alice:bob", true);
+        assert_eq!(room_label(&state, "dm:alice:bob"), "@bob 🔒");
+        assert_eq!(room_label(&state, "lobby"), "lobby");
+        state.switch_to("dm:alice:bob");
+        assert_eq!(messages_title(&state), "🔒 Messages (end-to-end encrypted)");
+        assert!(
+            status_line(&state, "http://x")
+                .source()
+                .contains("[@bob 🔒]")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_message_shows_a_placeholder_and_a_commit_who_changed_what() {
+        let mut state = ChatState::new("alice");
+        state.add_room("dm:alice:bob", RoomKindBody::Direct);
+        state.switch_to("dm:alice:bob");
+        let now = Instant::now();
+        state.apply(sealed(1, MlsKindBody::Commit), now);
+        state.apply(sealed(2, MlsKindBody::Application), now);
+        state.apply(sealed(3, MlsKindBody::Application), now);
+        state.reveal(
+            "dm:alice:bob",
+            1,
+            Reading::Change("bob added alice to the encrypted group".to_owned()),
+        );
+        state.reveal("dm:alice:bob", 3, Reading::Text("lunch?".to_owned()));
+        let (text, _) = message_text(&state);
+        let text = text.source().to_owned();
+        assert!(
+            text.contains("-- 🔒 bob added alice to the encrypted group"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("#2 bob: {UNREADABLE}")), "{text}");
+        assert!(text.contains("#3 bob: lunch?"), "{text}");
+        assert!(
+            !text.contains("c2VjcmV0"),
+            "no ciphertext on screen: {text}"
+        );
+    }
+}
