@@ -20,6 +20,23 @@ fn history(server: &str, token: &str, room: &str) -> Result<MessagePage> {
         .read_json()?)
 }
 
+/// The safety number on screen: twelve groups of five digits.
+fn safety_number(screen: &str) -> Option<String> {
+    screen
+        .lines()
+        .flat_map(|line| line.split('│'))
+        .map(str::trim)
+        .map(|text| text.trim_start_matches("--").trim())
+        .find(|text| {
+            let groups: Vec<&str> = text.split(' ').collect();
+            groups.len() == 12
+                && groups
+                    .iter()
+                    .all(|group| group.len() == 5 && group.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_owned)
+}
+
 #[test]
 fn an_encrypted_conversation_reads_in_clear_on_both_screens_and_as_ciphertext_on_the_server()
 -> Result<()> {
@@ -56,6 +73,17 @@ fn an_encrypted_conversation_reads_in_clear_on_both_screens_and_as_ciphertext_on
         alice.text(),
         bob.text()
     );
+
+    // Both compute the same safety number over the keys of their group.
+    alice.submit("/verify bob");
+    alice.wait_for_beside(&mut bob, "safety number of you and bob")?;
+    bob.submit("/verify alice");
+    bob.wait_for_beside(&mut alice, "safety number of you and alice")?;
+    let (Some(alices), Some(bobs)) = (safety_number(&alice.text()), safety_number(&bob.text()))
+    else {
+        anyhow::bail!("no safety number:\n{}\n{}", alice.text(), bob.text());
+    };
+    ensure!(alices == bobs, "{alices} != {bobs}");
 
     // The server holds the messages, as MLS ciphertext only.
     let page = history(&server.url(), &alice_token, "dm:alice:bob")?;
