@@ -718,9 +718,13 @@ pub(super) fn verify(siv: &mut Cursive, user: String) {
             match secure.safety_number(&user) {
                 Some((members, number)) => {
                     for member in members {
+                        let fingerprint = member.fingerprint().to_string();
+                        // A key the server does not list is worth a look.
+                        let listed = devices.iter().any(|d| d.fingerprint == fingerprint);
+                        let mark = if listed { "" } else { " (not listed by the server)" };
                         state.notice(
                             None,
-                            format!("  {user}'s key in your groups: {}", member.fingerprint()),
+                            format!("  {user}'s key in your groups: {fingerprint}{mark}"),
                         );
                     }
                     state.notice(

@@ -84,6 +84,11 @@ fn an_encrypted_conversation_reads_in_clear_on_both_screens_and_as_ciphertext_on
         anyhow::bail!("no safety number:\n{}\n{}", alice.text(), bob.text());
     };
     ensure!(alices == bobs, "{alices} != {bobs}");
+    ensure!(
+        alice.text().contains("bob's key in your groups") && !alice.text().contains("not listed"),
+        "the key in the group is the one the server lists: {}",
+        alice.text()
+    );
 
     // The server holds the messages, as MLS ciphertext only.
     let page = history(&server.url(), &alice_token, "dm:alice:bob")?;
