@@ -694,26 +694,30 @@ pub(super) fn verify(siv: &mut Cursive, user: String) {
                 return;
             };
             let state = &mut session.state;
-            state.notice(
-                None,
+            // Long keys and numbers go on two lines each, so they fit
+            // beside the other panels.
+            let mut block = |title: String, long: &str| {
+                state.notice(None, title);
+                for half in halves(long) {
+                    state.notice(None, format!("    {half}"));
+                }
+            };
+            block(
                 format!(
                     "{LOCK} devices of {user} on the server ({}):",
                     devices.len()
                 ),
+                "",
             );
             for device in &devices {
-                state.notice(
-                    None,
-                    format!(
-                        "  {}  (since {})",
-                        device.fingerprint,
-                        device.created_at.date_naive()
-                    ),
+                block(
+                    format!("  since {}:", device.created_at.date_naive()),
+                    &device.fingerprint,
                 );
             }
-            state.notice(
-                None,
-                format!("  your device: {}", secure.device().fingerprint()),
+            block(
+                "  your device:".to_owned(),
+                &secure.device().fingerprint().to_string(),
             );
             match secure.safety_number(&user) {
                 Some((members, number)) => {
@@ -722,16 +726,12 @@ pub(super) fn verify(siv: &mut Cursive, user: String) {
                         // A key the server does not list is worth a look.
                         let listed = devices.iter().any(|d| d.fingerprint == fingerprint);
                         let mark = if listed { "" } else { " (not listed by the server)" };
-                        state.notice(
-                            None,
-                            format!("  {user}'s key in your groups: {fingerprint}{mark}"),
-                        );
+                        block(format!("  {user}'s key in your groups{mark}:"), &fingerprint);
                     }
-                    state.notice(
-                        None,
+                    block(
                         format!("safety number of you and {user}, to compare with them:"),
+                        &number.to_string(),
                     );
-                    state.notice(None, format!("  {number}"));
                 }
                 None => state.notice(
                     None,
@@ -742,4 +742,34 @@ pub(super) fn verify(siv: &mut Cursive, user: String) {
             }
         },
     );
+}
+
+/// A fingerprint or safety number cut in two lines at the space nearest
+/// its middle; nothing for an empty text.
+fn halves(text: &str) -> Vec<&str> {
+    let groups = text.split(' ').count();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    if groups < 2 {
+        return vec![text];
+    }
+    let cut = text
+        .match_indices(' ')
+        .nth(groups / 2 - 1)
+        .map_or(text.len(), |(at, _)| at);
+    let (first, second) = text.split_at(cut);
+    vec![first, second.trim_start()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::halves;
+
+    #[test]
+    fn long_keys_and_numbers_are_cut_in_two_lines_between_groups() {
+        assert_eq!(halves("1111 2222 3333 4444"), ["1111 2222", "3333 4444"]);
+        assert_eq!(halves("12345"), ["12345"]);
+        assert!(halves("").is_empty());
+    }
 }

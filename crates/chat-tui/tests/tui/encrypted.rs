@@ -20,21 +20,22 @@ fn history(server: &str, token: &str, room: &str) -> Result<MessagePage> {
         .read_json()?)
 }
 
-/// The safety number on screen: twelve groups of five digits.
+/// The safety number on screen: twelve groups of five digits, on two
+/// lines of six.
 fn safety_number(screen: &str) -> Option<String> {
-    screen
+    let halves: Vec<&str> = screen
         .lines()
         .flat_map(|line| line.split('│'))
-        .map(str::trim)
-        .map(|text| text.trim_start_matches("--").trim())
-        .find(|text| {
+        .map(|text| text.trim().trim_start_matches("--").trim())
+        .filter(|text| {
             let groups: Vec<&str> = text.split(' ').collect();
-            groups.len() == 12
+            groups.len() == 6
                 && groups
                     .iter()
                     .all(|group| group.len() == 5 && group.bytes().all(|b| b.is_ascii_digit()))
         })
-        .map(str::to_owned)
+        .collect();
+    (halves.len() == 2).then(|| halves.join(" "))
 }
 
 #[test]
