@@ -49,7 +49,19 @@ pub(super) fn show(siv: &mut Cursive, message: Option<String>) {
         .child(
             EditView::new()
                 .secret()
-                .on_submit(|siv, _| submit(siv, Action::Login))
+                .on_submit(|siv, _| {
+                    // The device passphrase comes next, when it is asked.
+                    let asked = siv
+                        .call_on_name("passphrase", |view: &mut EditView| {
+                            view.get_content().is_empty()
+                        })
+                        .unwrap_or(false);
+                    if asked && let Ok(result) = siv.focus_name("passphrase") {
+                        result.process(siv);
+                        return;
+                    }
+                    submit(siv, Action::Login);
+                })
                 .with_name("password")
                 .fixed_width(32),
         );

@@ -194,15 +194,19 @@ fn a_restarted_client_opens_its_device_with_its_passphrase_and_reads_what_follow
     frank.submit("/quit");
     drop(frank);
 
-    // A wrong passphrase does not open the device.
-    let mut wrong = Terminal::start_with_device(&server.url(), &devices, "not frank's");
-    wrong.wait_for("Username")?;
-    wrong.log_in_without_waiting("frank", PASSWORD);
-    wrong.wait_for("wrong device passphrase")?;
-    drop(wrong);
-
-    let mut frank = Terminal::start_with_device(&server.url(), &devices, "frank's passphrase");
-    frank.log_in("frank", PASSWORD)?;
+    // Typed on the login screen, a wrong passphrase does not open the
+    // device, and the right one does.
+    let mut frank = Terminal::start_asking_passphrase(&server.url(), &devices);
+    frank.wait_for("Device passphrase")?;
+    frank.log_in_with_passphrase_without_waiting("frank", PASSWORD, "not frank's");
+    frank.wait_for("wrong device passphrase")?;
+    drop(frank);
+    let mut frank = Terminal::start_asking_passphrase(&server.url(), &devices);
+    frank.wait_for("Device passphrase")?;
+    frank.log_in_with_passphrase_without_waiting("frank", PASSWORD, "frank's passphrase");
+    frank.wait_until("the connected chat screen", |screen| {
+        screen.contains("connected") && !screen.contains("connecting")
+    })?;
     frank.submit("/dm erin");
     // What was read before the restart is not kept; never shown as base64.
     frank.wait_for_beside(

@@ -303,6 +303,8 @@ pub(crate) struct Terminal {
     input: crossbeam_sender::Sender,
     frames: crossbeam_sender::Receiver,
     screen: Option<ObservedScreen>,
+    /// The login screen asks for a device passphrase.
+    asks_passphrase: bool,
 }
 
 /// The channel types of the puppet backend, named once.
@@ -319,7 +321,15 @@ impl Terminal {
     pub(crate) fn start(server: &str) -> Terminal {
         let mut siv = Cursive::new();
         chat_tui::install(&mut siv, server);
-        Terminal::run(siv)
+        Terminal::run(siv, true)
+    }
+
+    /// Starts the client with its device state in `state_dir`, the
+    /// passphrase asked for on the login screen.
+    pub(crate) fn start_asking_passphrase(server: &str, state_dir: &TempDir) -> Terminal {
+        let mut siv = Cursive::new();
+        chat_tui::install_with(&mut siv, device_options(server, state_dir, None));
+        Terminal::run(siv, true)
     }
 
     /// Starts the client with its device state in `state_dir`, opened with
@@ -331,19 +341,12 @@ impl Terminal {
         passphrase: &str,
     ) -> Terminal {
         let mut siv = Cursive::new();
-        let mut options = chat_tui::Options::new(server);
-        options.state_dir = state_dir.0.clone();
-        options.passphrase = Some(passphrase.to_owned());
-        options.kdf = chat_tui::KdfParams {
-            memory_kib: 256,
-            iterations: 1,
-            parallelism: 1,
-        };
+        let options = device_options(server, state_dir, Some(passphrase));
         chat_tui::install_with(&mut siv, options);
-        Terminal::run(siv)
+        Terminal::run(siv, false)
     }
 
-    fn run(siv: Cursive) -> Terminal {
+    fn run(siv: Cursive, asks_passphrase: bool) -> Terminal {
         let backend = puppet::Backend::init(Some(Vec2::new(120, 32)));
         let input = backend.input();
         let frames = backend.stream();
@@ -354,6 +357,7 @@ impl Terminal {
             input,
             frames,
             screen: None,
+            asks_passphrase,
         }
     }
 
@@ -464,10 +468,25 @@ impl Terminal {
 
     /// Types a username and password on the login screen and submits.
     pub(crate) fn log_in_without_waiting(&mut self, username: &str, password: &str) {
+        self.log_in_with_passphrase_without_waiting(username, password, "");
+    }
+
+    /// Types a username, a password and (when the login screen asks for
+    /// it) a device passphrase, and submits.
+    pub(crate) fn log_in_with_passphrase_without_waiting(
+        &mut self,
+        username: &str,
+        password: &str,
+        passphrase: &str,
+    ) {
         self.type_text(username);
         self.press(Key::Enter);
         self.type_text(password);
         self.press(Key::Enter);
+        if self.asks_passphrase {
+            self.type_text(passphrase);
+            self.press(Key::Enter);
+        }
     }
 
     /// Logs in from the login screen and waits for the live connection.
@@ -478,4 +497,22 @@ impl Terminal {
             screen.contains("connected") && !screen.contains("connecting")
         })
     }
+}
+
+/// Client options with the device state in `state_dir` and a cheap key
+/// derivation; `passphrase` as `CHAT_E2E_PASSPHRASE` would give it.
+fn device_options(
+    server: &str,
+    state_dir: &TempDir,
+    passphrase: Option<&str>,
+) -> chat_tui::Options {
+    let mut options = chat_tui::Options::new(server);
+    options.state_dir = state_dir.0.clone();
+    options.passphrase = passphrase.map(str::to_owned);
+    options.kdf = chat_tui::KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
+    options
 }
