@@ -21,6 +21,7 @@ use chat_e2e::{
     SafetyNumber,
 };
 use chat_protocol::mls::{self as wire, MlsKindBody};
+use zeroize::Zeroizing;
 
 /// How many ordinary KeyPackages a device keeps on the server; below
 /// [`KEY_PACKAGES_LOW`], it uploads more.
@@ -83,7 +84,8 @@ pub(crate) struct AfterCommit {
 pub(crate) struct Secure {
     device: Device,
     path: PathBuf,
-    passphrase: String,
+    /// Wiped from memory when the session ends.
+    passphrase: Zeroizing<String>,
     kdf: KdfParams,
     /// What each MLS item read or sent in this session reads as, by room
     /// and seq.
@@ -152,7 +154,7 @@ impl Secure {
         let mut secure = Secure {
             device,
             path: path.to_owned(),
-            passphrase: passphrase.to_owned(),
+            passphrase: Zeroizing::new(passphrase.to_owned()),
             kdf,
             readings: HashMap::new(),
             sent: HashMap::new(),

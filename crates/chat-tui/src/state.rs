@@ -81,8 +81,15 @@ impl Line {
         }
         let mut reactions = Reactions::default();
         reactions.set_counted(message.reactions, horizon);
-        // Ciphertext is never shown: the client reveals what it reads.
+        // Ciphertext is never shown: the client reveals what it reads. The
+        // server's excerpt of the message answered is ciphertext too.
         let content = message.content.filter(|_| message.mls.is_none());
+        let mut reply = message.reply;
+        if message.mls.is_some()
+            && let Some(reply) = reply.as_mut()
+        {
+            reply.excerpt = None;
+        }
         Some(Line {
             seq: message.seq,
             username: message.username,
@@ -92,7 +99,7 @@ impl Line {
             edited: message.edited_at.is_some(),
             deleted: message.deleted,
             reply_to: message.reply_to,
-            reply: message.reply,
+            reply,
             reactions,
             mls: message.mls,
             group_change: None,
@@ -3052,8 +3059,20 @@ mod tests {
         let mut item = history(VAULT, &[3]).remove(0);
         item.mls = Some(MlsKindBody::Application);
         item.content = Some("AAECAw==".to_owned());
+        item.reply_to = Some(1);
+        item.reply = Some(ReplyExcerpt {
+            username: "bob".to_owned(),
+            excerpt: Some("AAECAw==".to_owned()),
+            deleted: false,
+        });
         state.apply_history(VAULT, vec![item], false);
-        assert_eq!(line(&state, 3).and_then(|l| l.content), None);
+        let third = line(&state, 3);
+        assert_eq!(third.as_ref().and_then(|l| l.content.clone()), None);
+        assert_eq!(
+            third.and_then(|l| l.reply).and_then(|reply| reply.excerpt),
+            None,
+            "the server's excerpt of an encrypted message is ciphertext"
+        );
     }
 
     #[test]

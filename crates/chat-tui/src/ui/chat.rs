@@ -706,8 +706,17 @@ fn open_direct(siv: &mut Cursive, user: String, encrypted: bool) {
             }
         },
         move |siv, (body, page)| {
+            // A conversation with nothing MLS in its whole history has no
+            // group yet: this client makes it. Otherwise someone's client
+            // did, and this device waits for its Welcome.
+            let fresh = !page.has_more && page.messages.iter().all(|m| m.mls.is_none());
             show_entered(siv, &body, page, false);
-            if body.encrypted && e2e::create_group(siv, &body.name) {
+            if !body.encrypted {
+                return;
+            }
+            if !fresh {
+                e2e::fetch_welcomes(siv);
+            } else if e2e::create_group(siv, &body.name) {
                 e2e::commit(siv, body.name.clone(), e2e::Plan::Add(user));
             }
         },
