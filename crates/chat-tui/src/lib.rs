@@ -9,10 +9,16 @@
 //! token before it expires (or when a call is refused with 401), and hands
 //! each new one to the open socket in an `auth` frame.
 //!
-//! This crate knows the wire types (`chat-protocol`) and the domain rules
-//! (`chat-domain`) and nothing of the server's insides: no storage, no
-//! transport, no actix. The chat state is a plain struct (`state`) tested
-//! without a terminal; the cursive screens only draw it.
+//! End-to-end encrypted rooms go through `chat-e2e`: this installation's
+//! MLS device, saved in a file encrypted under a passphrase given at login
+//! (`secure`), reads and seals their messages and commits changes to their
+//! groups.
+//!
+//! This crate knows the wire types (`chat-protocol`), the domain rules
+//! (`chat-domain`) and the client's MLS library (`chat-e2e`), and nothing
+//! of the server's insides: no storage, no transport, no actix. The chat
+//! state is a plain struct (`state`) tested without a terminal; the cursive
+//! screens only draw it.
 
 mod api;
 mod backoff;

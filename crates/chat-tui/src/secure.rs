@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chat_domain::{RoomName, Username};
 use chat_e2e::{
@@ -29,6 +30,14 @@ pub(crate) const KEY_PACKAGES_STOCK: usize = 20;
 
 /// The stock under which the device uploads new KeyPackages.
 pub(crate) const KEY_PACKAGES_LOW: i64 = 5;
+
+/// How long what reading messages changed may wait to be saved. Each save
+/// derives the file's key from the passphrase again (Argon2id, on purpose
+/// slow), so reads are saved in batches. Losing them is harmless: a device
+/// restored from an older save reads those messages again from the
+/// history. What must never be lost is saved at once by the UI: a sealed
+/// message's keys (before it is sent), a merged commit, a joined group.
+pub(crate) const SAVE_AFTER: Duration = Duration::from_secs(5);
 
 /// The placeholder of a message this device cannot read.
 pub(crate) const UNREADABLE: &str = "[encrypted message: cannot be read on this device]";
@@ -92,8 +101,8 @@ pub(crate) struct Secure {
     readings: HashMap<(String, i64), Reading>,
     /// The text of each message this device sent, by `client_id`.
     sent: HashMap<String, String>,
-    /// Something changed since the last save.
-    dirty: bool,
+    /// When the state first changed since the last save.
+    changed_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Secure {
@@ -158,7 +167,7 @@ impl Secure {
             kdf,
             readings: HashMap::new(),
             sent: HashMap::new(),
-            dirty: created,
+            changed_at: created.then(Instant::now),
         };
         if created {
             if let Some(dir) = path.parent() {
@@ -174,7 +183,7 @@ impl Secure {
     }
 
     pub(crate) fn device_mut(&mut self) -> &mut Device {
-        self.dirty = true;
+        self.mark();
         &mut self.device
     }
 
@@ -186,13 +195,31 @@ impl Secure {
     pub(crate) fn save(&mut self) -> Result<(), E2eError> {
         self.device
             .save_with(&self.path, &self.passphrase, self.kdf)?;
-        self.dirty = false;
+        self.changed_at = None;
         Ok(())
     }
 
     /// Writes the device state if anything changed since the last save.
     pub(crate) fn save_if_dirty(&mut self) -> Result<(), E2eError> {
-        if self.dirty { self.save() } else { Ok(()) }
+        if self.changed_at.is_some() {
+            self.save()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes the device state if it changed at least [`SAVE_AFTER`] ago:
+    /// for what reading messages changed, which is only worth a save now
+    /// and then (see [`SAVE_AFTER`]).
+    pub(crate) fn save_if_due(&mut self, now: Instant) -> Result<(), E2eError> {
+        match self.changed_at {
+            Some(at) if now.duration_since(at) >= SAVE_AFTER => self.save(),
+            _ => Ok(()),
+        }
+    }
+
+    fn mark(&mut self) {
+        self.changed_at.get_or_insert_with(Instant::now);
     }
 
     /// Whether this device is in the room's group.
@@ -210,7 +237,7 @@ impl Secure {
     ) -> Result<String, E2eError> {
         let room = room_name(room)?;
         let sealed = self.device.encrypt(&room, text.as_bytes())?;
-        self.dirty = true;
+        self.mark();
         self.sent.insert(client_id.to_owned(), text.to_owned());
         Ok(wire::encode(sealed))
     }
@@ -240,7 +267,7 @@ impl Secure {
         let changed = format!("{} changed the encrypted group", item.username);
         match self.device.process(&name, &bytes) {
             Ok(Incoming::Message { plaintext, .. }) => {
-                self.dirty = true;
+                self.mark();
                 Reading::Text(String::from_utf8_lossy(&plaintext).into_owned())
             }
             Ok(Incoming::Commit {
@@ -249,13 +276,13 @@ impl Secure {
                 superseded,
                 ..
             }) => {
-                self.dirty = true;
+                self.mark();
                 after.superseded = superseded;
                 after.removed_me = change.removed_this_device;
                 Reading::Change(describe_change(by.as_str(), &change))
             }
             Ok(Incoming::Proposal { by }) => {
-                self.dirty = true;
+                self.mark();
                 Reading::Change(format!("{by} proposed a change to the encrypted group"))
             }
             Ok(Incoming::Outdated { .. }) => Reading::Change(changed),
@@ -277,7 +304,7 @@ impl Secure {
     /// Creates the room's group, with this device alone in it.
     pub(crate) fn create_group(&mut self, room: &str) -> Result<(), E2eError> {
         let room = room_name(room)?;
-        self.dirty = true;
+        self.mark();
         self.device.create_group(&room)
     }
 
@@ -288,7 +315,7 @@ impl Secure {
         change: Change,
     ) -> Result<OutgoingCommit, E2eError> {
         let room = room_name(room)?;
-        self.dirty = true;
+        self.mark();
         self.device.commit(&room, change)
     }
 
@@ -296,7 +323,7 @@ impl Secure {
     /// commit already applied (its frame came first) changes nothing.
     pub(crate) fn merge(&mut self, room: &str) -> Result<Option<MembershipChange>, E2eError> {
         let room = room_name(room)?;
-        self.dirty = true;
+        self.mark();
         match self.device.merge_pending_commit(&room) {
             Ok(change) => Ok(Some(change)),
             Err(E2eError::NoPendingCommit(_)) => Ok(None),
@@ -308,7 +335,7 @@ impl Secure {
     /// and returns its change.
     pub(crate) fn clear_pending(&mut self, room: &str) -> Result<Option<Change>, E2eError> {
         let room = room_name(room)?;
-        self.dirty = true;
+        self.mark();
         self.device.clear_pending_commit(&room)
     }
 
@@ -318,7 +345,7 @@ impl Secure {
         let bytes = wire::decode(welcome)
             .map_err(|error| E2eError::Malformed(format!("the Welcome is not base64: {error}")))?;
         let joined = self.device.join(&room, &bytes)?;
-        self.dirty = true;
+        self.mark();
         Ok(joined.by.as_str().to_owned())
     }
 

@@ -158,8 +158,8 @@ fn mark_read(siv: &mut Cursive) {
 /// the typing line so "x is typing" goes away on its own.
 pub(super) fn tick(siv: &mut Cursive) {
     mark_read(siv);
-    // What reading and sending changed in the device's keys.
-    e2e::save(siv);
+    // What reading messages changed in the device's keys.
+    e2e::save_when_due(siv);
     render::typing_line(siv);
 }
 

@@ -113,13 +113,23 @@ fn top_up(siv: &mut Cursive) {
 
 /// Saves the device state if it changed; a failure is shown.
 pub(super) fn save(siv: &mut Cursive) {
+    save_with(siv, Secure::save_if_dirty);
+}
+
+/// Saves what reading messages changed, when it is due (see
+/// [`crate::secure::SAVE_AFTER`]).
+pub(super) fn save_when_due(siv: &mut Cursive) {
+    save_with(siv, |secure| secure.save_if_due(Instant::now()));
+}
+
+fn save_with(siv: &mut Cursive, save: impl FnOnce(&mut Secure) -> Result<(), E2eError>) {
     let Some(session) = session_mut(siv) else {
         return;
     };
     let Some(secure) = session.secure.as_mut() else {
         return;
     };
-    if let Err(error) = secure.save_if_dirty() {
+    if let Err(error) = save(secure) {
         let path = secure.path().display().to_string();
         session.state.error(
             None,
