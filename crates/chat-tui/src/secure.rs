@@ -503,6 +503,28 @@ mod tests {
     }
 
     #[test]
+    fn a_change_is_saved_at_once_on_demand_or_in_a_batch_once_due() -> Result<(), OpenError> {
+        let dir = temp_dir("due");
+        let path = dir.join("alice.mls");
+        let (mut secure, _) = Secure::open("alice", &path, "pass", FAST)?;
+        let saved = |path: &Path| std::fs::read(path).unwrap_or_default();
+        let before = saved(&path);
+        assert!(secure.create_group("vault").is_ok());
+        let now = Instant::now();
+        assert!(secure.save_if_due(now).is_ok());
+        assert_eq!(saved(&path), before, "not due yet");
+        assert!(secure.save_if_due(now + SAVE_AFTER).is_ok());
+        let after = saved(&path);
+        assert_ne!(after, before, "saved once due");
+        assert!(secure.save_if_dirty().is_ok());
+        assert_eq!(saved(&path), after, "nothing changed since");
+        let (reopened, _) = Secure::open("alice", &path, "pass", FAST)?;
+        assert!(reopened.has_group("vault"));
+        let _ = std::fs::remove_dir_all(dir);
+        Ok(())
+    }
+
+    #[test]
     fn messages_are_read_once_sent_ones_are_known_and_garbage_is_a_placeholder()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = temp_dir("read");
