@@ -225,6 +225,9 @@ enum FollowUp {
     None,
     /// Fetch Welcomes: this device may have been added to a group.
     Welcomes,
+    /// Someone added this user to a room: ask whether it is encrypted
+    /// (the `joined` frame does not say), then fetch Welcomes.
+    Added(String),
     /// Commit a change to a room's group.
     Commit(String, Plan),
     /// Commit again a change that lost the race for its epoch.
@@ -255,6 +258,28 @@ fn follow(siv: &mut Cursive, follow_up: FollowUp) {
     match follow_up {
         FollowUp::None => {}
         FollowUp::Welcomes => fetch_welcomes(siv),
+        FollowUp::Added(room) => background(
+            siv,
+            {
+                let room = room.clone();
+                // Only a lock and a Welcome depend on it: a failure is
+                // not worth a line (the first MLS item marks the room).
+                move |api| match api.room(&room) {
+                    Ok(detail) => Ok(Some(detail)),
+                    Err(error @ ApiError::Unauthorized(_)) => Err(error),
+                    Err(_) => Ok(None),
+                }
+            },
+            move |siv, detail| {
+                let encrypted = detail.is_some_and(|detail| detail.encrypted);
+                if let Some(session) = session_mut(siv) {
+                    session.state.set_encrypted(&room, encrypted);
+                }
+                if encrypted {
+                    fetch_welcomes(siv);
+                }
+            },
+        ),
         FollowUp::Commit(room, plan) => commit(siv, room, plan),
         FollowUp::Again(room, change) => commit_change(siv, room, change, 1),
     }
@@ -278,6 +303,7 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
                 return FollowUp::None;
             };
             if !secure.has_group(room) && !replay {
+                session.state.set_encrypted(room, true);
                 let waiting = session.waiting.entry(room.clone()).or_default();
                 if waiting.len() < WAITING_MAX {
                     waiting.push(frame);
@@ -322,13 +348,10 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
             session.state.apply(frame, now);
             FollowUp::None
         }
-        ServerFrame::Joined { .. } => {
+        ServerFrame::Joined { room, .. } => {
+            let room = room.clone();
             session.state.apply(frame, now);
-            if session.secure.is_some() {
-                FollowUp::Welcomes
-            } else {
-                FollowUp::None
-            }
+            FollowUp::Added(room)
         }
         ServerFrame::Member {
             room,
