@@ -101,6 +101,10 @@ pub(crate) struct Secure {
     readings: HashMap<(String, i64), Reading>,
     /// The text of each message this device sent, by `client_id`.
     sent: HashMap<String, String>,
+    /// The epoch each room's group had when this device joined it from a
+    /// Welcome in this session: the commit that led to it added this
+    /// device.
+    joined_at: HashMap<String, u64>,
     /// When the state first changed since the last save.
     changed_at: Option<Instant>,
 }
@@ -167,6 +171,7 @@ impl Secure {
             kdf,
             readings: HashMap::new(),
             sent: HashMap::new(),
+            joined_at: HashMap::new(),
             changed_at: created.then(Instant::now),
         };
         if created {
@@ -285,6 +290,14 @@ impl Secure {
                 self.mark();
                 Reading::Change(format!("{by} proposed a change to the encrypted group"))
             }
+            Ok(Incoming::Outdated { epoch })
+                if self.joined_at.get(room) == Some(&epoch.saturating_add(1)) =>
+            {
+                Reading::Change(format!(
+                    "{} added you to the encrypted group",
+                    item.username
+                ))
+            }
             Ok(Incoming::Outdated { .. }) => Reading::Change(changed),
             Ok(Incoming::OwnMessage) => Reading::Unreadable,
             Err(_) if item.kind == MlsKindBody::Commit => Reading::Change(changed),
@@ -345,6 +358,8 @@ impl Secure {
         let bytes = wire::decode(welcome)
             .map_err(|error| E2eError::Malformed(format!("the Welcome is not base64: {error}")))?;
         let joined = self.device.join(&room, &bytes)?;
+        self.joined_at
+            .insert(room.as_str().to_owned(), joined.epoch);
         self.mark();
         Ok(joined.by.as_str().to_owned())
     }
@@ -539,6 +554,22 @@ mod tests {
         let welcome = wire::encode(commit.welcome.ok_or("a Welcome")?);
         assert_eq!(bob.join(room, &welcome)?, "alice");
         assert!(bob.has_group(room) && !bob.has_group("dm:bob:carol"));
+        // The commit that added Bob, relayed after his Welcome.
+        let added = wire::encode(&commit.commit);
+        assert_eq!(
+            bob.read(
+                room,
+                &Item {
+                    seq: 1,
+                    username: "alice",
+                    kind: MlsKindBody::Commit,
+                    content: &added,
+                    client_id: None,
+                },
+                &mut AfterCommit::default()
+            ),
+            Reading::Change("alice added you to the encrypted group".to_owned())
+        );
 
         let sealed = alice.seal(room, "c1", "hello bob")?;
         let item = Item {

@@ -61,6 +61,7 @@ fn an_encrypted_conversation_reads_in_clear_on_both_screens_and_as_ciphertext_on
         &mut alice,
         "you joined the encrypted group (added by alice)",
     )?;
+    bob.wait_for_beside(&mut alice, "alice added you to the encrypted group")?;
 
     let secrets = ["meet at the north gate", "bring the blue folder"];
     alice.submit(secrets[0]);
