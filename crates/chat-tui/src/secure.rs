@@ -321,6 +321,16 @@ impl Secure {
         self.device.create_group(&room)
     }
 
+    /// The epoch this device's pending commit in the room builds on, if
+    /// one waits for the server's answer.
+    pub(crate) fn pending_on(&self, room: &str) -> Option<u64> {
+        let room = room_name(room).ok()?;
+        if !self.device.has_pending_commit(&room).ok()? {
+            return None;
+        }
+        self.device.epoch(&room).ok()
+    }
+
     /// Makes a commit with `change` on the group's current epoch.
     pub(crate) fn commit(
         &mut self,
@@ -623,9 +633,13 @@ mod tests {
         let (mut alice, _) = Secure::open("alice", &dir.join("a.mls"), "a", FAST)?;
         let (mut bob, _) = Secure::open("bob", &dir.join("b.mls"), "b", FAST)?;
         alice.create_group("vault")?;
+        assert_eq!(alice.pending_on("vault"), None);
         let packages = bob.device_mut().key_packages(1)?;
         let commit = alice.commit("vault", Change::Add(packages))?;
+        assert_eq!(alice.pending_on("vault"), Some(0), "built on epoch 0");
         alice.merge("vault")?;
+        assert_eq!(alice.pending_on("vault"), None);
+        assert_eq!(alice.merge("vault")?, None, "merged once");
         bob.join("vault", &wire::encode(commit.welcome.ok_or("a Welcome")?))?;
         assert_eq!(alice.members("vault").len(), 2);
         let bob_name = Username::parse("bob")?;

@@ -25,6 +25,10 @@ use crate::state::ChatState;
 /// How many times a commit refused as stale is made again.
 const COMMIT_ATTEMPTS: u32 = 4;
 
+/// How long a change waits for this client's commit before it in the same
+/// room to be answered.
+const PENDING_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The most MLS items held for one room while its Welcome is fetched.
 const WAITING_MAX: usize = 500;
 
@@ -188,35 +192,43 @@ impl OwnedItem {
 
 /// Reads the MLS items of a page of `room` and shows what they read as.
 /// A room whose group this device is not in keeps its placeholders.
+/// Returns the changes of this device's pending commits that commits in
+/// the page superseded, to make again.
 pub(super) fn reveal_items(
     secure: &mut Secure,
     state: &mut ChatState,
     room: &str,
     items: &[OwnedItem],
-) {
+) -> Vec<Change> {
+    let mut superseded = Vec::new();
     if items.is_empty() {
-        return;
+        return superseded;
     }
     state.set_encrypted(room, true);
     if !secure.has_group(room) {
-        return;
+        return superseded;
     }
     for item in items {
         let mut after = AfterCommit::default();
         let reading = secure.read(room, &item.item(), &mut after);
         state.reveal(room, item.seq, reading);
+        superseded.extend(after.superseded);
     }
+    superseded
 }
 
 /// Applies a page of history of `room`, reading its MLS items.
-pub(super) fn apply_page(session: &mut Session, page: MessagePage) {
+/// Returns the changes of this device's pending commits that commits in
+/// the page superseded.
+pub(super) fn apply_page(session: &mut Session, page: MessagePage) -> Vec<Change> {
     let room = page.room.clone();
     let items = mls_items(&page.messages);
     session
         .state
         .apply_history(&page.room, page.messages, page.has_more);
-    if let Some(secure) = session.secure.as_mut() {
-        reveal_items(secure, &mut session.state, &room, &items);
+    match session.secure.as_mut() {
+        Some(secure) => reveal_items(secure, &mut session.state, &room, &items),
+        None => Vec::new(),
     }
 }
 
@@ -585,10 +597,26 @@ fn commit_change(siv: &mut Cursive, room: String, change: Change, attempt: u32) 
     let Some(secure) = session_mut(siv).and_then(|s| s.secure.as_mut()) else {
         return;
     };
-    let outgoing: OutgoingCommit = match secure.commit(&room, change) {
+    let outgoing: OutgoingCommit = match secure.commit(&room, change.clone()) {
         Ok(outgoing) => outgoing,
         // Already done by someone else's commit, or nothing left to do.
         Err(E2eError::NotAMember(_) | E2eError::NothingToCommit) => return,
+        // This client's previous change is still on its way (two quick
+        // /invite, say): this one follows it.
+        Err(E2eError::PendingCommit(_)) => {
+            let sink = siv.cb_sink().clone();
+            let generation = session_mut(siv).map(|session| session.generation);
+            std::thread::spawn(move || {
+                std::thread::sleep(PENDING_RETRY);
+                let _ = sink.send(Box::new(move |siv: &mut Cursive| {
+                    if session_mut(siv).map(|session| session.generation) == generation {
+                        commit_change(siv, room, change, attempt);
+                        render::all(siv);
+                    }
+                }));
+            });
+            return;
+        }
         Err(error) => {
             error_line(
                 siv,
@@ -599,64 +627,82 @@ fn commit_change(siv: &mut Cursive, room: String, change: Change, attempt: u32) 
         }
     };
     save(siv);
+    let epoch = outgoing.epoch;
     let upload = outgoing.to_upload();
     background(
         siv,
         {
             let room = room.clone();
-            move |api| api.post_commit(&room, &upload)
-        },
-        move |siv, outcome| match outcome {
-            CommitOutcome::Accepted(accepted) => {
-                let Some(session) = session_mut(siv) else {
-                    return;
-                };
-                session.fresh_groups.remove(&room);
-                let Some(secure) = session.secure.as_mut() else {
-                    return;
-                };
-                match secure.merge(&room) {
-                    Ok(Some(change)) => {
-                        secure.committed(&room, accepted.seq, &change);
-                        let text = crate::secure::describe_change(session.state.me(), &change);
-                        session
-                            .state
-                            .reveal(&room, accepted.seq, Reading::Change(text));
-                    }
-                    Ok(None) => {}
-                    Err(error) => session
-                        .state
-                        .error(Some(&room), format!("cannot apply the commit: {error}")),
-                }
-                save(siv);
+            move |api| match api.post_commit(&room, &upload) {
+                Err(error @ ApiError::Unauthorized(_)) => Err(error),
+                other => Ok(other),
             }
-            CommitOutcome::Stale => stale(siv, room, attempt),
+        },
+        move |siv, outcome| {
+            // The commit's own frame may have come first: processing it
+            // merged the commit (or, if another commit won, dropped it and
+            // made the change again). An answer for an epoch this device
+            // has left is then old news, and must not touch a newer
+            // pending commit.
+            if !still_pending(siv, &room, epoch) {
+                return;
+            }
+            match outcome {
+                Ok(CommitOutcome::Accepted(accepted)) => accepted_commit(siv, &room, accepted.seq),
+                Ok(CommitOutcome::Stale) => stale(siv, room, attempt),
+                Err(error) => {
+                    error_line(
+                        siv,
+                        Some(&room),
+                        format!("the server refused a change to the encrypted group: {error}"),
+                    );
+                    settle(siv, room, None);
+                }
+            }
         },
     );
 }
 
-/// The server refused this device's commit on `room`: another commit on
-/// the same epoch came first.
+/// Whether this device's commit built on `epoch` of `room` still waits
+/// for the server's answer.
+fn still_pending(siv: &mut Cursive, room: &str, epoch: u64) -> bool {
+    session_mut(siv)
+        .and_then(|session| session.secure.as_ref())
+        .is_some_and(|secure| secure.pending_on(room) == Some(epoch))
+}
+
+/// The server accepted this device's pending commit at `seq`.
+fn accepted_commit(siv: &mut Cursive, room: &str, seq: i64) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    session.fresh_groups.remove(room);
+    let Some(secure) = session.secure.as_mut() else {
+        return;
+    };
+    match secure.merge(room) {
+        Ok(Some(change)) => {
+            secure.committed(room, seq, &change);
+            let text = crate::secure::describe_change(session.state.me(), &change);
+            session.state.reveal(room, seq, Reading::Change(text));
+        }
+        Ok(None) => {}
+        Err(error) => session
+            .state
+            .error(Some(room), format!("cannot apply the commit: {error}")),
+    }
+    save(siv);
+}
+
+/// The server refused this device's commit on `room` as stale: another
+/// commit on the same epoch came first.
 fn stale(siv: &mut Cursive, room: String, attempt: u32) {
     let Some(session) = session_mut(siv) else {
         return;
     };
-    let Some(secure) = session.secure.as_mut() else {
-        return;
-    };
-    let change = match secure.clear_pending(&room) {
-        Ok(change) => change,
-        Err(error) => {
-            session.state.error(
-                Some(&room),
-                format!("cannot drop the refused commit: {error}"),
-            );
-            return;
-        }
-    };
     if session.fresh_groups.remove(&room) {
         // Another member's client set the group up first: this device
-        // waits for its Welcome instead.
+        // forgets its own and waits for its Welcome.
         if let Some(secure) = session.secure.as_mut()
             && let Ok(name) = chat_domain::RoomName::parse(&room)
         {
@@ -670,32 +716,57 @@ fn stale(siv: &mut Cursive, room: String, attempt: u32) {
         fetch_welcomes(siv);
         return;
     }
-    save(siv);
-    let Some(change) = change else {
-        return;
-    };
     if attempt >= COMMIT_ATTEMPTS {
         error_line(
             siv,
             Some(&room),
             "the encrypted group kept changing under this client's commit; try again".to_owned(),
         );
+        settle(siv, room, None);
         return;
     }
-    // Reads what the room did meanwhile (the commit that won, at least),
-    // then makes the change again on the new epoch.
+    settle(siv, room, Some(attempt + 1));
+}
+
+/// Reads what the room did since this device's pending commit was made
+/// (the commit that won, or this one if it was accepted after all), then
+/// drops the commit if it is still pending; with `again`, the change that
+/// did not go through is made again on the new epoch (that attempt).
+fn settle(siv: &mut Cursive, room: String, again: Option<u32>) {
     background(
         siv,
         {
             let room = room.clone();
-            move |api| api.messages(&room, None)
+            move |api| match api.messages(&room, None) {
+                Err(error @ ApiError::Unauthorized(_)) => Err(error),
+                other => Ok(other.ok()),
+            }
         },
         move |siv, page| {
-            if let Some(session) = session_mut(siv) {
-                apply_page(session, page);
+            let Some(session) = session_mut(siv) else {
+                return;
+            };
+            let mut lost = match page {
+                Some(page) => apply_page(session, page),
+                None => Vec::new(),
+            };
+            if let Some(secure) = session.secure.as_mut()
+                && secure.pending_on(&room).is_some()
+            {
+                match secure.clear_pending(&room) {
+                    Ok(change) => lost.extend(change),
+                    Err(error) => session.state.error(
+                        Some(&room),
+                        format!("cannot drop the refused commit: {error}"),
+                    ),
+                }
             }
             save(siv);
-            commit_change(siv, room, change, attempt + 1);
+            if let Some(attempt) = again {
+                for change in lost {
+                    commit_change(siv, room.clone(), change, attempt);
+                }
+            }
         },
     );
 }
