@@ -357,13 +357,21 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
             {
                 let _ = secure.device_mut().forget_room(&name);
             }
+            session.waiting.remove(room);
             session.state.apply(frame, now);
             FollowUp::None
         }
         ServerFrame::Joined { room, .. } => {
+            // A room this client already holds came with the room list,
+            // which says whether it is encrypted.
             let room = room.clone();
+            let known = session.state.room(&room).is_some();
             session.state.apply(frame, now);
-            FollowUp::Added(room)
+            if known {
+                FollowUp::None
+            } else {
+                FollowUp::Added(room)
+            }
         }
         ServerFrame::Member {
             room,
