@@ -11,11 +11,16 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use chat_protocol::mls::{
+    ClaimedKeyPackages, CommitAccepted, CommitUpload, DeviceBody, DeviceRegistration, DevicesBody,
+    KeyPackageClaim, KeyPackageStock, KeyPackageUpload, WelcomeBody, WelcomesBody,
+};
 use chat_protocol::rest::{
     CreateRoomRequest, Credentials, ErrorBody, MemberBody, MemberRequest, MessagePage,
-    RefreshRequest, RoleBody, RoomBody, RoomDetail, SearchBody, SearchParams, TokenBody, UserBody,
-    VisibilityBody,
+    OpenDirectRequest, RefreshRequest, RoleBody, RoomBody, RoomDetail, SearchBody, SearchParams,
+    TokenBody, UserBody, VisibilityBody,
 };
+use chat_protocol::ws::ErrorCode;
 use serde_json::Value;
 use thiserror::Error;
 use ureq::Agent;
@@ -35,7 +40,12 @@ pub(crate) enum ApiError {
     Unauthorized(String),
     /// The server refused the request and said why.
     #[error("{detail}")]
-    Rejected { status: u16, detail: String },
+    Rejected {
+        status: u16,
+        detail: String,
+        /// The error's stable code, when the server gave one.
+        code: Option<ErrorCode>,
+    },
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
@@ -45,6 +55,15 @@ impl ApiError {
     pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, ApiError::Rejected { status: 404, .. })
     }
+}
+
+/// What became of a commit uploaded to a room's group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CommitOutcome {
+    /// Accepted: its place in the room and the group's new epoch.
+    Accepted(CommitAccepted),
+    /// Refused: another commit on the same epoch was accepted first.
+    Stale,
 }
 
 /// A token. Its `Debug` form hides it: it is never printed.
@@ -300,12 +319,13 @@ impl Api {
         self.post_empty(&format!("/api/rooms/{room}/join"), &[200])
     }
 
-    /// Creates a room (public unless `visibility` says otherwise); the user
-    /// becomes its owner.
+    /// Creates a room (public unless `visibility` says otherwise,
+    /// end-to-end encrypted when `encrypted`); the user becomes its owner.
     pub(crate) fn create_room(
         &self,
         room: &str,
         visibility: Option<VisibilityBody>,
+        encrypted: bool,
     ) -> Result<RoomBody, ApiError> {
         let url = self.url("/api/rooms");
         self.authed(|bearer| {
@@ -317,7 +337,7 @@ impl Api {
                     name: room.to_owned(),
                     visibility,
                     topic: None,
-                    encrypted: false,
+                    encrypted,
                 });
             read(&url, response, &[201, 200])
         })
@@ -329,9 +349,125 @@ impl Api {
         Ok(())
     }
 
-    /// Opens the direct conversation with `username`.
-    pub(crate) fn open_direct(&self, username: &str) -> Result<RoomBody, ApiError> {
-        self.post_empty(&format!("/api/dm/{username}"), &[200, 201])
+    /// Opens the direct conversation with `username`: end-to-end encrypted
+    /// when `encrypted`, else as it is (a new one is plaintext).
+    pub(crate) fn open_direct(
+        &self,
+        username: &str,
+        encrypted: bool,
+    ) -> Result<RoomBody, ApiError> {
+        let path = format!("/api/dm/{username}");
+        if !encrypted {
+            return self.post_empty(&path, &[200, 201]);
+        }
+        self.post_json(
+            &path,
+            &OpenDirectRequest {
+                encrypted: Some(true),
+            },
+            &[200, 201],
+        )
+    }
+
+    /// A signed-in POST with a JSON body, read as `T` when the status is
+    /// one of `accepted`.
+    fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        accepted: &[u16],
+    ) -> Result<T, ApiError> {
+        let url = self.url(path);
+        self.authed(|bearer| {
+            let response = self
+                .agent
+                .post(&url)
+                .header("Authorization", bearer)
+                .send_json(body);
+            read(&url, response, accepted)
+        })
+    }
+
+    /// A signed-in DELETE, expecting 204.
+    fn delete(&self, path: &str) -> Result<(), ApiError> {
+        let url = self.url(path);
+        self.authed(|bearer| {
+            let response = self
+                .agent
+                .delete(&url)
+                .header("Authorization", bearer)
+                .call();
+            let _: Value = read(&url, response, &[204, 200])?;
+            Ok(())
+        })
+    }
+
+    /// Registers this client's MLS device for the signed-in user; doing it
+    /// again with the same key changes nothing.
+    pub(crate) fn register_device(
+        &self,
+        registration: &DeviceRegistration,
+    ) -> Result<DeviceBody, ApiError> {
+        self.post_json("/api/mls/devices", registration, &[200, 201])
+    }
+
+    /// The devices of a user, oldest first.
+    pub(crate) fn devices(&self, username: &str) -> Result<Vec<DeviceBody>, ApiError> {
+        let body: DevicesBody = self.get(&format!("/api/mls/devices/{username}"))?;
+        Ok(body.devices)
+    }
+
+    /// Adds KeyPackages to the device's stock; the answer says how many
+    /// are left to hand out.
+    pub(crate) fn upload_key_packages(
+        &self,
+        upload: &KeyPackageUpload,
+    ) -> Result<KeyPackageStock, ApiError> {
+        self.post_json("/api/mls/key-packages", upload, &[200, 201])
+    }
+
+    /// Claims one KeyPackage of every device of `username`.
+    pub(crate) fn claim_key_packages(
+        &self,
+        username: &str,
+    ) -> Result<ClaimedKeyPackages, ApiError> {
+        self.post_json(
+            "/api/mls/key-packages/claim",
+            &KeyPackageClaim {
+                users: vec![username.to_owned()],
+            },
+            &[200],
+        )
+    }
+
+    /// Uploads a commit to a room's group. A commit built on an epoch the
+    /// room has already left comes back as [`CommitOutcome::Stale`].
+    pub(crate) fn post_commit(
+        &self,
+        room: &str,
+        upload: &CommitUpload,
+    ) -> Result<CommitOutcome, ApiError> {
+        let path = format!("/api/rooms/{room}/mls/commits");
+        match self.post_json(&path, upload, &[200, 201]) {
+            Ok(accepted) => Ok(CommitOutcome::Accepted(accepted)),
+            Err(ApiError::Rejected {
+                status: 409,
+                code: Some(ErrorCode::StaleEpoch),
+                ..
+            }) => Ok(CommitOutcome::Stale),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The Welcomes waiting for a device, oldest first.
+    pub(crate) fn welcomes(&self, device_id: &str) -> Result<Vec<WelcomeBody>, ApiError> {
+        let body: WelcomesBody = self.get(&format!("/api/mls/welcomes?device_id={device_id}"))?;
+        Ok(body.welcomes)
+    }
+
+    /// Tells the server a device has processed a Welcome.
+    pub(crate) fn ack_welcome(&self, id: i64, device_id: &str) -> Result<(), ApiError> {
+        self.delete(&format!("/api/mls/welcomes/{id}?device_id={device_id}"))
     }
 
     /// A signed-in POST without a body, read as `T` when the status is one
@@ -448,7 +584,14 @@ fn read<T: serde::de::DeserializeOwned>(
     if status == 401 {
         return Err(ApiError::Unauthorized(detail));
     }
-    Err(ApiError::Rejected { status, detail })
+    let code = serde_json::from_str::<ErrorBody>(&text)
+        .ok()
+        .and_then(|body| body.code);
+    Err(ApiError::Rejected {
+        status,
+        detail,
+        code,
+    })
 }
 
 /// The `detail` of an error body: a string (our server), or the list of

@@ -19,14 +19,23 @@ pub(crate) enum Command {
     Leave(Option<String>),
     /// `/rooms`: list every room on the server.
     Rooms,
-    /// `/dm <user>`: open the direct conversation with a user.
-    Dm(String),
+    /// `/dm [-e] <user>`: open the direct conversation with a user,
+    /// end-to-end encrypted with `-e`.
+    Dm { user: String, encrypted: bool },
+    /// `/verify <user>`: show a user's device fingerprints and the safety
+    /// number of the two users.
+    Verify(String),
     /// `/who`: who is online in the room on screen.
     Who,
     /// `/history`: load older messages of the room on screen.
     History,
-    /// `/create <room> [private]`: create a room and show it.
-    Create { room: String, private: bool },
+    /// `/create [-e] <room> [private]`: create a room and show it; with
+    /// `-e`, an end-to-end encrypted (and so private) room.
+    Create {
+        room: String,
+        private: bool,
+        encrypted: bool,
+    },
     /// `/topic [text]`: show the topic of the room on screen, or set it.
     Topic(Option<String>),
     /// `/members`: list the members of the room on screen.
@@ -90,9 +99,12 @@ pub(crate) enum CommandError {
 pub(crate) const HELP: &[&str] = &[
     "/join <room>           join or create a public room and show it",
     "/create <room> [private]  create a room (private: members only)",
+    "/create -e <room>      create an end-to-end encrypted room (members only)",
     "/leave [room]          leave the room on screen (or the one named)",
     "/rooms                 list the rooms on the server",
     "/dm <user>             open a direct conversation",
+    "/dm -e <user>          open an end-to-end encrypted direct conversation",
+    "/verify <user>         their device fingerprints and your safety number",
     "/who                   who is online in this room",
     "/members               the members of this room, roles and mutes",
     "/topic [text]          show this room's topic, or set it",
@@ -147,19 +159,21 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             Command::Join(public_room(room)?)
         }
         "create" => {
-            let (room, rest) = arguments.first("create", "<room> [private]")?;
+            let (encrypted, arguments) = arguments.encrypted_flag();
+            let (room, rest) = arguments.first("create", "[-e] <room> [private]")?;
             let private = match rest {
                 None => false,
                 Some(word) if word.eq_ignore_ascii_case("private") => true,
                 Some(_) => {
                     return Err(CommandError::Invalid(
-                        "usage: /create <room> [private]".to_owned(),
+                        "usage: /create [-e] <room> [private]".to_owned(),
                     ));
                 }
             };
             Command::Create {
                 room: public_room(room)?,
                 private,
+                encrypted,
             }
         }
         "leave" => {
@@ -170,7 +184,14 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
                 .map_err(invalid)?;
             Command::Leave(room.map(|room| room.as_str().to_owned()))
         }
-        "dm" | "msg" => Command::Dm(username(arguments.one("dm", "<user>")?)?),
+        "dm" | "msg" => {
+            let (encrypted, arguments) = arguments.encrypted_flag();
+            Command::Dm {
+                user: username(arguments.one("dm", "[-e] <user>")?)?,
+                encrypted,
+            }
+        }
+        "verify" => Command::Verify(username(arguments.one("verify", "<user>")?)?),
         "topic" => Command::Topic(arguments.text()),
         "invite" => Command::Invite(username(arguments.one("invite", "<user>")?)?),
         "op" => Command::Op(username(arguments.one("op", "<user>")?)?),
@@ -227,6 +248,17 @@ struct Arguments<'a> {
 impl<'a> Arguments<'a> {
     fn new(text: &'a str) -> Arguments<'a> {
         Arguments { text: text.trim() }
+    }
+
+    /// Whether the arguments start with `-e` (end-to-end encrypted), and
+    /// the arguments after it.
+    fn encrypted_flag(&self) -> (bool, Arguments<'a>) {
+        match self.text.strip_prefix("-e") {
+            Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+                (true, Arguments::new(rest))
+            }
+            _ => (false, Arguments { text: self.text }),
+        }
     }
 
     /// The whole rest of the line, for free text; `None` when blank.
@@ -434,9 +466,54 @@ mod tests {
 
     #[test]
     fn dm_takes_a_valid_username() {
-        assert_eq!(parsed("/dm Bob"), Command::Dm("Bob".to_owned()));
+        assert_eq!(
+            parsed("/dm Bob"),
+            Command::Dm {
+                user: "Bob".to_owned(),
+                encrypted: false
+            }
+        );
         assert!(parse("/dm").is_err());
         assert!(parse("/dm b").is_err(), "too short to be a username");
+    }
+
+    #[test]
+    fn dash_e_asks_for_an_encrypted_conversation_or_room() {
+        assert_eq!(
+            parsed("/dm -e bob"),
+            Command::Dm {
+                user: "bob".to_owned(),
+                encrypted: true
+            }
+        );
+        assert_eq!(
+            parse("/dm -e").expect_err("no user").to_string(),
+            "usage: /dm [-e] <user>"
+        );
+        assert!(parse("/dm -e bob carol").is_err());
+        assert_eq!(
+            parsed("/create -e vault"),
+            Command::Create {
+                room: "vault".to_owned(),
+                private: false,
+                encrypted: true
+            }
+        );
+        assert_eq!(
+            parsed("/create -e vault private"),
+            Command::Create {
+                room: "vault".to_owned(),
+                private: true,
+                encrypted: true
+            }
+        );
+    }
+
+    #[test]
+    fn verify_takes_one_username() {
+        assert_eq!(parsed("/verify bob"), Command::Verify("bob".to_owned()));
+        assert!(parse("/verify").is_err());
+        assert!(parse("/verify bob carol").is_err());
     }
 
     #[test]
@@ -478,20 +555,22 @@ mod tests {
             parsed("/create Den"),
             Command::Create {
                 room: "den".to_owned(),
-                private: false
+                private: false,
+                encrypted: false
             }
         );
         assert_eq!(
             parsed("/create den PRIVATE"),
             Command::Create {
                 room: "den".to_owned(),
-                private: true
+                private: true,
+                encrypted: false
             }
         );
         assert!(parse("/create den secret").is_err());
         assert_eq!(
             parse("/create").expect_err("no room").to_string(),
-            "usage: /create <room> [private]"
+            "usage: /create [-e] <room> [private]"
         );
     }
 

@@ -5,6 +5,6 @@ use clap::Parser;
 fn main() {
     let cli = chat_tui::Cli::parse();
     let mut siv = cursive::default();
-    chat_tui::install(&mut siv, &cli.server);
+    chat_tui::install_with(&mut siv, chat_tui::Options::from_cli(&cli));
     siv.run();
 }

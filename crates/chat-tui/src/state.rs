@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_domain::{DomainError, Emoji, MessageBody, RoomName};
+use chat_protocol::mls::MlsKindBody;
 use chat_protocol::rest::{
     MemberBody, MemberChangeBody, MemberEventBody, MessagePage, ReplyExcerpt, RoomBody,
     RoomKindBody, RoomMessage, SearchBody, SearchParams,
@@ -25,6 +26,7 @@ use thiserror::Error;
 use crate::describe::{self, clock};
 use crate::reactions::Reactions;
 use crate::search::{self, Search, SearchError};
+use crate::secure::Reading;
 
 /// How long "x is typing" stays up after the last typing frame.
 pub(crate) const TYPING_SHOWN_FOR: Duration = Duration::from_secs(5);
@@ -62,6 +64,11 @@ pub(crate) struct Line {
     /// described it (a live reply has none: the original is looked up).
     pub(crate) reply: Option<ReplyExcerpt>,
     pub(crate) reactions: Reactions,
+    /// Set for an item of an end-to-end encrypted room: what its MLS
+    /// content is. The server's `content` (ciphertext) is never kept.
+    pub(crate) mls: Option<MlsKindBody>,
+    /// For a commit: the change to the room's group, in words.
+    pub(crate) group_change: Option<String>,
 }
 
 impl Line {
@@ -74,24 +81,40 @@ impl Line {
         }
         let mut reactions = Reactions::default();
         reactions.set_counted(message.reactions, horizon);
+        // Ciphertext is never shown: the client reveals what it reads. The
+        // server's excerpt of the message answered is ciphertext too.
+        let content = message.content.filter(|_| message.mls.is_none());
+        let mut reply = message.reply;
+        if message.mls.is_some()
+            && let Some(reply) = reply.as_mut()
+        {
+            reply.excerpt = None;
+        }
         Some(Line {
             seq: message.seq,
             username: message.username,
-            content: message.content,
+            content,
             timestamp: message.created_at,
             event: message.event,
             edited: message.edited_at.is_some(),
             deleted: message.deleted,
             reply_to: message.reply_to,
-            reply: message.reply,
+            reply,
             reactions,
+            mls: message.mls,
+            group_change: None,
         })
+    }
+
+    /// Whether this is a commit of an encrypted room's group.
+    pub(crate) fn is_commit(&self) -> bool {
+        self.mls == Some(MlsKindBody::Commit)
     }
 
     /// Whether this is a message (not a membership change) that is still
     /// there (not deleted).
     fn is_live_message(&self) -> bool {
-        self.event.is_none() && !self.deleted
+        self.event.is_none() && !self.is_commit() && !self.deleted
     }
 
     /// The membership change in words, for a change.
@@ -134,6 +157,9 @@ pub(crate) struct Pending {
     pub(crate) content: String,
     /// The seq of the message it answers.
     pub(crate) reply_to: Option<i64>,
+    /// In an encrypted room: the message as sent, MLS ciphertext in
+    /// base64. A resend sends the same bytes.
+    pub(crate) sealed: Option<String>,
     pub(crate) sent_at: DateTime<Utc>,
     /// Why the last attempt did not go through, when the server said it
     /// should be tried again later; it is re-sent on the next connection.
@@ -142,6 +168,15 @@ pub(crate) struct Pending {
 
 impl Pending {
     fn frame(&self) -> ClientFrame {
+        if let Some(sealed) = &self.sealed {
+            return ClientFrame::Message {
+                mls: Some(MlsKindBody::Application),
+                content: sealed.clone(),
+                room: Some(self.room.clone()),
+                client_id: Some(self.client_id.clone()),
+                reply_to: self.reply_to,
+            };
+        }
         ClientFrame::Message {
             mls: None,
             content: self.content.clone(),
@@ -163,6 +198,9 @@ pub(crate) struct Room {
     pub(crate) online: BTreeSet<String>,
     /// The room's topic, as the room list or the last `topic` frame said.
     pub(crate) topic: Option<String>,
+    /// End-to-end encrypted: messages go out as MLS ciphertext and cannot
+    /// be edited.
+    pub(crate) encrypted: bool,
     typing: BTreeMap<String, Instant>,
     /// Whether the server has messages older than the oldest loaded one.
     pub(crate) has_older: bool,
@@ -203,6 +241,7 @@ impl Room {
             unread: 0,
             online: BTreeSet::new(),
             topic: None,
+            encrypted: false,
             typing: BTreeMap::new(),
             has_older: false,
             held: BTreeSet::new(),
@@ -362,6 +401,9 @@ impl Room {
         if line.event.is_none() {
             self.typing.remove(&line.username);
         }
+        if line.mls.is_some() {
+            self.encrypted = true;
+        }
         for early in self.early_reactions.remove(&line.seq).unwrap_or_default() {
             line.reactions
                 .apply(early.seq, &early.emoji, &early.username, early.added);
@@ -431,6 +473,10 @@ pub(crate) enum ChangeError {
     NotAMessage(i64),
     #[error("you have no message to edit in this room")]
     NothingToEdit,
+    #[error("messages of an end-to-end encrypted room cannot be edited")]
+    Encrypted,
+    #[error("{0}")]
+    Sealing(String),
 }
 
 /// Everything the client knows about the logged-in session.
@@ -536,6 +582,34 @@ impl ChatState {
             .or_insert_with(|| Room::new(name, kind));
     }
 
+    /// Marks a room end-to-end encrypted (the flag never goes back).
+    pub(crate) fn set_encrypted(&mut self, room: &str, encrypted: bool) {
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.encrypted |= encrypted;
+        }
+    }
+
+    /// Whether a room is end-to-end encrypted, as far as this client knows.
+    pub(crate) fn is_encrypted(&self, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|room| room.encrypted)
+    }
+
+    /// Shows what the MLS item `seq` of `room` reads as: a message's text
+    /// (or the placeholder of one that cannot be read), a commit's change.
+    pub(crate) fn reveal(&mut self, room: &str, seq: i64, reading: Reading) {
+        let Some(line) = self.rooms.get_mut(room).and_then(|r| r.lines.get_mut(&seq)) else {
+            return;
+        };
+        if line.mls.is_none() || line.deleted {
+            return;
+        }
+        match reading {
+            Reading::Text(text) => line.content = Some(text),
+            Reading::Change(change) => line.group_change = Some(change),
+            Reading::Unreadable => line.content = None,
+        }
+    }
+
     /// Adds the rooms of the REST room list that the user is a member of,
     /// with how far the user has read each and the server's unread count
     /// (see [`ChatState::count_unread`]).
@@ -543,6 +617,7 @@ impl ChatState {
         for room in rooms.iter().filter(|room| room.member) {
             self.add_room(&room.name, room.kind);
             self.set_topic(&room.name, room.topic.clone());
+            self.set_encrypted(&room.name, room.encrypted);
             if let Some(entry) = self.rooms.get_mut(&room.name) {
                 entry.read_mark = entry.read_mark.max(room.last_read_seq);
                 entry.unread = u64::try_from(room.unread).unwrap_or(0);
@@ -866,6 +941,38 @@ impl ChatState {
         Ok(self.queue(content, Some(seq))?)
     }
 
+    /// Prepares a message (an answer to `reply_to` if given) for the
+    /// encrypted room on screen, like [`ChatState::compose`]: `seal`
+    /// encrypts the checked text of the message `client_id`.
+    pub(crate) fn compose_sealed(
+        &mut self,
+        content: &str,
+        reply_to: Option<i64>,
+        seal: impl FnOnce(&str, &str, &str) -> Result<String, String>,
+    ) -> Result<ClientFrame, ChangeError> {
+        if let Some(seq) = reply_to
+            && let Some(line) = self.active_line(seq)
+            && (line.event.is_some() || line.is_commit())
+        {
+            return Err(ChangeError::NotAMessage(seq));
+        }
+        let body = MessageBody::parse(content)?.into_string();
+        let client_id = self.client_ids.next();
+        let sealed = seal(&self.active, &client_id, &body).map_err(ChangeError::Sealing)?;
+        let pending = Pending {
+            client_id,
+            room: self.active.clone(),
+            content: body,
+            reply_to,
+            sealed: Some(sealed),
+            sent_at: Utc::now(),
+            retry_reason: None,
+        };
+        let frame = pending.frame();
+        self.pending.push(pending);
+        Ok(frame)
+    }
+
     fn queue(&mut self, content: &str, reply_to: Option<i64>) -> Result<ClientFrame, DomainError> {
         let body = MessageBody::parse(content)?;
         let pending = Pending {
@@ -873,6 +980,7 @@ impl ChatState {
             room: self.active.clone(),
             content: body.into_string(),
             reply_to,
+            sealed: None,
             sent_at: Utc::now(),
             retry_reason: None,
         };
@@ -891,7 +999,9 @@ impl ChatState {
     /// not deleted; one not held is left to the server to judge.
     fn changeable(&self, seq: i64) -> Result<Option<&Line>, ChangeError> {
         match self.active_line(seq) {
-            Some(line) if line.event.is_some() => Err(ChangeError::NotAMessage(seq)),
+            Some(line) if line.event.is_some() || line.is_commit() => {
+                Err(ChangeError::NotAMessage(seq))
+            }
             Some(line) if line.deleted => Err(ChangeError::Deleted(seq)),
             line => Ok(line),
         }
@@ -900,6 +1010,9 @@ impl ChatState {
     /// The frame that replaces the text of message `seq` of the room on
     /// screen, which must be this user's.
     pub(crate) fn edit(&mut self, seq: i64, content: &str) -> Result<ClientFrame, ChangeError> {
+        if self.is_encrypted(&self.active) {
+            return Err(ChangeError::Encrypted);
+        }
         let body = MessageBody::parse(content)?;
         if let Some(line) = self.changeable(seq)?
             && !line.username.eq_ignore_ascii_case(&self.me)
@@ -967,6 +1080,9 @@ impl ChatState {
     /// Starts editing this user's newest message of the room on screen that
     /// is still there; returns its text, for the input line.
     pub(crate) fn begin_edit_last(&mut self) -> Result<String, ChangeError> {
+        if self.is_encrypted(&self.active) {
+            return Err(ChangeError::Encrypted);
+        }
         let last = self.active_room().and_then(|room| {
             room.lines.values().rev().find(|line| {
                 line.is_live_message()
@@ -1091,12 +1207,16 @@ impl ChatState {
                 reply_to,
                 edited_at,
                 deleted,
+                mls,
                 ..
             } => {
                 let line = Line {
                     seq,
                     username,
-                    content: (!deleted).then_some(content),
+                    // Ciphertext is never shown: the client reveals what
+                    // it reads.
+                    content: (!deleted && mls.is_none()).then_some(content),
+                    mls,
                     timestamp,
                     edited: edited_at.is_some(),
                     deleted,
@@ -1313,7 +1433,7 @@ impl ChatState {
             .entry(room.to_owned())
             .or_insert_with(|| Room::new(room, kind_of(room)));
         // Membership changes are shown, but only messages count as unread.
-        let message = line.event.is_none();
+        let message = line.event.is_none() && !line.is_commit();
         if entry.insert(line) && message && !mine && !on_screen {
             entry.unread += 1;
         }
@@ -2880,5 +3000,173 @@ mod tests {
         assert_eq!(general.oldest_seq(), Some(3));
         assert!(!general.has_older, "the page said there is nothing older");
         assert_eq!(general.resume_seq(), 7);
+    }
+
+    fn sealed(room: &str, seq: i64, username: &str, kind: MlsKindBody) -> ServerFrame {
+        match message(room, seq, username, "AAECAw==") {
+            ServerFrame::Message {
+                username,
+                content,
+                timestamp,
+                id,
+                room,
+                seq,
+                ..
+            } => ServerFrame::Message {
+                mls: Some(kind),
+                username,
+                content,
+                timestamp,
+                id,
+                room,
+                seq,
+                client_id: None,
+                reply_to: None,
+                edited_at: None,
+                deleted: false,
+            },
+            other => other,
+        }
+    }
+
+    const VAULT: &str = "dm:alice:bob";
+
+    fn in_vault() -> ChatState {
+        let mut state = connected("alice");
+        state.add_room(VAULT, RoomKindBody::Direct);
+        state.set_encrypted(VAULT, true);
+        state.switch_to(VAULT);
+        state
+    }
+
+    #[test]
+    fn ciphertext_is_never_shown_and_what_the_device_reads_replaces_it() {
+        let mut state = in_vault();
+        let now = Instant::now();
+        state.apply(sealed(VAULT, 1, "bob", MlsKindBody::Application), now);
+        state.apply(sealed(VAULT, 2, "bob", MlsKindBody::Application), now);
+        let line =
+            |state: &ChatState, seq| state.room(VAULT).and_then(|r| r.lines.get(&seq)).cloned();
+        assert_eq!(line(&state, 1).and_then(|l| l.content), None);
+        state.reveal(VAULT, 1, Reading::Text("hello".to_owned()));
+        state.reveal(VAULT, 2, Reading::Unreadable);
+        assert_eq!(
+            line(&state, 1).and_then(|l| l.content).as_deref(),
+            Some("hello")
+        );
+        assert_eq!(line(&state, 2).and_then(|l| l.content), None);
+        // A history page of the same room keeps its ciphertext out too.
+        let mut item = history(VAULT, &[3]).remove(0);
+        item.mls = Some(MlsKindBody::Application);
+        item.content = Some("AAECAw==".to_owned());
+        item.reply_to = Some(1);
+        item.reply = Some(ReplyExcerpt {
+            username: "bob".to_owned(),
+            excerpt: Some("AAECAw==".to_owned()),
+            deleted: false,
+        });
+        state.apply_history(VAULT, vec![item], false);
+        let third = line(&state, 3);
+        assert_eq!(third.as_ref().and_then(|l| l.content.clone()), None);
+        assert_eq!(
+            third.and_then(|l| l.reply).and_then(|reply| reply.excerpt),
+            None,
+            "the server's excerpt of an encrypted message is ciphertext"
+        );
+    }
+
+    #[test]
+    fn a_commit_is_a_change_of_the_group_not_an_unread_message_nor_something_to_answer() {
+        let mut state = in_vault();
+        state.switch_to("general");
+        state.apply(sealed(VAULT, 1, "bob", MlsKindBody::Commit), Instant::now());
+        state.reveal(
+            VAULT,
+            1,
+            Reading::Change("bob added alice to the encrypted group".to_owned()),
+        );
+        let room = state.room(VAULT).cloned();
+        let line = room.as_ref().and_then(|room| room.lines.get(&1));
+        assert!(line.is_some_and(Line::is_commit));
+        assert_eq!(
+            line.and_then(|line| line.group_change.as_deref()),
+            Some("bob added alice to the encrypted group")
+        );
+        assert_eq!(room.map(|room| room.unread), Some(0));
+        state.switch_to(VAULT);
+        assert_eq!(state.delete(1), Err(ChangeError::NotAMessage(1)));
+    }
+
+    #[test]
+    fn an_item_seen_as_mls_marks_its_room_encrypted() {
+        let mut state = connected("alice");
+        state.add_room("vault", RoomKindBody::Public);
+        assert!(!state.is_encrypted("vault"));
+        state.apply(
+            sealed("vault", 1, "bob", MlsKindBody::Application),
+            Instant::now(),
+        );
+        assert!(state.is_encrypted("vault"));
+    }
+
+    #[test]
+    fn a_message_in_an_encrypted_room_goes_out_sealed_and_is_resent_with_the_same_bytes() {
+        let mut state = in_vault();
+        let frame = state.compose_sealed("meet at noon", None, |room, client_id, text| {
+            assert_eq!((room, text), (VAULT, "meet at noon"));
+            Ok(format!("sealed:{client_id}"))
+        });
+        let Ok(ClientFrame::Message {
+            mls,
+            content,
+            client_id,
+            ..
+        }) = frame
+        else {
+            panic!("a message frame, got {frame:?}");
+        };
+        assert_eq!(mls, Some(MlsKindBody::Application));
+        assert_eq!(
+            Some(content.clone()),
+            client_id.map(|id| format!("sealed:{id}"))
+        );
+        // The pending line shows the text; a reconnect resends the sealed bytes.
+        assert_eq!(
+            state
+                .pending_in(VAULT)
+                .map(|p| p.content.clone())
+                .collect::<Vec<_>>(),
+            ["meet at noon"]
+        );
+        let resent: Vec<String> = state
+            .on_connected()
+            .into_iter()
+            .filter_map(|frame| match frame {
+                ClientFrame::Message { content, .. } => Some(content),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resent, [content]);
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_sealed_is_not_queued_and_says_why() {
+        let mut state = in_vault();
+        let refused = state.compose_sealed("hello", None, |_, _, _| Err("no group".to_owned()));
+        assert_eq!(refused, Err(ChangeError::Sealing("no group".to_owned())));
+        assert_eq!(state.pending_in(VAULT).count(), 0);
+        assert!(matches!(
+            state.compose_sealed(" ", None, |_, _, _| Ok(String::new())),
+            Err(ChangeError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn messages_of_an_encrypted_room_cannot_be_edited() {
+        let mut state = in_vault();
+        // My message, as the ack of a sealed send stores it: in clear.
+        state.apply(message(VAULT, 1, "alice", "hi"), Instant::now());
+        assert_eq!(state.edit(1, "changed"), Err(ChangeError::Encrypted));
+        assert_eq!(state.begin_edit_last(), Err(ChangeError::Encrypted));
     }
 }

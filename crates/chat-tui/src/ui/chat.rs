@@ -12,7 +12,7 @@ use cursive::traits::{Nameable, Resizable, Scrollable};
 use cursive::view::ScrollStrategy;
 use cursive::views::{EditView, LinearLayout, OnEventView, Panel, SelectView, TextView};
 
-use super::{Session, back_to_login, background, current_generation, render, session_mut};
+use super::{Session, back_to_login, background, current_generation, e2e, render, session_mut};
 use crate::api::ApiError;
 use crate::command::{self, Command, HELP};
 use crate::describe;
@@ -158,6 +158,8 @@ fn mark_read(siv: &mut Cursive) {
 /// the typing line so "x is typing" goes away on its own.
 pub(super) fn tick(siv: &mut Cursive) {
     mark_read(siv);
+    // What reading messages changed in the device's keys.
+    e2e::save_when_due(siv);
     render::typing_line(siv);
 }
 
@@ -206,7 +208,7 @@ pub(super) fn on_net_event(siv: &mut Cursive, generation: u64, event: NetEvent) 
                 session.net.send(frame);
             }
         }
-        NetEvent::Frame(frame) => session.state.apply(frame, Instant::now()),
+        NetEvent::Frame(frame) => e2e::receive(siv, frame, Instant::now()),
         NetEvent::Disconnected {
             reason,
             retry_in,
@@ -220,6 +222,9 @@ pub(super) fn on_net_event(siv: &mut Cursive, generation: u64, event: NetEvent) 
             return;
         }
     }
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
     session.general.set(session.state.general_resume_seq());
     mark_read(siv);
     render::all(siv);
@@ -274,8 +279,8 @@ fn submit_line(siv: &mut Cursive, text: &str) {
 
 fn run(siv: &mut Cursive, command: Command) {
     match command {
-        Command::Say(text) => say(siv, |state| Ok(state.compose(&text)?)),
-        Command::Reply { seq, text } => say(siv, |state| state.compose_reply(seq, &text)),
+        Command::Say(text) => say_in_room(siv, text, None),
+        Command::Reply { seq, text } => say_in_room(siv, text, Some(seq)),
         Command::Edit { seq, text } => {
             change_message(siv, |state| state.edit(seq, &text));
         }
@@ -299,7 +304,8 @@ fn run(siv: &mut Cursive, command: Command) {
         Command::Join(room) => join(siv, room),
         Command::Leave(room) => leave(siv, room),
         Command::Rooms => list_rooms(siv),
-        Command::Dm(user) => open_direct(siv, user),
+        Command::Dm { user, encrypted } => open_direct(siv, user, encrypted),
+        Command::Verify(user) => e2e::verify(siv, user),
         Command::Who => {
             if let Some(session) = session_mut(siv) {
                 let frame = session.state.request_who();
@@ -322,7 +328,11 @@ fn run(siv: &mut Cursive, command: Command) {
             }
         }
         Command::Goto(number) => goto(siv, number),
-        Command::Create { room, private } => create(siv, room, private),
+        Command::Create {
+            room,
+            private,
+            encrypted,
+        } => create(siv, room, private, encrypted),
         Command::Topic(None) => show_topic(siv),
         Command::Topic(Some(topic)) => send_to_room(siv, |room| ClientFrame::Topic { room, topic }),
         Command::Members => list_members(siv),
@@ -348,6 +358,64 @@ fn run(siv: &mut Cursive, command: Command) {
             });
         }
     }
+}
+
+/// Sends a message typed into the room on screen (an answer to `reply_to`
+/// if given): sealed for the group in an encrypted room.
+fn say_in_room(siv: &mut Cursive, text: String, reply_to: Option<i64>) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let room = session.state.active().to_owned();
+    if !session.state.is_encrypted(&room) {
+        match reply_to {
+            None => say(siv, |state| Ok(state.compose(&text)?)),
+            Some(seq) => say(siv, |state| state.compose_reply(seq, &text)),
+        }
+        return;
+    }
+    let Some(secure) = session.secure.as_mut() else {
+        session.state.error(
+            None,
+            "no device passphrase was given at login: this client cannot write in encrypted rooms",
+        );
+        return;
+    };
+    if !secure.has_group(&room) {
+        session.state.error(
+            None,
+            "this device is not in the room's encrypted group yet: a member's client adds it",
+        );
+        return;
+    }
+    let sealed = session
+        .state
+        .compose_sealed(&text, reply_to, |room, client_id, text| {
+            secure
+                .seal(room, client_id, text)
+                .map_err(|error| format!("cannot encrypt the message: {error}"))
+        });
+    // The keys that sealed it are used up: the state is saved before the
+    // message leaves, so a restart never seals with them again.
+    if sealed.is_ok()
+        && let Err(error) = secure.save()
+    {
+        session.state.error(
+            None,
+            format!(
+                "cannot save the device state to {}: {error}",
+                secure.path().display()
+            ),
+        );
+    }
+    match sealed {
+        Ok(frame) => {
+            session.net.send(frame);
+            session.last_typing_sent = None;
+        }
+        Err(error) => session.state.error(None, error.to_string()),
+    }
+    render::stick_to_bottom(siv);
 }
 
 /// Sends a frame about the room on screen. The answer comes on the socket:
@@ -421,21 +489,26 @@ fn show_entered(siv: &mut Cursive, body: &RoomBody, page: MessagePage, created: 
     let Some(session) = session_mut(siv) else {
         return;
     };
-    session
-        .state
-        .apply_history(&body.name, page.messages, page.has_more);
+    session.state.add_room(&body.name, body.kind);
+    session.state.set_encrypted(&body.name, body.encrypted);
+    e2e::apply_page(session, page);
     session.state.set_topic(&body.name, body.topic.clone());
     show_room(siv, |session| enter(session, &body.name, body.kind));
     let Some(session) = session_mut(siv) else {
         return;
     };
     if created {
+        let lock = if body.encrypted {
+            "end-to-end encrypted "
+        } else {
+            ""
+        };
         let text = match body.visibility {
             VisibilityBody::Private => format!(
-                "you created the private room {}; /invite <user> adds people",
+                "you created the {lock}private room {}; /invite <user> adds people",
                 body.name
             ),
-            VisibilityBody::Public => format!("you created the room {}", body.name),
+            VisibilityBody::Public => format!("you created the {lock}room {}", body.name),
         };
         session.state.notice(Some(&body.name), text);
     }
@@ -457,7 +530,7 @@ fn join(siv: &mut Cursive, room: String) {
         move |api| {
             let (body, created) = match api.join(&room) {
                 Ok(body) => (body, false),
-                Err(error) if error.is_not_found() => (api.create_room(&room, None)?, true),
+                Err(error) if error.is_not_found() => (api.create_room(&room, None, false)?, true),
                 Err(error) => return Err(error),
             };
             let page = api.messages(&body.name, None)?;
@@ -467,16 +540,23 @@ fn join(siv: &mut Cursive, room: String) {
     );
 }
 
-fn create(siv: &mut Cursive, room: String, private: bool) {
-    let visibility = private.then_some(VisibilityBody::Private);
+/// `/create`: an encrypted room is members-only, and this client makes
+/// its group at once.
+fn create(siv: &mut Cursive, room: String, private: bool, encrypted: bool) {
+    let visibility = (private || encrypted).then_some(VisibilityBody::Private);
     background(
         siv,
         move |api| {
-            let body = api.create_room(&room, visibility)?;
+            let body = api.create_room(&room, visibility, encrypted)?;
             let page = api.messages(&body.name, None)?;
             Ok((body, page))
         },
-        |siv, (body, page)| show_entered(siv, &body, page, true),
+        |siv, (body, page)| {
+            show_entered(siv, &body, page, true);
+            if body.encrypted {
+                e2e::create_group(siv, &body.name);
+            }
+        },
     );
 }
 
@@ -611,15 +691,35 @@ fn list_rooms(siv: &mut Cursive) {
     );
 }
 
-fn open_direct(siv: &mut Cursive, user: String) {
+/// `/dm`: an encrypted conversation that is new to this device gets its
+/// group, with the other user added at once; one the other user's client
+/// set up already waits for its Welcome.
+fn open_direct(siv: &mut Cursive, user: String, encrypted: bool) {
     background(
         siv,
-        move |api| {
-            let body = api.open_direct(&user)?;
-            let page = api.messages(&body.name, None)?;
-            Ok((body, page))
+        {
+            let user = user.clone();
+            move |api| {
+                let body = api.open_direct(&user, encrypted)?;
+                let page = api.messages(&body.name, None)?;
+                Ok((body, page))
+            }
         },
-        |siv, (body, page)| show_entered(siv, &body, page, false),
+        move |siv, (body, page)| {
+            // A conversation with nothing MLS in its whole history has no
+            // group yet: this client makes it. Otherwise someone's client
+            // did, and this device waits for its Welcome.
+            let fresh = !page.has_more && page.messages.iter().all(|m| m.mls.is_none());
+            show_entered(siv, &body, page, false);
+            if !body.encrypted {
+                return;
+            }
+            if !fresh {
+                e2e::fetch_welcomes(siv);
+            } else if e2e::create_group(siv, &body.name) {
+                e2e::commit(siv, body.name.clone(), e2e::Plan::Add(user));
+            }
+        },
     );
 }
 
@@ -648,9 +748,7 @@ fn load_history(siv: &mut Cursive) {
                 return;
             };
             let count = page.messages.len();
-            session
-                .state
-                .apply_history(&room, page.messages, page.has_more);
+            e2e::apply_page(session, page);
             session
                 .state
                 .notice(Some(&room), format!("loaded {count} older messages"));
@@ -703,7 +801,11 @@ fn goto(siv: &mut Cursive, number: usize) {
         move |siv, page| {
             let known = session_mut(siv).is_some_and(|session| session.state.room(&room).is_some());
             show_room(siv, |session| {
+                let items = e2e::mls_items(&page.messages);
                 session.state.show_found(&room, seq, page);
+                if let Some(secure) = session.secure.as_mut() {
+                    e2e::reveal_items(secure, &mut session.state, &room, &items);
+                }
                 if !known {
                     // A room this client did not hold yet: receive it live.
                     enter(session, &room, kind_of(&room));

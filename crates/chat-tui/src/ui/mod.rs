@@ -3,24 +3,30 @@
 //! thread, and both come back through cursive's callback sink.
 
 mod chat;
+mod e2e;
 mod login;
 mod render;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 use std::time::Duration;
 
 use cursive::Cursive;
 use cursive::theme::Theme;
 
+use chat_protocol::ws::ServerFrame;
+
+use crate::Options;
 use crate::api::{Api, ApiError};
 use crate::net::{GeneralPosition, NetHandle};
+use crate::secure::Secure;
 use crate::state::ChatState;
 
 /// What the UI thread holds.
 #[derive(Debug)]
 pub(crate) struct App {
     server: String,
+    options: Options,
     session: Option<Session>,
     /// Bumped at every login, so late answers for an earlier session are
     /// recognised and dropped.
@@ -41,15 +47,47 @@ pub(crate) struct Session {
     last_typing_sent: Option<std::time::Instant>,
     /// Rooms whose members were asked for (for "seen by"), once each.
     members_asked: BTreeSet<String>,
+    /// This installation's device for end-to-end encrypted rooms; `None`
+    /// when no device passphrase was given at login.
+    secure: Option<Secure>,
+    /// MLS items of rooms whose group this device has not joined yet,
+    /// held while its Welcomes are fetched, then read in order.
+    waiting: BTreeMap<String, Vec<ServerFrame>>,
+    /// A fetch of this device's Welcomes is under way; `again` when
+    /// another was asked for meanwhile.
+    welcomes: WelcomeFetch,
+    /// The Welcomes this session has used (or failed to use): a fetch
+    /// that overtakes the acknowledgement of one lists it again.
+    welcomes_taken: BTreeSet<i64>,
+    /// Rooms whose group this device created and the server has not yet
+    /// accepted a commit of: a stale first commit there means another
+    /// member's client set the group up first.
+    fresh_groups: BTreeSet<String>,
+}
+
+/// Whether a fetch of Welcomes is under way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum WelcomeFetch {
+    #[default]
+    Idle,
+    Running,
+    RunningAgain,
 }
 
 /// Sets up the client on `siv`: the theme, the key bindings and the login
 /// screen for the server at `server` (`http://host:port`). Run `siv`
 /// afterwards.
 pub fn install(siv: &mut Cursive, server: &str) {
+    install_with(siv, Options::new(server));
+}
+
+/// Sets up the client on `siv` like [`install`], with where the device
+/// state of encrypted rooms lives and how it is protected.
+pub fn install_with(siv: &mut Cursive, options: Options) {
     siv.set_theme(Theme::terminal_default());
     siv.set_user_data(App {
-        server: server.trim_end_matches('/').to_owned(),
+        server: options.server.trim_end_matches('/').to_owned(),
+        options,
         session: None,
         generation: 0,
     });
@@ -61,6 +99,10 @@ pub fn install(siv: &mut Cursive, server: &str) {
 /// Leaves the client, closing the connection.
 fn quit(siv: &mut Cursive) {
     if let Some(app) = siv.user_data::<App>() {
+        if let Some(secure) = app.session.as_mut().and_then(|s| s.secure.as_mut()) {
+            // Nothing left to show an error on; the last save stands.
+            let _ = secure.save_if_dirty();
+        }
         app.session = None;
     }
     siv.quit();

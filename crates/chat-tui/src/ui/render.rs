@@ -12,6 +12,7 @@ use cursive::views::{NamedView, Panel, ScrollView, SelectView, TextView};
 
 use super::session_mut;
 use crate::describe::{self, clock};
+use crate::secure::{LOCK, UNREADABLE};
 use crate::state::{ChatState, Connection, Line, Notice, Pending, Quote, Room};
 
 pub(super) const STATUS: &str = "status";
@@ -121,7 +122,7 @@ pub(super) fn typing_line(siv: &mut Cursive) {
 }
 
 fn status_line(state: &ChatState, server: &str) -> StyledString {
-    let room = state.display_name(state.active());
+    let room = room_label(state, state.active());
     let mut line = StyledString::styled(
         format!(" {} @ {server}  [{room}]  ", state.me()),
         Effect::Bold,
@@ -163,19 +164,35 @@ fn room_items(state: &ChatState) -> Vec<(String, String)> {
                 String::new()
             };
             (
-                format!("{marker}{}{unread}", state.display_name(&room.name)),
+                format!("{marker}{}{unread}", room_label(state, &room.name)),
                 room.name.clone(),
             )
         })
         .collect()
 }
 
+/// A room's name on screen, with the lock of an end-to-end encrypted room:
+/// `@bob 🔒`.
+pub(crate) fn room_label(state: &ChatState, room: &str) -> String {
+    let name = state.display_name(room);
+    if state.is_encrypted(room) {
+        format!("{name} {LOCK}")
+    } else {
+        name
+    }
+}
+
 /// The title over the messages: the topic of the room on screen, if it
 /// has one.
 fn messages_title(state: &ChatState) -> String {
-    match state.active_room().and_then(|room| room.topic.as_deref()) {
+    let title = match state.active_room().and_then(|room| room.topic.as_deref()) {
         Some(topic) => format!("Topic: {topic}"),
         None => "Messages".to_owned(),
+    };
+    if state.is_encrypted(state.active()) {
+        format!("{LOCK} {title} (end-to-end encrypted)")
+    } else {
+        title
     }
 }
 
@@ -268,6 +285,18 @@ fn append_line(text: &mut StyledString, state: &ChatState, room: &Room, line: &L
         );
         return;
     }
+    // A change to an encrypted room's group: who added or removed whom.
+    if line.is_commit() {
+        let change = line
+            .group_change
+            .clone()
+            .unwrap_or_else(|| format!("{} changed the encrypted group", line.username));
+        text.append_styled(
+            format!("{} -- {LOCK} {change}\n", clock(&line.timestamp)),
+            Effect::Dim,
+        );
+        return;
+    }
     if let Some(quote) = room.quote(line) {
         let quote = match quote {
             Quote::Message { username, text } => format!(
@@ -306,6 +335,7 @@ fn append_line(text: &mut StyledString, state: &ChatState, room: &Room, line: &L
     match &line.content {
         _ if line.deleted => text.append_styled("[message deleted]", Effect::Italic),
         Some(content) => text.append_plain(content),
+        None if line.mls.is_some() => text.append_styled(UNREADABLE, Effect::Italic),
         None => text.append_styled("[this message cannot be decrypted]", Effect::Italic),
     }
     if line.edited && !line.deleted {
@@ -384,4 +414,79 @@ fn typing_text(state: &ChatState, now: Instant) -> StyledString {
     };
     line.append_styled(text, Effect::Italic);
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use chat_protocol::mls::MlsKindBody;
+    use chat_protocol::rest::RoomKindBody;
+    use chat_protocol::ws::ServerFrame;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::secure::Reading;
+
+    fn sealed(seq: i64, kind: MlsKindBody) -> ServerFrame {
+        ServerFrame::Message {
+            mls: Some(kind),
+            username: "bob".to_owned(),
+            content: "c2VjcmV0IGJ5dGVz".to_owned(),
+            timestamp: Utc::now(),
+            id: seq,
+            room: "dm:alice:bob".to_owned(),
+            seq,
+            client_id: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn an_encrypted_room_carries_the_lock_in_the_list_and_the_title() {
+        let mut state = ChatState::new("alice");
+        state.add_room("dm:alice:bob", RoomKindBody::Direct);
+        state.add_room("lobby", RoomKindBody::Public);
+        state.set_encrypted("dm:alice:bob", true);
+        assert_eq!(room_label(&state, "dm:alice:bob"), "@bob 🔒");
+        assert_eq!(room_label(&state, "lobby"), "lobby");
+        state.switch_to("dm:alice:bob");
+        assert_eq!(messages_title(&state), "🔒 Messages (end-to-end encrypted)");
+        assert!(
+            status_line(&state, "http://x")
+                .source()
+                .contains("[@bob 🔒]")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_message_shows_a_placeholder_and_a_commit_who_changed_what() {
+        let mut state = ChatState::new("alice");
+        state.add_room("dm:alice:bob", RoomKindBody::Direct);
+        state.switch_to("dm:alice:bob");
+        let now = Instant::now();
+        state.apply(sealed(1, MlsKindBody::Commit), now);
+        state.apply(sealed(2, MlsKindBody::Application), now);
+        state.apply(sealed(3, MlsKindBody::Application), now);
+        state.reveal(
+            "dm:alice:bob",
+            1,
+            Reading::Change("bob added alice to the encrypted group".to_owned()),
+        );
+        state.reveal("dm:alice:bob", 3, Reading::Text("lunch?".to_owned()));
+        let (text, _) = message_text(&state);
+        let text = text.source().to_owned();
+        assert!(
+            text.contains("-- 🔒 bob added alice to the encrypted group"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("#2 bob: {UNREADABLE}")), "{text}");
+        assert!(text.contains("#3 bob: lunch?"), "{text}");
+        assert!(
+            !text.contains("c2VjcmV0"),
+            "no ciphertext on screen: {text}"
+        );
+    }
 }

@@ -303,6 +303,8 @@ pub(crate) struct Terminal {
     input: crossbeam_sender::Sender,
     frames: crossbeam_sender::Receiver,
     screen: Option<ObservedScreen>,
+    /// The login screen asks for a device passphrase.
+    asks_passphrase: bool,
 }
 
 /// The channel types of the puppet backend, named once.
@@ -319,6 +321,32 @@ impl Terminal {
     pub(crate) fn start(server: &str) -> Terminal {
         let mut siv = Cursive::new();
         chat_tui::install(&mut siv, server);
+        Terminal::run(siv, true)
+    }
+
+    /// Starts the client with its device state in `state_dir`, the
+    /// passphrase asked for on the login screen.
+    pub(crate) fn start_asking_passphrase(server: &str, state_dir: &TempDir) -> Terminal {
+        let mut siv = Cursive::new();
+        chat_tui::install_with(&mut siv, device_options(server, state_dir, None));
+        Terminal::run(siv, true)
+    }
+
+    /// Starts the client with its device state in `state_dir`, opened with
+    /// `passphrase` (as `CHAT_E2E_PASSPHRASE` gives it), at a cheap key
+    /// derivation cost.
+    pub(crate) fn start_with_device(
+        server: &str,
+        state_dir: &TempDir,
+        passphrase: &str,
+    ) -> Terminal {
+        let mut siv = Cursive::new();
+        let options = device_options(server, state_dir, Some(passphrase));
+        chat_tui::install_with(&mut siv, options);
+        Terminal::run(siv, false)
+    }
+
+    fn run(siv: Cursive, asks_passphrase: bool) -> Terminal {
         let backend = puppet::Backend::init(Some(Vec2::new(120, 32)));
         let input = backend.input();
         let frames = backend.stream();
@@ -329,6 +357,40 @@ impl Terminal {
             input,
             frames,
             screen: None,
+            asks_passphrase,
+        }
+    }
+
+    /// Lets the client handle what has arrived, and keeps its last screen.
+    pub(crate) fn step(&mut self) {
+        self.runner.step();
+        while let Ok(screen) = self.frames.try_recv() {
+            self.screen = Some(screen);
+        }
+    }
+
+    /// Runs this client and `other` until this one's screen shows `text`.
+    pub(crate) fn wait_for_beside(&mut self, other: &mut Terminal, text: &str) -> Result<()> {
+        self.wait_until_beside(other, &format!("{text:?}"), |screen| screen.contains(text))
+    }
+
+    /// Runs this client and `other` until this one's screen passes `test`.
+    pub(crate) fn wait_until_beside(
+        &mut self,
+        other: &mut Terminal,
+        what: &str,
+        test: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            other.step();
+            self.step();
+            if test(&self.text()) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the screen never showed {what}; it shows:\n{}", self.text());
+            }
         }
     }
 
@@ -406,10 +468,25 @@ impl Terminal {
 
     /// Types a username and password on the login screen and submits.
     pub(crate) fn log_in_without_waiting(&mut self, username: &str, password: &str) {
+        self.log_in_with_passphrase_without_waiting(username, password, "");
+    }
+
+    /// Types a username, a password and (when the login screen asks for
+    /// it) a device passphrase, and submits.
+    pub(crate) fn log_in_with_passphrase_without_waiting(
+        &mut self,
+        username: &str,
+        password: &str,
+        passphrase: &str,
+    ) {
         self.type_text(username);
         self.press(Key::Enter);
         self.type_text(password);
         self.press(Key::Enter);
+        if self.asks_passphrase {
+            self.type_text(passphrase);
+            self.press(Key::Enter);
+        }
     }
 
     /// Logs in from the login screen and waits for the live connection.
@@ -420,4 +497,22 @@ impl Terminal {
             screen.contains("connected") && !screen.contains("connecting")
         })
     }
+}
+
+/// Client options with the device state in `state_dir` and a cheap key
+/// derivation; `passphrase` as `CHAT_E2E_PASSPHRASE` would give it.
+fn device_options(
+    server: &str,
+    state_dir: &TempDir,
+    passphrase: Option<&str>,
+) -> chat_tui::Options {
+    let mut options = chat_tui::Options::new(server);
+    options.state_dir = state_dir.0.clone();
+    options.passphrase = passphrase.map(str::to_owned);
+    options.kdf = chat_tui::KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
+    options
 }

@@ -3,6 +3,7 @@
 //! SQLite database. A second user talks to it over a plain WebSocket.
 
 mod changes;
+mod encrypted;
 mod governance;
 mod helpers;
 mod search;

@@ -59,10 +59,7 @@ fn a_wrong_password_is_reported_on_the_login_screen() -> Result<()> {
 
     let mut terminal = Terminal::start(&server.url());
     terminal.wait_for("Username")?;
-    terminal.type_text("carol");
-    terminal.press(Key::Enter);
-    terminal.type_text("not the password");
-    terminal.press(Key::Enter);
+    terminal.log_in_without_waiting("carol", "not the password");
 
     terminal.wait_until("a login error", |screen| {
         screen.to_lowercase().contains("incorrect") || screen.to_lowercase().contains("invalid")

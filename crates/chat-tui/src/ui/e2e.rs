@@ -1,0 +1,887 @@
+//! End-to-end encrypted rooms on the chat screen: the device enrolled at
+//! login, Welcomes fetched and joined, MLS items read in seq order, and
+//! the commits this client makes when it adds or removes someone.
+//!
+//! The device ([`Secure`]) lives on the UI thread with the rest of the
+//! session; REST calls run on worker threads as everywhere else and come
+//! back here with their answers.
+
+use std::time::Instant;
+
+use chat_domain::Username;
+use chat_e2e::{Change, E2eError, OutgoingCommit};
+use chat_protocol::mls::{self as wire, MlsKindBody};
+use chat_protocol::rest::{MemberChangeBody, MessagePage, RoomMessage};
+use chat_protocol::ws::ServerFrame;
+use cursive::Cursive;
+
+use super::{Session, WelcomeFetch, background, render, session_mut};
+use crate::api::{Api, ApiError, CommitOutcome};
+use crate::secure::{
+    AfterCommit, Item, KEY_PACKAGES_LOW, KEY_PACKAGES_STOCK, LOCK, Reading, Secure,
+};
+use crate::state::ChatState;
+
+/// How many times a commit refused as stale is made again.
+const COMMIT_ATTEMPTS: u32 = 4;
+
+/// How long a change waits for this client's commit before it in the same
+/// room to be answered.
+const PENDING_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The most MLS items held for one room while its Welcome is fetched.
+const WAITING_MAX: usize = 500;
+
+/// Registers the device (again: the server keeps one registration per
+/// key) and keeps its KeyPackage stock up, then joins the groups of the
+/// Welcomes waiting for it. Runs on the login's worker thread.
+pub(super) fn enrol(
+    api: &Api,
+    secure: &mut Secure,
+    notes: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    let registration = secure
+        .device()
+        .registration()
+        .map_err(|error| ApiError::Protocol(error.to_string()))?;
+    api.register_device(&registration)?;
+    top_up_now(api, secure)?;
+    let device_id = secure.device().device_id();
+    for welcome in api.welcomes(&device_id)? {
+        match secure.join(&welcome.room, &welcome.welcome) {
+            Ok(by) => notes.push(format!(
+                "you joined the encrypted group of {} (added by {by})",
+                welcome.room
+            )),
+            Err(error) => notes.push(format!(
+                "a Welcome into {} could not be used: {error}",
+                welcome.room
+            )),
+        }
+        api.ack_welcome(welcome.id, &device_id)?;
+    }
+    // Failing to save is shown later, at the next save.
+    let _ = secure.save_if_dirty();
+    Ok(())
+}
+
+/// Uploads a fresh last-resort KeyPackage, and ordinary ones when the
+/// server holds fewer than [`KEY_PACKAGES_LOW`].
+fn top_up_now(api: &Api, secure: &mut Secure) -> Result<(), ApiError> {
+    let protocol = |error: E2eError| ApiError::Protocol(error.to_string());
+    let probe = secure
+        .device_mut()
+        .key_package_upload(0)
+        .map_err(protocol)?;
+    let stock = api.upload_key_packages(&probe)?;
+    if stock.available < KEY_PACKAGES_LOW {
+        let upload = secure
+            .device_mut()
+            .key_package_upload(KEY_PACKAGES_STOCK)
+            .map_err(protocol)?;
+        api.upload_key_packages(&upload)?;
+    }
+    Ok(())
+}
+
+/// Tops the KeyPackage stock up after a Welcome used one: the packages are
+/// made here and uploaded on a worker thread.
+fn top_up(siv: &mut Cursive) {
+    let Some(secure) = session_mut(siv).and_then(|s| s.secure.as_mut()) else {
+        return;
+    };
+    let Ok(probe) = secure.device_mut().key_package_upload(0) else {
+        return;
+    };
+    background(
+        siv,
+        move |api| api.upload_key_packages(&probe),
+        |siv, stock| {
+            if stock.available >= KEY_PACKAGES_LOW {
+                return;
+            }
+            let Some(secure) = session_mut(siv).and_then(|s| s.secure.as_mut()) else {
+                return;
+            };
+            match secure.device_mut().key_package_upload(KEY_PACKAGES_STOCK) {
+                Ok(upload) => background(
+                    siv,
+                    move |api| api.upload_key_packages(&upload),
+                    |siv, _| save(siv),
+                ),
+                Err(error) => error_line(siv, None, format!("cannot make KeyPackages: {error}")),
+            }
+        },
+    );
+}
+
+/// Saves the device state if it changed; a failure is shown.
+pub(super) fn save(siv: &mut Cursive) {
+    save_with(siv, Secure::save_if_dirty);
+}
+
+/// Saves what reading messages changed, when it is due (see
+/// [`crate::secure::SAVE_AFTER`]).
+pub(super) fn save_when_due(siv: &mut Cursive) {
+    save_with(siv, |secure| secure.save_if_due(Instant::now()));
+}
+
+fn save_with(siv: &mut Cursive, save: impl FnOnce(&mut Secure) -> Result<(), E2eError>) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let Some(secure) = session.secure.as_mut() else {
+        return;
+    };
+    if let Err(error) = save(secure) {
+        let path = secure.path().display().to_string();
+        session.state.error(
+            None,
+            format!("cannot save the device state to {path}: {error}"),
+        );
+    }
+}
+
+fn error_line(siv: &mut Cursive, room: Option<&str>, text: String) {
+    if let Some(session) = session_mut(siv) {
+        session.state.error(room, text);
+    }
+}
+
+/// The MLS items of a history page, oldest first, to read after the page
+/// is applied.
+pub(super) fn mls_items(messages: &[RoomMessage]) -> Vec<OwnedItem> {
+    let mut items: Vec<OwnedItem> = messages
+        .iter()
+        .filter(|message| message.change.is_none() && !message.deleted)
+        .filter_map(|message| {
+            Some(OwnedItem {
+                seq: message.seq,
+                username: message.username.clone(),
+                kind: message.mls?,
+                content: message.content.clone()?,
+                client_id: message.client_id.clone(),
+            })
+        })
+        .collect();
+    items.sort_by_key(|item| item.seq);
+    items
+}
+
+/// An MLS item held for reading.
+#[derive(Debug, Clone)]
+pub(super) struct OwnedItem {
+    seq: i64,
+    username: String,
+    kind: MlsKindBody,
+    content: String,
+    client_id: Option<String>,
+}
+
+impl OwnedItem {
+    fn item(&self) -> Item<'_> {
+        Item {
+            seq: self.seq,
+            username: &self.username,
+            kind: self.kind,
+            content: &self.content,
+            client_id: self.client_id.as_deref(),
+        }
+    }
+}
+
+/// Reads the MLS items of a page of `room` and shows what they read as.
+/// A room whose group this device is not in keeps its placeholders.
+/// Returns the changes of this device's pending commits that commits in
+/// the page superseded, to make again.
+pub(super) fn reveal_items(
+    secure: &mut Secure,
+    state: &mut ChatState,
+    room: &str,
+    items: &[OwnedItem],
+) -> Vec<Change> {
+    let mut superseded = Vec::new();
+    if items.is_empty() {
+        return superseded;
+    }
+    state.set_encrypted(room, true);
+    if !secure.has_group(room) {
+        return superseded;
+    }
+    for item in items {
+        let mut after = AfterCommit::default();
+        let reading = secure.read(room, &item.item(), &mut after);
+        state.reveal(room, item.seq, reading);
+        superseded.extend(after.superseded);
+    }
+    superseded
+}
+
+/// Applies a page of history of `room`, reading its MLS items.
+/// Returns the changes of this device's pending commits that commits in
+/// the page superseded.
+pub(super) fn apply_page(session: &mut Session, page: MessagePage) -> Vec<Change> {
+    let room = page.room.clone();
+    let items = mls_items(&page.messages);
+    session
+        .state
+        .apply_history(&page.room, page.messages, page.has_more);
+    match session.secure.as_mut() {
+        Some(secure) => reveal_items(secure, &mut session.state, &room, &items),
+        None => Vec::new(),
+    }
+}
+
+/// What a frame asks of this client's encrypted groups once applied.
+enum FollowUp {
+    None,
+    /// Fetch Welcomes: this device may have been added to a group.
+    Welcomes,
+    /// Someone added this user to a room: ask whether it is encrypted
+    /// (the `joined` frame does not say), then fetch Welcomes.
+    Added(String),
+    /// Commit a change to a room's group.
+    Commit(String, Plan),
+    /// Commit again a change that lost the race for its epoch.
+    Again(String, Change),
+}
+
+/// A change to a room's group this client makes.
+#[derive(Debug, Clone)]
+pub(super) enum Plan {
+    /// Add every device of the user.
+    Add(String),
+    /// Remove every device of the user.
+    Remove(String),
+}
+
+/// Applies a frame of the connection: an MLS item is read before it is
+/// shown (or held until this device has its room's Welcome), and a
+/// membership change in an encrypted room may make this client commit.
+pub(super) fn receive(siv: &mut Cursive, frame: ServerFrame, now: Instant) {
+    let follow_up = match session_mut(siv) {
+        Some(session) => apply_frame(session, frame, now, false),
+        None => return,
+    };
+    follow(siv, follow_up);
+}
+
+fn follow(siv: &mut Cursive, follow_up: FollowUp) {
+    match follow_up {
+        FollowUp::None => {}
+        FollowUp::Welcomes => fetch_welcomes(siv),
+        FollowUp::Added(room) => background(
+            siv,
+            {
+                let room = room.clone();
+                // Only a lock and a Welcome depend on it: a failure is
+                // not worth a line (the first MLS item marks the room).
+                move |api| match api.room(&room) {
+                    Ok(detail) => Ok(Some(detail)),
+                    Err(error @ ApiError::Unauthorized(_)) => Err(error),
+                    Err(_) => Ok(None),
+                }
+            },
+            move |siv, detail| {
+                let encrypted = detail.is_some_and(|detail| detail.encrypted);
+                if let Some(session) = session_mut(siv) {
+                    session.state.set_encrypted(&room, encrypted);
+                }
+                if encrypted {
+                    fetch_welcomes(siv);
+                }
+            },
+        ),
+        FollowUp::Commit(room, plan) => commit(siv, room, plan),
+        FollowUp::Again(room, change) => commit_change(siv, room, change, 1),
+    }
+}
+
+fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: bool) -> FollowUp {
+    let me = session.state.me().to_owned();
+    match &frame {
+        ServerFrame::Message {
+            room,
+            seq,
+            username,
+            content,
+            client_id,
+            mls: Some(kind),
+            deleted: false,
+            ..
+        } => {
+            let Some(secure) = session.secure.as_mut() else {
+                session.state.apply(frame, now);
+                return FollowUp::None;
+            };
+            if !secure.has_group(room) && !replay {
+                session.state.set_encrypted(room, true);
+                let waiting = session.waiting.entry(room.clone()).or_default();
+                if waiting.len() < WAITING_MAX {
+                    waiting.push(frame);
+                    return FollowUp::Welcomes;
+                }
+            }
+            let (room, seq) = (room.clone(), *seq);
+            let item = Item {
+                seq,
+                username,
+                kind: *kind,
+                content,
+                client_id: client_id.as_deref(),
+            };
+            let mut after = AfterCommit::default();
+            let reading = secure
+                .has_group(&room)
+                .then(|| secure.read(&room, &item, &mut after));
+            session.state.apply(frame, now);
+            if let Some(reading) = reading {
+                session.state.reveal(&room, seq, reading);
+            }
+            if after.removed_me {
+                session.state.error(
+                    Some(&room),
+                    "this device was removed from the room's encrypted group",
+                );
+            }
+            match after.superseded {
+                Some(change) => FollowUp::Again(room, change),
+                None => FollowUp::None,
+            }
+        }
+        ServerFrame::Left { room, .. } => {
+            // Out of the room, this device keeps no keys of its group.
+            if let Some(secure) = session.secure.as_mut()
+                && secure.has_group(room)
+                && let Ok(name) = chat_domain::RoomName::parse(room)
+            {
+                let _ = secure.device_mut().forget_room(&name);
+            }
+            session.waiting.remove(room);
+            session.state.apply(frame, now);
+            FollowUp::None
+        }
+        ServerFrame::Joined { room, .. } => {
+            // A room this client already holds came with the room list,
+            // which says whether it is encrypted.
+            let room = room.clone();
+            let known = session.state.room(&room).is_some();
+            session.state.apply(frame, now);
+            if known {
+                FollowUp::None
+            } else {
+                FollowUp::Added(room)
+            }
+        }
+        ServerFrame::Member {
+            room,
+            username,
+            change,
+            by,
+            ..
+        } => {
+            let (room, username, change) = (room.clone(), username.clone(), *change);
+            let by_me = by.as_deref().is_some_and(|by| by.eq_ignore_ascii_case(&me));
+            session.state.apply(frame, now);
+            let Some(secure) = session.secure.as_ref() else {
+                return FollowUp::None;
+            };
+            let about_me = username.eq_ignore_ascii_case(&me);
+            if !secure.has_group(&room) {
+                return if about_me
+                    && matches!(change, MemberChangeBody::Added | MemberChangeBody::Joined)
+                {
+                    FollowUp::Welcomes
+                } else {
+                    FollowUp::None
+                };
+            }
+            let in_group = secure
+                .members(&room)
+                .contains(&username.to_ascii_lowercase());
+            match change {
+                MemberChangeBody::Added if by_me && !about_me && !in_group => {
+                    FollowUp::Commit(room, Plan::Add(username))
+                }
+                MemberChangeBody::Kicked | MemberChangeBody::Banned if by_me && in_group => {
+                    FollowUp::Commit(room, Plan::Remove(username))
+                }
+                // Any remaining member's client may commit a departure;
+                // the first accepted wins and the others find it done.
+                MemberChangeBody::Left if !about_me && in_group => {
+                    FollowUp::Commit(room, Plan::Remove(username))
+                }
+                _ => FollowUp::None,
+            }
+        }
+        _ => {
+            session.state.apply(frame, now);
+            FollowUp::None
+        }
+    }
+}
+
+/// Lists the Welcomes waiting for this device, joins their groups and
+/// acknowledges them; then reads the MLS items held meanwhile.
+pub(super) fn fetch_welcomes(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let Some(secure) = session.secure.as_ref() else {
+        return;
+    };
+    match session.welcomes {
+        WelcomeFetch::Idle => session.welcomes = WelcomeFetch::Running,
+        WelcomeFetch::Running | WelcomeFetch::RunningAgain => {
+            session.welcomes = WelcomeFetch::RunningAgain;
+            return;
+        }
+    }
+    let device_id = secure.device().device_id();
+    let finish = |siv: &mut Cursive| {
+        let again = session_mut(siv).is_some_and(|session| {
+            let again = session.welcomes == WelcomeFetch::RunningAgain;
+            session.welcomes = WelcomeFetch::Idle;
+            again
+        });
+        if again {
+            fetch_welcomes(siv);
+        } else {
+            replay_waiting(siv);
+        }
+    };
+    background(
+        siv,
+        move |api| match api.welcomes(&device_id) {
+            Err(error @ ApiError::Unauthorized(_)) => Err(error),
+            other => Ok((device_id, other)),
+        },
+        move |siv, (device_id, welcomes)| {
+            let welcomes = match welcomes {
+                Ok(welcomes) => welcomes,
+                Err(error) => {
+                    error_line(
+                        siv,
+                        None,
+                        format!("cannot list this device's Welcomes: {error}"),
+                    );
+                    finish(siv);
+                    return;
+                }
+            };
+            let mut joined = false;
+            for welcome in welcomes {
+                let Some(session) = session_mut(siv) else {
+                    return;
+                };
+                if !session.welcomes_taken.insert(welcome.id) {
+                    continue;
+                }
+                let Some(secure) = session.secure.as_mut() else {
+                    return;
+                };
+                match secure.join(&welcome.room, &welcome.welcome) {
+                    Ok(by) => {
+                        joined = true;
+                        session.fresh_groups.remove(&welcome.room);
+                        session.state.set_encrypted(&welcome.room, true);
+                        session.state.notice(
+                            Some(&welcome.room),
+                            format!("{LOCK} you joined the encrypted group (added by {by})"),
+                        );
+                    }
+                    Err(error) => session.state.error(
+                        Some(&welcome.room),
+                        format!("a Welcome into this room could not be used: {error}"),
+                    ),
+                }
+                let id = welcome.id;
+                let device_id = device_id.clone();
+                background(siv, move |api| api.ack_welcome(id, &device_id), |_, ()| {});
+            }
+            if joined {
+                save(siv);
+                top_up(siv);
+            }
+            finish(siv);
+        },
+    );
+}
+
+/// Reads the MLS items held while Welcomes were fetched, in the order they
+/// came; a room still without a group shows placeholders.
+fn replay_waiting(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let waiting = std::mem::take(&mut session.waiting);
+    let mut follow_ups = Vec::new();
+    for frame in waiting.into_values().flatten() {
+        follow_ups.push(apply_frame(session, frame, Instant::now(), true));
+    }
+    save(siv);
+    for follow_up in follow_ups {
+        follow(siv, follow_up);
+    }
+    render::all(siv);
+}
+
+/// Makes this device's group for a room it just created or opened.
+pub(super) fn create_group(siv: &mut Cursive, room: &str) -> bool {
+    let Some(session) = session_mut(siv) else {
+        return false;
+    };
+    session.state.set_encrypted(room, true);
+    let Some(secure) = session.secure.as_mut() else {
+        session.state.error(
+            Some(room),
+            "no device passphrase was given at login: this client cannot take part in encrypted rooms",
+        );
+        return false;
+    };
+    if secure.has_group(room) {
+        return false;
+    }
+    match secure.create_group(room) {
+        Ok(()) => {
+            session.fresh_groups.insert(room.to_owned());
+            save(siv);
+            true
+        }
+        Err(error) => {
+            error_line(
+                siv,
+                Some(room),
+                format!("cannot create the encrypted group: {error}"),
+            );
+            false
+        }
+    }
+}
+
+/// Commits a change to a room's group: for an addition, the user's
+/// KeyPackages are claimed first.
+pub(super) fn commit(siv: &mut Cursive, room: String, plan: Plan) {
+    match plan {
+        Plan::Remove(user) => match Username::parse(&user) {
+            Ok(user) => commit_change(siv, room, Change::Remove(vec![user]), 1),
+            Err(error) => error_line(siv, Some(&room), format!("cannot remove {user}: {error}")),
+        },
+        Plan::Add(user) => background(
+            siv,
+            {
+                let user = user.clone();
+                move |api| api.claim_key_packages(&user)
+            },
+            move |siv, claimed| {
+                let packages: Result<Vec<Vec<u8>>, _> = claimed
+                    .key_packages
+                    .iter()
+                    .map(|package| wire::decode(&package.key_package))
+                    .collect();
+                match packages {
+                    Ok(packages) if packages.is_empty() => error_line(
+                        siv,
+                        Some(&room),
+                        format!(
+                            "{user} has no device for encrypted rooms yet: they cannot read this room until someone adds them again"
+                        ),
+                    ),
+                    Ok(packages) => commit_change(siv, room, Change::Add(packages), 1),
+                    Err(error) => error_line(
+                        siv,
+                        Some(&room),
+                        format!("the server sent a damaged KeyPackage of {user}: {error}"),
+                    ),
+                }
+            },
+        ),
+    }
+}
+
+/// Makes the commit and uploads it; a stale one is cleared, the room's
+/// newest items are read, and the change is made again on the new epoch.
+fn commit_change(siv: &mut Cursive, room: String, change: Change, attempt: u32) {
+    let Some(secure) = session_mut(siv).and_then(|s| s.secure.as_mut()) else {
+        return;
+    };
+    let outgoing: OutgoingCommit = match secure.commit(&room, change.clone()) {
+        Ok(outgoing) => outgoing,
+        // Already done by someone else's commit, or nothing left to do.
+        Err(E2eError::NotAMember(_) | E2eError::NothingToCommit) => return,
+        // This client's previous change is still on its way (two quick
+        // /invite, say): this one follows it.
+        Err(E2eError::PendingCommit(_)) => {
+            let sink = siv.cb_sink().clone();
+            let generation = session_mut(siv).map(|session| session.generation);
+            std::thread::spawn(move || {
+                std::thread::sleep(PENDING_RETRY);
+                let _ = sink.send(Box::new(move |siv: &mut Cursive| {
+                    if session_mut(siv).map(|session| session.generation) == generation {
+                        commit_change(siv, room, change, attempt);
+                        render::all(siv);
+                    }
+                }));
+            });
+            return;
+        }
+        Err(error) => {
+            error_line(
+                siv,
+                Some(&room),
+                format!("cannot change the encrypted group: {error}"),
+            );
+            return;
+        }
+    };
+    save(siv);
+    let epoch = outgoing.epoch;
+    let upload = outgoing.to_upload();
+    background(
+        siv,
+        {
+            let room = room.clone();
+            move |api| match api.post_commit(&room, &upload) {
+                Err(error @ ApiError::Unauthorized(_)) => Err(error),
+                other => Ok(other),
+            }
+        },
+        move |siv, outcome| {
+            // The commit's own frame may have come first: processing it
+            // merged the commit (or, if another commit won, dropped it and
+            // made the change again). An answer for an epoch this device
+            // has left is then old news, and must not touch a newer
+            // pending commit.
+            if !still_pending(siv, &room, epoch) {
+                return;
+            }
+            match outcome {
+                Ok(CommitOutcome::Accepted(accepted)) => accepted_commit(siv, &room, accepted.seq),
+                Ok(CommitOutcome::Stale) => stale(siv, room, attempt),
+                Err(error) => {
+                    error_line(
+                        siv,
+                        Some(&room),
+                        format!("the server refused a change to the encrypted group: {error}"),
+                    );
+                    settle(siv, room, None);
+                }
+            }
+        },
+    );
+}
+
+/// Whether this device's commit built on `epoch` of `room` still waits
+/// for the server's answer.
+fn still_pending(siv: &mut Cursive, room: &str, epoch: u64) -> bool {
+    session_mut(siv)
+        .and_then(|session| session.secure.as_ref())
+        .is_some_and(|secure| secure.pending_on(room) == Some(epoch))
+}
+
+/// The server accepted this device's pending commit at `seq`.
+fn accepted_commit(siv: &mut Cursive, room: &str, seq: i64) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    session.fresh_groups.remove(room);
+    let Some(secure) = session.secure.as_mut() else {
+        return;
+    };
+    match secure.merge(room) {
+        Ok(Some(change)) => {
+            secure.committed(room, seq, &change);
+            let text = crate::secure::describe_change(session.state.me(), &change);
+            session.state.reveal(room, seq, Reading::Change(text));
+        }
+        Ok(None) => {}
+        Err(error) => session
+            .state
+            .error(Some(room), format!("cannot apply the commit: {error}")),
+    }
+    save(siv);
+}
+
+/// The server refused this device's commit on `room` as stale: another
+/// commit on the same epoch came first.
+fn stale(siv: &mut Cursive, room: String, attempt: u32) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    if session.fresh_groups.remove(&room) {
+        // Another member's client set the group up first: this device
+        // forgets its own and waits for its Welcome.
+        if let Some(secure) = session.secure.as_mut()
+            && let Ok(name) = chat_domain::RoomName::parse(&room)
+        {
+            let _ = secure.device_mut().forget_room(&name);
+        }
+        session.state.notice(
+            Some(&room),
+            "another member's client set up this room's encryption; waiting to be added",
+        );
+        save(siv);
+        fetch_welcomes(siv);
+        return;
+    }
+    if attempt >= COMMIT_ATTEMPTS {
+        error_line(
+            siv,
+            Some(&room),
+            "the encrypted group kept changing under this client's commit; try again".to_owned(),
+        );
+        settle(siv, room, None);
+        return;
+    }
+    settle(siv, room, Some(attempt + 1));
+}
+
+/// Reads what the room did since this device's pending commit was made
+/// (the commit that won, or this one if it was accepted after all), then
+/// drops the commit if it is still pending; with `again`, the change that
+/// did not go through is made again on the new epoch (that attempt).
+fn settle(siv: &mut Cursive, room: String, again: Option<u32>) {
+    background(
+        siv,
+        {
+            let room = room.clone();
+            move |api| match api.messages(&room, None) {
+                Err(error @ ApiError::Unauthorized(_)) => Err(error),
+                other => Ok(other.ok()),
+            }
+        },
+        move |siv, page| {
+            let Some(session) = session_mut(siv) else {
+                return;
+            };
+            let mut lost = match page {
+                Some(page) => apply_page(session, page),
+                None => Vec::new(),
+            };
+            if let Some(secure) = session.secure.as_mut()
+                && secure.pending_on(&room).is_some()
+            {
+                match secure.clear_pending(&room) {
+                    Ok(change) => lost.extend(change),
+                    Err(error) => session.state.error(
+                        Some(&room),
+                        format!("cannot drop the refused commit: {error}"),
+                    ),
+                }
+            }
+            save(siv);
+            if let Some(attempt) = again {
+                for change in lost {
+                    commit_change(siv, room.clone(), change, attempt);
+                }
+            }
+        },
+    );
+}
+
+/// `/verify <user>`: the user's devices as the server lists them, and the
+/// safety number of the two users over the keys of the groups they share.
+pub(super) fn verify(siv: &mut Cursive, user: String) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    if session.secure.is_none() {
+        session.state.error(
+            None,
+            "no device passphrase was given at login: there is no device to verify with",
+        );
+        return;
+    }
+    background(
+        siv,
+        {
+            let user = user.clone();
+            move |api| api.devices(&user)
+        },
+        move |siv, devices| {
+            let Some(session) = session_mut(siv) else {
+                return;
+            };
+            let Some(secure) = session.secure.as_ref() else {
+                return;
+            };
+            let state = &mut session.state;
+            // Long keys and numbers go on two lines each, so they fit
+            // beside the other panels.
+            let mut block = |title: String, long: &str| {
+                state.notice(None, title);
+                for half in halves(long) {
+                    state.notice(None, format!("    {half}"));
+                }
+            };
+            block(
+                format!(
+                    "{LOCK} devices of {user} on the server ({}):",
+                    devices.len()
+                ),
+                "",
+            );
+            for device in &devices {
+                block(
+                    format!("  since {}:", device.created_at.date_naive()),
+                    &device.fingerprint,
+                );
+            }
+            block(
+                "  your device:".to_owned(),
+                &secure.device().fingerprint().to_string(),
+            );
+            match secure.safety_number(&user) {
+                Some((members, number)) => {
+                    for member in members {
+                        let fingerprint = member.fingerprint().to_string();
+                        // A key the server does not list is worth a look.
+                        let listed = devices.iter().any(|d| d.fingerprint == fingerprint);
+                        let mark = if listed { "" } else { " (not listed by the server)" };
+                        block(format!("  {user}'s key in your groups{mark}:"), &fingerprint);
+                    }
+                    block(
+                        format!("safety number of you and {user}, to compare with them:"),
+                        &number.to_string(),
+                    );
+                }
+                None => state.notice(
+                    None,
+                    format!(
+                        "no encrypted group holds both you and {user} yet: the safety number needs their keys from one"
+                    ),
+                ),
+            }
+        },
+    );
+}
+
+/// A fingerprint or safety number cut in two lines at the space nearest
+/// its middle; nothing for an empty text.
+fn halves(text: &str) -> Vec<&str> {
+    let groups = text.split(' ').count();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    if groups < 2 {
+        return vec![text];
+    }
+    let cut = text
+        .match_indices(' ')
+        .nth(groups / 2 - 1)
+        .map_or(text.len(), |(at, _)| at);
+    let (first, second) = text.split_at(cut);
+    vec![first, second.trim_start()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::halves;
+
+    #[test]
+    fn long_keys_and_numbers_are_cut_in_two_lines_between_groups() {
+        assert_eq!(halves("1111 2222 3333 4444"), ["1111 2222", "3333 4444"]);
+        assert_eq!(halves("12345"), ["12345"]);
+        assert!(halves("").is_empty());
+    }
+}
