@@ -14,6 +14,7 @@
 //! | `POST /api/mls/devices` | [`DeviceRegistration`] | [`DeviceBody`] |
 //! | `GET /api/mls/devices/{username}` | | [`DevicesBody`] |
 //! | `POST /api/mls/key-packages` | [`KeyPackageUpload`] | [`KeyPackageStock`] |
+//! | `GET /api/mls/key-packages?device_id=` | [`WelcomesQuery`] | [`KeyPackageStock`] |
 //! | `POST /api/mls/key-packages/claim` | [`KeyPackageClaim`] | [`ClaimedKeyPackages`] |
 //! | `POST /api/rooms/{room}/mls/commits` | [`CommitUpload`] | [`CommitAccepted`] |
 //! | `GET /api/mls/welcomes?device_id=` | [`WelcomesQuery`] | [`WelcomesBody`] |
@@ -78,6 +79,10 @@ pub struct DeviceBody {
     /// hex, in groups of four digits separated by spaces, for people to
     /// compare.
     pub fingerprint: String,
+    /// The device's Ed25519 signature public key, standard base64: what a
+    /// client computes a safety number from.
+    #[serde(default)]
+    pub signature_key: String,
     /// When the device was registered.
     #[serde(with = "crate::timestamp")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -187,7 +192,9 @@ pub struct CommitAccepted {
     pub epoch: u64,
 }
 
-/// The query of `GET /api/mls/welcomes?device_id=`.
+/// The query naming one of the caller's devices: of
+/// `GET /api/mls/welcomes`, `DELETE /api/mls/welcomes/{id}` and
+/// `GET /api/mls/key-packages` (the device's stock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
@@ -274,10 +281,11 @@ mod tests {
                     device_id: "00ff".to_owned(),
                     username: "alice".to_owned(),
                     fingerprint: "0a1b 2c3d".to_owned(),
+                    signature_key: "AAI=".to_owned(),
                     created_at: at(),
                 }],
             },
-            r#"{"devices":[{"device_id":"00ff","username":"alice","fingerprint":"0a1b 2c3d","created_at":"2024-01-01T12:00:00.123456+00:00"}]}"#,
+            r#"{"devices":[{"device_id":"00ff","username":"alice","fingerprint":"0a1b 2c3d","signature_key":"AAI=","created_at":"2024-01-01T12:00:00.123456+00:00"}]}"#,
         );
     }
 

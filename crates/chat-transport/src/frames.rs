@@ -212,9 +212,12 @@ pub(crate) fn room_message(room: &str, message: Message, context: &PageContext) 
         .and_then(|target| context.answered.get(&target))
         .map(|answered| ReplyExcerpt {
             username: answered.username.as_str().to_owned(),
+            // The start of MLS ciphertext is no excerpt: the reader's
+            // client shows the answered message from its own copy.
             excerpt: answered
                 .content
                 .as_deref()
+                .filter(|_| answered.mls.is_none())
                 .map(|text| text.chars().take(REPLY_EXCERPT_CHARS).collect()),
             deleted: answered.deleted_at.is_some(),
         });

@@ -52,6 +52,7 @@ use crate::session;
         routes::mls::register_device,
         routes::mls::devices,
         routes::mls::remove_device,
+        routes::mls::key_package_stock,
         routes::mls::upload_key_packages,
         routes::mls::claim_key_packages,
         routes::mls::commit,

@@ -51,7 +51,8 @@ pub(crate) fn large_bodies(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/mls/key-packages")
             .app_data(json())
-            .route(web::post().to(upload_key_packages)),
+            .route(web::post().to(upload_key_packages))
+            .route(web::get().to(key_package_stock)),
     )
     .service(
         web::resource("/api/rooms/{room}/mls/commits")
@@ -65,6 +66,7 @@ fn device_body(device: &Device, username: &Username) -> DeviceBody {
         device_id: device.device_id.as_str().to_owned(),
         username: username.as_str().to_owned(),
         fingerprint: fingerprint(&device.signature_key),
+        signature_key: encode(&device.signature_key),
         created_at: device.created_at,
     }
 }
@@ -92,6 +94,26 @@ async fn own_device(state: &AppState, user: &User, id: &DeviceId) -> Result<Devi
         .device(user.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("device '{id}' is not registered")))
+}
+
+/// The id in a query naming one of the caller's devices, once checked
+/// that it is registered.
+async fn own_device_id(
+    state: &AppState,
+    user: &User,
+    query: &WelcomesQuery,
+) -> Result<DeviceId, ApiError> {
+    let id = device_id(&query.device_id)?;
+    own_device(state, user, &id).await?;
+    Ok(id)
+}
+
+fn stock_body(id: &DeviceId, stock: chat_storage::KeyPackageStock) -> KeyPackageStock {
+    KeyPackageStock {
+        device_id: id.as_str().to_owned(),
+        available: i64::try_from(stock.available).unwrap_or(i64::MAX),
+        last_resort: stock.last_resort,
+    }
 }
 
 /// Registers one of the caller's devices: its MLS credential (a basic
@@ -197,6 +219,31 @@ pub(crate) async fn remove_device(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// How many KeyPackages one of the caller's devices has waiting, so its
+/// client knows when to upload more.
+#[utoipa::path(
+    get,
+    path = "/api/mls/key-packages",
+    tag = "encryption",
+    params(WelcomesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = KeyPackageStock),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "the caller has no such device", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+pub(crate) async fn key_package_stock(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: web::Query<WelcomesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = own_device_id(&state, &user, &query).await?;
+    let stock = state.store.key_package_stock(user.id, &id).await?;
+    Ok(HttpResponse::Ok().json(stock_body(&id, stock)))
+}
+
 /// Adds KeyPackages to one of the caller's devices, and optionally
 /// replaces its last-resort package. Each is checked: an MLS message
 /// holding a KeyPackage with valid signatures, a lifetime that holds now,
@@ -266,11 +313,7 @@ pub(crate) async fn upload_key_packages(
         .store
         .add_key_packages(user.id, &id, &packages, last_resort.as_ref())
         .await?;
-    Ok(HttpResponse::Ok().json(KeyPackageStock {
-        device_id: id.as_str().to_owned(),
-        available: i64::try_from(stock.available).unwrap_or(i64::MAX),
-        last_resort: stock.last_resort,
-    }))
+    Ok(HttpResponse::Ok().json(stock_body(&id, stock)))
 }
 
 /// Claims one KeyPackage of every device of each user named, to add them
@@ -490,8 +533,7 @@ pub(crate) async fn welcomes(
     CurrentUser(user): CurrentUser,
     query: web::Query<WelcomesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = device_id(&query.device_id)?;
-    own_device(&state, &user, &id).await?;
+    let id = own_device_id(&state, &user, &query).await?;
     let waiting = state.store.welcomes_for(user.id, &id).await?;
     Ok(HttpResponse::Ok().json(WelcomesBody {
         welcomes: waiting
@@ -529,8 +571,7 @@ pub(crate) async fn acknowledge_welcome(
     welcome: web::Path<i64>,
     query: web::Query<WelcomesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = device_id(&query.device_id)?;
-    own_device(&state, &user, &id).await?;
+    let id = own_device_id(&state, &user, &query).await?;
     if !state
         .store
         .acknowledge_welcome(user.id, &id, welcome.into_inner())

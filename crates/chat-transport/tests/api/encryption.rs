@@ -234,6 +234,10 @@ async fn devices_register_with_their_own_key_and_credential_only(app: &TestApp) 
         registered["fingerprint"] == laptop.fingerprint().to_string(),
         "the server's fingerprint is the one the client shows: {registered}"
     );
+    ensure!(
+        registered["signature_key"] == laptop.registration()?.signature_key,
+        "{registered}"
+    );
     // Registering it again changes nothing.
     let (status, again) = register(app, &alice, &laptop).await?;
     ensure!(status == 201 && again == registered, "{status} {again}");
@@ -298,6 +302,11 @@ async fn key_packages_are_checked_and_each_is_handed_out_once(app: &TestApp) -> 
         stock == json!({"device_id": phone.device_id(), "available": 3, "last_resort": true}),
         "{stock}"
     );
+    let stock_path = format!("/api/mls/key-packages?device_id={}", phone.device_id());
+    let (status, read) = json_of(app.get_authed(&stock_path, &bob).await?).await?;
+    ensure!(status == 200 && read == stock, "{status} {read}");
+    let (status, _) = json_of(app.get_authed(&stock_path, &carol).await?).await?;
+    ensure!(status == 404, "another user's device: {status}");
 
     // Refused uploads store nothing: a package of another device, a
     // last-resort package among ordinary ones, garbage, an unknown device,
