@@ -107,7 +107,17 @@ pub(crate) struct Secure {
     joined_at: HashMap<String, u64>,
     /// When the state first changed since the last save.
     changed_at: Option<Instant>,
+    /// When this session started: the first key update of each group is
+    /// due [`KEY_UPDATE_EVERY`] after it.
+    started: Instant,
+    /// When this device last asked to update its keys in each room's group.
+    keys_updated: HashMap<String, Instant>,
 }
+
+/// How often, while the client runs, this device updates its own keys in
+/// each group it is in (a commit that changes nothing but its leaf), so
+/// that keys which leaked stop opening what is sent afterwards.
+pub(crate) const KEY_UPDATE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 impl std::fmt::Debug for Secure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,6 +183,8 @@ impl Secure {
             sent: HashMap::new(),
             joined_at: HashMap::new(),
             changed_at: created.then(Instant::now),
+            started: Instant::now(),
+            keys_updated: HashMap::new(),
         };
         if created {
             if let Some(dir) = path.parent() {
@@ -181,6 +193,33 @@ impl Secure {
             secure.save().map_err(failed)?;
         }
         Ok((secure, created))
+    }
+
+    /// The rooms in whose group this device should update its keys now:
+    /// [`KEY_UPDATE_EVERY`] since it last did (or since the session
+    /// started), and no commit of its own on the way there. Each is
+    /// counted as updated from `now`, so it is named once.
+    pub(crate) fn key_updates_due(&mut self, now: Instant) -> Vec<String> {
+        let rooms: Vec<String> = self
+            .device
+            .rooms()
+            .map(|room| room.as_str().to_owned())
+            .collect();
+        let mut due = Vec::new();
+        for room in rooms {
+            let since = self
+                .keys_updated
+                .get(&room)
+                .copied()
+                .unwrap_or(self.started);
+            if now.saturating_duration_since(since) >= KEY_UPDATE_EVERY
+                && self.pending_on(&room).is_none()
+            {
+                self.keys_updated.insert(room.clone(), now);
+                due.push(room);
+            }
+        }
+        due
     }
 
     pub(crate) fn device(&self) -> &Device {
@@ -498,6 +537,33 @@ mod tests {
             "chat-tui-secure-{name}-{}-{nanos}",
             std::process::id()
         ))
+    }
+
+    #[test]
+    fn keys_are_updated_in_each_group_once_an_hour() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = temp_dir("updates");
+        let (mut secure, _) = Secure::open("alice", &dir.join("alice.mls"), "pass", FAST)?;
+        secure.create_group("vault")?;
+        let start = secure.started;
+        assert!(secure.key_updates_due(start).is_empty());
+        assert!(
+            secure
+                .key_updates_due(start + KEY_UPDATE_EVERY / 2)
+                .is_empty()
+        );
+        let due = start + KEY_UPDATE_EVERY;
+        assert_eq!(secure.key_updates_due(due), ["vault"]);
+        assert!(secure.key_updates_due(due).is_empty(), "named once");
+        assert_eq!(secure.key_updates_due(due + KEY_UPDATE_EVERY), ["vault"]);
+        // Not while a commit of this device is on its way.
+        secure.commit("vault", Change::Update)?;
+        assert!(
+            secure
+                .key_updates_due(due + 3 * KEY_UPDATE_EVERY)
+                .is_empty()
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        Ok(())
     }
 
     #[test]

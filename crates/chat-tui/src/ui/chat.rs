@@ -154,12 +154,14 @@ fn mark_read(siv: &mut Cursive) {
     }
 }
 
-/// Runs once a second: marks the room on screen read when due, and redraws
-/// the typing line so "x is typing" goes away on its own.
+/// Runs once a second: marks the room on screen read when due, saves and
+/// updates the device's keys when due, and redraws the typing line so "x
+/// is typing" goes away on its own.
 pub(super) fn tick(siv: &mut Cursive) {
     mark_read(siv);
     // What reading messages changed in the device's keys.
     e2e::save_when_due(siv);
+    e2e::update_keys_when_due(siv);
     render::typing_line(siv);
 }
 

@@ -126,6 +126,18 @@ pub(super) fn save_when_due(siv: &mut Cursive) {
     save_with(siv, |secure| secure.save_if_due(Instant::now()));
 }
 
+/// Updates this device's keys in every group where that is due (see
+/// [`crate::secure::KEY_UPDATE_EVERY`]).
+pub(super) fn update_keys_when_due(siv: &mut Cursive) {
+    let due = match session_mut(siv).and_then(|session| session.secure.as_mut()) {
+        Some(secure) => secure.key_updates_due(Instant::now()),
+        None => return,
+    };
+    for room in due {
+        commit_change(siv, room, Change::Update, 1);
+    }
+}
+
 fn save_with(siv: &mut Cursive, save: impl FnOnce(&mut Secure) -> Result<(), E2eError>) {
     let Some(session) = session_mut(siv) else {
         return;
