@@ -364,19 +364,8 @@ impl Store {
                     .execute(conn)
                     .await?;
             }
-            for package in packages {
-                diesel::insert_into(mls_key_packages::table)
-                    .values((
-                        mls_key_packages::device.eq(device),
-                        mls_key_packages::key_package.eq(&package.bytes),
-                        mls_key_packages::last_resort.eq(false),
-                        mls_key_packages::not_after.eq(package.not_after.naive_utc()),
-                        mls_key_packages::created_at.eq(at),
-                    ))
-                    .execute(conn)
-                    .await?;
-            }
-            if let Some(package) = last_resort {
+            // A new last-resort package replaces the one before.
+            if last_resort.is_some() {
                 diesel::delete(
                     mls_key_packages::table
                         .filter(mls_key_packages::device.eq(device))
@@ -384,11 +373,17 @@ impl Store {
                 )
                 .execute(conn)
                 .await?;
+            }
+            let stored = packages
+                .iter()
+                .map(|package| (package, false))
+                .chain(last_resort.map(|package| (package, true)));
+            for (package, is_last_resort) in stored {
                 diesel::insert_into(mls_key_packages::table)
                     .values((
                         mls_key_packages::device.eq(device),
                         mls_key_packages::key_package.eq(&package.bytes),
-                        mls_key_packages::last_resort.eq(true),
+                        mls_key_packages::last_resort.eq(is_last_resort),
                         mls_key_packages::not_after.eq(package.not_after.naive_utc()),
                         mls_key_packages::created_at.eq(at),
                     ))

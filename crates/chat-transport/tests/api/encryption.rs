@@ -632,6 +632,41 @@ async fn an_encrypted_room_carries_only_ciphertext_between_real_clients(
     ensure!(
         matches!(alice.process(&vault, &bytes)?, chat_e2e::Incoming::Message { plaintext, .. } if plaintext == secrets[1].as_bytes())
     );
+    // An edit would put readable text in: refused on the socket and over
+    // REST, and the message is as it was.
+    let seq = ack["seq"].as_i64().unwrap_or_default();
+    alice_socket
+        .send(json!({"type": "edit", "room": "vault", "seq": seq, "content": "readable", "client_id": "e1"}))
+        .await?;
+    let refused = alice_socket.recv_type("error").await?;
+    ensure!(refused["code"] == "encryption_required", "{refused}");
+    let (status, refused) = json_of(
+        app.send_authed(
+            Method::PATCH,
+            &format!("/api/rooms/vault/messages/{seq}"),
+            &alice_token,
+            Some(&json!({"content": "readable"})),
+        )
+        .await?,
+    )
+    .await?;
+    ensure!(
+        status == 409 && refused["code"] == "encryption_required",
+        "{status} {refused}"
+    );
+    let (_, page) = json_of(
+        app.get_authed("/api/rooms/vault/messages", &alice_token)
+            .await?,
+    )
+    .await?;
+    ensure!(!page.to_string().contains("readable"), "{page}");
+    ensure!(
+        page["messages"]
+            .as_array()
+            .is_some_and(|items| items.iter().all(|item| item["edited_at"].is_null())),
+        "{page}"
+    );
+
     // A frame claiming to be MLS but holding anything else is refused.
     alice_socket
         .send(json!({"type": "message", "room": "vault", "content": chat_protocol::mls::encode(b"plain words"), "mls": "application", "client_id": "a2"}))
