@@ -20,8 +20,9 @@ use crate::model::{Room, User};
 use crate::rows::{RoomRow, UserRow, now, role, utc};
 use crate::schema::{
     auth_sessions, message_erasures, message_reactions, message_versions, messages, mls_devices,
-    mls_key_packages, room_members, rooms, search_terms, users,
+    mls_key_packages, room_members, rooms, users,
 };
+use crate::search_index::SearchIndex;
 use crate::sessions::session_id;
 use crate::users::lower;
 use crate::{StorageError, Store};
@@ -310,19 +311,8 @@ impl Store {
                 .distinct()
                 .load(conn)
                 .await?;
-            // Their texts leave the search index (which is keyed by term,
-            // so this reads it once).
-            diesel::delete(
-                search_terms::table.filter(
-                    search_terms::message_id.eq_any(
-                        messages::table
-                            .filter(messages::user_id.eq(user.get()))
-                            .select(messages::id),
-                    ),
-                ),
-            )
-            .execute(conn)
-            .await?;
+            // Their texts leave the search index.
+            conn.erase_author_index(user.get()).await?;
             let erased = diesel::update(theirs)
                 .set((
                     messages::body.eq(&empty.token),

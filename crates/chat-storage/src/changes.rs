@@ -20,7 +20,8 @@ use crate::model::{Changed, Message, MessageOp, NewChange, Reaction, Version};
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, role, seq, utc};
 use crate::schema::{message_reactions, message_versions, messages, room_members, rooms, users};
-use crate::search::{IndexEntry, delete_index_entries, entries_of, insert_index_entries};
+use crate::search::entries_of;
+use crate::search_index::{IndexEntry, SearchIndex};
 use crate::{StorageError, Store};
 
 /// What a change needs to know about the message it changes.
@@ -238,12 +239,12 @@ impl Store {
                     if self.inner.search.is_some()
                         && let Some(old) = self.decrypt_body(&found.body, found.key_id.clone())
                     {
-                        delete_index_entries!(
-                            conn,
+                        conn.erase_message_index(
                             room,
                             found.id,
-                            entries_of(self.inner.search.as_ref(), &old)
-                        );
+                            entries_of(self.inner.search.as_ref(), &old),
+                        )
+                        .await?;
                     }
                     let index: Vec<IndexEntry> = new_entries
                         .iter()
@@ -254,7 +255,7 @@ impl Store {
                             message_id: found.id,
                         })
                         .collect();
-                    insert_index_entries!(conn, index, true);
+                    conn.write_index(index, true).await?;
                     diesel::insert_into(message_versions::table)
                         .values((
                             message_versions::room_id.eq(room),
@@ -280,12 +281,12 @@ impl Store {
                     if self.inner.search.is_some()
                         && let Some(text) = self.decrypt_body(&found.body, found.key_id.clone())
                     {
-                        delete_index_entries!(
-                            conn,
+                        conn.erase_message_index(
                             room,
                             found.id,
-                            entries_of(self.inner.search.as_ref(), &text)
-                        );
+                            entries_of(self.inner.search.as_ref(), &text),
+                        )
+                        .await?;
                     }
                     diesel::delete(reactions_of_target).execute(conn).await?;
                     diesel::delete(

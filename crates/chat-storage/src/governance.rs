@@ -21,7 +21,8 @@ use crate::model::{
 };
 use crate::room_counters::{LockRoomCounters, SetRoomCounters};
 use crate::rows::{RoomRow, now, role, seq, username, utc};
-use crate::schema::{messages, room_bans, room_members, rooms, search_terms, users};
+use crate::schema::{messages, room_bans, room_members, rooms, users};
+use crate::search_index::SearchIndex;
 use crate::{StorageError, Store};
 
 /// The stored body of a membership change: who made it and why, encrypted
@@ -558,13 +559,9 @@ impl Store {
         });
         if let Some(name) = &deleted {
             self.forget_room(name);
-            // Its messages went with it (cascade); their index entries
-            // are not keyed by room first, so this reads the index once.
-            with_conn!(self, |conn| {
-                diesel::delete(search_terms::table.filter(search_terms::room_id.eq(room.get())))
-                    .execute(conn)
-                    .await?
-            });
+            // Its messages went with it (cascade); their index, which is
+            // not keyed by room first, goes in a statement of its own.
+            with_conn!(self, |conn| conn.erase_room_index(room.get()).await?);
         }
         Ok(deleted.is_some())
     }

@@ -106,6 +106,7 @@ mod rotation;
 mod rows;
 mod schema;
 mod search;
+mod search_index;
 mod sessions;
 mod shards;
 mod standing;

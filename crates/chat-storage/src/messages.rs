@@ -19,7 +19,7 @@ use crate::rows::{
     utc,
 };
 use crate::schema::{messages, room_bans, users};
-use crate::search::{IndexEntry, insert_index_entries};
+use crate::search_index::{IndexEntry, SearchIndex};
 use crate::standing::StandingOf;
 use crate::{StorageError, Store};
 
@@ -470,7 +470,7 @@ impl Store {
                     }));
                 }
             }
-            insert_index_entries!(conn, index, false);
+            conn.write_index(index, false).await?;
 
             if let Origin::Imported(provenance) = origin {
                 let records = import_records(batch, &outcomes, &ids, provenance)?;

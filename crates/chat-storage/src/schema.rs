@@ -2,7 +2,9 @@
 //
 // `diesel print-schema` against a database migrated with migrations/postgres
 // (see diesel.toml). The same schema serves SQLite: migrations/sqlite creates
-// the same columns with types diesel reads as these.
+// the same columns with types diesel reads as these, except for the search
+// index: `search_documents` exists on PostgreSQL only, `search_terms` on
+// SQLite only (see `search_index.rs`).
 
 diesel::table! {
     auth_sessions (id) {
@@ -180,6 +182,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    search_documents (message_id, generation) {
+        message_id -> Int8,
+        generation -> Int4,
+        room_id -> Int8,
+        terms -> Array<Int8>,
+    }
+}
+
+diesel::table! {
     search_reindex (generation) {
         generation -> Int4,
         next_message_id -> Int8,
@@ -243,6 +254,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     room_bans,
     room_members,
     rooms,
+    search_documents,
     search_reindex,
     search_terms,
     users,

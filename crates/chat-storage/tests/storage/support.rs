@@ -202,6 +202,24 @@ impl TestDb {
         rows.into_iter().map(|row| row.line + "\n").collect()
     }
 
+    /// The search index's table and its columns: one row per message on
+    /// PostgreSQL, one per term on SQLite.
+    pub(crate) fn search_index(&self) -> (&'static str, &'static str) {
+        match self.backend {
+            Backend::Postgres => ("search_documents", "message_id, generation, room_id, terms"),
+            Backend::Sqlite => ("search_terms", "generation, term, room_id, message_id"),
+        }
+    }
+
+    /// How many migrations this backend has: PostgreSQL has one more, the
+    /// search index's move to one row per message.
+    pub(crate) fn migrations(&self) -> usize {
+        match self.backend {
+            Backend::Postgres => 10,
+            Backend::Sqlite => 9,
+        }
+    }
+
     /// How many rows `table` holds, counted with plain SQL past the store.
     pub(crate) async fn count_rows(&self, table: &str) -> i64 {
         let query = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"));
