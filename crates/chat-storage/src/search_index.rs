@@ -4,21 +4,23 @@
 //! its text) is the same for both, in `search.rs`.
 //!
 //! - **PostgreSQL** keeps one row per message and key
-//!   (`search_documents`), its terms as an array under a GIN index. Each
-//!   element is a term's keyed hash folded with the message's room
-//!   ([`fold`]), so a search of 50 rooms looks up 50 keys per term, plus one
-//!   element naming the block of [`BLOCK`] message ids the message falls in
-//!   ([`block_key`]). One row and one GIN insertion per message, which
-//!   PostgreSQL buffers and merges in sorted bulk, cost a fraction of the
-//!   two dozen B-tree rows a message's terms would be as one row each.
-//!   A search asks the GIN index for the messages that hold every term,
-//!   first in the newest block below its cursor, then in the 8 and the 64
-//!   blocks before that, and only then without a block: a common word is
-//!   found among the newest messages without reading all the others, and
-//!   a rare one takes at most four lookups. Each statement lists the
-//!   messages it matched, which the search sorts itself; no statement asks
-//!   PostgreSQL to choose between walking an order and intersecting
-//!   terms, the choice its planner made badly.
+//!   (`search_documents`), its terms' hashes in an array under a GIN index,
+//!   with two more elements: one naming the message's room
+//!   ([`room_key`]) and one the block of [`BLOCK`] message ids it falls in
+//!   ([`block_key`]). One row and one GIN insertion per message cost a
+//!   fraction of the two dozen B-tree rows a message's terms would be as
+//!   one row each: PostgreSQL buffers GIN insertions and merges them into
+//!   the index in sorted bulk, where a common word's new entries share one
+//!   visit of its posting tree. A search asks the GIN index for the
+//!   messages that hold every term and one of the rooms, and intersects
+//!   there, driven by the rarest of them; first in the newest block below
+//!   its cursor, then in the 8 and the 64 blocks before that, and only then
+//!   without a block: a common word is found among the newest messages
+//!   without reading all the others, and a rare one takes at most four
+//!   lookups. Each statement lists the messages it matched, which the
+//!   search sorts itself; no statement asks PostgreSQL to choose between
+//!   walking an order and intersecting terms, a choice its planner made
+//!   badly.
 //! - **SQLite** keeps one row per term (`search_terms`: generation, term,
 //!   room, message; `WITHOUT ROWID`, so the table is its own B-tree).
 //!   A search counts each term's entries in the rooms searched (up to
@@ -169,16 +171,17 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The element of `search_documents.terms` for term hash `term` in room
-/// `room`. The term hash is keyed, so this is too.
-pub(crate) fn fold(term: i64, room: i64) -> i64 {
-    i64::from_ne_bytes(mix(term as u64 ^ mix(room as u64)).to_ne_bytes())
+/// The element of `search_documents.terms` naming room `room`. A term's
+/// hash is keyed and this is not, so the two collide with odds of one in
+/// 2^64, and a collision only proposes a candidate that the search's check
+/// of its text then drops.
+pub(crate) fn room_key(room: i64) -> i64 {
+    const DOMAIN: u64 = 0x524f_4f4d_5f5f_4944;
+    i64::from_ne_bytes(mix(mix(room as u64) ^ DOMAIN).to_ne_bytes())
 }
 
 /// The element of `search_documents.terms` naming block `block` of
-/// message ids. It collides with a term's element with odds of one in
-/// 2^64, and a collision only proposes a candidate that the search's check
-/// of its text then drops.
+/// message ids; as for [`room_key`], a collision costs a decryption.
 pub(crate) fn block_key(block: i64) -> i64 {
     const DOMAIN: u64 = 0x424c_4f43_4b5f_4944;
     i64::from_ne_bytes(mix(mix(block as u64) ^ DOMAIN).to_ne_bytes())
@@ -247,7 +250,8 @@ impl InsertDocuments {
             documents.firsts.push(position(&documents.terms)?);
             documents
                 .terms
-                .extend(document.iter().map(|entry| fold(entry.term, entry.room_id)));
+                .extend(document.iter().map(|entry| entry.term));
+            documents.terms.push(room_key(first.room_id));
             documents
                 .terms
                 .push(block_key(first.message_id >> BLOCK_BITS));
@@ -313,12 +317,22 @@ fn documents_sql(lookup: &Lookup, before: i64, blocks: Option<(i64, i64)>) -> St
         "SELECT message_id FROM search_documents WHERE generation = {} AND message_id < {before}",
         lookup.generation
     );
-    for &term in &lookup.terms {
-        let _ = write!(
-            sql,
-            " AND terms && ARRAY[{}]::bigint[]",
-            listed(lookup.rooms.iter().map(|&room| fold(term, room)))
-        );
+    // Every term, and one of the rooms.
+    let rooms = lookup.rooms.iter().map(|&room| room_key(room));
+    match lookup.rooms[..] {
+        [room] => {
+            let every = lookup.terms.iter().copied().chain([room_key(room)]);
+            let _ = write!(sql, " AND terms @> ARRAY[{}]::bigint[]", listed(every));
+        }
+        _ => {
+            let every = lookup.terms.iter().copied();
+            let _ = write!(
+                sql,
+                " AND terms @> ARRAY[{}]::bigint[] AND terms && ARRAY[{}]::bigint[]",
+                listed(every),
+                listed(rooms)
+            );
+        }
     }
     if let Some((oldest, newest)) = blocks {
         let _ = write!(
@@ -703,15 +717,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_term_folds_to_a_different_key_in_each_room_and_blocks_to_others() {
-        let term = 0x1234_5678_9abc_def0;
-        let keys: std::collections::BTreeSet<i64> = (1..=1_000)
-            .map(|room| fold(term, room))
+    fn rooms_and_blocks_have_keys_of_their_own() {
+        let keys: std::collections::BTreeSet<i64> = (0..1_000)
+            .map(room_key)
             .chain((0..1_000).map(block_key))
             .collect();
         assert_eq!(keys.len(), 2_000);
-        assert_eq!(fold(term, 7), fold(term, 7));
-        assert_ne!(fold(term, 7), fold(term + 1, 7));
+        assert_eq!(room_key(7), room_key(7));
     }
 
     #[test]
@@ -731,17 +743,20 @@ mod tests {
         let documents = InsertDocuments::new(&entries, false).expect("documents");
         assert_eq!(documents.message_ids, [5, 5, BLOCK + 1]);
         assert_eq!(documents.generations, [1, 2, 1]);
-        assert_eq!(documents.firsts, [1, 4, 6]);
-        assert_eq!(documents.lasts, [3, 5, 7]);
+        assert_eq!(documents.firsts, [1, 5, 8]);
+        assert_eq!(documents.lasts, [4, 7, 10]);
         assert_eq!(
             documents.terms,
             [
-                fold(10, 3),
-                fold(11, 3),
+                10,
+                11,
+                room_key(3),
                 block_key(0),
-                fold(12, 3),
+                12,
+                room_key(3),
                 block_key(0),
-                fold(13, 3),
+                13,
+                room_key(3),
                 block_key(1),
             ]
         );

@@ -1,21 +1,20 @@
 -- The search index on PostgreSQL: one row per message and search key, its
 -- terms as an array under a GIN index, in place of one row per term.
 --
--- Each element of `terms` is the keyed hash of a term (HMAC-SHA256 under
--- the search key, first 8 bytes) folded with the message's room, so that
--- the same word in two rooms is two keys and a search of 50 rooms looks up
--- 50 keys; plus one element naming the block of message ids the message
--- falls in, so a search can ask for the newest block first. No word is
--- stored readably. `generation` names the key and rules that built the
--- row, as in `search_terms`, which SQLite keeps.
+-- Each element is the keyed hash of a term (HMAC-SHA256 under the search
+-- key, first 8 bytes), as in `search_terms`, which SQLite keeps; plus one
+-- element naming the message's room and one naming the block of message
+-- ids it falls in, so that the GIN index itself intersects terms, rooms
+-- and time. No word is stored readably. `generation` names the key and
+-- rules that built the row.
 --
 -- Writing one row (and one GIN insertion, which PostgreSQL buffers and
 -- merges in bulk) instead of about 25 B-tree rows per message is what
 -- makes indexing affordable on the write path.
 --
--- The entries of the old layout cannot be converted here (the fold is done
--- by the server), so the index starts empty: `chat-server reindex` builds
--- it for the messages already stored.
+-- The room and block elements are computed by the server, so the entries
+-- of the old layout are not converted here. The index starts empty, and
+-- `chat-server reindex` builds it for the messages already stored.
 DROP TABLE search_terms;
 DELETE FROM search_reindex;
 
