@@ -107,11 +107,16 @@ async fn an_encrypted_room_refuses_plaintext_and_search_skips_it(app: &TestApp) 
         "{flags:?}"
     );
 
+    // `joined` says which rooms take ciphertext only.
     let mut socket = app.connect(&alice).await?;
-    socket
-        .send(json!({"type": "join", "room": "vault"}))
-        .await?;
-    socket.recv_type("joined").await?;
+    for (room, encrypted) in [("vault", true), ("general", false)] {
+        socket.send(json!({"type": "join", "room": room})).await?;
+        let joined = socket.recv_type("joined").await?;
+        ensure!(
+            joined["room"] == room && joined["encrypted"] == encrypted,
+            "{joined}"
+        );
+    }
     socket
         .send(json!({"type": "message", "room": "vault", "content": "budget plans", "client_id": "p1"}))
         .await?;
@@ -158,6 +163,13 @@ async fn an_encrypted_conversation_is_asked_for_once_and_never_changes_kind(
     let alice = app.user("alice").await?;
     let bob = app.user("bob").await?;
     app.user("carol").await?;
+    // A socket of alice's that speaks the extended protocol (it asked for
+    // `who`) is told of each conversation as it is opened.
+    let mut watching = app.connect(&alice).await?;
+    watching
+        .send(json!({"type": "who", "room": "general"}))
+        .await?;
+    watching.recv_type("who").await?;
     let open = |token: String, with: &'static str, body: Option<Value>| {
         let path = format!("/api/dm/{with}");
         async move {
@@ -198,6 +210,17 @@ async fn an_encrypted_conversation_is_asked_for_once_and_never_changes_kind(
     );
     let (status, refused) = open(alice.clone(), "carol", Some(json!({"encrypted": true}))).await?;
     ensure!(status == 409, "{status} {refused}");
+    // The socket learnt of both, each with its kind, in the order opened.
+    let joined = watching.recv_type("joined").await?;
+    ensure!(
+        joined["room"] == "dm:alice:bob" && joined["encrypted"] == true,
+        "{joined}"
+    );
+    let joined = watching.recv_type("joined").await?;
+    ensure!(
+        joined["room"] == "dm:alice:carol" && joined["encrypted"] == false,
+        "{joined}"
+    );
     let (status, refused) = json_of(
         app.http_post_raw("/api/dm/carol", &alice, "{not json")
             .await?,
