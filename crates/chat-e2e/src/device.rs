@@ -504,8 +504,12 @@ impl Device {
 
     /// Joins a room's group from a Welcome (as listed by
     /// `GET /api/mls/welcomes`). Whatever group this device had for the
-    /// room before is replaced. A Welcome into a group whose id was derived
-    /// from another room's name ([`Device::group_id_of`]) is refused.
+    /// room before is replaced, unless it is the Welcome's own group at the
+    /// Welcome's epoch or a later one: that Welcome is a replay, or would
+    /// roll the group back, and is refused with
+    /// [`E2eError::StaleWelcome`], the group left as it was. A Welcome into
+    /// a group whose id was derived from another room's name
+    /// ([`Device::group_id_of`]) is refused.
     ///
     /// An ordinary KeyPackage's private keys are erased by its first
     /// Welcome; a last-resort one's are kept.
@@ -540,6 +544,19 @@ impl Device {
             return Err(E2eError::Rejected(
                 "the Welcome is for the group of another room of this device".to_owned(),
             ));
+        }
+        // Staging wrote nothing of the group yet: refused here, the group
+        // this device holds stays as it is.
+        let epoch = staged.group_context().epoch().as_u64();
+        if let Some(held) = self.rooms.get(room)
+            && held.group.group_id().as_slice() == group_id
+            && held.group.epoch().as_u64() >= epoch
+        {
+            return Err(E2eError::StaleWelcome {
+                room: room.clone(),
+                welcome: epoch,
+                held: held.group.epoch().as_u64(),
+            });
         }
         let sender = staged.welcome_sender().map_err(E2eError::internal)?;
         let by = username_of(sender.credential())?;
