@@ -501,6 +501,7 @@ impl Connection {
                     room,
                     kind: RoomKindBody::Public,
                     last_seq,
+                    encrypted: false,
                 })
                 .await
             }

@@ -14,7 +14,7 @@ use chat_protocol::mls::{self as wire, DeviceRegistration, KeyPackageUpload};
 
 use crate::identity::Fingerprint;
 use crate::snapshot::{SavedRoom, Snapshot};
-use crate::state_file::{self, KdfParams};
+use crate::state_file::{FileKey, KdfParams, StateFile};
 use crate::{E2eError, Incoming};
 
 /// The one MLS ciphersuite of encrypted rooms: X25519 key exchange,
@@ -504,8 +504,12 @@ impl Device {
 
     /// Joins a room's group from a Welcome (as listed by
     /// `GET /api/mls/welcomes`). Whatever group this device had for the
-    /// room before is replaced. A Welcome into a group whose id was derived
-    /// from another room's name ([`Device::group_id_of`]) is refused.
+    /// room before is replaced, unless it is the Welcome's own group at the
+    /// Welcome's epoch or a later one: that Welcome is a replay, or would
+    /// roll the group back, and is refused with
+    /// [`E2eError::StaleWelcome`], the group left as it was. A Welcome into
+    /// a group whose id was derived from another room's name
+    /// ([`Device::group_id_of`]) is refused.
     ///
     /// An ordinary KeyPackage's private keys are erased by its first
     /// Welcome; a last-resort one's are kept.
@@ -540,6 +544,19 @@ impl Device {
             return Err(E2eError::Rejected(
                 "the Welcome is for the group of another room of this device".to_owned(),
             ));
+        }
+        // Staging wrote nothing of the group yet: refused here, the group
+        // this device holds stays as it is.
+        let epoch = staged.group_context().epoch().as_u64();
+        if let Some(held) = self.rooms.get(room)
+            && held.group.group_id().as_slice() == group_id
+            && held.group.epoch().as_u64() >= epoch
+        {
+            return Err(E2eError::StaleWelcome {
+                room: room.clone(),
+                welcome: epoch,
+                held: held.group.epoch().as_u64(),
+            });
         }
         let sender = staged.welcome_sender().map_err(E2eError::internal)?;
         let by = username_of(sender.credential())?;
@@ -721,25 +738,27 @@ impl Device {
     /// encrypted with ChaCha20-Poly1305 (the format is described in the
     /// crate's documentation). The file is replaced atomically: a crash
     /// leaves the previous save or this one.
+    ///
+    /// Each call derives the key anew, which is slow on purpose; a client
+    /// that saves often keeps a [`StateFile`], which derives it once.
     pub fn save_with(
         &self,
         path: &Path,
         passphrase: &str,
         params: KdfParams,
     ) -> Result<(), E2eError> {
+        StateFile::create(path, passphrase, params)?.save(self)
+    }
+
+    /// The whole device encrypted under `key`: the bytes of a state file.
+    pub(crate) fn seal(&self, key: &FileKey) -> Result<Vec<u8>, E2eError> {
         // The snapshot and its encoding hold private keys; both are wiped
         // from memory when dropped.
         let plaintext = self.snapshot()?.encode();
-        let file = state_file::seal(
-            &plaintext,
-            passphrase.as_bytes(),
-            params,
-            self.provider.rand(),
-        )?;
-        state_file::write_atomically(path, &file)
+        key.seal(&plaintext, self.provider.rand())
     }
 
-    /// Everything [`Device::save_with`] writes, before it is encrypted.
+    /// Everything a save writes, before it is encrypted.
     fn snapshot(&self) -> Result<Snapshot, E2eError> {
         let storage = {
             let values =
@@ -770,15 +789,18 @@ impl Device {
         })
     }
 
-    /// Loads a device saved with [`Device::save`].
+    /// Loads a device saved with [`Device::save`] (or a [`StateFile`]).
     ///
     /// A wrong passphrase is [`E2eError::WrongPassphrase`]; a file that is
     /// damaged, truncated or not a saved device is
     /// [`E2eError::DamagedState`].
     pub fn load(path: &Path, passphrase: &str) -> Result<Device, E2eError> {
-        let file = std::fs::read(path)?;
-        let plaintext = state_file::open(&file, passphrase.as_bytes())?;
-        let mut snapshot = Snapshot::decode(&plaintext)?;
+        StateFile::open(path, passphrase).map(|(_, device)| device)
+    }
+
+    /// The device a state file's decrypted bytes hold.
+    pub(crate) fn restore(plaintext: &[u8]) -> Result<Device, E2eError> {
+        let mut snapshot = Snapshot::decode(plaintext)?;
         let username = Username::parse(std::mem::take(&mut snapshot.username))
             .map_err(|_| E2eError::DamagedState("the saved username is not valid"))?;
 

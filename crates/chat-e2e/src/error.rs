@@ -77,6 +77,21 @@ pub enum E2eError {
     #[error("the Welcome is for none of this device's KeyPackages")]
     NoMatchingKeyPackage,
 
+    /// A Welcome into the group this device already holds for the room,
+    /// at the Welcome's epoch or a later one: a replay, or an attempt to
+    /// roll the group back to an older state. The group is unchanged.
+    #[error(
+        "the Welcome is for epoch {welcome} of the encrypted group of room {room}, which this device holds at epoch {held}"
+    )]
+    StaleWelcome {
+        /// The room.
+        room: RoomName,
+        /// The epoch the Welcome would join at.
+        welcome: u64,
+        /// The epoch of the group this device holds.
+        held: u64,
+    },
+
     /// A change names nothing to do: an addition without KeyPackages, a
     /// removal without users.
     #[error("the change names no KeyPackage or user")]

@@ -52,7 +52,9 @@
 //! ChaCha20-Poly1305 encrypts. The file is replaced atomically (a
 //! temporary file renamed over it). [`Device::load`] tells a wrong
 //! passphrase ([`E2eError::WrongPassphrase`]) from a damaged file
-//! ([`E2eError::DamagedState`]).
+//! ([`E2eError::DamagedState`]). A client that saves often keeps a
+//! [`StateFile`]: it derives the key once, when the file is created or
+//! opened, and each save reuses it (same salt, a fresh nonce).
 //!
 //! # Verifying devices
 //!
@@ -74,4 +76,4 @@ pub use device::{
 pub use error::E2eError;
 pub use identity::{Fingerprint, SafetyNumber};
 pub use incoming::Incoming;
-pub use state_file::KdfParams;
+pub use state_file::{KdfParams, StateFile};

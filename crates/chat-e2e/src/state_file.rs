@@ -3,8 +3,12 @@
 //! The key is derived from the passphrase with **Argon2id** (RFC 9106,
 //! version 0x13; 64 MiB, 3 passes, 1 lane by default; the parameters are
 //! stored in the file) and a random 16-byte salt. The state is encrypted
-//! with **ChaCha20-Poly1305** (RFC 8439) under a random 12-byte nonce, a
-//! fresh salt and nonce for every save.
+//! with **ChaCha20-Poly1305** (RFC 8439) under a random 12-byte nonce,
+//! fresh for every save. A [`StateFile`] derives its key once, when it is
+//! created or opened, and saves under that key and salt until it is
+//! dropped: Argon2id is slow on purpose, and a client saves often. Random
+//! nonces keep the same key safe for far more saves than a device makes
+//! (the chance of two equal nonces stays below 2⁻³² up to 2³² saves).
 //!
 //! ```text
 //! offset  size  field
@@ -25,18 +29,20 @@
 //! accidental damage (a truncated copy, a flipped bit) before any key is
 //! derived; deliberate tampering is caught by the AEAD tag.
 
+use std::fmt;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use openmls::prelude::OpenMlsRand;
+use openmls_rust_crypto::RustCrypto;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::E2eError;
+use crate::{Device, E2eError};
 
 const MAGIC: &[u8; 8] = b"chat-e2e";
 const FORMAT_VERSION: u8 = 1;
@@ -100,44 +106,144 @@ impl Default for KdfParams {
     }
 }
 
-/// Encrypts `plaintext` into the bytes of a state file.
-pub(crate) fn seal(
-    plaintext: &[u8],
-    passphrase: &[u8],
-    params: KdfParams,
-    rand: &impl OpenMlsRand,
-) -> Result<Vec<u8>, E2eError> {
-    let salt: [u8; SALT_LEN] = rand.random_array().map_err(E2eError::internal)?;
-    let nonce: [u8; NONCE_LEN] = rand.random_array().map_err(E2eError::internal)?;
-    let key = derive_key(passphrase, &salt, params)?;
-
-    let mut file = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN + DIGEST_LEN);
-    file.extend_from_slice(MAGIC);
-    file.push(FORMAT_VERSION);
-    file.extend_from_slice(&params.memory_kib.to_be_bytes());
-    file.extend_from_slice(&params.iterations.to_be_bytes());
-    file.extend_from_slice(&params.parallelism.to_be_bytes());
-    file.extend_from_slice(&salt);
-    file.extend_from_slice(&nonce);
-    file.extend_from_slice(&key_check(&key));
-
-    let ciphertext = ChaCha20Poly1305::new(Key::from_slice(key.as_slice()))
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &file,
-            },
-        )
-        .map_err(|_| E2eError::Internal("encryption of the device state failed".to_owned()))?;
-    file.extend_from_slice(&ciphertext);
-    let digest = Sha256::digest(&file);
-    file.extend_from_slice(&digest);
-    Ok(file)
+/// The file a device is saved in, and its key, derived from the
+/// passphrase once.
+///
+/// [`StateFile::create`] starts a file with a fresh salt;
+/// [`StateFile::open`] reads one back with the device it holds. Either
+/// derives the key (Argon2id), and every [`StateFile::save`] after that
+/// reuses it with the same salt, drawing only a fresh nonce. A new
+/// passphrase is a new `StateFile` ([`StateFile::create`] on the same
+/// path), whose first save replaces the file.
+///
+/// The key is wiped from memory when the value is dropped; the passphrase
+/// is not kept.
+pub struct StateFile {
+    path: PathBuf,
+    key: FileKey,
 }
 
-/// Decrypts the bytes of a state file.
-pub(crate) fn open(file: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, E2eError> {
+impl fmt::Debug for StateFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateFile")
+            .field("path", &self.path)
+            .field("params", &self.key.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateFile {
+    /// A file at `path` under `passphrase`, its key derived at the cost of
+    /// `params` with a fresh salt. Nothing is written before
+    /// [`StateFile::save`].
+    pub fn create(
+        path: impl Into<PathBuf>,
+        passphrase: &str,
+        params: KdfParams,
+    ) -> Result<StateFile, E2eError> {
+        let salt = RustCrypto::default()
+            .random_array()
+            .map_err(E2eError::internal)?;
+        Ok(StateFile {
+            path: path.into(),
+            key: FileKey::derive(passphrase.as_bytes(), salt, params)?,
+        })
+    }
+
+    /// Opens the file at `path` with `passphrase` and loads the device it
+    /// holds; later saves reuse the key and salt it was written with.
+    ///
+    /// A wrong passphrase is [`E2eError::WrongPassphrase`]; a file that is
+    /// damaged, truncated or not a saved device is
+    /// [`E2eError::DamagedState`].
+    pub fn open(
+        path: impl Into<PathBuf>,
+        passphrase: &str,
+    ) -> Result<(StateFile, Device), E2eError> {
+        let path = path.into();
+        let file = fs::read(&path)?;
+        let (plaintext, key) = unseal(&file, passphrase.as_bytes())?;
+        let device = Device::restore(&plaintext)?;
+        Ok((StateFile { path, key }, device))
+    }
+
+    /// Saves the whole device (identity, private keys, every group's
+    /// state), encrypted under this file's key with a fresh nonce. The
+    /// file is replaced atomically: a crash leaves the previous save or
+    /// this one.
+    pub fn save(&self, device: &Device) -> Result<(), E2eError> {
+        write_atomically(&self.path, &device.seal(&self.key)?)
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cost its key was derived at.
+    pub fn params(&self) -> KdfParams {
+        self.key.params
+    }
+}
+
+/// A key derived from a passphrase, with the salt and cost it was derived
+/// with: what a state file's header records.
+pub(crate) struct FileKey {
+    key: Zeroizing<[u8; 32]>,
+    salt: [u8; SALT_LEN],
+    params: KdfParams,
+}
+
+impl FileKey {
+    fn derive(
+        passphrase: &[u8],
+        salt: [u8; SALT_LEN],
+        params: KdfParams,
+    ) -> Result<FileKey, E2eError> {
+        Ok(FileKey {
+            key: derive_key(passphrase, &salt, params)?,
+            salt,
+            params,
+        })
+    }
+
+    /// Encrypts `plaintext` into the bytes of a state file, under a fresh
+    /// nonce.
+    pub(crate) fn seal(
+        &self,
+        plaintext: &[u8],
+        rand: &impl OpenMlsRand,
+    ) -> Result<Vec<u8>, E2eError> {
+        let nonce: [u8; NONCE_LEN] = rand.random_array().map_err(E2eError::internal)?;
+        let params = self.params;
+        let mut file = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN + DIGEST_LEN);
+        file.extend_from_slice(MAGIC);
+        file.push(FORMAT_VERSION);
+        file.extend_from_slice(&params.memory_kib.to_be_bytes());
+        file.extend_from_slice(&params.iterations.to_be_bytes());
+        file.extend_from_slice(&params.parallelism.to_be_bytes());
+        file.extend_from_slice(&self.salt);
+        file.extend_from_slice(&nonce);
+        file.extend_from_slice(&key_check(&self.key));
+
+        let ciphertext = ChaCha20Poly1305::new(Key::from_slice(self.key.as_slice()))
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &file,
+                },
+            )
+            .map_err(|_| E2eError::Internal("encryption of the device state failed".to_owned()))?;
+        file.extend_from_slice(&ciphertext);
+        let digest = Sha256::digest(&file);
+        file.extend_from_slice(&digest);
+        Ok(file)
+    }
+}
+
+/// Decrypts the bytes of a state file, and gives the key that opened it.
+fn unseal(file: &[u8], passphrase: &[u8]) -> Result<(Zeroizing<Vec<u8>>, FileKey), E2eError> {
     if file.len() < HEADER_LEN + TAG_LEN + DIGEST_LEN || !file.starts_with(MAGIC) {
         return Err(E2eError::DamagedState("not a saved device state"));
     }
@@ -154,15 +260,16 @@ pub(crate) fn open(file: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>,
         iterations: read_u32(header, 13),
         parallelism: read_u32(header, 17),
     };
-    let salt = &header[21..21 + SALT_LEN];
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&header[21..21 + SALT_LEN]);
     let nonce = &header[37..37 + NONCE_LEN];
     let check = &header[49..49 + KEY_CHECK_LEN];
 
-    let key = derive_key(passphrase, salt, params)?;
-    if key_check(&key) != check {
+    let key = FileKey::derive(passphrase, salt, params)?;
+    if key_check(&key.key) != check {
         return Err(E2eError::WrongPassphrase);
     }
-    let plaintext = ChaCha20Poly1305::new(Key::from_slice(key.as_slice()))
+    let plaintext = ChaCha20Poly1305::new(Key::from_slice(key.key.as_slice()))
         .decrypt(
             Nonce::from_slice(nonce),
             Payload {
@@ -171,14 +278,14 @@ pub(crate) fn open(file: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>,
             },
         )
         .map_err(|_| E2eError::DamagedState("the encrypted state does not authenticate"))?;
-    Ok(Zeroizing::new(plaintext))
+    Ok((Zeroizing::new(plaintext), key))
 }
 
 /// Replaces the file at `path` with `bytes` so that a crash leaves either
 /// the old file or the new one, never a mix: the bytes go to a temporary
 /// file in the same directory, which is flushed to disk and then renamed
 /// over `path`. On Unix the file is readable by its owner only.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), E2eError> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), E2eError> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -245,8 +352,6 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use openmls_rust_crypto::RustCrypto;
-
     use super::*;
 
     /// Cheap parameters: these tests are about the format, not the cost.
@@ -256,29 +361,61 @@ mod tests {
         parallelism: 1,
     };
 
+    fn key(passphrase: &[u8]) -> FileKey {
+        let salt = RustCrypto::default().random_array().expect("a salt");
+        FileKey::derive(passphrase, salt, FAST).expect("derived")
+    }
+
     fn sealed(plaintext: &[u8], passphrase: &[u8]) -> Vec<u8> {
-        seal(plaintext, passphrase, FAST, &RustCrypto::default()).expect("sealed")
+        key(passphrase)
+            .seal(plaintext, &RustCrypto::default())
+            .expect("sealed")
+    }
+
+    fn opened(file: &[u8], passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, E2eError> {
+        unseal(file, passphrase).map(|(plaintext, _)| plaintext)
     }
 
     #[test]
     fn a_sealed_state_opens_with_its_passphrase() {
         let file = sealed(b"state", b"correct horse");
         assert_eq!(
-            open(&file, b"correct horse").expect("opens").as_slice(),
+            opened(&file, b"correct horse").expect("opens").as_slice(),
             b"state"
         );
     }
 
     #[test]
-    fn each_save_uses_a_fresh_salt_and_nonce() {
-        assert_ne!(sealed(b"state", b"pass"), sealed(b"state", b"pass"));
+    fn each_key_has_a_fresh_salt_and_each_save_a_fresh_nonce() {
+        let salt = |file: &[u8]| file[21..21 + SALT_LEN].to_vec();
+        let nonce = |file: &[u8]| file[37..37 + NONCE_LEN].to_vec();
+        let rand = RustCrypto::default();
+        let first_key = key(b"pass");
+        let first = first_key.seal(b"state", &rand).expect("sealed");
+        let again = first_key.seal(b"state", &rand).expect("sealed");
+        assert_eq!(salt(&first), salt(&again));
+        assert_ne!(nonce(&first), nonce(&again));
+        let other = key(b"pass").seal(b"state", &rand).expect("sealed");
+        assert_ne!(salt(&first), salt(&other));
+    }
+
+    #[test]
+    fn the_key_that_opened_a_file_seals_what_the_passphrase_opens() {
+        let file = sealed(b"first", b"pass");
+        let (_, key) = unseal(&file, b"pass").expect("opens");
+        let resealed = key.seal(b"second", &RustCrypto::default()).expect("sealed");
+        assert_eq!(resealed[21..37], file[21..37], "the same salt");
+        assert_eq!(
+            opened(&resealed, b"pass").expect("opens").as_slice(),
+            b"second"
+        );
     }
 
     #[test]
     fn a_wrong_passphrase_is_told_apart_from_damage() {
         let file = sealed(b"state", b"correct horse");
         assert!(matches!(
-            open(&file, b"battery staple"),
+            opened(&file, b"battery staple"),
             Err(E2eError::WrongPassphrase)
         ));
     }
@@ -290,7 +427,7 @@ mod tests {
             let mut damaged = file.clone();
             damaged[at] ^= 0x01;
             assert!(
-                matches!(open(&damaged, b"pass"), Err(E2eError::DamagedState(_))),
+                matches!(opened(&damaged, b"pass"), Err(E2eError::DamagedState(_))),
                 "a flipped bit at {at} went unnoticed"
             );
         }
@@ -306,7 +443,7 @@ mod tests {
             b"{\"json\": true}",
         ] {
             assert!(matches!(
-                open(bytes, b"pass"),
+                opened(bytes, b"pass"),
                 Err(E2eError::DamagedState(_))
             ));
         }
@@ -320,7 +457,7 @@ mod tests {
         let digest = Sha256::digest(&file[..body_len]);
         file[body_len..].copy_from_slice(&digest);
         assert!(matches!(
-            open(&file, b"pass"),
+            opened(&file, b"pass"),
             Err(E2eError::DamagedState(_))
         ));
     }
@@ -333,7 +470,7 @@ mod tests {
         let digest = Sha256::digest(&file[..body_len]);
         file[body_len..].copy_from_slice(&digest);
         assert!(matches!(
-            open(&file, b"pass"),
+            opened(&file, b"pass"),
             Err(E2eError::DamagedState(_))
         ));
     }

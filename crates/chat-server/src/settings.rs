@@ -562,7 +562,8 @@ pub struct Settings {
     )]
     pub shutdown_grace_secs: u64,
 
-    /// `on` or `off`: rate limits on sign-up, sign-in and WebSocket frames.
+    /// `on` or `off`: rate limits on sign-up, sign-in, KeyPackage claims
+    /// and WebSocket frames.
     /// Turn off only for load tests from a single address.
     #[arg(
         long,
@@ -590,6 +591,26 @@ pub struct Settings {
         global = true
     )]
     pub rate_limit_login_per_minute: u32,
+
+    /// KeyPackages one user may claim per minute, sustained: each user
+    /// named in a claim counts one.
+    #[arg(
+        long,
+        env = "CHAT_RATE_LIMIT_KEY_PACKAGE_CLAIMS_PER_MINUTE",
+        default_value_t = 20,
+        global = true
+    )]
+    pub rate_limit_key_package_claims_per_minute: u32,
+
+    /// Users whose KeyPackages one user may claim in a burst (a claim names
+    /// at most 32).
+    #[arg(
+        long,
+        env = "CHAT_RATE_LIMIT_KEY_PACKAGE_CLAIM_BURST",
+        default_value_t = 128,
+        global = true
+    )]
+    pub rate_limit_key_package_claim_burst: u32,
 
     /// WebSocket frames per second one connection may send, sustained.
     #[arg(
@@ -733,6 +754,11 @@ impl Settings {
                 ws_frames: Rate {
                     burst: self.ws_frame_burst.max(1),
                     per_second: self.ws_frames_per_second.max(0.1),
+                },
+                key_package_claims: Rate {
+                    burst: self.rate_limit_key_package_claim_burst.max(1),
+                    per_second: f64::from(self.rate_limit_key_package_claims_per_minute.max(1))
+                        / 60.0,
                 },
                 ..RateLimits::default()
             }),

@@ -12,7 +12,7 @@ use chat_protocol::rest::{
     ReactionCount, ReplyExcerpt, RoomMessage,
 };
 use chat_protocol::ws::{ErrorCode, ServerFrame};
-use chat_storage::{MemberEvent, Message, MessageChange, Reaction};
+use chat_storage::{MemberEvent, Message, MessageChange, Reaction, RoomKey};
 
 /// What a client is shown for a stored message that cannot be decrypted
 /// (its key is no longer configured). The row is logged by the storage.
@@ -36,6 +36,17 @@ pub(crate) fn message(room: &str, message: &Message) -> ServerFrame {
         reply_to: message.reply_to.map(Seq::get),
         edited_at: message.edited_at,
         deleted: message.deleted_at.is_some(),
+    }
+}
+
+/// The `joined` frame: the connection now receives `room`, and has its
+/// items up to `last_seq`.
+pub(crate) fn joined(room: &RoomKey, last_seq: Seq) -> ServerFrame {
+    ServerFrame::Joined {
+        room: room.name.as_str().to_owned(),
+        kind: room.kind.into(),
+        last_seq: last_seq.get(),
+        encrypted: room.encrypted,
     }
 }
 

@@ -1,7 +1,8 @@
-//! Rate limits: token buckets per client address (sign-up and sign-in) and
-//! per WebSocket connection (messages).
+//! Rate limits: token buckets per client address (sign-up and sign-in),
+//! per user (KeyPackage claims) and per WebSocket connection (messages).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,6 +41,10 @@ pub struct RateLimits {
     pub login: Rate,
     /// Frames per WebSocket connection.
     pub ws_frames: Rate,
+    /// KeyPackages claimed per user, counted per user named in a claim:
+    /// each takes one package of every device of that user, so this is
+    /// what keeps one account from exhausting everyone's stock.
+    pub key_package_claims: Rate,
     /// Refused frames in a row after which a connection is closed (1008).
     pub ws_strikes: u32,
 }
@@ -52,6 +57,12 @@ impl Default for RateLimits {
             ws_frames: Rate {
                 burst: 30,
                 per_second: 10.0,
+            },
+            // Four claims of a full batch (32 users) at once, then one user
+            // every three seconds.
+            key_package_claims: Rate {
+                burst: 128,
+                per_second: 20.0 / 60.0,
             },
             ws_strikes: 50,
         }
@@ -75,14 +86,27 @@ impl Bucket {
 
     /// Takes a token, or says how long until one is free.
     pub(crate) fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
+        self.take_many(1, rate, now)
+    }
+
+    /// Takes `cost` tokens at once, or none and says how long until there
+    /// are enough. A cost above the burst needs a full bucket, so that it
+    /// can ever pass.
+    pub(crate) fn take_many(
+        &mut self,
+        cost: u32,
+        rate: Rate,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate.per_second).min(f64::from(rate.burst));
         self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let cost = f64::from(cost.clamp(1, rate.burst.max(1)));
+        if self.tokens >= cost {
+            self.tokens -= cost;
             Ok(())
         } else {
-            let wait = (1.0 - self.tokens) / rate.per_second.max(f64::MIN_POSITIVE);
+            let wait = (cost - self.tokens) / rate.per_second.max(f64::MIN_POSITIVE);
             Err(Duration::from_secs_f64(wait.min(86_400.0)))
         }
     }
@@ -93,29 +117,30 @@ impl Bucket {
     }
 }
 
-/// Token buckets keyed by client address.
+/// Token buckets keyed by who is limited: a client address, a user.
 #[derive(Debug)]
-pub(crate) struct AddressLimiter {
+pub(crate) struct Limiter<K> {
     rate: Rate,
     /// Which limit it is, for the count of its refusals.
     limit: Limit,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-/// Addresses tracked before idle (full) buckets are dropped.
+/// Keys tracked before idle (full) buckets are dropped.
 const MAX_TRACKED: usize = 100_000;
 
-impl AddressLimiter {
-    pub(crate) fn new(rate: Rate, limit: Limit) -> AddressLimiter {
-        AddressLimiter {
+impl<K: Hash + Eq> Limiter<K> {
+    pub(crate) fn new(rate: Rate, limit: Limit) -> Limiter<K> {
+        Limiter {
             rate,
             limit,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Admits a request from `address`, or says when to retry.
-    pub(crate) fn check(&self, address: IpAddr) -> Result<(), Duration> {
+    /// Admits a request of `key` that costs `cost` tokens (one for most),
+    /// or takes nothing and says when to retry.
+    pub(crate) fn check(&self, key: K, cost: u32) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self
             .buckets
@@ -127,9 +152,9 @@ impl AddressLimiter {
             buckets.retain(|_, bucket| !bucket.is_full(rate, now));
         }
         let admitted = buckets
-            .entry(address)
+            .entry(key)
             .or_insert_with(|| Bucket::full(self.rate))
-            .take(self.rate, now);
+            .take_many(cost, self.rate, now);
         if admitted.is_err() {
             crate::metrics::rate_limited(self.limit);
         }
@@ -187,12 +212,38 @@ mod tests {
 
     #[test]
     fn addresses_have_separate_buckets() {
-        let limiter = AddressLimiter::new(Rate::per_minute(1), Limit::Login);
+        let limiter = Limiter::new(Rate::per_minute(1), Limit::Login);
         let a: IpAddr = "10.0.0.1".parse().expect("valid");
         let b: IpAddr = "10.0.0.2".parse().expect("valid");
-        assert!(limiter.check(a).is_ok());
-        assert!(limiter.check(a).is_err());
-        assert!(limiter.check(b).is_ok());
+        assert!(limiter.check(a, 1).is_ok());
+        assert!(limiter.check(a, 1).is_err());
+        assert!(limiter.check(b, 1).is_ok());
+    }
+
+    #[test]
+    fn a_costly_request_takes_all_its_tokens_or_none() {
+        let rate = Rate {
+            burst: 10,
+            per_second: 1.0,
+        };
+        let mut bucket = Bucket::full(rate);
+        let now = Instant::now();
+        assert!(bucket.take_many(8, rate, now).is_ok());
+        // Two left: a cost of three waits a second and takes nothing.
+        let wait = bucket.take_many(3, rate, now).expect_err("one short");
+        assert_eq!(wait, Duration::from_secs(1));
+        assert!(bucket.take_many(2, rate, now).is_ok());
+        // More than the burst needs the whole bucket, and then passes.
+        assert!(
+            bucket
+                .take_many(50, rate, now + Duration::from_secs(9))
+                .is_err()
+        );
+        assert!(
+            bucket
+                .take_many(50, rate, now + Duration::from_secs(10))
+                .is_ok()
+        );
     }
 
     #[test]

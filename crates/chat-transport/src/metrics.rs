@@ -308,6 +308,8 @@ pub(crate) enum Limit {
     Login,
     /// WebSocket frames per connection.
     WsFrames,
+    /// KeyPackages claimed per user.
+    KeyPackageClaims,
 }
 
 /// A rate limit refused a request or a frame.
@@ -316,6 +318,7 @@ pub(crate) fn rate_limited(limit: Limit) {
         Limit::Register => "register",
         Limit::Login => "login",
         Limit::WsFrames => "ws_frames",
+        Limit::KeyPackageClaims => "key_package_claims",
     };
     counter!(RATE_LIMITED, "limit" => limit).increment(1);
 }

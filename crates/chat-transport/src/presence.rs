@@ -65,11 +65,7 @@ pub(crate) async fn joined_frames(
 ) -> [ServerFrame; 2] {
     let online = state.fanout.online(room.id).await;
     [
-        ServerFrame::Joined {
-            room: room.name.as_str().to_owned(),
-            kind: room.kind.into(),
-            last_seq: last_seq.get(),
-        },
+        frames::joined(room, last_seq),
         ServerFrame::Who {
             room: room.name.as_str().to_owned(),
             online,

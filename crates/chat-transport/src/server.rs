@@ -18,7 +18,7 @@ use crate::config::TransportConfig;
 use crate::error::ApiError;
 use crate::fanout::{Fanout, LocalFanout};
 use crate::hub::Hub;
-use crate::limits::AddressLimiter;
+use crate::limits::Limiter;
 use crate::metrics::Limit;
 use crate::openapi::ApiDoc;
 use crate::redis_fanout::RedisFanout;
@@ -147,8 +147,12 @@ impl ChatService {
         );
         let limiters = config.rate_limits.map(|limits| {
             Arc::new(Limiters {
-                register: AddressLimiter::new(limits.register, Limit::Register),
-                login: AddressLimiter::new(limits.login, Limit::Login),
+                register: Limiter::new(limits.register, Limit::Register),
+                login: Limiter::new(limits.login, Limit::Login),
+                key_package_claims: Limiter::new(
+                    limits.key_package_claims,
+                    Limit::KeyPackageClaims,
+                ),
             })
         });
         let state = AppState {

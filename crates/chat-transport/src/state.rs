@@ -1,6 +1,9 @@
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_auth::{PasswordHasher, TokenKeys};
+use chat_domain::UserId;
 use chat_storage::{Room, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -8,7 +11,7 @@ use crate::config::TransportConfig;
 use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::Hub;
-use crate::limits::{AddressLimiter, client_address};
+use crate::limits::{Limiter, client_address};
 use crate::writer::WriterHandle;
 
 /// The services the transport is built from. The caller owns their set-up
@@ -37,17 +40,19 @@ pub(crate) struct AppState {
     pub(crate) general: Arc<Room>,
     /// Cancelled when the server begins to shut down.
     pub(crate) shutdown: CancellationToken,
-    /// Per-address limits on sign-up and sign-in, when limits are on.
+    /// Per-address limits on sign-up and sign-in and per-user limits on
+    /// claims, when limits are on.
     pub(crate) limiters: Option<Arc<Limiters>>,
     /// This service's gauges, read when `/metrics` is scraped.
     pub(crate) gauges: Arc<crate::metrics::Gauges>,
 }
 
-/// The per-address rate limiters.
+/// The rate limiters of REST routes.
 #[derive(Debug)]
 pub(crate) struct Limiters {
-    pub(crate) register: AddressLimiter,
-    pub(crate) login: AddressLimiter,
+    pub(crate) register: Limiter<IpAddr>,
+    pub(crate) login: Limiter<IpAddr>,
+    pub(crate) key_package_claims: Limiter<UserId>,
 }
 
 impl AppState {
@@ -55,7 +60,7 @@ impl AppState {
     pub(crate) fn admit(
         &self,
         req: &actix_web::HttpRequest,
-        which: impl Fn(&Limiters) -> &AddressLimiter,
+        which: impl Fn(&Limiters) -> &Limiter<IpAddr>,
     ) -> Result<(), ApiError> {
         let Some(limiters) = &self.limiters else {
             return Ok(());
@@ -64,10 +69,28 @@ impl AppState {
             return Ok(());
         };
         which(limiters)
-            .check(address)
-            .map_err(|wait| ApiError::TooManyRequests {
-                detail: "too many attempts from this address; try again later".to_owned(),
-                retry_after: wait.as_secs().max(1),
-            })
+            .check(address, 1)
+            .map_err(|wait| too_many("too many attempts from this address", wait))
+    }
+
+    /// Admits a claim by `claimer` of the KeyPackages of `users` users, or
+    /// answers 429 having counted nothing.
+    pub(crate) fn admit_claim(&self, claimer: UserId, users: usize) -> Result<(), ApiError> {
+        let Some(limiters) = &self.limiters else {
+            return Ok(());
+        };
+        limiters
+            .key_package_claims
+            .check(claimer, u32::try_from(users).unwrap_or(u32::MAX))
+            .map_err(|wait| too_many("too many KeyPackages claimed", wait))
+    }
+}
+
+/// The 429 of a rate limit that admits again after `wait`.
+fn too_many(what: &str, wait: Duration) -> ApiError {
+    ApiError::TooManyRequests {
+        detail: format!("{what}; try again later"),
+        // Rounded up: a client that waits as long as told is admitted.
+        retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
     }
 }

@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 use chat_domain::{RoomName, Username};
 use chat_e2e::{
     Change, Device, E2eError, GroupMember, Incoming, KdfParams, MembershipChange, OutgoingCommit,
-    SafetyNumber,
+    SafetyNumber, StateFile,
 };
 use chat_protocol::mls::{self as wire, MlsKindBody};
-use zeroize::Zeroizing;
 
 /// How many ordinary KeyPackages a device keeps on the server; below
 /// [`KEY_PACKAGES_LOW`], it uploads more.
@@ -32,11 +31,12 @@ pub(crate) const KEY_PACKAGES_STOCK: usize = 20;
 pub(crate) const KEY_PACKAGES_LOW: i64 = 5;
 
 /// How long what reading messages changed may wait to be saved. Each save
-/// derives the file's key from the passphrase again (Argon2id, on purpose
-/// slow), so reads are saved in batches. Losing them is harmless: a device
-/// restored from an older save reads those messages again from the
-/// history. What must never be lost is saved at once by the UI: a sealed
-/// message's keys (before it is sent), a merged commit, a joined group.
+/// encrypts the whole state and writes it to disk (the key is derived
+/// once, when the file is opened), so reads are saved in batches. Losing
+/// them is harmless: a device restored from an older save reads those
+/// messages again from the history. What must never be lost is saved at
+/// once by the UI: a sealed message's keys (before it is sent), a merged
+/// commit, a joined group.
 pub(crate) const SAVE_AFTER: Duration = Duration::from_secs(5);
 
 /// The placeholder of a message this device cannot read.
@@ -92,10 +92,9 @@ pub(crate) struct AfterCommit {
 /// This installation's device and what this session read with it.
 pub(crate) struct Secure {
     device: Device,
-    path: PathBuf,
-    /// Wiped from memory when the session ends.
-    passphrase: Zeroizing<String>,
-    kdf: KdfParams,
+    /// The device's file and its key, derived from the passphrase once
+    /// and wiped from memory when the session ends.
+    file: StateFile,
     /// What each MLS item read or sent in this session reads as, by room
     /// and seq.
     readings: HashMap<(String, i64), Reading>,
@@ -123,7 +122,7 @@ impl std::fmt::Debug for Secure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secure")
             .field("device", &self.device)
-            .field("path", &self.path)
+            .field("file", &self.file)
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +144,9 @@ pub(crate) enum OpenError {
 
 impl Secure {
     /// Loads the device saved at `path`, or creates (and saves) a new one
-    /// for `username` when there is no file. Says whether it is new.
+    /// for `username` when there is no file, its key derived at the cost
+    /// of `kdf` (an existing file keeps the cost it was saved with). Says
+    /// whether it is new.
     pub(crate) fn open(
         username: &str,
         path: &Path,
@@ -156,11 +157,12 @@ impl Secure {
             path: path.to_owned(),
             source,
         };
-        let (device, created) = if path.exists() {
-            let device = Device::load(path, passphrase).map_err(|error| match error {
-                E2eError::WrongPassphrase => OpenError::WrongPassphrase(path.to_owned()),
-                other => failed(other),
-            })?;
+        let (file, device, created) = if path.exists() {
+            let (file, device) =
+                StateFile::open(path, passphrase).map_err(|error| match error {
+                    E2eError::WrongPassphrase => OpenError::WrongPassphrase(path.to_owned()),
+                    other => failed(other),
+                })?;
             if !device.username().as_str().eq_ignore_ascii_case(username) {
                 return Err(OpenError::OtherUser {
                     path: path.to_owned(),
@@ -168,17 +170,16 @@ impl Secure {
                     user: username.to_owned(),
                 });
             }
-            (device, false)
+            (file, device, false)
         } else {
             let name = Username::parse(username)
                 .map_err(|error| failed(E2eError::Malformed(format!("not a username: {error}"))))?;
-            (Device::new(name).map_err(failed)?, true)
+            let file = StateFile::create(path, passphrase, kdf).map_err(failed)?;
+            (file, Device::new(name).map_err(failed)?, true)
         };
         let mut secure = Secure {
             device,
-            path: path.to_owned(),
-            passphrase: Zeroizing::new(passphrase.to_owned()),
-            kdf,
+            file,
             readings: HashMap::new(),
             sent: HashMap::new(),
             joined_at: HashMap::new(),
@@ -232,13 +233,12 @@ impl Secure {
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Writes the device state to its file now.
     pub(crate) fn save(&mut self) -> Result<(), E2eError> {
-        self.device
-            .save_with(&self.path, &self.passphrase, self.kdf)?;
+        self.file.save(&self.device)?;
         self.changed_at = None;
         Ok(())
     }

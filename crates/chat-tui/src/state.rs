@@ -9,7 +9,6 @@
 //! (ordering, de-duplication, what to resume after a reconnect) testable
 //! without a terminal.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1360,14 +1359,16 @@ impl ChatState {
                 room,
                 kind,
                 last_seq,
+                encrypted,
             } => {
-                if let Entry::Vacant(vacant) = self.rooms.entry(room) {
+                let entry = self.rooms.entry(room).or_insert_with_key(|room| {
                     // Added by someone else: what came before is history,
                     // loaded on demand.
-                    let mut entry = Room::new(vacant.key(), kind);
+                    let mut entry = Room::new(room, kind);
                     entry.has_older = last_seq > 0;
-                    vacant.insert(entry);
-                }
+                    entry
+                });
+                entry.encrypted |= encrypted;
             }
             ServerFrame::Left { room, reason } => self.on_removed(&room, reason),
             ServerFrame::Member {
@@ -1993,10 +1994,27 @@ mod tests {
                 room: "dm:alice:bob".to_owned(),
                 kind: RoomKindBody::Direct,
                 last_seq: 0,
+                encrypted: false,
             },
             Instant::now(),
         );
         assert!(state.room("dm:alice:bob").is_some());
+        assert!(!state.is_encrypted("dm:alice:bob"));
+    }
+
+    #[test]
+    fn a_room_joined_as_encrypted_is_marked_encrypted() {
+        let mut state = ChatState::new("alice");
+        let joined = |room: &str, encrypted| ServerFrame::Joined {
+            room: room.to_owned(),
+            kind: RoomKindBody::Public,
+            last_seq: 0,
+            encrypted,
+        };
+        state.apply(joined("den", false), Instant::now());
+        state.apply(joined(VAULT, true), Instant::now());
+        assert!(!state.is_encrypted("den"));
+        assert!(state.is_encrypted(VAULT));
     }
 
     #[test]
@@ -2246,6 +2264,7 @@ mod tests {
                 room: "den".to_owned(),
                 kind: RoomKindBody::Public,
                 last_seq: 7,
+                encrypted: false,
             },
             Instant::now(),
         );

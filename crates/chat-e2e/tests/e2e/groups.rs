@@ -7,6 +7,7 @@ use openmls::prelude::{
 };
 use openmls_rust_crypto::OpenMlsRustCrypto;
 
+use chat_domain::RoomName;
 use chat_e2e::{E2eError, Incoming};
 
 use crate::support::{Member, accept, device, room_with, user};
@@ -367,6 +368,55 @@ fn a_welcome_passed_off_as_another_rooms_is_refused() {
         "got {refused:?}"
     );
     assert_eq!(bob.rooms().count(), 0);
+}
+
+/// Replays `welcome` (of epoch 1) to `bob`, who must refuse it as stale,
+/// holding the group at `held`.
+fn assert_replay_refused(bob: &mut Member, room: &RoomName, welcome: &[u8], held: u64) {
+    let replayed = bob.device.join(room, welcome);
+    assert!(
+        matches!(replayed, Err(E2eError::StaleWelcome { welcome: 1, held: h, .. }) if h == held),
+        "got {replayed:?}"
+    );
+}
+
+#[test]
+fn a_replayed_welcome_is_refused_and_leaves_the_group_as_it_was() {
+    // A last-resort KeyPackage opens any number of Welcomes, so only the
+    // epoch tells a replay from a new one.
+    let mut bob = device("bob");
+    let last_resort = bob
+        .last_resort_key_package()
+        .expect("a last-resort package");
+    let mut relay = crate::support::Relay::new(crate::support::room("replay"));
+    let mut alice = Member::at_end(device("alice"), &relay);
+    alice.device.create_group(&relay.room).expect("created");
+    let commit = alice
+        .device
+        .add_members(&relay.room, std::slice::from_ref(&last_resort))
+        .expect("added");
+    accept(&mut alice, &mut relay, &commit);
+    alice.catch_up(&relay);
+    let welcome = commit.welcome.expect("a Welcome");
+    bob.join(&relay.room, &welcome).expect("joined");
+    let mut bob = Member::at_end(bob, &relay);
+
+    // At the epoch it joined at, then after a commit moved it on, the
+    // same Welcome is refused, naming both epochs.
+    alice.say(&mut relay, "first");
+    assert_eq!(bob.read(&relay), texts(&[("alice", "first")]));
+    assert_replay_refused(&mut bob, &relay.room, &welcome, 1);
+    let update = alice.device.self_update(&relay.room).expect("an update");
+    accept(&mut alice, &mut relay, &update);
+    alice.catch_up(&relay);
+    bob.catch_up(&relay);
+    assert_replay_refused(&mut bob, &relay.room, &welcome, 2);
+
+    // Bob's group is the one he had: at epoch 2, reading what follows
+    // (a group rolled back to epoch 1 could not).
+    assert_eq!(bob.device.epoch(&relay.room).expect("the room"), 2);
+    alice.say(&mut relay, "second");
+    assert_eq!(bob.read(&relay), texts(&[("alice", "second")]));
 }
 
 #[test]

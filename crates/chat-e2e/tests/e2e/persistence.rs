@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chat_e2e::{Change, Device, E2eError, KdfParams};
+use chat_e2e::{Change, Device, E2eError, KdfParams, StateFile};
 
 use crate::support::{Member, accept, device, room, room_with};
 
@@ -136,6 +136,60 @@ fn a_pending_commit_survives_a_restart_and_can_still_be_cleared_and_made_again()
         members[1].read(&relay),
         [("alice".to_owned(), "in sync".to_owned())]
     );
+}
+
+/// The salt in a state file's header (bytes 21 to 36).
+fn salt(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).expect("read")[21..37].to_vec()
+}
+
+#[test]
+fn a_state_file_saves_again_under_the_key_it_derived_once() {
+    let scratch = Scratch::new("state-file");
+    let path = scratch.file("bob.state");
+    let (mut relay, mut members) = room_with(device("alice"), vec![device("bob")], "kept");
+    let file = StateFile::create(&path, "bob's passphrase", FAST).expect("a key");
+    file.save(&members[1].device).expect("saved");
+    let first = std::fs::read(&path).expect("read");
+
+    // Reading changes the state; the next save keeps the salt (the key was
+    // not derived again) and draws a fresh nonce.
+    members[0].say(&mut relay, "between the saves");
+    members[1].read(&relay);
+    file.save(&members[1].device).expect("saved again");
+    let second = std::fs::read(&path).expect("read");
+    assert_eq!(first[21..37], second[21..37], "the same salt");
+    assert_ne!(first[37..49], second[37..49], "a fresh nonce");
+
+    // The passphrase opens it, holding the second save; the opened file
+    // saves under the same key again.
+    let (opened, device) = StateFile::open(&path, "bob's passphrase").expect("opened");
+    assert_eq!(opened.params(), FAST);
+    let mut bob = Member {
+        device,
+        cursor: members[1].cursor,
+    };
+    members[0].say(&mut relay, "after the reopening");
+    assert_eq!(
+        bob.read(&relay),
+        [("alice".to_owned(), "after the reopening".to_owned())]
+    );
+    opened.save(&bob.device).expect("saved by the opened file");
+    assert_eq!(salt(&path), first[21..37]);
+    Device::load(&path, "bob's passphrase").expect("still opens with the passphrase");
+
+    // A new passphrase is a new key, with a new salt; the old one no
+    // longer opens the file.
+    StateFile::create(&path, "a new passphrase", FAST)
+        .expect("a key")
+        .save(&bob.device)
+        .expect("saved");
+    assert_ne!(salt(&path), first[21..37]);
+    assert!(matches!(
+        Device::load(&path, "bob's passphrase"),
+        Err(E2eError::WrongPassphrase)
+    ));
+    Device::load(&path, "a new passphrase").expect("the new passphrase opens it");
 }
 
 #[test]

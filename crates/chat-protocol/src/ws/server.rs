@@ -242,6 +242,9 @@ pub enum ServerFrame {
         kind: RoomKindBody,
         /// The `seq` of the room's newest message when the frame was sent.
         last_seq: i64,
+        /// End-to-end encrypted (MLS): the room takes ciphertext only. Fixed
+        /// when the room is created.
+        encrypted: bool,
     },
     /// The connection no longer receives a room's messages.
     Left {
@@ -550,8 +553,9 @@ mod tests {
                     room: "dm:alice:bob".to_owned(),
                     kind: RoomKindBody::Direct,
                     last_seq: 12,
+                    encrypted: true,
                 },
-                r#"{"type":"joined","room":"dm:alice:bob","kind":"direct","last_seq":12}"#,
+                r#"{"type":"joined","room":"dm:alice:bob","kind":"direct","last_seq":12,"encrypted":true}"#,
             ),
             (
                 ServerFrame::Left {

@@ -320,6 +320,8 @@ pub(crate) async fn upload_key_packages(
 /// to an encrypted room. An ordinary package is handed out once, even to
 /// claims made at the same moment on several servers; a device with none
 /// left gives its last-resort package; a device with neither is left out.
+/// Each user named counts against the caller's rate limit, so that one
+/// account cannot exhaust others' packages; a claim over it takes nothing.
 #[utoipa::path(
     post,
     path = "/api/mls/key-packages/claim",
@@ -330,13 +332,14 @@ pub(crate) async fn upload_key_packages(
         (status = 200, body = ClaimedKeyPackages),
         (status = 401, body = ErrorBody),
         (status = 404, description = "a user named does not exist", body = ErrorBody),
-        (status = 422, description = "no user or too many users named", body = ErrorBody)
+        (status = 422, description = "no user or too many users named", body = ErrorBody),
+        (status = 429, description = "the caller claimed too many KeyPackages lately; nothing was claimed (`Retry-After` says when to try again)", body = ErrorBody)
     )
 )]
 #[post("/api/mls/key-packages/claim")]
 pub(crate) async fn claim_key_packages(
     state: web::Data<AppState>,
-    CurrentUser(_user): CurrentUser,
+    CurrentUser(user): CurrentUser,
     body: web::Json<KeyPackageClaim>,
 ) -> Result<HttpResponse, ApiError> {
     if body.users.is_empty() || body.users.len() > MAX_USERS_PER_CLAIM {
@@ -354,6 +357,7 @@ pub(crate) async fn claim_key_packages(
             owners.push(owner);
         }
     }
+    state.admit_claim(user.id, owners.len())?;
     let ids: Vec<_> = owners.iter().map(|owner| owner.id).collect();
     let claimed = state.store.claim_key_packages(&ids).await?;
     let key_packages = claimed

@@ -60,11 +60,7 @@ impl Session {
                 }
                 // Encoded before the await, so that this future, boxed for
                 // every delivered frame, does not hold a whole frame.
-                let frame = frames::encode(&ServerFrame::Joined {
-                    room: room.name.as_str().to_owned(),
-                    kind: room.kind.into(),
-                    last_seq: from.get(),
-                });
+                let frame = frames::encode(&frames::joined(&room, from));
                 self.rooms.track(*room, from);
                 self.send_raw(frame).await
             }

@@ -163,7 +163,9 @@ cluster_tests!(
 /// Alice opens an encrypted conversation on node A while Bob is connected
 /// to node B: B learns of it through Redis as encrypted, refuses Bob's
 /// plaintext there, and relays Alice's ciphertext to him marked as MLS;
-/// Bob's device on B reads it after joining from the Welcome.
+/// Bob's device on B reads it after joining from the Welcome. B refuses
+/// Alice's edit of her message as A would, and neither node's history
+/// shows it edited.
 async fn an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other(
     cluster: &Cluster,
 ) -> Result<()> {
@@ -261,7 +263,7 @@ async fn an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other(
 
     let mut on_a = cluster.a.connect(&alice_token).await?;
     let sealed = encode(alice.encrypt(&dm, b"across the nodes")?);
-    on_a.acked(json!({"type": "message", "room": room, "content": sealed, "mls": "application", "client_id": "a1"}))
+    let ack = on_a.acked(json!({"type": "message", "room": room, "content": sealed, "mls": "application", "client_id": "a1"}))
         .await?;
     let relayed = on_b.recv_type("message").await?;
     assert_eq!(relayed["mls"], "application", "{relayed}");
@@ -270,6 +272,37 @@ async fn an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other(
     match bob.process(&dm, &bytes)? {
         Incoming::Message { plaintext, .. } => assert_eq!(plaintext, b"across the nodes"),
         other => panic!("expected a message, got {other:?}"),
+    }
+
+    // An edit would put readable text in: made on B, it is refused there
+    // too, and the message is as it was on both nodes.
+    let seq = ack["seq"].as_i64().unwrap_or_default();
+    let refused = cluster
+        .b
+        .send_authed(
+            reqwest::Method::PATCH,
+            &format!("/api/rooms/{room}/messages/{seq}"),
+            &alice_token,
+            Some(&json!({"content": "readable"})),
+        )
+        .await?;
+    assert_eq!(refused.status(), 409);
+    let refused: serde_json::Value = refused.json().await?;
+    assert_eq!(refused["code"], "encryption_required", "{refused}");
+    for node in [&cluster.a, &cluster.b] {
+        let page: serde_json::Value = node
+            .get_authed(&format!("/api/rooms/{room}/messages"), &alice_token)
+            .await?
+            .json()
+            .await?;
+        let message = page["messages"]
+            .as_array()
+            .and_then(|items| items.iter().find(|item| item["seq"] == seq))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(message["content"], sealed, "{page}");
+        assert!(message["edited_at"].is_null(), "{page}");
+        assert!(!page.to_string().contains("readable"), "{page}");
     }
     Ok(())
 }

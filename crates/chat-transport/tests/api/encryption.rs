@@ -11,7 +11,7 @@ use chat_e2e::Device;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, retry_after};
 
 crate::backend_tests!(
     an_encrypted_room_refuses_plaintext_and_search_skips_it,
@@ -107,11 +107,16 @@ async fn an_encrypted_room_refuses_plaintext_and_search_skips_it(app: &TestApp) 
         "{flags:?}"
     );
 
+    // `joined` says which rooms take ciphertext only.
     let mut socket = app.connect(&alice).await?;
-    socket
-        .send(json!({"type": "join", "room": "vault"}))
-        .await?;
-    socket.recv_type("joined").await?;
+    for (room, encrypted) in [("vault", true), ("general", false)] {
+        socket.send(json!({"type": "join", "room": room})).await?;
+        let joined = socket.recv_type("joined").await?;
+        ensure!(
+            joined["room"] == room && joined["encrypted"] == encrypted,
+            "{joined}"
+        );
+    }
     socket
         .send(json!({"type": "message", "room": "vault", "content": "budget plans", "client_id": "p1"}))
         .await?;
@@ -158,6 +163,13 @@ async fn an_encrypted_conversation_is_asked_for_once_and_never_changes_kind(
     let alice = app.user("alice").await?;
     let bob = app.user("bob").await?;
     app.user("carol").await?;
+    // A socket of alice's that speaks the extended protocol (it asked for
+    // `who`) is told of each conversation as it is opened.
+    let mut watching = app.connect(&alice).await?;
+    watching
+        .send(json!({"type": "who", "room": "general"}))
+        .await?;
+    watching.recv_type("who").await?;
     let open = |token: String, with: &'static str, body: Option<Value>| {
         let path = format!("/api/dm/{with}");
         async move {
@@ -198,6 +210,17 @@ async fn an_encrypted_conversation_is_asked_for_once_and_never_changes_kind(
     );
     let (status, refused) = open(alice.clone(), "carol", Some(json!({"encrypted": true}))).await?;
     ensure!(status == 409, "{status} {refused}");
+    // The socket learnt of both, each with its kind, in the order opened.
+    let joined = watching.recv_type("joined").await?;
+    ensure!(
+        joined["room"] == "dm:alice:bob" && joined["encrypted"] == true,
+        "{joined}"
+    );
+    let joined = watching.recv_type("joined").await?;
+    ensure!(
+        joined["room"] == "dm:alice:carol" && joined["encrypted"] == false,
+        "{joined}"
+    );
     let (status, refused) = json_of(
         app.http_post_raw("/api/dm/carol", &alice, "{not json")
             .await?,
@@ -424,6 +447,91 @@ async fn key_packages_are_checked_and_each_is_handed_out_once(app: &TestApp) -> 
     ensure!(status == 422);
     let (status, _) = claim(app, &alice, &["nobody"]).await?;
     ensure!(status == 404);
+    Ok(())
+}
+
+/// A server whose claims are limited to three users at once, refilled so
+/// slowly that nothing comes back during a test.
+mod claim_limit {
+    use chat_transport::{Rate, RateLimits};
+
+    use super::claims_over_the_limit_are_refused_and_take_nothing;
+    use crate::helpers::Tweaks;
+
+    fn tweaks() -> Tweaks {
+        Tweaks {
+            rate_limits: Some(RateLimits {
+                register: Rate::per_minute(1000),
+                login: Rate::per_minute(1000),
+                key_package_claims: Rate {
+                    burst: 3,
+                    per_second: 1.0 / 3600.0,
+                },
+                ..RateLimits::default()
+            }),
+            ..Tweaks::default()
+        }
+    }
+
+    crate::backend_tests!(
+        tweaks = super::tweaks();
+        claims_over_the_limit_are_refused_and_take_nothing,
+    );
+}
+
+async fn claims_over_the_limit_are_refused_and_take_nothing(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let carol = app.user("carol").await?;
+    let mut phone = device("bob")?;
+    register(app, &bob, &phone).await?;
+    let (status, _) = upload(app, &bob, &mut phone, 10).await?;
+    ensure!(status == 200);
+    let stock_path = format!("/api/mls/key-packages?device_id={}", phone.device_id());
+    let available = || async {
+        let (_, stock) = json_of(app.get_authed(&stock_path, &bob).await?).await?;
+        anyhow::Ok(stock["available"].clone())
+    };
+
+    // Alice's three are spent one user at a time; the fourth claim is
+    // refused with when to try again, and bob keeps his packages.
+    for _ in 0..3 {
+        let (status, claimed) = claim(app, &alice, &["bob"]).await?;
+        ensure!(
+            status == 200 && packages(&claimed).len() == 1,
+            "{status} {claimed}"
+        );
+    }
+    ensure!(available().await? == 7);
+    let refused = app
+        .post_authed(
+            "/api/mls/key-packages/claim",
+            &alice,
+            &json!({ "users": ["bob"] }),
+        )
+        .await?;
+    let retry = retry_after(&refused);
+    let (status, body) = json_of(refused).await?;
+    ensure!(status == 429, "{status} {body}");
+    ensure!(retry >= 1, "Retry-After {retry}");
+    ensure!(available().await? == 7, "a refused claim took a package");
+
+    // Each user named counts: carol, with a bucket of her own, may claim
+    // bob's package but not three users' at once, and that takes nothing.
+    let (status, claimed) = claim(app, &carol, &["bob"]).await?;
+    ensure!(
+        status == 200 && packages(&claimed).len() == 1,
+        "{status} {claimed}"
+    );
+    let (status, body) = claim(app, &carol, &["bob", "alice", "carol"]).await?;
+    ensure!(status == 429, "{status} {body}");
+    ensure!(available().await? == 6, "a refused claim took a package");
+    let (status, claimed) = claim(app, &carol, &["bob", "alice"]).await?;
+    ensure!(
+        status == 200 && packages(&claimed).len() == 1,
+        "{status} {claimed}"
+    );
+    ensure!(available().await? == 5);
     Ok(())
 }
 

@@ -101,6 +101,16 @@ pub(crate) struct Tweaks {
     pub(crate) search_off: bool,
 }
 
+/// The seconds a 429 answer's `Retry-After` asks for; 0 without one.
+pub(crate) fn retry_after(response: &reqwest::Response) -> u64 {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The sum of the samples of metric `name` in the Prometheus text
 /// `exposition` that carry every one of `labels` (each `key="value"`); 0
 /// when there are none.

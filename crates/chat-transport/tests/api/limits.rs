@@ -6,7 +6,7 @@ use chat_transport::{Rate, RateLimits};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{TestApp, Tweaks};
+use crate::helpers::{TestApp, Tweaks, retry_after};
 
 async fn spawn(tweaks: Tweaks) -> Result<TestApp> {
     TestApp::spawn_sqlite(tweaks).await
@@ -20,6 +20,7 @@ fn limits() -> RateLimits {
             burst: 5,
             per_second: 0.1,
         },
+        key_package_claims: Rate::per_minute(2),
         ws_strikes: 10,
     }
 }
@@ -47,12 +48,7 @@ async fn sign_up_and_sign_in_are_limited_per_address_with_retry_after() -> Resul
             assert_eq!(app.register("bob").await?.status(), 201);
             let refused = app.register("carol").await?;
             assert_eq!(refused.status(), 429);
-            let retry: u64 = refused
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let retry = retry_after(&refused);
             assert!((1..=60).contains(&retry), "Retry-After {retry}");
             let body: Value = refused.json().await?;
             assert!(

@@ -196,7 +196,7 @@ async fn a_connect_with_last_seq_replays_general_then_continues_live(app: &TestA
     let joined = reader.recv().await?;
     assert_eq!(
         joined,
-        json!({"type": "joined", "room": "general", "kind": "public", "last_seq": 5})
+        json!({"type": "joined", "room": "general", "kind": "public", "last_seq": 5, "encrypted": false})
     );
     sender.send_acked("general", "m6", "a6").await?;
     assert_eq!(reader.recv_type("message").await?["seq"], 6);

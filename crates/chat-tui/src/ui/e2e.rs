@@ -249,9 +249,6 @@ enum FollowUp {
     None,
     /// Fetch Welcomes: this device may have been added to a group.
     Welcomes,
-    /// Someone added this user to a room: ask whether it is encrypted
-    /// (the `joined` frame does not say), then fetch Welcomes.
-    Added(String),
     /// Commit a change to a room's group.
     Commit(String, Plan),
     /// Commit again a change that lost the race for its epoch.
@@ -282,28 +279,6 @@ fn follow(siv: &mut Cursive, follow_up: FollowUp) {
     match follow_up {
         FollowUp::None => {}
         FollowUp::Welcomes => fetch_welcomes(siv),
-        FollowUp::Added(room) => background(
-            siv,
-            {
-                let room = room.clone();
-                // Only a lock and a Welcome depend on it: a failure is
-                // not worth a line (the first MLS item marks the room).
-                move |api| match api.room(&room) {
-                    Ok(detail) => Ok(Some(detail)),
-                    Err(error @ ApiError::Unauthorized(_)) => Err(error),
-                    Err(_) => Ok(None),
-                }
-            },
-            move |siv, detail| {
-                let encrypted = detail.is_some_and(|detail| detail.encrypted);
-                if let Some(session) = session_mut(siv) {
-                    session.state.set_encrypted(&room, encrypted);
-                }
-                if encrypted {
-                    fetch_welcomes(siv);
-                }
-            },
-        ),
         FollowUp::Commit(room, plan) => commit(siv, room, plan),
         FollowUp::Again(room, change) => commit_change(siv, room, change, 1),
     }
@@ -373,16 +348,18 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
             session.state.apply(frame, now);
             FollowUp::None
         }
-        ServerFrame::Joined { room, .. } => {
-            // A room this client already holds came with the room list,
-            // which says whether it is encrypted.
-            let room = room.clone();
-            let known = session.state.room(&room).is_some();
+        ServerFrame::Joined {
+            room, encrypted, ..
+        } => {
+            // Someone added this user to an encrypted room it did not hold:
+            // its Welcome waits. A room already held had its group (or its
+            // Welcome) looked after when it came.
+            let added = *encrypted && session.state.room(room).is_none();
             session.state.apply(frame, now);
-            if known {
-                FollowUp::None
+            if added {
+                FollowUp::Welcomes
             } else {
-                FollowUp::Added(room)
+                FollowUp::None
             }
         }
         ServerFrame::Member {
