@@ -168,7 +168,7 @@ impl Store {
             } = with_conn!(self, |conn| {
                 conn.newest_candidates(&lookup, cursor, wanted).await?
             });
-            let opened = self.open_candidates(&candidates).await?;
+            let opened = self.open_candidates(&lookup.rooms, &candidates).await?;
             for id in &candidates {
                 cursor = *id;
                 let Some(message) = opened.get(id) else {
@@ -199,9 +199,15 @@ impl Store {
         })
     }
 
-    /// The messages `ids` that can be found: not deleted, not events, not
-    /// changes, by id.
-    async fn open_candidates(&self, ids: &[i64]) -> Result<HashMap<i64, Message>, StorageError> {
+    /// The messages `ids` of `rooms` that can be found: not deleted, not
+    /// events, not changes, by id. The rooms are checked here, not left to
+    /// the index: a key the index shares by chance with a room searched
+    /// must not open a message of another room.
+    async fn open_candidates(
+        &self,
+        rooms: &[i64],
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Message>, StorageError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -209,6 +215,7 @@ impl Store {
             messages::table
                 .inner_join(users::table)
                 .filter(messages::id.eq_any(ids))
+                .filter(messages::room_id.eq_any(rooms))
                 .filter(messages::deleted_at.is_null())
                 .filter(messages::event.is_null())
                 .filter(messages::change.is_null())

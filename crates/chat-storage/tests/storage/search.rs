@@ -13,6 +13,7 @@ conformance_suite!(
     words_are_found_whatever_their_case_and_accents_and_only_whole,
     a_trailing_star_finds_words_by_their_start,
     only_the_rooms_asked_for_are_searched,
+    an_index_entry_pointing_into_another_room_opens_nothing,
     an_edit_is_found_by_its_new_text_only_and_a_deletion_by_none,
     results_come_newest_first_a_page_at_a_time_each_once,
     messages_far_apart_are_found_newest_first_however_many_lie_between,
@@ -176,6 +177,32 @@ async fn only_the_rooms_asked_for_are_searched(db: &TestDb) {
         ["budget in the workshop", "budget in general"]
     );
     assert!(found(&db.store, &[], "budget").await.is_empty());
+}
+
+async fn an_index_entry_pointing_into_another_room_opens_nothing(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.general().await;
+    let secret = workshop(db, &alice).await;
+    post(db, &general, &alice, "lunch plans").await;
+    post(db, &secret, &alice, "secret lunch plans").await;
+    assert_eq!(found(&db.store, &[general.id], "secret").await.len(), 0);
+    // Whatever the index says (a damaged row, a key shared by chance),
+    // a message of a room not searched is not opened.
+    let (g, s) = (general.id.get(), secret.id.get());
+    db.execute_raw(&match db.sqlite_path() {
+        Some(_) => format!("UPDATE search_terms SET room_id = {g} WHERE room_id = {s}"),
+        None => format!(
+            "UPDATE search_documents SET terms = terms || \
+             (SELECT terms FROM search_documents WHERE room_id = {g} LIMIT 1) \
+             WHERE room_id = {s}"
+        ),
+    })
+    .await;
+    assert_eq!(
+        found(&db.store, &[general.id], "lunch").await,
+        ["lunch plans"]
+    );
+    assert!(found(&db.store, &[general.id], "secret").await.is_empty());
 }
 
 async fn an_edit_is_found_by_its_new_text_only_and_a_deletion_by_none(db: &TestDb) {
