@@ -78,6 +78,18 @@ impl Term {
 /// A word as search compares it: NFKC, lower case, without accents (any
 /// combining mark is dropped), cut to [`MAX_WORD_CHARS`] characters.
 pub fn normalise_word(word: &str) -> String {
+    // Most words are ASCII, which all three steps leave as it is but for
+    // the case: the same result without the Unicode tables.
+    if word.is_ascii() {
+        let mut normal = word[..word.len().min(MAX_WORD_CHARS)].to_owned();
+        normal.make_ascii_lowercase();
+        return normal;
+    }
+    normalise_unicode_word(word)
+}
+
+/// [`normalise_word`] for any text.
+fn normalise_unicode_word(word: &str) -> String {
     word.nfkd()
         .flat_map(char::to_lowercase)
         .filter(|c| !is_combining_mark(*c))
@@ -393,6 +405,22 @@ mod tests {
             for term in q.terms() {
                 assert!(held.contains(&term.index_term()), "{typed}");
             }
+        }
+    }
+
+    #[test]
+    fn ascii_words_normalise_as_any_other_text_does() {
+        let long = "x".repeat(MAX_WORD_CHARS + 5);
+        for word in [
+            "Hello",
+            "WORLD",
+            "don't",
+            "abc123",
+            "MiXeD_case",
+            "",
+            long.as_str(),
+        ] {
+            assert_eq!(normalise_word(word), normalise_unicode_word(word), "{word}");
         }
     }
 }
