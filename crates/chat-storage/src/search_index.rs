@@ -13,14 +13,15 @@
 //!   the index in sorted bulk, where a common word's new entries share one
 //!   visit of its posting tree. A search asks the GIN index for the
 //!   messages that hold every term and one of the rooms, and intersects
-//!   there, driven by the rarest of them; first in the newest block below
+//!   there. A search of one word looks first in the newest block below
 //!   its cursor, then in the 8 and the 64 blocks before that, and only then
 //!   without a block: a common word is found among the newest messages
 //!   without reading all the others, and a rare one takes at most four
-//!   lookups. Each statement lists the messages it matched, which the
-//!   search sorts itself; no statement asks PostgreSQL to choose between
-//!   walking an order and intersecting terms, a choice its planner made
-//!   badly.
+//!   lookups. A search of several words, whose messages together are
+//!   seldom many, takes one lookup without a block. Each statement lists
+//!   the messages it matched, which the search sorts itself; no statement
+//!   asks PostgreSQL to choose between walking an order and intersecting
+//!   terms, a choice its planner made badly.
 //! - **SQLite** keeps one row per term (`search_terms`: generation, term,
 //!   room, message; `WITHOUT ROWID`, so the table is its own B-tree).
 //!   A search counts each term's entries in the rooms searched (up to
@@ -447,7 +448,16 @@ impl SearchIndex for AsyncPgConnection {
             below = newest.map_or(0, |newest| newest + 1);
         }
         let mut found: Vec<i64> = Vec::new();
-        let mut steps = BLOCK_STEPS.iter().map(Some).chain(std::iter::once(None));
+        // Every lookup reads each term's whole list in the index, whatever
+        // it is narrowed to; narrowing by blocks pays when a single word
+        // matches many messages. Several words together seldom do, and one
+        // lookup of all their messages is then the cheapest.
+        let blocks: &[i64] = if lookup.terms.len() > 1 {
+            &[]
+        } else {
+            &BLOCK_STEPS
+        };
+        let mut steps = blocks.iter().map(Some).chain(std::iter::once(None));
         while below > 0 && found.len() < wanted {
             let Some(step) = steps.next() else {
                 break;
