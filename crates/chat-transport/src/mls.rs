@@ -1,7 +1,8 @@
 //! What the server checks of the public MLS objects clients give it, with
 //! `openmls` and without any secret: a device's credential and signature
 //! key, and its KeyPackages (signatures, lifetime, ciphersuite, and that
-//! they belong to the device that uploads them).
+//! they belong to the device that uploads them), and its commits, which it
+//! processes against the group's public state as the members will.
 //!
 //! The server never holds an MLS private key and never decrypts; the
 //! clients' side of MLS lives in `chat-e2e`, which no server crate uses.
@@ -11,7 +12,8 @@ use chrono::{DateTime, Utc};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
     BasicCredential, Ciphersuite, ContentType, Credential, MlsMessageBodyIn, MlsMessageIn,
-    OpenMlsProvider, ProposalStore, ProtocolMessage, ProtocolVersion, PublicGroup, WireFormat,
+    OpenMlsProvider, ProcessedMessageContent, ProposalStore, ProtocolMessage, ProtocolVersion,
+    PublicGroup, WireFormat,
 };
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use sha2::{Digest, Sha256};
@@ -35,15 +37,40 @@ pub(crate) struct CheckedKeyPackage {
     pub(crate) reference: Vec<u8>,
 }
 
-/// What a commit and the GroupInfo sent with it say, once checked.
+/// What a commit does, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CheckedCommit {
     /// The group's id.
     pub(crate) group_id: Vec<u8>,
     /// Who the group's members are after the commit, one entry per device.
     pub(crate) members: Vec<Username>,
+    /// The user of each device the commit removes.
+    pub(crate) removed: Vec<Username>,
     /// The references of the KeyPackages the Welcome was made for.
     pub(crate) welcomed: Vec<Vec<u8>>,
+}
+
+/// Why [`check_commit`] refuses a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CommitRefusal {
+    /// The commit is for another group than the one it was checked
+    /// against: the room has a group of its own.
+    OtherGroup,
+    /// The commit, the GroupInfo or the Welcome fails a check: which, and
+    /// why.
+    Invalid(String),
+}
+
+impl CommitRefusal {
+    fn invalid(why: impl Into<String>) -> CommitRefusal {
+        CommitRefusal::Invalid(why.into())
+    }
+}
+
+impl From<String> for CommitRefusal {
+    fn from(why: String) -> Self {
+        CommitRefusal::Invalid(why)
+    }
 }
 
 /// The id of the device with `signature_key`: the first 16 bytes of the
@@ -94,16 +121,22 @@ pub(crate) fn check_device(
     check_credential(&credential, owner)
 }
 
-/// Checks that `credential` is a basic credential naming `owner`.
-fn check_credential(credential: &Credential, owner: &Username) -> Result<(), String> {
+/// The user a basic credential names.
+fn user_of(credential: &Credential) -> Result<Username, String> {
     let basic = BasicCredential::try_from(credential.clone())
         .map_err(|_| "the credential is not a basic credential".to_owned())?;
-    let named = std::str::from_utf8(basic.identity())
+    std::str::from_utf8(basic.identity())
         .ok()
-        .and_then(|name| Username::parse(name).ok());
-    match named {
-        Some(name) if name.same_user(owner) => Ok(()),
-        _ => Err(format!("the credential does not name '{owner}'")),
+        .and_then(|name| Username::parse(name).ok())
+        .ok_or_else(|| "the credential names no user".to_owned())
+}
+
+/// Checks that `credential` is a basic credential naming `owner`.
+fn check_credential(credential: &Credential, owner: &Username) -> Result<(), String> {
+    if user_of(credential)?.same_user(owner) {
+        Ok(())
+    } else {
+        Err(format!("the credential does not name '{owner}'"))
     }
 }
 
@@ -150,57 +183,121 @@ pub(crate) fn check_key_package(
     })
 }
 
-/// A group as its GroupInfo shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct GroupView {
-    pub(crate) group_id: Vec<u8>,
-    pub(crate) epoch: u64,
-    /// The user of each member device.
-    pub(crate) members: Vec<Username>,
+/// A group's public state at one epoch (its context, ratchet tree and
+/// members) as a GroupInfo with its ratchet tree shows it, checked by
+/// openmls: the GroupInfo's signature against the signer's leaf, the
+/// tree's hashes and leaves.
+#[derive(Debug)]
+pub(crate) struct PublicState(PublicGroup);
+
+/// What a commit did to a group, as processing it showed.
+#[derive(Debug)]
+struct Applied {
+    /// The references of the KeyPackages whose devices it adds.
+    added: Vec<Vec<u8>>,
+    /// The user of each device it removes.
+    removed: Vec<Username>,
 }
 
-/// Reads a GroupInfo with its ratchet tree, checked by openmls (the
-/// signature against the signer's leaf, the tree's hashes and leaves).
-pub(crate) fn group_of(group_info: &[u8]) -> Result<GroupView, String> {
-    let MlsMessageBodyIn::GroupInfo(info) = MlsMessageIn::tls_deserialize_exact(group_info)
-        .map_err(|error| format!("group_info is not an MLS message: {error}"))?
-        .extract()
-    else {
-        return Err("group_info does not hold a GroupInfo".to_owned());
-    };
-    let tree = info
-        .extensions()
-        .ratchet_tree()
-        .map(|extension| extension.ratchet_tree().clone())
-        .ok_or_else(|| "group_info lacks its ratchet tree".to_owned())?;
-    let provider = OpenMlsRustCrypto::default();
-    let (group, _) = PublicGroup::from_external(
-        provider.crypto(),
-        provider.storage(),
-        tree,
-        info,
-        ProposalStore::default(),
-    )
-    .map_err(|error| format!("group_info is not valid: {error}"))?;
-    if group.group_context().ciphersuite() != CIPHERSUITE {
-        return Err(format!("encrypted rooms use {CIPHERSUITE:?}"));
+impl PublicState {
+    /// Reads a GroupInfo (an MLS message holding one) with its ratchet
+    /// tree, of a group in the encrypted rooms' ciphersuite.
+    pub(crate) fn read(group_info: &[u8]) -> Result<PublicState, String> {
+        let MlsMessageBodyIn::GroupInfo(info) = MlsMessageIn::tls_deserialize_exact(group_info)
+            .map_err(|error| format!("group_info is not an MLS message: {error}"))?
+            .extract()
+        else {
+            return Err("group_info does not hold a GroupInfo".to_owned());
+        };
+        let tree = info
+            .extensions()
+            .ratchet_tree()
+            .map(|extension| extension.ratchet_tree().clone())
+            .ok_or_else(|| "group_info lacks its ratchet tree".to_owned())?;
+        let provider = OpenMlsRustCrypto::default();
+        let (group, _) = PublicGroup::from_external(
+            provider.crypto(),
+            provider.storage(),
+            tree,
+            info,
+            ProposalStore::default(),
+        )
+        .map_err(|error| format!("group_info is not valid: {error}"))?;
+        if group.group_context().ciphersuite() != CIPHERSUITE {
+            return Err(format!("encrypted rooms use {CIPHERSUITE:?}"));
+        }
+        Ok(PublicState(group))
     }
-    let members = group
-        .members()
-        .map(|member| {
-            let basic = BasicCredential::try_from(member.credential.clone())
-                .map_err(|_| "a member's credential is not a basic credential".to_owned())?;
-            std::str::from_utf8(basic.identity())
-                .ok()
-                .and_then(|name| Username::parse(name).ok())
-                .ok_or_else(|| "a member's credential names no user".to_owned())
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(GroupView {
-        group_id: group.group_id().as_slice().to_vec(),
-        epoch: group.group_context().epoch().as_u64(),
-        members,
-    })
+
+    fn group_id(&self) -> &[u8] {
+        self.0.group_id().as_slice()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.0.group_context().epoch().as_u64()
+    }
+
+    /// The user of each device in the group.
+    fn members(&self) -> Result<Vec<Username>, String> {
+        self.0
+            .members()
+            .map(|member| {
+                user_of(&member.credential).map_err(|why| format!("a device in the group: {why}"))
+            })
+            .collect()
+    }
+
+    /// Whether `other` is the same group at the same epoch: the same
+    /// context (group id, epoch, tree hash, transcript hash, extensions)
+    /// and the same confirmation tag. The tree hash covers every node of
+    /// the ratchet tree, and each state's tree was checked against it.
+    fn same_as(&self, other: &PublicState) -> bool {
+        self.0.group_context() == other.0.group_context()
+            && self.0.confirmation_tag() == other.0.confirmation_tag()
+    }
+
+    /// Processes a commit of the group's epoch with openmls, as a delivery
+    /// service does (its framing, its sender's signature, its proposals and
+    /// update path; no secret is needed nor known), and merges it: the
+    /// state moves to the next epoch.
+    fn apply(&mut self, commit: ProtocolMessage) -> Result<Applied, String> {
+        let provider = OpenMlsRustCrypto::default();
+        let processed = self
+            .0
+            .process_message(provider.crypto(), commit)
+            .map_err(|error| {
+                format!("the commit does not apply to the group at its epoch: {error}")
+            })?;
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err("the commit does not apply to the group as a commit".to_owned());
+        };
+        let added = staged
+            .add_proposals()
+            .map(|queued| {
+                queued
+                    .add_proposal()
+                    .key_package()
+                    .hash_ref(provider.crypto())
+                    .map(|reference| reference.as_slice().to_vec())
+                    .map_err(|error| format!("an added KeyPackage has no reference: {error}"))
+            })
+            .collect::<Result<_, _>>()?;
+        // The removed devices' credentials are in the tree before the merge.
+        let removed = staged
+            .remove_proposals()
+            .map(|queued| {
+                let leaf = self
+                    .0
+                    .leaf(queued.remove_proposal().removed())
+                    .ok_or_else(|| "the commit removes an empty leaf".to_owned())?;
+                user_of(leaf.credential()).map_err(|why| format!("a removed device: {why}"))
+            })
+            .collect::<Result<_, _>>()?;
+        self.0
+            .merge_commit(provider.storage(), *staged)
+            .map_err(|error| format!("the commit cannot be merged: {error}"))?;
+        Ok(Applied { added, removed })
+    }
 }
 
 /// Reads an MLS message as a protocol (handshake or application) message.
@@ -223,39 +320,73 @@ pub(crate) fn check_application(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Checks a commit built on `epoch`, the GroupInfo of the group after it
-/// and the Welcome for the devices it adds: the commit is a public message
-/// of that epoch holding a commit; the GroupInfo, with its ratchet tree,
-/// is valid for the next epoch of the same group (signature, tree and
-/// leaves checked by openmls); the Welcome names the KeyPackages it is for.
+/// and the Welcome for the devices it adds.
+///
+/// The commit must be a public message of that epoch holding a commit, from
+/// a member of the group (no join from outside, an external commit, which
+/// the clients refuse too). The GroupInfo, with its ratchet tree, must be
+/// valid for the next epoch of the same group.
+///
+/// `before` is the group's public state at `epoch`, as the server stored it
+/// with the commit that led there. The commit is processed against it and
+/// merged ([`PublicState`]), and what the commit does is read from the
+/// result, never from the GroupInfo sent: who is in the group after it,
+/// whose devices it removes, and which KeyPackages it adds (the Welcome
+/// may be for those only). The GroupInfo sent must then show the group
+/// exactly as the commit leaves it (same context, tree and confirmation
+/// tag): the server stores it for the next commit and hands it out with
+/// the Welcome.
+///
+/// Without `before`, for the first commit of a group (the server has seen
+/// nothing of it yet: its creator holds it alone at epoch 0), the GroupInfo
+/// sent alone says who is in the group after the commit; such a commit
+/// removes no one.
 pub(crate) fn check_commit(
     commit: &[u8],
     epoch: u64,
+    before: Option<PublicState>,
     group_info: &[u8],
     welcome: Option<&[u8]>,
-) -> Result<CheckedCommit, String> {
+) -> Result<CheckedCommit, CommitRefusal> {
     let message = protocol_message(commit)?;
     if message.wire_format() != WireFormat::PublicMessage
         || message.content_type() != ContentType::Commit
     {
-        return Err("commit is not an MLS public message holding a commit".to_owned());
-    }
-    if message.epoch().as_u64() != epoch {
-        return Err(format!(
-            "the commit is built on epoch {}, not the epoch given ({epoch})",
-            message.epoch().as_u64()
+        return Err(CommitRefusal::invalid(
+            "commit is not an MLS public message holding a commit",
         ));
     }
+    if message.is_external() {
+        return Err(CommitRefusal::invalid(
+            "a commit must come from a member of the group: joins from outside it \
+             (external commits) are not accepted",
+        ));
+    }
+    if message.epoch().as_u64() != epoch {
+        return Err(CommitRefusal::invalid(format!(
+            "the commit is built on epoch {}, not the epoch given ({epoch})",
+            message.epoch().as_u64()
+        )));
+    }
     let group_id = message.group_id().as_slice().to_vec();
-
-    let group = group_of(group_info)?;
-    if group.group_id != group_id {
-        return Err("group_info is of another group than the commit".to_owned());
+    if before
+        .as_ref()
+        .is_some_and(|before| before.group_id() != group_id)
+    {
+        return Err(CommitRefusal::OtherGroup);
     }
-    if group.epoch != epoch + 1 {
-        return Err("group_info is not of the epoch the commit leads to".to_owned());
-    }
-    let members = group.members;
 
+    let after = PublicState::read(group_info)?;
+    if after.group_id() != group_id {
+        return Err(CommitRefusal::invalid(
+            "group_info is of another group than the commit",
+        ));
+    }
+    if after.epoch() != epoch + 1 {
+        return Err(CommitRefusal::invalid(
+            "group_info is not of the epoch the commit leads to",
+        ));
+    }
     let welcomed = match welcome {
         None => Vec::new(),
         Some(welcome) => {
@@ -263,7 +394,7 @@ pub(crate) fn check_commit(
                 .map_err(|error| format!("welcome is not an MLS message: {error}"))?
                 .extract()
             else {
-                return Err("welcome does not hold a Welcome".to_owned());
+                return Err(CommitRefusal::invalid("welcome does not hold a Welcome"));
             };
             welcome
                 .secrets()
@@ -272,9 +403,34 @@ pub(crate) fn check_commit(
                 .collect()
         }
     };
+
+    let Some(mut state) = before else {
+        return Ok(CheckedCommit {
+            group_id,
+            members: after.members()?,
+            removed: Vec::new(),
+            welcomed,
+        });
+    };
+    let applied = state.apply(message)?;
+    if !state.same_as(&after) {
+        return Err(CommitRefusal::invalid(
+            "group_info does not show the group as the commit leaves it \
+             (its members, keys or transcript differ)",
+        ));
+    }
+    if welcomed
+        .iter()
+        .any(|reference| !applied.added.contains(reference))
+    {
+        return Err(CommitRefusal::invalid(
+            "welcome is for a KeyPackage the commit does not add",
+        ));
+    }
     Ok(CheckedCommit {
         group_id,
-        members,
+        members: state.members()?,
+        removed: applied.removed,
         welcomed,
     })
 }
@@ -304,5 +460,89 @@ mod tests {
         assert!(check_device(&alice, b"nonsense", &[1u8; 32]).is_err());
         assert!(check_device(&alice, b"", &[1u8; 31]).is_err());
         assert!(check_key_package(b"nonsense", &alice, &[1u8; 32]).is_err());
+    }
+
+    fn user(name: &str) -> Username {
+        Username::parse(name).expect("a valid name")
+    }
+
+    fn device(name: &str) -> chat_e2e::Device {
+        chat_e2e::Device::new(user(name)).expect("a device")
+    }
+
+    fn info(commit: &chat_e2e::OutgoingCommit) -> &[u8] {
+        commit.group_info.as_deref().expect("a GroupInfo")
+    }
+
+    #[test]
+    fn a_commit_is_read_from_its_processing_against_the_state_before_it() {
+        let room = chat_domain::RoomName::public("vault").expect("a valid room");
+        let mut alice = device("alice");
+        let mut bob = device("bob");
+        let mut carol = device("carol");
+        alice.create_group(&room).expect("created");
+        let add_bob = alice
+            .add_members(&room, &bob.key_packages(1).expect("packages"))
+            .expect("a commit");
+        let first = check_commit(&add_bob.commit, 0, None, info(&add_bob), None)
+            .expect("the first commit, checked through its GroupInfo");
+        assert_eq!(first.members, [user("alice"), user("bob")]);
+        alice.merge_pending_commit(&room).expect("merged");
+        let before = || PublicState::read(info(&add_bob)).expect("the stored state");
+
+        // Adding Carol: read from the commit, and her Welcome is for what
+        // it adds.
+        let add_carol = alice
+            .add_members(&room, &carol.key_packages(1).expect("packages"))
+            .expect("a commit");
+        let checked = check_commit(
+            &add_carol.commit,
+            1,
+            Some(before()),
+            info(&add_carol),
+            add_carol.welcome.as_deref(),
+        )
+        .expect("an honest commit");
+        assert_eq!(checked.members, [user("alice"), user("bob"), user("carol")]);
+        assert!(checked.removed.is_empty());
+        assert_eq!(checked.welcomed.len(), 1);
+
+        // The same commit behind another commit's GroupInfo, and a Welcome
+        // with a commit that adds no one, are refused.
+        alice.clear_pending_commit(&room).expect("cleared");
+        let update = alice.self_update(&room).expect("a commit");
+        let hidden = check_commit(&add_carol.commit, 1, Some(before()), info(&update), None);
+        assert!(
+            matches!(&hidden, Err(CommitRefusal::Invalid(why)) if why.starts_with("group_info")),
+            "{hidden:?}"
+        );
+        let smuggled = check_commit(
+            &update.commit,
+            1,
+            Some(before()),
+            info(&update),
+            add_carol.welcome.as_deref(),
+        );
+        assert!(
+            matches!(&smuggled, Err(CommitRefusal::Invalid(why)) if why.starts_with("welcome")),
+            "{smuggled:?}"
+        );
+
+        // A removal names the removed device's user; a commit of another
+        // group is told apart.
+        alice.clear_pending_commit(&room).expect("cleared");
+        let removal = alice
+            .remove_members(&room, &[user("bob")])
+            .expect("a commit");
+        let checked = check_commit(&removal.commit, 1, Some(before()), info(&removal), None)
+            .expect("an honest removal");
+        assert_eq!(checked.members, [user("alice")]);
+        assert_eq!(checked.removed, [user("bob")]);
+        let other_room = chat_domain::RoomName::public("other").expect("a valid room");
+        let mut other = device("alice");
+        other.create_group(&other_room).expect("created");
+        let elsewhere = other.self_update(&other_room).expect("a commit");
+        let refused = check_commit(&elsewhere.commit, 0, Some(before()), info(&elsewhere), None);
+        assert_eq!(refused, Err(CommitRefusal::OtherGroup));
     }
 }

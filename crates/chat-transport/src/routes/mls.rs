@@ -31,7 +31,10 @@ use crate::error::ApiError;
 use crate::fanout::RoomEvent;
 use crate::frames;
 use crate::hub::{Audience, ItemKind};
-use crate::mls::{check_commit, check_device, check_key_package, device_id_of, fingerprint};
+use crate::mls::{
+    CommitRefusal, PublicState, check_commit, check_device, check_key_package, device_id_of,
+    fingerprint,
+};
 use crate::state::AppState;
 
 /// The most bytes of the JSON body of a KeyPackage upload or a commit: a
@@ -396,13 +399,18 @@ fn group_binary(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
 /// message), the GroupInfo of the group after it (required) and the
 /// Welcome for the devices it adds.
 ///
-/// The server checks what it can without reading anything: the commit and
-/// the GroupInfo (signatures, ratchet tree, the next epoch of the same
-/// group); that every device in the group after the commit belongs to a
-/// member of the room; and that a member who is removed while still in
-/// the room is removed by themselves or by a moderator. A commit on an
-/// epoch the group has left is 409 `stale_epoch`: process the commits
-/// since (they are in the room's sequence) and commit again.
+/// The server checks what it can without reading anything. It processes
+/// the commit against the group's public state at its epoch (the GroupInfo
+/// stored with the commit before) and learns from that whom the commit
+/// adds and removes; the GroupInfo sent must show the group as the commit
+/// leaves it, since it is stored for the next commit and handed out with
+/// the Welcome. The first commit of a group, which the server has no state
+/// for yet, is checked through its GroupInfo alone. Then: every device in
+/// the group after the commit belongs to a member of the room, and a
+/// device of a member who is still in the room is removed by that member
+/// or by a moderator. A commit on an epoch the group has left is 409
+/// `stale_epoch`: process the commits since (they are in the room's
+/// sequence) and commit again.
 #[utoipa::path(
     post,
     path = "/api/rooms/{room}/mls/commits",
@@ -416,7 +424,7 @@ fn group_binary(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         (status = 403, description = "not a member, banned, or removing a member without being a moderator", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "`stale_epoch`: another commit was accepted on that epoch first; or the room is not encrypted, or its group has another id", body = ErrorBody),
-        (status = 422, description = "a commit, GroupInfo or Welcome that fails a check, or a group with users who are not members", body = ErrorBody)
+        (status = 422, description = "a commit, GroupInfo or Welcome that fails a check (a GroupInfo that does not show the group as the commit leaves it, a Welcome for a KeyPackage the commit does not add), or a group with users who are not members", body = ErrorBody)
     )
 )]
 pub(crate) async fn commit(
@@ -449,8 +457,29 @@ pub(crate) async fn commit(
         .as_deref()
         .map(|text| group_binary("welcome", text))
         .transpose()?;
-    let checked = check_commit(&commit, body.epoch, &group_info, welcome.as_deref())
-        .map_err(ApiError::invalid_value)?;
+    // The commit is checked against the group at its epoch, as stored;
+    // on any other epoch it is stale. Between this read and the storage's
+    // compare-and-swap another commit may be accepted on the same epoch:
+    // the swap then refuses this one as stale too.
+    let stored = state.store.mls_group(room.id).await?;
+    let current = stored.as_ref().map_or(0, |group| group.epoch);
+    if body.epoch != current {
+        return Err(access::for_route(&name, Refusal::StaleEpoch { current }));
+    }
+    let before = stored
+        .map(|group| PublicState::read(&group.group_info))
+        .transpose()
+        .map_err(|why| {
+            ApiError::internal(std::io::Error::other(format!("stored GroupInfo: {why}")))
+        })?;
+    let checked = check_commit(&commit, body.epoch, before, &group_info, welcome.as_deref())
+        .map_err(|refusal| match refusal {
+            CommitRefusal::OtherGroup => access::for_route(
+                &name,
+                Refusal::Conflict("the commit is for another group than the room's"),
+            ),
+            CommitRefusal::Invalid(why) => ApiError::invalid_value(why),
+        })?;
 
     // The group follows the room: nobody outside it is in the group.
     let members: Vec<Username> = state
@@ -466,26 +495,19 @@ pub(crate) async fn commit(
             "'{stranger}' is not a member of '{name}': add them to the room first"
         )));
     }
-    // Removing someone who is still in the room is a moderator's act.
-    if let Some(previous) = state.store.mls_group(room.id).await? {
-        let before = crate::mls::group_of(&previous.group_info).map_err(|why| {
-            ApiError::internal(std::io::Error::other(format!("stored GroupInfo: {why}")))
-        })?;
-        let moderator = found.role().is_some_and(|role| role >= Role::Moderator);
-        let removed = before
-            .members
+    // Removing a device of someone who is still in the room is a
+    // moderator's act, or their own.
+    let moderator = found.role().is_some_and(|role| role >= Role::Moderator);
+    if !moderator
+        && checked
+            .removed
             .iter()
-            .find(|gone| !checked.members.iter().any(|kept| kept.same_user(gone)));
-        if let Some(gone) = removed
-            && in_room(gone)
-            && !gone.same_user(&user.username)
-            && !moderator
-        {
-            return Err(access::for_route(
-                &name,
-                Refusal::Forbidden("only a moderator removes a member who is still in the room"),
-            ));
-        }
+            .any(|gone| in_room(gone) && !gone.same_user(&user.username))
+    {
+        return Err(access::for_route(
+            &name,
+            Refusal::Forbidden("only a moderator removes a member who is still in the room"),
+        ));
     }
 
     let epoch = body.epoch;

@@ -20,6 +20,7 @@ crate::backend_tests!(
     key_packages_are_checked_and_each_is_handed_out_once,
     concurrent_claims_never_share_a_key_package,
     an_encrypted_room_carries_only_ciphertext_between_real_clients,
+    a_commit_is_judged_by_what_it_does_not_by_the_group_info_sent_with_it,
 );
 
 fn device(name: &str) -> Result<Device> {
@@ -637,6 +638,36 @@ async fn take_welcomes(app: &TestApp, token: &str, device: &mut Device) -> Resul
     Ok(welcomes.len())
 }
 
+/// Creates the private encrypted room `name`, owned by the holder of
+/// `token`.
+async fn private_encrypted_room(app: &TestApp, token: &str, name: &str) -> Result<()> {
+    let (status, body) = json_of(
+        app.post_authed(
+            "/api/rooms",
+            token,
+            &json!({"name": name, "visibility": "private", "encrypted": true}),
+        )
+        .await?,
+    )
+    .await?;
+    ensure!(status == 201, "{status} {body}");
+    Ok(())
+}
+
+/// Makes `user` a member of `room`, as its owner (the holder of `token`).
+async fn put_member(app: &TestApp, token: &str, room: &str, user: &str) -> Result<()> {
+    let path = format!("/api/rooms/{room}/members/{user}");
+    let response = app
+        .send_authed(Method::PUT, &path, token, Some(&json!({})))
+        .await?;
+    ensure!(
+        response.status().is_success(),
+        "add {user}: {}",
+        response.status()
+    );
+    Ok(())
+}
+
 async fn claimed(app: &TestApp, token: &str, user: &str) -> Result<Vec<Vec<u8>>> {
     let (status, body) = claim(app, token, &[user]).await?;
     ensure!(status == 200, "{status} {body}");
@@ -650,67 +681,76 @@ async fn claimed(app: &TestApp, token: &str, user: &str) -> Result<Vec<Vec<u8>>>
         .collect()
 }
 
-async fn an_encrypted_room_carries_only_ciphertext_between_real_clients(
-    app: &TestApp,
-) -> Result<()> {
+/// Alice, Bob and Carol, signed in, each with a registered device, and
+/// Alice's private encrypted room `vault`, whose group holds Alice's and
+/// Bob's devices at epoch 1. Carol is not in the room.
+struct Vault {
+    alice_token: String,
+    bob_token: String,
+    carol_token: String,
+    alice: Device,
+    bob: Device,
+    carol: Device,
+    room: chat_domain::RoomName,
+    /// The first commit, by which Alice added Bob: the server keeps its
+    /// GroupInfo as the group's state at epoch 1.
+    add_bob: chat_e2e::OutgoingCommit,
+}
+
+async fn vault_of_alice_and_bob(app: &TestApp) -> Result<Vault> {
     let alice_token = app.user("alice").await?;
     let bob_token = app.user("bob").await?;
     let carol_token = app.user("carol").await?;
     let mut alice = enrolled(app, &alice_token, "alice").await?;
     let mut bob = enrolled(app, &bob_token, "bob").await?;
-    let mut carol = enrolled(app, &carol_token, "carol").await?;
-    let vault = chat_domain::RoomName::public("vault")?;
-    let (status, body) = json_of(
-        app.post_authed(
-            "/api/rooms",
-            &alice_token,
-            &json!({"name": "vault", "visibility": "private", "encrypted": true}),
-        )
-        .await?,
-    )
-    .await?;
-    ensure!(status == 201, "{status} {body}");
-    let put_member = |name: &'static str| {
-        let token = alice_token.clone();
-        async move {
-            let path = format!("/api/rooms/vault/members/{name}");
-            let response = app
-                .send_authed(Method::PUT, &path, &token, Some(&json!({})))
-                .await?;
-            ensure!(
-                response.status().is_success(),
-                "add {name}: {}",
-                response.status()
-            );
-            Ok::<(), anyhow::Error>(())
-        }
-    };
-    put_member("bob").await?;
+    let carol = enrolled(app, &carol_token, "carol").await?;
+    let room = chat_domain::RoomName::public("vault")?;
+    private_encrypted_room(app, &alice_token, "vault").await?;
+    put_member(app, &alice_token, "vault", "bob").await?;
 
     // Alice makes the group and adds Bob's device with a claimed package.
-    alice.create_group(&vault)?;
-    let add_bob = alice.add_members(&vault, &claimed(app, &alice_token, "bob").await?)?;
+    alice.create_group(&room)?;
+    let add_bob = alice.add_members(&room, &claimed(app, &alice_token, "bob").await?)?;
     let (status, accepted) = post_commit(app, &alice_token, "vault", &add_bob).await?;
     ensure!(
         status == 201 && accepted["epoch"] == 1,
         "{status} {accepted}"
     );
-    alice.merge_pending_commit(&vault)?;
+    alice.merge_pending_commit(&room)?;
     ensure!(take_welcomes(app, &bob_token, &mut bob).await? == 1);
     ensure!(
         take_welcomes(app, &bob_token, &mut bob).await? == 0,
         "acknowledged"
     );
-    ensure!(bob.epoch(&vault)? == 1);
+    ensure!(bob.epoch(&room)? == 1);
+    Ok(Vault {
+        alice_token,
+        bob_token,
+        carol_token,
+        alice,
+        bob,
+        carol,
+        room,
+        add_bob,
+    })
+}
 
-    let mut alice_socket = app.connect(&alice_token).await?;
-    let mut bob_socket = app.connect(&bob_token).await?;
-    for socket in [&mut alice_socket, &mut bob_socket] {
-        socket
-            .send(json!({"type": "join", "room": "vault"}))
-            .await?;
-        socket.recv_type("joined").await?;
-    }
+async fn an_encrypted_room_carries_only_ciphertext_between_real_clients(
+    app: &TestApp,
+) -> Result<()> {
+    let Vault {
+        alice_token,
+        bob_token,
+        carol_token,
+        mut alice,
+        mut bob,
+        mut carol,
+        room: vault,
+        ..
+    } = vault_of_alice_and_bob(app).await?;
+
+    let mut alice_socket = joined(app, &alice_token, "vault").await?;
+    let mut bob_socket = joined(app, &bob_token, "vault").await?;
     let mut seen = Vec::new();
     let secrets = [
         "meet at the north gate",
@@ -820,7 +860,7 @@ async fn an_encrypted_room_carries_only_ciphertext_between_real_clients(
     ensure!(status == 422, "{status} {refused}");
     alice.clear_pending_commit(&vault)?;
     ensure!(take_welcomes(app, &carol_token, &mut carol).await? == 0);
-    put_member("carol").await?;
+    put_member(app, &alice_token, "vault", "carol").await?;
     let add_carol = alice.add_members(&vault, &claimed(app, &alice_token, "carol").await?)?;
     let (status, _) = post_commit(app, &alice_token, "vault", &add_carol).await?;
     ensure!(status == 201);
@@ -951,5 +991,151 @@ async fn an_encrypted_room_carries_only_ciphertext_between_real_clients(
         kinds.contains(&"commit") && kinds.contains(&"application"),
         "history lists MLS messages by kind: {kinds:?}"
     );
+    Ok(())
+}
+
+/// A socket of the holder of `token` that joined `room`.
+async fn joined(app: &TestApp, token: &str, room: &str) -> Result<crate::helpers::Client> {
+    let mut socket = app.connect(token).await?;
+    socket.send(json!({"type": "join", "room": room})).await?;
+    socket.recv_type("joined").await?;
+    Ok(socket)
+}
+
+/// Reads the next commit someone else made from `socket` and processes it
+/// on `device`, which must then be at `epoch`.
+async fn process_next_commit(
+    socket: &mut crate::helpers::Client,
+    device: &mut Device,
+    room: &chat_domain::RoomName,
+    epoch: u64,
+    seen: &mut Vec<String>,
+) -> Result<()> {
+    let me = device.username().as_str().to_owned();
+    let (kind, bytes) = next_mls(socket, &me, seen).await?;
+    ensure!(kind == "commit", "{kind}");
+    let incoming = device.process(room, &bytes)?;
+    ensure!(
+        matches!(incoming, chat_e2e::Incoming::Commit { epoch: now, .. } if now == epoch),
+        "{incoming:?}"
+    );
+    Ok(())
+}
+
+/// Whether a refusal is a 422 whose detail names `field`.
+fn refused_for(status: u16, refused: &Value, field: &str) -> bool {
+    status == 422
+        && refused["code"] == "invalid"
+        && refused["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains(field))
+}
+
+async fn a_commit_is_judged_by_what_it_does_not_by_the_group_info_sent_with_it(
+    app: &TestApp,
+) -> Result<()> {
+    let Vault {
+        alice_token,
+        bob_token,
+        carol_token,
+        mut alice,
+        mut bob,
+        mut carol,
+        room: vault,
+        add_bob,
+    } = vault_of_alice_and_bob(app).await?;
+    let mut bob_socket = joined(app, &bob_token, "vault").await?;
+    let mut seen = Vec::new();
+
+    // Alice adds Carol, who is not in the room, and sends that commit with
+    // a GroupInfo that does not show her: the one of another commit of
+    // hers on the same epoch, then the one the server stored. A Welcome
+    // for Carol's device is refused as well with a commit that adds no one.
+    let add_carol = alice.add_members(&vault, &claimed(app, &alice_token, "carol").await?)?;
+    alice.clear_pending_commit(&vault)?;
+    let update = alice.self_update(&vault)?;
+    let forgeries = [
+        (
+            chat_e2e::OutgoingCommit {
+                group_info: update.group_info.clone(),
+                ..add_carol.clone()
+            },
+            "group_info",
+        ),
+        (
+            chat_e2e::OutgoingCommit {
+                group_info: add_bob.group_info.clone(),
+                ..add_carol.clone()
+            },
+            "group_info",
+        ),
+        (
+            chat_e2e::OutgoingCommit {
+                welcome: add_carol.welcome.clone(),
+                ..update.clone()
+            },
+            "welcome",
+        ),
+    ];
+    for (forged, field) in &forgeries {
+        let (status, refused) = post_commit(app, &alice_token, "vault", forged).await?;
+        ensure!(refused_for(status, &refused, field), "{status} {refused}");
+    }
+    // None of them changed anything: Carol has no Welcome, and the honest
+    // commit on the same epoch is accepted and moves the group on.
+    ensure!(take_welcomes(app, &carol_token, &mut carol).await? == 0);
+    let (status, accepted) = post_commit(app, &alice_token, "vault", &update).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 2,
+        "{status} {accepted}"
+    );
+    alice.merge_pending_commit(&vault)?;
+    process_next_commit(&mut bob_socket, &mut bob, &vault, 2, &mut seen).await?;
+
+    // Carol joins the room, then the group.
+    put_member(app, &alice_token, "vault", "carol").await?;
+    let add_carol = alice.add_members(&vault, &claimed(app, &alice_token, "carol").await?)?;
+    let (status, accepted) = post_commit(app, &alice_token, "vault", &add_carol).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 3,
+        "{status} {accepted}"
+    );
+    alice.merge_pending_commit(&vault)?;
+    ensure!(take_welcomes(app, &carol_token, &mut carol).await? == 1);
+    process_next_commit(&mut bob_socket, &mut bob, &vault, 3, &mut seen).await?;
+    let mut carol_socket = joined(app, &carol_token, "vault").await?;
+
+    // Bob, no moderator, removes Carol and hides it behind the GroupInfo of
+    // a self-update of his, which still shows her: refused. Sent with its
+    // own GroupInfo, the removal is what it is, one he may not make.
+    let carol_name = Username::parse("carol")?;
+    let removal = bob.remove_members(&vault, std::slice::from_ref(&carol_name))?;
+    bob.clear_pending_commit(&vault)?;
+    let bob_update = bob.self_update(&vault)?;
+    let hidden = chat_e2e::OutgoingCommit {
+        group_info: bob_update.group_info.clone(),
+        ..removal.clone()
+    };
+    let (status, refused) = post_commit(app, &bob_token, "vault", &hidden).await?;
+    ensure!(
+        refused_for(status, &refused, "group_info"),
+        "{status} {refused}"
+    );
+    let (status, refused) = post_commit(app, &bob_token, "vault", &removal).await?;
+    ensure!(
+        status == 403 && refused["code"] == "forbidden",
+        "{status} {refused}"
+    );
+
+    // Carol is still in the group: Bob's honest commit on the same epoch is
+    // accepted, and she processes it and stays a member.
+    let (status, accepted) = post_commit(app, &bob_token, "vault", &bob_update).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 4,
+        "{status} {accepted}"
+    );
+    bob.merge_pending_commit(&vault)?;
+    process_next_commit(&mut carol_socket, &mut carol, &vault, 4, &mut seen).await?;
+    ensure!(carol.members(&vault)?.len() == 3);
     Ok(())
 }
