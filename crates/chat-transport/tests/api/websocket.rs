@@ -228,7 +228,9 @@ async fn a_connect_with_last_seq_during_a_burst_misses_nothing(app: &TestApp) ->
     sender.send_burst(301..=400).await?;
     let mut seen = Vec::new();
     let mut joined_at = None;
-    while seen.len() < 400 {
+    // When the replay reaches the end of the second burst, `joined` follows
+    // the 400th message, so the loop waits for it too.
+    while seen.len() < 400 || joined_at.is_none() {
         let frame = reader.recv().await?;
         match frame["type"].as_str() {
             Some("message") => seen.push(frame["seq"].as_i64().unwrap_or(-1)),
