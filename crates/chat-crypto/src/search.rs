@@ -5,7 +5,7 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use chat_domain::search::{NORMALISER_VERSION, Term};
+use chat_domain::search::{NORMALISER_VERSION, Term, TermRef};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -79,8 +79,15 @@ impl SearchKey {
 
     /// The index key of `term`: the first 8 bytes of its HMAC-SHA256.
     pub fn hash(&self, term: &Term) -> i64 {
+        self.hash_ref(term.as_ref())
+    }
+
+    /// [`SearchKey::hash`] of a borrowed term.
+    pub fn hash_ref(&self, term: TermRef<'_>) -> i64 {
+        let (tag, text) = term.key_material();
         let mut mac = self.mac.clone();
-        mac.update(&term.key_material());
+        mac.update(tag);
+        mac.update(text.as_bytes());
         let digest = mac.finalize().into_bytes();
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);

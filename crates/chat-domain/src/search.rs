@@ -60,18 +60,41 @@ pub enum Term {
 }
 
 impl Term {
-    /// The bytes the index key is computed from: a tag that keeps words
-    /// and prefixes apart, then the text.
-    pub fn key_material(&self) -> Vec<u8> {
-        let (tag, text) = match self {
-            Term::Word(text) => (b'w', text),
-            Term::Prefix(text) => (b'p', text),
-        };
-        let mut bytes = Vec::with_capacity(text.len() + 2);
-        bytes.push(tag);
-        bytes.push(0);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes
+    /// The term as [`TermRef`], which hashing takes.
+    pub fn as_ref(&self) -> TermRef<'_> {
+        match self {
+            Term::Word(text) => TermRef::Word(text),
+            Term::Prefix(text) => TermRef::Prefix(text),
+        }
+    }
+}
+
+/// A [`Term`] borrowed from a word: what [`for_each_index_term`] visits,
+/// so that indexing a message allocates nothing per term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermRef<'a> {
+    /// A whole normalised word.
+    Word(&'a str),
+    /// The first characters of a normalised word.
+    Prefix(&'a str),
+}
+
+impl<'a> TermRef<'a> {
+    /// The index key's material in two pieces: the tag that keeps words
+    /// and prefixes apart (with its separator), then the text.
+    pub fn key_material(self) -> (&'static [u8], &'a str) {
+        match self {
+            TermRef::Word(text) => (b"w\0", text),
+            TermRef::Prefix(text) => (b"p\0", text),
+        }
+    }
+
+    /// The owned term.
+    pub fn to_term(self) -> Term {
+        match self {
+            TermRef::Word(text) => Term::Word(text.to_owned()),
+            TermRef::Prefix(text) => Term::Prefix(text.to_owned()),
+        }
     }
 }
 
@@ -111,16 +134,37 @@ fn words(text: &str) -> impl Iterator<Item = (usize, &str, String)> + '_ {
 /// at least that long.
 pub fn index_terms(text: &str) -> BTreeSet<Term> {
     let mut terms = BTreeSet::new();
-    for (_, _, word) in words(text) {
-        let chars = word.chars().count();
-        for length in PREFIX_CHARS {
-            if chars >= length {
-                terms.insert(Term::Prefix(word.chars().take(length).collect()));
-            }
-        }
-        terms.insert(Term::Word(word));
-    }
+    for_each_index_term(text, |term| {
+        terms.insert(term.to_term());
+    });
     terms
+}
+
+/// Calls `visit` with every term of [`index_terms`], without collecting
+/// them: a term met more than once (a repeated word, a prefix two words
+/// share) is visited each time.
+pub fn for_each_index_term(text: &str, mut visit: impl FnMut(TermRef<'_>)) {
+    for (_, _, word) in words(text) {
+        for length in PREFIX_CHARS {
+            let Some(end) = prefix_end(&word, length) else {
+                break;
+            };
+            visit(TermRef::Prefix(&word[..end]));
+        }
+        visit(TermRef::Word(&word));
+    }
+}
+
+/// Where the first `chars` characters of `word` end, in bytes; `None`
+/// when it is shorter.
+fn prefix_end(word: &str, chars: usize) -> Option<usize> {
+    if word.is_ascii() {
+        return (word.len() >= chars).then_some(chars);
+    }
+    match word.char_indices().nth(chars) {
+        Some((at, _)) => Some(at),
+        None => (word.chars().count() == chars).then_some(word.len()),
+    }
 }
 
 /// One term of a query: a normalised word, whole or (with a trailing `*`)
@@ -305,10 +349,29 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_of_words_beyond_ascii_are_cut_at_characters() {
+        let terms = index_terms("Ωμέγα ÉTÉ été");
+        let expected: BTreeSet<Term> = [
+            Term::Word("ωμεγα".into()),
+            Term::Prefix("ωμε".into()),
+            Term::Prefix("ωμεγα".into()),
+            Term::Word("ete".into()),
+            Term::Prefix("ete".into()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(terms, expected);
+        // The visit sees every term, a repeated one each time.
+        let mut visited = Vec::new();
+        for_each_index_term("été été", |term| visited.push(term.to_term()));
+        assert_eq!(visited.len(), 4);
+    }
+
+    #[test]
     fn words_and_prefixes_are_keyed_apart() {
         assert_ne!(
-            Term::Word("cat".into()).key_material(),
-            Term::Prefix("cat".into()).key_material()
+            Term::Word("cat".into()).as_ref().key_material(),
+            Term::Prefix("cat".into()).as_ref().key_material()
         );
     }
 

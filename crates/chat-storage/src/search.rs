@@ -19,7 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chat_crypto::{KeyId, SearchKey, SearchKeys};
-use chat_domain::search::{Highlight, SearchQuery, index_terms};
+use chat_domain::search::{Highlight, SearchQuery, for_each_index_term};
 use chat_domain::{MessageId, RoomId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -98,10 +98,16 @@ pub(crate) fn entries_of(keys: Option<&SearchKeys>, text: &str) -> Vec<(i32, i64
     let Some(keys) = keys else {
         return Vec::new();
     };
-    let terms = index_terms(text);
-    let mut entries = Vec::with_capacity(terms.len() * 2);
+    let mut entries = Vec::new();
+    let mut hashes = Vec::new();
     for key in keys.writing() {
-        entries.extend(terms.iter().map(|term| (key.generation(), key.hash(term))));
+        hashes.clear();
+        for_each_index_term(text, |term| hashes.push(key.hash_ref(term)));
+        // A term met twice (a repeated word, a prefix two words share) is
+        // one entry.
+        hashes.sort_unstable();
+        hashes.dedup();
+        entries.extend(hashes.iter().map(|hash| (key.generation(), *hash)));
     }
     entries
 }
