@@ -466,20 +466,31 @@ pub(crate) async fn commit(
     if body.epoch != current {
         return Err(access::for_route(&name, Refusal::StaleEpoch { current }));
     }
-    let before = stored
-        .map(|group| PublicState::read(&group.group_info))
-        .transpose()
-        .map_err(|why| {
-            ApiError::internal(std::io::Error::other(format!("stored GroupInfo: {why}")))
-        })?;
-    let checked = check_commit(&commit, body.epoch, before, &group_info, welcome.as_deref())
-        .map_err(|refusal| match refusal {
-            CommitRefusal::OtherGroup => access::for_route(
-                &name,
-                Refusal::Conflict("the commit is for another group than the room's"),
-            ),
-            CommitRefusal::Invalid(why) => ApiError::invalid_value(why),
-        })?;
+    // Reading the stored state and processing the commit verify
+    // signatures and hash the ratchet tree: CPU work, done on the blocking
+    // pool rather than on this async worker.
+    let epoch = body.epoch;
+    let judged = {
+        let name = name.clone();
+        web::block(move || {
+            let before = stored
+                .map(|group| PublicState::read(&group.group_info))
+                .transpose()
+                .map_err(|why| {
+                    ApiError::internal(std::io::Error::other(format!("stored GroupInfo: {why}")))
+                })?;
+            let checked = check_commit(&commit, epoch, before, &group_info, welcome.as_deref())
+                .map_err(|refusal| match refusal {
+                    CommitRefusal::OtherGroup => access::for_route(
+                        &name,
+                        Refusal::Conflict("the commit is for another group than the room's"),
+                    ),
+                    CommitRefusal::Invalid(why) => ApiError::invalid_value(why),
+                })?;
+            Ok::<_, ApiError>((checked, group_info, welcome))
+        })
+    };
+    let (checked, group_info, welcome) = judged.await.map_err(ApiError::internal)??;
 
     // The group follows the room: nobody outside it is in the group.
     let members: Vec<Username> = state
@@ -510,7 +521,6 @@ pub(crate) async fn commit(
         ));
     }
 
-    let epoch = body.epoch;
     let stored = state
         .store
         .append_commit(NewCommit {
