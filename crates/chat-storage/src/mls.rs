@@ -495,8 +495,11 @@ pub struct NewCommit {
     pub group_id: Vec<u8>,
     /// The commit (an MLS public message), as base64 text.
     pub commit: MessageBody,
-    /// The GroupInfo after the commit.
+    /// The GroupInfo after the commit, handed out with the Welcome.
     pub group_info: Vec<u8>,
+    /// The group's public state after the commit, as the caller keeps it
+    /// to check the next commit (opaque here).
+    pub public_state: Vec<u8>,
     /// The Welcome for the devices the commit adds, and the references of
     /// the KeyPackages it was made for.
     pub welcome: Option<(Vec<u8>, Vec<Vec<u8>>)>,
@@ -508,8 +511,9 @@ pub struct MlsGroup {
     pub group_id: Vec<u8>,
     /// The epoch the next commit must build on.
     pub epoch: u64,
-    /// The GroupInfo of the last commit accepted.
-    pub group_info: Vec<u8>,
+    /// The group's public state after the last commit accepted, as
+    /// [`NewCommit::public_state`] gave it.
+    pub public_state: Vec<u8>,
 }
 
 /// A Welcome waiting for a device.
@@ -530,6 +534,9 @@ impl Store {
     /// Where the group of `room` stands, or `None` before its first commit
     /// (the creator's group is at epoch 0 then).
     pub async fn mls_group(&self, room: RoomId) -> Result<Option<MlsGroup>, StorageError> {
+        // The column is named for what it held first, the GroupInfo of the
+        // last commit; it holds the public state the caller keeps, which
+        // may still be such a GroupInfo in a group without a commit since.
         let row: Option<(Vec<u8>, i64, Vec<u8>)> = with_conn!(self, |conn| {
             mls_groups::table
                 .find(room.get())
@@ -542,11 +549,11 @@ impl Store {
                 .await
                 .optional()?
         });
-        row.map(|(group_id, epoch, group_info)| {
+        row.map(|(group_id, epoch, public_state)| {
             Ok(MlsGroup {
                 group_id,
                 epoch: epoch_of(epoch)?,
-                group_info,
+                public_state,
             })
         })
         .transpose()
@@ -634,7 +641,7 @@ impl Store {
                     mls_groups::room_id.eq(room),
                     mls_groups::group_id.eq(&commit.group_id),
                     mls_groups::epoch.eq(epoch + 1),
-                    mls_groups::group_info.eq(&commit.group_info),
+                    mls_groups::group_info.eq(&commit.public_state),
                     mls_groups::updated_at.eq(at),
                 ))
                 .execute(conn)
