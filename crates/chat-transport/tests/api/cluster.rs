@@ -158,7 +158,116 @@ cluster_tests!(
     changes_on_one_node_reach_the_other_and_its_history_at_once,
     search_on_either_node_finds_what_is_sent_on_the_other_and_a_ban_on_one_hides_it_on_both,
     an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other,
+    a_commit_made_on_one_node_moves_the_group_on_for_the_other,
 );
+
+/// Alice's encrypted room is made on node A, where Bob is connected, and
+/// Alice adds Carol to its group with a commit sent over REST to node B.
+/// Bob's socket on A delivers that commit and his device moves to the new
+/// epoch; A refuses the key update Bob built on the epoch before (409
+/// `stale_epoch`) and takes the one he builds again, which reaches Alice's
+/// socket on B; B then refuses a commit Alice built on the epoch A left.
+/// Carol, welcomed through B, reads what Alice sends after all that.
+async fn a_commit_made_on_one_node_moves_the_group_on_for_the_other(
+    cluster: &Cluster,
+) -> Result<()> {
+    use crate::encryption::{
+        claimed, enrolled, next_mls, post_commit, private_encrypted_room, process_next_commit,
+        put_member, take_welcomes,
+    };
+    use anyhow::ensure;
+
+    let (a, b) = (&cluster.a, &cluster.b);
+    let alice_token = a.user("alice").await?;
+    let bob_token = a.user("bob").await?;
+    let carol_token = a.user("carol").await?;
+    let mut alice = enrolled(a, &alice_token, "alice").await?;
+    let mut bob = enrolled(a, &bob_token, "bob").await?;
+    let mut carol = enrolled(b, &carol_token, "carol").await?;
+    let vault = chat_domain::RoomName::public("vault")?;
+    private_encrypted_room(a, &alice_token, "vault").await?;
+    put_member(a, &alice_token, "vault", "bob").await?;
+    put_member(a, &alice_token, "vault", "carol").await?;
+
+    // The group starts on node A: Alice and Bob at epoch 1.
+    alice.create_group(&vault)?;
+    let add_bob = alice.add_members(&vault, &claimed(a, &alice_token, "bob").await?)?;
+    let (status, accepted) = post_commit(a, &alice_token, "vault", &add_bob).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 1,
+        "{status} {accepted}"
+    );
+    alice.merge_pending_commit(&vault)?;
+    ensure!(take_welcomes(a, &bob_token, &mut bob).await? == 1);
+    let mut bob_on_a = joined(a, &bob_token, "vault").await?;
+    let mut alice_on_b = joined(b, &alice_token, "vault").await?;
+    let mut seen = Vec::new();
+
+    // Alice adds Carol through node B while Bob, on A, builds a key update
+    // on epoch 1.
+    let add_carol = alice.add_members(&vault, &claimed(b, &alice_token, "carol").await?)?;
+    let (status, accepted) = post_commit(b, &alice_token, "vault", &add_carol).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 2,
+        "{status} {accepted}"
+    );
+    let carol_added_at = accepted["seq"].as_i64().unwrap_or_default();
+    alice.merge_pending_commit(&vault)?;
+    let stale = bob.self_update(&vault)?;
+    let (status, refused) = post_commit(a, &bob_token, "vault", &stale).await?;
+    ensure!(
+        status == 409 && refused["code"] == "stale_epoch",
+        "{status} {refused}"
+    );
+
+    // Bob's socket on A delivers B's commit: his device moves to epoch 2
+    // and commits again there, on A, which reaches Alice on B.
+    bob.clear_pending_commit(&vault)?;
+    process_next_commit(&mut bob_on_a, &mut bob, &vault, 2, &mut seen).await?;
+    let update = bob.self_update(&vault)?;
+    let (status, accepted) = post_commit(a, &bob_token, "vault", &update).await?;
+    ensure!(
+        status == 201 && accepted["epoch"] == 3,
+        "{status} {accepted}"
+    );
+    bob.merge_pending_commit(&vault)?;
+
+    // Alice, not yet past epoch 2, commits to B: refused, A moved on.
+    let late = alice.self_update(&vault)?;
+    let (status, refused) = post_commit(b, &alice_token, "vault", &late).await?;
+    ensure!(
+        status == 409 && refused["code"] == "stale_epoch",
+        "{status} {refused}"
+    );
+    alice.clear_pending_commit(&vault)?;
+    process_next_commit(&mut alice_on_b, &mut alice, &vault, 3, &mut seen).await?;
+
+    // Carol, welcomed through B at epoch 2, processes Bob's commit and
+    // reads with Bob what Alice sends at epoch 3.
+    ensure!(take_welcomes(b, &carol_token, &mut carol).await? == 1);
+    let mut carol_on_b = joined(b, &carol_token, "vault").await?;
+    carol_on_b
+        .send(json!({"type": "resume", "room": "vault", "last_seq": carol_added_at}))
+        .await?;
+    process_next_commit(&mut carol_on_b, &mut carol, &vault, 3, &mut seen).await?;
+    let sealed = chat_protocol::mls::encode(alice.encrypt(&vault, b"all at epoch three")?);
+    alice_on_b
+        .acked(json!({"type": "message", "room": "vault", "content": sealed, "mls": "application", "client_id": "a1"}))
+        .await?;
+    for (socket, device, me) in [
+        (&mut bob_on_a, &mut bob, "bob"),
+        (&mut carol_on_b, &mut carol, "carol"),
+    ] {
+        let (kind, bytes) = next_mls(socket, me, &mut seen).await?;
+        let read = device.process(&vault, &bytes)?;
+        ensure!(
+            kind == "application"
+                && matches!(&read, chat_e2e::Incoming::Message { plaintext, .. } if plaintext == b"all at epoch three"),
+            "{me}: {kind} {read:?}"
+        );
+    }
+    Ok(())
+}
 
 /// Alice opens an encrypted conversation on node A while Bob is connected
 /// to node B: B learns of it through Redis as encrypted, refuses Bob's
