@@ -18,12 +18,13 @@ use diesel::sql_types::{BigInt, Binary, Bool, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use crate::model::Message;
-use crate::room_counters::{LockRoomCounters, SetRoomCounters};
-use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, utc};
+use crate::room_counters::LockRoomCounters;
+use crate::rows::{now, utc};
 use crate::schema::{
-    messages, mls_devices, mls_groups, mls_key_packages, mls_package_refs, mls_welcomes,
-    room_members, rooms, users,
+    mls_devices, mls_groups, mls_key_packages, mls_package_refs, mls_welcomes, room_members, rooms,
+    users,
 };
+use crate::sequence::{Recorded, SequenceItem};
 use crate::store::Pools;
 use crate::{StorageError, Store};
 
@@ -619,20 +620,17 @@ impl Store {
                     current: epoch_of(current)?,
                 }));
             }
-            let next = last_seq + 1;
-            diesel::insert_into(messages::table)
-                .values((
-                    messages::room_id.eq(room),
-                    messages::seq.eq(next),
-                    messages::user_id.eq(actor),
-                    messages::body.eq(&sealed.token),
-                    messages::key_id.eq(sealed.key_id.as_str()),
-                    messages::created_at.eq(at),
-                    messages::mls.eq(MlsKind::Commit.as_str()),
-                ))
-                .execute(conn)
-                .await?;
-            SetRoomCounters::new(&[(room, next)]).execute(conn).await?;
+            let item = SequenceItem {
+                room,
+                seq: last_seq + 1,
+                user_id: actor,
+                body: &sealed.token,
+                key_id: sealed.key_id.as_str(),
+                client_id: None,
+                created_at: at,
+                recorded: Recorded::Mls(MlsKind::Commit.as_str()),
+            };
+            let row = record_in_sequence!(conn, &item);
             diesel::delete(mls_groups::table.find(room))
                 .execute(conn)
                 .await?;
@@ -667,13 +665,6 @@ impl Store {
                         .await?;
                 }
             }
-            let row: MessageRow = messages::table
-                .inner_join(users::table)
-                .filter(messages::room_id.eq(room))
-                .filter(messages::seq.eq(next))
-                .select(MESSAGE_COLUMNS)
-                .first(conn)
-                .await?;
             Ok(row)
         })?;
         // The room's newest page in memory no longer holds.
