@@ -673,20 +673,41 @@ mod tests {
         commit.group_info.as_deref().expect("a GroupInfo")
     }
 
-    #[test]
-    fn a_commit_is_read_from_its_processing_against_the_state_before_it() {
+    /// Alice's device, with the group of the room `vault` that her first
+    /// commit (returned, with what checking it through its GroupInfo gave)
+    /// made with Bob's device, added from `package`.
+    fn alice_adds_bob(
+        package: Vec<u8>,
+    ) -> (
+        chat_domain::RoomName,
+        chat_e2e::Device,
+        chat_e2e::OutgoingCommit,
+        CheckedCommit,
+    ) {
         let room = chat_domain::RoomName::public("vault").expect("a valid room");
         let mut alice = device("alice");
-        let mut bob = device("bob");
-        let mut carol = device("carol");
         alice.create_group(&room).expect("created");
-        let add_bob = alice
-            .add_members(&room, &bob.key_packages(1).expect("packages"))
-            .expect("a commit");
+        let add_bob = alice.add_members(&room, &[package]).expect("a commit");
         let first = check_commit(&add_bob.commit, 0, None, info(&add_bob), None)
             .expect("the first commit, checked through its GroupInfo");
         assert_eq!(first.members, [user("alice"), user("bob")]);
         alice.merge_pending_commit(&room).expect("merged");
+        (room, alice, add_bob, first)
+    }
+
+    /// A KeyPackage of a new device of `name`.
+    fn key_package(name: &str) -> Vec<u8> {
+        device(name)
+            .key_packages(1)
+            .expect("packages")
+            .pop()
+            .expect("a package")
+    }
+
+    #[test]
+    fn a_commit_is_read_from_its_processing_against_the_state_before_it() {
+        let (room, mut alice, add_bob, first) = alice_adds_bob(key_package("bob"));
+        let mut carol = device("carol");
         let before = || Some(first.state.as_slice());
 
         // Adding Carol: read from the commit, and her Welcome is for what
@@ -757,37 +778,15 @@ mod tests {
         assert_eq!(refused, Err(CommitRefusal::OtherGroup));
     }
 
-    /// A KeyPackage of a new device of `name`, made with openmls alone (a
-    /// client's are valid for weeks), whose lifetime ends `seconds` from
-    /// now, and that end.
+    /// A KeyPackage of a new device of `name` whose lifetime ends
+    /// `seconds` from now, and a time (in seconds since the epoch) at or
+    /// after that end.
     fn short_lived_key_package(name: &str, seconds: u64) -> (Vec<u8>, u64) {
-        use openmls::prelude::tls_codec::Serialize as _;
-        use openmls::prelude::{
-            Capabilities, CredentialWithKey, ExtensionType, KeyPackage, Lifetime, MlsMessageOut,
-        };
-        let provider = OpenMlsRustCrypto::default();
-        let signer =
-            openmls_basic_credential::SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
-                .expect("a key pair");
-        let credential = CredentialWithKey {
-            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
-            signature_key: signer.public().into(),
-        };
-        let now = u64::try_from(Utc::now().timestamp()).expect("after 1970");
-        let bundle = KeyPackage::builder()
-            .key_package_lifetime(Lifetime::init(now - 60, now + seconds))
-            .leaf_node_capabilities(
-                Capabilities::builder()
-                    .ciphersuites(vec![CIPHERSUITE])
-                    .extensions(vec![ExtensionType::LastResort])
-                    .build(),
-            )
-            .build(CIPHERSUITE, &provider, &signer, credential)
+        let package = device(name)
+            .key_package_valid_for(seconds)
             .expect("a KeyPackage");
-        let bytes = MlsMessageOut::from(bundle.key_package().clone())
-            .tls_serialize_detached()
-            .expect("encoded");
-        (bytes, now + seconds)
+        let now = u64::try_from(Utc::now().timestamp()).expect("after 1970");
+        (package, now + seconds)
     }
 
     /// Waits until the clock has passed `end` (seconds since the epoch).
@@ -799,17 +798,11 @@ mod tests {
 
     #[test]
     fn a_device_whose_key_package_lifetime_ended_in_the_group_does_not_stop_its_commits() {
-        let room = chat_domain::RoomName::public("vault").expect("a valid room");
-        let mut alice = device("alice");
-        let mut carol = device("carol");
-        alice.create_group(&room).expect("created");
         // Bob's device is added and never updates its keys: its leaf keeps
         // its KeyPackage's lifetime, which ends two seconds from now.
         let (package, end) = short_lived_key_package("bob", 2);
-        let add_bob = alice.add_members(&room, &[package]).expect("a commit");
-        let first = check_commit(&add_bob.commit, 0, None, info(&add_bob), None)
-            .expect("the first commit, while every lifetime holds");
-        alice.merge_pending_commit(&room).expect("merged");
+        let (room, mut alice, add_bob, first) = alice_adds_bob(package);
+        let mut carol = device("carol");
         wait_past(end);
 
         // openmls no longer reads a GroupInfo of the group: neither the
@@ -870,15 +863,7 @@ mod tests {
 
     #[test]
     fn a_group_info_must_carry_the_states_tree_tag_and_a_members_signature() {
-        let room = chat_domain::RoomName::public("vault").expect("a valid room");
-        let mut alice = device("alice");
-        let mut bob = device("bob");
-        alice.create_group(&room).expect("created");
-        let add_bob = alice
-            .add_members(&room, &bob.key_packages(1).expect("packages"))
-            .expect("a commit");
-        let first = check_commit(&add_bob.commit, 0, None, info(&add_bob), None).expect("checked");
-        alice.merge_pending_commit(&room).expect("merged");
+        let (room, mut alice, _, first) = alice_adds_bob(key_package("bob"));
         let update = alice.self_update(&room).expect("a commit");
         let honest = info(&update).to_vec();
         check_commit(&update.commit, 1, Some(&first.state), &honest, None)

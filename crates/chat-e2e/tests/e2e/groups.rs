@@ -515,40 +515,6 @@ fn a_device_joining_from_outside_with_an_external_commit_is_refused() {
     );
 }
 
-/// A KeyPackage of a new device of `name`, made with openmls alone (a
-/// device's are valid for weeks), whose lifetime ends `seconds` from now,
-/// and that end in seconds since the epoch.
-fn short_lived_key_package(name: &str, seconds: u64) -> (Vec<u8>, u64) {
-    use openmls::prelude::tls_codec::Serialize as _;
-    use openmls::prelude::{
-        BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, ExtensionType, KeyPackage,
-        Lifetime, MlsMessageOut,
-    };
-    let suite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
-    let provider = OpenMlsRustCrypto::default();
-    let signer = openmls_basic_credential::SignatureKeyPair::new(suite.signature_algorithm())
-        .expect("a key pair");
-    let credential = CredentialWithKey {
-        credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
-        signature_key: signer.public().into(),
-    };
-    let now = seconds_now();
-    let bundle = KeyPackage::builder()
-        .key_package_lifetime(Lifetime::init(now - 60, now + seconds))
-        .leaf_node_capabilities(
-            Capabilities::builder()
-                .ciphersuites(vec![suite])
-                .extensions(vec![ExtensionType::LastResort])
-                .build(),
-        )
-        .build(suite, &provider, &signer, credential)
-        .expect("a KeyPackage");
-    let bytes = MlsMessageOut::from(bundle.key_package().clone())
-        .tls_serialize_detached()
-        .expect("encoded");
-    (bytes, now + seconds)
-}
-
 fn seconds_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -563,7 +529,10 @@ fn a_member_whose_key_package_lifetime_ended_does_not_keep_others_from_joining()
     alice.device.create_group(&relay.room).expect("created");
     // Bob's device is added and never updates its keys: its leaf keeps its
     // KeyPackage's lifetime, which ends two seconds from now.
-    let (package, end) = short_lived_key_package("bob", 2);
+    let package = device("bob")
+        .key_package_valid_for(2)
+        .expect("a key package");
+    let end = seconds_now() + 2;
     let commit = alice
         .device
         .add_members(&relay.room, &[package])

@@ -161,6 +161,38 @@ cluster_tests!(
     a_commit_made_on_one_node_moves_the_group_on_for_the_other,
 );
 
+/// Sends `commit` to room `vault` on `node` as the holder of `token`, and
+/// checks that it is accepted and moves the group to `epoch`; returns its
+/// seq.
+async fn accepted_at(
+    node: &TestApp,
+    token: &str,
+    commit: &chat_e2e::OutgoingCommit,
+    epoch: u64,
+) -> Result<i64> {
+    let (status, accepted) = crate::encryption::post_commit(node, token, "vault", commit).await?;
+    anyhow::ensure!(
+        status == 201 && accepted["epoch"] == epoch,
+        "{status} {accepted}"
+    );
+    Ok(accepted["seq"].as_i64().unwrap_or_default())
+}
+
+/// Sends `commit` to room `vault` on `node` as the holder of `token`, and
+/// checks that it is refused as built on an epoch the group has left.
+async fn refused_as_stale(
+    node: &TestApp,
+    token: &str,
+    commit: &chat_e2e::OutgoingCommit,
+) -> Result<()> {
+    let (status, refused) = crate::encryption::post_commit(node, token, "vault", commit).await?;
+    anyhow::ensure!(
+        status == 409 && refused["code"] == "stale_epoch",
+        "{status} {refused}"
+    );
+    Ok(())
+}
+
 /// Alice's encrypted room is made on node A, where Bob is connected, and
 /// Alice adds Carol to its group with a commit sent over REST to node B.
 /// Bob's socket on A delivers that commit and his device moves to the new
@@ -172,33 +204,24 @@ async fn a_commit_made_on_one_node_moves_the_group_on_for_the_other(
     cluster: &Cluster,
 ) -> Result<()> {
     use crate::encryption::{
-        claimed, enrolled, next_mls, post_commit, private_encrypted_room, process_next_commit,
-        put_member, take_welcomes,
+        Vault, claimed, next_mls, process_next_commit, put_member, take_welcomes,
+        vault_of_alice_and_bob,
     };
     use anyhow::ensure;
 
-    let (a, b) = (&cluster.a, &cluster.b);
-    let alice_token = a.user("alice").await?;
-    let bob_token = a.user("bob").await?;
-    let carol_token = a.user("carol").await?;
-    let mut alice = enrolled(a, &alice_token, "alice").await?;
-    let mut bob = enrolled(a, &bob_token, "bob").await?;
-    let mut carol = enrolled(b, &carol_token, "carol").await?;
-    let vault = chat_domain::RoomName::public("vault")?;
-    private_encrypted_room(a, &alice_token, "vault").await?;
-    put_member(a, &alice_token, "vault", "bob").await?;
-    put_member(a, &alice_token, "vault", "carol").await?;
-
     // The group starts on node A: Alice and Bob at epoch 1.
-    alice.create_group(&vault)?;
-    let add_bob = alice.add_members(&vault, &claimed(a, &alice_token, "bob").await?)?;
-    let (status, accepted) = post_commit(a, &alice_token, "vault", &add_bob).await?;
-    ensure!(
-        status == 201 && accepted["epoch"] == 1,
-        "{status} {accepted}"
-    );
-    alice.merge_pending_commit(&vault)?;
-    ensure!(take_welcomes(a, &bob_token, &mut bob).await? == 1);
+    let (a, b) = (&cluster.a, &cluster.b);
+    let Vault {
+        alice_token,
+        bob_token,
+        carol_token,
+        mut alice,
+        mut bob,
+        mut carol,
+        room: vault,
+        ..
+    } = vault_of_alice_and_bob(a).await?;
+    put_member(a, &alice_token, "vault", "carol").await?;
     let mut bob_on_a = joined(a, &bob_token, "vault").await?;
     let mut alice_on_b = joined(b, &alice_token, "vault").await?;
     let mut seen = Vec::new();
@@ -206,39 +229,22 @@ async fn a_commit_made_on_one_node_moves_the_group_on_for_the_other(
     // Alice adds Carol through node B while Bob, on A, builds a key update
     // on epoch 1.
     let add_carol = alice.add_members(&vault, &claimed(b, &alice_token, "carol").await?)?;
-    let (status, accepted) = post_commit(b, &alice_token, "vault", &add_carol).await?;
-    ensure!(
-        status == 201 && accepted["epoch"] == 2,
-        "{status} {accepted}"
-    );
-    let carol_added_at = accepted["seq"].as_i64().unwrap_or_default();
+    let carol_added_at = accepted_at(b, &alice_token, &add_carol, 2).await?;
     alice.merge_pending_commit(&vault)?;
     let stale = bob.self_update(&vault)?;
-    let (status, refused) = post_commit(a, &bob_token, "vault", &stale).await?;
-    ensure!(
-        status == 409 && refused["code"] == "stale_epoch",
-        "{status} {refused}"
-    );
+    refused_as_stale(a, &bob_token, &stale).await?;
 
     // Bob's socket on A delivers B's commit: his device moves to epoch 2
     // and commits again there, on A, which reaches Alice on B.
     bob.clear_pending_commit(&vault)?;
     process_next_commit(&mut bob_on_a, &mut bob, &vault, 2, &mut seen).await?;
     let update = bob.self_update(&vault)?;
-    let (status, accepted) = post_commit(a, &bob_token, "vault", &update).await?;
-    ensure!(
-        status == 201 && accepted["epoch"] == 3,
-        "{status} {accepted}"
-    );
+    accepted_at(a, &bob_token, &update, 3).await?;
     bob.merge_pending_commit(&vault)?;
 
     // Alice, not yet past epoch 2, commits to B: refused, A moved on.
     let late = alice.self_update(&vault)?;
-    let (status, refused) = post_commit(b, &alice_token, "vault", &late).await?;
-    ensure!(
-        status == 409 && refused["code"] == "stale_epoch",
-        "{status} {refused}"
-    );
+    refused_as_stale(b, &alice_token, &late).await?;
     alice.clear_pending_commit(&vault)?;
     process_next_commit(&mut alice_on_b, &mut alice, &vault, 3, &mut seen).await?;
 

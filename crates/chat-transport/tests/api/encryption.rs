@@ -572,7 +572,7 @@ async fn concurrent_claims_never_share_a_key_package(app: &TestApp) -> Result<()
 
 /// Registers a device of `name` (signed in with `token`) with a stock of
 /// KeyPackages.
-pub(crate) async fn enrolled(app: &TestApp, token: &str, name: &str) -> Result<Device> {
+async fn enrolled(app: &TestApp, token: &str, name: &str) -> Result<Device> {
     let mut device = device(name)?;
     let (status, body) = register(app, token, &device).await?;
     ensure!(status == 201, "{status} {body}");
@@ -644,7 +644,7 @@ pub(crate) async fn take_welcomes(
 
 /// Creates the private encrypted room `name`, owned by the holder of
 /// `token`.
-pub(crate) async fn private_encrypted_room(app: &TestApp, token: &str, name: &str) -> Result<()> {
+async fn private_encrypted_room(app: &TestApp, token: &str, name: &str) -> Result<()> {
     let (status, body) = json_of(
         app.post_authed(
             "/api/rooms",
@@ -688,20 +688,20 @@ pub(crate) async fn claimed(app: &TestApp, token: &str, user: &str) -> Result<Ve
 /// Alice, Bob and Carol, signed in, each with a registered device, and
 /// Alice's private encrypted room `vault`, whose group holds Alice's and
 /// Bob's devices at epoch 1. Carol is not in the room.
-struct Vault {
-    alice_token: String,
-    bob_token: String,
-    carol_token: String,
-    alice: Device,
-    bob: Device,
-    carol: Device,
-    room: chat_domain::RoomName,
+pub(crate) struct Vault {
+    pub(crate) alice_token: String,
+    pub(crate) bob_token: String,
+    pub(crate) carol_token: String,
+    pub(crate) alice: Device,
+    pub(crate) bob: Device,
+    pub(crate) carol: Device,
+    pub(crate) room: chat_domain::RoomName,
     /// The first commit, by which Alice added Bob: the server keeps its
     /// GroupInfo as the group's state at epoch 1.
-    add_bob: chat_e2e::OutgoingCommit,
+    pub(crate) add_bob: chat_e2e::OutgoingCommit,
 }
 
-async fn vault_of_alice_and_bob(app: &TestApp) -> Result<Vault> {
+pub(crate) async fn vault_of_alice_and_bob(app: &TestApp) -> Result<Vault> {
     let alice_token = app.user("alice").await?;
     let bob_token = app.user("bob").await?;
     let carol_token = app.user("carol").await?;
