@@ -241,14 +241,22 @@ impl Device {
     /// group once. The device keeps their private keys until a Welcome
     /// uses them. KeyPackages expire after about twelve weeks.
     pub fn key_packages(&mut self, count: usize) -> Result<Vec<Vec<u8>>, E2eError> {
-        (0..count).map(|_| self.key_package(false)).collect()
+        (0..count).map(|_| self.key_package(false, None)).collect()
+    }
+
+    /// Generates an ordinary KeyPackage whose lifetime ends `seconds` from
+    /// now (those of [`Device::key_packages`] last about twelve weeks). Its
+    /// leaf keeps that lifetime in a group it is added to until the device
+    /// updates its keys there.
+    pub fn key_package_valid_for(&mut self, seconds: u64) -> Result<Vec<u8>, E2eError> {
+        self.key_package(false, Some(Lifetime::new(seconds)))
     }
 
     /// Generates a last-resort KeyPackage (it carries the last-resort
     /// extension): the server hands it out when the ordinary ones are used
     /// up, and the device accepts Welcomes for it any number of times.
     pub fn last_resort_key_package(&mut self) -> Result<Vec<u8>, E2eError> {
-        self.key_package(true)
+        self.key_package(true, None)
     }
 
     /// The body of `POST /api/mls/key-packages`: `count` new ordinary
@@ -263,10 +271,17 @@ impl Device {
         })
     }
 
-    fn key_package(&mut self, last_resort: bool) -> Result<Vec<u8>, E2eError> {
+    fn key_package(
+        &mut self,
+        last_resort: bool,
+        lifetime: Option<Lifetime>,
+    ) -> Result<Vec<u8>, E2eError> {
         let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
         if last_resort {
             builder = builder.mark_as_last_resort();
+        }
+        if let Some(lifetime) = lifetime {
+            builder = builder.key_package_lifetime(lifetime);
         }
         let bundle = builder
             .build(
@@ -512,7 +527,9 @@ impl Device {
     /// ([`Device::group_id_of`]) is refused.
     ///
     /// An ordinary KeyPackage's private keys are erased by its first
-    /// Welcome; a last-resort one's are kept.
+    /// Welcome; a last-resort one's are kept. The KeyPackage lifetimes of
+    /// the leaves already in the group are not checked: a member who has
+    /// not updated its keys since it was added may have outlived its own.
     pub fn join(&mut self, room: &RoomName, welcome: &[u8]) -> Result<Joined, E2eError> {
         let welcome = match parse_message(welcome)?.extract() {
             MlsMessageBodyIn::Welcome(welcome) => welcome,
@@ -523,9 +540,17 @@ impl Device {
             .use_ratchet_tree_extension(true)
             .max_past_epochs(PAST_EPOCHS_KEPT)
             .build();
+        // The lifetimes of the leaves already in the group's tree are not
+        // judged: a member who has not updated its keys since it was added
+        // keeps its KeyPackage's leaf, whose lifetime may have ended while
+        // it stays a member, and the members already in the group go on
+        // without checking it. RFC 9420 (section 7.3) leaves this check on
+        // a received tree to the application. The KeyPackage this device is
+        // added with was checked when it was made and when it was added.
         let staged = StagedWelcome::build_from_welcome(&self.provider, &config, welcome)
             .map_err(welcome_error)?
             .replace_old_group()
+            .skip_lifetime_validation()
             .build()
             .map_err(welcome_error)?;
         // A group id derived from a room's name must be this room's: the

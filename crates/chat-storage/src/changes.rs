@@ -17,11 +17,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::model::{Changed, Message, MessageOp, NewChange, Reaction, Version};
-use crate::room_counters::{LockRoomCounters, SetRoomCounters};
+use crate::room_counters::LockRoomCounters;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, role, seq, utc};
 use crate::schema::{message_reactions, message_versions, messages, room_members, rooms, users};
 use crate::search::entries_of;
 use crate::search_index::{IndexEntry, SearchIndex};
+use crate::sequence::{Recorded, SequenceItem};
 use crate::{StorageError, Store};
 
 /// What a change needs to know about the message it changes.
@@ -186,14 +187,7 @@ impl Store {
                         .await
                         .optional()?;
                     if let Some(added) = made {
-                        let row: MessageRow = messages::table
-                            .inner_join(users::table)
-                            .filter(messages::room_id.eq(room))
-                            .filter(messages::seq.eq(added))
-                            .select(MESSAGE_COLUMNS)
-                            .first(conn)
-                            .await?;
-                        return Ok((row, true));
+                        return Ok((row_at!(conn, room, added), true));
                     }
                     let kinds: Vec<String> = reactions_of_target
                         .select(message_reactions::emoji)
@@ -318,29 +312,20 @@ impl Store {
                     .await?;
                 }
             }
-            diesel::insert_into(messages::table)
-                .values((
-                    messages::room_id.eq(room),
-                    messages::seq.eq(next),
-                    messages::user_id.eq(actor),
-                    messages::body.eq(body),
-                    messages::key_id.eq(key_id),
-                    messages::client_id.eq(client_id),
-                    messages::created_at.eq(at),
-                    messages::change.eq(kind),
-                    messages::target_seq.eq(target),
-                ))
-                .execute(conn)
-                .await?;
-            SetRoomCounters::new(&[(room, next)]).execute(conn).await?;
-            let row: MessageRow = messages::table
-                .inner_join(users::table)
-                .filter(messages::room_id.eq(room))
-                .filter(messages::seq.eq(next))
-                .select(MESSAGE_COLUMNS)
-                .first(conn)
-                .await?;
-            Ok((row, false))
+            let item = SequenceItem {
+                room,
+                seq: next,
+                user_id: actor,
+                body,
+                key_id,
+                client_id,
+                created_at: at,
+                recorded: Recorded::Change {
+                    change: kind,
+                    target,
+                },
+            };
+            Ok((record_in_sequence!(conn, &item), false))
         });
         let (row, duplicate) = written?;
         if !duplicate {

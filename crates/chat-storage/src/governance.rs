@@ -19,10 +19,11 @@ use diesel_async::RunQueryDsl;
 use crate::model::{
     Actor, Ban, Member, MemberEvent, Membership, MembershipOp, Message, Room, RoomAccess,
 };
-use crate::room_counters::{LockRoomCounters, SetRoomCounters};
+use crate::room_counters::LockRoomCounters;
 use crate::rows::{RoomRow, now, role, seq, username, utc};
 use crate::schema::{messages, room_bans, room_members, rooms, users};
 use crate::search_index::SearchIndex;
+use crate::sequence::{Recorded, SequenceItem};
 use crate::{StorageError, Store};
 
 /// The stored body of a membership change: who made it and why, encrypted
@@ -295,35 +296,22 @@ impl Store {
                 .await?;
             }
             let next = last_seq + 1;
-            diesel::insert_into(messages::table)
-                .values((
-                    messages::room_id.eq(room.get()),
-                    messages::seq.eq(next),
-                    messages::user_id.eq(target.get()),
-                    messages::body.eq(&sealed.token),
-                    messages::key_id.eq(sealed.key_id.as_str()),
-                    messages::created_at.eq(at),
-                    messages::event.eq(planned.change.as_str()),
-                    messages::event_role.eq(planned.role.map(Role::as_str)),
-                    messages::event_until.eq(planned.until),
-                ))
-                .execute(conn)
-                .await?;
-            SetRoomCounters::new(&[(room.get(), next)])
-                .execute(conn)
-                .await?;
-            let id: i64 = messages::table
-                .filter(messages::room_id.eq(room.get()))
-                .filter(messages::seq.eq(next))
-                .select(messages::id)
-                .first(conn)
-                .await?;
-            let name: String = users::table
-                .find(target.get())
-                .select(users::username)
-                .first(conn)
-                .await?;
-            Ok(Some((id, next, name, planned)))
+            let item = SequenceItem {
+                room: room.get(),
+                seq: next,
+                user_id: target.get(),
+                body: &sealed.token,
+                key_id: sealed.key_id.as_str(),
+                client_id: None,
+                created_at: at,
+                recorded: Recorded::Member {
+                    change: planned.change.as_str(),
+                    role: planned.role.map(Role::as_str),
+                    until: planned.until,
+                },
+            };
+            let row = record_in_sequence!(conn, &item);
+            Ok(Some((row.id, next, row.username, planned)))
         })?;
         let Some((id, next, name, planned)) = stored_event else {
             return Ok(None);

@@ -85,6 +85,8 @@
 
 #[macro_use]
 mod store;
+#[macro_use]
+mod sequence;
 
 mod admin;
 mod changes;

@@ -18,12 +18,13 @@ use diesel::sql_types::{BigInt, Binary, Bool, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use crate::model::Message;
-use crate::room_counters::{LockRoomCounters, SetRoomCounters};
-use crate::rows::{MESSAGE_COLUMNS, MessageRow, now, utc};
+use crate::room_counters::LockRoomCounters;
+use crate::rows::{now, utc};
 use crate::schema::{
-    messages, mls_devices, mls_groups, mls_key_packages, mls_package_refs, mls_welcomes,
-    room_members, rooms, users,
+    mls_devices, mls_groups, mls_key_packages, mls_package_refs, mls_welcomes, room_members, rooms,
+    users,
 };
+use crate::sequence::{Recorded, SequenceItem};
 use crate::store::Pools;
 use crate::{StorageError, Store};
 
@@ -495,8 +496,11 @@ pub struct NewCommit {
     pub group_id: Vec<u8>,
     /// The commit (an MLS public message), as base64 text.
     pub commit: MessageBody,
-    /// The GroupInfo after the commit.
+    /// The GroupInfo after the commit, handed out with the Welcome.
     pub group_info: Vec<u8>,
+    /// The group's public state after the commit, as the caller keeps it
+    /// to check the next commit (opaque here).
+    pub public_state: Vec<u8>,
     /// The Welcome for the devices the commit adds, and the references of
     /// the KeyPackages it was made for.
     pub welcome: Option<(Vec<u8>, Vec<Vec<u8>>)>,
@@ -508,8 +512,9 @@ pub struct MlsGroup {
     pub group_id: Vec<u8>,
     /// The epoch the next commit must build on.
     pub epoch: u64,
-    /// The GroupInfo of the last commit accepted.
-    pub group_info: Vec<u8>,
+    /// The group's public state after the last commit accepted, as
+    /// [`NewCommit::public_state`] gave it.
+    pub public_state: Vec<u8>,
 }
 
 /// A Welcome waiting for a device.
@@ -530,6 +535,9 @@ impl Store {
     /// Where the group of `room` stands, or `None` before its first commit
     /// (the creator's group is at epoch 0 then).
     pub async fn mls_group(&self, room: RoomId) -> Result<Option<MlsGroup>, StorageError> {
+        // The column is named for what it held first, the GroupInfo of the
+        // last commit; it holds the public state the caller keeps, which
+        // may still be such a GroupInfo in a group without a commit since.
         let row: Option<(Vec<u8>, i64, Vec<u8>)> = with_conn!(self, |conn| {
             mls_groups::table
                 .find(room.get())
@@ -542,11 +550,11 @@ impl Store {
                 .await
                 .optional()?
         });
-        row.map(|(group_id, epoch, group_info)| {
+        row.map(|(group_id, epoch, public_state)| {
             Ok(MlsGroup {
                 group_id,
                 epoch: epoch_of(epoch)?,
-                group_info,
+                public_state,
             })
         })
         .transpose()
@@ -612,20 +620,17 @@ impl Store {
                     current: epoch_of(current)?,
                 }));
             }
-            let next = last_seq + 1;
-            diesel::insert_into(messages::table)
-                .values((
-                    messages::room_id.eq(room),
-                    messages::seq.eq(next),
-                    messages::user_id.eq(actor),
-                    messages::body.eq(&sealed.token),
-                    messages::key_id.eq(sealed.key_id.as_str()),
-                    messages::created_at.eq(at),
-                    messages::mls.eq(MlsKind::Commit.as_str()),
-                ))
-                .execute(conn)
-                .await?;
-            SetRoomCounters::new(&[(room, next)]).execute(conn).await?;
+            let item = SequenceItem {
+                room,
+                seq: last_seq + 1,
+                user_id: actor,
+                body: &sealed.token,
+                key_id: sealed.key_id.as_str(),
+                client_id: None,
+                created_at: at,
+                recorded: Recorded::Mls(MlsKind::Commit.as_str()),
+            };
+            let row = record_in_sequence!(conn, &item);
             diesel::delete(mls_groups::table.find(room))
                 .execute(conn)
                 .await?;
@@ -634,7 +639,7 @@ impl Store {
                     mls_groups::room_id.eq(room),
                     mls_groups::group_id.eq(&commit.group_id),
                     mls_groups::epoch.eq(epoch + 1),
-                    mls_groups::group_info.eq(&commit.group_info),
+                    mls_groups::group_info.eq(&commit.public_state),
                     mls_groups::updated_at.eq(at),
                 ))
                 .execute(conn)
@@ -660,13 +665,6 @@ impl Store {
                         .await?;
                 }
             }
-            let row: MessageRow = messages::table
-                .inner_join(users::table)
-                .filter(messages::room_id.eq(room))
-                .filter(messages::seq.eq(next))
-                .select(MESSAGE_COLUMNS)
-                .first(conn)
-                .await?;
             Ok(row)
         })?;
         // The room's newest page in memory no longer holds.

@@ -7,14 +7,19 @@
 //! The server never holds an MLS private key and never decrypts; the
 //! clients' side of MLS lives in `chat-e2e`, which no server crate uses.
 
+use std::sync::PoisonError;
+
 use chat_domain::Username;
 use chrono::{DateTime, Utc};
-use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::messages::group_info::VerifiableGroupInfo;
+use openmls::prelude::tls_codec::{self, Deserialize as _};
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, ContentType, Credential, MlsMessageBodyIn, MlsMessageIn,
-    OpenMlsProvider, ProcessedMessageContent, ProposalStore, ProtocolMessage, ProtocolVersion,
-    PublicGroup, WireFormat,
+    BasicCredential, Ciphersuite, ContentType, CreationFromExternalError, Credential, GroupId,
+    LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider, OpenMlsSignaturePublicKey,
+    ProcessedMessageContent, ProposalStore, ProtocolMessage, ProtocolVersion, PublicGroup,
+    Verifiable as _, WireFormat,
 };
+use openmls::treesync::errors::{LeafNodeValidationError, LifetimeError};
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use sha2::{Digest, Sha256};
 
@@ -48,6 +53,9 @@ pub(crate) struct CheckedCommit {
     pub(crate) removed: Vec<Username>,
     /// The references of the KeyPackages the Welcome was made for.
     pub(crate) welcomed: Vec<Vec<u8>>,
+    /// The group's public state after the commit, to keep for the next
+    /// one.
+    pub(crate) state: Vec<u8>,
 }
 
 /// Why [`check_commit`] refuses a commit.
@@ -59,6 +67,11 @@ pub(crate) enum CommitRefusal {
     /// The commit, the GroupInfo or the Welcome fails a check: which, and
     /// why.
     Invalid(String),
+    /// The group's stored state cannot be rebuilt, so no commit can be
+    /// processed against it: why.
+    Stuck(String),
+    /// The group's stored state cannot be read: a fault of the server's.
+    Corrupt(String),
 }
 
 impl CommitRefusal {
@@ -183,12 +196,21 @@ pub(crate) fn check_key_package(
     })
 }
 
+/// What the server keeps of a group between two commits starts with these
+/// bytes when it is openmls's own record of the group's public state
+/// ([`PublicState::to_stored`]). Anything else kept is a GroupInfo with its
+/// ratchet tree, as servers kept it before. An MLS message starts with its
+/// protocol version, `00 01`, so the two are never confused.
+const STORED_STATE_TAG: &[u8] = b"\0chat-mls-public-group/1\0";
+
 /// A group's public state at one epoch (its context, ratchet tree and
-/// members) as a GroupInfo with its ratchet tree shows it, checked by
-/// openmls: the GroupInfo's signature against the signer's leaf, the
-/// tree's hashes and leaves.
-#[derive(Debug)]
-pub(crate) struct PublicState(PublicGroup);
+/// members), with the openmls store that holds it: openmls writes the
+/// state there when it reads a GroupInfo and when it merges a commit, and
+/// the server keeps what it wrote for the next commit.
+struct PublicState {
+    group: PublicGroup,
+    provider: OpenMlsRustCrypto,
+}
 
 /// What a commit did to a group, as processing it showed.
 #[derive(Debug)]
@@ -199,21 +221,55 @@ struct Applied {
     removed: Vec<Username>,
 }
 
+/// Why a GroupInfo could not be read as a group's public state.
+#[derive(Debug)]
+enum Unreadable {
+    /// A device in the group holds the leaf of its KeyPackage, whose
+    /// lifetime ended then.
+    Expired(DateTime<Utc>),
+    /// Any other failed check.
+    Invalid(String),
+}
+
+/// The end of a KeyPackage's lifetime, in seconds since the epoch, as a
+/// time.
+fn time_of(seconds: u64) -> DateTime<Utc> {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Reads an MLS message holding a GroupInfo.
+fn group_info_of(bytes: &[u8]) -> Result<VerifiableGroupInfo, String> {
+    match MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|error| format!("group_info is not an MLS message: {error}"))?
+        .extract()
+    {
+        MlsMessageBodyIn::GroupInfo(info) => Ok(info),
+        _ => Err("group_info does not hold a GroupInfo".to_owned()),
+    }
+}
+
+/// The TLS encoding of a value that always encodes.
+fn encoded(value: &impl tls_codec::Serialize) -> Result<Vec<u8>, String> {
+    value
+        .tls_serialize_detached()
+        .map_err(|error| format!("cannot be encoded: {error}"))
+}
+
 impl PublicState {
-    /// Reads a GroupInfo (an MLS message holding one) with its ratchet
-    /// tree, of a group in the encrypted rooms' ciphersuite.
-    pub(crate) fn read(group_info: &[u8]) -> Result<PublicState, String> {
-        let MlsMessageBodyIn::GroupInfo(info) = MlsMessageIn::tls_deserialize_exact(group_info)
-            .map_err(|error| format!("group_info is not an MLS message: {error}"))?
-            .extract()
-        else {
-            return Err("group_info does not hold a GroupInfo".to_owned());
-        };
+    /// Reads a GroupInfo with its ratchet tree, of a group in the encrypted
+    /// rooms' ciphersuite, with every check openmls makes when it starts
+    /// tracking a group (`PublicGroup::from_external`): the GroupInfo's
+    /// signature against the signer's leaf, the tree's hashes, and every
+    /// leaf, including the lifetime of a leaf that still is a KeyPackage's.
+    fn read(info: VerifiableGroupInfo) -> Result<PublicState, Unreadable> {
         let tree = info
             .extensions()
             .ratchet_tree()
             .map(|extension| extension.ratchet_tree().clone())
-            .ok_or_else(|| "group_info lacks its ratchet tree".to_owned())?;
+            .ok_or_else(|| Unreadable::Invalid("group_info lacks its ratchet tree".to_owned()))?;
         let provider = OpenMlsRustCrypto::default();
         let (group, _) = PublicGroup::from_external(
             provider.crypto(),
@@ -222,24 +278,103 @@ impl PublicState {
             info,
             ProposalStore::default(),
         )
-        .map_err(|error| format!("group_info is not valid: {error}"))?;
+        .map_err(|error| match error {
+            CreationFromExternalError::LeafNodeValidation(LeafNodeValidationError::Lifetime(
+                LifetimeError::Expired { not_after, .. },
+            )) => Unreadable::Expired(time_of(not_after)),
+            other => Unreadable::Invalid(format!("group_info is not valid: {other}")),
+        })?;
         if group.group_context().ciphersuite() != CIPHERSUITE {
-            return Err(format!("encrypted rooms use {CIPHERSUITE:?}"));
+            return Err(Unreadable::Invalid(format!(
+                "encrypted rooms use {CIPHERSUITE:?}"
+            )));
         }
-        Ok(PublicState(group))
+        Ok(PublicState { group, provider })
+    }
+
+    /// Loads the state kept after the last commit accepted.
+    ///
+    /// Kept by [`PublicState::to_stored`], it is what openmls wrote, loaded
+    /// as openmls loads its own groups, and checked no further: it was
+    /// checked when it was read, and every commit since was processed
+    /// against it. In particular, the lifetime of a leaf that is still a
+    /// KeyPackage's (a device that has not updated its keys since it was
+    /// added; 12 weeks by default) is not checked again: RFC 9420 (section
+    /// 7.3) asks for current lifetimes in what a member sends, and only
+    /// recommends the check for leaves received in a group's tree, whose
+    /// lifetimes may be long past in a group that lives longer than its
+    /// members' KeyPackages. Members processing commits do not check it
+    /// either; openmls checks it when it starts tracking a group from a
+    /// GroupInfo, with no way to skip it.
+    ///
+    /// A GroupInfo (kept before this format) is read with those checks:
+    /// when the lifetime of a leaf in it has ended, the state cannot be
+    /// rebuilt, and the commit is refused with [`CommitRefusal::Stuck`].
+    fn load(stored: &[u8]) -> Result<PublicState, CommitRefusal> {
+        let Some(record) = stored.strip_prefix(STORED_STATE_TAG) else {
+            let info = group_info_of(stored).map_err(CommitRefusal::Corrupt)?;
+            return PublicState::read(info).map_err(|why| match why {
+                Unreadable::Expired(at) => CommitRefusal::Stuck(format!(
+                    "the group's state was kept by an earlier version of the server, as a \
+                     GroupInfo, and a device in it holds a KeyPackage whose lifetime ended at \
+                     {at}: the server cannot rebuild that state, so the group takes no more \
+                     commits; its members keep exchanging messages at its current epoch"
+                )),
+                Unreadable::Invalid(why) => CommitRefusal::Corrupt(why),
+            });
+        };
+        let corrupt = || CommitRefusal::Corrupt("the stored public state is cut short".to_owned());
+        let mut fields = Fields(record);
+        let group_id = GroupId::from_slice(fields.take().ok_or_else(corrupt)?);
+        let provider = OpenMlsRustCrypto::default();
+        {
+            let mut values = provider
+                .storage()
+                .values
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            while !fields.0.is_empty() {
+                let key = fields.take().ok_or_else(corrupt)?;
+                let value = fields.take().ok_or_else(corrupt)?;
+                values.insert(key.to_vec(), value.to_vec());
+            }
+        }
+        let group = PublicGroup::load(provider.storage(), &group_id)
+            .map_err(|error| CommitRefusal::Corrupt(format!("the stored public state: {error}")))?
+            .ok_or_else(|| {
+                CommitRefusal::Corrupt("the stored public state holds no group".to_owned())
+            })?;
+        Ok(PublicState { group, provider })
+    }
+
+    /// What the server keeps of the state until the next commit: a tag,
+    /// the group's id, then each entry openmls wrote to its store (a key
+    /// and a value, each after its length in 8 bytes).
+    fn to_stored(&self) -> Vec<u8> {
+        let values = self
+            .provider
+            .storage()
+            .values
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut entries: Vec<_> = values.iter().collect();
+        entries.sort_unstable();
+        let mut out = STORED_STATE_TAG.to_vec();
+        put_field(&mut out, self.group_id());
+        for (key, value) in entries {
+            put_field(&mut out, key);
+            put_field(&mut out, value);
+        }
+        out
     }
 
     fn group_id(&self) -> &[u8] {
-        self.0.group_id().as_slice()
-    }
-
-    fn epoch(&self) -> u64 {
-        self.0.group_context().epoch().as_u64()
+        self.group.group_id().as_slice()
     }
 
     /// The user of each device in the group.
     fn members(&self) -> Result<Vec<Username>, String> {
-        self.0
+        self.group
             .members()
             .map(|member| {
                 user_of(&member.credential).map_err(|why| format!("a device in the group: {why}"))
@@ -247,24 +382,66 @@ impl PublicState {
             .collect()
     }
 
-    /// Whether `other` is the same group at the same epoch: the same
-    /// context (group id, epoch, tree hash, transcript hash, extensions)
-    /// and the same confirmation tag. The tree hash covers every node of
-    /// the ratchet tree, and each state's tree was checked against it.
-    fn same_as(&self, other: &PublicState) -> bool {
-        self.0.group_context() == other.0.group_context()
-            && self.0.confirmation_tag() == other.0.confirmation_tag()
+    /// Checks that a GroupInfo shows this state: the same context (group
+    /// id, epoch, tree hash, transcript hash, extensions), the same ratchet
+    /// tree and the same confirmation tag, signed by a device in the group.
+    ///
+    /// This is what reading the GroupInfo and comparing would check, but
+    /// leaves already in the tree are not judged again (see
+    /// [`PublicState::load`]): they are this state's, which openmls built.
+    fn check_shown_by(&self, info: &VerifiableGroupInfo) -> Result<(), String> {
+        let differs = || {
+            "group_info does not show the group as the commit leaves it \
+             (its members, keys or transcript differ)"
+                .to_owned()
+        };
+        let context = self.group.group_context();
+        if info.group_context() != context {
+            return Err(differs());
+        }
+        let tree = info
+            .extensions()
+            .ratchet_tree()
+            .ok_or_else(|| "group_info lacks its ratchet tree".to_owned())?;
+        if encoded(tree.ratchet_tree())? != encoded(&self.group.export_ratchet_tree())? {
+            return Err(differs());
+        }
+        // What a GroupInfo signs is its context, its extensions, the
+        // confirmation tag and the signer's leaf index, in that order
+        // (RFC 9420, section 12.4.3); openmls lets the tag and the signer
+        // be read only from there.
+        let mut shown = encoded(context)?;
+        shown.extend(encoded(info.extensions())?);
+        shown.extend(encoded(self.group.confirmation_tag())?);
+        let signed = info
+            .unsigned_payload()
+            .map_err(|error| format!("group_info cannot be encoded: {error}"))?;
+        let signer = signed
+            .strip_prefix(shown.as_slice())
+            .and_then(|rest| <[u8; 4]>::try_from(rest).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(differs)?;
+        let leaf = self
+            .group
+            .leaf(LeafNodeIndex::new(signer))
+            .ok_or_else(|| "group_info is signed by no device in the group".to_owned())?;
+        let key = OpenMlsSignaturePublicKey::from_signature_key(
+            leaf.signature_key().clone(),
+            CIPHERSUITE.signature_algorithm(),
+        );
+        info.verify_no_out(self.provider.crypto(), &key)
+            .map_err(|_| "group_info's signature is not valid".to_owned())
     }
 
     /// Processes a commit of the group's epoch with openmls, as a delivery
     /// service does (its framing, its sender's signature, its proposals and
-    /// update path; no secret is needed nor known), and merges it: the
-    /// state moves to the next epoch.
+    /// update path, with the leaves it brings checked as openmls checks
+    /// them, lifetimes included; no secret is needed nor known), and
+    /// merges it: the state moves to the next epoch.
     fn apply(&mut self, commit: ProtocolMessage) -> Result<Applied, String> {
-        let provider = OpenMlsRustCrypto::default();
         let processed = self
-            .0
-            .process_message(provider.crypto(), commit)
+            .group
+            .process_message(self.provider.crypto(), commit)
             .map_err(|error| {
                 format!("the commit does not apply to the group at its epoch: {error}")
             })?;
@@ -277,7 +454,7 @@ impl PublicState {
                 queued
                     .add_proposal()
                     .key_package()
-                    .hash_ref(provider.crypto())
+                    .hash_ref(self.provider.crypto())
                     .map(|reference| reference.as_slice().to_vec())
                     .map_err(|error| format!("an added KeyPackage has no reference: {error}"))
             })
@@ -287,16 +464,35 @@ impl PublicState {
             .remove_proposals()
             .map(|queued| {
                 let leaf = self
-                    .0
+                    .group
                     .leaf(queued.remove_proposal().removed())
                     .ok_or_else(|| "the commit removes an empty leaf".to_owned())?;
                 user_of(leaf.credential()).map_err(|why| format!("a removed device: {why}"))
             })
             .collect::<Result<_, _>>()?;
-        self.0
-            .merge_commit(provider.storage(), *staged)
+        self.group
+            .merge_commit(self.provider.storage(), *staged)
             .map_err(|error| format!("the commit cannot be merged: {error}"))?;
         Ok(Applied { added, removed })
+    }
+}
+
+/// Appends a field of the stored state: its length in 8 bytes, then it.
+fn put_field(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u64).to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+/// The fields of a stored state, in order.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self) -> Option<&'a [u8]> {
+        let (length, rest) = self.0.split_first_chunk::<8>()?;
+        let length = usize::try_from(u64::from_be_bytes(*length)).ok()?;
+        let (field, rest) = rest.split_at_checked(length)?;
+        self.0 = rest;
+        Some(field)
     }
 }
 
@@ -325,26 +521,26 @@ pub(crate) fn check_application(bytes: &[u8]) -> Result<(), String> {
 /// The commit must be a public message of that epoch holding a commit, from
 /// a member of the group (no join from outside, an external commit, which
 /// the clients refuse too). The GroupInfo, with its ratchet tree, must be
-/// valid for the next epoch of the same group.
+/// of the next epoch of the same group.
 ///
-/// `before` is the group's public state at `epoch`, as the server stored it
-/// with the commit that led there. The commit is processed against it and
-/// merged ([`PublicState`]), and what the commit does is read from the
-/// result, never from the GroupInfo sent: who is in the group after it,
-/// whose devices it removes, and which KeyPackages it adds (the Welcome
-/// may be for those only). The GroupInfo sent must then show the group
-/// exactly as the commit leaves it (same context, tree and confirmation
-/// tag): the server stores it for the next commit and hands it out with
-/// the Welcome.
+/// `stored` is the group's public state at `epoch`, as the server kept it
+/// after the commit that led there ([`CheckedCommit::state`]). The commit
+/// is processed against it and merged ([`PublicState`]), and what the
+/// commit does is read from the result, never from the GroupInfo sent: who
+/// is in the group after it, whose devices it removes, and which
+/// KeyPackages it adds (the Welcome may be for those only). The GroupInfo
+/// sent must then show the group exactly as the commit leaves it (same
+/// context, tree and confirmation tag, signed by a device in the group):
+/// the server hands it out with the Welcome.
 ///
-/// Without `before`, for the first commit of a group (the server has seen
+/// Without `stored`, for the first commit of a group (the server has seen
 /// nothing of it yet: its creator holds it alone at epoch 0), the GroupInfo
-/// sent alone says who is in the group after the commit; such a commit
-/// removes no one.
+/// sent alone says who is in the group after the commit, read with every
+/// check openmls makes; such a commit removes no one.
 pub(crate) fn check_commit(
     commit: &[u8],
     epoch: u64,
-    before: Option<PublicState>,
+    stored: Option<&[u8]>,
     group_info: &[u8],
     welcome: Option<&[u8]>,
 ) -> Result<CheckedCommit, CommitRefusal> {
@@ -369,20 +565,14 @@ pub(crate) fn check_commit(
         )));
     }
     let group_id = message.group_id().as_slice().to_vec();
-    if before
-        .as_ref()
-        .is_some_and(|before| before.group_id() != group_id)
-    {
-        return Err(CommitRefusal::OtherGroup);
-    }
 
-    let after = PublicState::read(group_info)?;
-    if after.group_id() != group_id {
+    let info = group_info_of(group_info)?;
+    if info.group_id().as_slice() != group_id {
         return Err(CommitRefusal::invalid(
             "group_info is of another group than the commit",
         ));
     }
-    if after.epoch() != epoch + 1 {
+    if info.epoch().as_u64() != epoch + 1 {
         return Err(CommitRefusal::invalid(
             "group_info is not of the epoch the commit leads to",
         ));
@@ -404,21 +594,29 @@ pub(crate) fn check_commit(
         }
     };
 
-    let Some(mut state) = before else {
+    let Some(stored) = stored else {
+        let after = PublicState::read(info).map_err(|why| match why {
+            Unreadable::Expired(at) => CommitRefusal::invalid(format!(
+                "group_info is not valid: a device in it holds a KeyPackage whose lifetime \
+                 ended at {at}; the first commit of a group must show every device with a \
+                 current KeyPackage, so make the group again with current keys"
+            )),
+            Unreadable::Invalid(why) => CommitRefusal::Invalid(why),
+        })?;
         return Ok(CheckedCommit {
             group_id,
             members: after.members()?,
             removed: Vec::new(),
             welcomed,
+            state: after.to_stored(),
         });
     };
-    let applied = state.apply(message)?;
-    if !state.same_as(&after) {
-        return Err(CommitRefusal::invalid(
-            "group_info does not show the group as the commit leaves it \
-             (its members, keys or transcript differ)",
-        ));
+    let mut state = PublicState::load(stored)?;
+    if state.group_id() != group_id {
+        return Err(CommitRefusal::OtherGroup);
     }
+    let applied = state.apply(message)?;
+    state.check_shown_by(&info)?;
     if welcomed
         .iter()
         .any(|reference| !applied.added.contains(reference))
@@ -432,6 +630,7 @@ pub(crate) fn check_commit(
         members: state.members()?,
         removed: applied.removed,
         welcomed,
+        state: state.to_stored(),
     })
 }
 
@@ -474,21 +673,42 @@ mod tests {
         commit.group_info.as_deref().expect("a GroupInfo")
     }
 
-    #[test]
-    fn a_commit_is_read_from_its_processing_against_the_state_before_it() {
+    /// Alice's device, with the group of the room `vault` that her first
+    /// commit (returned, with what checking it through its GroupInfo gave)
+    /// made with Bob's device, added from `package`.
+    fn alice_adds_bob(
+        package: Vec<u8>,
+    ) -> (
+        chat_domain::RoomName,
+        chat_e2e::Device,
+        chat_e2e::OutgoingCommit,
+        CheckedCommit,
+    ) {
         let room = chat_domain::RoomName::public("vault").expect("a valid room");
         let mut alice = device("alice");
-        let mut bob = device("bob");
-        let mut carol = device("carol");
         alice.create_group(&room).expect("created");
-        let add_bob = alice
-            .add_members(&room, &bob.key_packages(1).expect("packages"))
-            .expect("a commit");
+        let add_bob = alice.add_members(&room, &[package]).expect("a commit");
         let first = check_commit(&add_bob.commit, 0, None, info(&add_bob), None)
             .expect("the first commit, checked through its GroupInfo");
         assert_eq!(first.members, [user("alice"), user("bob")]);
         alice.merge_pending_commit(&room).expect("merged");
-        let before = || PublicState::read(info(&add_bob)).expect("the stored state");
+        (room, alice, add_bob, first)
+    }
+
+    /// A KeyPackage of a new device of `name`.
+    fn key_package(name: &str) -> Vec<u8> {
+        device(name)
+            .key_packages(1)
+            .expect("packages")
+            .pop()
+            .expect("a package")
+    }
+
+    #[test]
+    fn a_commit_is_read_from_its_processing_against_the_state_before_it() {
+        let (room, mut alice, add_bob, first) = alice_adds_bob(key_package("bob"));
+        let mut carol = device("carol");
+        let before = || Some(first.state.as_slice());
 
         // Adding Carol: read from the commit, and her Welcome is for what
         // it adds.
@@ -498,7 +718,7 @@ mod tests {
         let checked = check_commit(
             &add_carol.commit,
             1,
-            Some(before()),
+            before(),
             info(&add_carol),
             add_carol.welcome.as_deref(),
         )
@@ -506,12 +726,24 @@ mod tests {
         assert_eq!(checked.members, [user("alice"), user("bob"), user("carol")]);
         assert!(checked.removed.is_empty());
         assert_eq!(checked.welcomed.len(), 1);
+        // A GroupInfo kept as the state by an earlier server is read as
+        // such, to the same result.
+        let from_group_info = check_commit(
+            &add_carol.commit,
+            1,
+            Some(info(&add_bob)),
+            info(&add_carol),
+            add_carol.welcome.as_deref(),
+        )
+        .expect("checked against the GroupInfo kept");
+        assert_eq!(from_group_info.members, checked.members);
+        assert_eq!(from_group_info.state, checked.state);
 
         // The same commit behind another commit's GroupInfo, and a Welcome
         // with a commit that adds no one, are refused.
         alice.clear_pending_commit(&room).expect("cleared");
         let update = alice.self_update(&room).expect("a commit");
-        let hidden = check_commit(&add_carol.commit, 1, Some(before()), info(&update), None);
+        let hidden = check_commit(&add_carol.commit, 1, before(), info(&update), None);
         assert!(
             matches!(&hidden, Err(CommitRefusal::Invalid(why)) if why.starts_with("group_info")),
             "{hidden:?}"
@@ -519,7 +751,7 @@ mod tests {
         let smuggled = check_commit(
             &update.commit,
             1,
-            Some(before()),
+            before(),
             info(&update),
             add_carol.welcome.as_deref(),
         );
@@ -534,7 +766,7 @@ mod tests {
         let removal = alice
             .remove_members(&room, &[user("bob")])
             .expect("a commit");
-        let checked = check_commit(&removal.commit, 1, Some(before()), info(&removal), None)
+        let checked = check_commit(&removal.commit, 1, before(), info(&removal), None)
             .expect("an honest removal");
         assert_eq!(checked.members, [user("alice")]);
         assert_eq!(checked.removed, [user("bob")]);
@@ -542,7 +774,134 @@ mod tests {
         let mut other = device("alice");
         other.create_group(&other_room).expect("created");
         let elsewhere = other.self_update(&other_room).expect("a commit");
-        let refused = check_commit(&elsewhere.commit, 0, Some(before()), info(&elsewhere), None);
+        let refused = check_commit(&elsewhere.commit, 0, before(), info(&elsewhere), None);
         assert_eq!(refused, Err(CommitRefusal::OtherGroup));
+    }
+
+    /// A KeyPackage of a new device of `name` whose lifetime ends
+    /// `seconds` from now, and a time (in seconds since the epoch) at or
+    /// after that end.
+    fn short_lived_key_package(name: &str, seconds: u64) -> (Vec<u8>, u64) {
+        let package = device(name)
+            .key_package_valid_for(seconds)
+            .expect("a KeyPackage");
+        let now = u64::try_from(Utc::now().timestamp()).expect("after 1970");
+        (package, now + seconds)
+    }
+
+    /// Waits until the clock has passed `end` (seconds since the epoch).
+    fn wait_past(end: u64) {
+        while u64::try_from(Utc::now().timestamp()).expect("after 1970") <= end {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn a_device_whose_key_package_lifetime_ended_in_the_group_does_not_stop_its_commits() {
+        // Bob's device is added and never updates its keys: its leaf keeps
+        // its KeyPackage's lifetime, which ends two seconds from now.
+        let (package, end) = short_lived_key_package("bob", 2);
+        let (room, mut alice, add_bob, first) = alice_adds_bob(package);
+        let mut carol = device("carol");
+        wait_past(end);
+
+        // openmls no longer reads a GroupInfo of the group: neither the
+        // first commit's, sent now, nor one kept by an earlier server.
+        let late = check_commit(&add_bob.commit, 0, None, info(&add_bob), None);
+        assert!(
+            matches!(&late, Err(CommitRefusal::Invalid(why)) if why.contains("lifetime ended")),
+            "{late:?}"
+        );
+        let update = alice.self_update(&room).expect("a commit");
+        let kept_before =
+            check_commit(&update.commit, 1, Some(info(&add_bob)), info(&update), None);
+        assert!(
+            matches!(&kept_before, Err(CommitRefusal::Stuck(why)) if why.contains("lifetime ended")),
+            "{kept_before:?}"
+        );
+        alice.clear_pending_commit(&room).expect("cleared");
+
+        // The state the server kept loads as it is: Alice updates her keys,
+        // then adds Carol, and Bob stays in the group throughout.
+        let update = alice.self_update(&room).expect("a commit");
+        let updated = check_commit(&update.commit, 1, Some(&first.state), info(&update), None)
+            .expect("a commit of a group holding Bob's old leaf");
+        assert_eq!(updated.members, [user("alice"), user("bob")]);
+        alice.merge_pending_commit(&room).expect("merged");
+        let add_carol = alice
+            .add_members(&room, &carol.key_packages(1).expect("packages"))
+            .expect("a commit");
+        let added = check_commit(
+            &add_carol.commit,
+            2,
+            Some(&updated.state),
+            info(&add_carol),
+            add_carol.welcome.as_deref(),
+        )
+        .expect("an addition to a group holding Bob's old leaf");
+        assert_eq!(added.members, [user("alice"), user("bob"), user("carol")]);
+        assert_eq!(added.welcomed.len(), 1);
+
+        // A leaf the commit brings is still checked: a KeyPackage whose
+        // lifetime ended cannot be added.
+        alice.clear_pending_commit(&room).expect("cleared");
+        let (package, end) = short_lived_key_package("dave", 1);
+        let add_dave = alice.add_members(&room, &[package]).expect("a commit");
+        wait_past(end);
+        let refused = check_commit(
+            &add_dave.commit,
+            2,
+            Some(&updated.state),
+            info(&add_dave),
+            None,
+        );
+        assert!(
+            matches!(&refused, Err(CommitRefusal::Invalid(why)) if why.starts_with("the commit does not apply")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_group_info_must_carry_the_states_tree_tag_and_a_members_signature() {
+        let (room, mut alice, _, first) = alice_adds_bob(key_package("bob"));
+        let update = alice.self_update(&room).expect("a commit");
+        let honest = info(&update).to_vec();
+        check_commit(&update.commit, 1, Some(&first.state), &honest, None)
+            .expect("the honest GroupInfo");
+
+        // The state the commit leads to, to find its parts in the GroupInfo.
+        let mut after = PublicState::load(&first.state).expect("loaded");
+        after
+            .apply(protocol_message(&update.commit).expect("a message"))
+            .expect("applied");
+        let tag = encoded(after.group.confirmation_tag()).expect("encoded");
+        let leaf_key = encoded(
+            after
+                .group
+                .leaf(LeafNodeIndex::new(0))
+                .expect("Alice's leaf")
+                .encryption_key(),
+        )
+        .expect("encoded");
+        let flipped = |part: &[u8], which: usize| {
+            let mut bytes = honest.clone();
+            let at = bytes
+                .windows(part.len())
+                .position(|window| window == part)
+                .expect("the part is in the GroupInfo");
+            bytes[at + which] ^= 1;
+            bytes
+        };
+        for (forged, why) in [
+            (flipped(&tag, tag.len() - 1), "group_info does not show"),
+            (flipped(&leaf_key, 5), "group_info does not show"),
+            (flipped(&honest, honest.len() - 1), "group_info's signature"),
+        ] {
+            let refused = check_commit(&update.commit, 1, Some(&first.state), &forged, None);
+            assert!(
+                matches!(&refused, Err(CommitRefusal::Invalid(found)) if found.starts_with(why)),
+                "{why}: {refused:?}"
+            );
+        }
     }
 }

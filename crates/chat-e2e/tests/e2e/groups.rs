@@ -10,7 +10,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use chat_domain::RoomName;
 use chat_e2e::{E2eError, Incoming};
 
-use crate::support::{Member, accept, device, room_with, user};
+use crate::support::{Member, Relay, accept, device, room, room_with, user};
 
 fn texts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -513,4 +513,49 @@ fn a_device_joining_from_outside_with_an_external_commit_is_refused() {
             .len(),
         2
     );
+}
+
+fn seconds_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+#[test]
+fn a_member_whose_key_package_lifetime_ended_does_not_keep_others_from_joining() {
+    let mut relay = Relay::new(room("dormant"));
+    let mut alice = Member::at_end(device("alice"), &relay);
+    alice.device.create_group(&relay.room).expect("created");
+    // Bob's device is added and never updates its keys: its leaf keeps its
+    // KeyPackage's lifetime, which ends two seconds from now.
+    let package = device("bob")
+        .key_package_valid_for(2)
+        .expect("a key package");
+    let end = seconds_now() + 2;
+    let commit = alice
+        .device
+        .add_members(&relay.room, &[package])
+        .expect("an addition");
+    accept(&mut alice, &mut relay, &commit);
+    while seconds_now() <= end {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Carol joins a tree that still holds Bob's leaf, and reads what
+    // follows.
+    let mut carol = device("carol");
+    let key_packages = carol.key_packages(1).expect("a key package");
+    let commit = alice
+        .device
+        .add_members(&relay.room, &key_packages)
+        .expect("an addition");
+    accept(&mut alice, &mut relay, &commit);
+    carol
+        .join(&relay.room, commit.welcome.as_ref().expect("a Welcome"))
+        .expect("joined a group holding an old leaf");
+    let mut carol = Member::at_end(carol, &relay);
+    alice.say(&mut relay, "welcome carol");
+    assert_eq!(carol.read(&relay), texts(&[("alice", "welcome carol")]));
+    assert_eq!(carol.device.members(&relay.room).expect("members").len(), 3);
 }

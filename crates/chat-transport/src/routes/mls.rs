@@ -32,8 +32,7 @@ use crate::fanout::RoomEvent;
 use crate::frames;
 use crate::hub::{Audience, ItemKind};
 use crate::mls::{
-    CommitRefusal, PublicState, check_commit, check_device, check_key_package, device_id_of,
-    fingerprint,
+    CommitRefusal, check_commit, check_device, check_key_package, device_id_of, fingerprint,
 };
 use crate::state::AppState;
 
@@ -400,17 +399,16 @@ fn group_binary(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
 /// Welcome for the devices it adds.
 ///
 /// The server checks what it can without reading anything. It processes
-/// the commit against the group's public state at its epoch (the GroupInfo
-/// stored with the commit before) and learns from that whom the commit
-/// adds and removes; the GroupInfo sent must show the group as the commit
-/// leaves it, since it is stored for the next commit and handed out with
-/// the Welcome. The first commit of a group, which the server has no state
-/// for yet, is checked through its GroupInfo alone. Then: every device in
-/// the group after the commit belongs to a member of the room, and a
-/// device of a member who is still in the room is removed by that member
-/// or by a moderator. A commit on an epoch the group has left is 409
-/// `stale_epoch`: process the commits since (they are in the room's
-/// sequence) and commit again.
+/// the commit against the group's public state at its epoch (as it kept
+/// it after the commit before) and learns from that whom the commit adds
+/// and removes; the GroupInfo sent must show the group as the commit
+/// leaves it, since it is handed out with the Welcome. The first commit of
+/// a group, which the server has no state for yet, is checked through its
+/// GroupInfo alone. Then: every device in the group after the commit
+/// belongs to a member of the room, and a device of a member who is still
+/// in the room is removed by that member or by a moderator. A commit on an
+/// epoch the group has left is 409 `stale_epoch`: process the commits
+/// since (they are in the room's sequence) and commit again.
 #[utoipa::path(
     post,
     path = "/api/rooms/{room}/mls/commits",
@@ -423,7 +421,7 @@ fn group_binary(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         (status = 401, body = ErrorBody),
         (status = 403, description = "not a member, banned, or removing a member without being a moderator", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "`stale_epoch`: another commit was accepted on that epoch first; or the room is not encrypted, or its group has another id", body = ErrorBody),
+        (status = 409, description = "`stale_epoch`: another commit was accepted on that epoch first; or the room is not encrypted, or its group has another id; or the group's state, kept by an earlier version of the server, can no longer be read (`detail` says why)", body = ErrorBody),
         (status = 422, description = "a commit, GroupInfo or Welcome that fails a check (a GroupInfo that does not show the group as the commit leaves it, a Welcome for a KeyPackage the commit does not add), or a group with users who are not members", body = ErrorBody)
     )
 )]
@@ -466,20 +464,36 @@ pub(crate) async fn commit(
     if body.epoch != current {
         return Err(access::for_route(&name, Refusal::StaleEpoch { current }));
     }
-    let before = stored
-        .map(|group| PublicState::read(&group.group_info))
-        .transpose()
-        .map_err(|why| {
-            ApiError::internal(std::io::Error::other(format!("stored GroupInfo: {why}")))
-        })?;
-    let checked = check_commit(&commit, body.epoch, before, &group_info, welcome.as_deref())
-        .map_err(|refusal| match refusal {
-            CommitRefusal::OtherGroup => access::for_route(
-                &name,
-                Refusal::Conflict("the commit is for another group than the room's"),
-            ),
-            CommitRefusal::Invalid(why) => ApiError::invalid_value(why),
-        })?;
+    // Reading the stored state and processing the commit verify
+    // signatures and hash the ratchet tree: CPU work, done on the blocking
+    // pool rather than on this async worker.
+    let epoch = body.epoch;
+    let judged = {
+        let name = name.clone();
+        web::block(move || {
+            let stored = stored.map(|group| group.public_state);
+            let checked = check_commit(
+                &commit,
+                epoch,
+                stored.as_deref(),
+                &group_info,
+                welcome.as_deref(),
+            )
+            .map_err(|refusal| match refusal {
+                CommitRefusal::OtherGroup => access::for_route(
+                    &name,
+                    Refusal::Conflict("the commit is for another group than the room's"),
+                ),
+                CommitRefusal::Invalid(why) => ApiError::invalid_value(why),
+                CommitRefusal::Stuck(why) => ApiError::Conflict(why),
+                CommitRefusal::Corrupt(why) => ApiError::internal(std::io::Error::other(format!(
+                    "the stored state of the room's group: {why}"
+                ))),
+            })?;
+            Ok::<_, ApiError>((checked, group_info, welcome))
+        })
+    };
+    let (checked, group_info, welcome) = judged.await.map_err(ApiError::internal)??;
 
     // The group follows the room: nobody outside it is in the group.
     let members: Vec<Username> = state
@@ -510,7 +524,6 @@ pub(crate) async fn commit(
         ));
     }
 
-    let epoch = body.epoch;
     let stored = state
         .store
         .append_commit(NewCommit {
@@ -521,6 +534,7 @@ pub(crate) async fn commit(
             commit: MessageBody::parse_with_limit(body.commit.clone(), 2 * MAX_GROUP_OBJECT_BYTES)
                 .map_err(ApiError::invalid)?,
             group_info,
+            public_state: checked.state,
             welcome: welcome.map(|welcome| (welcome, checked.welcomed)),
         })
         .await?;

@@ -158,7 +158,122 @@ cluster_tests!(
     changes_on_one_node_reach_the_other_and_its_history_at_once,
     search_on_either_node_finds_what_is_sent_on_the_other_and_a_ban_on_one_hides_it_on_both,
     an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other,
+    a_commit_made_on_one_node_moves_the_group_on_for_the_other,
 );
+
+/// Sends `commit` to room `vault` on `node` as the holder of `token`, and
+/// checks that it is accepted and moves the group to `epoch`; returns its
+/// seq.
+async fn accepted_at(
+    node: &TestApp,
+    token: &str,
+    commit: &chat_e2e::OutgoingCommit,
+    epoch: u64,
+) -> Result<i64> {
+    let (status, accepted) = crate::encryption::post_commit(node, token, "vault", commit).await?;
+    anyhow::ensure!(
+        status == 201 && accepted["epoch"] == epoch,
+        "{status} {accepted}"
+    );
+    Ok(accepted["seq"].as_i64().unwrap_or_default())
+}
+
+/// Sends `commit` to room `vault` on `node` as the holder of `token`, and
+/// checks that it is refused as built on an epoch the group has left.
+async fn refused_as_stale(
+    node: &TestApp,
+    token: &str,
+    commit: &chat_e2e::OutgoingCommit,
+) -> Result<()> {
+    let (status, refused) = crate::encryption::post_commit(node, token, "vault", commit).await?;
+    anyhow::ensure!(
+        status == 409 && refused["code"] == "stale_epoch",
+        "{status} {refused}"
+    );
+    Ok(())
+}
+
+/// Alice's encrypted room is made on node A, where Bob is connected, and
+/// Alice adds Carol to its group with a commit sent over REST to node B.
+/// Bob's socket on A delivers that commit and his device moves to the new
+/// epoch; A refuses the key update Bob built on the epoch before (409
+/// `stale_epoch`) and takes the one he builds again, which reaches Alice's
+/// socket on B; B then refuses a commit Alice built on the epoch A left.
+/// Carol, welcomed through B, reads what Alice sends after all that.
+async fn a_commit_made_on_one_node_moves_the_group_on_for_the_other(
+    cluster: &Cluster,
+) -> Result<()> {
+    use crate::encryption::{
+        Vault, claimed, next_mls, process_next_commit, put_member, take_welcomes,
+        vault_of_alice_and_bob,
+    };
+    use anyhow::ensure;
+
+    // The group starts on node A: Alice and Bob at epoch 1.
+    let (a, b) = (&cluster.a, &cluster.b);
+    let Vault {
+        alice_token,
+        bob_token,
+        carol_token,
+        mut alice,
+        mut bob,
+        mut carol,
+        room: vault,
+        ..
+    } = vault_of_alice_and_bob(a).await?;
+    put_member(a, &alice_token, "vault", "carol").await?;
+    let mut bob_on_a = joined(a, &bob_token, "vault").await?;
+    let mut alice_on_b = joined(b, &alice_token, "vault").await?;
+    let mut seen = Vec::new();
+
+    // Alice adds Carol through node B while Bob, on A, builds a key update
+    // on epoch 1.
+    let add_carol = alice.add_members(&vault, &claimed(b, &alice_token, "carol").await?)?;
+    let carol_added_at = accepted_at(b, &alice_token, &add_carol, 2).await?;
+    alice.merge_pending_commit(&vault)?;
+    let stale = bob.self_update(&vault)?;
+    refused_as_stale(a, &bob_token, &stale).await?;
+
+    // Bob's socket on A delivers B's commit: his device moves to epoch 2
+    // and commits again there, on A, which reaches Alice on B.
+    bob.clear_pending_commit(&vault)?;
+    process_next_commit(&mut bob_on_a, &mut bob, &vault, 2, &mut seen).await?;
+    let update = bob.self_update(&vault)?;
+    accepted_at(a, &bob_token, &update, 3).await?;
+    bob.merge_pending_commit(&vault)?;
+
+    // Alice, not yet past epoch 2, commits to B: refused, A moved on.
+    let late = alice.self_update(&vault)?;
+    refused_as_stale(b, &alice_token, &late).await?;
+    alice.clear_pending_commit(&vault)?;
+    process_next_commit(&mut alice_on_b, &mut alice, &vault, 3, &mut seen).await?;
+
+    // Carol, welcomed through B at epoch 2, processes Bob's commit and
+    // reads with Bob what Alice sends at epoch 3.
+    ensure!(take_welcomes(b, &carol_token, &mut carol).await? == 1);
+    let mut carol_on_b = joined(b, &carol_token, "vault").await?;
+    carol_on_b
+        .send(json!({"type": "resume", "room": "vault", "last_seq": carol_added_at}))
+        .await?;
+    process_next_commit(&mut carol_on_b, &mut carol, &vault, 3, &mut seen).await?;
+    let sealed = chat_protocol::mls::encode(alice.encrypt(&vault, b"all at epoch three")?);
+    alice_on_b
+        .acked(json!({"type": "message", "room": "vault", "content": sealed, "mls": "application", "client_id": "a1"}))
+        .await?;
+    for (socket, device, me) in [
+        (&mut bob_on_a, &mut bob, "bob"),
+        (&mut carol_on_b, &mut carol, "carol"),
+    ] {
+        let (kind, bytes) = next_mls(socket, me, &mut seen).await?;
+        let read = device.process(&vault, &bytes)?;
+        ensure!(
+            kind == "application"
+                && matches!(&read, chat_e2e::Incoming::Message { plaintext, .. } if plaintext == b"all at epoch three"),
+            "{me}: {kind} {read:?}"
+        );
+    }
+    Ok(())
+}
 
 /// Alice opens an encrypted conversation on node A while Bob is connected
 /// to node B: B learns of it through Redis as encrypted, refuses Bob's

@@ -582,7 +582,7 @@ async fn enrolled(app: &TestApp, token: &str, name: &str) -> Result<Device> {
 }
 
 /// Uploads `commit` to `room` as the holder of `token`.
-async fn post_commit(
+pub(crate) async fn post_commit(
     app: &TestApp,
     token: &str,
     room: &str,
@@ -598,7 +598,7 @@ async fn post_commit(
 
 /// The next MLS message of `room` someone other than `me` sent, from
 /// `socket`, as its kind and bytes; every frame read is kept in `seen`.
-async fn next_mls(
+pub(crate) async fn next_mls(
     socket: &mut crate::helpers::Client,
     me: &str,
     seen: &mut Vec<String>,
@@ -617,7 +617,11 @@ async fn next_mls(
 
 /// Joins `device` to the group of every Welcome waiting for it, and
 /// acknowledges them.
-async fn take_welcomes(app: &TestApp, token: &str, device: &mut Device) -> Result<usize> {
+pub(crate) async fn take_welcomes(
+    app: &TestApp,
+    token: &str,
+    device: &mut Device,
+) -> Result<usize> {
     let path = format!("/api/mls/welcomes?device_id={}", device.device_id());
     let (status, body) = json_of(app.get_authed(&path, token).await?).await?;
     ensure!(status == 200, "{status} {body}");
@@ -655,7 +659,7 @@ async fn private_encrypted_room(app: &TestApp, token: &str, name: &str) -> Resul
 }
 
 /// Makes `user` a member of `room`, as its owner (the holder of `token`).
-async fn put_member(app: &TestApp, token: &str, room: &str, user: &str) -> Result<()> {
+pub(crate) async fn put_member(app: &TestApp, token: &str, room: &str, user: &str) -> Result<()> {
     let path = format!("/api/rooms/{room}/members/{user}");
     let response = app
         .send_authed(Method::PUT, &path, token, Some(&json!({})))
@@ -668,7 +672,7 @@ async fn put_member(app: &TestApp, token: &str, room: &str, user: &str) -> Resul
     Ok(())
 }
 
-async fn claimed(app: &TestApp, token: &str, user: &str) -> Result<Vec<Vec<u8>>> {
+pub(crate) async fn claimed(app: &TestApp, token: &str, user: &str) -> Result<Vec<Vec<u8>>> {
     let (status, body) = claim(app, token, &[user]).await?;
     ensure!(status == 200, "{status} {body}");
     packages(&body)
@@ -684,20 +688,20 @@ async fn claimed(app: &TestApp, token: &str, user: &str) -> Result<Vec<Vec<u8>>>
 /// Alice, Bob and Carol, signed in, each with a registered device, and
 /// Alice's private encrypted room `vault`, whose group holds Alice's and
 /// Bob's devices at epoch 1. Carol is not in the room.
-struct Vault {
-    alice_token: String,
-    bob_token: String,
-    carol_token: String,
-    alice: Device,
-    bob: Device,
-    carol: Device,
-    room: chat_domain::RoomName,
+pub(crate) struct Vault {
+    pub(crate) alice_token: String,
+    pub(crate) bob_token: String,
+    pub(crate) carol_token: String,
+    pub(crate) alice: Device,
+    pub(crate) bob: Device,
+    pub(crate) carol: Device,
+    pub(crate) room: chat_domain::RoomName,
     /// The first commit, by which Alice added Bob: the server keeps its
     /// GroupInfo as the group's state at epoch 1.
-    add_bob: chat_e2e::OutgoingCommit,
+    pub(crate) add_bob: chat_e2e::OutgoingCommit,
 }
 
-async fn vault_of_alice_and_bob(app: &TestApp) -> Result<Vault> {
+pub(crate) async fn vault_of_alice_and_bob(app: &TestApp) -> Result<Vault> {
     let alice_token = app.user("alice").await?;
     let bob_token = app.user("bob").await?;
     let carol_token = app.user("carol").await?;
@@ -1004,7 +1008,7 @@ async fn joined(app: &TestApp, token: &str, room: &str) -> Result<crate::helpers
 
 /// Reads the next commit someone else made from `socket` and processes it
 /// on `device`, which must then be at `epoch`.
-async fn process_next_commit(
+pub(crate) async fn process_next_commit(
     socket: &mut crate::helpers::Client,
     device: &mut Device,
     room: &chat_domain::RoomName,
