@@ -36,7 +36,8 @@ const GROUP_ID_PREFIX: &[u8] = b"chat-e2e room:";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Add the devices of these KeyPackages (each an MLS message as
-    /// claimed from the server, decoded from base64).
+    /// claimed from the server, decoded from base64), leaving out those
+    /// already in the group.
     Add(Vec<Vec<u8>>),
     /// Remove every device of these users (other than this device).
     Remove(Vec<Username>),
@@ -363,8 +364,9 @@ impl Device {
         Ok(self.room(room)?.group.pending_commit().is_some())
     }
 
-    /// Adds the devices of claimed KeyPackages to the room's group. See
-    /// [`Device::commit`].
+    /// Adds the devices of claimed KeyPackages to the room's group; those
+    /// already in it are left out, and [`E2eError::NothingToCommit`] says
+    /// that none was left. See [`Device::commit`].
     pub fn add_members(
         &mut self,
         room: &RoomName,
@@ -412,10 +414,24 @@ impl Device {
         let epoch = state.group.epoch().as_u64();
         let (commit, welcome, group_info) = match &change {
             Change::Add(key_packages) => {
-                let key_packages = key_packages
+                // A device already in the group is not added twice: a
+                // change made again after another commit won the race may
+                // find some (or all) of its devices added meanwhile.
+                let present: Vec<Vec<u8>> = state
+                    .group
+                    .members()
+                    .map(|member| member.signature_key)
+                    .collect();
+                let key_packages: Vec<KeyPackage> = key_packages
                     .iter()
                     .map(|bytes| validate_key_package(provider, bytes))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .filter(|package| {
+                        let key = package.leaf_node().signature_key().as_slice();
+                        !present.iter().any(|held| held.as_slice() == key)
+                    })
+                    .collect();
                 if key_packages.is_empty() {
                     return Err(E2eError::NothingToCommit);
                 }

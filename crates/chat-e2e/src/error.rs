@@ -92,9 +92,10 @@ pub enum E2eError {
         held: u64,
     },
 
-    /// A change names nothing to do: an addition without KeyPackages, a
-    /// removal without users.
-    #[error("the change names no KeyPackage or user")]
+    /// A change names nothing to do: an addition without KeyPackages (or
+    /// whose devices are all in the group already), a removal without
+    /// users.
+    #[error("the change names no KeyPackage or user, or only devices already in the group")]
     NothingToCommit,
 
     /// A removal named a user with no device in the group (other than this

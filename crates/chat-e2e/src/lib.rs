@@ -56,6 +56,14 @@
 //! [`StateFile`]: it derives the key once, when the file is created or
 //! opened, and each save reuses it (same salt, a fresh nonce).
 //!
+//! # Following the room's members
+//!
+//! The group of an encrypted room must hold the devices of the room's
+//! members and no one else's, and only members' clients can change it.
+//! [`Device::gap`] compares the group with the room's member list, and
+//! [`turn`] orders the clients that may make a change so that one acts and
+//! the others only step in if it does not.
+//!
 //! # Verifying devices
 //!
 //! [`Device::fingerprint`] is the SHA-256 digest of a device's signature
@@ -64,6 +72,7 @@
 
 mod device;
 mod error;
+mod follow;
 mod identity;
 mod incoming;
 mod snapshot;
@@ -74,6 +83,7 @@ pub use device::{
     PAST_EPOCHS_KEPT,
 };
 pub use error::E2eError;
+pub use follow::{Gap, turn};
 pub use identity::{Fingerprint, SafetyNumber};
 pub use incoming::Incoming;
 pub use state_file::{KdfParams, StateFile};

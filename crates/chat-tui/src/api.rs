@@ -426,15 +426,15 @@ impl Api {
         self.post_json("/api/mls/key-packages", upload, &[200, 201])
     }
 
-    /// Claims one KeyPackage of every device of `username`.
+    /// Claims one KeyPackage of every device of each of `usernames`.
     pub(crate) fn claim_key_packages(
         &self,
-        username: &str,
+        usernames: &[String],
     ) -> Result<ClaimedKeyPackages, ApiError> {
         self.post_json(
             "/api/mls/key-packages/claim",
             &KeyPackageClaim {
-                users: vec![username.to_owned()],
+                users: usernames.to_vec(),
             },
             &[200],
         )

@@ -29,8 +29,9 @@ pub(crate) enum Command {
     Who,
     /// `/history`: load older messages of the room on screen.
     History,
-    /// `/create [-e] <room> [private]`: create a room and show it; with
-    /// `-e`, an end-to-end encrypted (and so private) room.
+    /// `/create [-e] <room> [private|public]`: create a room and show it;
+    /// with `-e`, an end-to-end encrypted room, private unless `public`
+    /// is given.
     Create {
         room: String,
         private: bool,
@@ -99,7 +100,7 @@ pub(crate) enum CommandError {
 pub(crate) const HELP: &[&str] = &[
     "/join <room>           join or create a public room and show it",
     "/create <room> [private]  create a room (private: members only)",
-    "/create -e <room>      create an end-to-end encrypted room (members only)",
+    "/create -e <room> [public]  end-to-end encrypted room (default private)",
     "/leave [room]          leave the room on screen (or the one named)",
     "/rooms                 list the rooms on the server",
     "/dm <user>             open a direct conversation",
@@ -160,13 +161,14 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         }
         "create" => {
             let (encrypted, arguments) = arguments.encrypted_flag();
-            let (room, rest) = arguments.first("create", "[-e] <room> [private]")?;
+            let (room, rest) = arguments.first("create", "[-e] <room> [private|public]")?;
             let private = match rest {
-                None => false,
+                None => encrypted,
                 Some(word) if word.eq_ignore_ascii_case("private") => true,
+                Some(word) if word.eq_ignore_ascii_case("public") => false,
                 Some(_) => {
                     return Err(CommandError::Invalid(
-                        "usage: /create [-e] <room> [private]".to_owned(),
+                        "usage: /create [-e] <room> [private|public]".to_owned(),
                     ));
                 }
             };
@@ -495,6 +497,14 @@ mod tests {
             parsed("/create -e vault"),
             Command::Create {
                 room: "vault".to_owned(),
+                private: true,
+                encrypted: true
+            }
+        );
+        assert_eq!(
+            parsed("/create -e square public"),
+            Command::Create {
+                room: "square".to_owned(),
                 private: false,
                 encrypted: true
             }
@@ -570,7 +580,7 @@ mod tests {
         assert!(parse("/create den secret").is_err());
         assert_eq!(
             parse("/create").expect_err("no room").to_string(),
-            "usage: /create [-e] <room> [private]"
+            "usage: /create [-e] <room> [private|public]"
         );
     }
 

@@ -162,6 +162,7 @@ pub(super) fn tick(siv: &mut Cursive) {
     // What reading messages changed in the device's keys.
     e2e::save_when_due(siv);
     e2e::update_keys_when_due(siv);
+    e2e::follow_when_due(siv);
     render::typing_line(siv);
 }
 
@@ -510,7 +511,11 @@ fn show_entered(siv: &mut Cursive, body: &RoomBody, page: MessagePage, created: 
                 "you created the {lock}private room {}; /invite <user> adds people",
                 body.name
             ),
-            VisibilityBody::Public => format!("you created the {lock}room {}", body.name),
+            VisibilityBody::Public if body.encrypted => format!(
+                "you created the end-to-end encrypted public room {}; whoever joins is added to its group",
+                body.name
+            ),
+            VisibilityBody::Public => format!("you created the room {}", body.name),
         };
         session.state.notice(Some(&body.name), text);
     }
@@ -545,7 +550,7 @@ fn join(siv: &mut Cursive, room: String) {
 /// `/create`: an encrypted room is members-only, and this client makes
 /// its group at once.
 fn create(siv: &mut Cursive, room: String, private: bool, encrypted: bool) {
-    let visibility = (private || encrypted).then_some(VisibilityBody::Private);
+    let visibility = private.then_some(VisibilityBody::Private);
     background(
         siv,
         move |api| {

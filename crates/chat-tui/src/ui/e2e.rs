@@ -12,10 +12,10 @@ use chat_domain::Username;
 use chat_e2e::{Change, E2eError, OutgoingCommit};
 use chat_protocol::mls::{self as wire, MlsKindBody};
 use chat_protocol::rest::{MemberChangeBody, MessagePage, RoomMessage};
-use chat_protocol::ws::ServerFrame;
+use chat_protocol::ws::{ClientFrame, ServerFrame};
 use cursive::Cursive;
 
-use super::{Session, WelcomeFetch, background, render, session_mut};
+use super::{FollowDue, Session, WelcomeFetch, background, render, session_mut};
 use crate::api::{Api, ApiError, CommitOutcome};
 use crate::secure::{
     AfterCommit, Item, KEY_PACKAGES_LOW, KEY_PACKAGES_STOCK, LOCK, Reading, Secure,
@@ -28,6 +28,14 @@ const COMMIT_ATTEMPTS: u32 = 4;
 /// How long a change waits for this client's commit before it in the same
 /// room to be answered.
 const PENDING_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How long each place in the order of [`chat_e2e::turn`] waits for the
+/// clients before it to make a change to a group, before it looks again.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long after (re)connecting to a room this client compares its
+/// group with the room's members: time for the answer to `who`.
+const FOLLOW_AFTER_CONNECT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The most MLS items held for one room while its Welcome is fetched.
 const WAITING_MAX: usize = 500;
@@ -355,7 +363,22 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
             // its Welcome waits. A room already held had its group (or its
             // Welcome) looked after when it came.
             let added = *encrypted && session.state.room(room).is_none();
+            let held = session
+                .secure
+                .as_ref()
+                .is_some_and(|secure| secure.has_group(room));
+            let room = room.clone();
             session.state.apply(frame, now);
+            if held {
+                // Connected (again) to a room whose group this device
+                // holds: whatever changed in the room meanwhile, the group
+                // follows. Who is online decides whose client acts, so
+                // ask first.
+                session.net.send(ClientFrame::Who {
+                    room: Some(room.clone()),
+                });
+                schedule_follow(session, &room, FOLLOW_AFTER_CONNECT, 0);
+            }
             if added {
                 FollowUp::Welcomes
             } else {
@@ -370,6 +393,7 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
             ..
         } => {
             let (room, username, change) = (room.clone(), username.clone(), *change);
+            let by = by.clone();
             let by_me = by.as_deref().is_some_and(|by| by.eq_ignore_ascii_case(&me));
             session.state.apply(frame, now);
             let Some(secure) = session.secure.as_ref() else {
@@ -385,23 +409,39 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
                     FollowUp::None
                 };
             }
-            let in_group = secure
-                .members(&room)
-                .contains(&username.to_ascii_lowercase());
-            match change {
-                MemberChangeBody::Added if by_me && !about_me && !in_group => {
-                    FollowUp::Commit(room, Plan::Add(username))
-                }
-                MemberChangeBody::Kicked | MemberChangeBody::Banned if by_me && in_group => {
-                    FollowUp::Commit(room, Plan::Remove(username))
-                }
-                // Any remaining member's client may commit a departure;
-                // the first accepted wins and the others find it done.
-                MemberChangeBody::Left if !about_me && in_group => {
-                    FollowUp::Commit(room, Plan::Remove(username))
-                }
-                _ => FollowUp::None,
+            let members = secure.members(&room);
+            let in_group = members.contains(&username.to_ascii_lowercase());
+            let arrived = matches!(change, MemberChangeBody::Added | MemberChangeBody::Joined);
+            let gone = matches!(
+                change,
+                MemberChangeBody::Left | MemberChangeBody::Kicked | MemberChangeBody::Banned
+            );
+            if about_me || !(arrived && !in_group || gone && in_group) {
+                return FollowUp::None;
             }
+            // Who added or removed them commits the change to the group;
+            // someone who joined or left on their own leaves it to the
+            // members' clients, in turn.
+            if by_me {
+                return FollowUp::Commit(
+                    room,
+                    if arrived {
+                        Plan::Add(username)
+                    } else {
+                        Plan::Remove(username)
+                    },
+                );
+            }
+            let actor_in_group = by
+                .as_deref()
+                .is_some_and(|by| members.contains(&by.to_ascii_lowercase()));
+            let wait = if actor_in_group {
+                TURN_WAIT
+            } else {
+                std::time::Duration::ZERO
+            };
+            schedule_follow(session, &room, wait, 0);
+            FollowUp::None
         }
         _ => {
             session.state.apply(frame, now);
@@ -552,40 +592,221 @@ pub(super) fn create_group(siv: &mut Cursive, room: &str) -> bool {
 /// KeyPackages are claimed first.
 pub(super) fn commit(siv: &mut Cursive, room: String, plan: Plan) {
     match plan {
-        Plan::Remove(user) => match Username::parse(&user) {
-            Ok(user) => commit_change(siv, room, Change::Remove(vec![user]), 1),
-            Err(error) => error_line(siv, Some(&room), format!("cannot remove {user}: {error}")),
-        },
-        Plan::Add(user) => background(
+        Plan::Remove(user) => remove(siv, room, vec![user]),
+        Plan::Add(user) => add(siv, room, vec![user], false),
+    }
+}
+
+/// Removes every device of `users` from the room's group.
+fn remove(siv: &mut Cursive, room: String, users: Vec<String>) {
+    match users
+        .iter()
+        .map(Username::parse)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(users) => commit_change(siv, room, Change::Remove(users), 1),
+        Err(error) => error_line(
             siv,
-            {
-                let user = user.clone();
-                move |api| api.claim_key_packages(&user)
-            },
-            move |siv, claimed| {
-                let packages: Result<Vec<Vec<u8>>, _> = claimed
-                    .key_packages
-                    .iter()
-                    .map(|package| wire::decode(&package.key_package))
-                    .collect();
-                match packages {
-                    Ok(packages) if packages.is_empty() => error_line(
-                        siv,
-                        Some(&room),
-                        format!(
-                            "{user} has no device for encrypted rooms yet: they cannot read this room until someone adds them again"
-                        ),
-                    ),
-                    Ok(packages) => commit_change(siv, room, Change::Add(packages), 1),
-                    Err(error) => error_line(
-                        siv,
-                        Some(&room),
-                        format!("the server sent a damaged KeyPackage of {user}: {error}"),
-                    ),
-                }
-            },
+            Some(&room),
+            format!("cannot remove {users:?}: {error}"),
         ),
     }
+}
+
+/// Claims a KeyPackage of every device of `users` and adds those devices
+/// to the room's group. A user without a device is named: with
+/// `automatic` (the group following the room, not the user's own
+/// command), as a notice rather than an error.
+fn add(siv: &mut Cursive, room: String, users: Vec<String>, automatic: bool) {
+    background(
+        siv,
+        {
+            let users = users.clone();
+            move |api| api.claim_key_packages(&users)
+        },
+        move |siv, claimed| {
+            let packages: Result<Vec<Vec<u8>>, _> = claimed
+                .key_packages
+                .iter()
+                .map(|package| wire::decode(&package.key_package))
+                .collect();
+            let without: Vec<&String> = users
+                .iter()
+                .filter(|user| {
+                    !claimed
+                        .key_packages
+                        .iter()
+                        .any(|package| package.username.eq_ignore_ascii_case(user))
+                })
+                .collect();
+            if !without.is_empty()
+                && let Some(session) = session_mut(siv)
+            {
+                let names: Vec<&str> = without.iter().map(|user| user.as_str()).collect();
+                let text = format!(
+                    "{} {} no device for encrypted rooms yet: they cannot read this room until a member's client adds them",
+                    names.join(", "),
+                    if names.len() == 1 { "has" } else { "have" }
+                );
+                if automatic {
+                    session.state.notice(Some(&room), text);
+                } else {
+                    session.state.error(Some(&room), text);
+                }
+            }
+            match packages {
+                Ok(packages) if packages.is_empty() => {}
+                Ok(packages) => commit_change(siv, room, Change::Add(packages), 1),
+                Err(error) => error_line(
+                    siv,
+                    Some(&room),
+                    format!("the server sent a damaged KeyPackage: {error}"),
+                ),
+            }
+        },
+    );
+}
+
+/// Asks for the room's group to be compared with the room's members
+/// `after` from now, making the changes whose turn is at most `patience`
+/// (see [`chat_e2e::turn`]). An earlier or more eager request already
+/// waiting for the room stands.
+pub(super) fn schedule_follow(
+    session: &mut Session,
+    room: &str,
+    after: std::time::Duration,
+    patience: usize,
+) {
+    let at = Instant::now() + after;
+    session
+        .follow
+        .entry(room.to_owned())
+        .and_modify(|due| {
+            due.at = due.at.min(at);
+            due.patience = due.patience.min(patience);
+        })
+        .or_insert(FollowDue { at, patience });
+}
+
+/// Compares the groups due for it with their rooms' members (see
+/// [`schedule_follow`]); run by the ticker.
+pub(super) fn follow_when_due(siv: &mut Cursive) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let now = Instant::now();
+    let due: Vec<(String, usize)> = session
+        .follow
+        .iter()
+        .filter(|(_, due)| due.at <= now)
+        .map(|(room, due)| (room.clone(), due.patience))
+        .collect();
+    for (room, _) in &due {
+        session.follow.remove(room);
+    }
+    for (room, patience) in due {
+        follow_room(siv, room, patience);
+    }
+}
+
+/// Compares the room's group with the room's members and makes the
+/// changes whose turn (among the members online with a device in the
+/// group) is at most `patience`: adds the members missing, removes the
+/// users gone. A change whose turn is later is looked at again then.
+fn follow_room(siv: &mut Cursive, room: String, patience: usize) {
+    let Some(session) = session_mut(siv) else {
+        return;
+    };
+    let Some(secure) = session.secure.as_ref() else {
+        return;
+    };
+    if !secure.has_group(&room) {
+        return;
+    }
+    if secure.pending_on(&room).is_some() {
+        // This client's own commit is on its way: look once it is settled.
+        schedule_follow(session, &room, TURN_WAIT, patience);
+        return;
+    }
+    background(
+        siv,
+        {
+            let room = room.clone();
+            move |api| match api.members(&room) {
+                Err(error @ ApiError::Unauthorized(_)) => Err(error),
+                // Out of the room (or it is gone): nothing to follow.
+                other => Ok(other.ok()),
+            }
+        },
+        move |siv, members| {
+            let Some(members) = members else {
+                return;
+            };
+            let Some(session) = session_mut(siv) else {
+                return;
+            };
+            let Some(secure) = session.secure.as_ref() else {
+                return;
+            };
+            let Ok(name) = chat_domain::RoomName::parse(&room) else {
+                return;
+            };
+            let members: Vec<Username> = members
+                .into_iter()
+                .filter_map(|member| Username::parse(member.username).ok())
+                .collect();
+            let Ok(gap) = secure.device().gap(&name, &members) else {
+                return;
+            };
+            if gap.is_empty() {
+                return;
+            }
+            let me = secure.device().username().clone();
+            // The clients that may act: members online here whose device
+            // is in the group (this one always).
+            let online = session
+                .state
+                .room(&room)
+                .map(|entry| entry.online.clone())
+                .unwrap_or_default();
+            let in_group = secure.members(&room);
+            let candidates: Vec<Username> = online
+                .iter()
+                .filter(|user| in_group.contains(&user.to_ascii_lowercase()))
+                .filter_map(|user| Username::parse(user.as_str()).ok())
+                .collect();
+            let mut next: Option<usize> = None;
+            let mut mine = |subject: &Username| {
+                let place = chat_e2e::turn(subject, &candidates, &me);
+                if place > patience {
+                    next = Some(next.map_or(place, |next| next.min(place)));
+                }
+                place <= patience
+            };
+            let to_add: Vec<String> = gap
+                .missing
+                .iter()
+                .filter(|user| mine(user))
+                .map(|user| user.as_str().to_owned())
+                .collect();
+            let to_remove: Vec<String> = gap
+                .departed
+                .iter()
+                .filter(|user| mine(user))
+                .map(|user| user.as_str().to_owned())
+                .collect();
+            if let Some(next) = next {
+                let wait = TURN_WAIT * u32::try_from(next - patience).unwrap_or(u32::MAX);
+                schedule_follow(session, &room, wait, next);
+            }
+            if !to_remove.is_empty() {
+                remove(siv, room.clone(), to_remove);
+            }
+            if !to_add.is_empty() {
+                add(siv, room, to_add, true);
+            }
+        },
+    );
 }
 
 /// Makes the commit and uploads it; a stale one is cleared, the room's

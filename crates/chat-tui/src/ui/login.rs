@@ -1,7 +1,7 @@
 //! The login screen: username, password, Login and Register, and errors
 //! shown in place.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 
 use chat_protocol::rest::{Credentials, MessagePage, RoomBody};
@@ -268,6 +268,7 @@ fn start_session(siv: &mut Cursive, username: &str, start: Start) {
         welcomes: WelcomeFetch::Idle,
         welcomes_taken: BTreeSet::new(),
         fresh_groups: BTreeSet::new(),
+        follow: BTreeMap::new(),
     });
     e2e::save(siv);
     chat::show(siv);

@@ -63,6 +63,17 @@ pub(crate) struct Session {
     /// accepted a commit of: a stale first commit there means another
     /// member's client set the group up first.
     fresh_groups: BTreeSet<String>,
+    /// Rooms whose group is to be compared with the room's members, and
+    /// when (see `e2e::schedule_follow`).
+    follow: BTreeMap<String, FollowDue>,
+}
+
+/// When a room's group is next compared with the room's members, and how
+/// late a turn acts then.
+#[derive(Debug, Clone, Copy)]
+struct FollowDue {
+    at: std::time::Instant,
+    patience: usize,
 }
 
 /// Whether a fetch of Welcomes is under way.

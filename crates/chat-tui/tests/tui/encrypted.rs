@@ -272,3 +272,82 @@ fn when_a_member_leaves_the_remaining_clients_race_to_remove_them_and_agree() ->
     }
     Ok(())
 }
+
+#[test]
+fn who_joins_a_public_encrypted_room_is_added_to_its_group_by_one_member_client() -> Result<()> {
+    let data = TempDir::new()?;
+    let devices = TempDir::new()?;
+    let server = TestServer::start("127.0.0.1:0", &data)?;
+    for name in ["jane", "kurt", "lena"] {
+        register_and_login(&server.url(), name)?;
+    }
+    let mut jane = Terminal::start_with_device(&server.url(), &devices, "jane's passphrase");
+    jane.log_in("jane", PASSWORD)?;
+    let mut kurt = Terminal::start_with_device(&server.url(), &devices, "kurt's passphrase");
+    kurt.log_in("kurt", PASSWORD)?;
+    let mut lena = Terminal::start_with_device(&server.url(), &devices, "lena's passphrase");
+    lena.log_in("lena", PASSWORD)?;
+
+    jane.submit("/create -e square public");
+    jane.wait_for_beside(
+        &mut kurt,
+        "you created the end-to-end encrypted public room square",
+    )?;
+    // Kurt joins on his own: Jane's client, the only one in the group,
+    // adds him.
+    kurt.submit("/join square");
+    jane.wait_for_beside(&mut kurt, "jane added kurt to the encrypted group")?;
+    kurt.wait_for_beside(&mut jane, "you joined the encrypted group (added by jane)")?;
+    jane.submit("welcome kurt");
+    kurt.wait_for_beside(&mut jane, "jane: welcome kurt")?;
+
+    // Lena joins: of the two clients in the group, one adds her, once.
+    lena.submit("/join square");
+    let added = |screen: &str| screen.contains("added lena to the encrypted group");
+    jane.wait_until_beside(&mut kurt, "lena's addition", added)?;
+    kurt.wait_until_beside(&mut jane, "lena's addition", added)?;
+    lena.wait_until_beside(&mut jane, "lena in the group", |screen| {
+        screen.contains("you joined the encrypted group (added by")
+    })?;
+    kurt.submit("hello lena");
+    lena.wait_for_beside(&mut kurt, "kurt: hello lena")?;
+    jane.wait_for_beside(&mut kurt, "kurt: hello lena")?;
+    for screen in [jane.text(), kurt.text()] {
+        ensure!(
+            screen.matches("added lena").count() == 1 && !screen.contains("!!"),
+            "{screen}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn who_joined_while_every_member_client_was_away_is_added_when_one_comes_back() -> Result<()> {
+    let data = TempDir::new()?;
+    let devices = TempDir::new()?;
+    let server = TestServer::start("127.0.0.1:0", &data)?;
+    register_and_login(&server.url(), "mona")?;
+    register_and_login(&server.url(), "nils")?;
+
+    let mut mona = Terminal::start_with_device(&server.url(), &devices, "mona's passphrase");
+    mona.log_in("mona", PASSWORD)?;
+    mona.submit("/create -e porch public");
+    mona.wait_for("you created the end-to-end encrypted public room porch")?;
+    mona.submit("/quit");
+    drop(mona);
+
+    let mut nils = Terminal::start_with_device(&server.url(), &devices, "nils's passphrase");
+    nils.log_in("nils", PASSWORD)?;
+    nils.submit("/join porch");
+    nils.wait_for("porch 🔒")?;
+
+    // Back, Mona's client finds Nils in the room but not in the group.
+    let mut mona = Terminal::start_with_device(&server.url(), &devices, "mona's passphrase");
+    mona.log_in("mona", PASSWORD)?;
+    mona.submit("/join porch");
+    mona.wait_for_beside(&mut nils, "mona added nils to the encrypted group")?;
+    nils.wait_for_beside(&mut mona, "you joined the encrypted group (added by mona)")?;
+    mona.submit("you made it");
+    nils.wait_for_beside(&mut mona, "mona: you made it")?;
+    Ok(())
+}
