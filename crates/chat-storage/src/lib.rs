@@ -125,7 +125,8 @@ pub use import::{
 };
 pub use messages::MAX_PAGE;
 pub use mls::{
-    ClaimedKeyPackage, Device, KeyPackageStock, MlsGroup, NewCommit, NewKeyPackage, PendingWelcome,
+    ClaimedKeyPackage, Device, KeyPackageStock, MemberDevice, MlsGroup, NewCommit, NewKeyPackage,
+    PendingWelcome,
 };
 pub use model::{
     Actor, AppendResult, Appended, Ban, Changed, Cursor, Member, MemberEvent, Membership,

@@ -11,7 +11,7 @@
 //! hands out its last-resort package, which stays.
 
 use chat_domain::e2e::{DeviceId, MAX_DEVICES_PER_USER, MAX_KEY_PACKAGES_PER_DEVICE, MlsKind};
-use chat_domain::{MessageBody, Refusal, RoomId, RoomName, UserId};
+use chat_domain::{MessageBody, Refusal, RoomId, RoomName, UserId, Username};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Bool, Timestamp};
@@ -19,7 +19,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::model::Message;
 use crate::room_counters::LockRoomCounters;
-use crate::rows::{now, utc};
+use crate::rows::{now, username, utc};
 use crate::schema::{
     mls_devices, mls_groups, mls_key_packages, mls_package_refs, mls_welcomes, room_members, rooms,
     users,
@@ -103,6 +103,15 @@ pub struct Device {
     /// Its signature public key.
     pub signature_key: Vec<u8>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A device of a room's member, as [`Store::room_devices`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDevice {
+    /// The member the device belongs to.
+    pub username: Username,
+    /// The device, as registered.
+    pub device: Device,
 }
 
 /// A KeyPackage to store, checked by the caller.
@@ -283,6 +292,36 @@ impl Store {
         rows.into_iter().map(Device::try_from).collect()
     }
 
+    /// Every device of every current member of `room` whose account is
+    /// not deleted, by the members' names, then each member's devices
+    /// oldest first: what a client of an encrypted room compares with its
+    /// group to add a member's new device or remove a deleted one.
+    pub async fn room_devices(&self, room: RoomId) -> Result<Vec<MemberDevice>, StorageError> {
+        let rows: Vec<(String, DeviceRow)> = with_conn!(self, |conn| {
+            room_members::table
+                .inner_join(users::table)
+                .inner_join(mls_devices::table.on(mls_devices::user_id.eq(room_members::user_id)))
+                .filter(room_members::room_id.eq(room.get()))
+                .filter(users::deleted_at.is_null())
+                .order((
+                    users::username.asc(),
+                    mls_devices::created_at.asc(),
+                    mls_devices::id.asc(),
+                ))
+                .select((users::username, DeviceRow::as_select()))
+                .load(conn)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(name, row)| {
+                Ok(MemberDevice {
+                    username: username(name)?,
+                    device: Device::try_from(row)?,
+                })
+            })
+            .collect()
+    }
+
     /// The device `device_id` of `user`, if registered.
     pub async fn device(
         &self,
@@ -421,16 +460,21 @@ impl Store {
     /// One package for every device of each of `users`: an ordinary one,
     /// taken for good, or the last-resort one when none is left. A device
     /// with neither (never uploaded, or everything expired) is left out.
+    ///
+    /// With `devices`, only the devices of `users` with one of those ids
+    /// are claimed (a client adding a member's new device, not all of
+    /// them); an id that names no device of theirs claims nothing.
     pub async fn claim_key_packages(
         &self,
         users: &[UserId],
+        devices: Option<&[DeviceId]>,
     ) -> Result<Vec<ClaimedKeyPackage>, StorageError> {
         let at = now();
         let postgres = matches!(self.inner.pools, Pools::Postgres(_));
         let sql = take_one_sql(postgres);
         let ids: Vec<i64> = users.iter().map(|user| user.get()).collect();
         let claimed = write_transaction!(self, |conn| {
-            let devices: Vec<(i64, i64, String)> = mls_devices::table
+            let mut found: Vec<(i64, i64, String)> = mls_devices::table
                 .inner_join(users::table)
                 .filter(mls_devices::user_id.eq_any(&ids))
                 .filter(users::deleted_at.is_null())
@@ -442,8 +486,13 @@ impl Store {
                 ))
                 .load(conn)
                 .await?;
-            let mut claimed = Vec::with_capacity(devices.len());
-            for (device, user_id, device_id) in devices {
+            if let Some(wanted) = devices {
+                found.retain(|(_, _, device_id)| {
+                    wanted.iter().any(|id| id.as_str() == device_id.as_str())
+                });
+            }
+            let mut claimed = Vec::with_capacity(found.len());
+            for (device, user_id, device_id) in found {
                 let taken: Option<Taken> = diesel::sql_query(sql.as_str())
                     .bind::<BigInt, _>(device)
                     .bind::<Timestamp, _>(at)

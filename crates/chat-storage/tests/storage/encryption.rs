@@ -1,20 +1,23 @@
 //! Encrypted rooms and the MLS directory, on both backends through
 //! `conformance_suite!`: the flag is fixed at creation, an edit there is
 //! refused, devices and KeyPackages are kept per device and handed out
-//! once, and a deleted account takes its devices with it.
+//! once (of the devices a claim names, when it names some), a room lists
+//! its members' devices, and a deleted account takes its devices with it.
 
 use chat_domain::e2e::{DeviceId, MAX_DEVICES_PER_USER};
 use chat_domain::{MessageBody, Refusal, RoomName, Seq, Visibility};
-use chat_storage::{MessageOp, NewChange, NewKeyPackage, StorageError};
+use chat_storage::{MembershipOp, MessageOp, NewChange, NewKeyPackage, StorageError};
 use chrono::{Duration, Utc};
 
-use crate::support::{AppendOk, TestDb, message};
+use crate::support::{AppendOk, TestDb, actor, message};
 
 conformance_suite!(
     an_encrypted_room_keeps_its_flag_and_refuses_edits,
     a_conversation_is_encrypted_or_not_for_good,
     key_packages_are_handed_out_once_then_the_last_resort_one,
     devices_are_limited_replaced_with_a_new_key_and_removed_with_their_account,
+    a_room_lists_the_devices_of_its_current_members_only,
+    a_claim_naming_a_device_takes_a_package_of_that_device_only,
 );
 
 fn id(text: &str) -> DeviceId {
@@ -197,7 +200,7 @@ async fn key_packages_are_handed_out_once_then_the_last_resort_one(db: &TestDb) 
     for _ in 0..4 {
         let claimed = db
             .store
-            .claim_key_packages(&[bob.id, carol.id])
+            .claim_key_packages(&[bob.id, carol.id], None)
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1, "carol has no device: {claimed:?}");
@@ -249,7 +252,7 @@ async fn devices_are_limited_replaced_with_a_new_key_and_removed_with_their_acco
     assert_eq!(replaced.signature_key, b"key-2");
     assert!(
         db.store
-            .claim_key_packages(&[bob.id])
+            .claim_key_packages(&[bob.id], None)
             .await
             .expect("claim")
             .is_empty()
@@ -290,4 +293,149 @@ async fn devices_are_limited_replaced_with_a_new_key_and_removed_with_their_acco
     db.store.delete_user(bob.id, false).await.expect("delete");
     assert!(db.store.devices_of(bob.id).await.expect("q").is_empty());
     assert_eq!(db.count_rows("mls_key_packages").await, 0);
+}
+
+async fn a_room_lists_the_devices_of_its_current_members_only(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let bob = db.user("bob").await;
+    let carol = db.user("carol").await;
+    let room = db
+        .store
+        .create_room(
+            &RoomName::public("vault").expect("name"),
+            alice.id,
+            Visibility::Public,
+            None,
+            true,
+        )
+        .await
+        .expect("create");
+    db.store
+        .change_membership(room.id, &actor(&bob), bob.id, &MembershipOp::Join)
+        .await
+        .expect("join");
+    // Registered out of the order listed: by username, then each member's
+    // devices oldest first. Carol, no member, has a device too.
+    for (user, device) in [
+        (&bob, "tablet"),
+        (&carol, "desktop"),
+        (&bob, "phone"),
+        (&alice, "laptop"),
+    ] {
+        db.store
+            .register_device(user.id, &id(device), b"credential", device.as_bytes())
+            .await
+            .expect("register");
+    }
+    let listed = |devices: Vec<chat_storage::MemberDevice>| -> Vec<(String, String)> {
+        devices
+            .into_iter()
+            .map(|listed| {
+                (
+                    listed.username.as_str().to_owned(),
+                    listed.device.device_id.as_str().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let devices = db.store.room_devices(room.id).await.expect("q");
+    assert!(
+        devices.iter().all(
+            |listed| listed.device.signature_key == listed.device.device_id.as_str().as_bytes()
+        ),
+        "each device comes as registered: {devices:?}"
+    );
+    assert_eq!(
+        listed(devices),
+        [
+            ("alice".to_owned(), "laptop".to_owned()),
+            ("bob".to_owned(), "tablet".to_owned()),
+            ("bob".to_owned(), "phone".to_owned()),
+        ]
+    );
+
+    // A member who leaves takes their devices off the list.
+    db.store
+        .change_membership(room.id, &actor(&bob), bob.id, &MembershipOp::Leave)
+        .await
+        .expect("leave")
+        .expect("bob was a member");
+    assert_eq!(
+        listed(db.store.room_devices(room.id).await.expect("q")),
+        [("alice".to_owned(), "laptop".to_owned())]
+    );
+}
+
+async fn a_claim_naming_a_device_takes_a_package_of_that_device_only(db: &TestDb) {
+    let bob = db.user("bob").await;
+    let carol = db.user("carol").await;
+    let (phone, tablet, laptop) = (id("phone"), id("tablet"), id("laptop"));
+    for (user, device) in [(&bob, &phone), (&bob, &tablet), (&carol, &laptop)] {
+        db.store
+            .register_device(user.id, device, b"credential", device.as_str().as_bytes())
+            .await
+            .expect("register");
+        let made = |n: u8| {
+            package(
+                &[device.as_str().as_bytes(), &[b'-', b'0' + n]].concat(),
+                30,
+            )
+        };
+        db.store
+            .add_key_packages(user.id, device, &[made(1), made(2)], None)
+            .await
+            .expect("add");
+    }
+    let stocks = || async {
+        let mut stocks = Vec::new();
+        for (user, device) in [(&bob, &phone), (&bob, &tablet), (&carol, &laptop)] {
+            let stock = db
+                .store
+                .key_package_stock(user.id, device)
+                .await
+                .expect("stock");
+            stocks.push(stock.available);
+        }
+        stocks
+    };
+
+    let claimed = db
+        .store
+        .claim_key_packages(&[bob.id], Some(std::slice::from_ref(&tablet)))
+        .await
+        .expect("claim");
+    let handed: Vec<_> = claimed
+        .iter()
+        .map(|package| (package.device_id.clone(), package.key_package.clone()))
+        .collect();
+    assert_eq!(handed, [(tablet.clone(), b"tablet-1".to_vec())]);
+    assert_eq!(stocks().await, [2, 1, 2], "the phone keeps its packages");
+
+    // A device that is none of the users' claims nothing: Carol's laptop
+    // when only Bob is named, or an id nobody registered.
+    for named in [laptop.clone(), id("unknown")] {
+        let claimed = db
+            .store
+            .claim_key_packages(&[bob.id], Some(std::slice::from_ref(&named)))
+            .await
+            .expect("claim");
+        assert!(claimed.is_empty(), "{named}: {claimed:?}");
+    }
+    assert_eq!(stocks().await, [2, 1, 2], "nothing was taken");
+
+    // Several users and devices: each device named, of whichever user.
+    let claimed = db
+        .store
+        .claim_key_packages(&[bob.id, carol.id], Some(&[phone.clone(), laptop.clone()]))
+        .await
+        .expect("claim");
+    let handed: Vec<_> = claimed
+        .iter()
+        .map(|package| (package.user_id, package.device_id.clone()))
+        .collect();
+    assert_eq!(
+        handed,
+        [(bob.id, phone.clone()), (carol.id, laptop.clone())]
+    );
+    assert_eq!(stocks().await, [1, 1, 1]);
 }

@@ -361,7 +361,7 @@ pub(crate) async fn claim_key_packages(
     }
     state.admit_claim(user.id, owners.len())?;
     let ids: Vec<_> = owners.iter().map(|owner| owner.id).collect();
-    let claimed = state.store.claim_key_packages(&ids).await?;
+    let claimed = state.store.claim_key_packages(&ids, None).await?;
     let key_packages = claimed
         .into_iter()
         .filter_map(|package| {
