@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `POST /api/mls/devices` | [`DeviceRegistration`] | [`DeviceBody`] |
 //! | `GET /api/mls/devices/{username}` | | [`DevicesBody`] |
+//! | `GET /api/rooms/{room}/mls/devices` | | [`DevicesBody`] |
 //! | `POST /api/mls/key-packages` | [`KeyPackageUpload`] | [`KeyPackageStock`] |
 //! | `GET /api/mls/key-packages?device_id=` | [`WelcomesQuery`] | [`KeyPackageStock`] |
 //! | `POST /api/mls/key-packages/claim` | [`KeyPackageClaim`] | [`ClaimedKeyPackages`] |
@@ -89,11 +90,13 @@ pub struct DeviceBody {
     pub created_at: DateTime<Utc>,
 }
 
-/// The answer to `GET /api/mls/devices/{username}`: every device of a user.
+/// The answer to `GET /api/mls/devices/{username}`, every device of a
+/// user, and to `GET /api/rooms/{room}/mls/devices`, every device of the
+/// room's members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DevicesBody {
-    /// The user's devices, oldest first.
+    /// The devices, by username (for a room), each user's oldest first.
     pub devices: Vec<DeviceBody>,
 }
 
@@ -127,12 +130,17 @@ pub struct KeyPackageStock {
 }
 
 /// The body of `POST /api/mls/key-packages/claim`: one KeyPackage of every
-/// device of each user, to add them to a room.
+/// device of each user, or of the devices named, to add them to a room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyPackageClaim {
     /// The users whose devices to add.
     pub users: Vec<String>,
+    /// When given, only these devices of the users named are claimed (a
+    /// member's new device, to add it alone); a device id that is not one
+    /// of theirs claims nothing. Left out, every device of theirs is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
 }
 
 /// The answer to `POST /api/mls/key-packages/claim`.
@@ -314,9 +322,20 @@ mod tests {
         assert_golden(
             &KeyPackageClaim {
                 users: vec!["bob".to_owned()],
+                devices: None,
             },
             r#"{"users":["bob"]}"#,
         );
+        assert_golden(
+            &KeyPackageClaim {
+                users: vec!["bob".to_owned()],
+                devices: Some(vec!["00ff".to_owned()]),
+            },
+            r#"{"users":["bob"],"devices":["00ff"]}"#,
+        );
+        let claim: KeyPackageClaim = serde_json::from_str(r#"{"users":["bob"],"devices":null}"#)
+            .expect("devices may be null");
+        assert_eq!(claim.devices, None);
         assert_golden(
             &ClaimedKeyPackages {
                 key_packages: vec![ClaimedKeyPackage {

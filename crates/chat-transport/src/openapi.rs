@@ -51,6 +51,7 @@ use crate::session;
         routes::members::unmute,
         routes::mls::register_device,
         routes::mls::devices,
+        routes::mls::room_devices,
         routes::mls::remove_device,
         routes::mls::key_package_stock,
         routes::mls::upload_key_packages,

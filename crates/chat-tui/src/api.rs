@@ -435,6 +435,7 @@ impl Api {
             "/api/mls/key-packages/claim",
             &KeyPackageClaim {
                 users: usernames.to_vec(),
+                devices: None,
             },
             &[200],
         )

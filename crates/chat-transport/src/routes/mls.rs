@@ -9,11 +9,15 @@
 //! The group of an encrypted room changes through commits, which go into
 //! the room's sequence like messages (`POST /api/rooms/{room}/mls/commits`,
 //! compare-and-swap on the epoch), and the Welcomes they make wait for the
-//! devices they add (`/api/mls/welcomes`).
+//! devices they add (`/api/mls/welcomes`). The devices of a room's members
+//! (`GET /api/rooms/{room}/mls/devices`) tell their clients which devices
+//! the group should hold: a member's new device to add, a removed one to
+//! take out.
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use chat_domain::e2e::{
-    DeviceId, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MLS_OBJECT_BYTES, MAX_USERS_PER_CLAIM,
+    DeviceId, MAX_DEVICES_PER_USER, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MLS_OBJECT_BYTES,
+    MAX_USERS_PER_CLAIM,
 };
 use chat_domain::{MessageBody, Refusal, Role, Username};
 use chat_protocol::mls::{
@@ -191,6 +195,52 @@ pub(crate) async fn devices(
     }))
 }
 
+/// The devices of an encrypted room's members, by username, each
+/// member's oldest first. A member's client compares them with the room's
+/// group: a device that is not in the group yet (a member's new one) is
+/// added with a claim naming it, and a device of the group that is no
+/// longer listed (removed by its owner) is removed from the group.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/mls/devices",
+    tag = "encryption",
+    params(("room" = String, Path, description = "an encrypted room")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DevicesBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "not a member, or banned", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the room is not end-to-end encrypted", body = ErrorBody),
+        (status = 422, body = ErrorBody)
+    )
+)]
+#[get("/api/rooms/{room}/mls/devices")]
+pub(crate) async fn room_devices(
+    state: web::Data<AppState>,
+    CurrentUser(user): CurrentUser,
+    room: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = parse_room(&room)?;
+    let found = access::find_for_route(&state, &name, user.id).await?;
+    found
+        .member()
+        .map_err(|refusal| access::for_route(&name, refusal))?;
+    if !found.0.room.encrypted {
+        return Err(access::for_route(
+            &name,
+            Refusal::Conflict("the room is not end-to-end encrypted"),
+        ));
+    }
+    let listed = state.store.room_devices(found.key().id).await?;
+    Ok(HttpResponse::Ok().json(DevicesBody {
+        devices: listed
+            .iter()
+            .map(|member| device_body(&member.device, &member.username))
+            .collect(),
+    }))
+}
+
 /// Removes one of the caller's devices (a lost or retired one) with every
 /// KeyPackage it published: nobody can add it to a room any more.
 #[utoipa::path(
@@ -318,12 +368,18 @@ pub(crate) async fn upload_key_packages(
     Ok(HttpResponse::Ok().json(stock_body(&id, stock)))
 }
 
+/// Most device ids one claim may name: every device of as many users as a
+/// claim may name.
+const MAX_DEVICES_PER_CLAIM: usize = MAX_USERS_PER_CLAIM * MAX_DEVICES_PER_USER;
+
 /// Claims one KeyPackage of every device of each user named, to add them
-/// to an encrypted room. An ordinary package is handed out once, even to
-/// claims made at the same moment on several servers; a device with none
-/// left gives its last-resort package; a device with neither is left out.
-/// Each user named counts against the caller's rate limit, so that one
-/// account cannot exhaust others' packages; a claim over it takes nothing.
+/// to an encrypted room; with `devices`, of those devices of theirs only
+/// (a member's new device, added alone). An ordinary package is handed out
+/// once, even to claims made at the same moment on several servers; a
+/// device with none left gives its last-resort package; a device with
+/// neither is left out, as is a device id that is none of theirs. Each
+/// user named counts against the caller's rate limit, so that one account
+/// cannot exhaust others' packages; a claim over it takes nothing.
 #[utoipa::path(
     post,
     path = "/api/mls/key-packages/claim",
@@ -334,7 +390,7 @@ pub(crate) async fn upload_key_packages(
         (status = 200, body = ClaimedKeyPackages),
         (status = 401, body = ErrorBody),
         (status = 404, description = "a user named does not exist", body = ErrorBody),
-        (status = 422, description = "no user or too many users named", body = ErrorBody),
+        (status = 422, description = "no user or too many users named, or `devices` given with no device, too many or a malformed device id; nothing was claimed", body = ErrorBody),
         (status = 429, description = "the caller claimed too many KeyPackages lately; nothing was claimed (`Retry-After` says when to try again)", body = ErrorBody)
     )
 )]
@@ -349,6 +405,20 @@ pub(crate) async fn claim_key_packages(
             "a claim names 1 to {MAX_USERS_PER_CLAIM} users"
         )));
     }
+    // An empty list is refused rather than read as "no device" or "every
+    // device": a client that means every device leaves the field out.
+    let named: Option<Vec<DeviceId>> = body
+        .devices
+        .as_deref()
+        .map(|ids| {
+            if ids.is_empty() || ids.len() > MAX_DEVICES_PER_CLAIM {
+                return Err(ApiError::invalid_value(format!(
+                    "devices, when given, names 1 to {MAX_DEVICES_PER_CLAIM} devices"
+                )));
+            }
+            ids.iter().map(|id| device_id(id)).collect()
+        })
+        .transpose()?;
     let mut owners: Vec<User> = Vec::with_capacity(body.users.len());
     for name in &body.users {
         let name = Username::parse(name.as_str()).map_err(ApiError::invalid)?;
@@ -361,7 +431,10 @@ pub(crate) async fn claim_key_packages(
     }
     state.admit_claim(user.id, owners.len())?;
     let ids: Vec<_> = owners.iter().map(|owner| owner.id).collect();
-    let claimed = state.store.claim_key_packages(&ids, None).await?;
+    let claimed = state
+        .store
+        .claim_key_packages(&ids, named.as_deref())
+        .await?;
     let key_packages = claimed
         .into_iter()
         .filter_map(|package| {

@@ -31,6 +31,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(users::me)
         .service(mls::register_device)
         .service(mls::devices)
+        .service(mls::room_devices)
         .service(mls::remove_device)
         .service(mls::claim_key_packages)
         .configure(mls::large_bodies)

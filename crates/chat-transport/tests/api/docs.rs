@@ -37,6 +37,7 @@ async fn openapi_describes_every_rest_route(app: &TestApp) -> Result<()> {
         "/api/rooms/{name}/messages",
         "/api/rooms/{name}/read",
         "/api/dm/{username}",
+        "/api/rooms/{room}/mls/devices",
         "/ws/chat",
     ] {
         assert!(

@@ -1,7 +1,8 @@
 //! End-to-end encrypted rooms: the flag on rooms and direct conversations,
 //! plaintext refused there, search skipping them, and the directory of
-//! devices and KeyPackages, driven by the real client library (`chat-e2e`)
-//! over HTTP and WebSockets. Every refusal is checked to change nothing.
+//! devices (per user and per room) and KeyPackages, driven by the real
+//! client library (`chat-e2e`) over HTTP and WebSockets. Every refusal is
+//! checked to change nothing.
 
 use std::collections::HashSet;
 
@@ -21,6 +22,9 @@ crate::backend_tests!(
     concurrent_claims_never_share_a_key_package,
     an_encrypted_room_carries_only_ciphertext_between_real_clients,
     a_commit_is_judged_by_what_it_does_not_by_the_group_info_sent_with_it,
+    a_member_lists_every_device_of_the_rooms_members,
+    the_rooms_devices_are_refused_to_non_members_and_in_plain_rooms,
+    a_claim_naming_devices_takes_packages_of_those_devices_only,
 );
 
 fn device(name: &str) -> Result<Device> {
@@ -62,6 +66,15 @@ async fn claim(app: &TestApp, token: &str, users: &[&str]) -> Result<(u16, Value
             &json!({ "users": users }),
         )
         .await?,
+    )
+    .await
+}
+
+/// Claims with a body of the caller's making, `devices` and all.
+async fn claim_with(app: &TestApp, token: &str, body: &Value) -> Result<(u16, Value)> {
+    json_of(
+        app.post_authed("/api/mls/key-packages/claim", token, body)
+            .await?,
     )
     .await
 }
@@ -1141,5 +1154,225 @@ async fn a_commit_is_judged_by_what_it_does_not_by_the_group_info_sent_with_it(
     bob.merge_pending_commit(&vault)?;
     process_next_commit(&mut carol_socket, &mut carol, &vault, 4, &mut seen).await?;
     ensure!(carol.members(&vault)?.len() == 3);
+    Ok(())
+}
+
+/// The devices of `room`'s members, as the holder of `token` gets them.
+async fn room_devices(app: &TestApp, token: &str, room: &str) -> Result<(u16, Value)> {
+    json_of(
+        app.get_authed(&format!("/api/rooms/{room}/mls/devices"), token)
+            .await?,
+    )
+    .await
+}
+
+async fn a_member_lists_every_device_of_the_rooms_members(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let carol = app.user("carol").await?;
+    private_encrypted_room(app, &alice, "vault").await?;
+    put_member(app, &alice, "vault", "bob").await?;
+    let (status, listed) = room_devices(app, &bob, "vault").await?;
+    ensure!(
+        status == 200 && listed == json!({"devices": []}),
+        "no device registered yet: {status} {listed}"
+    );
+
+    // Bob registers his phone, then a second device; Carol, who is not in
+    // the room, one of hers.
+    let mut registered = Vec::new();
+    for (token, name) in [
+        (&bob, "bob"),
+        (&bob, "bob"),
+        (&carol, "carol"),
+        (&alice, "alice"),
+    ] {
+        let (status, body) = register(app, token, &device(name)?).await?;
+        ensure!(status == 201, "{status} {body}");
+        registered.push(body);
+    }
+    let [bob_phone, bob_tablet, _carol_desktop, alice_laptop] =
+        <[Value; 4]>::try_from(registered).map_err(|_| anyhow::anyhow!("four devices"))?;
+    let everyone = json!({"devices": [alice_laptop, bob_phone, bob_tablet]});
+    for token in [&alice, &bob] {
+        let (status, listed) = room_devices(app, token, "vault").await?;
+        ensure!(
+            status == 200 && listed == everyone,
+            "by username, each member's oldest first: {status} {listed}"
+        );
+    }
+
+    // A device its owner removes leaves the list, so the members' clients
+    // remove it from the group.
+    let path = format!(
+        "/api/mls/devices/{}",
+        bob_tablet["device_id"].as_str().unwrap_or_default()
+    );
+    let (status, _) = json_of(app.send_authed(Method::DELETE, &path, &bob, None).await?).await?;
+    ensure!(status == 204, "{status}");
+    let (_, listed) = room_devices(app, &alice, "vault").await?;
+    ensure!(
+        listed == json!({"devices": [alice_laptop, bob_phone]}),
+        "{listed}"
+    );
+
+    // A member who leaves takes their devices off the list, and no longer
+    // sees it.
+    let (status, _) = json_of(
+        app.send_authed(Method::POST, "/api/rooms/vault/leave", &bob, None)
+            .await?,
+    )
+    .await?;
+    ensure!(status == 204, "leave: {status}");
+    let (_, listed) = room_devices(app, &alice, "vault").await?;
+    ensure!(listed == json!({"devices": [alice_laptop]}), "{listed}");
+    let (status, refused) = room_devices(app, &bob, "vault").await?;
+    ensure!(status == 404, "{status} {refused}");
+    Ok(())
+}
+
+async fn the_rooms_devices_are_refused_to_non_members_and_in_plain_rooms(
+    app: &TestApp,
+) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let carol = app.user("carol").await?;
+    let (status, _) = register(app, &alice, &device("alice")?).await?;
+    ensure!(status == 201);
+    private_encrypted_room(app, &alice, "vault").await?;
+    for (name, encrypted) in [("forum", true), ("lobby", false)] {
+        let (status, body) = json_of(
+            app.post_authed(
+                "/api/rooms",
+                &alice,
+                &json!({"name": name, "encrypted": encrypted}),
+            )
+            .await?,
+        )
+        .await?;
+        ensure!(status == 201, "{status} {body}");
+    }
+    let (status, listed) = room_devices(app, &alice, "forum").await?;
+    ensure!(
+        status == 200 && listed["devices"].as_array().map(Vec::len) == Some(1),
+        "{status} {listed}"
+    );
+
+    // Carol is in none of them: a public room says she is not a member, a
+    // private one does not exist for her, as for the commit route.
+    let (status, refused) = room_devices(app, &carol, "forum").await?;
+    ensure!(
+        status == 403 && refused["code"] == "not_a_member",
+        "{status} {refused}"
+    );
+    let (status, refused) = room_devices(app, &carol, "vault").await?;
+    ensure!(status == 404, "{status} {refused}");
+    let (status, refused) = room_devices(app, &carol, "nowhere").await?;
+    ensure!(status == 404, "{status} {refused}");
+
+    // A plaintext room has no group, hence no devices to list.
+    let (status, refused) = room_devices(app, &alice, "lobby").await?;
+    ensure!(
+        status == 409 && refused["detail"] == "the room is not end-to-end encrypted",
+        "{status} {refused}"
+    );
+    let response = app
+        .http
+        .get(app.url("/api/rooms/forum/mls/devices"))
+        .send()
+        .await?;
+    ensure!(response.status() == 401, "{}", response.status());
+    Ok(())
+}
+
+async fn a_claim_naming_devices_takes_packages_of_those_devices_only(app: &TestApp) -> Result<()> {
+    let alice = app.user("alice").await?;
+    let bob = app.user("bob").await?;
+    let carol = app.user("carol").await?;
+    let phone = enrolled(app, &bob, "bob").await?;
+    let tablet = enrolled(app, &bob, "bob").await?;
+    let desktop = enrolled(app, &carol, "carol").await?;
+    let stocks = || async {
+        let mut stocks = Vec::new();
+        for (token, device) in [(&bob, &phone), (&bob, &tablet), (&carol, &desktop)] {
+            let path = format!("/api/mls/key-packages?device_id={}", device.device_id());
+            let (status, stock) = json_of(app.get_authed(&path, token).await?).await?;
+            ensure!(status == 200, "{status} {stock}");
+            stocks.push(stock["available"].as_i64().unwrap_or(-1));
+        }
+        anyhow::Ok(stocks)
+    };
+    ensure!(stocks().await? == [4, 4, 4]);
+
+    // Bob's new tablet, alone.
+    let (status, claimed) = claim_with(
+        app,
+        &alice,
+        &json!({"users": ["bob"], "devices": [tablet.device_id()]}),
+    )
+    .await?;
+    ensure!(status == 200, "{status} {claimed}");
+    let handed = packages(&claimed);
+    ensure!(
+        handed.len() == 1
+            && handed[0]["username"] == "bob"
+            && handed[0]["device_id"] == tablet.device_id()
+            && handed[0]["last_resort"] == false,
+        "{claimed}"
+    );
+    ensure!(stocks().await? == [4, 3, 4], "the phone keeps its packages");
+
+    // A device of someone not named, or of nobody, claims nothing.
+    for other in [desktop.device_id().to_owned(), "0".repeat(32)] {
+        let (status, claimed) =
+            claim_with(app, &alice, &json!({"users": ["bob"], "devices": [other]})).await?;
+        ensure!(
+            status == 200 && packages(&claimed).is_empty(),
+            "{status} {claimed}"
+        );
+    }
+    ensure!(stocks().await? == [4, 3, 4]);
+
+    // A malformed id, an empty list or too long a one (short ids, so the
+    // body stays under the general limit) is refused, and nothing is
+    // taken, not even of the well-formed ids beside it.
+    let most = chat_domain::e2e::MAX_USERS_PER_CLAIM * chat_domain::e2e::MAX_DEVICES_PER_USER;
+    let too_many: Vec<String> = (0..=most).map(|n| format!("d{n}")).collect();
+    for devices in [
+        json!([phone.device_id(), "not a device!"]),
+        json!([]),
+        json!(too_many),
+    ] {
+        let (status, refused) =
+            claim_with(app, &alice, &json!({"users": ["bob"], "devices": devices})).await?;
+        ensure!(
+            status == 422 && refused["code"] == "invalid",
+            "{status} {refused}"
+        );
+    }
+    ensure!(
+        stocks().await? == [4, 3, 4],
+        "a refused claim took a package"
+    );
+
+    // Several users, a device of each; and without `devices`, every one.
+    let (status, claimed) = claim_with(
+        app,
+        &alice,
+        &json!({"users": ["bob", "carol"], "devices": [phone.device_id(), desktop.device_id()]}),
+    )
+    .await?;
+    ensure!(status == 200, "{status} {claimed}");
+    let mut handed: Vec<String> = packages(&claimed)
+        .iter()
+        .map(|package| package["device_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    handed.sort();
+    let mut expected = vec![phone.device_id().to_owned(), desktop.device_id().to_owned()];
+    expected.sort();
+    ensure!(handed == expected, "{claimed}");
+    ensure!(stocks().await? == [3, 3, 3]);
+    let (_, claimed) = claim(app, &alice, &["bob"]).await?;
+    ensure!(packages(&claimed).len() == 2, "{claimed}");
+    ensure!(stocks().await? == [2, 2, 3]);
     Ok(())
 }
