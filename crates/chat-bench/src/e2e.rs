@@ -120,6 +120,7 @@ pub(crate) async fn group(
             "/api/mls/key-packages/claim",
             &KeyPackageClaim {
                 users: chunk.to_vec(),
+                devices: None,
             },
         )
         .await?;
@@ -274,7 +275,10 @@ pub(crate) async fn claims(args: ClaimsArgs) -> anyhow::Result<Report> {
                     &api,
                     &claimer,
                     "/api/mls/key-packages/claim",
-                    &KeyPackageClaim { users: vec![user] },
+                    &KeyPackageClaim {
+                        users: vec![user],
+                        devices: None,
+                    },
                 )
                 .await?;
                 latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));

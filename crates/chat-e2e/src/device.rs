@@ -43,6 +43,10 @@ pub enum Change {
     Remove(Vec<Username>),
     /// Refresh this device's own leaf key.
     Update,
+    /// Remove these devices, named by their ids ([`Fingerprint::device_id`]):
+    /// devices retired from the server whose leaves are still in the group.
+    /// This device never removes itself.
+    RemoveDevices(Vec<String>),
 }
 
 /// A commit to upload (`POST /api/rooms/{room}/mls/commits`), and the
@@ -461,11 +465,28 @@ impl Device {
                     }
                     leaves.extend(found);
                 }
-                let (commit, welcome, group_info) = state
+                state
                     .group
                     .remove_members(provider, signer, &leaves)
-                    .map_err(E2eError::rejected)?;
-                (commit, welcome, group_info)
+                    .map_err(E2eError::rejected)?
+            }
+            Change::RemoveDevices(devices) => {
+                let leaves: Vec<LeafNodeIndex> = state
+                    .group
+                    .members()
+                    .filter(|member| member.index != own_index)
+                    .filter(|member| {
+                        devices.contains(&Fingerprint::of(&member.signature_key).device_id())
+                    })
+                    .map(|member| member.index)
+                    .collect();
+                if leaves.is_empty() {
+                    return Err(E2eError::NothingToCommit);
+                }
+                state
+                    .group
+                    .remove_members(provider, signer, &leaves)
+                    .map_err(E2eError::rejected)?
             }
             Change::Update => {
                 let (commit, welcome, group_info) = state

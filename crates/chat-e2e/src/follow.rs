@@ -33,7 +33,69 @@ impl Gap {
     }
 }
 
+/// How the devices in a room's group differ from the devices its members
+/// have registered, each device named by its user and its id (as
+/// `GET /api/rooms/{room}/mls/devices` lists them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceGap {
+    /// Registered devices of members with no leaf in the group: a member's
+    /// new device, or every device of a member not yet in the group.
+    pub unplaced: Vec<(Username, String)>,
+    /// Devices of members still in the group that are registered no more:
+    /// retired, their leaves to remove.
+    pub retired: Vec<(Username, String)>,
+}
+
+impl DeviceGap {
+    /// Whether the group holds exactly the members' registered devices.
+    pub fn is_empty(&self) -> bool {
+        self.unplaced.is_empty() && self.retired.is_empty()
+    }
+}
+
 impl Device {
+    /// How the devices in the room's group differ from `registered`, the
+    /// devices of the room's `members`. Leaves of users who are not members
+    /// are not counted here (see [`Device::gap`]), nor is this device.
+    pub fn device_gap(
+        &self,
+        room: &RoomName,
+        members: &[Username],
+        registered: &[(Username, String)],
+    ) -> Result<DeviceGap, E2eError> {
+        let leaves: Vec<(Username, String)> = self
+            .members(room)?
+            .into_iter()
+            .map(|member| {
+                let id = member.fingerprint().device_id();
+                (member.username, id)
+            })
+            .collect();
+        let own = self.device_id();
+        let mut gap = DeviceGap::default();
+        for (user, id) in registered {
+            let member = members.iter().any(|member| member.same_user(user));
+            if member
+                && *id != own
+                && !leaves.iter().any(|(_, leaf)| leaf == id)
+                && !gap.unplaced.iter().any(|(_, seen)| seen == id)
+            {
+                gap.unplaced.push((user.clone(), id.clone()));
+            }
+        }
+        for (user, id) in leaves {
+            let member = members.iter().any(|member| member.same_user(&user));
+            if member
+                && id != own
+                && !registered.iter().any(|(_, listed)| *listed == id)
+                && !gap.retired.iter().any(|(_, seen)| *seen == id)
+            {
+                gap.retired.push((user, id));
+            }
+        }
+        Ok(gap)
+    }
+
     /// How the room's group, as this device holds it, differs from the
     /// room's members (as `GET /api/rooms/{room}/members` lists them).
     /// This device's own user is never missing nor departed: a device
@@ -66,20 +128,23 @@ impl Device {
 }
 
 /// The place of `me` in the order in which clients take on a change about
-/// `subject` (adding or removing them): 0 acts at once; `n` acts only if,
-/// after waiting its turn, the change is still not made.
+/// `subject` (a user to add or remove, or a whole room to look at): 0 acts
+/// at once; `n` acts only if, after waiting its turn, the change is still
+/// not made.
 ///
 /// `candidates` are the users whose clients may make the change, say the
 /// room's members with a device in the group who are online; `me` counts
-/// among them whether listed or not, `subject` never does, and a user
-/// listed twice counts once. The order is a hash of each candidate's name
-/// with the subject's, so every client computes the same one and the work
-/// spreads over members rather than falling on one.
-pub fn turn(subject: &Username, candidates: &[Username], me: &Username) -> usize {
+/// among them whether listed or not, a user named like `subject` never
+/// does, and a user listed twice counts once. The order is a hash of each
+/// candidate's name with the subject (case aside), so every client
+/// computes the same one and the work spreads over members rather than
+/// falling on one.
+pub fn turn(subject: &str, candidates: &[Username], me: &Username) -> usize {
+    let subject = subject.to_lowercase();
     let key = |user: &Username| {
         let mut hash = Sha256::new();
         hash.update(b"chat-e2e turn v1\0");
-        hash.update(subject.normalized().as_bytes());
+        hash.update(subject.as_bytes());
         hash.update([0]);
         hash.update(user.normalized().as_bytes());
         <[u8; 32]>::from(hash.finalize())
@@ -87,7 +152,7 @@ pub fn turn(subject: &Username, candidates: &[Username], me: &Username) -> usize
     let mine = key(me);
     let mut before: Vec<[u8; 32]> = candidates
         .iter()
-        .filter(|user| !user.same_user(subject) && !user.same_user(me))
+        .filter(|user| user.normalized() != subject && !user.same_user(me))
         .map(key)
         .filter(|theirs| *theirs < mine)
         .collect();
@@ -99,6 +164,7 @@ pub fn turn(subject: &Username, candidates: &[Username], me: &Username) -> usize
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Change;
 
     fn user(name: &str) -> Username {
         Username::parse(name).expect("a valid name")
@@ -138,39 +204,90 @@ mod tests {
     }
 
     #[test]
+    fn the_device_gap_names_new_devices_and_retired_ones_of_members() -> Result<(), E2eError> {
+        let room = RoomName::public("plans").expect("a valid room");
+        let mut alice = Device::new(user("alice"))?;
+        let mut bob_phone = Device::new(user("bob"))?;
+        let bob_laptop = Device::new(user("bob"))?;
+        let carol = Device::new(user("carol"))?;
+        alice.create_group(&room)?;
+        let package = bob_phone.key_packages(1)?;
+        alice.add_members(&room, &package)?;
+        alice.merge_pending_commit(&room)?;
+        let members = users(&["alice", "bob", "carol"]);
+        let listed = |device: &Device| (device.username().clone(), device.device_id());
+        let registered = vec![
+            listed(&alice),
+            listed(&bob_phone),
+            listed(&bob_laptop),
+            listed(&carol),
+        ];
+        assert_eq!(
+            alice.device_gap(&room, &members, &registered)?,
+            DeviceGap {
+                unplaced: vec![listed(&bob_laptop), listed(&carol)],
+                retired: Vec::new(),
+            }
+        );
+        // Bob's phone retired: its leaf is to go; alice's own device,
+        // listed or not, never is.
+        let registered = vec![listed(&bob_laptop)];
+        assert_eq!(
+            alice.device_gap(&room, &members, &registered)?,
+            DeviceGap {
+                unplaced: vec![listed(&bob_laptop)],
+                retired: vec![listed(&bob_phone)],
+            }
+        );
+        // Not a member any more: that is `gap`'s business.
+        assert!(alice.device_gap(&room, &users(&["alice"]), &[])?.is_empty());
+        // Removing the retired device takes its leaf only.
+        alice.commit(&room, Change::RemoveDevices(vec![bob_phone.device_id()]))?;
+        let change = alice.merge_pending_commit(&room)?;
+        assert_eq!(change.removed.len(), 1);
+        assert_eq!(alice.members(&room)?.len(), 1);
+        assert!(matches!(
+            alice.commit(&room, Change::RemoveDevices(vec![alice.device_id()])),
+            Err(E2eError::NothingToCommit)
+        ));
+        Ok(())
+    }
+
+    #[test]
     fn every_candidate_gets_its_own_place_and_all_agree_on_the_order() {
         let candidates = users(&["alice", "bob", "carol", "dave", "erin"]);
-        let subject = user("zoe");
+        let subject = "zoe";
         let mut places: Vec<usize> = candidates
             .iter()
-            .map(|me| turn(&subject, &candidates, me))
+            .map(|me| turn(subject, &candidates, me))
             .collect();
         places.sort_unstable();
         assert_eq!(places, [0, 1, 2, 3, 4]);
         // Listed or not, in another case or twice, `me` gets the same place.
         let shuffled = users(&["Erin", "carol", "alice", "bob", "carol"]);
         assert_eq!(
-            turn(&subject, &shuffled, &user("dave")),
-            turn(&subject, &candidates, &user("dave"))
+            turn(subject, &shuffled, &user("dave")),
+            turn(subject, &candidates, &user("dave"))
         );
         // The subject never takes a turn.
         let with_subject = users(&["alice", "bob", "carol", "dave", "erin", "zoe"]);
         for me in &candidates {
             assert_eq!(
-                turn(&subject, &with_subject, me),
-                turn(&subject, &candidates, me)
+                turn(subject, &with_subject, me),
+                turn(subject, &candidates, me)
             );
         }
     }
 
     #[test]
     fn alone_a_client_acts_at_once_and_the_first_place_moves_with_the_subject() {
-        assert_eq!(turn(&user("zoe"), &[], &user("alice")), 0);
+        assert_eq!(turn("zoe", &[], &user("alice")), 0);
+        assert_eq!(turn("dm:zoe:alice", &[], &user("alice")), 0);
         let candidates = users(&["alice", "bob", "carol", "dave", "erin", "frank"]);
         let first = |subject: &str| {
             candidates
                 .iter()
-                .find(|me| turn(&user(subject), &candidates, me) == 0)
+                .find(|me| turn(subject, &candidates, me) == 0)
                 .cloned()
         };
         let firsts: std::collections::BTreeSet<Username> = [

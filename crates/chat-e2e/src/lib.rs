@@ -83,7 +83,7 @@ pub use device::{
     PAST_EPOCHS_KEPT,
 };
 pub use error::E2eError;
-pub use follow::{Gap, turn};
+pub use follow::{DeviceGap, Gap, turn};
 pub use identity::{Fingerprint, SafetyNumber};
 pub use incoming::Incoming;
 pub use state_file::{KdfParams, StateFile};

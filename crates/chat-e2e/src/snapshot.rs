@@ -87,6 +87,13 @@ impl Snapshot {
                     out.push(3);
                     put_len(&mut out, 0);
                 }
+                Some(Change::RemoveDevices(devices)) => {
+                    out.push(4);
+                    put_len(&mut out, devices.len());
+                    for device in devices {
+                        put_bytes(&mut out, device.as_bytes());
+                    }
+                }
             }
         }
         put_len(&mut out, self.storage.len());
@@ -132,6 +139,16 @@ impl Snapshot {
                     Some(Change::Remove(users))
                 }
                 3 => Some(Change::Update),
+                4 => Some(Change::RemoveDevices(
+                    values
+                        .into_iter()
+                        .map(|value| {
+                            String::from_utf8(value).map_err(|_| {
+                                E2eError::DamagedState("a pending removal names no device")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                )),
                 _ => return Err(E2eError::DamagedState("unknown pending change")),
             };
             rooms.push(SavedRoom {
@@ -229,6 +246,11 @@ mod tests {
                     group_id: b"id2".to_vec(),
                     pending: Some(Change::Add(vec![vec![9; 5]])),
                 },
+                SavedRoom {
+                    room: "third".to_owned(),
+                    group_id: b"id3".to_vec(),
+                    pending: Some(Change::RemoveDevices(vec!["ab12".to_owned()])),
+                },
             ],
             storage: vec![(b"key".to_vec(), b"value".to_vec())],
         }
@@ -240,7 +262,7 @@ mod tests {
         let back = Snapshot::decode(&bytes).expect("decodes");
         assert_eq!(back.username, "alice");
         assert_eq!(back.signature_key, [1, 2, 3]);
-        assert_eq!(back.rooms.len(), 2);
+        assert_eq!(back.rooms.len(), 3);
         assert_eq!(back.rooms[0].room, "lobby");
         assert_eq!(
             back.rooms[0].pending,
@@ -249,6 +271,10 @@ mod tests {
             ]))
         );
         assert_eq!(back.rooms[1].pending, Some(Change::Add(vec![vec![9; 5]])));
+        assert_eq!(
+            back.rooms[2].pending,
+            Some(Change::RemoveDevices(vec!["ab12".to_owned()]))
+        );
         assert_eq!(back.storage, [(b"key".to_vec(), b"value".to_vec())]);
     }
 

@@ -417,6 +417,12 @@ impl Api {
         Ok(body.devices)
     }
 
+    /// The devices of every member of an encrypted room.
+    pub(crate) fn room_devices(&self, room: &str) -> Result<Vec<DeviceBody>, ApiError> {
+        let body: DevicesBody = self.get(&format!("/api/rooms/{room}/mls/devices"))?;
+        Ok(body.devices)
+    }
+
     /// Adds KeyPackages to the device's stock; the answer says how many
     /// are left to hand out.
     pub(crate) fn upload_key_packages(
@@ -426,16 +432,18 @@ impl Api {
         self.post_json("/api/mls/key-packages", upload, &[200, 201])
     }
 
-    /// Claims one KeyPackage of every device of each of `usernames`.
+    /// Claims one KeyPackage of every device of each of `usernames`, or
+    /// of the listed `devices` of theirs only.
     pub(crate) fn claim_key_packages(
         &self,
         usernames: &[String],
+        devices: Option<Vec<String>>,
     ) -> Result<ClaimedKeyPackages, ApiError> {
         self.post_json(
             "/api/mls/key-packages/claim",
             &KeyPackageClaim {
                 users: usernames.to_vec(),
-                devices: None,
+                devices,
             },
             &[200],
         )

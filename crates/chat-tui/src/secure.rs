@@ -323,7 +323,8 @@ impl Secure {
                 self.mark();
                 after.superseded = superseded;
                 after.removed_me = change.removed_this_device;
-                Reading::Change(describe_change(by.as_str(), &change))
+                let remaining = self.members(room);
+                Reading::Change(describe_change(by.as_str(), &change, &remaining))
             }
             Ok(Incoming::Proposal { by }) => {
                 self.mark();
@@ -347,9 +348,10 @@ impl Secure {
     /// Records what this device's commit accepted at `seq` of `room` did.
     pub(crate) fn committed(&mut self, room: &str, seq: i64, change: &MembershipChange) {
         let me = self.device.username().as_str().to_owned();
+        let remaining = self.members(room);
         self.readings.insert(
             (room.to_owned(), seq),
-            Reading::Change(describe_change(&me, change)),
+            Reading::Change(describe_change(&me, change, &remaining)),
         );
     }
 
@@ -480,7 +482,14 @@ fn room_name(room: &str) -> Result<RoomName, E2eError> {
 }
 
 /// A commit's change in words: `alice added bob to the encrypted group`.
-pub(crate) fn describe_change(by: &str, change: &MembershipChange) -> String {
+/// `remaining` are the users (lower case) with a device in the group
+/// after it: a removed device whose user is still there reads `removed a
+/// device of bob`.
+pub(crate) fn describe_change(
+    by: &str,
+    change: &MembershipChange,
+    remaining: &BTreeSet<String>,
+) -> String {
     let names = |members: &[GroupMember]| {
         let names: BTreeSet<&str> = members.iter().map(|m| m.username.as_str()).collect();
         names.into_iter().collect::<Vec<_>>().join(", ")
@@ -489,8 +498,16 @@ pub(crate) fn describe_change(by: &str, change: &MembershipChange) -> String {
     if !change.added.is_empty() {
         parts.push(format!("added {}", names(&change.added)));
     }
-    if !change.removed.is_empty() {
-        parts.push(format!("removed {}", names(&change.removed)));
+    let (devices, users): (Vec<GroupMember>, Vec<GroupMember>) = change
+        .removed
+        .iter()
+        .cloned()
+        .partition(|member| remaining.contains(&member.username.as_str().to_ascii_lowercase()));
+    if !users.is_empty() {
+        parts.push(format!("removed {}", names(&users)));
+    }
+    if !devices.is_empty() {
+        parts.push(format!("removed a device of {}", names(&devices)));
     }
     if parts.is_empty() {
         format!("{by} updated their keys in the encrypted group")
@@ -691,6 +708,28 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(dir);
         Ok(())
+    }
+
+    #[test]
+    fn a_removed_device_of_a_user_still_in_the_group_is_named_as_a_device() {
+        let member = |name: &str, key: u8| GroupMember {
+            username: Username::parse(name).expect("a valid name"),
+            signature_key: vec![key; 32],
+        };
+        let change = MembershipChange {
+            added: Vec::new(),
+            removed: vec![member("bob", 1), member("carol", 2)],
+            removed_this_device: false,
+        };
+        let remaining: BTreeSet<String> = ["alice".to_owned(), "bob".to_owned()].into();
+        assert_eq!(
+            describe_change("alice", &change, &remaining),
+            "alice removed carol and removed a device of bob from the encrypted group"
+        );
+        assert_eq!(
+            describe_change("alice", &change, &BTreeSet::new()),
+            "alice removed bob, carol from the encrypted group"
+        );
     }
 
     #[test]

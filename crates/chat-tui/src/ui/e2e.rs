@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use chat_domain::Username;
 use chat_e2e::{Change, E2eError, OutgoingCommit};
+use chat_protocol::mls::DeviceBody;
 use chat_protocol::mls::{self as wire, MlsKindBody};
-use chat_protocol::rest::{MemberChangeBody, MessagePage, RoomMessage};
+use chat_protocol::rest::{MemberBody, MemberChangeBody, MessagePage, RoleBody, RoomMessage};
 use chat_protocol::ws::{ClientFrame, ServerFrame};
 use cursive::Cursive;
 
@@ -372,12 +373,12 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
             if held {
                 // Connected (again) to a room whose group this device
                 // holds: whatever changed in the room meanwhile, the group
-                // follows. Who is online decides whose client acts, so
-                // ask first.
+                // follows. Who is online decides which client looks (one
+                // per room is enough), so ask first.
                 session.net.send(ClientFrame::Who {
                     room: Some(room.clone()),
                 });
-                schedule_follow(session, &room, FOLLOW_AFTER_CONNECT, 0);
+                schedule(session, &room, FOLLOW_AFTER_CONNECT, 0, true);
             }
             if added {
                 FollowUp::Welcomes
@@ -443,11 +444,54 @@ fn apply_frame(session: &mut Session, frame: ServerFrame, now: Instant, replay: 
             schedule_follow(session, &room, wait, 0);
             FollowUp::None
         }
+        ServerFrame::Presence {
+            room,
+            username,
+            online: true,
+        } if !username.eq_ignore_ascii_case(&me) => {
+            // Someone came online, perhaps on a new device: the client
+            // whose turn it is about them looks at the room's devices.
+            let room = room.clone();
+            let first = session.secure.as_ref().is_some_and(|secure| {
+                secure.has_group(&room) && first_about(secure, &session.state, &room, username)
+            });
+            session.state.apply(frame, now);
+            if first {
+                schedule_follow(session, &room, FOLLOW_AFTER_CONNECT, 0);
+            }
+            FollowUp::None
+        }
         _ => {
             session.state.apply(frame, now);
             FollowUp::None
         }
     }
+}
+
+/// Whether this client comes first (see [`chat_e2e::turn`]) among the
+/// members online in the room with a device in its group, for a change
+/// about `subject`.
+fn first_about(secure: &Secure, state: &ChatState, room: &str, subject: &str) -> bool {
+    chat_e2e::turn(
+        subject,
+        &candidates(secure, state, room),
+        secure.device().username(),
+    ) == 0
+}
+
+/// The users whose clients may change the room's group as it follows the
+/// room: the members online there (as far as this client knows) with a
+/// device in the group.
+fn candidates(secure: &Secure, state: &ChatState, room: &str) -> Vec<Username> {
+    let in_group = secure.members(room);
+    state
+        .room(room)
+        .map(|entry| entry.online.iter())
+        .into_iter()
+        .flatten()
+        .filter(|user| in_group.contains(&user.to_ascii_lowercase()))
+        .filter_map(|user| Username::parse(user.as_str()).ok())
+        .collect()
 }
 
 /// Lists the Welcomes waiting for this device, joins their groups and
@@ -593,7 +637,7 @@ pub(super) fn create_group(siv: &mut Cursive, room: &str) -> bool {
 pub(super) fn commit(siv: &mut Cursive, room: String, plan: Plan) {
     match plan {
         Plan::Remove(user) => remove(siv, room, vec![user]),
-        Plan::Add(user) => add(siv, room, vec![user], false),
+        Plan::Add(user) => add(siv, room, vec![user], None, false),
     }
 }
 
@@ -613,16 +657,23 @@ fn remove(siv: &mut Cursive, room: String, users: Vec<String>) {
     }
 }
 
-/// Claims a KeyPackage of every device of `users` and adds those devices
-/// to the room's group. A user without a device is named: with
-/// `automatic` (the group following the room, not the user's own
-/// command), as a notice rather than an error.
-fn add(siv: &mut Cursive, room: String, users: Vec<String>, automatic: bool) {
+/// Claims a KeyPackage of every device of `users` (or of the listed
+/// `devices` of theirs only) and adds those devices to the room's group.
+/// A user without a device is named: with `automatic` (the group following
+/// the room, not the user's own command), as a notice rather than an error.
+fn add(
+    siv: &mut Cursive,
+    room: String,
+    users: Vec<String>,
+    devices: Option<Vec<String>>,
+    automatic: bool,
+) {
+    let whole_users = devices.is_none();
     background(
         siv,
         {
             let users = users.clone();
-            move |api| api.claim_key_packages(&users)
+            move |api| api.claim_key_packages(&users, devices)
         },
         move |siv, claimed| {
             let packages: Result<Vec<Vec<u8>>, _> = claimed
@@ -630,7 +681,7 @@ fn add(siv: &mut Cursive, room: String, users: Vec<String>, automatic: bool) {
                 .iter()
                 .map(|package| wire::decode(&package.key_package))
                 .collect();
-            let without: Vec<&String> = users
+            let without: Vec<String> = users
                 .iter()
                 .filter(|user| {
                     !claimed
@@ -638,21 +689,10 @@ fn add(siv: &mut Cursive, room: String, users: Vec<String>, automatic: bool) {
                         .iter()
                         .any(|package| package.username.eq_ignore_ascii_case(user))
                 })
+                .cloned()
                 .collect();
-            if !without.is_empty()
-                && let Some(session) = session_mut(siv)
-            {
-                let names: Vec<&str> = without.iter().map(|user| user.as_str()).collect();
-                let text = format!(
-                    "{} {} no device for encrypted rooms yet: they cannot read this room until a member's client adds them",
-                    names.join(", "),
-                    if names.len() == 1 { "has" } else { "have" }
-                );
-                if automatic {
-                    session.state.notice(Some(&room), text);
-                } else {
-                    session.state.error(Some(&room), text);
-                }
+            if whole_users && let Some(session) = session_mut(siv) {
+                no_device(session, &room, &without, automatic);
             }
             match packages {
                 Ok(packages) if packages.is_empty() => {}
@@ -667,6 +707,24 @@ fn add(siv: &mut Cursive, room: String, users: Vec<String>, automatic: bool) {
     );
 }
 
+/// Says that `users`, members of the room, have no device to add to its
+/// group; with `automatic`, as a notice rather than an error.
+fn no_device(session: &mut Session, room: &str, users: &[String], automatic: bool) {
+    if users.is_empty() {
+        return;
+    }
+    let text = format!(
+        "{} {} no device for encrypted rooms yet: they cannot read this room until a member's client adds them",
+        users.join(", "),
+        if users.len() == 1 { "has" } else { "have" }
+    );
+    if automatic {
+        session.state.notice(Some(room), text);
+    } else {
+        session.state.error(Some(room), text);
+    }
+}
+
 /// Asks for the room's group to be compared with the room's members
 /// `after` from now, making the changes whose turn is at most `patience`
 /// (see [`chat_e2e::turn`]). An earlier or more eager request already
@@ -677,6 +735,19 @@ pub(super) fn schedule_follow(
     after: std::time::Duration,
     patience: usize,
 ) {
+    schedule(session, room, after, patience, false);
+}
+
+/// [`schedule_follow`], or with `if_first` a look that only the client
+/// coming first for the room (see [`chat_e2e::turn`]) takes, when it is
+/// due.
+fn schedule(
+    session: &mut Session,
+    room: &str,
+    after: std::time::Duration,
+    patience: usize,
+    if_first: bool,
+) {
     let at = Instant::now() + after;
     session
         .follow
@@ -684,8 +755,13 @@ pub(super) fn schedule_follow(
         .and_modify(|due| {
             due.at = due.at.min(at);
             due.patience = due.patience.min(patience);
+            due.if_first &= if_first;
         })
-        .or_insert(FollowDue { at, patience });
+        .or_insert(FollowDue {
+            at,
+            patience,
+            if_first,
+        });
 }
 
 /// Compares the groups due for it with their rooms' members (see
@@ -695,24 +771,35 @@ pub(super) fn follow_when_due(siv: &mut Cursive) {
         return;
     };
     let now = Instant::now();
-    let due: Vec<(String, usize)> = session
+    let due: Vec<(String, usize, bool)> = session
         .follow
         .iter()
         .filter(|(_, due)| due.at <= now)
-        .map(|(room, due)| (room.clone(), due.patience))
+        .map(|(room, due)| (room.clone(), due.patience, due.if_first))
         .collect();
-    for (room, _) in &due {
+    for (room, _, _) in &due {
         session.follow.remove(room);
     }
+    let Some(secure) = session.secure.as_ref() else {
+        return;
+    };
+    let due: Vec<(String, usize)> = due
+        .into_iter()
+        .filter(|(room, _, if_first)| !if_first || first_about(secure, &session.state, room, room))
+        .map(|(room, patience, _)| (room, patience))
+        .collect();
     for (room, patience) in due {
         follow_room(siv, room, patience);
     }
 }
 
-/// Compares the room's group with the room's members and makes the
-/// changes whose turn (among the members online with a device in the
-/// group) is at most `patience`: adds the members missing, removes the
-/// users gone. A change whose turn is later is looked at again then.
+/// Compares the room's group with the room's members and their devices,
+/// and makes the changes whose turn (among the members online with a
+/// device in the group) is at most `patience`: adds the members missing
+/// and members' new devices, removes the users gone. A change whose turn
+/// is later is looked at again then. Devices retired from the server are
+/// removed by their user's other devices at once, and by moderators in
+/// turn (the server lets no one else remove a member's device).
 fn follow_room(siv: &mut Cursive, room: String, patience: usize) {
     let Some(session) = session_mut(siv) else {
         return;
@@ -732,81 +819,160 @@ fn follow_room(siv: &mut Cursive, room: String, patience: usize) {
         siv,
         {
             let room = room.clone();
-            move |api| match api.members(&room) {
-                Err(error @ ApiError::Unauthorized(_)) => Err(error),
-                // Out of the room (or it is gone): nothing to follow.
-                other => Ok(other.ok()),
+            move |api| {
+                let members = match api.members(&room) {
+                    Err(error @ ApiError::Unauthorized(_)) => return Err(error),
+                    // Out of the room (or it is gone): nothing to follow.
+                    Err(_) => return Ok(None),
+                    Ok(members) => members,
+                };
+                // Without the devices (a server that does not list them),
+                // whole users are compared.
+                let devices = match api.room_devices(&room) {
+                    Err(error @ ApiError::Unauthorized(_)) => return Err(error),
+                    other => other.ok(),
+                };
+                Ok(Some((members, devices)))
             }
         },
-        move |siv, members| {
-            let Some(members) = members else {
+        move |siv, listed| {
+            let Some((members, devices)) = listed else {
                 return;
             };
             let Some(session) = session_mut(siv) else {
                 return;
             };
-            let Some(secure) = session.secure.as_ref() else {
+            let Some(changes) = follow_changes(session, &room, &members, devices, patience) else {
                 return;
             };
-            let Ok(name) = chat_domain::RoomName::parse(&room) else {
-                return;
-            };
-            let members: Vec<Username> = members
-                .into_iter()
-                .filter_map(|member| Username::parse(member.username).ok())
-                .collect();
-            let Ok(gap) = secure.device().gap(&name, &members) else {
-                return;
-            };
-            if gap.is_empty() {
-                return;
-            }
-            let me = secure.device().username().clone();
-            // The clients that may act: members online here whose device
-            // is in the group (this one always).
-            let online = session
-                .state
-                .room(&room)
-                .map(|entry| entry.online.clone())
-                .unwrap_or_default();
-            let in_group = secure.members(&room);
-            let candidates: Vec<Username> = online
-                .iter()
-                .filter(|user| in_group.contains(&user.to_ascii_lowercase()))
-                .filter_map(|user| Username::parse(user.as_str()).ok())
-                .collect();
-            let mut next: Option<usize> = None;
-            let mut mine = |subject: &Username| {
-                let place = chat_e2e::turn(subject, &candidates, &me);
-                if place > patience {
-                    next = Some(next.map_or(place, |next| next.min(place)));
-                }
-                place <= patience
-            };
-            let to_add: Vec<String> = gap
-                .missing
-                .iter()
-                .filter(|user| mine(user))
-                .map(|user| user.as_str().to_owned())
-                .collect();
-            let to_remove: Vec<String> = gap
-                .departed
-                .iter()
-                .filter(|user| mine(user))
-                .map(|user| user.as_str().to_owned())
-                .collect();
-            if let Some(next) = next {
+            if let Some(next) = changes.next {
                 let wait = TURN_WAIT * u32::try_from(next - patience).unwrap_or(u32::MAX);
                 schedule_follow(session, &room, wait, next);
             }
-            if !to_remove.is_empty() {
-                remove(siv, room.clone(), to_remove);
+            no_device(session, &room, &changes.deviceless, true);
+            if !changes.remove.is_empty() {
+                remove(siv, room.clone(), changes.remove);
             }
-            if !to_add.is_empty() {
-                add(siv, room, to_add, true);
+            if !changes.retire.is_empty() {
+                commit_change(siv, room.clone(), Change::RemoveDevices(changes.retire), 1);
+            }
+            if !changes.add.is_empty() {
+                add(siv, room, changes.add, changes.add_devices, true);
             }
         },
     );
+}
+
+/// What this client does now for the room's group to follow the room.
+#[derive(Debug, Default)]
+struct FollowChanges {
+    /// Users to remove, gone from the room.
+    remove: Vec<String>,
+    /// Devices to remove, retired from the server.
+    retire: Vec<String>,
+    /// Users to add devices of: these devices only, if listed.
+    add: Vec<String>,
+    add_devices: Option<Vec<String>>,
+    /// Members missing from the group who have no device.
+    deviceless: Vec<String>,
+    /// The next turn to look again at, if a change is left for later.
+    next: Option<usize>,
+}
+
+fn follow_changes(
+    session: &Session,
+    room: &str,
+    members: &[MemberBody],
+    devices: Option<Vec<DeviceBody>>,
+    patience: usize,
+) -> Option<FollowChanges> {
+    let secure = session.secure.as_ref()?;
+    let name = chat_domain::RoomName::parse(room).ok()?;
+    let device = secure.device();
+    let me = device.username().clone();
+    let moderator = members.iter().any(|member| {
+        member.username.eq_ignore_ascii_case(me.as_str())
+            && matches!(member.role, RoleBody::Moderator | RoleBody::Owner)
+    });
+    let members: Vec<Username> = members
+        .iter()
+        .filter_map(|member| Username::parse(member.username.as_str()).ok())
+        .collect();
+    let gap = device.gap(&name, &members).ok()?;
+    let registered: Option<Vec<(Username, String)>> = devices.map(|devices| {
+        devices
+            .into_iter()
+            .filter_map(|listed| Some((Username::parse(listed.username).ok()?, listed.device_id)))
+            .collect()
+    });
+    let devices = match &registered {
+        Some(registered) => Some(device.device_gap(&name, &members, registered).ok()?),
+        None => None,
+    };
+    if gap.is_empty() && devices.as_ref().is_none_or(|devices| devices.is_empty()) {
+        return None;
+    }
+    let candidates = candidates(secure, &session.state, room);
+    let mut changes = FollowChanges::default();
+    let mut mine = |subject: &Username| {
+        let place = chat_e2e::turn(subject.as_str(), &candidates, &me);
+        if place > patience {
+            changes.next = Some(changes.next.map_or(place, |next| next.min(place)));
+        }
+        place <= patience
+    };
+    let mut remove = Vec::new();
+    for user in &gap.departed {
+        if mine(user) {
+            remove.push(user.as_str().to_owned());
+        }
+    }
+    let mut add: Vec<String> = Vec::new();
+    let mut add_devices: Vec<String> = Vec::new();
+    let mut deviceless = Vec::new();
+    let mut retire = Vec::new();
+    match &devices {
+        Some(devices) => {
+            for (user, id) in &devices.unplaced {
+                if mine(user) {
+                    if !add
+                        .iter()
+                        .any(|known| known.eq_ignore_ascii_case(user.as_str()))
+                    {
+                        add.push(user.as_str().to_owned());
+                    }
+                    add_devices.push(id.clone());
+                }
+            }
+            for user in &gap.missing {
+                let listed = devices
+                    .unplaced
+                    .iter()
+                    .any(|(owner, _)| owner.same_user(user));
+                if !listed && mine(user) {
+                    deviceless.push(user.as_str().to_owned());
+                }
+            }
+            for (user, id) in &devices.retired {
+                if user.same_user(&me) || moderator && mine(user) {
+                    retire.push(id.clone());
+                }
+            }
+        }
+        None => {
+            for user in &gap.missing {
+                if mine(user) {
+                    add.push(user.as_str().to_owned());
+                }
+            }
+        }
+    }
+    changes.remove = remove;
+    changes.retire = retire;
+    changes.deviceless = deviceless;
+    changes.add_devices = devices.is_some().then_some(add_devices);
+    changes.add = add;
+    Some(changes)
 }
 
 /// Makes the commit and uploads it; a stale one is cleared, the room's
@@ -901,7 +1067,8 @@ fn accepted_commit(siv: &mut Cursive, room: &str, seq: i64) {
     match secure.merge(room) {
         Ok(Some(change)) => {
             secure.committed(room, seq, &change);
-            let text = crate::secure::describe_change(session.state.me(), &change);
+            let remaining = secure.members(room);
+            let text = crate::secure::describe_change(session.state.me(), &change, &remaining);
             session.state.reveal(room, seq, Reading::Change(text));
         }
         Ok(None) => {}

@@ -74,6 +74,9 @@ pub(crate) struct Session {
 struct FollowDue {
     at: std::time::Instant,
     patience: usize,
+    /// Only if this client comes first for the room (a look after
+    /// connecting, which one client per room is enough for).
+    if_first: bool,
 }
 
 /// Whether a fetch of Welcomes is under way.

@@ -351,3 +351,104 @@ fn who_joined_while_every_member_client_was_away_is_added_when_one_comes_back() 
     nils.wait_for_beside(&mut mona, "mona: you made it")?;
     Ok(())
 }
+
+#[test]
+fn a_members_new_device_is_added_and_a_retired_one_removed_when_they_come_online() -> Result<()> {
+    let data = TempDir::new()?;
+    let devices = TempDir::new()?;
+    let laptop = TempDir::new()?;
+    let server = TestServer::start("127.0.0.1:0", &data)?;
+    register_and_login(&server.url(), "olga")?;
+    let pete_token = register_and_login(&server.url(), "pete")?;
+
+    let mut olga = Terminal::start_with_device(&server.url(), &devices, "olga's passphrase");
+    olga.log_in("olga", PASSWORD)?;
+    let mut pete = Terminal::start_with_device(&server.url(), &devices, "pete's passphrase");
+    pete.log_in("pete", PASSWORD)?;
+    olga.submit("/create -e loft");
+    olga.wait_for_beside(
+        &mut pete,
+        "you created the end-to-end encrypted private room",
+    )?;
+    olga.submit("/invite pete");
+    olga.wait_for_beside(&mut pete, "olga added pete to the encrypted group")?;
+    pete.wait_for_beside(&mut olga, "loft 🔒")?;
+    pete.submit("/join loft");
+    pete.wait_for_beside(&mut olga, "you joined the encrypted group (added by olga)")?;
+    pete.submit("/quit");
+    drop(pete);
+
+    // Pete logs in on a new device: coming online, it is added to the
+    // group by Olga's client, beside his first device.
+    let mut pete = Terminal::start_with_device(&server.url(), &laptop, "pete's laptop");
+    pete.log_in("pete", PASSWORD)?;
+    pete.submit("/join loft");
+    olga.wait_until_beside(&mut pete, "pete's second device added", |screen| {
+        screen
+            .matches("olga added pete to the encrypted group")
+            .count()
+            == 2
+    })?;
+    pete.wait_for_beside(&mut olga, "you joined the encrypted group (added by olga)")?;
+    olga.submit("for both of your devices");
+    pete.wait_for_beside(&mut olga, "olga: for both of your devices")?;
+    ensure!(!olga.text().contains("!!"), "{}", olga.text());
+
+    // Pete retires his first device on the server; when he next comes
+    // online, its leaf leaves the group, his laptop stays.
+    let phone = devices_of(&server.url(), &pete_token, "pete")?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("pete's first device"))?;
+    retire_device(&server.url(), &pete_token, &phone)?;
+    pete.submit("/quit");
+    drop(pete);
+    let mut pete = Terminal::start_with_device(&server.url(), &laptop, "pete's laptop");
+    pete.log_in("pete", PASSWORD)?;
+    pete.submit("/join loft");
+    let retired =
+        |screen: &str| screen.contains("removed a device of pete from the encrypted group");
+    olga.wait_until_beside(&mut pete, "the retired device removed", retired)?;
+    pete.wait_until_beside(&mut olga, "the retired device removed", retired)?;
+    olga.submit("to the laptop only");
+    pete.wait_for_beside(&mut olga, "olga: to the laptop only")?;
+    for screen in [olga.text(), pete.text()] {
+        ensure!(
+            screen.matches("removed a device of pete").count() == 1 && !screen.contains("!!"),
+            "{screen}"
+        );
+    }
+    Ok(())
+}
+
+/// The ids of a user's devices, oldest first.
+fn devices_of(server: &str, token: &str, username: &str) -> Result<Vec<String>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    let body: chat_protocol::mls::DevicesBody = agent
+        .get(format!("{server}/api/mls/devices/{username}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()?
+        .body_mut()
+        .read_json()?;
+    Ok(body
+        .devices
+        .into_iter()
+        .map(|device| device.device_id)
+        .collect())
+}
+
+/// Deletes one of the user's devices from the server.
+fn retire_device(server: &str, token: &str, device_id: &str) -> Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(WAIT))
+        .build()
+        .into();
+    agent
+        .delete(format!("{server}/api/mls/devices/{device_id}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()?;
+    Ok(())
+}
