@@ -175,6 +175,35 @@ impl StateFile {
         write_atomically(&self.path, &device.seal(&self.key)?)
     }
 
+    /// Saves `data`, anything the client keeps beside the device (the
+    /// text of the messages it decrypted, say), to the file at `path`:
+    /// encrypted under this file's key with a fresh nonce, in the same
+    /// format, replaced atomically. [`StateFile::load_beside`] reads it
+    /// back.
+    pub fn save_beside(&self, path: &Path, data: &[u8]) -> Result<(), E2eError> {
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(BESIDE_LABEL.len() + data.len()));
+        plaintext.extend_from_slice(BESIDE_LABEL);
+        plaintext.extend_from_slice(data);
+        write_atomically(path, &self.key.seal(&plaintext, &RustCrypto::default())?)
+    }
+
+    /// Reads what [`StateFile::save_beside`] wrote to `path` under this
+    /// file's key. A file saved under another passphrase (or another
+    /// device's file) is [`E2eError::WrongPassphrase`]; a damaged one, or
+    /// the device state itself, [`E2eError::DamagedState`].
+    pub fn load_beside(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, E2eError> {
+        let file = fs::read(path)?;
+        let header = read_header(&file)?;
+        if header.salt != self.key.salt || header.params != self.key.params {
+            return Err(E2eError::WrongPassphrase);
+        }
+        let plaintext = header.open(&self.key)?;
+        match plaintext.strip_prefix(BESIDE_LABEL) {
+            Some(data) => Ok(Zeroizing::new(data.to_vec())),
+            None => Err(E2eError::DamagedState("not data saved beside a device")),
+        }
+    }
+
     /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.path
@@ -242,8 +271,22 @@ impl FileKey {
     }
 }
 
-/// Decrypts the bytes of a state file, and gives the key that opened it.
-fn unseal(file: &[u8], passphrase: &[u8]) -> Result<(Zeroizing<Vec<u8>>, FileKey), E2eError> {
+/// What [`StateFile::save_beside`] puts before the data it saves, so that
+/// the device state and what is kept beside it are never taken for each
+/// other.
+const BESIDE_LABEL: &[u8] = b"chat-e2e beside v1\0";
+
+/// The parts of a state file, its checksum verified.
+struct Sealed<'a> {
+    header: &'a [u8],
+    ciphertext: &'a [u8],
+    params: KdfParams,
+    salt: [u8; SALT_LEN],
+}
+
+/// Splits the bytes of a state file, checking its magic, version and
+/// checksum: no key needed.
+fn read_header(file: &[u8]) -> Result<Sealed<'_>, E2eError> {
     if file.len() < HEADER_LEN + TAG_LEN + DIGEST_LEN || !file.starts_with(MAGIC) {
         return Err(E2eError::DamagedState("not a saved device state"));
     }
@@ -262,23 +305,42 @@ fn unseal(file: &[u8], passphrase: &[u8]) -> Result<(Zeroizing<Vec<u8>>, FileKey
     };
     let mut salt = [0u8; SALT_LEN];
     salt.copy_from_slice(&header[21..21 + SALT_LEN]);
-    let nonce = &header[37..37 + NONCE_LEN];
-    let check = &header[49..49 + KEY_CHECK_LEN];
+    Ok(Sealed {
+        header,
+        ciphertext,
+        params,
+        salt,
+    })
+}
 
-    let key = FileKey::derive(passphrase, salt, params)?;
-    if key_check(&key.key) != check {
-        return Err(E2eError::WrongPassphrase);
+impl Sealed<'_> {
+    /// Decrypts with `key`: a key that does not pass the file's key check
+    /// is [`E2eError::WrongPassphrase`].
+    fn open(&self, key: &FileKey) -> Result<Zeroizing<Vec<u8>>, E2eError> {
+        let nonce = &self.header[37..37 + NONCE_LEN];
+        let check = &self.header[49..49 + KEY_CHECK_LEN];
+        if key_check(&key.key) != check {
+            return Err(E2eError::WrongPassphrase);
+        }
+        let plaintext = ChaCha20Poly1305::new(Key::from_slice(key.key.as_slice()))
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: self.ciphertext,
+                    aad: self.header,
+                },
+            )
+            .map_err(|_| E2eError::DamagedState("the encrypted state does not authenticate"))?;
+        Ok(Zeroizing::new(plaintext))
     }
-    let plaintext = ChaCha20Poly1305::new(Key::from_slice(key.key.as_slice()))
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: header,
-            },
-        )
-        .map_err(|_| E2eError::DamagedState("the encrypted state does not authenticate"))?;
-    Ok((Zeroizing::new(plaintext), key))
+}
+
+/// Decrypts the bytes of a state file, and gives the key that opened it.
+fn unseal(file: &[u8], passphrase: &[u8]) -> Result<(Zeroizing<Vec<u8>>, FileKey), E2eError> {
+    let sealed = read_header(file)?;
+    let key = FileKey::derive(passphrase, sealed.salt, sealed.params)?;
+    let plaintext = sealed.open(&key)?;
+    Ok((plaintext, key))
 }
 
 /// Replaces the file at `path` with `bytes` so that a crash leaves either

@@ -8,9 +8,11 @@
 //! which advance the keys) marks the state dirty, and the UI saves it.
 //!
 //! A message's keys are used once: a message read (or sent) cannot be
-//! decrypted again. What this session read or sent is kept here by room
-//! and seq, so a history page loaded again shows it in clear; what was
-//! read before the client last started is not kept (see `docs/TUI.md`).
+//! decrypted again. What the device read or sent is kept by room and seq,
+//! so a history page loaded again shows it in clear, and saved beside the
+//! device state, encrypted under the same key ([`StateFile::save_beside`]),
+//! so it still reads after a restart: the newest [`KEPT_PER_ROOM`] items
+//! of each room (see `docs/TUI.md`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use chat_e2e::{
     SafetyNumber, StateFile,
 };
 use chat_protocol::mls::{self as wire, MlsKindBody};
+use sha2::Digest as _;
 
 /// How many ordinary KeyPackages a device keeps on the server; below
 /// [`KEY_PACKAGES_LOW`], it uploads more.
@@ -38,6 +41,10 @@ pub(crate) const KEY_PACKAGES_LOW: i64 = 5;
 /// once by the UI: a sealed message's keys (before it is sent), a merged
 /// commit, a joined group.
 pub(crate) const SAVE_AFTER: Duration = Duration::from_secs(5);
+
+/// How many items of each room what was read keeps across restarts: the
+/// newest by seq.
+pub(crate) const KEPT_PER_ROOM: usize = 2_000;
 
 /// The placeholder of a message this device cannot read.
 pub(crate) const UNREADABLE: &str = "[encrypted message: cannot be read on this device]";
@@ -79,6 +86,42 @@ pub(crate) enum Reading {
     Unreadable,
 }
 
+/// Where what the device read is kept beside its state file.
+fn kept_path(state: &Path) -> PathBuf {
+    state.with_extension("read")
+}
+
+/// What an item read as, and the digest of its content as the server
+/// relayed it ([`digest`]): a reading is used again only for the same
+/// content (a server whose database was replaced may number other items
+/// alike). `None` for this device's own commits, recorded by seq alone.
+#[derive(Debug, Clone)]
+struct Held {
+    reading: Reading,
+    digest: Option<u64>,
+}
+
+/// The first 8 bytes of the SHA-256 digest of an item's content.
+fn digest(content: &str) -> u64 {
+    let hash = sha2::Sha256::digest(content.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// One item of what was read, as saved.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Kept {
+    room: String,
+    seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    digest: Option<u64>,
+    /// A message's text, or (with `change`) a change to the group in words.
+    text: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    change: bool,
+}
+
 /// What reading a commit asks the client to do next.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct AfterCommit {
@@ -95,9 +138,11 @@ pub(crate) struct Secure {
     /// The device's file and its key, derived from the passphrase once
     /// and wiped from memory when the session ends.
     file: StateFile,
-    /// What each MLS item read or sent in this session reads as, by room
-    /// and seq.
-    readings: HashMap<(String, i64), Reading>,
+    /// What each MLS item read or sent reads as, by room and seq: in this
+    /// session, and as kept from earlier ones.
+    readings: HashMap<(String, i64), Held>,
+    /// Whether `readings` changed since it was last kept.
+    readings_changed: bool,
     /// The text of each message this device sent, by `client_id`.
     sent: HashMap<String, String>,
     /// The epoch each room's group had when this device joined it from a
@@ -177,10 +222,18 @@ impl Secure {
             let file = StateFile::create(path, passphrase, kdf).map_err(failed)?;
             (file, Device::new(name).map_err(failed)?, true)
         };
+        // What was read before; a kept file that cannot be read (damaged,
+        // or from another passphrase) is left for the next save to replace.
+        let readings = if created {
+            HashMap::new()
+        } else {
+            load_kept(&file)
+        };
         let mut secure = Secure {
             device,
             file,
-            readings: HashMap::new(),
+            readings,
+            readings_changed: false,
             sent: HashMap::new(),
             joined_at: HashMap::new(),
             changed_at: created.then(Instant::now),
@@ -237,9 +290,21 @@ impl Secure {
     }
 
     /// Writes the device state to its file now.
+    /// What was read is kept after the state: should the second write
+    /// fail, what is kept is older than the state, and the items it lacks
+    /// show as unreadable; never the other way round, which would skip a
+    /// commit the state has not processed.
     pub(crate) fn save(&mut self) -> Result<(), E2eError> {
         self.file.save(&self.device)?;
         self.changed_at = None;
+        if self.readings_changed {
+            let kept = kept_items(&self.readings);
+            let bytes =
+                serde_json::to_vec(&kept).map_err(|error| E2eError::Internal(error.to_string()))?;
+            self.file
+                .save_beside(&kept_path(self.file.path()), &bytes)?;
+            self.readings_changed = false;
+        }
         Ok(())
     }
 
@@ -291,17 +356,28 @@ impl Secure {
     /// this session gives the same reading again.
     pub(crate) fn read(&mut self, room: &str, item: &Item<'_>, after: &mut AfterCommit) -> Reading {
         let key = (room.to_owned(), item.seq);
-        if let Some(reading) = self.readings.get(&key) {
-            return reading.clone();
+        let digest = digest(item.content);
+        if let Some(held) = self.readings.get(&key)
+            && held.digest.is_none_or(|held| held == digest)
+        {
+            return held.reading.clone();
         }
         if let Some(text) = item.client_id.and_then(|id| self.sent.get(id)) {
             let reading = Reading::Text(text.clone());
-            self.readings.insert(key, reading.clone());
+            self.keep(key, reading.clone(), Some(digest));
             return reading;
         }
         let reading = self.process(room, item, after);
-        self.readings.insert(key, reading.clone());
+        self.keep(key, reading.clone(), Some(digest));
         reading
+    }
+
+    fn keep(&mut self, key: (String, i64), reading: Reading, digest: Option<u64>) {
+        if reading != Reading::Unreadable {
+            self.readings_changed = true;
+            self.mark();
+        }
+        self.readings.insert(key, Held { reading, digest });
     }
 
     fn process(&mut self, room: &str, item: &Item<'_>, after: &mut AfterCommit) -> Reading {
@@ -349,9 +425,10 @@ impl Secure {
     pub(crate) fn committed(&mut self, room: &str, seq: i64, change: &MembershipChange) {
         let me = self.device.username().as_str().to_owned();
         let remaining = self.members(room);
-        self.readings.insert(
+        self.keep(
             (room.to_owned(), seq),
             Reading::Change(describe_change(&me, change, &remaining)),
+            None,
         );
     }
 
@@ -475,6 +552,64 @@ pub(crate) struct Item<'a> {
     pub(crate) kind: MlsKindBody,
     pub(crate) content: &'a str,
     pub(crate) client_id: Option<&'a str>,
+}
+
+/// What was read, as kept: the newest [`KEPT_PER_ROOM`] readable items of
+/// each room.
+fn kept_items(readings: &HashMap<(String, i64), Held>) -> Vec<Kept> {
+    let mut kept: Vec<Kept> = readings
+        .iter()
+        .filter_map(|((room, seq), held)| {
+            let (text, change) = match &held.reading {
+                Reading::Text(text) => (text.clone(), false),
+                Reading::Change(text) => (text.clone(), true),
+                Reading::Unreadable => return None,
+            };
+            Some(Kept {
+                room: room.clone(),
+                seq: *seq,
+                digest: held.digest,
+                text,
+                change,
+            })
+        })
+        .collect();
+    kept.sort_by(|a, b| a.room.cmp(&b.room).then(b.seq.cmp(&a.seq)));
+    let mut per_room: HashMap<String, usize> = HashMap::new();
+    kept.retain(|item| {
+        let count = per_room.entry(item.room.clone()).or_default();
+        *count += 1;
+        *count <= KEPT_PER_ROOM
+    });
+    kept
+}
+
+/// Reads what was kept beside the device's file; nothing when there is
+/// none or it cannot be read.
+fn load_kept(file: &StateFile) -> HashMap<(String, i64), Held> {
+    let path = kept_path(file.path());
+    let Ok(bytes) = file.load_beside(&path) else {
+        return HashMap::new();
+    };
+    let Ok(kept) = serde_json::from_slice::<Vec<Kept>>(&bytes) else {
+        return HashMap::new();
+    };
+    kept.into_iter()
+        .map(|item| {
+            let reading = if item.change {
+                Reading::Change(item.text)
+            } else {
+                Reading::Text(item.text)
+            };
+            (
+                (item.room, item.seq),
+                Held {
+                    reading,
+                    digest: item.digest,
+                },
+            )
+        })
+        .collect()
 }
 
 fn room_name(room: &str) -> Result<RoomName, E2eError> {
@@ -708,6 +843,82 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(dir);
         Ok(())
+    }
+
+    #[test]
+    fn what_was_read_still_reads_after_a_restart_for_the_same_content_only()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = temp_dir("kept");
+        let (mut alice, _) = Secure::open("alice", &dir.join("a.mls"), "a", FAST)?;
+        let bob_path = dir.join("b.mls");
+        let (mut bob, _) = Secure::open("bob", &bob_path, "b", FAST)?;
+        let room = "vault";
+        alice.create_group(room)?;
+        let packages = bob.device_mut().key_packages(1)?;
+        let commit = alice.commit(room, Change::Add(packages))?;
+        alice.merge(room)?;
+        bob.join(room, &wire::encode(commit.welcome.ok_or("a Welcome")?))?;
+        let sealed = alice.seal(room, "c1", "kept across restarts")?;
+        let item = Item {
+            seq: 2,
+            username: "alice",
+            kind: MlsKindBody::Application,
+            content: &sealed,
+            client_id: Some("c1"),
+        };
+        let text = Reading::Text("kept across restarts".to_owned());
+        assert_eq!(bob.read(room, &item, &mut AfterCommit::default()), text);
+        bob.save()?;
+        let kept = std::fs::read(kept_path(&bob_path))?;
+        assert!(
+            !kept.windows(7).any(|window| window == b"restart"),
+            "kept encrypted"
+        );
+        drop(bob);
+
+        let (mut bob, created) = Secure::open("bob", &bob_path, "b", FAST)?;
+        assert!(!created);
+        assert_eq!(bob.read(room, &item, &mut AfterCommit::default()), text);
+        // Another content under the same seq is read anew, not taken for
+        // what was kept.
+        let other = alice.seal(room, "c2", "something else")?;
+        let swapped = Item {
+            content: &other,
+            client_id: None,
+            ..item
+        };
+        assert_eq!(
+            bob.read(room, &swapped, &mut AfterCommit::default()),
+            Reading::Text("something else".to_owned())
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        Ok(())
+    }
+
+    #[test]
+    fn only_the_newest_items_of_each_room_are_kept() {
+        let mut readings = HashMap::new();
+        for seq in 1..=(KEPT_PER_ROOM as i64 + 5) {
+            for room in ["a", "b"] {
+                readings.insert(
+                    (room.to_owned(), seq),
+                    Held {
+                        reading: Reading::Text(format!("{room}{seq}")),
+                        digest: Some(1),
+                    },
+                );
+            }
+        }
+        readings.insert(
+            ("c".to_owned(), 1),
+            Held {
+                reading: Reading::Unreadable,
+                digest: Some(2),
+            },
+        );
+        let kept = kept_items(&readings);
+        assert_eq!(kept.len(), 2 * KEPT_PER_ROOM);
+        assert!(kept.iter().all(|item| item.seq > 5 && item.room != "c"));
     }
 
     #[test]

@@ -269,3 +269,42 @@ fn the_saved_file_holds_neither_a_sent_plaintext_nor_a_key_package_in_clear() {
     let loaded = Device::load(&path, "pass").expect("loaded");
     assert_eq!(loaded.username().as_str(), "bob");
 }
+
+#[test]
+fn what_is_kept_beside_a_device_opens_with_its_file_only() {
+    let scratch = Scratch::new("beside");
+    let path = scratch.file("bob.state");
+    let beside = scratch.file("bob.history");
+    let bob = device("bob");
+    let file = StateFile::create(&path, "bob's passphrase", FAST).expect("a key");
+    file.save(&bob).expect("saved");
+    file.save_beside(&beside, b"what bob read: lunch at noon")
+        .expect("kept");
+    let raw = std::fs::read(&beside).expect("read");
+    assert!(
+        !raw.windows(5).any(|window| window == b"lunch"),
+        "kept encrypted"
+    );
+
+    // Opened again with the passphrase, the file reads what it kept.
+    let (opened, _) = StateFile::open(&path, "bob's passphrase").expect("opened");
+    assert_eq!(
+        opened.load_beside(&beside).expect("loaded").as_slice(),
+        b"what bob read: lunch at noon"
+    );
+    // Under another passphrase, it does not; nor is the device state
+    // taken for it, nor it for a device.
+    let other = StateFile::create(scratch.file("other.state"), "another", FAST).expect("a key");
+    assert!(matches!(
+        other.load_beside(&beside),
+        Err(E2eError::WrongPassphrase)
+    ));
+    assert!(matches!(
+        opened.load_beside(&path),
+        Err(E2eError::DamagedState(_))
+    ));
+    assert!(matches!(
+        StateFile::open(&beside, "bob's passphrase"),
+        Err(E2eError::DamagedState(_))
+    ));
+}
