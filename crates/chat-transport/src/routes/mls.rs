@@ -19,7 +19,7 @@ use chat_domain::e2e::{
     DeviceId, MAX_DEVICES_PER_USER, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_MLS_OBJECT_BYTES,
     MAX_USERS_PER_CLAIM,
 };
-use chat_domain::{MessageBody, Refusal, Role, Username};
+use chat_domain::{MessageBody, Refusal, Role, RoomName, UserId, Username};
 use chat_protocol::mls::{
     ClaimedKeyPackage, ClaimedKeyPackages, CommitAccepted, CommitUpload, DeviceBody,
     DeviceRegistration, DevicesBody, KeyPackageClaim, KeyPackageStock, KeyPackageUpload,
@@ -221,17 +221,7 @@ pub(crate) async fn room_devices(
     CurrentUser(user): CurrentUser,
     room: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = parse_room(&room)?;
-    let found = access::find_for_route(&state, &name, user.id).await?;
-    found
-        .member()
-        .map_err(|refusal| access::for_route(&name, refusal))?;
-    if !found.0.room.encrypted {
-        return Err(access::for_route(
-            &name,
-            Refusal::Conflict("the room is not end-to-end encrypted"),
-        ));
-    }
+    let (_, found) = encrypted_room_of_member(&state, &room, user.id).await?;
     let listed = state.store.room_devices(found.key().id).await?;
     Ok(HttpResponse::Ok().json(DevicesBody {
         devices: listed
@@ -450,6 +440,27 @@ pub(crate) async fn claim_key_packages(
     Ok(HttpResponse::Ok().json(ClaimedKeyPackages { key_packages }))
 }
 
+/// The encrypted room named by a route, for one of its members: 403/404
+/// as the room's access decides for anyone else, 409 for a plain room.
+async fn encrypted_room_of_member(
+    state: &AppState,
+    room: &str,
+    user: UserId,
+) -> Result<(RoomName, access::Access), ApiError> {
+    let name = parse_room(room)?;
+    let found = access::find_for_route(state, &name, user).await?;
+    found
+        .member()
+        .map_err(|refusal| access::for_route(&name, refusal))?;
+    if !found.0.room.encrypted {
+        return Err(access::for_route(
+            &name,
+            Refusal::Conflict("the room is not end-to-end encrypted"),
+        ));
+    }
+    Ok((name, found))
+}
+
 /// Most bytes of a commit, a GroupInfo (it carries the whole ratchet tree)
 /// or a Welcome.
 const MAX_GROUP_OBJECT_BYTES: usize = 1024 * 1024;
@@ -504,17 +515,7 @@ pub(crate) async fn commit(
     room: web::Path<String>,
     body: web::Json<CommitUpload>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = parse_room(&room)?;
-    let found = access::find_for_route(&state, &name, user.id).await?;
-    found
-        .member()
-        .map_err(|refusal| access::for_route(&name, refusal))?;
-    if !found.0.room.encrypted {
-        return Err(access::for_route(
-            &name,
-            Refusal::Conflict("the room is not end-to-end encrypted"),
-        ));
-    }
+    let (name, found) = encrypted_room_of_member(&state, &room, user.id).await?;
     let room = found.key();
     let commit = group_binary("commit", &body.commit)?;
     let group_info = body

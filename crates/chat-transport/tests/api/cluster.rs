@@ -159,6 +159,7 @@ cluster_tests!(
     search_on_either_node_finds_what_is_sent_on_the_other_and_a_ban_on_one_hides_it_on_both,
     an_encrypted_conversation_opened_on_one_node_is_encrypted_on_the_other,
     a_commit_made_on_one_node_moves_the_group_on_for_the_other,
+    a_member_removed_on_one_node_no_longer_lists_the_rooms_devices_on_the_other,
 );
 
 /// Sends `commit` to room `vault` on `node` as the holder of `token`, and
@@ -272,6 +273,61 @@ async fn a_commit_made_on_one_node_moves_the_group_on_for_the_other(
             "{me}: {kind} {read:?}"
         );
     }
+    Ok(())
+}
+
+/// Bob, a member of the encrypted room `vault` made on node A, lists its
+/// devices on node B; once Alice removes him on A, node B refuses him the
+/// list at once (404: the room is private), and lists Alice the devices
+/// of the members left.
+async fn a_member_removed_on_one_node_no_longer_lists_the_rooms_devices_on_the_other(
+    cluster: &Cluster,
+) -> Result<()> {
+    use crate::encryption::{Vault, vault_of_alice_and_bob};
+    use anyhow::ensure;
+
+    let (a, b) = (&cluster.a, &cluster.b);
+    let Vault {
+        alice_token,
+        bob_token,
+        ..
+    } = vault_of_alice_and_bob(a).await?;
+    let list = |token: String| async move {
+        let response = b.get_authed("/api/rooms/vault/mls/devices", &token).await?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await?;
+        Ok::<_, anyhow::Error>((status, body))
+    };
+    let (status, before) = list(bob_token.clone()).await?;
+    ensure!(status == 200, "{status} {before}");
+
+    let removed = a
+        .send_authed(
+            reqwest::Method::DELETE,
+            "/api/rooms/vault/members/bob",
+            &alice_token,
+            None,
+        )
+        .await?;
+    ensure!(removed.status().is_success(), "{}", removed.status());
+
+    let (status, refused) = list(bob_token).await?;
+    ensure!(status == 404, "{status} {refused}");
+    ensure!(refused["devices"].is_null(), "{refused}");
+    let (status, after) = list(alice_token).await?;
+    ensure!(status == 200, "{status} {after}");
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|device| device["username"].as_str().map(str::to_owned))
+            .collect()
+    };
+    ensure!(
+        names(&before).contains(&"bob".to_owned()) && !names(&after).contains(&"bob".to_owned()),
+        "{before} {after}"
+    );
     Ok(())
 }
 
