@@ -10,12 +10,16 @@
 //! or, for a term written with a trailing `*`, any word it begins
 //! (at least [`MIN_PREFIX_CHARS`] characters).
 //!
-//! The index holds, per message, each distinct word and each distinct
-//! prefix of [`PREFIX_CHARS`] characters of its words ([`index_terms`]).
-//! A query looks up one [`Term`] per query term ([`QueryTerm::index_term`]):
-//! the word itself, or the longest indexed prefix of what was typed. What
-//! the index finds is a candidate; [`SearchQuery::find`] on the message's
-//! text decides, so a longer prefix than the index holds is still exact.
+//! The index holds, per message, each distinct prefix of [`PREFIX_CHARS`]
+//! characters of its words, and each distinct word shorter than the
+//! shortest prefix or longer than the longest ([`index_terms`]). A word of
+//! three to five characters is found by its prefix: a message holds one
+//! term for it instead of two, which is most of what writing the index
+//! costs. A query looks up one [`Term`] per query term
+//! ([`QueryTerm::index_term`]): the word itself, or the longest indexed
+//! prefix of what was typed. What the index finds is a candidate;
+//! [`SearchQuery::find`] on the message's text decides, so a word found by
+//! its prefix, or a longer prefix than the index holds, is still exact.
 
 use std::collections::BTreeSet;
 
@@ -28,6 +32,11 @@ use crate::DomainError;
 /// The version of the normalisation and term rules. A change to either
 /// changes what the index holds, so it is part of the index's generation:
 /// an index built under another version is rebuilt by `reindex`.
+///
+/// A change that only leaves terms out, none of which a query still looks
+/// up, keeps the version: an index built before holds every term a query
+/// now looks up, and answers as an index built now does. Words of three to
+/// five characters stopped being held whole that way.
 pub const NORMALISER_VERSION: u32 = 1;
 
 /// The prefix lengths, in characters, the index holds for every word at
@@ -37,6 +46,10 @@ pub const PREFIX_CHARS: [usize; 2] = [3, 5];
 
 /// The fewest characters before a trailing `*`.
 pub const MIN_PREFIX_CHARS: usize = PREFIX_CHARS[0];
+
+/// The longest prefix the index holds; a word at most this long (and at
+/// least [`MIN_PREFIX_CHARS`]) is found by its prefix, not held whole.
+const MAX_PREFIX_CHARS: usize = PREFIX_CHARS[PREFIX_CHARS.len() - 1];
 
 /// Words longer than this are indexed and matched by their first this many
 /// characters (long tokens are links and hashes more often than words).
@@ -130,8 +143,9 @@ fn words(text: &str) -> impl Iterator<Item = (usize, &str, String)> + '_ {
 }
 
 /// Everything the index holds for a message with this text: each distinct
-/// word, and each distinct prefix of [`PREFIX_CHARS`] characters of a word
-/// at least that long.
+/// prefix of [`PREFIX_CHARS`] characters of a word at least that long, and
+/// each distinct word that is not found by its prefix (see
+/// [`QueryTerm::index_term`]).
 pub fn index_terms(text: &str) -> BTreeSet<Term> {
     let mut terms = BTreeSet::new();
     for_each_index_term(text, |term| {
@@ -151,8 +165,22 @@ pub fn for_each_index_term(text: &str, mut visit: impl FnMut(TermRef<'_>)) {
             };
             visit(TermRef::Prefix(&word[..end]));
         }
-        visit(TermRef::Word(&word));
+        if held_whole(&word) {
+            visit(TermRef::Word(&word));
+        }
     }
+}
+
+/// Whether the index holds this normalised word itself: a word of
+/// [`MIN_PREFIX_CHARS`] to [`MAX_PREFIX_CHARS`] characters is found by its
+/// longest indexed prefix instead.
+fn held_whole(word: &str) -> bool {
+    let chars = if word.is_ascii() {
+        word.len()
+    } else {
+        word.chars().count()
+    };
+    !(MIN_PREFIX_CHARS..=MAX_PREFIX_CHARS).contains(&chars)
 }
 
 /// Where the first `chars` characters of `word` end, in bytes; `None`
@@ -187,9 +215,10 @@ impl QueryTerm {
     }
 
     /// The index term that finds every message this term matches (and
-    /// possibly more): the word, or the longest indexed prefix of it.
+    /// possibly more): the word when the index holds it whole, else the
+    /// longest indexed prefix of it.
     pub fn index_term(&self) -> Term {
-        if !self.prefix {
+        if !self.prefix && held_whole(&self.text) {
             return Term::Word(self.text.clone());
         }
         let chars = self.text.chars().count();
@@ -199,6 +228,18 @@ impl QueryTerm {
             .max()
             .unwrap_or(MIN_PREFIX_CHARS);
         Term::Prefix(self.text.chars().take(length).collect())
+    }
+
+    /// Whether the messages [`QueryTerm::index_term`] finds are exactly
+    /// those this term matches: a word held whole, or a prefix as long as
+    /// one the index holds. When not, the text decides among more
+    /// candidates.
+    pub fn is_exact(&self) -> bool {
+        if self.prefix {
+            PREFIX_CHARS.contains(&self.text.chars().count())
+        } else {
+            held_whole(&self.text)
+        }
     }
 
     /// Whether a normalised word matches.
@@ -333,7 +374,7 @@ mod tests {
     fn a_message_is_indexed_by_its_words_and_their_prefixes() {
         let terms = index_terms("The meeting, the MEETING; at 10:30!");
         let expected: BTreeSet<Term> = [
-            Term::Word("the".into()),
+            // A word of three to five characters is held as its prefix.
             Term::Prefix("the".into()),
             Term::Word("meeting".into()),
             Term::Prefix("mee".into()),
@@ -352,19 +393,44 @@ mod tests {
     fn prefixes_of_words_beyond_ascii_are_cut_at_characters() {
         let terms = index_terms("Ωμέγα ÉTÉ été");
         let expected: BTreeSet<Term> = [
-            Term::Word("ωμεγα".into()),
             Term::Prefix("ωμε".into()),
             Term::Prefix("ωμεγα".into()),
-            Term::Word("ete".into()),
             Term::Prefix("ete".into()),
         ]
         .into_iter()
         .collect();
         assert_eq!(terms, expected);
+        // Six characters, more bytes: held whole.
+        assert!(index_terms("ωμέγαα").contains(&Term::Word("ωμεγαα".into())));
         // The visit sees every term, a repeated one each time.
         let mut visited = Vec::new();
         for_each_index_term("été été", |term| visited.push(term.to_term()));
-        assert_eq!(visited.len(), 4);
+        assert_eq!(visited.len(), 2);
+    }
+
+    #[test]
+    fn a_word_of_three_to_five_characters_is_found_by_its_prefix() {
+        let held = index_terms("go team, ship the build tonight");
+        for (typed, term, exact) in [
+            ("go", Term::Word("go".into()), true),
+            ("the", Term::Prefix("the".into()), false),
+            ("team", Term::Prefix("tea".into()), false),
+            ("build", Term::Prefix("build".into()), false),
+            ("tonight", Term::Word("tonight".into()), true),
+            ("shi*", Term::Prefix("shi".into()), true),
+            ("ship*", Term::Prefix("shi".into()), false),
+            ("tonig*", Term::Prefix("tonig".into()), true),
+        ] {
+            let q = query(typed);
+            assert_eq!(q.terms()[0].index_term(), term, "{typed}");
+            assert_eq!(q.terms()[0].is_exact(), exact, "{typed}");
+            assert!(held.contains(&term), "{typed}");
+        }
+        // The index finds more than the word; the text decides.
+        assert!(query("the").find("there they go").is_none());
+        assert!(query("team").find("teammates and tea").is_none());
+        assert!(query("build").find("builds, builder").is_none());
+        assert!(query("team").find("our TEAM").is_some());
     }
 
     #[test]
@@ -462,7 +528,16 @@ mod tests {
     fn every_query_term_finds_what_the_index_holds_for_it() {
         let text = "Quarterly planning: Zürich offsite, internationalisation";
         let held = index_terms(text);
-        for typed in ["zurich", "plan*", "internationalis*", "offsite", "qua*"] {
+        for typed in [
+            "zurich",
+            "plan*",
+            "internationalis*",
+            "offsite",
+            "qua*",
+            "planning",
+            "zürich",
+            "quarterly",
+        ] {
             let q = query(typed);
             assert!(q.find(text).is_some(), "{typed}");
             for term in q.terms() {

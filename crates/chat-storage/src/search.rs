@@ -19,7 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chat_crypto::{KeyId, SearchKey, SearchKeys};
-use chat_domain::search::{Highlight, SearchQuery, for_each_index_term};
+use chat_domain::search::{Highlight, QueryTerm, SearchQuery, for_each_index_term};
 use chat_domain::{MessageId, RoomId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -38,6 +38,17 @@ const ROOMS_PER_STATEMENT: usize = 100;
 /// Rounds of candidates a page reads before it answers with what it found
 /// and a cursor, when the index proposes messages the text does not match.
 const MAX_ROUNDS: usize = 4;
+
+/// The most candidates one round reads.
+const MAX_ROUND_CANDIDATES: usize = 800;
+
+/// Candidates a round reads per missing result at first, when the index
+/// finds more than the query matches (a word found by its prefix, a prefix
+/// longer than the index holds); a round whose candidates matched less
+/// than half the time reads [`SPREAD_GROWTH`] times as many per missing
+/// result in the next.
+const INEXACT_SPREAD: usize = 4;
+const SPREAD_GROWTH: usize = 4;
 
 /// The most results a page holds.
 pub const MAX_SEARCH_PAGE: usize = 100;
@@ -165,9 +176,16 @@ impl Store {
         let mut hits = Vec::with_capacity(limit);
         let mut cursor = before.map_or(i64::MAX, MessageId::get);
         // Each round reads a few more candidates than results are missing,
-        // as some may not match.
+        // as some may not match; many more when the index is known to find
+        // more than the query matches, or the last round matched little.
+        let mut spread = if query.terms().iter().all(QueryTerm::is_exact) {
+            1
+        } else {
+            INEXACT_SPREAD
+        };
         for _ in 0..MAX_ROUNDS {
-            let wanted = (limit - hits.len()) + 4;
+            let wanted = ((limit - hits.len()) * spread + 4).min(MAX_ROUND_CANDIDATES);
+            let found_before = hits.len();
             let Candidates {
                 ids: candidates,
                 more,
@@ -197,6 +215,9 @@ impl Store {
             }
             if !more && candidates.len() < wanted {
                 return Ok(SearchPage { hits, next: None });
+            }
+            if (hits.len() - found_before) * 2 < candidates.len() {
+                spread *= SPREAD_GROWTH;
             }
         }
         Ok(SearchPage {

@@ -16,6 +16,7 @@ conformance_suite!(
     an_index_entry_pointing_into_another_room_opens_nothing,
     an_edit_is_found_by_its_new_text_only_and_a_deletion_by_none,
     results_come_newest_first_a_page_at_a_time_each_once,
+    a_word_found_by_its_prefix_fills_a_page_past_the_words_sharing_it,
     messages_far_apart_are_found_newest_first_however_many_lie_between,
     a_rebuilt_index_answers_as_the_live_one_under_the_same_key_or_a_new_one,
     the_index_stores_no_word_readably,
@@ -284,6 +285,45 @@ async fn results_come_newest_first_a_page_at_a_time_each_once(db: &TestDb) {
         .await
         .expect("search");
     assert!(none.hits.is_empty());
+}
+
+async fn a_word_found_by_its_prefix_fills_a_page_past_the_words_sharing_it(db: &TestDb) {
+    let alice = db.user("alice").await;
+    let general = db.general().await;
+    // "team" is looked up by "tea", which the 150 newer messages about tea
+    // also hold: a page still reads past them to its 20 results.
+    let mut sent = Vec::new();
+    for n in 0..30 {
+        let text = format!("team sync {n}");
+        post(db, &general, &alice, &text).await;
+        sent.push(text);
+    }
+    for n in 0..150 {
+        let text = format!("tea break {n}, teams of teachers");
+        post(db, &general, &alice, &text).await;
+    }
+    sent.reverse();
+    let rooms = [general.id];
+    let query = SearchQuery::parse("team").expect("query");
+    let page = db
+        .store
+        .search(&rooms, &query, None, 20)
+        .await
+        .expect("search");
+    let texts: Vec<String> = page
+        .hits
+        .iter()
+        .map(|hit| hit.message.content.clone().expect("text"))
+        .collect();
+    assert_eq!(texts, sent[..20]);
+    let rest = db
+        .store
+        .search(&rooms, &query, page.next, 20)
+        .await
+        .expect("search");
+    assert_eq!(rest.hits.len(), 10);
+    assert_eq!(rest.next, None);
+    assert_eq!(found(&db.store, &rooms, "team").await, sent);
 }
 
 async fn messages_far_apart_are_found_newest_first_however_many_lie_between(db: &TestDb) {
