@@ -11,15 +11,17 @@
 //! (at least [`MIN_PREFIX_CHARS`] characters).
 //!
 //! The index holds, per message, each distinct prefix of [`PREFIX_CHARS`]
-//! characters of its words, and each distinct word shorter than the
-//! shortest prefix or longer than the longest ([`index_terms`]). A word of
-//! three to five characters is found by its prefix: a message holds one
-//! term for it instead of two, which is most of what writing the index
-//! costs. A query looks up one [`Term`] per query term
-//! ([`QueryTerm::index_term`]): the word itself, or the longest indexed
-//! prefix of what was typed. What the index finds is a candidate;
-//! [`SearchQuery::find`] on the message's text decides, so a word found by
-//! its prefix, or a longer prefix than the index holds, is still exact.
+//! characters of its words, and each distinct word but those as long as
+//! an indexed prefix ([`index_terms`]): a word of three characters is
+//! found by its prefix, which is the word. Every term is an element of
+//! the message's entry in the index, and elements are most of what writing
+//! the index costs, so it holds as few as whole words allow. A query looks
+//! up one [`Term`] per query term ([`QueryTerm::index_term`]): the word
+//! itself, or the longest indexed prefix of what was typed. What the index
+//! finds is a candidate; [`SearchQuery::find`] on the message's text
+//! decides, so a three-character word (which the index does not tell from
+//! the longer words it begins) and a prefix longer than the index holds
+//! are still exact.
 
 use std::collections::BTreeSet;
 
@@ -35,21 +37,20 @@ use crate::DomainError;
 ///
 /// A change that only leaves terms out, none of which a query still looks
 /// up, keeps the version: an index built before holds every term a query
-/// now looks up, and answers as an index built now does. Words of three to
-/// five characters stopped being held whole that way.
+/// now looks up, and answers as an index built now does. Five-character
+/// prefixes, and words of three characters held whole, were left out that
+/// way.
 pub const NORMALISER_VERSION: u32 = 1;
 
 /// The prefix lengths, in characters, the index holds for every word at
 /// least that long. A prefix query uses the longest of these that is no
-/// longer than what was typed.
-pub const PREFIX_CHARS: [usize; 2] = [3, 5];
+/// longer than what was typed. One length: a longer one would add an
+/// element per longer word to every message written, and a long prefix
+/// finds its messages among those of its first three characters.
+pub const PREFIX_CHARS: [usize; 1] = [3];
 
 /// The fewest characters before a trailing `*`.
 pub const MIN_PREFIX_CHARS: usize = PREFIX_CHARS[0];
-
-/// The longest prefix the index holds; a word at most this long (and at
-/// least [`MIN_PREFIX_CHARS`]) is found by its prefix, not held whole.
-const MAX_PREFIX_CHARS: usize = PREFIX_CHARS[PREFIX_CHARS.len() - 1];
 
 /// Words longer than this are indexed and matched by their first this many
 /// characters (long tokens are links and hashes more often than words).
@@ -171,16 +172,15 @@ pub fn for_each_index_term(text: &str, mut visit: impl FnMut(TermRef<'_>)) {
     }
 }
 
-/// Whether the index holds this normalised word itself: a word of
-/// [`MIN_PREFIX_CHARS`] to [`MAX_PREFIX_CHARS`] characters is found by its
-/// longest indexed prefix instead.
+/// Whether the index holds this normalised word itself: a word as long as
+/// one of [`PREFIX_CHARS`] is that prefix of itself, and found by it.
 fn held_whole(word: &str) -> bool {
     let chars = if word.is_ascii() {
         word.len()
     } else {
         word.chars().count()
     };
-    !(MIN_PREFIX_CHARS..=MAX_PREFIX_CHARS).contains(&chars)
+    !PREFIX_CHARS.contains(&chars)
 }
 
 /// Where the first `chars` characters of `word` end, in bytes; `None`
@@ -374,11 +374,10 @@ mod tests {
     fn a_message_is_indexed_by_its_words_and_their_prefixes() {
         let terms = index_terms("The meeting, the MEETING; at 10:30!");
         let expected: BTreeSet<Term> = [
-            // A word of three to five characters is held as its prefix.
+            // A word of three characters is held as its prefix.
             Term::Prefix("the".into()),
             Term::Word("meeting".into()),
             Term::Prefix("mee".into()),
-            Term::Prefix("meeti".into()),
             Term::Word("at".into()),
             // A colon between digits ends a word (UAX #29).
             Term::Word("10".into()),
@@ -393,33 +392,34 @@ mod tests {
     fn prefixes_of_words_beyond_ascii_are_cut_at_characters() {
         let terms = index_terms("Ωμέγα ÉTÉ été");
         let expected: BTreeSet<Term> = [
+            Term::Word("ωμεγα".into()),
             Term::Prefix("ωμε".into()),
-            Term::Prefix("ωμεγα".into()),
             Term::Prefix("ete".into()),
         ]
         .into_iter()
         .collect();
         assert_eq!(terms, expected);
-        // Six characters, more bytes: held whole.
-        assert!(index_terms("ωμέγαα").contains(&Term::Word("ωμεγαα".into())));
+        // Three characters in more bytes: held as its prefix only.
+        assert!(!index_terms("été").contains(&Term::Word("ete".into())));
         // The visit sees every term, a repeated one each time.
         let mut visited = Vec::new();
-        for_each_index_term("été été", |term| visited.push(term.to_term()));
-        assert_eq!(visited.len(), 2);
+        for_each_index_term("été été Ωμέγα", |term| {
+            visited.push(term.to_term())
+        });
+        assert_eq!(visited.len(), 4);
     }
 
     #[test]
-    fn a_word_of_three_to_five_characters_is_found_by_its_prefix() {
+    fn a_word_of_three_characters_is_found_by_its_prefix() {
         let held = index_terms("go team, ship the build tonight");
         for (typed, term, exact) in [
             ("go", Term::Word("go".into()), true),
             ("the", Term::Prefix("the".into()), false),
-            ("team", Term::Prefix("tea".into()), false),
-            ("build", Term::Prefix("build".into()), false),
+            ("team", Term::Word("team".into()), true),
             ("tonight", Term::Word("tonight".into()), true),
             ("shi*", Term::Prefix("shi".into()), true),
             ("ship*", Term::Prefix("shi".into()), false),
-            ("tonig*", Term::Prefix("tonig".into()), true),
+            ("tonig*", Term::Prefix("ton".into()), false),
         ] {
             let q = query(typed);
             assert_eq!(q.terms()[0].index_term(), term, "{typed}");
@@ -428,9 +428,9 @@ mod tests {
         }
         // The index finds more than the word; the text decides.
         assert!(query("the").find("there they go").is_none());
-        assert!(query("team").find("teammates and tea").is_none());
-        assert!(query("build").find("builds, builder").is_none());
-        assert!(query("team").find("our TEAM").is_some());
+        assert!(query("the").find("THE end").is_some());
+        assert!(query("tonig*").find("tons of tonic").is_none());
+        assert!(query("tonig*").find("Tonight!").is_some());
     }
 
     #[test]
@@ -456,9 +456,9 @@ mod tests {
         assert!(q.find("meet me").is_some());
         assert!(q.find("a mee").is_none());
         // Longer than any indexed prefix: the index finds candidates by
-        // the first five characters, the text decides.
+        // the first three characters, the text decides.
         let long = query("internat*");
-        assert_eq!(long.terms()[0].index_term(), Term::Prefix("inter".into()));
+        assert_eq!(long.terms()[0].index_term(), Term::Prefix("int".into()));
         assert!(long.find("international call").is_some());
         assert!(long.find("internet call").is_none());
     }

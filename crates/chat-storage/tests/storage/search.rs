@@ -290,21 +290,21 @@ async fn results_come_newest_first_a_page_at_a_time_each_once(db: &TestDb) {
 async fn a_word_found_by_its_prefix_fills_a_page_past_the_words_sharing_it(db: &TestDb) {
     let alice = db.user("alice").await;
     let general = db.general().await;
-    // "team" is looked up by "tea", which the 150 newer messages about tea
-    // also hold: a page still reads past them to its 20 results.
+    // "tea" is looked up by its prefix, which the 150 newer messages about
+    // teams also hold: a page still reads past them to its 20 results.
     let mut sent = Vec::new();
     for n in 0..30 {
-        let text = format!("team sync {n}");
+        let text = format!("tea break {n}");
         post(db, &general, &alice, &text).await;
         sent.push(text);
     }
     for n in 0..150 {
-        let text = format!("tea break {n}, teams of teachers");
+        let text = format!("team sync {n}, teams of teachers");
         post(db, &general, &alice, &text).await;
     }
     sent.reverse();
     let rooms = [general.id];
-    let query = SearchQuery::parse("team").expect("query");
+    let query = SearchQuery::parse("tea").expect("query");
     let page = db
         .store
         .search(&rooms, &query, None, 20)
@@ -323,7 +323,7 @@ async fn a_word_found_by_its_prefix_fills_a_page_past_the_words_sharing_it(db: &
         .expect("search");
     assert_eq!(rest.hits.len(), 10);
     assert_eq!(rest.next, None);
-    assert_eq!(found(&db.store, &rooms, "team").await, sent);
+    assert_eq!(found(&db.store, &rooms, "tea").await, sent);
 }
 
 async fn messages_far_apart_are_found_newest_first_however_many_lie_between(db: &TestDb) {
