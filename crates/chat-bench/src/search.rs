@@ -1,8 +1,9 @@
 //! `search`: fills many rooms with messages of Zipf-distributed words, has
 //! a reader join some of them, then times searches (`GET /api/search`) of
-//! four kinds, one after another: one word in one room, one word across the
-//! reader's rooms, three words across them, and a three-letter prefix
-//! across them. Query words are drawn from the same distribution as the
+//! five kinds, one after another: one word in one room, one word across the
+//! reader's rooms, three words across them, a three-letter prefix across
+//! them, and a five-letter one (longer than the index's prefixes, so the
+//! server reads more candidates than it returns). Query words are drawn from the same distribution as the
 //! text, so common words are searched as often as people would.
 
 use std::time::Instant;
@@ -46,11 +47,12 @@ pub(crate) struct SearchArgs {
 }
 
 /// The kinds of search timed, in order.
-const KINDS: [&str; 4] = [
+const KINDS: [&str; 5] = [
     "one_word_one_room",
     "one_word_reader_rooms",
     "three_words_reader_rooms",
     "prefix_reader_rooms",
+    "long_prefix_reader_rooms",
 ];
 
 /// Runs the scenario.
@@ -126,13 +128,15 @@ pub(crate) async fn run(args: SearchArgs) -> anyhow::Result<Report> {
                 "one_word_reader_rooms" => (word(), None),
                 "three_words_reader_rooms" => (format!("{} {} {}", word(), word(), word()), None),
                 _ => {
-                    // The first three letters of a word that has more.
+                    // The first three (or five) letters of a word that has
+                    // more.
+                    let letters = if kind == "prefix_reader_rooms" { 3 } else { 5 };
                     let mut chosen = word();
-                    while chosen.chars().count() < 4 {
+                    while chosen.chars().count() <= letters {
                         chosen = word();
                     }
                     (
-                        format!("{}*", chosen.chars().take(3).collect::<String>()),
+                        format!("{}*", chosen.chars().take(letters).collect::<String>()),
                         None,
                     )
                 }
