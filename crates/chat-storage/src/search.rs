@@ -16,7 +16,7 @@
 //! results; it only costs a decryption. A page reads a few more candidates
 //! than it lacks results, newest first, and stops once it has a page.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use chat_crypto::{KeyId, SearchKey, SearchKeys};
 use chat_domain::search::{Highlight, QueryTerm, SearchQuery, for_each_index_term};
@@ -175,6 +175,14 @@ impl Store {
 
         let mut hits = Vec::with_capacity(limit);
         let mut cursor = before.map_or(i64::MAX, MessageId::get);
+        // Candidates the index gave that no round has read yet, newest
+        // first; where the next lookup starts; and whether the index may
+        // hold older ones. A lookup reads each term's whole list, so what
+        // it gives beyond a round is kept for the next rather than looked
+        // up again.
+        let mut waiting: VecDeque<i64> = VecDeque::new();
+        let mut looked_below = cursor;
+        let mut index_more = true;
         // Each round reads a few more candidates than results are missing,
         // as some may not match; many more when the index is known to find
         // more than the query matches, or the last round matched little.
@@ -185,15 +193,23 @@ impl Store {
         };
         for _ in 0..MAX_ROUNDS {
             let wanted = ((limit - hits.len()) * spread + 4).min(MAX_ROUND_CANDIDATES);
+            if waiting.len() < wanted && index_more {
+                let asked = wanted - waiting.len();
+                let Candidates { ids, more } = with_conn!(self, |conn| {
+                    conn.newest_candidates(&lookup, looked_below, asked).await?
+                });
+                // As many as asked: there may be more, whatever the
+                // backend could tell.
+                index_more = more || ids.len() >= asked;
+                if let Some(last) = ids.last() {
+                    looked_below = *last;
+                }
+                waiting.extend(ids);
+            }
+            let round: Vec<i64> = waiting.drain(..wanted.min(waiting.len())).collect();
             let found_before = hits.len();
-            let Candidates {
-                ids: candidates,
-                more,
-            } = with_conn!(self, |conn| {
-                conn.newest_candidates(&lookup, cursor, wanted).await?
-            });
-            let opened = self.open_candidates(&lookup.rooms, &candidates).await?;
-            for id in &candidates {
+            let opened = self.open_candidates(&lookup.rooms, &round).await?;
+            for id in &round {
                 cursor = *id;
                 let Some(message) = opened.get(id) else {
                     continue;
@@ -207,16 +223,16 @@ impl Store {
                         highlights,
                     });
                     if hits.len() == limit {
-                        let next =
-                            (more || candidates.last() != Some(id)).then_some(MessageId(*id));
+                        let rest = index_more || !waiting.is_empty() || round.last() != Some(id);
+                        let next = rest.then_some(MessageId(*id));
                         return Ok(SearchPage { hits, next });
                     }
                 }
             }
-            if !more && candidates.len() < wanted {
+            if !index_more && waiting.is_empty() {
                 return Ok(SearchPage { hits, next: None });
             }
-            if (hits.len() - found_before) * 2 < candidates.len() {
+            if (hits.len() - found_before) * 2 < round.len() {
                 spread *= SPREAD_GROWTH;
             }
         }

@@ -61,6 +61,9 @@ const BLOCK_STEPS: [i64; 3] = [1, 8, 64];
 /// one.
 const COUNT_CAP: i64 = 5_000;
 
+/// The most candidates one PostgreSQL lookup gives, however many it read.
+pub(crate) const MAX_CANDIDATES: usize = 4_096;
+
 /// Rooms per candidate statement on SQLite.
 const ROOMS_PER_STATEMENT: usize = 100;
 
@@ -109,7 +112,9 @@ impl Lookup {
 /// Message ids the index proposes, newest first.
 #[derive(Debug)]
 pub(crate) struct Candidates {
-    /// At most the number asked for.
+    /// The number asked for, or fewer when there are no more; possibly
+    /// more (PostgreSQL gives every candidate of the blocks it read, up to
+    /// [`MAX_CANDIDATES`]).
     pub(crate) ids: Vec<i64>,
     /// Older candidates than the last of `ids` may exist.
     pub(crate) more: bool,
@@ -155,7 +160,7 @@ pub(crate) trait SearchIndex {
     fn prepare(&mut self, lookup: &mut Lookup) -> impl Future<Output = QueryResult<bool>> + Send;
 
     /// The newest `wanted` candidates of `lookup` with an id below
-    /// `before`.
+    /// `before`, or more (see [`Candidates::ids`]).
     fn newest_candidates(
         &mut self,
         lookup: &Lookup,
@@ -469,9 +474,11 @@ impl SearchIndex for AsyncPgConnection {
             found.extend(matched.into_iter().map(|c| c.message_id));
             below = blocks.map_or(0, |(oldest, _)| oldest * BLOCK);
         }
+        // Every candidate from `below` up was read: all are given, as the
+        // next round would otherwise look them up again.
         found.sort_unstable_by(|a, b| b.cmp(a));
-        let more = found.len() > wanted || (below > 0 && found.len() >= wanted);
-        found.truncate(wanted);
+        let more = below > 0 || found.len() > MAX_CANDIDATES;
+        found.truncate(MAX_CANDIDATES.max(wanted));
         Ok(Candidates { ids: found, more })
     }
 }
