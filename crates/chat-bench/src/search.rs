@@ -3,8 +3,9 @@
 //! five kinds, one after another: one word in one room, one word across the
 //! reader's rooms, three words across them, a three-letter prefix across
 //! them, and a five-letter one (longer than the index's prefixes, so the
-//! server reads more candidates than it returns). Query words are drawn from the same distribution as the
-//! text, so common words are searched as often as people would.
+//! server reads more candidates than it returns). Query words are drawn
+//! from the same distribution as the text, so common words are searched as
+//! often as people would.
 
 use std::time::Instant;
 

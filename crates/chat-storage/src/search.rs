@@ -14,7 +14,8 @@
 //! index holds, an entry left behind by a race with `reindex`, or a message
 //! deleted since it was indexed can never put a wrong message in the
 //! results; it only costs a decryption. A page reads a few more candidates
-//! than it lacks results, newest first, and stops once it has a page.
+//! than it lacks results, newest first (many more when a query term is not
+//! exact, [`QueryTerm::is_exact`]), and stops once it has a page.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 

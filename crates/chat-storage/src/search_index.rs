@@ -62,7 +62,7 @@ const BLOCK_STEPS: [i64; 3] = [1, 8, 64];
 const COUNT_CAP: i64 = 5_000;
 
 /// The most candidates one PostgreSQL lookup gives, however many it read.
-pub(crate) const MAX_CANDIDATES: usize = 4_096;
+const MAX_CANDIDATES: usize = 4_096;
 
 /// Rooms per candidate statement on SQLite.
 const ROOMS_PER_STATEMENT: usize = 100;
